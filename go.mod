@@ -1,0 +1,24 @@
+module github.com/cofferhsm/coffer
+
+go 1.26.0
+
+require (
+	filippo.io/age v1.3.2 // indirect
+	filippo.io/edwards25519 v1.2.0 // indirect
+	filippo.io/hpke v0.4.0 // indirect
+	filippo.io/nistec v0.0.4 // indirect
+	github.com/bwesterb/go-ristretto v1.2.4 // indirect
+	github.com/bytemare/ecc v0.9.0 // indirect
+	github.com/bytemare/hash v0.6.2 // indirect
+	github.com/bytemare/hash2curve v0.5.4 // indirect
+	github.com/bytemare/ksf v0.5.0 // indirect
+	github.com/bytemare/opaque v0.18.0 // indirect
+	github.com/bytemare/secp256k1 v0.3.0 // indirect
+	github.com/cloudflare/circl v1.6.5 // indirect
+	github.com/fxamacker/cbor/v2 v2.10.0 // indirect
+	github.com/gtank/ristretto255 v0.2.0 // indirect
+	github.com/x448/float16 v0.8.4 // indirect
+	go.bug.st/serial v1.8.0 // indirect
+	golang.org/x/crypto v0.59.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+)
