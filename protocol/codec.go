@@ -1,0 +1,94 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+// ErrMalformed is wrapped by every decoding error: the bytes are not a
+// well-formed message of the expected type.
+var ErrMalformed = errors.New("protocol: malformed message")
+
+// MaxMessageSize bounds a message. It equals the frame payload limit so that
+// every message fits one frame.
+const MaxMessageSize = MaxPayload
+
+var (
+	encMode cbor.EncMode
+	decMode cbor.DecMode
+)
+
+func init() {
+	var err error
+	encMode, err = cbor.CoreDetEncOptions().EncMode()
+	if err != nil {
+		panic(err)
+	}
+	decMode, err = cbor.DecOptions{
+		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
+		IndefLength:       cbor.IndefLengthForbidden,
+		TagsMd:            cbor.TagsForbidden,
+		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+		MaxNestedLevels:   8,
+		MaxArrayElements:  64,
+		MaxMapPairs:       32,
+		IntDec:            cbor.IntDecConvertNone,
+		UTF8:              cbor.UTF8RejectInvalid,
+	}.DecMode()
+	if err != nil {
+		panic(err)
+	}
+}
+
+// Message is implemented by every message of this package (and only by
+// them): validate checks what CBOR cannot, chiefly the exact length of
+// fixed-size byte strings and the presence of required fields.
+type Message interface {
+	validate() error
+}
+
+// Marshal encodes m in core deterministic CBOR after checking it is valid,
+// so that a vault never emits a message its peer would reject.
+func Marshal(m Message) ([]byte, error) {
+	if err := m.validate(); err != nil {
+		return nil, err
+	}
+	b, err := encMode.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("protocol: encoding: %w", err)
+	}
+	if len(b) > MaxMessageSize {
+		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrMalformed, len(b), MaxMessageSize)
+	}
+	return b, nil
+}
+
+// Unmarshal decodes b into m strictly and validates it. Every failure wraps
+// ErrMalformed.
+func Unmarshal(b []byte, m Message) error {
+	if len(b) > MaxMessageSize {
+		return fmt.Errorf("%w: %d bytes exceeds %d", ErrMalformed, len(b), MaxMessageSize)
+	}
+	if err := decMode.Unmarshal(b, m); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return m.validate()
+}
+
+// checkLen reports a byte string whose length is not exactly n.
+func checkLen(field string, b []byte, n int) error {
+	if len(b) != n {
+		return fmt.Errorf("%w: %s is %d bytes, want %d", ErrMalformed, field, len(b), n)
+	}
+	return nil
+}
+
+// checkRange reports a byte string whose length is outside [min, max].
+func checkRange(field string, b []byte, min, max int) error {
+	if len(b) < min || len(b) > max {
+		return fmt.Errorf("%w: %s is %d bytes, want %d to %d", ErrMalformed, field, len(b), min, max)
+	}
+	return nil
+}

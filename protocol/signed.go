@@ -1,0 +1,209 @@
+package protocol
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+)
+
+// Context strings prefixed to what is signed, so that a signature made for
+// one purpose can never be replayed as another.
+const (
+	contextReceipt  = "coffer/v1 receipt\x00"
+	contextIdentity = "coffer/v1 identity\x00"
+	contextStatus   = "coffer/v1 status\x00"
+	contextRecord   = "coffer/v1 record\x00"
+)
+
+// ErrBadSignature is returned when a signed structure does not verify.
+var ErrBadSignature = errors.New("protocol: signature does not verify")
+
+// ReceiptKind says what a receipt attests.
+type ReceiptKind uint
+
+const (
+	ReceiptRegistered ReceiptKind = 1 // a record was created; RecordHash names it
+	ReceiptAttempt    ReceiptKind = 2 // a login attempt was durably counted before KE2
+	ReceiptLocked     ReceiptKind = 3 // the record is locked: its key was erased, nothing was counted
+	ReceiptReleased   ReceiptKind = 4 // the password was right: counter reset, key released
+	ReceiptChanged    ReceiptKind = 5 // the password was changed; RecordHash names the new record
+	ReceiptDeleted    ReceiptKind = 6 // the record was erased at the user's request
+)
+
+// Receipt is what the vault attests to the client about its record. The
+// client verifies it with the signing key from the identity bundle it
+// pinned, never with a key that merely came through the host.
+type Receipt struct {
+	Kind               ReceiptKind `cbor:"1,keyasint"`
+	UserID             []byte      `cbor:"2,keyasint"`
+	Generation         uint64      `cbor:"3,keyasint"` // identifies one registration of this user
+	Limit              uint        `cbor:"4,keyasint"`
+	TriesLeft          uint        `cbor:"5,keyasint"`
+	FailedSinceSuccess uint        `cbor:"6,keyasint"` // failed attempts before this one since the last success
+	StoreSequence      uint64      `cbor:"7,keyasint"` // the durable commit this receipt follows
+	RecordHash         []byte      `cbor:"8,keyasint,omitempty"`
+	RequestHash        []byte      `cbor:"9,keyasint,omitempty"` // SHA-256 of the client's KE1, binding the receipt to this login
+}
+
+func (r *Receipt) validate() error {
+	if r.Kind < ReceiptRegistered || r.Kind > ReceiptDeleted {
+		return fmt.Errorf("%w: receipt kind %d", ErrMalformed, r.Kind)
+	}
+	if r.TriesLeft > r.Limit {
+		return fmt.Errorf("%w: receipt has %d tries left of %d", ErrMalformed, r.TriesLeft, r.Limit)
+	}
+	if len(r.RecordHash) != 0 {
+		if err := checkLen("record hash", r.RecordHash, HashSize); err != nil {
+			return err
+		}
+	}
+	if len(r.RequestHash) != 0 {
+		if err := checkLen("request hash", r.RequestHash, HashSize); err != nil {
+			return err
+		}
+	}
+	return firstErr(checkUserID(r.UserID), checkLimit(r.Limit))
+}
+
+// SignedReceipt is an encoded Receipt and the vault's Ed25519 signature.
+type SignedReceipt struct {
+	Body      []byte `cbor:"1,keyasint"`
+	Signature []byte `cbor:"2,keyasint"`
+}
+
+func (s *SignedReceipt) validate() error {
+	return firstErr(checkRange("receipt", s.Body, 1, 512), checkLen("signature", s.Signature, SignatureSize))
+}
+
+// SignReceipt encodes and signs r.
+func SignReceipt(key ed25519.PrivateKey, r *Receipt) (SignedReceipt, error) {
+	body, err := Marshal(r)
+	if err != nil {
+		return SignedReceipt{}, err
+	}
+	return SignedReceipt{Body: body, Signature: ed25519.Sign(key, withContext(contextReceipt, body))}, nil
+}
+
+// Verify checks the signature against the vault's signing key and decodes
+// the receipt.
+func (s *SignedReceipt) Verify(vaultKey ed25519.PublicKey) (*Receipt, error) {
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	if len(vaultKey) != ed25519.PublicKeySize || !ed25519.Verify(vaultKey, withContext(contextReceipt, s.Body), s.Signature) {
+		return nil, fmt.Errorf("%w: receipt", ErrBadSignature)
+	}
+	var r Receipt
+	if err := Unmarshal(s.Body, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// RecordHash names a registration in receipts: SHA-256 over the context, the
+// OPAQUE record, the wrapped key and the limit, exactly as the client sent
+// them.
+func RecordHash(record, wrappedKey []byte, limit uint) []byte {
+	h := sha256.New()
+	h.Write([]byte(contextRecord))
+	h.Write(record)
+	h.Write([]byte{byte(len(wrappedKey))})
+	h.Write(wrappedKey)
+	h.Write([]byte{byte(limit >> 8), byte(limit)})
+	return h.Sum(nil)
+}
+
+// RequestHash binds a login receipt to the KE1 that started the login.
+func RequestHash(ke1 []byte) []byte {
+	sum := sha256.Sum256(ke1)
+	return sum[:]
+}
+
+// Identity is a vault's identity bundle: its public keys and what a client
+// needs to decide whether to trust it.
+type Identity struct {
+	Version      uint   `cbor:"1,keyasint"`
+	SigningKey   []byte `cbor:"2,keyasint"` // Ed25519: receipts and status
+	AKEKey       []byte `cbor:"3,keyasint"` // ristretto255: the OPAQUE server public key
+	HPKEKey      []byte `cbor:"4,keyasint"` // X25519: the registration channel
+	FirmwareHash []byte `cbor:"5,keyasint"` // SHA-256 of the running firmware (or software vault binary)
+	MaxLimit     uint   `cbor:"6,keyasint"` // the highest attempt limit this vault accepts
+	Insecure     bool   `cbor:"7,keyasint"` // software vault or emulator: keys are not hardware-protected
+	Name         string `cbor:"8,keyasint"`
+}
+
+func (id *Identity) validate() error {
+	if id.Version != Version {
+		return fmt.Errorf("%w: identity version %d", ErrMalformed, id.Version)
+	}
+	if len(id.Name) > 64 {
+		return fmt.Errorf("%w: identity name of %d bytes", ErrMalformed, len(id.Name))
+	}
+	return firstErr(checkLen("signing key", id.SigningKey, PublicKeySize), checkLen("ake key", id.AKEKey, PublicKeySize),
+		checkLen("hpke key", id.HPKEKey, PublicKeySize), checkLen("firmware hash", id.FirmwareHash, HashSize),
+		checkLimit(id.MaxLimit))
+}
+
+// SignedIdentity is an encoded Identity signed by the offline provisioning
+// key that clients pin.
+type SignedIdentity struct {
+	Body      []byte `cbor:"1,keyasint"`
+	Signature []byte `cbor:"2,keyasint"`
+}
+
+func (s *SignedIdentity) validate() error {
+	return firstErr(checkRange("identity", s.Body, 1, 512), checkLen("signature", s.Signature, SignatureSize))
+}
+
+// SignIdentity is what the provisioning tool does, offline.
+func SignIdentity(provisioningKey ed25519.PrivateKey, id *Identity) (SignedIdentity, error) {
+	body, err := Marshal(id)
+	if err != nil {
+		return SignedIdentity{}, err
+	}
+	return SignedIdentity{Body: body, Signature: ed25519.Sign(provisioningKey, withContext(contextIdentity, body))}, nil
+}
+
+// Verify checks the bundle against the pinned provisioning key and decodes it.
+func (s *SignedIdentity) Verify(provisioningKey ed25519.PublicKey) (*Identity, error) {
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	if len(provisioningKey) != ed25519.PublicKeySize || !ed25519.Verify(provisioningKey, withContext(contextIdentity, s.Body), s.Signature) {
+		return nil, fmt.Errorf("%w: identity bundle", ErrBadSignature)
+	}
+	var id Identity
+	if err := Unmarshal(s.Body, &id); err != nil {
+		return nil, err
+	}
+	return &id, nil
+}
+
+// SignStatus encodes and signs a vault status.
+func SignStatus(key ed25519.PrivateKey, st *Status) (StatusReply, error) {
+	body, err := Marshal(st)
+	if err != nil {
+		return StatusReply{}, err
+	}
+	return StatusReply{Body: body, Signature: ed25519.Sign(key, withContext(contextStatus, body))}, nil
+}
+
+// Verify checks a status against the vault's signing key and decodes it.
+func (s *StatusReply) Verify(vaultKey ed25519.PublicKey) (*Status, error) {
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	if len(vaultKey) != ed25519.PublicKeySize || !ed25519.Verify(vaultKey, withContext(contextStatus, s.Body), s.Signature) {
+		return nil, fmt.Errorf("%w: status", ErrBadSignature)
+	}
+	var st Status
+	if err := Unmarshal(s.Body, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+func withContext(context string, body []byte) []byte {
+	return append([]byte(context), body...)
+}
