@@ -1,6 +1,9 @@
 package vault
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // Store is the durable record store the vault keeps one record per user in.
 // The vault defines what a record is; the store only seals, authenticates and
@@ -17,7 +20,8 @@ type Store interface {
 	// store can tell), never stale or forged bytes.
 	Get(id []byte) (rec []byte, found bool, err error)
 
-	// Put stages rec as the record for id.
+	// Put stages rec as the record for id. The store keeps its own copy:
+	// the caller wipes rec afterwards.
 	Put(id, rec []byte) error
 
 	// Delete stages the removal of id.
@@ -37,3 +41,7 @@ type Store interface {
 // MaxRecordSize bounds a record's plaintext so that, sealed, it fits a 512-byte
 // slot.
 const MaxRecordSize = 440
+
+// ErrTampered marks a store error that means the stored data failed its
+// integrity check: the vault refuses service rather than trust it.
+var ErrTampered = errors.New("vault: store integrity check failed")

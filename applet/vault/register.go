@@ -1,0 +1,170 @@
+package vault
+
+import (
+	"context"
+
+	"github.com/cofferhsm/coffer/applet/opaque"
+	"github.com/cofferhsm/coffer/protocol"
+)
+
+// pendingRegistration is a registration between start and finish: the fresh
+// OPRF key drawn for it and the channel keys. RAM only.
+type pendingRegistration struct {
+	userID  []byte
+	oprfKey opaque.OPRFKey
+	keys    protocol.RegistrationKeys
+}
+
+func (r *pendingRegistration) wipe() {
+	clear(r.oprfKey[:])
+	r.keys.Wipe()
+}
+
+// registerStart opens the HPKE channel and answers OPAQUE's registration
+// request with a fresh random OPRF key. It never evaluates an existing
+// user's key: the key it uses exists only for this registration.
+func (v *Vault) registerStart(m *protocol.RegisterStart) (protocol.Message, error) {
+	inner, keys, err := protocol.OpenRegistration(v.id.hpke, m)
+	if err != nil {
+		if protocol.CodeOf(err) == protocol.CodeMalformed && err != protocol.ErrOpen {
+			return nil, err
+		}
+		return nil, protocol.Errorf(protocol.CodeAuthentication, "registration channel does not open")
+	}
+	reg := &pendingRegistration{userID: inner.UserID, keys: keys}
+	if exists, err := v.liveRecordExists(inner.UserID); err != nil {
+		reg.wipe()
+		return nil, err
+	} else if exists {
+		reg.wipe()
+		return nil, protocol.Errorf(protocol.CodeExists, "this user has a record: log in to change its password, or delete it")
+	}
+	if reg.oprfKey, err = opaque.NewOPRFKey(v.opts.Rand); err != nil {
+		reg.wipe()
+		return nil, protocol.Errorf(protocol.CodeInternal, "randomness failed")
+	}
+	response, err := opaque.CreateRegistrationResponse(inner.Blinded, v.id.ake.Public, reg.oprfKey)
+	if err != nil {
+		reg.wipe()
+		return nil, protocol.Errorf(protocol.CodeMalformed, "registration request is not a valid element")
+	}
+	h, err := v.registrations.add(v.opts.Rand, v.opts.Now(), reg)
+	if err != nil {
+		reg.wipe()
+		return nil, err
+	}
+	sealed, err := protocol.SealMessage(&keys.Reply, 0, h[:], &protocol.RegisterStartReplyInner{
+		Evaluated:       response[:opaque.ElementSize],
+		ServerPublicKey: response[opaque.ElementSize:],
+	})
+	if err != nil {
+		v.registrations.remove(h[:])
+		return nil, err
+	}
+	return &protocol.RegisterStartReply{Handle: h[:], Sealed: sealed}, nil
+}
+
+// registerFinish stores the new record and answers with a signed receipt,
+// sealed, once the record is durable.
+func (v *Vault) registerFinish(ctx context.Context, m *protocol.RegisterFinish) (protocol.Message, error) {
+	reg, ok := v.registrations.take(m.Handle, v.opts.Now())
+	if !ok {
+		return nil, protocol.Errorf(protocol.CodeUnknownHandle, "no such registration")
+	}
+	defer reg.wipe()
+	var inner protocol.RegisterFinishInner
+	if err := protocol.OpenMessage(&reg.keys.Finish, 0, m.Handle, m.Sealed, &inner); err != nil {
+		if err == protocol.ErrOpen {
+			return nil, protocol.Errorf(protocol.CodeAuthentication, "registration finish does not open")
+		}
+		return nil, err
+	}
+	defer clear(inner.WrappedKey)
+	if _, err := opaque.ParseRecord(inner.Record); err != nil {
+		return nil, protocol.Errorf(protocol.CodeMalformed, "registration record is not valid")
+	}
+	if inner.Limit > v.opts.MaxLimit {
+		return nil, protocol.Errorf(protocol.CodeLimit, "this vault allows at most %d attempts", v.opts.MaxLimit)
+	}
+	gen, err := newGeneration(v.opts.Rand)
+	if err != nil {
+		return nil, protocol.Errorf(protocol.CodeInternal, "randomness failed")
+	}
+	rec := &record{
+		State:      stateLive,
+		Generation: gen,
+		Limit:      inner.Limit,
+		OPRFKey:    append([]byte(nil), reg.oprfKey[:]...),
+		OPAQUE:     inner.Record,
+		WrappedKey: append([]byte(nil), inner.WrappedKey...),
+	}
+	defer rec.wipe()
+
+	if err := v.putIfNotLive(reg.userID, rec); err != nil {
+		return nil, err
+	}
+	seq, err := v.store.Commit(ctx)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	receipt, err := protocol.SignReceipt(v.id.signing, &protocol.Receipt{
+		Kind:          protocol.ReceiptRegistered,
+		UserID:        reg.userID,
+		Generation:    gen,
+		Limit:         rec.Limit,
+		TriesLeft:     rec.Limit,
+		StoreSequence: seq,
+		RecordHash:    protocol.RecordHash(inner.Record, inner.WrappedKey, inner.Limit),
+	})
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := protocol.SealMessage(&reg.keys.Reply, 1, m.Handle, &receipt)
+	if err != nil {
+		return nil, err
+	}
+	return &protocol.SealedReply{Sealed: sealed}, nil
+}
+
+func (v *Vault) liveRecordExists(userID []byte) (bool, error) {
+	b, found, err := v.store.Get(userKey(userID))
+	if err != nil {
+		return false, storeError(err)
+	}
+	if !found {
+		return false, nil
+	}
+	cur, err := parseRecord(b)
+	if err != nil {
+		return false, storeError(err)
+	}
+	return cur.State == stateLive, nil
+}
+
+// putIfNotLive stages rec unless the user already has a live record. A
+// tombstone may be replaced: its key is gone, so a new registration is the
+// only way forward for that user.
+func (v *Vault) putIfNotLive(userID []byte, rec *record) error {
+	mu := v.lockUser(userID)
+	defer mu.Unlock()
+	exists, err := v.liveRecordExists(userID)
+	if err != nil {
+		return err
+	}
+	if exists {
+		return protocol.Errorf(protocol.CodeExists, "this user has a record")
+	}
+	return v.putRecord(userID, rec)
+}
+
+func (v *Vault) putRecord(userID []byte, rec *record) error {
+	b, err := rec.marshal()
+	if err != nil {
+		return protocol.Errorf(protocol.CodeInternal, "record too large")
+	}
+	defer clear(b)
+	if err := v.store.Put(userKey(userID), b); err != nil {
+		return storeError(err)
+	}
+	return nil
+}

@@ -1,0 +1,243 @@
+package vault
+
+import (
+	"context"
+	"sync"
+
+	"github.com/cofferhsm/coffer/applet/opaque"
+	"github.com/cofferhsm/coffer/protocol"
+)
+
+// session is what a successful login opens: keys derived from the OPAQUE
+// session key and the next sequence number expected. Commands in a session
+// run one at a time.
+type session struct {
+	mu         sync.Mutex
+	userID     []byte
+	generation uint64
+	keys       protocol.SessionKeys
+	next       uint64          // the sequence the next command must carry
+	change     *opaque.OPRFKey // drawn by change-start, used by change-finish
+	closed     bool
+}
+
+func (s *session) wipe() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.wipeLocked()
+}
+
+func (s *session) wipeLocked() {
+	s.keys.Wipe()
+	if s.change != nil {
+		clear(s.change[:])
+		s.change = nil
+	}
+	s.closed = true
+}
+
+// sessionCommand opens one sealed command. A command that does not carry the
+// next sequence number, or does not authenticate, is refused without
+// changing the session, so a replay or a forgery costs the host nothing but
+// also gains it nothing.
+func (v *Vault) sessionCommand(ctx context.Context, m *protocol.Session) (protocol.Message, error) {
+	s, ok := v.sessions.touch(m.Handle, v.opts.Now())
+	if !ok {
+		return nil, protocol.Errorf(protocol.CodeUnknownHandle, "no such session")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, protocol.Errorf(protocol.CodeUnknownHandle, "no such session")
+	}
+	if m.Seq != s.next {
+		return nil, protocol.Errorf(protocol.CodeSequence, "expected sequence %d", s.next)
+	}
+	var cmd protocol.SessionCommand
+	if err := protocol.OpenMessage(&s.keys.ToVault, m.Seq, m.Handle, m.Sealed, &cmd); err != nil {
+		if err == protocol.ErrOpen {
+			return nil, protocol.Errorf(protocol.CodeAuthentication, "session command does not open")
+		}
+		return nil, err
+	}
+	defer clear(cmd.WrappedKey)
+	s.next++
+
+	reply, endSession, err := v.runCommand(ctx, s, &cmd)
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := protocol.SealMessage(&s.keys.ToClient, m.Seq, m.Handle, reply)
+	if reply.WrappedKey != nil {
+		clear(reply.WrappedKey)
+	}
+	if endSession {
+		s.wipeLocked()
+		v.sessions.drop(m.Handle)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &protocol.SessionReply{Seq: m.Seq, Sealed: sealed}, nil
+}
+
+func (v *Vault) runCommand(ctx context.Context, s *session, cmd *protocol.SessionCommand) (reply *protocol.SessionReplyInner, endSession bool, err error) {
+	switch cmd.Command {
+	case protocol.CommandRelease:
+		reply, err = v.release(ctx, s)
+		return reply, false, err
+	case protocol.CommandChangeStart:
+		reply, err = v.changeStart(s, cmd)
+		return reply, false, err
+	case protocol.CommandChangeFinish:
+		reply, err = v.changeFinish(ctx, s, cmd)
+		return reply, err == nil, err
+	case protocol.CommandDelete:
+		reply, err = v.deleteRecord(ctx, s)
+		return reply, err == nil, err
+	case protocol.CommandClose:
+		return &protocol.SessionReplyInner{}, true, nil
+	}
+	return nil, false, protocol.Errorf(protocol.CodeMalformed, "unknown command")
+}
+
+// currentRecord reads the session user's record and checks it is still the
+// registration the session was opened on. Call with the user's lock held.
+func (v *Vault) currentRecord(s *session) (*record, error) {
+	b, found, err := v.store.Get(userKey(s.userID))
+	if err != nil {
+		return nil, storeError(err)
+	}
+	if !found {
+		return nil, protocol.Errorf(protocol.CodeUnknownHandle, "the record is gone")
+	}
+	rec, err := parseRecord(b)
+	clear(b)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	if rec.Generation != s.generation || rec.State != stateLive {
+		rec.wipe()
+		return nil, protocol.Errorf(protocol.CodeUnknownHandle, "the record changed since this login")
+	}
+	return rec, nil
+}
+
+func (v *Vault) release(ctx context.Context, s *session) (*protocol.SessionReplyInner, error) {
+	mu := v.lockUser(s.userID)
+	rec, err := v.currentRecord(s)
+	mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	defer rec.wipe()
+	seq, err := v.store.Commit(ctx)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	receipt, err := protocol.SignReceipt(v.id.signing, &protocol.Receipt{
+		Kind: protocol.ReceiptReleased, UserID: s.userID, Generation: rec.Generation,
+		Limit: rec.Limit, TriesLeft: rec.triesLeft(), FailedSinceSuccess: rec.Counter, StoreSequence: seq,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &protocol.SessionReplyInner{WrappedKey: append([]byte(nil), rec.WrappedKey...), Receipt: &receipt}, nil
+}
+
+// changeStart answers the registration request for a new password with a
+// fresh OPRF key, kept in the session until change-finish.
+func (v *Vault) changeStart(s *session, cmd *protocol.SessionCommand) (*protocol.SessionReplyInner, error) {
+	key, err := opaque.NewOPRFKey(v.opts.Rand)
+	if err != nil {
+		return nil, protocol.Errorf(protocol.CodeInternal, "randomness failed")
+	}
+	response, err := opaque.CreateRegistrationResponse(cmd.Blinded, v.id.ake.Public, key)
+	if err != nil {
+		clear(key[:])
+		return nil, protocol.Errorf(protocol.CodeMalformed, "registration request is not a valid element")
+	}
+	if s.change != nil {
+		clear(s.change[:])
+	}
+	s.change = &key
+	return &protocol.SessionReplyInner{
+		Evaluated:       response[:opaque.ElementSize],
+		ServerPublicKey: response[opaque.ElementSize:],
+	}, nil
+}
+
+// changeFinish replaces the record with one for the new password and shreds
+// the old one. The counter starts again at zero.
+func (v *Vault) changeFinish(ctx context.Context, s *session, cmd *protocol.SessionCommand) (*protocol.SessionReplyInner, error) {
+	if s.change == nil {
+		return nil, protocol.Errorf(protocol.CodeSequence, "change-finish without change-start")
+	}
+	if _, err := opaque.ParseRecord(cmd.Record); err != nil {
+		return nil, protocol.Errorf(protocol.CodeMalformed, "registration record is not valid")
+	}
+	if cmd.Limit > v.opts.MaxLimit {
+		return nil, protocol.Errorf(protocol.CodeLimit, "this vault allows at most %d attempts", v.opts.MaxLimit)
+	}
+	gen, err := newGeneration(v.opts.Rand)
+	if err != nil {
+		return nil, protocol.Errorf(protocol.CodeInternal, "randomness failed")
+	}
+	rec := &record{State: stateLive, Generation: gen, Limit: cmd.Limit,
+		OPRFKey: append([]byte(nil), s.change[:]...), OPAQUE: cmd.Record, WrappedKey: append([]byte(nil), cmd.WrappedKey...)}
+	defer rec.wipe()
+
+	mu := v.lockUser(s.userID)
+	old, err := v.currentRecord(s)
+	if err == nil {
+		old.wipe()
+		err = v.putRecord(s.userID, rec)
+		v.store.Shred()
+	}
+	mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	seq, err := v.store.Commit(ctx)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	receipt, err := protocol.SignReceipt(v.id.signing, &protocol.Receipt{
+		Kind: protocol.ReceiptChanged, UserID: s.userID, Generation: gen, Limit: rec.Limit,
+		TriesLeft: rec.Limit, StoreSequence: seq, RecordHash: protocol.RecordHash(cmd.Record, cmd.WrappedKey, cmd.Limit),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &protocol.SessionReplyInner{Receipt: &receipt}, nil
+}
+
+// deleteRecord erases the user's record and shreds every older copy.
+func (v *Vault) deleteRecord(ctx context.Context, s *session) (*protocol.SessionReplyInner, error) {
+	mu := v.lockUser(s.userID)
+	rec, err := v.currentRecord(s)
+	if err == nil {
+		err = v.store.Delete(userKey(s.userID))
+		if err != nil {
+			err = storeError(err)
+		}
+		v.store.Shred()
+	}
+	mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	limit := rec.Limit
+	rec.wipe()
+	seq, err := v.store.Commit(ctx)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	receipt, err := protocol.SignReceipt(v.id.signing, &protocol.Receipt{
+		Kind: protocol.ReceiptDeleted, UserID: s.userID, Generation: s.generation, Limit: limit, StoreSequence: seq,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &protocol.SessionReplyInner{Receipt: &receipt}, nil
+}
