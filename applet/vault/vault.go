@@ -22,9 +22,9 @@ type Options struct {
 	// device is noticed rather than silently given new keys.
 	Create bool
 
-	Rand io.Reader         // crypto/rand.Reader
-	Now  func() time.Time  // time.Now; only durations matter
-	Log  *slog.Logger      // slog.Default(); never given secrets
+	Rand io.Reader        // crypto/rand.Reader
+	Now  func() time.Time // time.Now; only durations matter
+	Log  *slog.Logger     // slog.Default(); never given secrets
 
 	MaxLimit     uint   // highest attempt limit a client may choose: protocol.DefaultLimit
 	Insecure     bool   // software vault or emulator: set in the identity bundle
