@@ -1,0 +1,212 @@
+package protocol
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"testing"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+func TestStrictDecoding(t *testing.T) {
+	ke1 := bytes.Repeat([]byte{1}, KE1Size)
+	good, _ := cbor.Marshal(map[int]any{1: []byte("u"), 2: ke1})
+	var m LoginStart
+	if err := Unmarshal(good, &m); err != nil {
+		t.Fatal(err)
+	}
+	bad := map[string][]byte{
+		"unknown field":   mustCBOR(t, map[int]any{1: []byte("u"), 2: ke1, 3: 0}),
+		"duplicate key":   append([]byte{0xa3}, append(append(mustCBOR(t, 1)[:0], 0x01, 0x41, 'u', 0x01, 0x41, 'v'), append([]byte{0x02, 0x58, KE1Size}, ke1...)...)...),
+		"indefinite":      append(append([]byte{0xbf, 0x01, 0x41, 'u', 0x02, 0x58, KE1Size}, ke1...), 0xff),
+		"tag":             append([]byte{0xd8, 0x18}, good...),
+		"trailing":        append(append([]byte(nil), good...), 0x00),
+		"short ke1":       mustCBOR(t, map[int]any{1: []byte("u"), 2: ke1[:KE1Size-1]}),
+		"long ke1":        mustCBOR(t, map[int]any{1: []byte("u"), 2: append(ke1, 0)}),
+		"missing ke1":     mustCBOR(t, map[int]any{1: []byte("u")}),
+		"empty user":      mustCBOR(t, map[int]any{1: []byte{}, 2: ke1}),
+		"text for bytes":  mustCBOR(t, map[int]any{1: "u", 2: ke1}),
+		"negative key":    mustCBOR(t, map[int]any{-1: []byte("u"), 2: ke1}),
+		"array not map":   mustCBOR(t, []any{[]byte("u"), ke1}),
+		"truncated":       good[:len(good)-3],
+		"empty":           nil,
+		"deep nesting":    bytes.Repeat([]byte{0x81}, 100),
+		"huge byte count": {0xa1, 0x01, 0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+	}
+	for name, b := range bad {
+		if err := Unmarshal(b, &LoginStart{}); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+func mustCBOR(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := cbor.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestEnvelopeVersionAndErrors(t *testing.T) {
+	b, err := Encode(TypeStatus, &Empty{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if typ, err := PeekType(b); err != nil || typ != TypeStatus {
+		t.Fatalf("%v %v", typ, err)
+	}
+	v2 := mustCBOR(t, map[int]any{1: 2, 2: 7, 3: cbor.RawMessage{0xa0}})
+	if err := Decode(v2, TypeStatus, &Empty{}); CodeOf(err) != CodeUnsupportedVersion {
+		t.Fatalf("version 2: %v", err)
+	}
+	e := EncodeError(Errorf(CodeBusy, "slow down"))
+	err = Decode(e, TypeStatus, &Empty{})
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Code != CodeBusy || pe.Message != "slow down" || !errors.Is(err, &Error{Code: CodeBusy}) {
+		t.Fatalf("error reply decoded as %v", err)
+	}
+	// An internal Go error is reduced to its code: no detail leaks.
+	e = EncodeError(errors.New("disk /dev/mmcblk0 sector 12 failed"))
+	if err := Decode(e, TypeStatus, &Empty{}); !errors.As(err, &pe) || pe.Code != CodeInternal || pe.Message != "" {
+		t.Fatalf("internal error reply: %v", err)
+	}
+	if err := Decode(b, TypeIdentity, &Empty{}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("reply of another type: %v", err)
+	}
+}
+
+func TestSignedStructures(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	otherPub, _, _ := ed25519.GenerateKey(rand.Reader)
+	r := &Receipt{Kind: ReceiptAttempt, UserID: []byte("u"), Generation: 1 << 63, Limit: 10, TriesLeft: 9, StoreSequence: 4, RequestHash: RequestHash([]byte("ke1"))}
+	sr, err := SignReceipt(priv, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := sr.Verify(pub); err != nil || got.TriesLeft != 9 {
+		t.Fatalf("%+v %v", got, err)
+	}
+	if _, err := sr.Verify(otherPub); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("receipt verified under another key: %v", err)
+	}
+	sr.Body[len(sr.Body)-1] ^= 1
+	if _, err := sr.Verify(pub); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("altered receipt verified: %v", err)
+	}
+	// A receipt signature is not an identity signature: contexts differ.
+	id := &Identity{Version: Version, SigningKey: pub, AKEKey: pub, HPKEKey: pub, FirmwareHash: make([]byte, 32), MaxLimit: 10}
+	si, _ := SignIdentity(priv, id)
+	cross := SignedReceipt{Body: si.Body, Signature: si.Signature}
+	if _, err := cross.Verify(pub); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("identity signature accepted as a receipt: %v", err)
+	}
+	if _, err := SignReceipt(priv, &Receipt{Kind: ReceiptAttempt, UserID: []byte("u"), Limit: 3, TriesLeft: 4}); err == nil {
+		t.Fatal("signed a receipt with more tries left than its limit")
+	}
+}
+
+func TestRegistrationChannel(t *testing.T) {
+	seed := make([]byte, 32)
+	rand.Read(seed)
+	key, err := HPKEKeyFromBytes(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner := &RegisterStartInner{UserID: []byte("u"), Blinded: bytes.Repeat([]byte{2}, ElementSize)}
+	enc, sealed, ck, err := SealRegistration(key.PublicKey().Bytes(), inner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, vk, err := OpenRegistration(key, &RegisterStart{UserID: []byte("u"), Enc: enc, Sealed: sealed})
+	if err != nil || !bytes.Equal(got.Blinded, inner.Blinded) || ck != vk {
+		t.Fatalf("open: %v, keys equal %v", err, ck == vk)
+	}
+	if ck.Reply == ck.Finish {
+		t.Fatal("reply and finish keys are equal")
+	}
+	sealed[0] ^= 1
+	if _, _, err := OpenRegistration(key, &RegisterStart{UserID: []byte("u"), Enc: enc, Sealed: sealed}); err != ErrOpen {
+		t.Fatalf("altered seal: %v", err)
+	}
+}
+
+func TestSessionSealing(t *testing.T) {
+	keys, err := DeriveSessionKeys(bytes.Repeat([]byte{9}, 64), bytes.Repeat([]byte{1}, HandleSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys.ToVault == keys.ToClient {
+		t.Fatal("both directions share a key")
+	}
+	other, _ := DeriveSessionKeys(bytes.Repeat([]byte{9}, 64), bytes.Repeat([]byte{2}, HandleSize))
+	if other.ToVault == keys.ToVault {
+		t.Fatal("session keys do not depend on the handle")
+	}
+	ct := Seal(&keys.ToVault, 3, []byte("h"), []byte("hello"))
+	if pt, err := Open(&keys.ToVault, 3, []byte("h"), ct); err != nil || string(pt) != "hello" {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		key *ChannelKey
+		seq uint64
+		aad string
+	}{{&keys.ToClient, 3, "h"}, {&keys.ToVault, 4, "h"}, {&keys.ToVault, 3, "x"}} {
+		if _, err := Open(tc.key, tc.seq, []byte(tc.aad), ct); err != ErrOpen {
+			t.Fatalf("opened with the wrong key, sequence or handle: %v", err)
+		}
+	}
+	keys.Wipe()
+	if keys.ToVault != (ChannelKey{}) {
+		t.Fatal("Wipe left key bytes")
+	}
+}
+
+func TestWrapKey(t *testing.T) {
+	export := bytes.Repeat([]byte{5}, 64)
+	k := bytes.Repeat([]byte{7}, BackupKeySize)
+	w, err := WrapKey(rand.Reader, export, []byte("u"), k)
+	if err != nil || len(w) < MinWrappedKeySize || len(w) > MaxWrappedKeySize {
+		t.Fatalf("wrapped %d bytes: %v", len(w), err)
+	}
+	if got, err := UnwrapKey(export, []byte("u"), w); err != nil || !bytes.Equal(got, k) {
+		t.Fatal(err)
+	}
+	if _, err := UnwrapKey(bytes.Repeat([]byte{6}, 64), []byte("u"), w); err != ErrUnwrap {
+		t.Fatalf("wrong export key: %v", err)
+	}
+	if _, err := UnwrapKey(export, []byte("v"), w); err != ErrUnwrap {
+		t.Fatalf("other user: %v", err)
+	}
+	if _, err := UnwrapKey(export, []byte("u"), w[:10]); err != ErrUnwrap {
+		t.Fatalf("truncated: %v", err)
+	}
+}
+
+func TestSessionCommandArguments(t *testing.T) {
+	ok := []SessionCommand{
+		{Command: CommandRelease}, {Command: CommandDelete}, {Command: CommandClose},
+		{Command: CommandChangeStart, Blinded: make([]byte, ElementSize)},
+		{Command: CommandChangeFinish, Record: make([]byte, RecordSize), WrappedKey: make([]byte, 72), Limit: 5},
+	}
+	for _, c := range ok {
+		if err := c.validate(); err != nil {
+			t.Errorf("%+v: %v", c, err)
+		}
+	}
+	bad := []SessionCommand{
+		{Command: 0}, {Command: 99}, {Command: CommandRelease, Limit: 3},
+		{Command: CommandChangeStart}, {Command: CommandChangeStart, Blinded: make([]byte, 31)},
+		{Command: CommandChangeFinish, Record: make([]byte, RecordSize), WrappedKey: make([]byte, 72), Limit: 0},
+		{Command: CommandChangeFinish, Record: make([]byte, RecordSize), WrappedKey: make([]byte, 72), Limit: MaxLimitCeiling + 1},
+		{Command: CommandChangeFinish, Record: make([]byte, RecordSize), WrappedKey: make([]byte, 10), Limit: 5},
+	}
+	for _, c := range bad {
+		if err := c.validate(); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+}
