@@ -295,16 +295,15 @@ func (r *FrameReader) decode() (f Frame, need int, err error) {
 		r.consume(len(frameMagic))
 		return Frame{}, 0, &FrameError{Kind: FrameBadHeader, Offset: off}
 	}
-	e := &FrameError{Offset: off, HasID: true, ID: id, Length: length}
-	if flags := data[3]; flags != 0 {
+	reject := func(kind FrameErrorKind) error {
 		r.consume(len(frameMagic))
-		e.Kind, e.Flags = FrameBadFlags, flags
-		return Frame{}, 0, e
+		return &FrameError{Kind: kind, Offset: off, Flags: data[3], HasID: true, ID: id, Length: length}
+	}
+	if data[3] != 0 {
+		return Frame{}, 0, reject(FrameBadFlags)
 	}
 	if length > MaxPayload { // compared as uint32: no overflow where int is 32 bits
-		r.consume(len(frameMagic))
-		e.Kind = FrameTooLarge
-		return Frame{}, 0, e
+		return Frame{}, 0, reject(FrameTooLarge)
 	}
 	total := frameHeaderLen + int(length) + frameTrailerLen
 	if len(data) < total {
@@ -312,9 +311,7 @@ func (r *FrameReader) decode() (f Frame, need int, err error) {
 	}
 	body := data[:total-frameTrailerLen]
 	if crc32.Checksum(body, frameCRCTable) != binary.BigEndian.Uint32(data[total-frameTrailerLen:]) {
-		r.consume(len(frameMagic))
-		e.Kind = FrameBadChecksum
-		return Frame{}, 0, e
+		return Frame{}, 0, reject(FrameBadChecksum)
 	}
 	f.ID = id
 	if length > 0 {
