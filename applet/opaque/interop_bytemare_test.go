@@ -494,3 +494,38 @@ func TestBytemareArgon2id(t *testing.T) {
 		t.Fatalf("bytemare Argon2id login: client %v, server %v", clientErr, serverErr)
 	}
 }
+
+// TestBytemareServerSameKE2 gives both servers the same keys, record, OPRF
+// key, KE1 and randomness: the KE2s must be identical byte for byte, with
+// a client identity and the Coffer context.
+func TestBytemareServerSameKE2(t *testing.T) {
+	fx := newLoginFixture(t)
+	conf := bytemareConfig(fx.context, identityKSF)
+	server := bytemareServer(t, conf, fx.keys, nil)
+	ke1, err := server.Deserialize.KE1(fx.ke1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := server.Deserialize.RegistrationRecord(fx.user.record.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ke2, out, err := server.GenerateKE2(ke1, &bytemare.ClientRecord{
+		RegistrationRecord:   rec,
+		CredentialIdentifier: fx.user.id,
+		ClientIdentity:       fx.ids.Client,
+	}, &bytemare.ServerOptions{
+		ClientOPRFKey: bytemareScalar(t, fx.user.key[:]),
+		MaskingNonce:  fx.randomness.MaskingNonce[:],
+		AKE: &bytemare.AKEOptions{
+			SecretKeyShareSeed: fx.randomness.ServerKeyshareSeed[:],
+			Nonce:              fx.randomness.ServerNonce[:],
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	equalHex(t, "KE2 (bytemare vs ours)", ke2.Serialize(), fx.ke2)
+	equalHex(t, "session key (bytemare vs ours)", out.SessionSecret, fx.session)
+	equalHex(t, "expected client MAC (bytemare) vs KE3", out.ClientMAC, fx.ke3)
+}

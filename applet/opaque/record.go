@@ -3,6 +3,8 @@ package opaque
 import (
 	"crypto/subtle"
 	"fmt"
+
+	"github.com/cloudflare/circl/group"
 )
 
 // Record is what registration leaves on the server (RFC 9807's
@@ -27,24 +29,25 @@ func ParseRecord(b []byte) (Record, error) {
 	copy(r.ClientPublicKey[:], b[:ElementSize])
 	copy(r.MaskingKey[:], b[ElementSize:ElementSize+HashSize])
 	copy(r.Envelope[:], b[ElementSize+HashSize:])
-	if err := r.validate(); err != nil {
+	if _, err := r.clientPublicKey(); err != nil {
 		return Record{}, err
 	}
 	return r, nil
 }
 
-// validate checks the fields of a record built in memory, as ParseRecord
-// does for bytes; GenerateKE2 runs it because a Record can be built without
-// ParseRecord.
-func (r *Record) validate() error {
-	if _, err := decodeElement(r.ClientPublicKey[:], "record client public key"); err != nil {
-		return err
+// clientPublicKey checks the record's fields and returns its decoded
+// client public key. GenerateKE2 runs it too, because a Record can be
+// built without ParseRecord.
+func (r *Record) clientPublicKey() (group.Element, error) {
+	pk, err := decodeElement(r.ClientPublicKey[:], "record client public key")
+	if err != nil {
+		return nil, err
 	}
 	var zero [HashSize]byte
 	if subtle.ConstantTimeCompare(r.MaskingKey[:], zero[:]) == 1 {
-		return fmt.Errorf("%w: record masking key is all zeros", ErrMalformed)
+		return nil, fmt.Errorf("%w: record masking key is all zeros", ErrMalformed)
 	}
-	return nil
+	return pk, nil
 }
 
 // Bytes encodes the record as client_public_key || masking_key || envelope.

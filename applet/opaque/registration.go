@@ -1,14 +1,12 @@
 package opaque
 
+import "github.com/cloudflare/circl/group"
+
 // evaluate is the OPRF's BlindEvaluate (RFC 9497 base mode): it checks the
 // client's blinded element and multiplies it by the OPRF key. This is the
 // one operation that turns a password guess into something checkable, so
 // the vault must count a guess before calling it on a real user's key.
-func evaluate(key OPRFKey, blindedMessage []byte) ([]byte, error) {
-	blinded, err := decodeElement(blindedMessage, "blinded message")
-	if err != nil {
-		return nil, err
-	}
+func evaluate(key OPRFKey, blinded group.Element) ([]byte, error) {
 	k, err := decodeScalar(key[:], "OPRF key")
 	if err != nil {
 		return nil, err
@@ -30,7 +28,11 @@ func CreateRegistrationResponse(request []byte, serverPublicKey [ElementSize]byt
 	if _, err := decodeElement(serverPublicKey[:], "server public key"); err != nil {
 		return nil, err
 	}
-	evaluated, err := evaluate(key, request)
+	blinded, err := decodeElement(request, "blinded message")
+	if err != nil {
+		return nil, err
+	}
+	evaluated, err := evaluate(key, blinded)
 	if err != nil {
 		return nil, err
 	}

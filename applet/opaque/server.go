@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/cloudflare/circl/group"
 )
 
 // ValidateKE1 is the cheap structural check the vault runs before it counts
@@ -14,16 +16,23 @@ import (
 // touches no key, so a KE1 that fails here costs the user no attempt.
 // GenerateKE2 repeats the same checks.
 func ValidateKE1(ke1 []byte) error {
+	_, _, err := parseKE1(ke1)
+	return err
+}
+
+// parseKE1 splits blinded_message || client_nonce || client_public_keyshare
+// and decodes the two elements.
+func parseKE1(ke1 []byte) (blinded, clientKeyshare group.Element, err error) {
 	if len(ke1) != KE1Size {
-		return malformed("KE1", len(ke1), KE1Size)
+		return nil, nil, malformed("KE1", len(ke1), KE1Size)
 	}
-	if _, err := decodeElement(ke1[:ElementSize], "KE1 blinded message"); err != nil {
-		return err
+	if blinded, err = decodeElement(ke1[:ElementSize], "KE1 blinded message"); err != nil {
+		return nil, nil, err
 	}
-	if _, err := decodeElement(ke1[ElementSize+NonceSize:], "KE1 client keyshare"); err != nil {
-		return err
+	if clientKeyshare, err = decodeElement(ke1[ElementSize+NonceSize:], "KE1 client keyshare"); err != nil {
+		return nil, nil, err
 	}
-	return nil
+	return blinded, clientKeyshare, nil
 }
 
 // KE2Randomness is the server's randomness for one KE2, in the order RFC
@@ -87,13 +96,15 @@ func GenerateKE2Deterministic(keys ServerKeys, rec Record, key OPRFKey, credenti
 // keys too, so that the vector tests can check the intermediates.
 func respond(keys ServerKeys, rec Record, key OPRFKey, ke1 []byte, ids Identities, context []byte,
 	r KE2Randomness) (ke2 []byte, ak akeKeys, clientMAC []byte, err error) {
-	if err := ValidateKE1(ke1); err != nil {
+	blinded, clientKeyshare, err := parseKE1(ke1)
+	if err != nil {
 		return nil, akeKeys{}, nil, err
 	}
 	if err := checkContext(context); err != nil {
 		return nil, akeKeys{}, nil, err
 	}
-	if err := rec.validate(); err != nil {
+	clientPublic, err := rec.clientPublicKey()
+	if err != nil {
 		return nil, akeKeys{}, nil, err
 	}
 	clientIdentity, serverIdentity, err := ids.resolve(rec.ClientPublicKey[:], keys.Public[:])
@@ -105,18 +116,9 @@ func respond(keys ServerKeys, rec Record, key OPRFKey, ke1 []byte, ids Identitie
 		return nil, akeKeys{}, nil, err
 	}
 	defer wipeScalar(serverPrivate)
-	// Already checked by ValidateKE1 and rec.validate; decoding cannot fail.
-	clientKeyshare, err := decodeElement(ke1[ElementSize+NonceSize:], "KE1 client keyshare")
-	if err != nil {
-		return nil, akeKeys{}, nil, err
-	}
-	clientPublic, err := decodeElement(rec.ClientPublicKey[:], "record client public key")
-	if err != nil {
-		return nil, akeKeys{}, nil, err
-	}
 
 	// CreateCredentialResponse.
-	evaluated, err := evaluate(key, ke1[:ElementSize])
+	evaluated, err := evaluate(key, blinded)
 	if err != nil {
 		return nil, akeKeys{}, nil, err
 	}
