@@ -1,0 +1,232 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestRPMBEmulatorSemantics(t *testing.T) {
+	m := NewMemRPMB(2)
+	a := NewRPMBAnchor(m, testAuthKey, 1)
+
+	var d [AnchorSize]byte
+	d[0] = 1
+	if _, _, err := a.Read(); !isRPMBResult(err, RPMBKeyNotProgrammed) {
+		t.Fatalf("read before key programming: %v", err)
+	}
+	if err := a.ProgramKey(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ProgramKey(); !isRPMBResult(err, RPMBGeneralFailure) {
+		t.Fatalf("second key programming: %v", err)
+	}
+	got, c, err := a.Read()
+	if err != nil || c != 0 || got != [AnchorSize]byte{} {
+		t.Fatalf("fresh read: %v %d %v", got[:4], c, err)
+	}
+	for i := uint32(1); i <= 3; i++ {
+		d[1] = byte(i)
+		c, err := a.Write(d)
+		if err != nil || c != i {
+			t.Fatalf("write %d: counter %d, %v", i, c, err)
+		}
+	}
+	got, c, err = a.Read()
+	if err != nil || c != 3 || got != d || a.WriteCounter() != 3 {
+		t.Fatalf("read back: %v %d %v", got[:4], c, err)
+	}
+
+	// A writer without the key is refused and the counter does not move.
+	wrong := NewRPMBAnchor(m, [32]byte{9}, 1)
+	if _, err := wrong.Write(d); err == nil {
+		t.Fatal("write with the wrong key accepted")
+	}
+	if m.Counter() != 3 {
+		t.Fatalf("counter moved to %d on a refused write", m.Counter())
+	}
+	// A reader with the wrong key sees tampering (MAC mismatch).
+	if _, _, err := wrong.Read(); !isTampered(err) {
+		t.Fatalf("read with the wrong key: %v", err)
+	}
+
+	// A replayed write frame is refused: the counter has moved on.
+	var f [RPMBFrameSize]byte
+	copy(f[rpmbData:], d[:])
+	binary.BigEndian.PutUint32(f[rpmbCounter:], 2)
+	binary.BigEndian.PutUint16(f[rpmbAddr:], 1)
+	binary.BigEndian.PutUint16(f[rpmbCount:], 1)
+	binary.BigEndian.PutUint16(f[rpmbType:], rpmbReqWrite)
+	mac := rpmbMACOf(&testAuthKey, f[:])
+	copy(f[rpmbMAC:], mac[:])
+	m.WriteRPMB(f[:], true)
+	var resp [RPMBFrameSize]byte
+	var rr [RPMBFrameSize]byte
+	binary.BigEndian.PutUint16(rr[rpmbType:], rpmbReqResult)
+	m.WriteRPMB(rr[:], false)
+	m.ReadRPMB(resp[:])
+	if r := binary.BigEndian.Uint16(resp[rpmbResult:]); r != RPMBCounterFailure {
+		t.Fatalf("replayed write: result %#x", r)
+	}
+	// Out-of-range address.
+	far := NewRPMBAnchor(m, testAuthKey, 7)
+	if _, err := far.Write(d); !isRPMBResult(err, RPMBAddressFailure) {
+		t.Fatalf("write out of range: %v", err)
+	}
+}
+
+func isRPMBResult(err error, r uint16) bool {
+	var e *RPMBError
+	return errors.As(err, &e) && e.Result&^RPMBCounterExpired == r
+}
+
+// replayTransport records responses and can serve an old one instead of
+// the device's, as an attacker on the bus (or the host, off hardware) would.
+type replayTransport struct {
+	RPMBTransport
+	saved  [][]byte
+	replay []byte
+}
+
+func (r *replayTransport) ReadRPMB(f []byte) error {
+	if err := r.RPMBTransport.ReadRPMB(f); err != nil {
+		return err
+	}
+	r.saved = append(r.saved, append([]byte(nil), f...))
+	if r.replay != nil {
+		copy(f, r.replay)
+	}
+	return nil
+}
+
+func TestRPMBResponsesAuthenticated(t *testing.T) {
+	_, m := NewMemAnchor(testAuthKey)
+	tr := &replayTransport{RPMBTransport: m}
+	a := NewRPMBAnchor(tr, testAuthKey, 0)
+	var d [AnchorSize]byte
+	d[0] = 'x'
+	a.Write(d)
+	if _, _, err := a.Read(); err != nil {
+		t.Fatal(err)
+	}
+	// Replaying a read response (valid MAC, old nonce) is detected.
+	tr.replay = tr.saved[len(tr.saved)-1]
+	if _, _, err := a.Read(); !isTampered(err) {
+		t.Fatalf("replayed read response: %v", err)
+	}
+	// So is a response with a flipped data bit.
+	tr.replay = nil
+	a.Read()
+	bad := append([]byte(nil), tr.saved[len(tr.saved)-1]...)
+	bad[rpmbData] ^= 1
+	tr.replay = bad
+	if _, _, err := a.Read(); !isTampered(err) {
+		t.Fatalf("forged read response: %v", err)
+	}
+	// And a counter that goes backwards between two authenticated reads.
+	tr.replay = nil
+	a2 := NewRPMBAnchor(m, testAuthKey, 0)
+	a2.Write(d)
+	old := m.Clone()
+	a2.Write(d)
+	a2.t = old
+	if _, _, err := a2.Read(); !isTampered(err) {
+		t.Fatalf("counter went back: %v", err)
+	}
+}
+
+func TestFileRPMBPersistsAndSurvivesTornSlot(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "rpmb")
+	a, err := OpenFileAnchor(path, testAuthKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d [AnchorSize]byte
+	for i := 1; i <= 3; i++ {
+		d[0] = byte(i)
+		if _, err := a.Write(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Close()
+
+	// A cut while rewriting the first copy leaves the second, and the
+	// state is the one before the interrupted write.
+	raw, _ := os.ReadFile(path)
+	torn := append([]byte(nil), raw...)
+	for i := 100; i < 300; i++ {
+		torn[i] ^= 0xff
+	}
+	os.WriteFile(path, torn, 0o600)
+	a, err = OpenFileAnchor(path, testAuthKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, c, err := a.Read()
+	if err != nil || c != 3 || got[0] != 3 {
+		t.Fatalf("after torn first copy: %d %d %v", got[0], c, err)
+	}
+	// The open repaired the damaged copy: both are intact again.
+	a.Close()
+	raw2, _ := os.ReadFile(path)
+	stride := fileRPMBStride(1)
+	n := fileRPMBSlotLen(1)
+	for i := int64(0); i < 2; i++ {
+		if _, err := decodeRPMBState(raw2[i*stride:i*stride+int64(n)], 1); err != nil {
+			t.Fatalf("copy %d not repaired: %v", i, err)
+		}
+	}
+	// Both copies damaged: refuse rather than start over.
+	os.WriteFile(path, make([]byte, len(raw2)), 0o600)
+	if _, err := OpenFileAnchor(path, testAuthKey); err == nil {
+		t.Fatal("opened an RPMB file with no valid state")
+	}
+	// A file anchor opened with another key refuses to read it (MAC).
+	os.WriteFile(path, raw2, 0o600)
+	b, err := OpenFileAnchor(path, [32]byte{7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, _, err := b.Read(); !isTampered(err) {
+		t.Fatalf("read with another key: %v", err)
+	}
+}
+
+// TestFileAnchorKeepsNoOldState: after a write returns, the file holds no
+// copy of the previous block (it held the previous root key).
+func TestFileAnchorKeepsNoOldState(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rpmb")
+	a, err := OpenFileAnchor(path, testAuthKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	var d1, d2 [AnchorSize]byte
+	for i := range d1 {
+		d1[i], d2[i] = 0x11, 0x22
+	}
+	a.Write(d1)
+	a.Write(d2)
+	raw, _ := os.ReadFile(path)
+	if containsRun(raw, 0x11, 64) {
+		t.Fatal("the RPMB file still holds the previous block")
+	}
+}
+
+func containsRun(b []byte, c byte, n int) bool {
+	run := 0
+	for _, x := range b {
+		if x == c {
+			if run++; run >= n {
+				return true
+			}
+		} else {
+			run = 0
+		}
+	}
+	return false
+}

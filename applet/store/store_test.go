@@ -1,0 +1,390 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestPutGetDeleteSemantics(t *testing.T) {
+	s, _, _, _ := newMemStore(t, 4096, testOpts(0))
+	a, b := []byte("alice"), []byte("bob")
+
+	if _, ok, err := s.Get(a); ok || err != nil {
+		t.Fatalf("Get on empty store: %v %v", ok, err)
+	}
+	if err := s.Put(a, []byte("v1")); err != nil {
+		t.Fatal(err)
+	}
+	// Staged changes are visible at once.
+	if rec, ok, _ := s.Get(a); !ok || string(rec) != "v1" {
+		t.Fatalf("staged Get = %q %v", rec, ok)
+	}
+	seq1 := commit(t, s)
+	if rec, ok, _ := s.Get(a); !ok || string(rec) != "v1" {
+		t.Fatalf("committed Get = %q %v", rec, ok)
+	}
+	// An empty record is a record, not a deletion.
+	s.Put(b, nil)
+	seq2 := commit(t, s)
+	if seq2 <= seq1 {
+		t.Fatalf("sequence went from %d to %d", seq1, seq2)
+	}
+	if rec, ok, err := s.Get(b); !ok || len(rec) != 0 || err != nil {
+		t.Fatalf("empty record: %q %v %v", rec, ok, err)
+	}
+	// Get returns a copy.
+	rec, _, _ := s.Get(a)
+	rec[0] = 'X'
+	if rec2, _, _ := s.Get(a); string(rec2) != "v1" {
+		t.Fatal("Get returned shared memory")
+	}
+	// Put copies its argument.
+	buf := []byte("v2")
+	s.Put(a, buf)
+	buf[0] = 'X'
+	if rec, _, _ := s.Get(a); string(rec) != "v2" {
+		t.Fatalf("Put kept the caller's buffer: %q", rec)
+	}
+	s.Delete(a)
+	if _, ok, _ := s.Get(a); ok {
+		t.Fatal("staged delete still visible")
+	}
+	commit(t, s)
+	if _, ok, _ := s.Get(a); ok {
+		t.Fatal("committed delete still visible")
+	}
+	// Commit with nothing staged returns the current sequence without an
+	// anchor write.
+	before := s.Stats()
+	seq := commit(t, s)
+	after := s.Stats()
+	if seq != before.Seq || after.AnchorWrites != before.AnchorWrites {
+		t.Fatalf("empty commit: seq %d (want %d), anchor writes %d -> %d", seq, before.Seq, before.AnchorWrites, after.AnchorWrites)
+	}
+	// A full-size record round-trips.
+	big := bytes.Repeat([]byte{0xa5}, MaxRecordSize)
+	s.Put(a, big)
+	commit(t, s)
+	if rec, _, _ := s.Get(a); !bytes.Equal(rec, big) {
+		t.Fatal("max-size record corrupted")
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	s, _, _, _ := newMemStore(t, 4096, testOpts(0))
+	cases := []func() error{
+		func() error { return s.Put(nil, []byte("x")) },
+		func() error { return s.Put(make([]byte, MaxIDSize+1), nil) },
+		func() error { return s.Put([]byte("a"), make([]byte, MaxRecordSize+1)) },
+		func() error { return s.Delete(nil) },
+		func() error { _, _, err := s.Get(nil); return err },
+	}
+	for i, f := range cases {
+		if err := f(); !errors.Is(err, ErrBadInput) {
+			t.Errorf("case %d: %v, want ErrBadInput", i, err)
+		}
+	}
+	if err := s.Put(make([]byte, MaxIDSize), make([]byte, MaxRecordSize)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRandomOpsAgainstModel drives many random changes through small nodes
+// (deep trees, splits and merges), checking the store against a map after
+// every commit and after reopening.
+func TestRandomOpsAgainstModel(t *testing.T) {
+	for _, fanout := range []int{3, 4, 7, 0} {
+		opts := testOpts(fanout)
+		s, dev, anc, _ := newMemStore(t, 1<<15, opts)
+		r := rand.New(rand.NewPCG(uint64(fanout), 1))
+		m := model{}
+		var universe []string
+		for i := 0; i < 400; i++ {
+			universe = append(universe, string(id(i)))
+		}
+		rounds := 60
+		if testing.Short() {
+			rounds = 20
+		}
+		maxHeight := 0
+		for round := 0; round < rounds; round++ {
+			changes := map[string]*string{}
+			for j := r.IntN(60); j >= 0; j-- {
+				k := universe[r.IntN(len(universe))]
+				if r.IntN(3) == 0 {
+					s.Delete([]byte(k))
+					changes[k] = nil
+				} else {
+					v := string(bytes.Repeat([]byte{byte(r.Uint32())}, r.IntN(MaxRecordSize+1)))
+					s.Put([]byte(k), []byte(v))
+					changes[k] = &v
+				}
+			}
+			if round%10 == 9 { // mass deletion: merges down to an empty tree
+				for _, k := range universe {
+					if r.IntN(10) != 0 {
+						s.Delete([]byte(k))
+						changes[k] = nil
+					}
+				}
+			}
+			commit(t, s)
+			m = m.apply(changes)
+			if err := m.check(s, universe); err != nil {
+				t.Fatalf("fanout %d round %d: %v", fanout, round, err)
+			}
+			maxHeight = max(maxHeight, s.Stats().Height)
+		}
+		s.Close()
+		s2, err := Open(dev, anc, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.check(s2, universe); err != nil {
+			t.Fatalf("fanout %d after reopen: %v", fanout, err)
+		}
+		s2.Close()
+		if fanout != 0 && maxHeight < 3 {
+			t.Errorf("fanout %d: tree height reached only %d", fanout, maxHeight)
+		}
+		t.Logf("fanout %d: max height %d", fanout, maxHeight)
+	}
+}
+
+func TestFormatAndOpenLifecycle(t *testing.T) {
+	opts := testOpts(0)
+	dev := NewMemDevice(4096)
+	anc, rp := NewMemAnchor(testAuthKey)
+
+	if _, err := Open(dev, anc, opts); !errors.Is(err, ErrNotFormatted) {
+		t.Fatalf("Open on a fresh device: %v", err)
+	}
+	if err := Format(dev, anc, opts); err != nil {
+		t.Fatal(err)
+	}
+	if err := Format(dev, anc, opts); !errors.Is(err, ErrExists) {
+		t.Fatalf("second Format: %v, want ErrExists", err)
+	}
+	s, err := Open(dev, anc, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Put([]byte("a"), []byte("1"))
+	seq := commit(t, s)
+	s.Close()
+
+	// Every Open moves the sequence forward.
+	s, err = Open(dev, anc, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Stats().Seq; got <= seq {
+		t.Fatalf("sequence after reopen %d, want > %d", got, seq)
+	}
+	seq = s.Stats().Seq
+	s.Close()
+
+	// A wiped device whose anchor says a store exists is refused, not
+	// reformatted.
+	wiped := NewMemDevice(4096)
+	if _, err := Open(wiped, anc, opts); !isTampered(err) {
+		t.Fatalf("Open on a wiped device: %v, want ErrTampered", err)
+	}
+	if err := Format(wiped, anc, opts); !errors.Is(err, ErrExists) {
+		t.Fatalf("Format over an anchored store: %v", err)
+	}
+	// An explicit reformat destroys it and continues the sequence.
+	ro := opts
+	ro.Reformat = true
+	if err := Format(wiped, anc, ro); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(wiped, anc, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Stats(); got.Seq <= seq || got.Records != 0 {
+		t.Fatalf("after reformat: seq %d (want > %d), %d records", got.Seq, seq, got.Records)
+	}
+	s.Close()
+	// The old device is now a foreign store.
+	if _, err := Open(dev, anc, opts); !isTampered(err) {
+		t.Fatalf("Open of the replaced store: %v", err)
+	}
+	// A different sealing key cannot open the anchor.
+	bad := opts
+	bad.SealingKey[0] ^= 1
+	if _, err := Open(wiped, anc, bad); !isTampered(err) {
+		t.Fatalf("Open with another sealing key: %v", err)
+	}
+	// Sequence numbers track the RPMB write counter from below.
+	if s.Stats().WriteCounter != rp.Counter() {
+		t.Fatalf("stats counter %d, device %d", s.Stats().WriteCounter, rp.Counter())
+	}
+}
+
+func TestCloseCommitsAndRefuses(t *testing.T) {
+	opts := testOpts(0)
+	s, dev, anc, _ := newMemStore(t, 4096, opts)
+	s.Put([]byte("a"), []byte("1"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put([]byte("b"), nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Put after Close: %v", err)
+	}
+	if _, err := s.Commit(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Commit after Close: %v", err)
+	}
+	s2, err := Open(dev, anc, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if rec, ok, _ := s2.Get([]byte("a")); !ok || string(rec) != "1" {
+		t.Fatal("Close did not commit staged changes")
+	}
+}
+
+// TestMinAnchorInterval checks that anchor writes are spaced and that what
+// arrives meanwhile is batched into one commit.
+func TestMinAnchorInterval(t *testing.T) {
+	opts := testOpts(0)
+	opts.MinAnchorInterval = 40 * time.Millisecond
+	s, _, _, _ := newMemStore(t, 1<<14, opts)
+	start := s.Stats().AnchorWrites
+	const writers, each = 20, 5
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				s.Put(id(w*100+i), []byte("x"))
+				if _, err := s.Commit(context.Background()); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(t0)
+	writes := s.Stats().AnchorWrites - start
+	// Each writer's 5 commits are sequential, so at least 5 anchor writes;
+	// at most one per interval plus one.
+	limit := uint64(elapsed/opts.MinAnchorInterval) + 1
+	if writes < each || writes > limit {
+		t.Fatalf("%d anchor writes in %v (interval %v): want between %d and %d", writes, elapsed, opts.MinAnchorInterval, each, limit)
+	}
+	if got := s.Stats().ChangesCommitted; got != writers*each {
+		t.Fatalf("%d changes committed, want %d", got, writers*each)
+	}
+	t.Logf("%d commits of %d changes in %v", writes, writers*each, elapsed)
+}
+
+func TestCommitContextCancel(t *testing.T) {
+	opts := testOpts(0)
+	opts.MinAnchorInterval = 200 * time.Millisecond
+	s, _, _, _ := newMemStore(t, 4096, opts)
+	s.Put([]byte("a"), []byte("1"))
+	commit(t, s) // the anchor was just written: the next must wait
+	s.Put([]byte("a"), []byte("2"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if _, err := s.Commit(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Commit: %v, want deadline exceeded", err)
+	}
+	// Still staged, and committed by the next Commit.
+	seq := commit(t, s)
+	if rec, _, _ := s.Get([]byte("a")); string(rec) != "2" || seq == 0 {
+		t.Fatalf("after cancel: %q", rec)
+	}
+}
+
+func TestShredAdvancesEpoch(t *testing.T) {
+	s, _, _, _ := newMemStore(t, 4096, testOpts(0))
+	e0 := s.Stats()
+	s.Shred()
+	seq := commit(t, s)
+	e1 := s.Stats()
+	if e1.Epoch != e0.Epoch+1 || seq <= e0.Seq || e1.AnchorWrites != e0.AnchorWrites+1 {
+		t.Fatalf("Shred with nothing staged: epoch %d->%d, seq %d->%d, writes %d->%d",
+			e0.Epoch, e1.Epoch, e0.Seq, seq, e0.AnchorWrites, e1.AnchorWrites)
+	}
+}
+
+func TestDeviceFull(t *testing.T) {
+	opts := testOpts(0)
+	s, dev, anc, _ := newMemStore(t, 8*minGroups+64, opts) // ~ 8 free groups
+	var n int
+	for n = 0; n < 1000; n++ {
+		s.Put(id(n), []byte("r"))
+		if _, err := s.Commit(context.Background()); err != nil {
+			if !errors.Is(err, ErrFull) {
+				t.Fatalf("commit %d: %v, want ErrFull", n, err)
+			}
+			break
+		}
+	}
+	if n == 1000 {
+		t.Fatal("device never filled")
+	}
+	// The failed change is still staged and the store still serves and
+	// accepts a commit that frees space.
+	if _, ok, err := s.Get(id(n)); !ok || err != nil {
+		t.Fatalf("staged change lost after ErrFull: %v %v", ok, err)
+	}
+	s.Delete(id(n))
+	for i := 0; i < n/2; i++ {
+		s.Delete(id(i))
+	}
+	commit(t, s)
+	s.Close()
+	s2, err := Open(dev, anc, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got := s2.Stats().Records; got != uint64(n-n/2) {
+		t.Fatalf("%d records after reopen, want %d", got, n-n/2)
+	}
+}
+
+// TestSpaceReclaimed runs a steady login load (every login rewrites a
+// record) and checks that the space in use stays bounded.
+func TestSpaceReclaimed(t *testing.T) {
+	s, _, _, _ := newMemStore(t, 1<<13, testOpts(0))
+	const users = 300
+	for i := 0; i < users; i++ {
+		s.Put(id(i), bytes.Repeat([]byte{1}, 200))
+	}
+	commit(t, s)
+	base := s.Stats()
+	r := rand.New(rand.NewPCG(3, 4))
+	logins := 5000
+	if testing.Short() {
+		logins = 1500
+	}
+	for i := 0; i < logins; i++ {
+		s.Put(id(r.IntN(users)), bytes.Repeat([]byte{byte(i)}, 200))
+		commit(t, s)
+	}
+	end := s.Stats()
+	usedBase := base.TotalSectors - base.FreeSectors
+	usedEnd := end.TotalSectors - end.FreeSectors
+	t.Logf("%d logins: %d sectors in use before, %d after, %d bytes written", logins, usedBase, usedEnd, end.BytesWritten)
+	// Bytes written exceed the device several times over, so space must have
+	// been reused; what is in use can grow only by node fill, not with logins.
+	if end.BytesWritten < 2*end.TotalSectors*SectorSize {
+		t.Fatalf("test too short: wrote %d bytes on a %d-byte device", end.BytesWritten, end.TotalSectors*SectorSize)
+	}
+	if usedEnd > usedBase+16 {
+		t.Fatalf("space in use grew from %d to %d sectors", usedBase, usedEnd)
+	}
+}
