@@ -1,5 +1,7 @@
 package opaque
 
+import "github.com/cloudflare/circl/group"
+
 // The 3DH key schedule of RFC 9807 section 6.4, shared by the server and the
 // test client so that both halves run the same code the vectors check.
 
@@ -19,6 +21,14 @@ func preamble(context, clientIdentity, ke1, serverIdentity, credentialResponse, 
 	out = append(out, credentialResponse...)
 	out = append(out, serverNonce...)
 	return append(out, serverKeyshare...)
+}
+
+// tripleDH returns ikm = k1*B1 || k2*B2 || k3*B3 (dh1 || dh2 || dh3 in
+// RFC 9807 section 6.4.2/6.4.3), overwriting the separate shares.
+func tripleDH(k1 group.Scalar, b1 group.Element, k2 group.Scalar, b2 group.Element, k3 group.Scalar, b3 group.Element) []byte {
+	dh1, dh2, dh3 := diffieHellman(k1, b1), diffieHellman(k2, b2), diffieHellman(k3, b3)
+	defer wipe(dh1, dh2, dh3)
+	return concat(dh1, dh2, dh3)
 }
 
 // akeKeys are the outputs of DeriveKeys, plus the handshake secret that the

@@ -24,19 +24,18 @@ type KeyStretch func(password []byte) []byte
 // ClientRegistration is the client's state between its registration request
 // and the server's response.
 type ClientRegistration struct {
-	password []byte
-	blind    group.Scalar
-	done     bool
+	pw   blindedPassword
+	done bool
 }
 
 // NewClientRegistration blinds the password and returns the registration
 // request (blinded_message).
 func NewClientRegistration(rand io.Reader, password []byte) (*ClientRegistration, []byte, error) {
-	blind, blinded, err := blindPassword(rand, password)
+	pw, blinded, err := blindPassword(rand, password)
 	if err != nil {
 		return nil, nil, err
 	}
-	return &ClientRegistration{password: append([]byte(nil), password...), blind: blind}, blinded, nil
+	return &ClientRegistration{pw: pw}, blinded, nil
 }
 
 // Finalize turns the server's response into the record to upload and the
@@ -54,7 +53,7 @@ func (c *ClientRegistration) Finalize(rand io.Reader, response []byte, ids Ident
 	if _, err := decodeElement(serverPublicKey, "server public key"); err != nil {
 		return Record{}, nil, err
 	}
-	randomizedPassword, err := unblindAndStretch(c.password, c.blind, response[:ElementSize], stretch)
+	randomizedPassword, err := c.pw.finalize(response[:ElementSize], stretch)
 	if err != nil {
 		return Record{}, nil, err
 	}
@@ -81,15 +80,11 @@ func (c *ClientRegistration) Finalize(rand io.Reader, response []byte, ids Ident
 	return rec, append([]byte(nil), keys.exportKey...), nil
 }
 
-func (c *ClientRegistration) erase() {
-	wipe(c.password)
-	wipeScalar(c.blind)
-}
+func (c *ClientRegistration) erase() { c.pw.wipe() }
 
 // ClientLogin is the client's state between KE1 and KE2.
 type ClientLogin struct {
-	password       []byte
-	blind          group.Scalar
+	pw             blindedPassword
 	keyshareSecret group.Scalar
 	ke1            []byte
 	done           bool
@@ -98,30 +93,29 @@ type ClientLogin struct {
 // NewClientLogin starts a login and returns KE1. rand supplies the blind,
 // the client nonce and the client keyshare seed, in that order.
 func NewClientLogin(rand io.Reader, password []byte) (*ClientLogin, []byte, error) {
-	blind, blinded, err := blindPassword(rand, password)
+	pw, blinded, err := blindPassword(rand, password)
 	if err != nil {
 		return nil, nil, err
 	}
 	nonce, err := readRandom(rand, NonceSize)
 	if err != nil {
-		wipeScalar(blind)
+		pw.wipe()
 		return nil, nil, err
 	}
 	seed, err := readRandom(rand, SeedSize)
 	if err != nil {
-		wipeScalar(blind)
+		pw.wipe()
 		return nil, nil, err
 	}
 	defer wipe(seed)
 	secret, keyshare, err := deriveDiffieHellmanKeyPair(seed)
 	if err != nil {
-		wipeScalar(blind)
+		pw.wipe()
 		return nil, nil, err
 	}
 	ke1 := concat(blinded, nonce, encodeElement(keyshare))
 	return &ClientLogin{
-		password:       append([]byte(nil), password...),
-		blind:          blind,
+		pw:             pw,
 		keyshareSecret: secret,
 		ke1:            ke1,
 	}, append([]byte(nil), ke1...), nil
@@ -156,7 +150,7 @@ func (c *ClientLogin) Finish(ke2 []byte, ids Identities, context []byte, stretch
 		return nil, nil, nil, err
 	}
 
-	randomizedPassword, err := unblindAndStretch(c.password, c.blind, evaluated, stretch)
+	randomizedPassword, err := c.pw.finalize(evaluated, stretch)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -192,10 +186,10 @@ func (c *ClientLogin) Finish(ke2 []byte, ids Identities, context []byte, stretch
 		return nil, nil, nil, err
 	}
 	pre := preamble(context, clientIdentity, c.ke1, serverIdentity, credentialResponse, serverNonce, serverKeyshareBytes)
-	ikm := concat(
-		diffieHellman(c.keyshareSecret, serverKeyshare),   // dh1
-		diffieHellman(c.keyshareSecret, serverPublicKey),  // dh2
-		diffieHellman(keys.clientPrivate, serverKeyshare), // dh3
+	ikm := tripleDH(
+		c.keyshareSecret, serverKeyshare, // dh1: ephemeral-ephemeral
+		c.keyshareSecret, serverPublicKey, // dh2: client ephemeral, server static
+		keys.clientPrivate, serverKeyshare, // dh3: client static, server ephemeral
 	)
 	defer wipe(ikm)
 	ak := deriveKeys(ikm, hash(pre))
@@ -208,52 +202,62 @@ func (c *ClientLogin) Finish(ke2 []byte, ids Identities, context []byte, stretch
 }
 
 func (c *ClientLogin) erase() {
-	wipe(c.password)
-	wipeScalar(c.blind)
+	c.pw.wipe()
 	wipeScalar(c.keyshareSecret)
 }
 
 // oprfClient is the RFC 9497 base-mode client of the suite.
 var oprfClient = oprf.NewClient(oprf.SuiteRistretto255)
 
-// blindPassword is the OPRF's Blind with a blind drawn from rand.
-func blindPassword(rand io.Reader, password []byte) (group.Scalar, []byte, error) {
+// blindedPassword is the client's OPRF state: its own copy of the
+// password, the blind, and circl's finalize data (which refers to that copy,
+// so wiping the copy clears both).
+type blindedPassword struct {
+	password []byte
+	blind    group.Scalar
+	fin      *oprf.FinalizeData
+}
+
+// blindPassword is the OPRF's Blind with a blind drawn from rand; it returns
+// the state and blinded_message.
+func blindPassword(rand io.Reader, password []byte) (blindedPassword, []byte, error) {
 	// The OPRF hashes the password with a two-byte length prefix.
 	if len(password) > maxVectorLength {
-		return nil, nil, fmt.Errorf("%w: password longer than %d bytes", ErrInvalidArgument, maxVectorLength)
+		return blindedPassword{}, nil, fmt.Errorf("%w: password longer than %d bytes", ErrInvalidArgument, maxVectorLength)
 	}
 	blind, err := randomScalar(rand)
 	if err != nil {
-		return nil, nil, err
+		return blindedPassword{}, nil, err
 	}
-	_, req, err := oprfClient.DeterministicBlind([][]byte{password}, []oprf.Blind{blind})
+	pw := blindedPassword{password: append([]byte(nil), password...), blind: blind}
+	fin, req, err := oprfClient.DeterministicBlind([][]byte{pw.password}, []oprf.Blind{blind})
 	if err != nil {
-		wipeScalar(blind)
-		return nil, nil, fmt.Errorf("%w: blinding failed", ErrInvalidArgument)
+		pw.wipe()
+		return blindedPassword{}, nil, fmt.Errorf("%w: blinding failed", ErrInvalidArgument)
 	}
-	return blind, encodeElement(req.Elements[0]), nil
+	pw.fin = fin
+	return pw, encodeElement(req.Elements[0]), nil
 }
 
-// unblindAndStretch is the OPRF's Finalize followed by the key stretch:
+// finalize is the OPRF's Finalize followed by the key stretch:
 // randomized_password = Extract("", oprf_output || Stretch(oprf_output)).
-func unblindAndStretch(password []byte, blind group.Scalar, evaluatedMessage []byte, stretch KeyStretch) ([]byte, error) {
+func (pw *blindedPassword) finalize(evaluatedMessage []byte, stretch KeyStretch) ([]byte, error) {
 	evaluated, err := decodeElement(evaluatedMessage, "evaluated message")
 	if err != nil {
 		return nil, err
 	}
-	// DeterministicBlind again only to rebuild circl's FinalizeData; it
-	// costs a hash-to-group, which is fine for a test client.
-	fin, _, err := oprfClient.DeterministicBlind([][]byte{password}, []oprf.Blind{blind})
-	if err != nil {
-		return nil, fmt.Errorf("%w: blinding failed", ErrInvalidArgument)
-	}
-	out, err := oprfClient.Finalize(fin, &oprf.Evaluation{Elements: []oprf.Evaluated{evaluated}})
+	out, err := oprfClient.Finalize(pw.fin, &oprf.Evaluation{Elements: []oprf.Evaluated{evaluated}})
 	if err != nil {
 		return nil, fmt.Errorf("%w: OPRF finalize failed", ErrInvalidElement)
 	}
 	oprfOutput := out[0]
 	defer wipe(oprfOutput)
 	return randomizedPassword(oprfOutput, stretch), nil
+}
+
+func (pw *blindedPassword) wipe() {
+	wipe(pw.password)
+	wipeScalar(pw.blind)
 }
 
 // randomizedPassword is Extract("", oprf_output || Stretch(oprf_output)).

@@ -133,10 +133,10 @@ func respond(keys ServerKeys, rec Record, key OPRFKey, ke1 []byte, ids Identitie
 	defer wipeScalar(keyshareSecret)
 	serverKeyshare := encodeElement(keyshare)
 	pre := preamble(context, clientIdentity, ke1, serverIdentity, credentialResponse, r.ServerNonce[:], serverKeyshare)
-	ikm := concat(
-		diffieHellman(keyshareSecret, clientKeyshare), // dh1
-		diffieHellman(serverPrivate, clientKeyshare),  // dh2
-		diffieHellman(keyshareSecret, clientPublic),   // dh3
+	ikm := tripleDH(
+		keyshareSecret, clientKeyshare, // dh1: ephemeral-ephemeral
+		serverPrivate, clientKeyshare, // dh2: server static, client ephemeral
+		keyshareSecret, clientPublic, // dh3: server ephemeral, client static
 	)
 	defer wipe(ikm)
 	ak = deriveKeys(ikm, hash(pre))

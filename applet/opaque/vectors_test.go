@@ -47,7 +47,7 @@ func TestRFCRealVectors(t *testing.T) {
 			equalHex(t, "registration_response", response, field(t, out, "registration_response"))
 
 			// Client intermediates, from the same blind.
-			rp, err := unblindAndStretch(password, reg.blind, response[:ElementSize], nil)
+			rp, err := reg.pw.finalize(response[:ElementSize], nil)
 			if err != nil {
 				t.Fatal(err)
 			}
