@@ -62,7 +62,7 @@ func (v *Vault) loginStart(ctx context.Context, m *protocol.LoginStart) (protoco
 	// record's key. If the commit fails the attempt may or may not have been
 	// counted, so nothing is answered: failing closed costs the user at
 	// most one try.
-	seq, err := v.store.Commit(ctx)
+	seq, err := v.commit(ctx)
 	if err != nil {
 		login.wipe()
 		return nil, storeError(err)
@@ -205,7 +205,7 @@ func (v *Vault) loginFinish(ctx context.Context, m *protocol.LoginFinish) (proto
 	if err := v.resetCounter(login); err != nil {
 		return nil, err
 	}
-	seq, err := v.store.Commit(ctx)
+	seq, err := v.commit(ctx)
 	if err != nil {
 		return nil, storeError(err)
 	}

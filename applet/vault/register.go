@@ -103,7 +103,7 @@ func (v *Vault) registerFinish(ctx context.Context, m *protocol.RegisterFinish) 
 	if err := v.putIfNotLive(reg.userID, rec); err != nil {
 		return nil, err
 	}
-	seq, err := v.store.Commit(ctx)
+	seq, err := v.commit(ctx)
 	if err != nil {
 		return nil, storeError(err)
 	}

@@ -131,7 +131,7 @@ func (v *Vault) release(ctx context.Context, s *session) (*protocol.SessionReply
 		return nil, err
 	}
 	defer rec.wipe()
-	seq, err := v.store.Commit(ctx)
+	seq, err := v.commit(ctx)
 	if err != nil {
 		return nil, storeError(err)
 	}
@@ -198,7 +198,7 @@ func (v *Vault) changeFinish(ctx context.Context, s *session, cmd *protocol.Sess
 	if err != nil {
 		return nil, err
 	}
-	seq, err := v.store.Commit(ctx)
+	seq, err := v.commit(ctx)
 	if err != nil {
 		return nil, storeError(err)
 	}
@@ -229,7 +229,7 @@ func (v *Vault) deleteRecord(ctx context.Context, s *session) (*protocol.Session
 	}
 	limit := rec.Limit
 	rec.wipe()
-	seq, err := v.store.Commit(ctx)
+	seq, err := v.commit(ctx)
 	if err != nil {
 		return nil, storeError(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,10 @@ type Options struct {
 	MaxPendingLogins        int // 4096
 	MaxSessions             int // 1024
 	MaxPendingRegistrations int // 1024
+
+	// MaxConcurrent bounds requests doing CPU work at once (waiting for a
+	// commit does not count): 2 × GOMAXPROCS.
+	MaxConcurrent int
 
 	// AnchorWrites reports the monotonic anchor's write counter for status.
 	AnchorWrites func() uint64
@@ -71,6 +76,7 @@ func (o *Options) setDefaults() error {
 	setInt(&o.MaxPendingLogins, 4096)
 	setInt(&o.MaxSessions, 1024)
 	setInt(&o.MaxPendingRegistrations, 1024)
+	setInt(&o.MaxConcurrent, 2*runtime.GOMAXPROCS(0))
 	return nil
 }
 
@@ -101,6 +107,8 @@ type Vault struct {
 	logins        *table[*pendingLogin]
 	sessions      *table[*session]
 	registrations *table[*pendingRegistration]
+
+	admit admission
 }
 
 // New opens the vault kept in st. All pending logins, sessions and
@@ -121,6 +129,7 @@ func New(ctx context.Context, st Store, opts Options) (*Vault, error) {
 		logins:        newTable[*pendingLogin](opts.MaxPendingLogins, opts.LoginTTL),
 		sessions:      newTable[*session](opts.MaxSessions, opts.SessionTTL),
 		registrations: newTable[*pendingRegistration](opts.MaxPendingRegistrations, opts.RegistrationTTL),
+		admit:         make(admission, opts.MaxConcurrent),
 	}
 	if err := v.loadBundle(); err != nil {
 		return nil, err
@@ -166,6 +175,11 @@ func (v *Vault) Handle(ctx context.Context, request []byte) (reply []byte) {
 }
 
 func (v *Vault) handle(ctx context.Context, request []byte) []byte {
+	ctx, slot, err := v.admit.enter(ctx)
+	if err != nil {
+		return protocol.EncodeError(protocol.Errorf(protocol.CodeBusy, "request abandoned while queued"))
+	}
+	defer slot.leave()
 	var env protocol.Envelope
 	if err := protocol.Unmarshal(request, &env); err != nil {
 		return protocol.EncodeError(err)
@@ -199,7 +213,7 @@ func (v *Vault) dispatch(ctx context.Context, t protocol.Type, body []byte) (pro
 		if err := protocol.Unmarshal(body, &m); err != nil {
 			return nil, err
 		}
-		return v.status()
+		return v.status(ctx)
 	case protocol.TypeRegisterStart:
 		var m protocol.RegisterStart
 		if err := protocol.Unmarshal(body, &m); err != nil {
@@ -234,14 +248,14 @@ func (v *Vault) dispatch(ctx context.Context, t protocol.Type, body []byte) (pro
 	return nil, protocol.Errorf(protocol.CodeMalformed, "%s is not a request", t)
 }
 
-func (v *Vault) status() (*protocol.StatusReply, error) {
+func (v *Vault) status(ctx context.Context) (*protocol.StatusReply, error) {
 	st := &protocol.Status{
 		Version:       protocol.Version,
 		Insecure:      v.opts.Insecure,
 		PendingLogins: uint(v.logins.len()),
 		OpenSessions:  uint(v.sessions.len()),
 	}
-	seq, err := v.store.Commit(context.Background())
+	seq, err := v.commit(ctx)
 	if err != nil {
 		return nil, storeError(err)
 	}

@@ -21,19 +21,20 @@ type MemoryStore struct {
 	mu        sync.Mutex
 	committed map[string][]byte
 	staged    map[string][]byte // a nil value stages a delete
-	stagedGen uint64            // bumped by every Put and Delete
-	doneGen   uint64            // the stagedGen the last commit covered
 	seq       uint64
 	shred     bool
 	commits   int
 	shreds    int
 
-	commitMu sync.Mutex // one commit at a time; waiters form the next batch
+	open     *batch // collects what is staged now
+	inflight *batch // being committed, or nil
 }
 
 // NewMemoryStore returns an empty store.
 func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{committed: map[string][]byte{}, staged: map[string][]byte{}}
+	s := &MemoryStore{committed: map[string][]byte{}, staged: map[string][]byte{}}
+	s.open = newBatch()
+	return s
 }
 
 func (s *MemoryStore) Get(id []byte) ([]byte, bool, error) {
@@ -50,7 +51,7 @@ func (s *MemoryStore) Put(id, rec []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.staged[string(id)] = append([]byte{}, rec...)
-	s.stagedGen++
+	s.open.changes++
 	return nil
 }
 
@@ -58,7 +59,7 @@ func (s *MemoryStore) Delete(id []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.staged[string(id)] = nil
-	s.stagedGen++
+	s.open.changes++
 	return nil
 }
 
@@ -68,60 +69,96 @@ func (s *MemoryStore) Shred() {
 	s.mu.Unlock()
 }
 
+// batch is one group commit: everything staged between two commits. Its
+// done channel is closed when it is durable (or failed), which wakes all of
+// its waiters at once without any of them re-taking a lock.
+type batch struct {
+	done    chan struct{}
+	changes int
+	seq     uint64
+	err     error
+}
+
+func newBatch() *batch { return &batch{done: make(chan struct{})} }
+
+// Commit waits for the batch holding this caller's changes. The first caller
+// to find no commit in flight becomes the committer and keeps committing
+// batches until none is waiting.
 func (s *MemoryStore) Commit(ctx context.Context) (uint64, error) {
 	s.mu.Lock()
-	target := s.stagedGen
-	s.mu.Unlock()
-
-	s.commitMu.Lock()
-	defer s.commitMu.Unlock()
-	s.mu.Lock()
-	if s.doneGen >= target {
+	b := s.open
+	if b.changes == 0 {
+		// Nothing of ours is open: wait for the commit in flight, if any,
+		// since it may hold changes we staged before calling.
+		c := s.inflight
 		seq := s.seq
 		s.mu.Unlock()
-		return seq, nil
+		if c == nil {
+			return seq, nil
+		}
+		<-c.done
+		return c.seq, c.err
 	}
-	batch, gen, shred := s.staged, s.stagedGen, s.shred
-	s.staged, s.shred = map[string][]byte{}, false
+	if s.inflight == nil {
+		s.commitLoop(ctx)
+	}
 	s.mu.Unlock()
+	<-b.done
+	return b.seq, b.err
+}
 
-	var err error
-	if s.FailCommit != nil {
-		err = s.FailCommit()
-	}
-	if err == nil && s.FlushLatency > 0 {
-		time.Sleep(s.FlushLatency)
-	}
-	if err == nil {
-		err = ctx.Err()
-	}
+// commitLoop commits open batches one after another. Called and returns
+// with s.mu held.
+func (s *MemoryStore) commitLoop(ctx context.Context) {
+	for s.open.changes > 0 {
+		c := s.open
+		s.open, s.inflight = newBatch(), c
+		data, shred := s.staged, s.shred
+		s.staged, s.shred = map[string][]byte{}, false
+		s.mu.Unlock()
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err != nil {
-		// Put the batch back under anything staged since, so that
-		// nothing staged is silently lost from the RAM view.
-		for k, v := range s.staged {
-			batch[k] = v
+		var err error
+		if s.FailCommit != nil {
+			err = s.FailCommit()
 		}
-		s.staged = batch
-		s.shred = s.shred || shred
-		return 0, err
-	}
-	for k, v := range batch {
-		if v == nil {
-			delete(s.committed, k)
-		} else {
-			s.committed[k] = v
+		if err == nil && s.FlushLatency > 0 {
+			time.Sleep(s.FlushLatency)
 		}
+		if err == nil {
+			err = ctx.Err()
+		}
+
+		s.mu.Lock()
+		s.inflight = nil
+		if err != nil {
+			// Put the batch back under anything staged since, so that
+			// nothing staged is silently lost from the RAM view; its
+			// waiters fail, and a later commit will retry the changes.
+			for k, v := range s.staged {
+				data[k] = v
+			}
+			s.staged = data
+			s.shred = s.shred || shred
+			s.open.changes += c.changes
+			c.err = err
+			close(c.done)
+			return
+		}
+		for k, v := range data {
+			if v == nil {
+				delete(s.committed, k)
+			} else {
+				s.committed[k] = v
+			}
+		}
+		s.seq++
+		s.commits++
+		if shred {
+			s.shreds++
+		}
+		c.seq = s.seq
+		close(c.done)
 	}
-	s.seq++
-	s.doneGen = gen
-	s.commits++
-	if shred {
-		s.shreds++
-	}
-	return s.seq, nil
 }
 
 // Crash forgets everything staged and not committed, as a power cut would.
@@ -129,7 +166,7 @@ func (s *MemoryStore) Crash() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.staged = map[string][]byte{}
-	s.doneGen = s.stagedGen
+	s.open.changes = 0
 	s.shred = false
 }
 
