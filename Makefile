@@ -1,0 +1,61 @@
+# Coffer. `make test` is the test command CI runs (.ci/run); `make vault`
+# starts the software vault. See README.md.
+
+GO      ?= go
+STATE   ?= dev-state
+LISTEN  ?= unix:$(STATE)/vault.sock
+FUZZTIME ?= 30s
+BUILD   := build
+
+# The portable packages that must also run as 32-bit ARM code (the device's
+# architecture) under qemu-user.
+ARM_PKGS := protocol applet/opaque applet/vault applet/store
+
+.PHONY: all test test-go test-arm fuzz bench soak vault clean
+
+all: test
+
+test: test-go test-arm
+
+test-go:
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+# Cross-compile the portable tests for GOOS=linux GOARCH=arm GOARM=7 and run
+# them under qemu-arm, from each package's folder so testdata/ is found.
+test-arm:
+	@if ! command -v qemu-arm >/dev/null 2>&1; then \
+		echo "test-arm: SKIPPED: qemu-arm not found (apt-get install qemu-user); 32-bit ARM tests not run"; \
+		exit 0; \
+	fi; \
+	set -e; mkdir -p $(BUILD)/arm; \
+	for p in $(ARM_PKGS); do \
+		name=$$(echo $$p | tr / _); \
+		GOOS=linux GOARCH=arm GOARM=7 $(GO) test -c -o $(BUILD)/arm/$$name.test ./$$p; \
+		echo "=== qemu-arm -cpu cortex-a7 $$p"; \
+		(cd $$p && qemu-arm -cpu cortex-a7 $(CURDIR)/$(BUILD)/arm/$$name.test -test.short -test.count=1) || exit 1; \
+	done
+
+# Every fuzz target for FUZZTIME each (not part of `make test`).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+		for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
+			echo "=== fuzz $$pkg $$t"; \
+			$(GO) test $$pkg -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME); \
+		done; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Long randomised crash runs of the record store.
+soak:
+	COFFER_SOAK=1 $(GO) test -count=1 -run Soak -timeout 2h -v ./applet/store
+
+# The software vault, created and self-provisioned on first run (INSECURE).
+vault:
+	$(GO) run ./applet/softvault dev -state $(STATE) -listen $(LISTEN)
+
+clean:
+	rm -rf $(BUILD)
