@@ -72,7 +72,7 @@ func decodeRPMBState(b []byte, blocks int) (rpmbState, error) {
 	if !bytes.Equal(sum[:], b[len(b)-sha256.Size:]) {
 		return st, errors.New("bad checksum")
 	}
-	if b[16] > 1 || int(binary.BigEndian.Uint32(b[24:])) != blocks {
+	if b[16] > 1 || !isZero(b[17:20]) || int(binary.BigEndian.Uint32(b[24:])) != blocks || !isZero(b[28:32]) {
 		return st, errors.New("bad header")
 	}
 	st.gen = binary.BigEndian.Uint64(b[8:])
