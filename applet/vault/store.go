@@ -43,5 +43,7 @@ type Store interface {
 const MaxRecordSize = 440
 
 // ErrTampered marks a store error that means the stored data failed its
-// integrity check: the vault refuses service rather than trust it.
+// integrity check: the vault refuses service rather than trust it. A store
+// may instead return an error with a method Tampered() bool answering true
+// (the record store does, since it cannot import this package).
 var ErrTampered = errors.New("vault: store integrity check failed")

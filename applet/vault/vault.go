@@ -275,7 +275,8 @@ func storeError(err error) error {
 	if errors.As(err, &pe) {
 		return pe
 	}
-	if errors.Is(err, ErrTampered) {
+	var t interface{ Tampered() bool }
+	if errors.Is(err, ErrTampered) || (errors.As(err, &t) && t.Tampered()) {
 		return protocol.Errorf(protocol.CodeTampered, "service refused")
 	}
 	return protocol.Errorf(protocol.CodeUnavailable, "storage failed; nothing was granted")
