@@ -17,8 +17,16 @@ require (
 	github.com/cloudflare/circl v1.6.5 // indirect
 	github.com/fxamacker/cbor/v2 v2.10.0 // indirect
 	github.com/gtank/ristretto255 v0.2.0 // indirect
+	github.com/prometheus/client_golang v1.25.0 // indirect
+	github.com/usbarmory/GoTEE v0.0.0-20250811152814-d8456103e1fc // indirect
+	github.com/usbarmory/tamago v1.26.0 // indirect
 	github.com/x448/float16 v0.8.4 // indirect
 	go.bug.st/serial v1.8.0 // indirect
 	golang.org/x/crypto v0.59.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
+	golang.org/x/term v0.48.0 // indirect
+	golang.org/x/text v0.44.0 // indirect
+	rsc.io/qr v0.2.0 // indirect
 )
+
+tool github.com/usbarmory/tamago/cmd/tamago
