@@ -55,7 +55,7 @@ soak:
 
 # The software vault, created and self-provisioned on first run (INSECURE).
 vault:
-	$(GO) run ./applet/softvault dev -state $(STATE) -listen $(LISTEN)
+	$(GO) run ./applet/softvault/cmd/softvault dev -state $(STATE) -listen $(LISTEN)
 
 clean:
 	rm -rf $(BUILD)

@@ -1,13 +1,11 @@
-package main
+package softvault
 
 import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 
@@ -19,57 +17,9 @@ import (
 // machine that serves.
 const provisioningKeyHeader = "# coffer provisioning key (Ed25519 seed, hex). Keep offline.\n"
 
-func provision(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errUsage
-	}
-	fs := flag.NewFlagSet("softvault provision "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	switch args[0] {
-	case "keygen":
-		out := fs.String("o", "", "write the private key here (refuses to overwrite)")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		pub, err := newProvisioningKey(*out)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "provisioning public key: %s\n", hex.EncodeToString(pub))
-		return nil
-	case "sign":
-		keyFile := fs.String("key", "", "provisioning private key file")
-		in := fs.String("in", "", "unsigned identity (from softvault identity, or a device)")
-		out := fs.String("o", "", "write the signed bundle here")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		key, err := readProvisioningKey(*keyFile)
-		if err != nil {
-			return err
-		}
-		b, err := os.ReadFile(*in)
-		if err != nil {
-			return err
-		}
-		var id protocol.Identity
-		if err := protocol.Unmarshal(b, &id); err != nil {
-			return fmt.Errorf("%s: %w", *in, err)
-		}
-		signed, err := protocol.SignIdentity(key, &id)
-		if err != nil {
-			return err
-		}
-		if err := writeCBOR(*out, &signed); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "signed identity of %q (insecure=%v, max limit %d) → %s\n", id.Name, id.Insecure, id.MaxLimit, *out)
-		return nil
-	}
-	return errUsage
-}
-
-func newProvisioningKey(path string) (ed25519.PublicKey, error) {
+// NewProvisioningKey writes a new provisioning key to path (never over an
+// existing file) and returns its public half.
+func NewProvisioningKey(path string) (ed25519.PublicKey, error) {
 	if path == "" {
 		return nil, errors.New("provision keygen: -o is required")
 	}
@@ -88,7 +38,8 @@ func newProvisioningKey(path string) (ed25519.PublicKey, error) {
 	return pub, err
 }
 
-func readProvisioningKey(path string) (ed25519.PrivateKey, error) {
+// ReadProvisioningKey reads a key written by NewProvisioningKey.
+func ReadProvisioningKey(path string) (ed25519.PrivateKey, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -107,7 +58,8 @@ func readProvisioningKey(path string) (ed25519.PrivateKey, error) {
 	return ed25519.NewKeyFromSeed(seed), nil
 }
 
-func writeCBOR(path string, m protocol.Message) error {
+// WriteCBOR writes one protocol message to path.
+func WriteCBOR(path string, m protocol.Message) error {
 	if path == "" {
 		return errors.New("an output file (-o) is required")
 	}

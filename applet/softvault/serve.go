@@ -1,4 +1,4 @@
-package main
+package softvault
 
 import (
 	"context"
@@ -27,17 +27,24 @@ const insecureBanner = `
 // maxInFlightPerConn bounds requests served at once on one connection.
 const maxInFlightPerConn = 256
 
-func serve(ctx context.Context, dir, listen string, flushLatency time.Duration, log *slog.Logger, stderr io.Writer) error {
-	ln, err := listenOn(listen)
+// Serve serves the vault in dir on listen (unix:PATH or tcp:LOOPBACK:PORT)
+// until ctx is done, then lets requests in flight finish and closes the
+// store.
+func Serve(ctx context.Context, dir, listen string, opts Options, stderr io.Writer) error {
+	ln, err := ListenOn(listen)
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
-	v, closeVault, err := openVault(ctx, dir, false, flushLatency, log)
+	inst, err := Open(ctx, dir, opts)
 	if err != nil {
 		return err
 	}
-	defer closeVault()
+	defer inst.Close()
+	v, log := inst.Vault, opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
 	fmt.Fprint(stderr, insecureBanner)
 	log.Warn("serving an INSECURE software vault", "listen", listen, "state", dir)
 
@@ -100,9 +107,9 @@ func serve(ctx context.Context, dir, listen string, flushLatency time.Duration, 
 	return nil
 }
 
-// listenOn accepts unix:PATH or tcp:HOST:PORT, where HOST must be a loopback
+// ListenOn accepts unix:PATH or tcp:HOST:PORT, where HOST must be a loopback
 // address: the software vault is not meant to face a network.
-func listenOn(addr string) (net.Listener, error) {
+func ListenOn(addr string) (net.Listener, error) {
 	network, where, ok := strings.Cut(addr, ":")
 	switch {
 	case !ok:

@@ -1,7 +1,8 @@
-package main
+package softvault
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -26,10 +27,10 @@ import (
 //	anchor.rpmb  the emulated RPMB holding the monotonic anchor
 //	provisioning.key, bundle.cbor   only with `dev`: a development provisioning key
 const (
-	deviceKeyFile = "device.key"
-	configFile    = "config.json"
-	devProvKey    = "provisioning.key"
-	devBundle     = "bundle.cbor"
+	deviceKeyFile          = "device.key"
+	configFile             = "config.json"
+	DevProvisioningKeyFile = "provisioning.key"
+	devBundle              = "bundle.cbor"
 )
 
 type config struct {
@@ -37,7 +38,9 @@ type config struct {
 	Name     string `json:"name"`
 }
 
-func initState(ctx context.Context, dir string, maxLimit uint, stdout io.Writer) error {
+// Init creates a new software vault in dir: device key, options, store,
+// anchor and identity.
+func Init(ctx context.Context, dir string, maxLimit uint, stdout io.Writer) error {
 	if dir == "" {
 		return errors.New("init: -state is required")
 	}
@@ -88,6 +91,33 @@ func trimSpace(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+// Options tune an opened software vault.
+type Options struct {
+	FlushLatency time.Duration // added to every store flush (benchmarks)
+	Log          *slog.Logger  // slog.Default() if nil
+}
+
+// Instance is an open software vault.
+type Instance struct {
+	Vault *vault.Vault
+	close func() error
+}
+
+// Close wipes the vault's RAM state and closes its store.
+func (i *Instance) Close() error { return i.close() }
+
+// Open opens the software vault kept in dir (created by Init or DevSetup).
+func Open(ctx context.Context, dir string, opts Options) (*Instance, error) {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	v, closeFn, err := openVault(ctx, dir, false, opts.FlushLatency, opts.Log)
+	if err != nil {
+		return nil, err
+	}
+	return &Instance{Vault: v, close: closeFn}, nil
 }
 
 // openVault opens the store and the vault in dir.
@@ -143,20 +173,22 @@ func executableHash() ([]byte, error) {
 	return h.Sum(nil), nil
 }
 
-func writeIdentity(ctx context.Context, dir, out string, stdout io.Writer) error {
+// WriteIdentity writes the vault's unsigned identity to out, for signing.
+func WriteIdentity(ctx context.Context, dir, out string, stdout io.Writer) error {
 	v, closeStore, err := openVault(ctx, dir, false, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	if err := writeCBOR(out, v.Identity()); err != nil {
+	if err := WriteCBOR(out, v.Identity()); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote the unsigned identity to %s; sign it with: softvault provision sign -key KEY -in %s -o BUNDLE\n", out, out)
 	return nil
 }
 
-func installBundle(ctx context.Context, dir, bundle string, stdout io.Writer) error {
+// InstallBundle installs a signed identity bundle into the vault in dir.
+func InstallBundle(ctx context.Context, dir, bundle string, stdout io.Writer) error {
 	b, err := os.ReadFile(bundle)
 	if err != nil {
 		return err
@@ -177,43 +209,44 @@ func installBundle(ctx context.Context, dir, bundle string, stdout io.Writer) er
 	return nil
 }
 
-// devSetup makes dir a ready vault for development: created if missing, and
+// DevSetup makes dir a ready vault for development: created if missing, and
 // provisioned with a development provisioning key kept beside it. A real
 // deployment keeps the provisioning key offline instead.
-func devSetup(ctx context.Context, dir string, maxLimit uint, stdout io.Writer) error {
+func DevSetup(ctx context.Context, dir string, maxLimit uint, stdout io.Writer) (ed25519.PublicKey, error) {
 	if dir == "" {
-		return errors.New("dev: -state is required")
+		return nil, errors.New("dev: -state is required")
 	}
 	if _, err := os.Stat(filepath.Join(dir, deviceKeyFile)); errors.Is(err, os.ErrNotExist) {
-		if err := initState(ctx, dir, maxLimit, stdout); err != nil {
-			return err
+		if err := Init(ctx, dir, maxLimit, stdout); err != nil {
+			return nil, err
 		}
 	}
-	keyPath := filepath.Join(dir, devProvKey)
+	keyPath := filepath.Join(dir, DevProvisioningKeyFile)
 	if _, err := os.Stat(keyPath); errors.Is(err, os.ErrNotExist) {
-		if _, err := newProvisioningKey(keyPath); err != nil {
-			return err
+		if _, err := NewProvisioningKey(keyPath); err != nil {
+			return nil, err
 		}
 	}
-	key, err := readProvisioningKey(keyPath)
+	key, err := ReadProvisioningKey(keyPath)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	v, closeStore, err := openVault(ctx, dir, false, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer closeStore()
 	signed, err := protocol.SignIdentity(key, v.Identity())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := v.InstallIdentity(ctx, signed); err != nil {
-		return err
+		return nil, err
 	}
-	if err := writeCBOR(filepath.Join(dir, devBundle), &signed); err != nil {
-		return err
+	if err := WriteCBOR(filepath.Join(dir, devBundle), &signed); err != nil {
+		return nil, err
 	}
-	fmt.Fprintf(stdout, "development provisioning public key (pin it in clients): %x\n", key.Public())
-	return nil
+	pub := key.Public().(ed25519.PublicKey)
+	fmt.Fprintf(stdout, "development provisioning public key (pin it in clients): %x\n", pub)
+	return pub, nil
 }

@@ -1,4 +1,4 @@
-package main
+package softvault
 
 import (
 	"path/filepath"
@@ -8,7 +8,7 @@ import (
 )
 
 const (
-	storeFile  = "store.img"
+	StoreFile  = "store.img"
 	anchorFile = "anchor.rpmb"
 	// storeSectors sizes the store file: 256 MiB of 512-byte sectors, room
 	// for about 250,000 records with copy-on-write headroom. The file is
@@ -25,7 +25,7 @@ type fileStore struct {
 }
 
 func openStore(dir string, deviceKey [32]byte, create bool, flushLatency time.Duration) (*fileStore, error) {
-	dev, err := store.OpenFileDevice(filepath.Join(dir, storeFile), storeSectors)
+	dev, err := store.OpenFileDevice(filepath.Join(dir, StoreFile), storeSectors)
 	if err != nil {
 		return nil, err
 	}

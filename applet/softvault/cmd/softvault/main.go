@@ -18,6 +18,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,6 +27,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/cofferhsm/coffer/applet/softvault"
+	"github.com/cofferhsm/coffer/protocol"
 )
 
 func main() {
@@ -57,19 +61,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		return initState(ctx, *state, *maxLimit, stdout)
+		return softvault.Init(ctx, *state, *maxLimit, stdout)
 	case "identity":
 		out := fs.String("o", "", "write the unsigned identity here (CBOR)")
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		return writeIdentity(ctx, *state, *out, stdout)
+		return softvault.WriteIdentity(ctx, *state, *out, stdout)
 	case "install":
 		bundle := fs.String("bundle", "", "signed identity bundle (CBOR)")
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		return installBundle(ctx, *state, *bundle, stdout)
+		return softvault.InstallBundle(ctx, *state, *bundle, stdout)
 	case "serve", "dev":
 		listen := fs.String("listen", "", "unix:PATH or tcp:127.0.0.1:PORT")
 		flush := fs.Duration("flush-latency", 0, "add this latency to every store flush (benchmarks)")
@@ -78,13 +82,63 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if cmd == "dev" {
-			if err := devSetup(ctx, *state, *maxLimit, stdout); err != nil {
+			if _, err := softvault.DevSetup(ctx, *state, *maxLimit, stdout); err != nil {
 				return err
 			}
 		}
-		return serve(ctx, *state, *listen, *flush, log, stderr)
+		return softvault.Serve(ctx, *state, *listen, softvault.Options{FlushLatency: *flush, Log: log}, stderr)
 	case "provision":
 		return provision(args, stdout, stderr)
+	}
+	return errUsage
+}
+
+func provision(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errUsage
+	}
+	fs := flag.NewFlagSet("softvault provision "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	switch args[0] {
+	case "keygen":
+		out := fs.String("o", "", "write the private key here (refuses to overwrite)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		pub, err := softvault.NewProvisioningKey(*out)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "provisioning public key: %s\n", hex.EncodeToString(pub))
+		return nil
+	case "sign":
+		keyFile := fs.String("key", "", "provisioning private key file")
+		in := fs.String("in", "", "unsigned identity (from softvault identity, or a device)")
+		out := fs.String("o", "", "write the signed bundle here")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		key, err := softvault.ReadProvisioningKey(*keyFile)
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(*in)
+		if err != nil {
+			return err
+		}
+		var id protocol.Identity
+		if err := protocol.Unmarshal(b, &id); err != nil {
+			return fmt.Errorf("%s: %w", *in, err)
+		}
+		signed, err := protocol.SignIdentity(key, &id)
+		if err != nil {
+			return err
+		}
+		if err := softvault.WriteCBOR(*out, &signed); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "signed identity of %q (insecure=%v, max limit %d) → %s\n", id.Name, id.Insecure, id.MaxLimit, *out)
+		return nil
 	}
 	return errUsage
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhsm/coffer/applet/softvault"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
 	"github.com/cofferhsm/coffer/protocol"
 )
@@ -82,7 +83,7 @@ func (s *server) dial(t *testing.T) *protocol.StreamClient {
 
 func provisioningPublicKey(t *testing.T, dir string) ed25519.PublicKey {
 	t.Helper()
-	k, err := readProvisioningKey(filepath.Join(dir, devProvKey))
+	k, err := softvault.ReadProvisioningKey(filepath.Join(dir, softvault.DevProvisioningKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +195,7 @@ func TestSoftwareVaultRefusesARolledBackStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.stop()
-	old, err := os.ReadFile(filepath.Join(dir, storeFile))
+	old, err := os.ReadFile(filepath.Join(dir, softvault.StoreFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +208,7 @@ func TestSoftwareVaultRefusesARolledBackStore(t *testing.T) {
 	srv.stop()
 	// The operator restores the store from before the two wrong guesses,
 	// keeping the anchor: the vault must refuse, not forget the guesses.
-	if err := os.WriteFile(filepath.Join(dir, storeFile), old, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, softvault.StoreFile), old, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx2, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -245,7 +246,7 @@ func TestProvisioningCommands(t *testing.T) {
 	must("provision", "sign", "-key", filepath.Join(dir, "prov.key"), "-in", filepath.Join(dir, "id.cbor"), "-o", filepath.Join(dir, "bundle.cbor"))
 	must("install", "-state", state, "-bundle", filepath.Join(dir, "bundle.cbor"))
 
-	key, _ := readProvisioningKey(filepath.Join(dir, "prov.key"))
+	key, _ := softvault.ReadProvisioningKey(filepath.Join(dir, "prov.key"))
 	srv := startServer(t, "serve", "-state", state, "-listen", "unix:"+filepath.Join(dir, "v.sock"))
 	if _, err := vaulttest.FetchIdentity(ctx, srv.dial(t).RoundTrip, key.Public().(ed25519.PublicKey)); err != nil {
 		t.Fatalf("identity after provisioning: %v", err)
@@ -262,12 +263,12 @@ func TestProvisioningCommands(t *testing.T) {
 
 func TestListenRefusesNonLoopback(t *testing.T) {
 	for _, addr := range []string{"tcp:0.0.0.0:0", "tcp:192.0.2.1:7", "udp:x", "nonsense"} {
-		if ln, err := listenOn(addr); err == nil {
+		if ln, err := softvault.ListenOn(addr); err == nil {
 			ln.Close()
 			t.Errorf("listen %s accepted", addr)
 		}
 	}
-	ln, err := listenOn("tcp:127.0.0.1:0")
+	ln, err := softvault.ListenOn("tcp:127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

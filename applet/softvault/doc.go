@@ -1,0 +1,10 @@
+// Package softvault is Coffer's vault as an ordinary program: the vault
+// logic and record store of the firmware, kept in a state folder, served over
+// the framing protocol on a unix socket or loopback TCP, or opened in-process
+// (cofferd does that when no device is configured).
+//
+// It is INSECURE by construction and says so in its identity bundle and when
+// it serves: its keys live in files that whoever runs it can read, and its
+// monotonic anchor is a file the host can roll back together with the store.
+// The command is cmd/softvault.
+package softvault
