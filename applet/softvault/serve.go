@@ -31,11 +31,6 @@ const maxInFlightPerConn = 256
 // until ctx is done, then lets requests in flight finish and closes the
 // store.
 func Serve(ctx context.Context, dir, listen string, opts Options, stderr io.Writer) error {
-	ln, err := ListenOn(listen)
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
 	inst, err := Open(ctx, dir, opts)
 	if err != nil {
 		return err
@@ -45,8 +40,15 @@ func Serve(ctx context.Context, dir, listen string, opts Options, stderr io.Writ
 	if log == nil {
 		log = slog.Default()
 	}
+	// Said before the socket exists, so nobody can talk to this vault
+	// without the warning having been printed.
 	fmt.Fprint(stderr, insecureBanner)
 	log.Warn("serving an INSECURE software vault", "listen", listen, "state", dir)
+	ln, err := ListenOn(listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
