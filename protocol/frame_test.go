@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 // crc32cBitwise is an independent, bit-at-a-time CRC-32C (reflected
@@ -738,9 +739,18 @@ type emptyReader struct{}
 func (emptyReader) Read([]byte) (int, error) { return 0, nil }
 
 func TestFrameNoProgress(t *testing.T) {
-	fr := NewFrameReader(emptyReader{})
-	if _, err := fr.Next(); err != io.ErrNoProgress {
-		t.Fatalf("Next = %v, want io.ErrNoProgress", err)
+	done := make(chan error, 1)
+	go func() {
+		_, err := NewFrameReader(emptyReader{}).Next()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != io.ErrNoProgress {
+			t.Fatalf("Next = %v, want io.ErrNoProgress", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Next hangs on a reader that returns nothing")
 	}
 }
 
