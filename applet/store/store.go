@@ -581,7 +581,10 @@ func (s *Store) commitBatch(b *batch) (uint64, error) {
 			return 0, err
 		}
 	}
-	if t.root.clean && !b.shred {
+	// A change always replaces the root (its path is copied), though the
+	// new root may be a clean node: an untouched child that a collapse
+	// promoted.
+	if t.root == s.root && !b.shred {
 		return st.seq, nil // nothing changed (e.g. deletes of absent ids)
 	}
 	_, err := t.write(t.root)

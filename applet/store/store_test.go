@@ -98,23 +98,35 @@ func TestBadInput(t *testing.T) {
 // (deep trees, splits and merges), checking the store against a map after
 // every commit and after reopening.
 func TestRandomOpsAgainstModel(t *testing.T) {
-	for _, fanout := range []int{3, 4, 7, 0} {
+	for _, cfg := range []struct{ fanout, users, rounds int }{{3, 400, 80}, {4, 12, 300}, {7, 400, 80}, {0, 400, 40}} {
+		fanout := cfg.fanout
 		opts := testOpts(fanout)
 		s, dev, anc, _ := newMemStore(t, 1<<15, opts)
 		r := rand.New(rand.NewPCG(uint64(fanout), 1))
 		m := model{}
 		var universe []string
-		for i := 0; i < 400; i++ {
+		for i := 0; i < cfg.users; i++ {
 			universe = append(universe, string(id(i)))
 		}
-		rounds := 60
+		rounds := cfg.rounds
 		if testing.Short() {
-			rounds = 20
+			rounds /= 3
 		}
 		maxHeight := 0
 		for round := 0; round < rounds; round++ {
 			changes := map[string]*string{}
-			for j := r.IntN(60); j >= 0; j-- {
+			n, delOnly := r.IntN(min(60, cfg.users)), r.IntN(3) == 0
+			if delOnly { // a few deletes of present ids: collapses and merges on their own
+				n = r.IntN(4)
+				for k := range m {
+					if n--; n < 0 {
+						break
+					}
+					s.Delete([]byte(k))
+					changes[k] = nil
+				}
+			}
+			for j := n; j >= 0 && !delOnly; j-- {
 				k := universe[r.IntN(len(universe))]
 				if r.IntN(3) == 0 {
 					s.Delete([]byte(k))
@@ -149,7 +161,7 @@ func TestRandomOpsAgainstModel(t *testing.T) {
 			t.Fatalf("fanout %d after reopen: %v", fanout, err)
 		}
 		s2.Close()
-		if fanout != 0 && maxHeight < 3 {
+		if fanout != 0 && cfg.users > 100 && maxHeight < 3 {
 			t.Errorf("fanout %d: tree height reached only %d", fanout, maxHeight)
 		}
 		t.Logf("fanout %d: max height %d", fanout, maxHeight)
@@ -387,4 +399,56 @@ func TestSpaceReclaimed(t *testing.T) {
 	if usedEnd > usedBase+16 {
 		t.Fatalf("space in use grew from %d to %d sectors", usedBase, usedEnd)
 	}
+}
+
+// TestRootCollapsesToUntouchedChild: deleting every record of one child of
+// a two-child root leaves the other child, unmodified, as the new root. The
+// commit must still happen.
+func TestRootCollapsesToUntouchedChild(t *testing.T) {
+	opts := testOpts(4)
+	s, dev, anc, _ := newMemStore(t, 4096, opts)
+	for i := 0; i < 5; i++ { // 5 > 4: the root leaf splits into two leaves
+		s.Put(id(i), []byte("x"))
+	}
+	commit(t, s)
+	if h := s.Stats().Height; h != 2 {
+		t.Fatalf("height %d, want 2", h)
+	}
+	// Find the records under the root's second child.
+	s.treeMu.RLock()
+	second, err := s.loadNode(&s.root.ents[1].ref, 0)
+	s.treeMu.RUnlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gone []int
+	for i := 0; i < 5; i++ {
+		k := s.hashID(id(i))
+		if _, ok := second.search(&k); ok {
+			gone = append(gone, i)
+			s.Delete(id(i))
+		}
+	}
+	seq0 := s.Stats().Seq
+	if seq := commit(t, s); seq <= seq0 {
+		t.Fatalf("the deletion was not committed (sequence %d, was %d)", seq, seq0)
+	}
+	check := func(s *Store, when string) {
+		for _, i := range gone {
+			if _, ok, err := s.Get(id(i)); ok || err != nil {
+				t.Fatalf("%s: deleted record %d: %v %v", when, i, ok, err)
+			}
+		}
+		if got := s.Stats().Records; got != uint64(5-len(gone)) || s.Stats().Height != 1 {
+			t.Fatalf("%s: %d records, height %d", when, got, s.Stats().Height)
+		}
+	}
+	check(s, "after commit")
+	s.Close()
+	s2, err := Open(dev, anc, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	check(s2, "after reopen")
 }
