@@ -11,7 +11,7 @@ BUILD   := build
 # architecture) under qemu-user.
 ARM_PKGS := protocol applet/opaque applet/vault applet/store
 
-.PHONY: all test test-go test-arm fuzz bench soak vault clean
+.PHONY: all test test-go test-arm fuzz bench bench-login soak vault clean
 
 all: test
 
@@ -48,6 +48,22 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Vault-side login CPU, in one script: the whole vault login (BenchmarkVaultLogin:
+# KE1→KE2 and KE3→release through Handle), bare OPAQUE on circl
+# (BenchmarkServerLogin) and bytemare's server (BenchmarkBytemareServerLogin),
+# natively; then the first two as 32-bit ARM code under qemu-arm, where
+# bytemare does not build.
+bench-login:
+	$(GO) test -run '^$$' -bench 'VaultLogin$$|ServerLogin$$' -benchtime 3s -count 3 ./applet/opaque ./applet/vault
+	@if command -v qemu-arm >/dev/null 2>&1; then \
+		mkdir -p $(BUILD)/arm; \
+		GOOS=linux GOARCH=arm GOARM=7 $(GO) test -c -o $(BUILD)/arm/opaque.test ./applet/opaque; \
+		GOOS=linux GOARCH=arm GOARM=7 $(GO) test -c -o $(BUILD)/arm/vault.test ./applet/vault; \
+		echo "=== qemu-arm -cpu cortex-a7"; \
+		(cd applet/opaque && qemu-arm -cpu cortex-a7 $(CURDIR)/$(BUILD)/arm/opaque.test -test.run '^$$' -test.bench 'ServerLogin$$' -test.benchtime 100x -test.count 3); \
+		(cd applet/vault && qemu-arm -cpu cortex-a7 $(CURDIR)/$(BUILD)/arm/vault.test -test.run '^$$' -test.bench 'VaultLogin$$' -test.benchtime 100x -test.count 3); \
+	else echo "bench-login: qemu-arm not found; 32-bit ARM numbers skipped"; fi
 
 # Long randomised crash runs of the record store.
 soak:
