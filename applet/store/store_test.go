@@ -151,6 +151,12 @@ func TestRandomOpsAgainstModel(t *testing.T) {
 				t.Fatalf("fanout %d round %d: %v", fanout, round, err)
 			}
 			maxHeight = max(maxHeight, s.Stats().Height)
+			// The allocator holds exactly what the tree reaches: nothing
+			// leaks, nothing live is free.
+			st := s.Stats()
+			if used, live := st.TotalSectors-st.FreeSectors, uint64(len(liveSectors(t, s))+nodeSectors-1); used != live {
+				t.Fatalf("fanout %d round %d: %d sectors in use, the tree reaches %d", fanout, round, used, live)
+			}
 		}
 		s.Close()
 		s2, err := Open(dev, anc, opts)

@@ -259,15 +259,21 @@ func (t *txn) del(k *[32]byte) error {
 	if err != nil || !found {
 		return err
 	}
-	for !nr.leaf() && len(nr.ents) == 1 {
+	// An internal root with one child is replaced by the child; the child
+	// may be an untouched node with a single child itself.
+	for !nr.leaf() && len(nr.ents) <= 1 {
+		if nr.clean {
+			t.freedNodes = append(t.freedNodes, nr.ref.loc)
+		}
+		if len(nr.ents) == 0 {
+			nr = &node{}
+			break
+		}
 		c, err := t.child(nr, 0)
 		if err != nil {
 			return err
 		}
 		nr = c
-	}
-	if !nr.leaf() && len(nr.ents) == 0 {
-		nr = &node{}
 	}
 	t.root = nr
 	return nil
