@@ -231,7 +231,9 @@ func NewFrameReader(r io.Reader) *FrameReader {
 // A *FrameError (see IsRecoverable) reports rejected bytes; call Next again
 // to continue. Any other error is final and repeated by later calls: io.EOF
 // at the end of the stream between frames, io.ErrUnexpectedEOF at the end of
-// the stream inside a frame, or the error the underlying reader returned.
+// the stream inside a frame (preceded by a FrameTruncated error if a later
+// magic could start another frame), io.ErrNoProgress if the underlying
+// reader keeps returning nothing, or the error it returned.
 func (r *FrameReader) Next() (Frame, error) {
 	if r.final != nil {
 		return Frame{}, r.final
