@@ -1,0 +1,305 @@
+// Command cofferd is Coffer's host daemon: it relays vault protocol
+// messages between clients (HTTP, host/API.md) and vault devices, which it
+// cannot read. It is not trusted; see host/OPERATIONS.md.
+//
+//	cofferd [serve] [flags]                                    run the daemon
+//	cofferd account add    -accounts FILE [-device NAME] NAME  new account; prints its bearer token once
+//	cofferd account list   -accounts FILE
+//	cofferd account remove -accounts FILE NAME
+//
+// Every flag may also be given in the environment as COFFERD_ and the flag
+// name in upper case with '-' as '_' (-login-rate ⇔ COFFERD_LOGIN_RATE); a
+// flag on the command line wins.
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cofferhsm/coffer/host"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "cofferd:", err)
+		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage: cofferd [serve] [flags] | cofferd account add|list|remove … (see -h)")
+
+// run is main without the process: ready, if not nil, is told the
+// addresses the daemon listens on (tests).
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready func(api, metrics net.Addr)) error {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		switch args[0] {
+		case "serve":
+			return serve(ctx, args[1:], getenv, stderr, ready)
+		case "account":
+			return account(args[1:], getenv, stdout, stderr)
+		}
+		return errUsage
+	}
+	return serve(ctx, args, getenv, stderr, ready)
+}
+
+// envFallback sets every flag not given on the command line from
+// COFFERD_<NAME>, if that is set.
+func envFallback(fs *flag.FlagSet, getenv func(string) string) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil {
+			return
+		}
+		env := "COFFERD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(env); v != "" {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", env, v, e)
+			}
+		}
+	})
+	return err
+}
+
+// parse parses flags that may come before, between and after positional
+// arguments (`account add -accounts F NAME -device D`), then applies the
+// environment fallbacks, and returns the positional arguments.
+func parse(fs *flag.FlagSet, args []string, getenv func(string) string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	return pos, envFallback(fs, getenv)
+}
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready func(api, metrics net.Addr)) error {
+	fs := flag.NewFlagSet("cofferd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8420", "HTTP address of the API")
+	metricsListen := fs.String("metrics-listen", "", "separate address for /metrics and /healthz (default: served on -listen too)")
+	accountsPath := fs.String("accounts", "cofferd-accounts.json", "accounts file (JSON; reloaded when it changes)")
+	vaults := fs.String("vault", "soft", "vault devices, comma-separated [NAME=]soft[:DIR] | [NAME=]unix:PATH | [NAME=]serial:PATH|auto (unnamed: vault0, vault1, …)")
+	timeout := fs.Duration("timeout", host.DefaultTimeout, "per vault request, waiting in the queue included")
+	queue := fs.Int("queue", host.DefaultQueue, "requests waiting per device before 503")
+	inflight := fs.Int("inflight", host.DefaultInFlight, "requests in flight per device (at most what the device serves at once)")
+	loginRate := fs.String("login-rate", "10/m", "login starts per account (N/s, N/m, N/h; 0 for no limit)")
+	loginBurst := fs.Int("login-burst", host.DefaultLoginBurst, "login starts an account may make at once")
+	poll := fs.Duration("poll", host.DefaultPollInterval, "status poll interval of each device (anchor writes, health)")
+	usbID := fs.String("usb-id", host.DefaultUSBID.String(), "USB VID:PID that serial:auto looks for")
+	logLevel := fs.String("log-level", "info", "debug (one line per request), info, warn or error")
+	logFormat := fs.String("log-format", "text", "text or json")
+	if pos, err := parse(fs, args, getenv); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("%w: unexpected %q", errUsage, pos[0])
+	}
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	var log *slog.Logger
+	switch *logFormat {
+	case "text":
+		log = slog.New(slog.NewTextHandler(stderr, hopts))
+	case "json":
+		log = slog.New(slog.NewJSONHandler(stderr, hopts))
+	default:
+		return fmt.Errorf("-log-format: want text or json, got %q", *logFormat)
+	}
+	rate, err := host.ParseRate(*loginRate)
+	if err != nil {
+		return fmt.Errorf("-login-rate: %w", err)
+	}
+	id, err := host.ParseUSBID(*usbID)
+	if err != nil {
+		return fmt.Errorf("-usb-id: %w", err)
+	}
+	specs, err := host.ParseDeviceSpecs(*vaults)
+	if err != nil {
+		return fmt.Errorf("-vault: %w", err)
+	}
+	if *timeout <= 0 || *inflight <= 0 || *queue < 0 || *loginBurst <= 0 {
+		return errors.New("-timeout, -inflight and -login-burst must be positive, -queue not negative")
+	}
+	q := *queue
+	if q == 0 {
+		q = -1 // Config: none may wait
+	}
+
+	// Create an empty accounts file if there is none, so that it belongs to
+	// the daemon's user and `cofferd account add` run as root keeps that.
+	if _, err := os.Stat(*accountsPath); errors.Is(err, os.ErrNotExist) {
+		if err := host.CreateAccountsFile(*accountsPath); err != nil {
+			log.Warn("could not create an empty accounts file", "file", *accountsPath, "err", err)
+		}
+	}
+	accounts, err := host.LoadAccounts(*accountsPath)
+	if err != nil {
+		return err
+	}
+	accounts.OnReload = func(n int, err error) {
+		if err != nil {
+			log.Error("accounts file unreadable; keeping the accounts loaded before", "file", *accountsPath, "err", err)
+			return
+		}
+		log.Info("accounts reloaded", "file", *accountsPath, "accounts", n)
+	}
+	log.Info("starting cofferd", "listen", *listen, "accounts", len(accounts.All()), "devices", len(specs))
+
+	devices, err := host.OpenDevices(ctx, specs, host.OpenOptions{USBID: id, Log: log})
+	if err != nil {
+		return err
+	}
+	srv, err := host.New(host.Config{
+		Devices: devices, Accounts: accounts, Timeout: *timeout, Queue: q, InFlight: *inflight,
+		LoginRate: rate, LoginBurst: *loginBurst, PollInterval: *poll, Log: log,
+	})
+	if err != nil {
+		for _, d := range devices {
+			d.Close()
+		}
+		return err
+	}
+	defer func() {
+		if err := srv.Close(); err != nil {
+			log.Error("closing devices", "err", err)
+		}
+		log.Info("stopped")
+	}()
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	var mln net.Listener
+	if *metricsListen != "" {
+		if mln, err = net.Listen("tcp", *metricsListen); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	if ready != nil {
+		var maddr net.Addr
+		if mln != nil {
+			maddr = mln.Addr()
+		}
+		ready(ln.Addr(), maddr)
+	}
+	log.Info("listening", "api", ln.Addr().String(), "metrics", *metricsListen)
+
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ctx, ln) }()
+	if mln != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", srv.MetricsHandler())
+		mux.Handle("/healthz", srv.HealthHandler())
+		go func() {
+			errc <- host.ServeGracefully(ctx, srv.HTTPServer(mux), mln, time.Second)
+		}()
+	}
+	err = <-errc
+	if ctx.Err() != nil {
+		log.Info("shutting down: stopped accepting, finished requests in flight")
+	}
+	if mln != nil {
+		if err2 := <-errc; err == nil {
+			err = err2
+		}
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func account(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errUsage
+	}
+	cmd := args[0]
+	fs := flag.NewFlagSet("cofferd account "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("accounts", "cofferd-accounts.json", "accounts file")
+	var device *string
+	if cmd == "add" {
+		device = fs.String("device", "", "vault device to route the account to (default: the first configured)")
+	}
+	pos, err := parse(fs, args[1:], getenv)
+	if err != nil {
+		return err
+	}
+	switch cmd {
+	case "add":
+		if len(pos) != 1 {
+			return fmt.Errorf("%w: cofferd account add -accounts FILE [-device NAME] NAME", errUsage)
+		}
+		a, token, err := host.AddAccount(*path, pos[0], *device)
+		if err != nil {
+			return err
+		}
+		dev := a.Device
+		if dev == "" {
+			dev = "(the first configured device)"
+		}
+		fmt.Fprintf(stdout, "account %s\n  user id %s\n  device  %s\n  token   %s\n\nThe token is shown only this once: cofferd keeps only its SHA-256.\nClients send it as: Authorization: Bearer %s\n",
+			a.Name, hex.EncodeToString(a.UserID), dev, token, token)
+		return nil
+	case "list":
+		if len(pos) != 0 {
+			return fmt.Errorf("%w: cofferd account list -accounts FILE", errUsage)
+		}
+		accts, err := host.ListAccounts(*path)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tUSER ID\tDEVICE\tCREATED")
+		for _, a := range accts {
+			dev := a.Device
+			if dev == "" {
+				dev = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Name, hex.EncodeToString(a.UserID), dev, a.Created.Format(time.RFC3339))
+		}
+		return tw.Flush()
+	case "remove":
+		if len(pos) != 1 {
+			return fmt.Errorf("%w: cofferd account remove -accounts FILE NAME", errUsage)
+		}
+		if err := host.RemoveAccount(*path, pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "removed account %s (its vault record stays; only its owner can delete it)\n", pos[0])
+		return nil
+	}
+	return errUsage
+}

@@ -1,0 +1,20 @@
+// Package host is cofferd, Coffer's host daemon: the operator's server
+// between Coffer clients (HTTP) and vault devices (the framed vault protocol
+// over a unix socket, a USB serial port, or an in-process software vault).
+//
+// The host is NOT trusted (see DESIGN.md). Everything secret in the vault
+// protocol is sealed to the vault or to the client, and this package keeps
+// it that way: it decodes only the clear routing fields of a request (its
+// type, and the user id of register-start and login-start), relays the
+// bytes untouched, and never logs a body. What it adds is what an operator
+// needs around a vault: accounts with bearer tokens, a per-account rate
+// limit on login starts, bounded per-device queues with explicit
+// backpressure, per-request timeouts, reconnection to devices that reboot,
+// structured logs, Prometheus metrics and a health endpoint.
+//
+// It never retries a request on its own: a login step that reached the vault
+// may have been counted as a guess.
+//
+// The HTTP contract is API.md beside this file; operating cofferd is
+// OPERATIONS.md; the command is cmd/cofferd.
+package host

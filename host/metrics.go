@@ -1,0 +1,108 @@
+package host
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are cofferd's Prometheus series, on a registry of its own. Their
+// names are part of API.md.
+type metrics struct {
+	reg *prometheus.Registry
+
+	requests       *prometheus.CounterVec   // type, code
+	requestSeconds *prometheus.HistogramVec // type
+	vaultErrors    *prometheus.CounterVec   // device, code
+	deviceFailures *prometheus.CounterVec   // device, reason
+	lockouts       prometheus.Counter
+	rateLimited    prometheus.Counter
+	anchorWrites   *prometheus.GaugeVec // device
+	storeSequence  *prometheus.GaugeVec // device
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cofferd_requests_total",
+			Help: "HTTP requests answered, by vault message type and HTTP status.",
+		}, []string{"type", "code"}),
+		requestSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "cofferd_request_seconds",
+			Help:    "Time to answer an HTTP request, by vault message type.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"type"}),
+		vaultErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cofferd_vault_errors_total",
+			Help: "Error replies relayed from a vault, by device and protocol error code.",
+		}, []string{"device", "code"}),
+		deviceFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cofferd_device_failures_total",
+			Help: "Requests cofferd could not get answered, by device and reason (queue_full, queue_timeout, disconnected, timeout, error).",
+		}, []string{"device", "reason"}),
+		lockouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cofferd_lockouts_total",
+			Help: "Login-start replies relayed whose receipt says the record is locked.",
+		}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cofferd_rate_limited_total",
+			Help: "Login starts refused by the per-account rate limit.",
+		}),
+		anchorWrites: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cofferd_anchor_writes",
+			Help: "The vault's monotonic anchor write counter (RPMB wear), from its signed status, polled.",
+		}, []string{"device"}),
+		storeSequence: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cofferd_store_sequence",
+			Help: "The vault's store commit sequence, from its signed status, polled.",
+		}, []string{"device"}),
+	}
+	m.reg.MustRegister(m.requests, m.requestSeconds, m.vaultErrors, m.deviceFailures, m.lockouts,
+		m.rateLimited, m.anchorWrites, m.storeSequence, &deviceCollector{s},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// deviceCollector reports the live state of each device at scrape time.
+type deviceCollector struct{ s *Server }
+
+var (
+	connectedDesc = prometheus.NewDesc("cofferd_device_connected",
+		"1 when the vault device is connected.", []string{"device"}, nil)
+	queueDesc = prometheus.NewDesc("cofferd_queue_depth",
+		"Requests waiting for a place in flight to the device.", []string{"device"}, nil)
+	inFlightDesc = prometheus.NewDesc("cofferd_in_flight",
+		"Requests sent to the device and not yet answered.", []string{"device"}, nil)
+	insecureDesc = prometheus.NewDesc("cofferd_device_insecure",
+		"1 when the device is an INSECURE vault (software vault, emulator), from its identity bundle.", []string{"device"}, nil)
+	connectsDesc = prometheus.NewDesc("cofferd_device_connects_total",
+		"Connections made to the device.", []string{"device"}, nil)
+)
+
+func (c *deviceCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- connectedDesc
+	ch <- queueDesc
+	ch <- inFlightDesc
+	ch <- insecureDesc
+	ch <- connectsDesc
+}
+
+func (c *deviceCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, dq := range c.s.devices {
+		name := dq.dev.Name()
+		ch <- prometheus.MustNewConstMetric(connectedDesc, prometheus.GaugeValue, b2f(dq.dev.Connected()), name)
+		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(dq.waiting.Load()), name)
+		ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(dq.inFlight.Load()), name)
+		if ins, known := dq.insecure(); known {
+			ch <- prometheus.MustNewConstMetric(insecureDesc, prometheus.GaugeValue, b2f(ins), name)
+		}
+		ch <- prometheus.MustNewConstMetric(connectsDesc, prometheus.CounterValue, float64(dq.info().Connects), name)
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

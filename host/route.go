@@ -1,0 +1,123 @@
+package host
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cofferhsm/coffer/protocol"
+)
+
+// Route is all that cofferd reads from a vault request: its type and, for
+// the two requests that name a user in clear, that user id. Everything else
+// (handles, sealed bodies) is relayed as it came.
+type Route struct {
+	Type   protocol.Type
+	UserID []byte // register-start and login-start only
+}
+
+// ErrBadRequest is wrapped by every ParseRoute error: the body is not a vault
+// request envelope.
+var ErrBadRequest = errors.New("host: not a vault request")
+
+// ParseRoute reads the routing fields of one vault request. The envelope is
+// decoded strictly (version, a request type, a body); the body is decoded
+// only for register-start and login-start, whose user id must be checked
+// against the account's. Other bodies are the vault's to validate.
+func ParseRoute(body []byte) (Route, error) {
+	if len(body) > protocol.MaxMessageSize {
+		return Route{}, fmt.Errorf("%w: %d bytes exceeds %d", ErrBadRequest, len(body), protocol.MaxMessageSize)
+	}
+	var env protocol.Envelope
+	if err := protocol.Unmarshal(body, &env); err != nil {
+		return Route{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	r := Route{Type: env.Type}
+	switch env.Type {
+	case protocol.TypeError:
+		return Route{}, fmt.Errorf("%w: an error reply is not a request", ErrBadRequest)
+	case protocol.TypeRegisterStart:
+		var m protocol.RegisterStart
+		if err := protocol.Unmarshal(env.Body, &m); err != nil {
+			return Route{}, fmt.Errorf("%w: register-start: %v", ErrBadRequest, err)
+		}
+		r.UserID = m.UserID
+	case protocol.TypeLoginStart:
+		var m protocol.LoginStart
+		if err := protocol.Unmarshal(env.Body, &m); err != nil {
+			return Route{}, fmt.Errorf("%w: login-start: %v", ErrBadRequest, err)
+		}
+		r.UserID = m.UserID
+	}
+	return r, nil
+}
+
+// replyInfo is what cofferd notes about a vault reply, for metrics only: the
+// error code of an error reply, and whether a login-start reply carries a
+// "locked" receipt. It reads only clear, signed fields and never fails: a
+// reply it cannot read is relayed all the same.
+type replyInfo struct {
+	errCode protocol.Code // 0 unless the reply is an error
+	locked  bool
+}
+
+func inspectReply(reqType protocol.Type, reply []byte) replyInfo {
+	var env protocol.Envelope
+	if protocol.Unmarshal(reply, &env) != nil {
+		return replyInfo{}
+	}
+	switch env.Type {
+	case protocol.TypeError:
+		var e protocol.Error
+		if protocol.Unmarshal(env.Body, &e) != nil {
+			return replyInfo{errCode: protocol.CodeInternal}
+		}
+		return replyInfo{errCode: e.Code}
+	case protocol.TypeLoginStart:
+		if reqType != protocol.TypeLoginStart {
+			return replyInfo{}
+		}
+		var m protocol.LoginStartReply
+		if protocol.Unmarshal(env.Body, &m) != nil {
+			return replyInfo{}
+		}
+		var r protocol.Receipt
+		if protocol.Unmarshal(m.Receipt.Body, &r) != nil {
+			return replyInfo{}
+		}
+		return replyInfo{locked: r.Kind == protocol.ReceiptLocked}
+	}
+	return replyInfo{}
+}
+
+// codeLabel names a vault error code for metrics, as SPEC.md names it.
+func codeLabel(c protocol.Code) string {
+	switch c {
+	case protocol.CodeMalformed:
+		return "malformed"
+	case protocol.CodeUnsupportedVersion:
+		return "unsupported-version"
+	case protocol.CodeUnknownHandle:
+		return "unknown-handle"
+	case protocol.CodeAuthentication:
+		return "authentication"
+	case protocol.CodeSequence:
+		return "sequence"
+	case protocol.CodeExists:
+		return "exists"
+	case protocol.CodeLimit:
+		return "limit"
+	case protocol.CodeBusy:
+		return "busy"
+	case protocol.CodeUnavailable:
+		return "unavailable"
+	case protocol.CodeTampered:
+		return "tampered"
+	case protocol.CodeNotProvisioned:
+		return "not-provisioned"
+	case protocol.CodeBadFrame:
+		return "bad-frame"
+	case protocol.CodeInternal:
+		return "internal"
+	}
+	return "other"
+}
