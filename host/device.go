@@ -147,7 +147,7 @@ func UnixDialer(path string) Dialer {
 
 // StreamOptions tune a StreamDevice. Zero values take the defaults shown.
 type StreamOptions struct {
-	Kind, Address string       // for DeviceInfo
+	Kind, Address string        // for DeviceInfo
 	MinBackoff    time.Duration // first wait before redialling: 100 ms
 	MaxBackoff    time.Duration // longest wait between dials: 5 s
 	DialTimeout   time.Duration // 5 s
