@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"os"
 	"strconv"
 )
 
@@ -234,6 +235,11 @@ func NewFrameReader(r io.Reader) *FrameReader {
 // the stream inside a frame (preceded by a FrameTruncated error if a later
 // magic could start another frame), io.ErrNoProgress if the underlying
 // reader keeps returning nothing, or the error it returned.
+//
+// The exception is a read error wrapping os.ErrDeadlineExceeded, which
+// callers use as an inter-byte timeout: it is never final. Between frames
+// Next returns it as it is; inside a frame, the partial frame is reported as
+// FrameTruncated and reading resumes after its magic.
 func (r *FrameReader) Next() (Frame, error) {
 	if r.final != nil {
 		return Frame{}, r.final
@@ -244,6 +250,11 @@ func (r *FrameReader) Next() (Frame, error) {
 			return f, err
 		}
 		if r.rerr != nil {
+			if errors.Is(r.rerr, os.ErrDeadlineExceeded) {
+				err := r.rerr
+				r.rerr = nil
+				return Frame{}, r.stalled(err)
+			}
 			return Frame{}, r.ended()
 		}
 		r.fill(need)
@@ -360,6 +371,32 @@ func (r *FrameReader) ended() error {
 	}
 	r.buf, r.start, r.end = nil, 0, 0
 	return r.final
+}
+
+// stalled is called when a read timed out (the caller's read deadline, used
+// as an inter-byte timeout). Between frames that is not an error of the
+// stream: err is returned and reading may go on. Inside a frame it means the
+// rest of the frame is not coming (a sender that died mid-frame, a cable
+// pulled): the partial frame is given up as truncated, reading resumes after
+// its magic, and later frames are not held hostage by its declared length.
+func (r *FrameReader) stalled(err error) error {
+	if r.skipped > 0 {
+		return r.garbage()
+	}
+	data := r.buf[r.start:r.end]
+	switch {
+	case len(data) == 0:
+		return err
+	case len(data) < len(frameMagic):
+		r.skip(len(data))
+		return r.garbage()
+	}
+	e := &FrameError{Kind: FrameTruncated, Offset: r.off}
+	if len(data) >= frameHeaderLen {
+		e.ID, e.Length, e.HasID = frameParseHeader(data)
+	}
+	r.consume(len(frameMagic))
+	return e
 }
 
 // fill makes room for need buffered bytes and reads once (retrying reads

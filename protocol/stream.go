@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
+	"time"
 )
 
 // Handler answers one request (an encoded Envelope) with one reply.
@@ -35,12 +37,19 @@ func ServeStream(ctx context.Context, rw io.ReadWriter, h Handler, maxInFlight i
 		}
 	}
 	defer wg.Wait()
-	r := NewFrameReader(rw)
+	var in io.Reader = rw
+	if d, ok := rw.(readDeadliner); ok {
+		in = &stallReader{r: rw, d: d, gap: FrameStallTimeout}
+	}
+	r := NewFrameReader(in)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		f, err := r.Next()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue // idle between frames: look at ctx, read on
+		}
 		if err != nil {
 			var fe *FrameError
 			if errors.As(err, &fe) {
@@ -74,6 +83,31 @@ func ServeStream(ctx context.Context, rw io.ReadWriter, h Handler, maxInFlight i
 			return err
 		}
 	}
+}
+
+// FrameStallTimeout is how long ServeStream waits for the next byte of a
+// frame it has started to read before giving the frame up as truncated. It
+// applies to streams with read deadlines (sockets, and serial ports that
+// support them); it is long enough for a full frame's bytes to trickle in at
+// 115200 baud between two reads.
+var FrameStallTimeout = 2 * time.Second
+
+type readDeadliner interface{ SetReadDeadline(time.Time) error }
+
+// stallReader gives every Read a deadline of gap from now, so that a silent
+// peer shows up as os.ErrDeadlineExceeded, which FrameReader turns into
+// either "idle" or "the frame in progress is not coming".
+type stallReader struct {
+	r   io.Reader
+	d   readDeadliner
+	gap time.Duration
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	if err := s.d.SetReadDeadline(time.Now().Add(s.gap)); err != nil {
+		return 0, err
+	}
+	return s.r.Read(p)
 }
 
 // ErrStreamClosed is returned for requests in flight when a stream ends:

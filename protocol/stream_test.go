@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -123,5 +124,56 @@ func TestStreamClientFailsRequestsInFlightWhenTheStreamEnds(t *testing.T) {
 	}
 	if _, err := client.RoundTrip(context.Background(), []byte{1}); !errors.Is(err, ErrStreamClosed) {
 		t.Fatalf("request after close: %v", err)
+	}
+}
+
+// A frame cut off mid-payload (its sender died) is given up after
+// FrameStallTimeout of silence, and the next request is served at once
+// rather than being swallowed as the dead frame's missing bytes.
+func TestServeStreamGivesUpATornFrame(t *testing.T) {
+	saved := FrameStallTimeout
+	FrameStallTimeout = 200 * time.Millisecond
+	defer func() { FrameStallTimeout = saved }()
+	conn, _ := serve(t, echoHandler)
+	torn, _ := AppendFrame(nil, Frame{ID: 3, Payload: make([]byte, 4096)})
+	go conn.Write(torn[:100])
+	r := NewFrameReader(conn)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	f, err := r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pe *Error
+	if err := Decode(f.Payload, TypeStatus, &Empty{}); !errors.As(err, &pe) || pe.Code != CodeBadFrame || f.ID != 3 {
+		t.Fatalf("reply to a torn frame: id %d, %v", f.ID, err)
+	}
+	go WriteFrame(conn, Frame{ID: 4, Payload: []byte{0xbb}})
+	for {
+		f, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.ID == 4 {
+			if err := Decode(f.Payload, TypeStatus, &Empty{}); !errors.As(err, &pe) || pe.Message != "bb" {
+				t.Fatalf("request after a torn frame: %v", err)
+			}
+			return
+		}
+	}
+}
+
+func TestFrameReaderTimeoutsAreNotFinal(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	r := NewFrameReader(b)
+	b.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, err := r.Next(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("idle timeout: %v", err)
+	}
+	b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	go WriteFrame(a, Frame{ID: 1, Payload: []byte("x")})
+	if f, err := r.Next(); err != nil || f.ID != 1 {
+		t.Fatalf("frame after an idle timeout: %v", err)
 	}
 }
