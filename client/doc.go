@@ -1,0 +1,23 @@
+// Package client is Coffer's client library: everything the user's own device
+// does. It is the trusted end of the system; the host daemon it talks to is
+// not.
+//
+// The pieces, each in its own file:
+//
+//   - the backup key K (key.go): 256 random bits per account, and the age
+//     X25519 identity derived from it, so that a backup needs only the
+//     public recipient and stock age can decrypt with the exported identity;
+//   - the 64-digit key (keytext.go, qr.go): K written as 64 hex digits and a
+//     check group, for users who keep K themselves;
+//   - backups (archive.go, extract.go): an age file of a tar stream, made
+//     and restored in constant memory, restored into a temporary folder and
+//     moved into place only once the whole file has verified;
+//   - the vault (conn.go, trust.go, vault.go): cofferd's HTTP API, the
+//     identity bundle pinned under the provisioning key, OPAQUE (RFC 9807)
+//     through github.com/bytemare/opaque, and every receipt checked;
+//   - the configuration file (config.go).
+//
+// SPEC.md beside this file is the normative description of what this
+// package writes and reads (backup format, key derivation, 64-digit key,
+// configuration).
+package client
