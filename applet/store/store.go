@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
 	"sync"
 	"time"
@@ -101,6 +102,7 @@ type Store struct {
 	opts    Options
 	keys    deviceKeys
 	idKey   [32]byte
+	idMACs  sync.Pool // of HMAC(idKey) states
 	storeID [16]byte
 	groups  uint64
 	max     int
@@ -150,7 +152,13 @@ func newBatch() *batch {
 
 func (b *batch) empty() bool { return len(b.changes) == 0 && !b.shred }
 
-const minGroups = 4 // superblock, root, and room to commit
+const (
+	minGroups = 4 // superblock, root, and room to commit
+	// maxGroups bounds the device a store uses (256 GiB) so that the
+	// allocator's RAM (2 bytes a group) stays small and its slices fit a
+	// 32-bit int. Format ignores the rest of a larger device.
+	maxGroups = 1 << 26
+)
 
 // Format creates an empty store on dev and anchors it. It refuses (ErrExists)
 // if the anchor already holds a store, unless opts.Reformat is set; then the
@@ -165,7 +173,7 @@ func Format(dev Device, anc Anchor, opts Options) error {
 	if !isZero(data[:]) && !opts.Reformat {
 		return ErrExists
 	}
-	groups := dev.Sectors() / nodeSectors
+	groups := min(dev.Sectors()/nodeSectors, maxGroups)
 	if groups < minGroups {
 		return fmt.Errorf("store: device of %d sectors is too small", dev.Sectors())
 	}
@@ -246,7 +254,7 @@ func Open(dev Device, anc Anchor, opts Options) (*Store, error) {
 	if sb.storeID != st.storeID {
 		return nil, tampered("the device holds another store than the one anchored")
 	}
-	if sb.sectors > dev.Sectors() || sb.sectors/nodeSectors < minGroups {
+	if sb.sectors > dev.Sectors() || sb.sectors/nodeSectors < minGroups || sb.sectors/nodeSectors > maxGroups {
 		return nil, tamperedf("superblock says %d sectors, device has %d", sb.sectors, dev.Sectors())
 	}
 	s.storeID = sb.storeID
@@ -318,10 +326,15 @@ func (s *Store) walk(n *node, lo, hi *[32]byte, records *uint64) error {
 }
 
 func (s *Store) hashID(id []byte) [32]byte {
-	m := hmac.New(sha256.New, s.idKey[:])
+	m, _ := s.idMACs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, s.idKey[:])
+	}
 	m.Write(id)
 	var k [32]byte
 	m.Sum(k[:0])
+	m.Reset()
+	s.idMACs.Put(m)
 	return k
 }
 

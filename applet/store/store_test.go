@@ -98,9 +98,15 @@ func TestBadInput(t *testing.T) {
 // (deep trees, splits and merges), checking the store against a map after
 // every commit and after reopening.
 func TestRandomOpsAgainstModel(t *testing.T) {
-	for _, cfg := range []struct{ fanout, users, rounds int }{{3, 400, 80}, {4, 12, 300}, {7, 400, 80}, {0, 400, 40}} {
+	for _, cfg := range []struct{ fanout, users, rounds, cache int }{
+		{3, 400, 80, 3}, // a cache far smaller than the tree: constant eviction
+		{4, 12, 300, 0},
+		{7, 400, 80, -1}, // no cache
+		{0, 400, 40, 0},
+	} {
 		fanout := cfg.fanout
 		opts := testOpts(fanout)
+		opts.CacheNodes = cfg.cache
 		s, dev, anc, _ := newMemStore(t, 1<<15, opts)
 		r := rand.New(rand.NewPCG(uint64(fanout), 1))
 		m := model{}

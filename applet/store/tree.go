@@ -3,10 +3,10 @@ package store
 import (
 	"bytes"
 	"cmp"
-	"container/list"
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // The tree is a B+tree keyed by the hashed user id. Leaves hold, for each
@@ -22,27 +22,33 @@ import (
 
 // nodeCache keeps verified internal nodes in RAM (the Secure World's RAM is
 // inside the trust boundary). Leaves and records are always read and
-// verified from the device.
+// verified from the device. Eviction is CLOCK: a hit only sets a reference
+// bit, so concurrent readers share a read lock.
 type nodeCache struct {
-	mu  sync.Mutex
-	max int
-	lru *list.List // of *node, most recent first
-	m   map[uint64]*list.Element
+	mu   sync.RWMutex
+	max  int
+	m    map[uint64]*cacheEntry
+	ring []*cacheEntry
+	hand int
+}
+
+type cacheEntry struct {
+	n   *node
+	ref atomic.Bool
+	idx int // position in ring
 }
 
 func newNodeCache(max int) *nodeCache {
-	return &nodeCache{max: max, lru: list.New(), m: make(map[uint64]*list.Element)}
+	return &nodeCache{max: max, m: make(map[uint64]*cacheEntry)}
 }
 
 func (c *nodeCache) get(r *ref) *node {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.m[r.loc]; ok {
-		n := el.Value.(*node)
-		if n.ref.hash == r.hash && n.ref.key == r.key {
-			c.lru.MoveToFront(el)
-			return n
-		}
+	c.mu.RLock()
+	e := c.m[r.loc]
+	c.mu.RUnlock()
+	if e != nil && e.n.ref.hash == r.hash && e.n.ref.key == r.key {
+		e.ref.Store(true)
+		return e.n
 	}
 	return nil
 }
@@ -53,15 +59,26 @@ func (c *nodeCache) put(n *node) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if el, ok := c.m[n.ref.loc]; ok {
-		c.lru.Remove(el)
+	if e, ok := c.m[n.ref.loc]; ok {
+		e.n = n
+		return
 	}
-	c.m[n.ref.loc] = c.lru.PushFront(n)
-	for c.lru.Len() > c.max {
-		el := c.lru.Back()
-		old := c.lru.Remove(el).(*node)
-		delete(c.m, old.ref.loc)
+	e := &cacheEntry{n: n}
+	if len(c.ring) < c.max {
+		e.idx = len(c.ring)
+		c.ring = append(c.ring, e)
+	} else {
+		for {
+			c.hand = (c.hand + 1) % len(c.ring)
+			if old := c.ring[c.hand]; !old.ref.Swap(false) {
+				delete(c.m, old.n.ref.loc)
+				break
+			}
+		}
+		e.idx = c.hand
+		c.ring[c.hand] = e
 	}
+	c.m[n.ref.loc] = e
 }
 
 // evict drops the node at loc (its sectors are about to be reused) and
@@ -69,17 +86,21 @@ func (c *nodeCache) put(n *node) {
 func (c *nodeCache) evict(loc uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if el, ok := c.m[loc]; ok {
-		n := c.lru.Remove(el).(*node)
-		delete(c.m, loc)
-		wipeNode(n)
+	e, ok := c.m[loc]
+	if !ok {
+		return
 	}
+	delete(c.m, loc)
+	last := c.ring[len(c.ring)-1]
+	c.ring[e.idx], last.idx = last, e.idx
+	c.ring = c.ring[:len(c.ring)-1]
+	wipeNode(e.n)
 }
 
 func (c *nodeCache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.lru.Len()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.ring)
 }
 
 func wipeNode(n *node) {

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package store
+
+func preallocate(*FileDevice) error { return nil }
