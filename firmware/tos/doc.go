@@ -1,0 +1,11 @@
+// Package tos is the portable core of Coffer's Trusted OS: the services it
+// offers the Trusted Applet through the call interface of firmware/api
+// (Service), the queue that relays protocol requests from the transport to
+// the applet and replies back (Relay), and the ELF loader for the applet
+// image (LoadELF).
+//
+// It has no hardware imports, so the whole OS ↔ applet contract is tested on
+// any machine: the tests run the real applet logic against a Service over
+// plain memory. The GoTEE glue that turns supervisor calls into Service.Call
+// lives in firmware/os behind `//go:build tamago`.
+package tos
