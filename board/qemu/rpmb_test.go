@@ -1,0 +1,152 @@
+package qemu
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cofferhsm/coffer/applet/store"
+)
+
+type osFile struct{ *os.File }
+
+func (f osFile) Size() (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+func openFile(t *testing.T, path string) osFile {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return osFile{f}
+}
+
+// The store's own RPMB client must accept the emulation: program the key,
+// write and read the anchor, and see the counter survive a reopen.
+func TestEmulatedRPMBWithStoreClient(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, AnchorFile)
+	e, err := OpenEmulatedRPMB(openFile(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := store.DeriveRPMBKey(DevSealingKey)
+	a := store.NewRPMBAnchor(e, key, 0)
+	_, _, err = a.Read()
+	var re *store.RPMBError
+	if !errors.As(err, &re) || re.Result != store.RPMBKeyNotProgrammed {
+		t.Fatalf("read before key programming: %v, want key not programmed", err)
+	}
+	if err := a.ProgramKey(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ProgramKey(); err == nil {
+		t.Fatal("a second key programming succeeded")
+	}
+	var blk [store.AnchorSize]byte
+	blk[0] = 42
+	c, err := a.Write(blk)
+	if err != nil || c != 1 {
+		t.Fatalf("write: counter %d, %v", c, err)
+	}
+	got, c, err := a.Read()
+	if err != nil || c != 1 || got != blk {
+		t.Fatalf("read: %v counter %d err %v", got[0], c, err)
+	}
+
+	// Reopen from the file.
+	e2, err := OpenEmulatedRPMB(openFile(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2 := store.NewRPMBAnchor(e2, key, 0)
+	got, c, err = a2.Read()
+	if err != nil || c != 1 || got != blk {
+		t.Fatalf("after reopen: %v counter %d err %v", got[0], c, err)
+	}
+	// A wrong key cannot write.
+	wrong := store.NewRPMBAnchor(e2, store.DeriveRPMBKey([32]byte{1}), 0)
+	if _, err := wrong.Write(blk); err == nil {
+		t.Fatal("write with a wrong key succeeded")
+	}
+}
+
+// A whole store on the QEMU board's file device and emulated RPMB, and the
+// rollback the anchor detects: an old copy of the store file.
+func TestStoreOnBoardFilesDetectsRollback(t *testing.T) {
+	dir := t.TempDir()
+	storePath := filepath.Join(dir, StoreFile)
+	open := func() (*store.Store, error) {
+		dev, err := NewFileDevice(openFile(t, storePath), 4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := OpenEmulatedRPMB(openFile(t, filepath.Join(dir, AnchorFile)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := store.NewRPMBAnchor(e, store.DeriveRPMBKey(DevSealingKey), 0)
+		if _, _, err := a.Read(); err != nil {
+			if err := a.ProgramKey(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		opts := store.Options{SealingKey: DevSealingKey}
+		s, err := store.Open(dev, a, opts)
+		if errors.Is(err, store.ErrNotFormatted) {
+			if err := store.Format(dev, a, opts); err != nil {
+				t.Fatal(err)
+			}
+			s, err = store.Open(dev, a, opts)
+		}
+		return s, err
+	}
+	ctx := context.Background()
+	s, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Put([]byte("alice"), []byte("v1"))
+	if _, err := s.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	old, err := os.ReadFile(storePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err = open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Put([]byte("alice"), []byte("v2"))
+	if _, err := s.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := os.WriteFile(storePath, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err = open()
+	if err == nil {
+		v, _, gerr := s.Get([]byte("alice"))
+		s.Close()
+		if gerr == nil {
+			t.Fatalf("rolled-back store served %q", v)
+		}
+		err = gerr
+	}
+	var tam interface{ Tampered() bool }
+	if !errors.As(err, &tam) || !tam.Tampered() {
+		t.Fatalf("rollback gave %v, want a tamper error", err)
+	}
+}
