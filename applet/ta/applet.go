@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	taruntime "github.com/cofferhsm/coffer/applet/runtime"
+	"github.com/cofferhsm/coffer/applet/store"
+	"github.com/cofferhsm/coffer/applet/vault"
+	"github.com/cofferhsm/coffer/firmware/api"
+	"github.com/cofferhsm/coffer/protocol"
+)
+
+// maxInFlight bounds the requests handled at once; the OS bounds them too,
+// so a request beyond it is answered "busy" at once rather than queued.
+const maxInFlight = 32
+
+// cacheNodes bounds the store's node cache (about 6 KiB each) to fit the
+// applet's memory.
+const cacheNodes = 1024
+
+// run serves until the OS stops the applet. It returns only on a failure of
+// the call interface itself.
+func run(ctx context.Context, o *taruntime.OS) error {
+	cfg, err := o.Config()
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(&lineWriter{o: o}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	h, status := open(ctx, o, cfg, log)
+	cfg.Wipe()
+	if err := o.Ready(status); err != nil {
+		return err
+	}
+	return serve(ctx, o, h, log)
+}
+
+// open opens the store and the vault, or returns a handler that refuses
+// service, and a status line for the console.
+func open(ctx context.Context, o *taruntime.OS, cfg *api.Config, log *slog.Logger) (protocol.Handler, string) {
+	anchor := store.NewRPMBAnchor(o.RPMB(), store.DeriveRPMBKey(cfg.SealingKey), 0)
+	if err := ensureRPMBKey(anchor); err != nil {
+		log.Error("rpmb", "err", err)
+		return refuse(err), "REFUSING SERVICE: anchor: " + err.Error()
+	}
+	dev := o.Device(cfg.Sectors)
+	opts := store.Options{
+		SealingKey:        cfg.SealingKey,
+		MinAnchorInterval: time.Duration(cfg.MinAnchorMillis) * time.Millisecond,
+		CacheNodes:        cacheNodes,
+	}
+	st, err := store.Open(dev, anchor, opts)
+	created := false
+	if errors.Is(err, store.ErrNotFormatted) {
+		log.Info("formatting a new store", "sectors", dev.Sectors())
+		if err = store.Format(dev, anchor, opts); err == nil {
+			st, err = store.Open(dev, anchor, opts)
+			created = true
+		}
+	}
+	clear(opts.SealingKey[:])
+	if err != nil {
+		log.Error("store", "err", err)
+		return refuse(err), "REFUSING SERVICE: store: " + err.Error()
+	}
+	name := "coffer"
+	if cfg.Board != "" {
+		name += "-" + cfg.Board
+	}
+	v, err := vault.New(ctx, st, vault.Options{
+		Create:       created,
+		Log:          log,
+		MaxLimit:     uint(cfg.MaxLimit),
+		Insecure:     cfg.Flags&api.FlagInsecure != 0,
+		FirmwareHash: bytes.Clone(cfg.FirmwareHash[:]),
+		Name:         name,
+		AnchorWrites: func() uint64 { return uint64(anchor.WriteCounter()) },
+	})
+	if err != nil {
+		log.Error("vault", "err", err)
+		st.Close()
+		return refuse(err), "REFUSING SERVICE: vault: " + err.Error()
+	}
+	if cfg.Flags&api.FlagDevProvisioning != 0 {
+		if err := selfProvision(ctx, v, cfg.DevProvisioningSeed); err != nil {
+			log.Error("development provisioning", "err", err)
+		}
+	}
+	go expire(v)
+	stats := st.Stats()
+	status := fmt.Sprintf("serving: store sequence %d, %d records, anchor counter %d", stats.Seq, stats.Records, stats.WriteCounter)
+	if created {
+		status += " (new store)"
+	}
+	if cfg.Flags&api.FlagInsecure != 0 {
+		status += " [INSECURE]"
+	}
+	return v.Handle, status
+}
+
+// ensureRPMBKey programs the anchor's key into a partition that has none
+// (first boot). On an eMMC this is irreversible, and the key is derived from
+// the device-unique key, so only this device can ever write its anchor.
+func ensureRPMBKey(a *store.RPMBAnchor) error {
+	_, _, err := a.Read()
+	var re *store.RPMBError
+	if errors.As(err, &re) && re.Result&^store.RPMBCounterExpired == store.RPMBKeyNotProgrammed {
+		if err := a.ProgramKey(); err != nil {
+			return fmt.Errorf("programming the RPMB key: %w", err)
+		}
+		_, _, err = a.Read()
+	}
+	return err
+}
+
+// refuse answers every request with the error that keeps the vault closed.
+func refuse(cause error) protocol.Handler {
+	code, msg := protocol.CodeUnavailable, "storage failed; the vault fails closed"
+	var t interface{ Tampered() bool }
+	if errors.Is(cause, vault.ErrTampered) || (errors.As(cause, &t) && t.Tampered()) {
+		code, msg = protocol.CodeTampered, "service refused: the store failed its integrity check"
+	}
+	reply := protocol.EncodeError(protocol.Errorf(code, "%s", msg))
+	return func(context.Context, []byte) []byte { return reply }
+}
+
+// selfProvision signs the vault's identity with the development provisioning
+// key unless a matching bundle is installed. Only emulated, insecure boards
+// have such a key.
+func selfProvision(ctx context.Context, v *vault.Vault, seed [32]byte) error {
+	req, err := protocol.Encode(protocol.TypeIdentity, &protocol.Empty{})
+	if err != nil {
+		return err
+	}
+	var have protocol.SignedIdentity
+	if protocol.Decode(v.Handle(ctx, req), protocol.TypeIdentity, &have) == nil {
+		return nil
+	}
+	key := ed25519.NewKeyFromSeed(seed[:])
+	defer clear(key)
+	signed, err := protocol.SignIdentity(key, v.Identity())
+	if err != nil {
+		return err
+	}
+	return v.InstallIdentity(ctx, signed)
+}
+
+func expire(v *vault.Vault) {
+	for {
+		time.Sleep(10 * time.Second)
+		v.Expire()
+	}
+}
+
+// serve takes requests from the OS and answers each in its own goroutine.
+func serve(ctx context.Context, o *taruntime.OS, h protocol.Handler, log *slog.Logger) error {
+	buf := make([]byte, api.MaxMessage)
+	busy := protocol.EncodeError(protocol.Errorf(protocol.CodeBusy, "too many requests in flight"))
+	var inFlight atomic.Int32
+	for {
+		tag, req, err := o.Recv(buf)
+		if err != nil {
+			if errors.Is(err, api.ECLOSED) {
+				return err
+			}
+			log.Error("receive", "err", err)
+			o.WaitRequest()
+			continue
+		}
+		if req == nil {
+			o.WaitRequest()
+			continue
+		}
+		if inFlight.Load() >= maxInFlight {
+			o.Send(tag, busy)
+			continue
+		}
+		inFlight.Add(1)
+		req = bytes.Clone(req)
+		go func() {
+			defer inFlight.Add(-1)
+			if err := o.Send(tag, h(ctx, req)); err != nil {
+				log.Error("send", "err", err)
+			}
+		}()
+	}
+}
+
+// lineWriter sends slog's lines to the OS console.
+type lineWriter struct {
+	o *taruntime.OS
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	for _, line := range bytes.Split(bytes.TrimRight(p, "\n"), []byte("\n")) {
+		w.o.Log(string(line))
+	}
+	return len(p), nil
+}

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	taruntime "github.com/cofferhsm/coffer/applet/runtime"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/board/qemu"
+	"github.com/cofferhsm/coffer/firmware/api"
+	"github.com/cofferhsm/coffer/firmware/tos"
+	"github.com/cofferhsm/coffer/protocol"
+)
+
+// memFile is a host file in memory, with snapshots.
+type memFile struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if off >= int64(len(f.b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, f.b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if end := off + int64(len(p)); end > int64(len(f.b)) {
+		f.b = append(f.b, make([]byte, end-int64(len(f.b)))...)
+	}
+	return copy(f.b[off:], p), nil
+}
+
+func (f *memFile) Size() (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return int64(len(f.b)), nil
+}
+
+func (f *memFile) snapshot() []byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return bytes.Clone(f.b)
+}
+
+func (f *memFile) restore(b []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.b = bytes.Clone(b)
+}
+
+// machine is the QEMU board's storage with the OS's portable core, and the
+// applet running against it in-process.
+type machine struct {
+	t            *testing.T
+	storeFile    *memFile
+	anchorFile   *memFile
+	relay        *tos.Relay
+	ready        chan string
+	svc          *tos.Service
+	client       *protocol.StreamClient
+	stopTransprt func()
+}
+
+const testSectors = 8192
+
+func newMachine(t *testing.T) *machine {
+	return &machine{t: t, storeFile: &memFile{}, anchorFile: &memFile{}}
+}
+
+// boot starts the OS core and the applet, and waits for ready.
+func (m *machine) boot() string {
+	t := m.t
+	dev, err := qemu.NewFileDevice(m.storeFile, testSectors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpmb, err := qemu.OpenEmulatedRPMB(m.anchorFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.relay = tos.NewRelay()
+	m.ready = make(chan string, 1)
+	m.svc = &tos.Service{
+		Config: api.Config{
+			Flags:               api.FlagInsecure | api.FlagEmulated | api.FlagDevProvisioning,
+			MaxLimit:            protocol.DefaultLimit,
+			Sectors:             dev.Sectors(),
+			SealingKey:          qemu.DevSealingKey,
+			DevProvisioningSeed: qemu.DevProvisioningSeed,
+			Board:               "test",
+		},
+		Device:  dev,
+		RPMB:    rpmb,
+		Rand:    cryptoRand{},
+		Relay:   m.relay,
+		Console: func(line string) { t.Log("applet:", line) },
+		Ready:   func(s string) { m.ready <- s },
+		MaxWait: 50 * time.Millisecond,
+	}
+	m.svc.Start()
+	o := taruntime.NewOS(func(op uint32, buf []byte) int32 {
+		r, _ := m.svc.Call(op, tos.SliceBuffer(buf))
+		return r
+	})
+	go run(context.Background(), o) // the applet: leaks at test end, as a stopped machine would
+
+	a, b := net.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	go protocol.ServeStream(ctx, a, m.relay.Handle, 8)
+	m.client = protocol.NewStreamClient(b)
+	m.stopTransprt = func() { cancel(); m.client.Close(); a.Close() }
+	t.Cleanup(m.stopTransprt)
+	select {
+	case s := <-m.ready:
+		return s
+	case <-time.After(30 * time.Second):
+		t.Fatal("applet not ready")
+	}
+	return ""
+}
+
+func (m *machine) rt(ctx context.Context, req []byte) ([]byte, error) {
+	return m.client.RoundTrip(ctx, req)
+}
+
+type cryptoRand struct{}
+
+func (cryptoRand) Read(p []byte) (int, error) { return randRead(p) }
+
+func TestAppletServesVaultThroughOSCalls(t *testing.T) {
+	ctx := context.Background()
+	m := newMachine(t)
+	status := m.boot()
+	if !bytes.Contains([]byte(status), []byte("new store")) || !bytes.Contains([]byte(status), []byte("INSECURE")) {
+		t.Fatalf("status %q", status)
+	}
+	pk := ed25519.NewKeyFromSeed(qemu.DevProvisioningSeed[:]).Public().(ed25519.PublicKey)
+	id, err := vaulttest.FetchIdentity(ctx, m.rt, pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !id.Insecure {
+		t.Fatal("identity not flagged insecure")
+	}
+	alice := &vaulttest.Client{RoundTrip: m.rt, Identity: id, UserID: []byte("alice")}
+	key := bytes.Repeat([]byte{7}, 32)
+	if _, err := alice.Register(ctx, []byte("right"), key, 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := alice.Login(ctx, []byte("wrong")); !errors.Is(err, vaulttest.ErrWrongPassword) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	s, _, err := alice.Login(ctx, []byte("right"))
+	if err != nil || !bytes.Equal(s.BackupKey, key) {
+		t.Fatalf("login: %v", err)
+	}
+	old := m.storeFile.snapshot()
+	if _, _, err := alice.Login(ctx, []byte("wrong")); !errors.Is(err, vaulttest.ErrWrongPassword) {
+		t.Fatalf("wrong password: %v", err)
+	}
+
+	// Restart on the same files: the user is still there.
+	m.stopTransprt()
+	m.boot()
+	id2, err := vaulttest.FetchIdentity(ctx, m.rt, pk)
+	if err != nil || !bytes.Equal(id2.SigningKey, id.SigningKey) {
+		t.Fatalf("identity after restart: %v", err)
+	}
+	alice.RoundTrip = m.rt
+	_, r, err := alice.Login(ctx, []byte("wrong"))
+	if !errors.Is(err, vaulttest.ErrWrongPassword) || r == nil || r.FailedSinceSuccess != 1 {
+		t.Fatalf("after restart: %v, receipt %+v", err, r)
+	}
+
+	// An older store under the newer anchor: service refused.
+	m.stopTransprt()
+	m.storeFile.restore(old)
+	status = m.boot()
+	if !bytes.Contains([]byte(status), []byte("REFUSING")) {
+		t.Fatalf("status after rollback %q", status)
+	}
+	_, err = vaulttest.FetchIdentity(ctx, m.rt, pk)
+	if !errors.Is(err, &protocol.Error{Code: protocol.CodeTampered}) {
+		t.Fatalf("after rollback: %v, want tampered", err)
+	}
+}

@@ -1,0 +1,5 @@
+package main
+
+import "crypto/rand"
+
+func randRead(p []byte) (int, error) { return rand.Read(p) }
