@@ -308,6 +308,20 @@ func TestScaleReport(t *testing.T) {
 	t.Logf("Commit (store's work):  1K %v, 1M %v, ratio %.2f  (excluding fsync and the anchor file's fsyncs)", small.work, large.work, ratio(small.work, large.work))
 	t.Logf("tree height: 1K %d, 1M %d", small.height, large.height)
 	t.Logf("bytes written per single-record commit: 1K %.0f, 1M %.0f (+ one 256-byte RPMB block in 5 RPMB frames)", small.bytes, large.bytes)
+	// Recovery: Open walks and verifies every node.
+	for _, n := range sizes {
+		sc := stores[n]
+		if err := sc.s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		s, err := Open(sc.dev, sc.anc, Options{SealingKey: testSealing})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("Open (verifies the whole tree) of %d records: %v", n, time.Since(t0).Round(time.Millisecond))
+		sc.s = s
+	}
 	logRPMBBudget(t, 100*time.Millisecond)
 }
 

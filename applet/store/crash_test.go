@@ -330,7 +330,18 @@ func crashTraces() map[string][]crashOp {
 			grow = append(grow, crashOp{kind: 'c'})
 		}
 	}
+	var big []crashOp
+	for i := 0; i < 40; i++ {
+		big = append(big, crashOp{'p', fmt.Sprint("b", i), rec(i)})
+	}
+	big = append(big, crashOp{kind: 'c'})
+	for i := 0; i < 40; i += 2 {
+		big = append(big, crashOp{'d', fmt.Sprint("b", i), ""})
+	}
+	big = append(big, crashOp{'p', "b1", "again"}, crashOp{kind: 'c'})
 	return map[string][]crashOp{
+		// one commit large enough to be written as several runs
+		"large-batch": big,
 		"small": {
 			{'p', "a", "a1"}, {kind: 'c'},
 			{'p', "b", "b1"}, {'p', "c", "c1"}, {kind: 'c'},
@@ -351,7 +362,7 @@ func crashTraces() map[string][]crashOp {
 // TestCrashEnumeration cuts the power at every event of small traces and
 // explores every resolution of each cut (sampled when there are too many).
 func TestCrashEnumeration(t *testing.T) {
-	limit := 64
+	limit := 256
 	if testing.Short() {
 		limit = 8
 	}
