@@ -1,0 +1,102 @@
+// Command fwimage turns a firmware ELF into what i.MX boot tools want, so
+// that building a flashable image needs no cross binutils:
+//
+//	fwimage bin  IN.elf OUT.bin   the loadable segments as one flat image,
+//	                              from the lowest load address, gaps and
+//	                              .bss zero-filled (what objcopy -O binary
+//	                              gives for these sections)
+//	fwimage entry IN.elf          print the entry point (hex)
+//	fwimage patch-entry IN.elf OUT.imx
+//	                              write the ELF entry point into the IVT of
+//	                              an imximage made by mkimage (offset 4)
+package main
+
+import (
+	"debug/elf"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "fwimage:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) < 2 {
+		return errors.New("usage: fwimage bin IN.elf OUT.bin | entry IN.elf | patch-entry IN.elf OUT.imx")
+	}
+	f, err := elf.Open(args[1])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	switch args[0] {
+	case "bin":
+		if len(args) != 3 {
+			return errors.New("usage: fwimage bin IN.elf OUT.bin")
+		}
+		b, _, err := flat(f)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(args[2], b, 0o644)
+	case "entry":
+		fmt.Printf("%#x\n", f.Entry)
+		return nil
+	case "patch-entry":
+		if len(args) != 3 {
+			return errors.New("usage: fwimage patch-entry IN.elf OUT.imx")
+		}
+		out, err := os.OpenFile(args[2], os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		var e [4]byte
+		binary.LittleEndian.PutUint32(e[:], uint32(f.Entry))
+		if _, err := out.WriteAt(e[:], 4); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	}
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// flat lays the PT_LOAD segments out from the lowest load address.
+func flat(f *elf.File) ([]byte, uint64, error) {
+	var lo, hi uint64
+	first := true
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_LOAD || p.Memsz == 0 {
+			continue
+		}
+		if first || p.Paddr < lo {
+			lo = p.Paddr
+		}
+		if first || p.Paddr+p.Memsz > hi {
+			hi = p.Paddr + p.Memsz
+		}
+		first = false
+	}
+	if first {
+		return nil, 0, errors.New("no loadable segment")
+	}
+	if hi-lo > 256<<20 {
+		return nil, 0, fmt.Errorf("image spans %d MiB", (hi-lo)>>20)
+	}
+	b := make([]byte, hi-lo)
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_LOAD || p.Filesz == 0 {
+			continue
+		}
+		if _, err := p.ReadAt(b[p.Paddr-lo:p.Paddr-lo+p.Filesz], 0); err != nil {
+			return nil, 0, err
+		}
+	}
+	return b, lo, nil
+}

@@ -1,0 +1,100 @@
+# Coffer firmware: the Trusted Applet (applet/ta) and the Trusted OS
+# (firmware/os) built with the TamaGo toolchain for GoTEE. Included by the
+# root Makefile; also usable alone: make -f firmware/firmware.mk TARGET.
+# See firmware/README-firmware.md.
+#
+#   make firmware [BOARD=qemu|usbarmory]   applet ELF, then the OS ELF embedding it
+#   make qemu                              boot the QEMU firmware (console here,
+#                                          protocol UART on a unix socket)
+#   make imx BOARD=usbarmory               flashable .imx (mkimage, u-boot-tools)
+#   make test-firmware                     QEMU integration tests (skip cleanly
+#                                          without QEMU or the toolchain)
+
+FW_DIR  := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+FW_ROOT := $(patsubst %/,%,$(dir $(FW_DIR)))
+
+BOARD ?= qemu
+FW_GO ?= go
+
+# The TamaGo toolchain, run through upstream's installer/runner (the tool
+# directive in go.mod). It looks for tamago-go under the user cache folder
+# and would otherwise try to clone and build it: check first.
+TAMAGO ?= $(shell cd $(FW_ROOT) && $(FW_GO) tool -n github.com/usbarmory/tamago/cmd/tamago 2>/dev/null)
+FW_TAMAGO_VERSION := $(shell cd $(FW_ROOT) && $(FW_GO) list -m -f '{{.Version}}' github.com/usbarmory/tamago 2>/dev/null)
+FW_TAMAGO_GOROOT ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tamago-go/tamago-go$(patsubst v%,%,$(FW_TAMAGO_VERSION))
+
+# Link addresses: board/layout.go (OSText, AppletText); a test checks they agree.
+OS_TEXT     := 0x80010000
+APPLET_TEXT := 0x98010000
+
+FW_BUILD   ?= $(FW_ROOT)/build/firmware/$(BOARD)
+FW_VERSION ?= $(shell cd $(FW_ROOT) && git describe --always --dirty 2>/dev/null || echo dev)
+FW_GOENV   := GOOS=tamago GOARCH=arm GOARM=7 GOOSPKG=github.com/usbarmory/tamago CGO_ENABLED=0 GO_EXTLINK_ENABLED=0
+FW_GOFLAGS := -trimpath -buildvcs=false
+
+QEMU       ?= qemu-system-arm
+QEMU_STATE ?= $(FW_BUILD)/qemu-state
+QEMU_SOCK  ?= $(QEMU_STATE)/protocol.sock
+QEMU_ARGS   = -machine mcimx6ul-evk -cpu cortex-a7 -m 512M -nographic -monitor none \
+	-serial unix:$(QEMU_SOCK),server,nowait -serial stdio -net none \
+	-semihosting -semihosting-config enable=on,userspace=off
+
+MKIMAGE ?= mkimage
+
+.PHONY: firmware qemu imx test-firmware fw-toolchain fw-clean
+
+fw-toolchain:
+	@if [ -z "$(TAMAGO)" ]; then \
+		echo "firmware: cannot find the tamago tool (go.mod needs 'tool github.com/usbarmory/tamago/cmd/tamago')"; exit 1; \
+	fi
+	@if [ ! -x "$(FW_TAMAGO_GOROOT)/bin/go" ]; then \
+		echo "firmware: no TamaGo toolchain at $(FW_TAMAGO_GOROOT)"; \
+		echo "firmware: build tamago-go$(patsubst v%,%,$(FW_TAMAGO_VERSION)) there (src/make.bash), see firmware/README-firmware.md"; \
+		exit 1; \
+	fi
+
+firmware: fw-toolchain
+	@mkdir -p $(FW_BUILD)
+	cd $(FW_ROOT) && $(FW_GOENV) $(TAMAGO) build $(FW_GOFLAGS) -tags board_$(BOARD) \
+		-ldflags "-T $(APPLET_TEXT) -R 0x1000" -o $(FW_BUILD)/applet.elf ./applet/ta
+	cp $(FW_BUILD)/applet.elf $(FW_DIR)/os/applet.elf
+	cd $(FW_ROOT) && $(FW_GOENV) $(TAMAGO) build $(FW_GOFLAGS) -tags board_$(BOARD),linkramsize \
+		-ldflags "-T $(OS_TEXT) -R 0x1000 -X main.Version=$(FW_VERSION)" -o $(FW_BUILD)/coffer-os.elf ./firmware/os
+	@ls -l $(FW_BUILD)/applet.elf $(FW_BUILD)/coffer-os.elf
+
+qemu:
+	@if [ "$(BOARD)" != qemu ]; then echo "qemu: needs BOARD=qemu"; exit 1; fi
+	@$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware BOARD=qemu
+	@mkdir -p $(QEMU_STATE) && rm -f $(QEMU_SOCK)
+	@echo "qemu: protocol UART on unix socket $(QEMU_SOCK)"
+	@echo "qemu: store and anchor files in $(QEMU_STATE); console below, quit with Ctrl-A X"
+	cd $(QEMU_STATE) && $(QEMU) $(QEMU_ARGS) -kernel $(FW_BUILD)/coffer-os.elf
+
+imx:
+	@if [ "$(BOARD)" != usbarmory ]; then echo "imx: a flashable image is for hardware: make imx BOARD=usbarmory"; exit 1; fi
+	@command -v $(MKIMAGE) >/dev/null 2>&1 || { echo "imx: mkimage not found (apt-get install u-boot-tools)"; exit 1; }
+	@$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware BOARD=usbarmory
+	cd $(FW_ROOT) && $(FW_GO) run ./firmware/cmd/fwimage bin $(FW_BUILD)/coffer-os.elf $(FW_BUILD)/coffer-os.bin
+	cd $(FW_ROOT) && $(FW_GO) mod download github.com/usbarmory/tamago
+	cp -f "$$(cd $(FW_ROOT) && $(FW_GO) list -m -f '{{.Dir}}' github.com/usbarmory/tamago)/board/usbarmory/mk2/imximage.cfg" $(FW_BUILD)/coffer-os.dcd
+	chmod 644 $(FW_BUILD)/coffer-os.dcd
+	@# GoTEE: keep TrustZone memory protection (disable the TZASC bypass) from DDR init on.
+	echo "DATA 4 0x020e4024 0x00000001  # TZASC_BYPASS" >> $(FW_BUILD)/coffer-os.dcd
+	$(MKIMAGE) -n $(FW_BUILD)/coffer-os.dcd -T imximage -e $(OS_TEXT) -d $(FW_BUILD)/coffer-os.bin $(FW_BUILD)/coffer-os.imx
+	cd $(FW_ROOT) && $(FW_GO) run ./firmware/cmd/fwimage patch-entry $(FW_BUILD)/coffer-os.elf $(FW_BUILD)/coffer-os.imx
+	@echo "imx: $(FW_BUILD)/coffer-os.imx (unsigned; HAB signing not done here)"
+
+# QEMU integration tests. Without QEMU or the toolchain: one line, exit 0.
+test-firmware:
+	@if ! command -v $(QEMU) >/dev/null 2>&1; then \
+		echo "test-firmware: SKIPPED: $(QEMU) not found (apt-get install qemu-system-arm)"; exit 0; \
+	fi; \
+	if [ -z "$(TAMAGO)" ] || [ ! -x "$(FW_TAMAGO_GOROOT)/bin/go" ]; then \
+		echo "test-firmware: SKIPPED: no TamaGo toolchain at $(FW_TAMAGO_GOROOT) (see firmware/README-firmware.md)"; exit 0; \
+	fi; \
+	$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware BOARD=qemu FW_BUILD=$(FW_ROOT)/build/firmware/qemu && \
+	cd $(FW_ROOT) && COFFER_FIRMWARE=$(FW_ROOT)/build/firmware/qemu/coffer-os.elf COFFER_QEMU=$(QEMU) \
+		$(FW_GO) test -count=1 -timeout 30m -v ./firmware/qemutest
+
+fw-clean:
+	rm -rf $(FW_ROOT)/build/firmware $(FW_DIR)/os/applet.elf

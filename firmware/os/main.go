@@ -1,0 +1,148 @@
+//go:build tamago && arm
+
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"fmt"
+	"log"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/cofferhsm/coffer/board"
+	"github.com/cofferhsm/coffer/firmware/api"
+	"github.com/cofferhsm/coffer/firmware/tos"
+	"github.com/cofferhsm/coffer/protocol"
+)
+
+// The applet image, built first by firmware.mk.
+//
+//go:embed applet.elf
+var appletELF []byte
+
+// Version is set by the build (-X main.Version=...).
+var Version = "dev"
+
+// maxInFlight bounds the requests relayed to the applet at once.
+const maxInFlight = 8
+
+var bootTime = time.Now()
+
+func logf(format string, args ...any) {
+	log.Printf("[%8.3f] "+format, append([]any{time.Since(bootTime).Seconds()}, args...)...)
+}
+
+func main() {
+	log.SetFlags(0)
+	log.SetOutput(os.Stdout)
+
+	b, err := board.Current()
+	if err != nil {
+		halt(nil, "%v", err)
+	}
+	if err := b.Init(); err != nil {
+		halt(b, "board init: %v", err)
+	}
+	hash := sha256.Sum256(appletELF)
+	logf("coffer trusted OS %s (%s %s/%s) on %s", Version, runtime.Version(), runtime.GOOS, runtime.GOARCH, b.Name())
+	logf("applet image %d bytes, sha256 %x", len(appletELF), hash)
+
+	flags := uint32(0)
+	if why := b.Insecure(); why != "" {
+		flags |= api.FlagInsecure
+		shout("INSECURE VAULT", why,
+			"its identity bundle is flagged insecure; clients refuse it unless told --insecure",
+			"never keep real backup keys in it")
+	}
+	link, err := b.Transport()
+	if err != nil {
+		halt(b, "transport: %v", err)
+	}
+	key, err := b.SealingKey()
+	if err != nil {
+		shout("VAULT DISABLED", err.Error(), "every request is answered with an error")
+		refuseForever(link, protocol.Errorf(protocol.CodeUnavailable, "this device cannot protect secrets (%v)", err))
+	}
+	seed, dev := b.DevProvisioningSeed()
+	if dev {
+		flags |= api.FlagDevProvisioning | api.FlagEmulated
+	}
+	device, rpmb, err := b.Storage()
+	if err != nil {
+		refuseForever(link, protocol.Errorf(protocol.CodeUnavailable, "storage unavailable"))
+	}
+	logf("storage: %d sectors (%d MiB)", device.Sectors(), device.Sectors()>>11)
+
+	relay := tos.NewRelay()
+	svc := &tos.Service{
+		Config: api.Config{
+			Flags:               flags,
+			MaxLimit:            protocol.DefaultLimit,
+			Sectors:             device.Sectors(),
+			MinAnchorMillis:     uint32(b.MinAnchorInterval() / time.Millisecond),
+			SealingKey:          key,
+			FirmwareHash:        hash,
+			DevProvisioningSeed: seed,
+			Board:               b.Name(),
+		},
+		Device:  device,
+		RPMB:    rpmb,
+		Rand:    b.Rand(),
+		Relay:   relay,
+		Console: func(line string) { logf("applet: %s", line) },
+		Ready:   func(status string) { logf("coffer: ready: %s", status) },
+	}
+	clear(key[:])
+	clear(seed[:])
+
+	go serve(link, relay.Handle)
+	sup, err := newSupervisor(svc, relay)
+	if err != nil {
+		halt(b, "applet region: %v", err)
+	}
+	sup.run()
+}
+
+// serve relays frames between the transport and h for ever.
+func serve(link interface {
+	Read([]byte) (int, error)
+	Write([]byte) (int, error)
+}, h protocol.Handler) {
+	for {
+		err := protocol.ServeStream(context.Background(), link, h, maxInFlight)
+		logf("transport: %v", err)
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func refuseForever(link interface {
+	Read([]byte) (int, error)
+	Write([]byte) (int, error)
+}, e *protocol.Error) {
+	reply := protocol.EncodeError(e)
+	serve(link, func(context.Context, []byte) []byte { return reply })
+}
+
+func shout(title string, lines ...string) {
+	bar := strings.Repeat("*", 76)
+	logf("%s", bar)
+	logf("*** %s", title)
+	for _, l := range lines {
+		logf("*** %s", l)
+	}
+	logf("%s", bar)
+}
+
+func halt(b board.Board, format string, args ...any) {
+	logf("coffer: FATAL: %s", fmt.Sprintf(format, args...))
+	if b != nil {
+		b.Halt(1)
+	}
+	for {
+		time.Sleep(time.Hour)
+	}
+}
