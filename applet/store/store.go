@@ -51,9 +51,9 @@ type Options struct {
 	maxEntries int // node capacity override for tests
 }
 
-// DefaultCacheNodes holds every internal node of a store of a few million
-// records.
-const DefaultCacheNodes = 8192
+// DefaultCacheNodes holds every internal node of a store of about 1.5
+// million records, in at most about 23 MB.
+const DefaultCacheNodes = 4096
 
 var (
 	// ErrNotFormatted is returned by Open when the anchor has never been
