@@ -411,7 +411,7 @@ func TestCrashEnumeration(t *testing.T) {
 // TestCrashRandomLong runs long random traces, cutting the power at random
 // events with random outcomes (including completed writes torn at any
 // sector), recovering, and carrying on from the recovered state. Set
-// COFFER_SOAK=N to run N times more.
+// COFFER_SOAK=N to run N times more, COFFER_SEED to vary the traces.
 func TestCrashRandomLong(t *testing.T) {
 	rounds := 150
 	if testing.Short() {
@@ -421,7 +421,8 @@ func TestCrashRandomLong(t *testing.T) {
 		rounds *= n
 	}
 	opts := testOpts(4)
-	r := rand.New(rand.NewPCG(42, uint64(rounds)))
+	seed, _ := strconv.ParseUint(os.Getenv("COFFER_SEED"), 10, 64)
+	r := rand.New(rand.NewPCG(42+seed, uint64(rounds)))
 	var universe []string
 	for i := 0; i < 40; i++ {
 		universe = append(universe, fmt.Sprint("u", i))
@@ -509,5 +510,5 @@ func TestCrashRandomLong(t *testing.T) {
 		s2.Close()
 		state = committed
 	}
-	t.Logf("%d rounds, cuts: %v, final %d records", rounds, cuts, len(state))
+	t.Logf("seed %d: %d rounds, cuts: %v, final %d records", seed, rounds, cuts, len(state))
 }
