@@ -1,0 +1,24 @@
+package usbarmory
+
+// The record store's window on the internal eMMC: 256 MiB from 1 GiB on,
+// clear of the boot area and of a partition table at the start. A device used
+// as a vault holds nothing else; the firmware image itself boots from the
+// eMMC's start (offset 1 KiB) or from a microSD card.
+const (
+	StoreFirstSector = 1 << 30 / 512
+	StoreSectors     = 256 << 20 / 512
+)
+
+// MinAnchorMillis spares the RPMB write counter (32 bits, and each write
+// wears the partition): commits arriving within it join the next anchor
+// write.
+const MinAnchorMillis = 100
+
+// Sealing key derivation inputs: diversifiers for the DCP (AES-128-CBC of a
+// 16-byte block under the OTPMK, two blocks for 32 bytes) and the CAAM
+// (AES-256-CMAC diversification).
+const (
+	dcpDiversifierA = "coffer seal v1 a"
+	dcpDiversifierB = "coffer seal v1 b"
+	caamDiversifier = "coffer/store sealing key v1"
+)
