@@ -34,6 +34,7 @@ func run(ctx context.Context, o *taruntime.OS) error {
 	}
 	log := slog.New(slog.NewTextHandler(&lineWriter{o: o}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	h, status := open(ctx, o, cfg, log)
+	h = testHook(h)
 	cfg.Wipe()
 	if err := o.Ready(status); err != nil {
 		return err
