@@ -10,6 +10,7 @@
 #   make test-firmware                     QEMU integration tests (skip cleanly
 #                                          without QEMU or the toolchain)
 
+FW_COMMA := ,
 FW_DIR  := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 FW_ROOT := $(patsubst %/,%,$(dir $(FW_DIR)))
 
@@ -20,7 +21,7 @@ FW_GO ?= go
 # directive in go.mod). It looks for tamago-go under the user cache folder
 # and would otherwise try to clone and build it: check first.
 TAMAGO ?= $(shell cd $(FW_ROOT) && $(FW_GO) tool -n github.com/usbarmory/tamago/cmd/tamago 2>/dev/null)
-FW_TAMAGO_VERSION := $(shell cd $(FW_ROOT) && $(FW_GO) list -m -f '{{.Version}}' github.com/usbarmory/tamago 2>/dev/null)
+FW_TAMAGO_VERSION = $(shell cd $(FW_ROOT) && $(FW_GO) list -m -f '{{.Version}}' github.com/usbarmory/tamago 2>/dev/null)
 FW_TAMAGO_GOROOT ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tamago-go/tamago-go$(patsubst v%,%,$(FW_TAMAGO_VERSION))
 
 # Link addresses: board/layout.go (OSText, AppletText); a test checks they agree.
@@ -31,6 +32,8 @@ FW_BUILD   ?= $(FW_ROOT)/build/firmware/$(BOARD)
 FW_VERSION ?= $(shell cd $(FW_ROOT) && git describe --always --dirty 2>/dev/null || echo dev)
 FW_GOENV   := GOOS=tamago GOARCH=arm GOARM=7 GOOSPKG=github.com/usbarmory/tamago CGO_ENABLED=0 GO_EXTLINK_ENABLED=0
 FW_GOFLAGS := -trimpath -buildvcs=false
+# Extra build tags for both images (test-firmware adds coffer_crashtest).
+FW_TAGS    ?=
 
 QEMU       ?= qemu-system-arm
 QEMU_STATE ?= $(FW_BUILD)/qemu-state
@@ -55,10 +58,10 @@ fw-toolchain:
 
 firmware: fw-toolchain
 	@mkdir -p $(FW_BUILD)
-	cd $(FW_ROOT) && $(FW_GOENV) $(TAMAGO) build $(FW_GOFLAGS) -tags board_$(BOARD) \
+	cd $(FW_ROOT) && $(FW_GOENV) $(TAMAGO) build $(FW_GOFLAGS) -tags board_$(BOARD)$(if $(FW_TAGS),$(FW_COMMA)$(FW_TAGS)) \
 		-ldflags "-T $(APPLET_TEXT) -R 0x1000" -o $(FW_BUILD)/applet.elf ./applet/ta
 	cp $(FW_BUILD)/applet.elf $(FW_DIR)/os/applet.elf
-	cd $(FW_ROOT) && $(FW_GOENV) $(TAMAGO) build $(FW_GOFLAGS) -tags board_$(BOARD),linkramsize \
+	cd $(FW_ROOT) && $(FW_GOENV) $(TAMAGO) build $(FW_GOFLAGS) -tags board_$(BOARD),linkramsize$(if $(FW_TAGS),$(FW_COMMA)$(FW_TAGS)) \
 		-ldflags "-T $(OS_TEXT) -R 0x1000 -X main.Version=$(FW_VERSION)" -o $(FW_BUILD)/coffer-os.elf ./firmware/os
 	@ls -l $(FW_BUILD)/applet.elf $(FW_BUILD)/coffer-os.elf
 
@@ -84,7 +87,11 @@ imx:
 	cd $(FW_ROOT) && $(FW_GO) run ./firmware/cmd/fwimage patch-entry $(FW_BUILD)/coffer-os.elf $(FW_BUILD)/coffer-os.imx
 	@echo "imx: $(FW_BUILD)/coffer-os.imx (unsigned; HAB signing not done here)"
 
-# QEMU integration tests. Without QEMU or the toolchain: one line, exit 0.
+# QEMU integration tests, on an image built with the coffer_crashtest tag (the
+# applet panics on one magic request, to test the OS restarting it) in its own
+# folder. Without QEMU or the toolchain: one line, exit 0.
+FW_TEST_BUILD := $(FW_ROOT)/build/firmware/qemu-test
+
 test-firmware:
 	@if ! command -v $(QEMU) >/dev/null 2>&1; then \
 		echo "test-firmware: SKIPPED: $(QEMU) not found (apt-get install qemu-system-arm)"; exit 0; \
@@ -92,8 +99,8 @@ test-firmware:
 	if [ -z "$(TAMAGO)" ] || [ ! -x "$(FW_TAMAGO_GOROOT)/bin/go" ]; then \
 		echo "test-firmware: SKIPPED: no TamaGo toolchain at $(FW_TAMAGO_GOROOT) (see firmware/README-firmware.md)"; exit 0; \
 	fi; \
-	$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware BOARD=qemu FW_BUILD=$(FW_ROOT)/build/firmware/qemu && \
-	cd $(FW_ROOT) && COFFER_FIRMWARE=$(FW_ROOT)/build/firmware/qemu/coffer-os.elf COFFER_QEMU=$(QEMU) \
+	$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware BOARD=qemu FW_BUILD=$(FW_TEST_BUILD) FW_TAGS=coffer_crashtest && \
+	cd $(FW_ROOT) && COFFER_FIRMWARE=$(FW_TEST_BUILD)/coffer-os.elf COFFER_QEMU=$(QEMU) \
 		$(FW_GO) test -count=1 -timeout 30m -v ./firmware/qemutest
 
 fw-clean:

@@ -4,8 +4,9 @@
 // counted wrong passwords and lockout, state kept across a killed QEMU,
 // damaged and oversized frames, and a rolled-back store image.
 //
-// The tests need qemu-system-arm and a built QEMU firmware image; they skip,
-// saying why, when either is missing. `make test-firmware` builds the image
-// and runs them. COFFER_FIRMWARE names the image (default
-// build/firmware/qemu/coffer-os.elf), COFFER_QEMU the QEMU binary.
+// The tests need qemu-system-arm and a QEMU firmware image named by
+// COFFER_FIRMWARE; they skip, saying why, when either is missing, so a plain
+// `go test ./...` does not boot QEMU. `make test-firmware` builds the image
+// (with the coffer_crashtest tag, for the restart test) and runs them.
+// COFFER_QEMU names another QEMU binary.
 package qemutest

@@ -29,14 +29,14 @@ func firmwareImage(t *testing.T) string {
 	t.Helper()
 	img := os.Getenv("COFFER_FIRMWARE")
 	if img == "" {
-		img = "../../build/firmware/qemu/coffer-os.elf"
+		t.Skip("SKIPPED: QEMU firmware tests run through `make test-firmware` (or set COFFER_FIRMWARE to a QEMU coffer-os.elf)")
 	}
 	abs, err := filepath.Abs(img)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(abs); err != nil {
-		t.Skipf("SKIPPED: no QEMU firmware image at %s (run `make test-firmware`, which builds it with the TamaGo toolchain)", abs)
+		t.Skipf("SKIPPED: no QEMU firmware image at %s (`make test-firmware` builds one with the TamaGo toolchain)", abs)
 	}
 	return abs
 }
