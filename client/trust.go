@@ -1,0 +1,228 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+
+	"github.com/cofferhsm/coffer/protocol"
+)
+
+// Errors of vault trust. Each is wrapped with details.
+var (
+	// ErrUntrustedBundle: the identity bundle is not signed by the
+	// provisioning key in the configuration (or does not decode).
+	ErrUntrustedBundle = errors.New("the vault's identity bundle is not signed by the pinned provisioning key")
+	// ErrBundleChanged: a validly signed bundle that differs from the one
+	// pinned on first use: another vault, or new firmware.
+	ErrBundleChanged = errors.New("the vault's identity bundle changed since it was pinned")
+	// ErrInsecureVault: the bundle says the vault is a software vault or
+	// an emulator, and the user did not accept that (--insecure).
+	ErrInsecureVault = errors.New("the vault is INSECURE (a software vault or emulator: its keys are not protected by hardware); refused without --insecure")
+	// ErrBadReceipt: a receipt does not verify or does not say what the
+	// client asked for.
+	ErrBadReceipt = errors.New("the vault's receipt does not check out")
+)
+
+// RollbackError is returned when the vault signs a store sequence lower than
+// one this client has already seen: its store went back in time.
+type RollbackError struct {
+	Highest, Got uint64
+}
+
+func (e *RollbackError) Error() string {
+	return fmt.Sprintf("ROLLBACK: the vault signed store sequence %d, but this client has already seen %d: "+
+		"the vault's storage was restored to an older copy, which may undo counted login attempts "+
+		"(the software vault and QEMU builds cannot detect this themselves); stopped", e.Got, e.Highest)
+}
+
+// Options configure a Client.
+type Options struct {
+	HTTPClient *http.Client // nil: a default with a timeout
+	Rand       io.Reader    // nil: crypto/rand
+	// AllowInsecure accepts a vault whose bundle says insecure (also
+	// accepted when the configuration's AllowInsecure is set).
+	AllowInsecure bool
+
+	// ksfParameters overrides Argon2id's (passes, KiB, lanes) in tests;
+	// nil means SPEC.md's values, the only ones real records use.
+	ksfParameters []uint64
+}
+
+// Client is one account's connection to its vault through cofferd. It
+// updates its *Config in place (the pin on first use, the highest store
+// sequence, the last receipt); the caller saves it, also after errors.
+type Client struct {
+	cfg    *Config
+	conn   *Conn
+	id     *protocol.Identity
+	userID []byte
+	random io.Reader
+	ksf    []uint64
+}
+
+// Connect checks the vault behind cofferd before anything is sent to it:
+// it fetches the identity bundle, verifies it against the provisioning key,
+// pins it on first use (its hash goes into cfg) or refuses one that changed,
+// and refuses an insecure vault unless allowed.
+func Connect(ctx context.Context, cfg *Config, opts Options) (*Client, error) {
+	if cfg.Mode != ModePassword {
+		return nil, errors.New("client: this account keeps its key as a 64-digit key, not in the vault")
+	}
+	if err := cfg.validateVault(); err != nil {
+		return nil, fmt.Errorf("client: configuration: %w", err)
+	}
+	conn, err := NewConn(cfg.Server, cfg.Token, opts.HTTPClient)
+	if err != nil {
+		return nil, err
+	}
+	userID, _ := cfg.userID()
+	c := &Client{cfg: cfg, conn: conn, userID: userID, random: opts.Rand, ksf: opts.ksfParameters}
+	if c.random == nil {
+		c.random = rand.Reader
+	}
+	si, err := conn.Identity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if c.id, err = cfg.trustBundle(si, opts.AllowInsecure || cfg.AllowInsecure); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// BundleHash is what the configuration pins: SHA-256 of the bundle's
+// signed body, in hex.
+func BundleHash(si *protocol.SignedIdentity) string {
+	sum := sha256.Sum256(si.Body)
+	return hex.EncodeToString(sum[:])
+}
+
+// trustBundle verifies si and pins it on first use.
+func (cfg *Config) trustBundle(si *protocol.SignedIdentity, allowInsecure bool) (*protocol.Identity, error) {
+	pk, err := cfg.provisioningKey()
+	if err != nil {
+		return nil, err
+	}
+	id, err := si.Verify(pk)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w: %v", ErrUntrustedBundle, err)
+	}
+	h := BundleHash(si)
+	if cfg.BundleHash != "" && cfg.BundleHash != h {
+		was := "the pinned vault"
+		if cfg.Vault != nil {
+			was = fmt.Sprintf("vault %q", cfg.Vault.Name)
+		}
+		return nil, fmt.Errorf("client: %w: pinned %s (%s), now %s from vault %q (firmware %x, insecure=%v). "+
+			"A firmware update or a new device changes it; if you expected that, remove bundle_hash from the configuration to pin the new one",
+			ErrBundleChanged, cfg.BundleHash, was, h, id.Name, id.FirmwareHash, id.Insecure)
+	}
+	if id.Insecure && !allowInsecure {
+		return nil, fmt.Errorf("client: %w (vault %q)", ErrInsecureVault, id.Name)
+	}
+	if cfg.BundleHash == "" {
+		cfg.BundleHash = h
+		cfg.Vault = &VaultInfo{
+			Name:         id.Name,
+			Insecure:     id.Insecure,
+			MaxLimit:     id.MaxLimit,
+			SigningKey:   hex.EncodeToString(id.SigningKey),
+			FirmwareHash: hex.EncodeToString(id.FirmwareHash),
+		}
+	}
+	return id, nil
+}
+
+// Identity is the vault's verified identity.
+func (c *Client) Identity() *protocol.Identity { return c.id }
+
+// UserID is the account's user id.
+func (c *Client) UserID() []byte { return slices.Clone(c.userID) }
+
+var receiptKindNames = map[protocol.ReceiptKind]string{
+	protocol.ReceiptRegistered: "registered",
+	protocol.ReceiptAttempt:    "attempt",
+	protocol.ReceiptLocked:     "locked",
+	protocol.ReceiptReleased:   "released",
+	protocol.ReceiptChanged:    "changed",
+	protocol.ReceiptDeleted:    "deleted",
+}
+
+// ReceiptKindName names a receipt kind as SPEC.md does.
+func ReceiptKindName(k protocol.ReceiptKind) string {
+	if s, ok := receiptKindNames[k]; ok {
+		return s
+	}
+	return fmt.Sprintf("kind %d", k)
+}
+
+// verify checks a receipt's signature with the pinned bundle's signing key,
+// its kind and its user id. The caller checks the hashes, then accepts it.
+func (c *Client) verify(sr *protocol.SignedReceipt, kinds ...protocol.ReceiptKind) (*protocol.Receipt, error) {
+	if sr == nil {
+		return nil, fmt.Errorf("client: %w: the vault sent none", ErrBadReceipt)
+	}
+	r, err := sr.Verify(c.id.SigningKey)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w: %v", ErrBadReceipt, err)
+	}
+	if !slices.Contains(kinds, r.Kind) {
+		return nil, fmt.Errorf("client: %w: it is a %q receipt", ErrBadReceipt, ReceiptKindName(r.Kind))
+	}
+	if string(r.UserID) != string(c.userID) {
+		return nil, fmt.Errorf("client: %w: it is for user %x, not %x", ErrBadReceipt, r.UserID, c.userID)
+	}
+	return r, nil
+}
+
+// accept records a verified receipt, refusing a store sequence lower than
+// the highest seen.
+func (c *Client) accept(r *protocol.Receipt) error {
+	if err := c.sequence(r.StoreSequence); err != nil {
+		return err
+	}
+	c.cfg.LastReceipt = &ReceiptInfo{
+		Kind:               ReceiptKindName(r.Kind),
+		Generation:         r.Generation,
+		Limit:              r.Limit,
+		TriesLeft:          r.TriesLeft,
+		FailedSinceSuccess: r.FailedSinceSuccess,
+		StoreSequence:      r.StoreSequence,
+	}
+	return nil
+}
+
+func (c *Client) sequence(seq uint64) error {
+	if seq < c.cfg.HighestStoreSequence {
+		return &RollbackError{Highest: c.cfg.HighestStoreSequence, Got: seq}
+	}
+	c.cfg.HighestStoreSequence = seq
+	return nil
+}
+
+// Status asks the vault for its signed status, checks it like a receipt
+// (signature, insecure flag, store sequence) and returns it.
+func (c *Client) Status(ctx context.Context) (*protocol.Status, error) {
+	var reply protocol.StatusReply
+	if err := c.conn.Call(ctx, protocol.TypeStatus, &protocol.Empty{}, &reply); err != nil {
+		return nil, err
+	}
+	st, err := reply.Verify(c.id.SigningKey)
+	if err != nil {
+		return nil, fmt.Errorf("client: the vault's status does not verify: %w", err)
+	}
+	if st.Insecure != c.id.Insecure {
+		return nil, errors.New("client: the vault's signed status contradicts its bundle's insecure flag")
+	}
+	if err := c.sequence(st.StoreSequence); err != nil {
+		return nil, err
+	}
+	return st, nil
+}

@@ -1,0 +1,466 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/bytemare/ksf"
+	bytemare "github.com/bytemare/opaque"
+	"github.com/bytemare/opaque/message"
+	"golang.org/x/text/unicode/norm"
+
+	"github.com/cofferhsm/coffer/protocol"
+)
+
+// OPAQUE as protocol/SPEC.md fixes it: RFC 9807 OPAQUE-3DH with
+// ristretto255-SHA512, context "coffer/v1", client identity = user id,
+// server identity = its public key (the default), and Argon2id key
+// stretching with an empty salt, 3 passes, 64 MiB, 4 lanes, 32 bytes.
+var (
+	opaqueContext = []byte("coffer/v1")
+	// argon2idParameters are bytemare's ksf.Argon2id (time, memory KiB,
+	// threads), stated here so that a change of its defaults cannot
+	// silently change ours.
+	argon2idParameters = []uint64{3, 64 * 1024, 4}
+)
+
+const argon2idLength = 32
+
+func opaqueConfiguration() *bytemare.Configuration {
+	return &bytemare.Configuration{
+		OPRF:    bytemare.RistrettoSha512,
+		AKE:     bytemare.RistrettoSha512,
+		KSF:     ksf.Argon2id,
+		KDF:     crypto.SHA512,
+		MAC:     crypto.SHA512,
+		Hash:    crypto.SHA512,
+		Context: opaqueContext,
+	}
+}
+
+func (c *Client) opaqueClient() (*bytemare.Client, *bytemare.ClientOptions, error) {
+	oc, err := bytemare.NewClient(opaqueConfiguration())
+	if err != nil {
+		return nil, nil, err
+	}
+	params := argon2idParameters
+	if c.ksf != nil {
+		params = c.ksf
+	}
+	return oc, &bytemare.ClientOptions{KSFParameters: params, KSFLength: argon2idLength}, nil
+}
+
+// ErrEmptyPassword refuses an empty password.
+var ErrEmptyPassword = errors.New("client: the password is empty")
+
+// NormalizePassword is what OPAQUE gets: the password in Unicode NFC,
+// UTF-8, so that the same password typed on two systems matches.
+func NormalizePassword(password []byte) ([]byte, error) {
+	if len(password) == 0 {
+		return nil, ErrEmptyPassword
+	}
+	return norm.NFC.Bytes(password), nil
+}
+
+// ChooseLimit returns the attempt limit to register: limit, or the default
+// (10) capped at the vault's maximum when limit is 0.
+func (c *Client) ChooseLimit(limit uint) (uint, error) {
+	if limit == 0 {
+		return min(protocol.DefaultLimit, c.id.MaxLimit), nil
+	}
+	if limit > c.id.MaxLimit {
+		return 0, fmt.Errorf("client: attempt limit %d is above this vault's maximum of %d", limit, c.id.MaxLimit)
+	}
+	return limit, nil
+}
+
+// register runs one OPAQUE registration for password and returns the
+// record and the wrapped key; send does the vault's half.
+func (c *Client) newRecord(password []byte, k *BackupKey,
+	evaluate func(blinded []byte) (evaluated, serverKey []byte, err error)) (record, wrapped []byte, err error) {
+	pw, err := NormalizePassword(password)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer clear(pw)
+	oc, opts, err := c.opaqueClient()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer oc.ClearState()
+	req, err := oc.RegistrationInit(pw)
+	if err != nil {
+		return nil, nil, err
+	}
+	evaluated, serverKey, err := evaluate(req.Serialize())
+	if err != nil {
+		return nil, nil, err
+	}
+	if !bytes.Equal(serverKey, c.id.AKEKey) {
+		return nil, nil, errors.New("client: the vault answered with another OPAQUE key than its pinned bundle's")
+	}
+	resp, err := oc.Deserialize.RegistrationResponse(append(bytes.Clone(evaluated), serverKey...))
+	if err != nil {
+		return nil, nil, fmt.Errorf("client: the vault's registration response: %w", err)
+	}
+	rec, exportKey, err := oc.RegistrationFinalize(resp, c.userID, nil, opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("client: OPAQUE registration: %w", err)
+	}
+	defer clear(exportKey)
+	key := k.Bytes()
+	defer clear(key)
+	wrapped, err = protocol.WrapKey(c.random, exportKey, c.userID, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rec.Serialize(), wrapped, nil
+}
+
+// Register stores K in the vault behind password: OPAQUE registration inside
+// the HPKE channel to the pinned vault, K wrapped under the export key. It
+// succeeds only with the vault's signed receipt naming exactly the record
+// sent. limit 0 means the default.
+func (c *Client) Register(ctx context.Context, password []byte, k *BackupKey, limit uint) (*protocol.Receipt, error) {
+	limit, err := c.ChooseLimit(limit)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		handle []byte
+		keys   protocol.RegistrationKeys
+	)
+	defer keys.Wipe()
+	record, wrapped, err := c.newRecord(password, k, func(blinded []byte) ([]byte, []byte, error) {
+		enc, sealed, k, err := protocol.SealRegistration(c.id.HPKEKey, &protocol.RegisterStartInner{UserID: c.userID, Blinded: blinded})
+		keys = k
+		if err != nil {
+			return nil, nil, err
+		}
+		var start protocol.RegisterStartReply
+		if err := c.conn.Call(ctx, protocol.TypeRegisterStart, &protocol.RegisterStart{UserID: c.userID, Enc: enc, Sealed: sealed}, &start); err != nil {
+			if errors.Is(err, &protocol.Error{Code: protocol.CodeExists}) {
+				return nil, nil, fmt.Errorf("client: this account already has a key in the vault (%w); "+
+					"log in with its password, or delete it first", err)
+			}
+			return nil, nil, err
+		}
+		var inner protocol.RegisterStartReplyInner
+		if err := protocol.OpenMessage(&keys.Reply, 0, start.Handle, start.Sealed, &inner); err != nil {
+			return nil, nil, fmt.Errorf("client: the vault's registration reply does not open: %w", err)
+		}
+		handle = start.Handle
+		return inner.Evaluated, inner.ServerPublicKey, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	finish, err := protocol.SealMessage(&keys.Finish, 0, handle, &protocol.RegisterFinishInner{Record: record, WrappedKey: wrapped, Limit: limit})
+	if err != nil {
+		return nil, err
+	}
+	var done protocol.SealedReply
+	if err := c.conn.Call(ctx, protocol.TypeRegisterFinish, &protocol.RegisterFinish{Handle: handle, Sealed: finish}, &done); err != nil {
+		return nil, err
+	}
+	var sr protocol.SignedReceipt
+	if err := protocol.OpenMessage(&keys.Reply, 1, handle, done.Sealed, &sr); err != nil {
+		return nil, fmt.Errorf("client: %w: the sealed receipt does not open: %v", ErrBadReceipt, err)
+	}
+	r, err := c.verify(&sr, protocol.ReceiptRegistered)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(r.RecordHash, protocol.RecordHash(record, wrapped, limit)) || r.Limit != limit {
+		return nil, fmt.Errorf("client: %w: it names another record than the one sent", ErrBadReceipt)
+	}
+	if err := c.accept(r); err != nil {
+		return nil, err
+	}
+	c.cfg.Limit = limit
+	return r, nil
+}
+
+// Login errors. A *LoginError wraps one of them.
+var (
+	ErrWrongPassword = errors.New("wrong password")
+	ErrLocked        = errors.New("the vault has erased this account's key for ever")
+)
+
+// LoginError is a login the vault counted and did not release K for. Its
+// Receipt is the vault's signed account of the attempt.
+type LoginError struct {
+	Err     error             // ErrWrongPassword or ErrLocked
+	Receipt *protocol.Receipt // the attempt or locked receipt
+}
+
+func (e *LoginError) Unwrap() error { return e.Err }
+
+// Locked reports whether the key is gone for ever: the account was locked,
+// or this wrong password was the last try.
+func (e *LoginError) Locked() bool { return errors.Is(e.Err, ErrLocked) }
+
+func (e *LoginError) Error() string {
+	r := e.Receipt
+	if errors.Is(e.Err, ErrLocked) {
+		failed := r.FailedSinceSuccess
+		if r.Kind == protocol.ReceiptAttempt {
+			failed++ // this one
+			return fmt.Sprintf("wrong password, and that was the last try: the vault has erased the key for ever "+
+				"(%d failed attempts since the last successful login). No password can get it back; "+
+				"backups can be opened only with an age identity exported earlier (coffer key export-age)", failed)
+		}
+		return fmt.Sprintf("this account is locked: after %d failed attempts the vault erased the key for ever. "+
+			"No password can get it back; backups can be opened only with an age identity exported earlier (coffer key export-age)", failed)
+	}
+	return fmt.Sprintf("wrong password: %d of %d tries left; %d failed attempts since the last successful login, this one included "+
+		"(the vault counts every attempt; any you did not make were made by someone else, possibly the operator)",
+		r.TriesLeft, r.Limit, r.FailedSinceSuccess+1)
+}
+
+// Login proves the password to the vault (OPAQUE KE1 → KE2 → KE3) and, if
+// it is right, opens a session and unwraps K. It runs each step once: a
+// login that failed in transit is started again by the user, never by this
+// code, since the vault may have counted it.
+//
+// A wrong password gives a *LoginError with the vault's receipt (tries
+// left, failed attempts since the last success). On the wire the client
+// sends a KE3 whether or not its envelope opened, so that a wrong password
+// and a failed server check look the same.
+func (c *Client) Login(ctx context.Context, password []byte) (*Session, error) {
+	pw, err := NormalizePassword(password)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(pw)
+	oc, opts, err := c.opaqueClient()
+	if err != nil {
+		return nil, err
+	}
+	defer oc.ClearState()
+	ke1msg, err := oc.GenerateKE1(pw)
+	if err != nil {
+		return nil, err
+	}
+	ke1 := ke1msg.Serialize()
+	var start protocol.LoginStartReply
+	if err := c.conn.Call(ctx, protocol.TypeLoginStart, &protocol.LoginStart{UserID: c.userID, KE1: ke1}, &start); err != nil {
+		return nil, err
+	}
+	attempt, err := c.verify(&start.Receipt, protocol.ReceiptAttempt, protocol.ReceiptLocked)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(attempt.RequestHash, protocol.RequestHash(ke1)) {
+		return nil, fmt.Errorf("client: %w: the attempt receipt is for another login (request hash)", ErrBadReceipt)
+	}
+	if err := c.accept(attempt); err != nil {
+		return nil, err
+	}
+
+	var (
+		ke3                   []byte
+		sessionKey, exportKey []byte
+		ferr                  error
+	)
+	if attempt.Kind == protocol.ReceiptLocked {
+		ferr = ErrLocked
+	} else if ke2, err := oc.Deserialize.KE2(start.KE2); err != nil {
+		ferr = fmt.Errorf("client: the vault's KE2 does not parse: %w", err)
+	} else {
+		var ke3msg *message.KE3
+		ke3msg, sessionKey, exportKey, ferr = oc.GenerateKE3(ke2, c.userID, nil, opts)
+		if ferr == nil {
+			ke3 = ke3msg.Serialize()
+		}
+	}
+	defer clear(sessionKey)
+	defer clear(exportKey)
+	if ferr != nil {
+		// The same on the wire as a right password: a KE3, here random,
+		// which also makes the vault forget this login at once.
+		ke3 = make([]byte, protocol.KE3Size)
+		if _, err := io.ReadFull(c.random, ke3); err != nil {
+			return nil, err
+		}
+	}
+	var done protocol.SealedReply
+	err = c.conn.Call(ctx, protocol.TypeLoginFinish, &protocol.LoginFinish{Handle: start.Handle, KE3: ke3}, &done)
+	switch {
+	case errors.Is(ferr, ErrLocked):
+		return nil, &LoginError{Err: ErrLocked, Receipt: attempt}
+	case ferr != nil && errors.Is(ferr, bytemare.ErrAuthentication):
+		if attempt.TriesLeft == 0 {
+			return nil, &LoginError{Err: ErrLocked, Receipt: attempt}
+		}
+		return nil, &LoginError{Err: ErrWrongPassword, Receipt: attempt}
+	case ferr != nil:
+		return nil, ferr
+	case errors.Is(err, &protocol.Error{Code: protocol.CodeAuthentication}):
+		return nil, fmt.Errorf("client: the vault refused a login whose password this client verified: "+
+			"the request was altered on the way (it counted as an attempt): %w", err)
+	case errors.Is(err, &protocol.Error{Code: protocol.CodeUnknownHandle}):
+		return nil, fmt.Errorf("client: the login expired or the vault restarted before it finished "+
+			"(it counted as an attempt); try again: %w", err)
+	case err != nil:
+		return nil, err
+	}
+
+	s := &Session{c: c, handle: start.Handle, next: 1}
+	if s.keys, err = protocol.DeriveSessionKeys(sessionKey, start.Handle); err != nil {
+		return nil, err
+	}
+	var inner protocol.SessionReplyInner
+	if err := protocol.OpenMessage(&s.keys.ToClient, 0, start.Handle, done.Sealed, &inner); err != nil {
+		s.wipe()
+		return nil, fmt.Errorf("client: the vault's login reply does not open: %w", err)
+	}
+	released, err := c.verify(inner.Receipt, protocol.ReceiptReleased)
+	if err == nil && !bytes.Equal(released.RequestHash, attempt.RequestHash) {
+		err = fmt.Errorf("client: %w: the release receipt is for another login (request hash)", ErrBadReceipt)
+	}
+	if err == nil {
+		err = c.accept(released)
+	}
+	if err != nil {
+		s.wipe()
+		return nil, err
+	}
+	key, err := protocol.UnwrapKey(exportKey, c.userID, inner.WrappedKey)
+	if err != nil {
+		s.wipe()
+		return nil, fmt.Errorf("client: the released key does not unwrap: %w", err)
+	}
+	defer clear(key)
+	if s.key, err = BackupKeyFromBytes(key); err != nil {
+		s.wipe()
+		return nil, err
+	}
+	s.exportKey = bytes.Clone(exportKey)
+	s.Released = released
+	return s, nil
+}
+
+// Session is an open vault session after a successful login. Commands are
+// sealed under keys derived from the OPAQUE session key; the vault ends the
+// session after change-password, delete or close, or 2 minutes idle.
+type Session struct {
+	c         *Client
+	handle    []byte
+	keys      protocol.SessionKeys
+	next      uint64
+	exportKey []byte
+	key       *BackupKey
+	ended     bool
+
+	// Released is the vault's receipt for this login: its
+	// FailedSinceSuccess counts the wrong guesses made since the previous
+	// successful login, by anyone.
+	Released *protocol.Receipt
+}
+
+// BackupKey is K, released by the vault and unwrapped. It is wiped by Close.
+func (s *Session) BackupKey() *BackupKey { return s.key }
+
+func (s *Session) wipe() {
+	s.keys.Wipe()
+	clear(s.exportKey)
+	if s.key != nil {
+		s.key.Wipe()
+	}
+	s.ended = true
+}
+
+func (s *Session) command(ctx context.Context, cmd *protocol.SessionCommand) (*protocol.SessionReplyInner, error) {
+	if s.ended {
+		return nil, errors.New("client: the session has ended")
+	}
+	seq := s.next
+	s.next++
+	sealed, err := protocol.SealMessage(&s.keys.ToVault, seq, s.handle, cmd)
+	if err != nil {
+		return nil, err
+	}
+	var reply protocol.SessionReply
+	if err := s.c.conn.Call(ctx, protocol.TypeSession, &protocol.Session{Handle: s.handle, Seq: seq, Sealed: sealed}, &reply); err != nil {
+		return nil, err
+	}
+	if reply.Seq != seq {
+		return nil, fmt.Errorf("client: session reply for sequence %d, sent %d", reply.Seq, seq)
+	}
+	var inner protocol.SessionReplyInner
+	if err := protocol.OpenMessage(&s.keys.ToClient, seq, s.handle, reply.Sealed, &inner); err != nil {
+		return nil, fmt.Errorf("client: the vault's session reply does not open: %w", err)
+	}
+	return &inner, nil
+}
+
+// ChangePassword registers newPassword for the same K (and the same attempt
+// limit, or limit if not 0), within this session, and checks the vault's
+// receipt names the new record. The session ends.
+func (s *Session) ChangePassword(ctx context.Context, newPassword []byte, limit uint) (*protocol.Receipt, error) {
+	if limit == 0 {
+		limit = s.Released.Limit
+	}
+	limit, err := s.c.ChooseLimit(limit)
+	if err != nil {
+		return nil, err
+	}
+	record, wrapped, err := s.c.newRecord(newPassword, s.key, func(blinded []byte) ([]byte, []byte, error) {
+		resp, err := s.command(ctx, &protocol.SessionCommand{Command: protocol.CommandChangeStart, Blinded: blinded})
+		if err != nil {
+			return nil, nil, err
+		}
+		return resp.Evaluated, resp.ServerPublicKey, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	done, err := s.command(ctx, &protocol.SessionCommand{Command: protocol.CommandChangeFinish, Record: record, WrappedKey: wrapped, Limit: limit})
+	s.ended = true
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.c.verify(done.Receipt, protocol.ReceiptChanged)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(r.RecordHash, protocol.RecordHash(record, wrapped, limit)) || r.Limit != limit {
+		return nil, fmt.Errorf("client: %w: it names another record than the one sent", ErrBadReceipt)
+	}
+	if err := s.c.accept(r); err != nil {
+		return nil, err
+	}
+	s.c.cfg.Limit = limit
+	return r, nil
+}
+
+// Delete erases the account's record in the vault, for ever, and checks the
+// vault's receipt. The session ends.
+func (s *Session) Delete(ctx context.Context) (*protocol.Receipt, error) {
+	done, err := s.command(ctx, &protocol.SessionCommand{Command: protocol.CommandDelete})
+	s.ended = true
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.c.verify(done.Receipt, protocol.ReceiptDeleted)
+	if err != nil {
+		return nil, err
+	}
+	return r, s.c.accept(r)
+}
+
+// Close ends the session at the vault (unless it already ended) and wipes
+// K and the session keys.
+func (s *Session) Close(ctx context.Context) error {
+	var err error
+	if !s.ended {
+		_, err = s.command(ctx, &protocol.SessionCommand{Command: protocol.CommandClose})
+	}
+	s.wipe()
+	return err
+}
