@@ -464,7 +464,9 @@ func encrypt(t testing.TB, rec age.Recipient, plain []byte) []byte {
 func craftedCases(t testing.TB, outside string) map[string][]byte {
 	reg := func(name, body string) rawEntry { return rawEntry{typ: tar.TypeReg, name: name, body: body} }
 	dir := func(name string) rawEntry { return rawEntry{typ: tar.TypeDir, name: name + "/"} }
-	sym := func(name, target string) rawEntry { return rawEntry{typ: tar.TypeSymlink, name: name, linkname: target} }
+	sym := func(name, target string) rawEntry {
+		return rawEntry{typ: tar.TypeSymlink, name: name, linkname: target}
+	}
 	hard := func(name, target string) rawEntry { return rawEntry{typ: tar.TypeLink, name: name, linkname: target} }
 	rel, _ := filepath.Rel("/", outside)
 	return map[string][]byte{
