@@ -65,9 +65,11 @@ bench-login:
 		(cd applet/vault && qemu-arm -cpu cortex-a7 $(CURDIR)/$(BUILD)/arm/vault.test -test.run '^$$' -test.bench 'VaultLogin$$' -test.benchtime 100x -test.count 3); \
 	else echo "bench-login: qemu-arm not found; 32-bit ARM numbers skipped"; fi
 
-# Long randomised crash runs of the record store.
+# Long randomised crash runs of the record store: SOAK times the default
+# number of random traces, with a fresh seed each run.
+SOAK ?= 100
 soak:
-	COFFER_SOAK=1 $(GO) test -count=1 -run Soak -timeout 2h -v ./applet/store
+	COFFER_SOAK=$(SOAK) COFFER_SEED=$$(date +%s) $(GO) test -count=1 -run 'TestCrashRandomLong' -timeout 2h -v ./applet/store
 
 # The software vault, created and self-provisioned on first run (INSECURE).
 vault:
