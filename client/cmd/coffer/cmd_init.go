@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/cofferhsm/coffer/client"
+	"github.com/cofferhsm/coffer/protocol"
+)
+
+func (c *cli) cmdInit(ctx context.Context, args []string) error {
+	fset := c.flags("init")
+	var (
+		server   = fset.String("server", "", "cofferd base URL")
+		token    = fset.String("token", "", "cofferd bearer token (or COFFER_TOKEN)")
+		provKey  = fset.String("provisioning-key", "", "hex Ed25519 key that signs vault identities")
+		password = fset.Bool("password", false, "keep the key in the vault behind a password")
+		pwFile   = fset.String("password-file", "", "read the password from FILE")
+		limit    = fset.Uint("limit", 0, "wrong passwords before the vault erases the key (default 10, at most the vault's maximum)")
+		insecure = fset.Bool("insecure", false, "accept a vault that says it is insecure (software vault, QEMU)")
+		qr       = fset.Bool("qr", false, "also show the 64-digit key as a QR code")
+		existing = fset.Bool("existing", false, "the account already has a key in the vault (a new device): log in to fetch it")
+	)
+	rest, err := parse(fset, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usagef("unexpected arguments %q", rest)
+	}
+	if *token == "" {
+		*token = c.getenv("COFFER_TOKEN")
+	}
+	path, err := c.path()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("already initialised (%s): the backup key is made once per account, "+
+			"and every backup so far needs it; remove that file only if you mean to start again", path)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	cfg := &client.Config{Version: client.ConfigVersion, Server: *server, Token: *token, ProvisioningKey: strings.ToLower(*provKey)}
+
+	if !*password && !*existing {
+		if *pwFile != "" || *limit != 0 {
+			return usagef("--password-file and --limit need --password")
+		}
+		return c.initKeyMode(cfg, path, *qr)
+	}
+	if *qr {
+		return usagef("--qr is for the 64-digit key (init without --password)")
+	}
+	if *server == "" || *token == "" || *provKey == "" {
+		return usagef("--password and --existing need --server, --token and --provisioning-key")
+	}
+	if _, err := client.ParseProvisioningKey(cfg.ProvisioningKey); err != nil {
+		return usagef("%v", err)
+	}
+	if u, err := url.Parse(*server); err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		c.warnf("warning: %s is plain HTTP: anyone on the way can read the token and spend this account's guesses (never the password or the key)\n", *server)
+	}
+	cfg.Mode = client.ModePassword
+	cfg.AllowInsecure = *insecure
+	conn, err := client.NewConn(cfg.Server, cfg.Token, c.httpClient)
+	if err != nil {
+		return err
+	}
+	acct, err := conn.Account(ctx)
+	if err != nil {
+		return err
+	}
+	cfg.UserID = hex.EncodeToString(acct.UserID)
+	vc, err := client.Connect(ctx, cfg, client.Options{HTTPClient: c.httpClient, AllowInsecure: *insecure})
+	if err != nil {
+		return err
+	}
+	c.showVault(vc.Identity())
+
+	if *existing {
+		return c.initExisting(ctx, vc, cfg, path, *pwFile)
+	}
+	k, err := client.NewBackupKey(nil)
+	if err != nil {
+		return err
+	}
+	defer k.Wipe()
+	if cfg.AgeRecipient, err = k.AgeRecipient(); err != nil {
+		return err
+	}
+	lim, err := vc.ChooseLimit(*limit)
+	if err != nil {
+		return err
+	}
+	pw, err := c.secret(*pwFile, "COFFER_PASSWORD", "New vault password", true)
+	if err != nil {
+		return err
+	}
+	defer clear(pw)
+	r, err := vc.Register(ctx, pw, k, lim)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Save(path); err != nil {
+		return fmt.Errorf("the vault holds the key, but the configuration could not be written: %w", err)
+	}
+	c.printf("The vault holds this account's backup key behind your password (receipt verified, store sequence %d).\n", r.StoreSequence)
+	c.printf("%d wrong passwords in a row erase it for ever: then only an exported age identity opens the backups.\n", r.Limit)
+	c.printf("Backups are encrypted to %s\nConfiguration: %s\n", cfg.AgeRecipient, path)
+	return nil
+}
+
+
+func isLoopback(host string) bool {
+	return host == "localhost" || strings.HasPrefix(host, "127.") || host == "::1"
+}
+
+func (c *cli) showVault(id *protocol.Identity) {
+	c.warnf("Vault %q, firmware %x…, maximum %d attempts.\n", id.Name, id.FirmwareHash[:8], id.MaxLimit)
+	if id.Insecure {
+		c.warnf("WARNING: this vault is INSECURE (a software vault or an emulator): its keys are files on the operator's machine.\n")
+	}
+}
+
+// initKeyMode makes K and shows it; nothing is sent anywhere.
+func (c *cli) initKeyMode(cfg *client.Config, path string, qr bool) error {
+	k, err := client.NewBackupKey(nil)
+	if err != nil {
+		return err
+	}
+	defer k.Wipe()
+	cfg.Mode = client.ModeKey
+	if cfg.AgeRecipient, err = k.AgeRecipient(); err != nil {
+		return err
+	}
+	if cfg.ProvisioningKey != "" {
+		if _, err := client.ParseProvisioningKey(cfg.ProvisioningKey); err != nil {
+			return usagef("%v", err)
+		}
+	}
+	var qrText string
+	if qr {
+		if qrText, err = k.KeyQR(); err != nil {
+			return err
+		}
+	}
+	if err := cfg.Save(path); err != nil {
+		return err
+	}
+	g := k.KeyGroups()
+	c.printf("Your backup key. Write it down and keep it safe: it is the only way to restore your backups.\n")
+	c.printf("It is %d digits and a check group of %d more, %d in all: the check group\n", client.KeyDigits, client.CheckDigits, client.TextDigits)
+	c.printf("catches a typo before anything is decrypted. Type all %d to restore.\n\n", client.TextDigits)
+	for i := 0; i < 16; i += 4 {
+		c.printf("    %s  %s  %s  %s\n", g[i], g[i+1], g[i+2], g[i+3])
+	}
+	c.printf("    check: %s\n\n", g[16])
+	if qr {
+		c.printf("%s\n", qrText)
+	}
+	c.printf("Backups are encrypted to %s\nConfiguration: %s\n", cfg.AgeRecipient, path)
+	return nil
+}
+
+// initExisting logs in to fetch K on a new device.
+func (c *cli) initExisting(ctx context.Context, vc *client.Client, cfg *client.Config, path, pwFile string) error {
+	pw, err := c.secret(pwFile, "COFFER_PASSWORD", "Vault password", false)
+	if err != nil {
+		return err
+	}
+	defer clear(pw)
+	s, err := vc.Login(ctx, pw)
+	if err != nil {
+		return err
+	}
+	defer s.Close(ctx)
+	c.reportRelease(s)
+	if cfg.AgeRecipient, err = s.BackupKey().AgeRecipient(); err != nil {
+		return err
+	}
+	cfg.Limit = s.Released.Limit
+	if err := cfg.Save(path); err != nil {
+		return err
+	}
+	c.printf("Fetched this account's backup key from the vault.\nBackups are encrypted to %s\nConfiguration: %s\n", cfg.AgeRecipient, path)
+	return nil
+}
+
+// reportRelease tells the user about guesses made since the last success.
+func (c *cli) reportRelease(s *client.Session) {
+	if n := s.Released.FailedSinceSuccess; n > 0 {
+		c.warnf("NOTE: %d wrong password(s) were tried on this account since its last successful login. "+
+			"If they were not yours, someone (possibly the operator) is guessing.\n", n)
+	}
+}

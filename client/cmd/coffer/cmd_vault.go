@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cofferhsm/coffer/client"
+)
+
+func (c *cli) cmdExportAge(ctx context.Context, args []string) error {
+	fset := c.flags("key export-age")
+	ks := c.keySourceFlags(fset)
+	if rest, err := parse(fset, args); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return usagef("unexpected arguments %q", rest)
+	}
+	cfg, path, err := c.loadConfig()
+	if errors.Is(err, client.ErrNoConfig) {
+		cfg = nil
+	} else if err != nil {
+		return err
+	}
+	k, err := c.backupKey(ctx, cfg, path, ks)
+	if err != nil {
+		return err
+	}
+	defer k.Wipe()
+	r, err := k.AgeRecipient()
+	if err != nil {
+		return err
+	}
+	c.warnf("This identity decrypts every backup of this account (age -d -i FILE BACKUP | tar x). Keep it as safe as the key.\n")
+	c.printf("# Coffer backup identity, derived from the account's backup key\n# public key: %s\n%s\n", r, k.AgeIdentityString())
+	return nil
+}
+
+func (c *cli) cmdPasswordChange(ctx context.Context, args []string) error {
+	fset := c.flags("password change")
+	ks := c.keySourceFlags(fset)
+	newFile := fset.String("new-password-file", "", "read the new password from FILE (else COFFER_NEW_PASSWORD, or asked)")
+	if rest, err := parse(fset, args); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return usagef("unexpected arguments %q", rest)
+	}
+	cfg, path, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	s, err := c.login(ctx, cfg, path, ks, "Current vault password")
+	if err != nil {
+		return err
+	}
+	defer s.Close(ctx)
+	pw, err := c.secret(*newFile, "COFFER_NEW_PASSWORD", "New vault password", true)
+	if err != nil {
+		return err
+	}
+	defer clear(pw)
+	r, err := s.ChangePassword(ctx, pw, 0)
+	c.save(cfg, path)
+	if err != nil {
+		return err
+	}
+	c.printf("Password changed (receipt verified, store sequence %d); the backup key and every backup stay the same.\n", r.StoreSequence)
+	return nil
+}
+
+func (c *cli) cmdDelete(ctx context.Context, args []string) error {
+	fset := c.flags("delete")
+	ks := c.keySourceFlags(fset)
+	yes := fset.Bool("yes", false, "do not ask for confirmation")
+	if rest, err := parse(fset, args); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return usagef("unexpected arguments %q", rest)
+	}
+	cfg, path, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	if cfg.Mode != client.ModePassword {
+		return errors.New("this account keeps its key as a 64-digit key: there is nothing in a vault to delete")
+	}
+	const warning = "This erases this account's backup key from the vault for ever. Backups made so far can then be\n" +
+		"opened only with an age identity exported before (coffer key export-age)."
+	if !*yes {
+		if c.terminal == nil {
+			return errors.New(strings.ReplaceAll(warning, "\n", " ") + " Confirm with --yes.")
+		}
+		c.warnf("%s\n", warning)
+		answer, err := c.terminal("Type delete to go on: ")
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(string(answer)) != "delete" {
+			return errors.New("not confirmed; nothing was deleted")
+		}
+	}
+	s, err := c.login(ctx, cfg, path, ks, "Vault password")
+	if err != nil {
+		return err
+	}
+	defer s.Close(ctx)
+	r, err := s.Delete(ctx)
+	c.save(cfg, path)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil {
+		c.warnf("warning: could not remove %s: %v\n", path, err)
+	}
+	c.printf("The vault erased this account's key (receipt verified, store sequence %d). Removed %s.\n", r.StoreSequence, path)
+	return nil
+}
+
+func (c *cli) cmdStatus(ctx context.Context, args []string) error {
+	fset := c.flags("status")
+	offline := fset.Bool("offline", false, "show only what the configuration holds")
+	insecure := fset.Bool("insecure", false, "accept a vault that says it is insecure")
+	if rest, err := parse(fset, args); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return usagef("unexpected arguments %q", rest)
+	}
+	cfg, path, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	c.printf("configuration:    %s\n", path)
+	c.printf("mode:             %s\n", cfg.Mode)
+	c.printf("age recipient:    %s\n", cfg.AgeRecipient)
+	if cfg.Mode != client.ModePassword {
+		c.printf("vault:            none (the user keeps the 64-digit key)\n")
+		return nil
+	}
+	c.printf("server:           %s\n", cfg.Server)
+	c.printf("user id:          %s\n", cfg.UserID)
+	c.printf("attempt limit:    %d\n", cfg.Limit)
+	c.printf("insecure allowed: %v\n", cfg.AllowInsecure)
+	var online error
+	if !*offline {
+		// Fetch and check the bundle and the signed status first, so that
+		// what is shown below is fresh.
+		vc, err := c.connect(ctx, cfg, path, *insecure)
+		if err == nil {
+			_, err = vc.Status(ctx)
+			c.save(cfg, path)
+		}
+		online = err
+	}
+	if v := cfg.Vault; v != nil {
+		c.printf("vault:            %q, insecure=%v, max %d attempts\n", v.Name, v.Insecure, v.MaxLimit)
+		c.printf("vault signing key: %s\n", v.SigningKey)
+		c.printf("vault firmware:   %s\n", v.FirmwareHash)
+	}
+	c.printf("pinned bundle:    %s\n", orNone(cfg.BundleHash))
+	c.printf("highest store sequence seen: %d\n", cfg.HighestStoreSequence)
+	if r := cfg.LastReceipt; r != nil {
+		c.printf("last receipt:     %s, %d of %d tries left, %d failed attempts since the last success, store sequence %d\n",
+			r.Kind, r.TriesLeft, r.Limit, r.FailedSinceSuccess, r.StoreSequence)
+	} else {
+		c.printf("last receipt:     none\n")
+	}
+	switch {
+	case *offline:
+	case online != nil:
+		return fmt.Errorf("vault check failed: %w", online)
+	default:
+		c.printf("vault check:      bundle verified and pinned, signed status verified, no rollback\n")
+	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}

@@ -1,0 +1,210 @@
+// Command coffer is Coffer's client: it makes and restores end-to-end
+// encrypted backups, and keeps their key either as a 64-digit key the user
+// writes down or in a Coffer vault behind a password.
+//
+//	coffer [-config FILE] COMMAND [flags] [args]
+//
+// Run `coffer help` for the commands. The formats it writes are in
+// client/SPEC.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+
+	"github.com/cofferhsm/coffer/client"
+)
+
+const usage = `usage: coffer [-config FILE] COMMAND [flags] [args]
+
+Commands:
+  init --server URL --token T --provisioning-key HEX [--password] [--limit N] [--insecure] [--qr]
+        make this account's backup key K (once). Without --password: show it as a
+        64-digit key (with --qr also as a QR code) for you to keep. With --password:
+        store it in the vault behind a password. With --existing: this account already
+        has a key in the vault (a new device): log in to fetch it.
+  backup PATH... -o FILE [--force]
+        write an encrypted backup of PATH... to FILE ("-" for stdout). Needs no
+        password and no vault: only the public age recipient in the configuration.
+  restore FILE [-C DIR] [--force] [--key KEY]
+        restore a backup into DIR (default: the current folder), getting K with
+        the password (vault login) or the 64-digit key.
+  key export-age
+        print the age identity that decrypts every backup (age -d -i FILE).
+  password change
+        change the vault password (K stays the same).
+  delete [--yes]
+        erase K from the vault for ever.
+  status [--offline]
+        show the account, the pinned vault, and the vault's state.
+
+Passwords are read from the terminal, or for scripts from --password-file FILE or
+COFFER_PASSWORD (and --new-password-file or COFFER_NEW_PASSWORD); a 64-digit key from
+--key, --key-file FILE, COFFER_KEY or the terminal. The configuration is
+$XDG_CONFIG_HOME/coffer/config.json unless -config or COFFER_CONFIG says otherwise.
+`
+
+// cli is one run of the command, with everything it touches injectable for
+// tests.
+type cli struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	// terminal reads a line without echo from the user's terminal; nil
+	// when there is none (tests, scripts).
+	terminal func(prompt string) ([]byte, error)
+	// progress says whether to draw progress bars on stderr.
+	progress   bool
+	httpClient *http.Client
+
+	configPath string
+}
+
+func main() {
+	c := &cli{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	c.terminal = ttyReader(c.stderr)
+	c.progress = stderrIsTerminal()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	os.Exit(c.run(ctx, os.Args[1:]))
+}
+
+// errUsage marks a command-line mistake (exit status 2).
+type errUsage struct{ msg string }
+
+func (e errUsage) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return errUsage{fmt.Sprintf(format, args...)} }
+
+func (c *cli) run(ctx context.Context, args []string) int {
+	top := flag.NewFlagSet("coffer", flag.ContinueOnError)
+	top.SetOutput(io.Discard)
+	top.StringVar(&c.configPath, "config", "", "configuration file")
+	if err := top.Parse(args); err != nil {
+		fmt.Fprint(c.stderr, usage)
+		return 2
+	}
+	args = top.Args()
+	if len(args) == 0 {
+		fmt.Fprint(c.stderr, usage)
+		return 2
+	}
+	cmd, args := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "init":
+		err = c.cmdInit(ctx, args)
+	case "backup":
+		err = c.cmdBackup(ctx, args)
+	case "restore":
+		err = c.cmdRestore(ctx, args)
+	case "key":
+		if len(args) == 0 || args[0] != "export-age" {
+			err = usagef("usage: coffer key export-age")
+			break
+		}
+		err = c.cmdExportAge(ctx, args[1:])
+	case "password":
+		if len(args) == 0 || args[0] != "change" {
+			err = usagef("usage: coffer password change")
+			break
+		}
+		err = c.cmdPasswordChange(ctx, args[1:])
+	case "delete":
+		err = c.cmdDelete(ctx, args)
+	case "status":
+		err = c.cmdStatus(ctx, args)
+	case "help", "-h", "--help":
+		fmt.Fprint(c.stdout, usage)
+		return 0
+	default:
+		err = usagef("unknown command %q", cmd)
+	}
+	if err == nil {
+		return 0
+	}
+	var ue errUsage
+	if errors.As(err, &ue) || errors.Is(err, flag.ErrHelp) {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(c.stderr, "coffer %s: %v\n", cmd, err)
+		}
+		fmt.Fprint(c.stderr, usage)
+		return 2
+	}
+	fmt.Fprintf(c.stderr, "coffer %s: %s\n", cmd, strings.TrimPrefix(err.Error(), "client: "))
+	return 1
+}
+
+// flags is a subcommand's flag set; every one takes -config too.
+func (c *cli) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("coffer "+name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	fs.StringVar(&c.configPath, "config", c.configPath, "configuration file")
+	return fs
+}
+
+// parse parses flags anywhere among the arguments (coffer backup a b -o f)
+// and returns the others. After "--" everything is an argument.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var flags, rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			rest = append(rest, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // fs.Parse reports it
+		}
+		if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() {
+			continue
+		}
+		if i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	if err := fs.Parse(flags); err != nil {
+		return nil, err
+	}
+	return rest, nil
+}
+
+func (c *cli) path() (string, error) {
+	if c.configPath != "" {
+		return c.configPath, nil
+	}
+	if p := c.getenv("COFFER_CONFIG"); p != "" {
+		return p, nil
+	}
+	return client.DefaultConfigPath()
+}
+
+func (c *cli) loadConfig() (*client.Config, string, error) {
+	p, err := c.path()
+	if err != nil {
+		return nil, "", err
+	}
+	cfg, err := client.LoadConfig(p)
+	return cfg, p, err
+}
+
+func (c *cli) printf(format string, args ...any) { fmt.Fprintf(c.stdout, format, args...) }
+func (c *cli) warnf(format string, args ...any) { fmt.Fprintf(c.stderr, format, args...) }
