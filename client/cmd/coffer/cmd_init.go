@@ -117,7 +117,6 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 	return nil
 }
 
-
 func isLoopback(host string) bool {
 	return host == "localhost" || strings.HasPrefix(host, "127.") || host == "::1"
 }

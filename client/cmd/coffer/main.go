@@ -207,4 +207,4 @@ func (c *cli) loadConfig() (*client.Config, string, error) {
 }
 
 func (c *cli) printf(format string, args ...any) { fmt.Fprintf(c.stdout, format, args...) }
-func (c *cli) warnf(format string, args ...any) { fmt.Fprintf(c.stderr, format, args...) }
+func (c *cli) warnf(format string, args ...any)  { fmt.Fprintf(c.stderr, format, args...) }
