@@ -3,6 +3,7 @@ package client
 import (
 	"archive/tar"
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -86,12 +87,18 @@ func RestoreBackup(r io.Reader, identity age.Identity, dir string, opts *Restore
 		if errors.As(err, &nm) {
 			return nil, fmt.Errorf("client: %w", ErrWrongKey)
 		}
+		if interrupted(err) {
+			return nil, fmt.Errorf("client: restore interrupted: %w", err)
+		}
 		return nil, fmt.Errorf("client: %w: %v", ErrDamaged, err)
 	}
 	src := &authReader{r: ar}
 	x, err := extractInto(tmp, src)
 	if err == nil {
 		defer x.root.Close()
+	}
+	if src.err != nil && interrupted(src.err) {
+		return nil, fmt.Errorf("client: restore interrupted; nothing was restored: %w", src.err)
 	}
 	if src.err != nil {
 		return nil, fmt.Errorf("client: %w (after %d bytes of archive): %v; nothing was restored", ErrDamaged, src.n, src.err)
@@ -124,6 +131,10 @@ func removeAll(dir string) error {
 		return nil
 	})
 	return os.RemoveAll(dir)
+}
+
+func interrupted(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // authReader remembers an error of the decrypting reader, so that a
@@ -355,6 +366,9 @@ func (x *extractor) file(name string, mode fs.FileMode, h *tar.Header, content i
 	x.stats.Bytes += n
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return badArchive(name, "its content is cut short")
 	}
 	if err != nil {
 		return err

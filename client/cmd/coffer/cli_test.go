@@ -40,9 +40,14 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) run(args ...string) result {
 	e.t.Helper()
+	return e.runCtx(context.Background(), args...)
+}
+
+func (e *env) runCtx(ctx context.Context, args ...string) result {
+	e.t.Helper()
 	var out, errb bytes.Buffer
 	c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(k string) string { return e.vars[k] }}
-	code := c.run(context.Background(), append([]string{"-config", e.config}, args...))
+	code := c.run(ctx, append([]string{"-config", e.config}, args...))
 	return result{code, out.String(), errb.String()}
 }
 
@@ -388,5 +393,32 @@ func TestConfigIsJSON(t *testing.T) {
 	b, _ := os.ReadFile(e.config)
 	if err := json.Unmarshal(b, &m); err != nil || m["mode"] != "key" || m["version"] != 1.0 {
 		t.Fatalf("%s: %v", b, err)
+	}
+}
+
+// A failed or interrupted backup leaves no file, not even a partial one; an
+// interrupted restore leaves nothing either.
+func TestNoPartialOutput(t *testing.T) {
+	e := newEnv(t)
+	key := shownKey(t, e.ok("init").stdout)
+	outDir := t.TempDir()
+	e.fails("no such file", "backup", filepath.Join(t.TempDir(), "missing"), "-o", filepath.Join(outDir, "b.age"))
+	assertEmpty(t, outDir)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if r := e.runCtx(ctx, "backup", tree(t), "-o", filepath.Join(outDir, "b.age")); r.code != 1 || !strings.Contains(r.stderr, "canceled") {
+		t.Fatalf("interrupted backup: %+v", r)
+	}
+	assertEmpty(t, outDir)
+
+	backup := filepath.Join(outDir, "b.age")
+	e.ok("backup", tree(t), "-o", backup)
+	dst := filepath.Join(t.TempDir(), "restore")
+	if r := e.runCtx(ctx, "restore", backup, "-C", dst, "--key", key); r.code != 1 || !strings.Contains(r.stderr, "interrupted") || strings.Contains(r.stderr, "damaged") {
+		t.Fatalf("interrupted restore: %+v", r)
+	}
+	if _, err := os.Stat(dst); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("interrupted restore left %s", dst)
 	}
 }

@@ -37,16 +37,19 @@ func (c *cli) cmdBackup(ctx context.Context, args []string) error {
 
 	if *out == "-" {
 		bar := c.newProgress("backup", total)
-		st, err := c.writeBackup(io.Writer(c.stdout), rec, paths, nil, bar)
+		st, err := c.writeBackup(ctxWriter{ctx, c.stdout}, rec, paths, nil, bar)
 		if err != nil {
 			return err
 		}
 		c.backupSummary("(standard output)", st, cfg.AgeRecipient)
 		return nil
 	}
-	if _, err := os.Lstat(*out); err == nil && !*force {
+	var skip []os.FileInfo
+	if old, err := os.Lstat(*out); err == nil && !*force {
 		return fmt.Errorf("%s exists (use --force to replace it)", *out)
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	} else if err == nil {
+		skip = append(skip, old) // an older backup inside what is backed up
+	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	// Written beside the target and renamed over it only when complete, so
@@ -62,7 +65,7 @@ func (c *cli) cmdBackup(ctx context.Context, args []string) error {
 		return err
 	}
 	bar := c.newProgress("backup", total)
-	st, err := c.writeBackup(tmp, rec, paths, []os.FileInfo{fi}, bar)
+	st, err := c.writeBackup(ctxWriter{ctx, tmp}, rec, paths, append(skip, fi), bar)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/cofferhsm/coffer/client"
@@ -67,6 +68,10 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 	if u, err := url.Parse(*server); err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
 		c.warnf("warning: %s is plain HTTP: anyone on the way can read the token and spend this account's guesses (never the password or the key)\n", *server)
 	}
+	// The vault is asked to keep K only if its recipient can be kept too.
+	if err := checkWritable(path); err != nil {
+		return err
+	}
 	cfg.Mode = client.ModePassword
 	cfg.AllowInsecure = *insecure
 	conn, err := client.NewConn(cfg.Server, cfg.Token, c.httpClient)
@@ -115,6 +120,20 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 	c.printf("%d wrong passwords in a row erase it for ever: then only an exported age identity opens the backups.\n", r.Limit)
 	c.printf("Backups are encrypted to %s\nConfiguration: %s\n", cfg.AgeRecipient, path)
 	return nil
+}
+
+// checkWritable makes sure the configuration can be written where it goes.
+func checkWritable(path string) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("cannot write the configuration: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".config-check-*")
+	if err != nil {
+		return fmt.Errorf("cannot write the configuration: %w", err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 func isLoopback(host string) bool {

@@ -148,7 +148,7 @@ func (c *cli) cmdRestore(ctx context.Context, args []string) error {
 		return err
 	}
 	bar := c.newProgress("restore", fi.Size())
-	st, err := client.RestoreBackup(countingReader{f, bar}, id, *dir, &client.RestoreOptions{Force: *force})
+	st, err := client.RestoreBackup(countingReader{ctx, f, bar}, id, *dir, &client.RestoreOptions{Force: *force})
 	bar.Finish()
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -89,14 +90,33 @@ func size(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// countingReader counts what is read through it into a bar.
+// countingReader counts what is read through it into a bar, and stops
+// with the context (an interrupt), so that the restore cleans up.
 type countingReader struct {
-	r io.Reader
-	p *progressBar
+	ctx context.Context
+	r   io.Reader
+	p   *progressBar
 }
 
 func (c countingReader) Read(b []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
 	n, err := c.r.Read(b)
 	c.p.Add(int64(n))
 	return n, err
+}
+
+// ctxWriter stops a backup with the context (an interrupt), so that the
+// partial output is removed.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(b []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(b)
 }
