@@ -137,6 +137,9 @@ func (q *deviceQueue) do(ctx context.Context, req []byte) ([]byte, error) {
 		}
 	}
 	defer func() { <-q.slots }()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w (%v)", errQueueTimeout, err)
+	}
 	q.inFlight.Add(1)
 	defer q.inFlight.Add(-1)
 	return q.dev.RoundTrip(ctx, req)

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cofferhsm/coffer/protocol"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+// TestCommand drives the command as an admin would: add accounts, list and
+// remove them, start the daemon on an in-process software vault with
+// settings from the environment, talk to it, and stop it.
+func TestCommand(t *testing.T) {
+	dir := t.TempDir()
+	accounts := filepath.Join(dir, "accounts.json")
+	var out, errs bytes.Buffer
+	// Flags after the positional name, as API.md writes them.
+	if err := run(context.Background(), []string{"account", "add", "-accounts", accounts, "alice", "-device", "main"}, env(nil), &out, &errs, nil); err != nil {
+		t.Fatal(err, errs.String())
+	}
+	token := regexp.MustCompile(`token\s+(\S+)`).FindStringSubmatch(out.String())
+	if token == nil {
+		t.Fatalf("no token printed:\n%s", out.String())
+	}
+	// -accounts from the environment.
+	out.Reset()
+	if err := run(context.Background(), []string{"account", "add", "bob"}, env(map[string]string{"COFFERD_ACCOUNTS": accounts}), &out, &errs, nil); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"account", "list", "-accounts", accounts}, env(nil), &out, &errs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "alice") || !strings.Contains(out.String(), "main") || !strings.Contains(out.String(), "bob") {
+		t.Fatalf("list:\n%s", out.String())
+	}
+	if err := run(context.Background(), []string{"account", "remove", "-accounts", accounts, "bob"}, env(nil), &out, &errs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(context.Background(), []string{"account", "remove", "-accounts", accounts, "bob"}, env(nil), &out, &errs, nil); err == nil {
+		t.Fatal("removed bob twice")
+	}
+
+	// The daemon: the listen address and device from the environment, a
+	// flag overriding the environment's log level.
+	ctx, stop := context.WithCancel(context.Background())
+	var logs syncBuffer
+	addrs := make(chan net.Addr, 2)
+	done := make(chan error, 1)
+	e := env(map[string]string{
+		"COFFERD_LISTEN":         "127.0.0.1:0",
+		"COFFERD_METRICS_LISTEN": "127.0.0.1:0",
+		"COFFERD_VAULT":          "main=soft:" + filepath.Join(dir, "vault"),
+		"COFFERD_LOG_LEVEL":      "error",
+		"COFFERD_LOG_FORMAT":     "json",
+	})
+	go func() {
+		done <- run(ctx, []string{"-accounts", accounts, "-log-level", "debug", "-poll", "50ms"}, e, io.Discard, &logs,
+			func(api, metrics net.Addr) { addrs <- api; addrs <- metrics })
+	}()
+	var api, metrics net.Addr
+	select {
+	case api = <-addrs:
+		metrics = <-addrs
+	case err := <-done:
+		t.Fatalf("cofferd exited: %v\n%s", err, logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("cofferd did not start")
+	}
+
+	req, _ := http.NewRequest(http.MethodPost, "http://"+api.String()+"/v1/vault", bytes.NewReader(mustIdentityRequest(t)))
+	req.Header.Set("Authorization", "Bearer "+token[1])
+	req.Header.Set("Content-Type", "application/cbor")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var signed protocol.SignedIdentity
+	if resp.StatusCode != 200 || protocol.Decode(b, protocol.TypeIdentity, &signed) != nil {
+		t.Fatalf("identity through the command: %d %x", resp.StatusCode, b)
+	}
+
+	resp, err = http.Get("http://" + metrics.String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct {
+		Status   string
+		Devices  map[string]struct{ Connected, Insecure bool }
+		Warnings []string
+	}
+	json.NewDecoder(resp.Body).Decode(&h)
+	resp.Body.Close()
+	if h.Status != "ok" || !h.Devices["main"].Connected || !h.Devices["main"].Insecure || len(h.Warnings) == 0 {
+		t.Fatalf("healthz: %+v", h)
+	}
+	resp, err = http.Get("http://" + metrics.String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `cofferd_device_connected{device="main"} 1`) {
+		t.Fatalf("metrics:\n%s", b)
+	}
+
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("cofferd: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("cofferd did not stop")
+	}
+	l := logs.String()
+	for _, want := range []string{`"level":"DEBUG"`, "INSECURE", `"msg":"request"`, "shutting down", `"msg":"stopped"`} {
+		if !strings.Contains(l, want) {
+			t.Errorf("log lacks %s", want)
+		}
+	}
+}
+
+func mustIdentityRequest(t *testing.T) []byte {
+	b, err := protocol.Encode(protocol.TypeIdentity, &protocol.Empty{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-vault", "tcp:1.2.3.4:5"},
+		{"-login-rate", "10"},
+		{"-usb-id", "x"},
+		{"-log-format", "xml"},
+		{"-inflight", "0"},
+		{"serve", "extra"},
+		{"frobnicate"},
+		{"account"},
+		{"account", "add"},
+	} {
+		if err := run(context.Background(), args, env(nil), io.Discard, io.Discard, nil); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
+	if err := run(context.Background(), nil, env(map[string]string{"COFFERD_QUEUE": "many"}), io.Discard, io.Discard, nil); err == nil {
+		t.Error("COFFERD_QUEUE=many accepted")
+	}
+}

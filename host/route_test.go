@@ -1,0 +1,108 @@
+package host
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/cofferhsm/coffer/protocol"
+)
+
+func routeSeeds(t testing.TB) [][]byte {
+	uid := []byte("0123456789abcdef")
+	h := bytes.Repeat([]byte{7}, 16)
+	return [][]byte{
+		mustEncode(t, protocol.TypeIdentity, &protocol.Empty{}),
+		mustEncode(t, protocol.TypeStatus, &protocol.Empty{}),
+		mustEncode(t, protocol.TypeRegisterStart, &protocol.RegisterStart{UserID: uid, Enc: make([]byte, 32), Sealed: make([]byte, 64)}),
+		mustEncode(t, protocol.TypeRegisterFinish, &protocol.RegisterFinish{Handle: h, Sealed: make([]byte, 300)}),
+		mustEncode(t, protocol.TypeLoginStart, &protocol.LoginStart{UserID: uid, KE1: make([]byte, 96)}),
+		mustEncode(t, protocol.TypeLoginFinish, &protocol.LoginFinish{Handle: h, KE3: make([]byte, 64)}),
+		mustEncode(t, protocol.TypeSession, &protocol.Session{Handle: h, Seq: 1, Sealed: make([]byte, 40)}),
+		protocol.EncodeError(protocol.Errorf(protocol.CodeBusy, "busy")),
+		{}, {0xa0}, {0xff}, []byte("garbage"),
+	}
+}
+
+func TestParseRoute(t *testing.T) {
+	seeds := routeSeeds(t)
+	wantTypes := []protocol.Type{1, 7, 2, 3, 4, 5, 6}
+	for i, typ := range wantTypes {
+		r, err := ParseRoute(seeds[i])
+		if err != nil || r.Type != typ {
+			t.Fatalf("seed %d: %+v %v", i, r, err)
+		}
+		if (typ == protocol.TypeRegisterStart || typ == protocol.TypeLoginStart) != (r.UserID != nil) {
+			t.Fatalf("seed %d: user id %x", i, r.UserID)
+		}
+	}
+	for _, bad := range seeds[len(wantTypes):] {
+		if _, err := ParseRoute(bad); !errors.Is(err, ErrBadRequest) {
+			t.Fatalf("%x: %v", bad, err)
+		}
+	}
+	// A login-start whose KE1 is short is refused: it is decoded strictly.
+	short := mustEncodeRaw(t, protocol.TypeLoginStart, map[int]any{1: []byte("u"), 2: make([]byte, 95)})
+	if _, err := ParseRoute(short); err == nil {
+		t.Fatal("short KE1 accepted")
+	}
+	// An unknown field in a login-start is refused.
+	extra := mustEncodeRaw(t, protocol.TypeLoginStart, map[int]any{1: []byte("u"), 2: make([]byte, 96), 3: 1})
+	if _, err := ParseRoute(extra); err == nil {
+		t.Fatal("unknown field accepted")
+	}
+}
+
+// FuzzRoute: the routing parser never panics, accepts only request types,
+// and returns a user id exactly for the two requests that carry one, equal
+// to what a strict decode of the body finds.
+func FuzzRoute(f *testing.F) {
+	for _, s := range routeSeeds(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ParseRoute(b)
+		if err != nil {
+			if !errors.Is(err, ErrBadRequest) {
+				t.Fatalf("error %v does not wrap ErrBadRequest", err)
+			}
+			return
+		}
+		if r.Type < protocol.TypeIdentity || r.Type > protocol.TypeStatus {
+			t.Fatalf("accepted type %d", r.Type)
+		}
+		switch r.Type {
+		case protocol.TypeLoginStart:
+			var m protocol.LoginStart
+			if err := protocol.Decode(b, r.Type, &m); err != nil || !bytes.Equal(m.UserID, r.UserID) {
+				t.Fatalf("login-start user id %x, decode %x %v", r.UserID, m.UserID, err)
+			}
+		case protocol.TypeRegisterStart:
+			var m protocol.RegisterStart
+			if err := protocol.Decode(b, r.Type, &m); err != nil || !bytes.Equal(m.UserID, r.UserID) {
+				t.Fatalf("register-start user id %x, decode %x %v", r.UserID, m.UserID, err)
+			}
+		default:
+			if r.UserID != nil {
+				t.Fatalf("%s with a user id", r.Type)
+			}
+		}
+		if len(r.UserID) > protocol.MaxUserIDSize || (r.UserID != nil && len(r.UserID) == 0) {
+			t.Fatalf("user id of %d bytes", len(r.UserID))
+		}
+		// inspectReply must not panic on anything either.
+		inspectReply(r.Type, b)
+	})
+}
+
+func FuzzInspectReply(f *testing.F) {
+	for _, s := range routeSeeds(f) {
+		f.Add(uint8(4), s)
+	}
+	f.Fuzz(func(t *testing.T, typ uint8, b []byte) {
+		info := inspectReply(protocol.Type(typ), b)
+		if info.errCode != 0 && codeLabel(info.errCode) == "" {
+			t.Fatal("empty label")
+		}
+	})
+}
