@@ -133,7 +133,13 @@ func TestWrongPasswordsAndLockout(t *testing.T) {
 	k := f.register("right", 3)
 
 	// One wrong, then right: the release shows the failed attempt.
+	before := f.host.Counts()
 	_, err := f.login("wrong")
+	// A KE3 went out although the envelope did not open: on the wire a
+	// wrong password looks like a right one.
+	if after := f.host.Counts(); after[protocol.TypeLoginFinish] != before[protocol.TypeLoginFinish]+1 {
+		t.Errorf("no KE3 sent after a wrong password")
+	}
 	var le *LoginError
 	if !errors.As(err, &le) || !errors.Is(err, ErrWrongPassword) || le.Locked() {
 		t.Fatalf("wrong password: %v", err)
