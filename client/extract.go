@@ -181,22 +181,6 @@ func mkdirAllTracked(dir string) ([]string, error) {
 	return created, nil
 }
 
-// ExtractArchive reads a plain (decrypted) tar stream into the folder dir,
-// which must exist and be empty, with all of SPEC.md's checks. It is what
-// RestoreBackup does inside its temporary folder; exposed for tests and
-// tools. On error dir may hold part of the archive.
-func ExtractArchive(dir string, r io.Reader) (*RestoreStats, error) {
-	x, err := extractInto(dir, r)
-	if err != nil {
-		return nil, err
-	}
-	defer x.root.Close()
-	if err := x.finish(); err != nil {
-		return nil, err
-	}
-	return &x.stats, nil
-}
-
 type entryKind byte
 
 const (
