@@ -211,15 +211,23 @@ func (e *LoginError) Error() string {
 		if r.Kind == protocol.ReceiptAttempt {
 			failed++ // this one
 			return fmt.Sprintf("wrong password, and that was the last try: the vault has erased the key for ever "+
-				"(%d failed attempts since the last successful login). No password can get it back; "+
-				"backups can be opened only with an age identity exported earlier (coffer key export-age)", failed)
+				"(%s since the last successful login). No password can get it back; "+
+				"backups can be opened only with an age identity exported earlier (coffer key export-age)", Plural(failed, "failed attempt"))
 		}
-		return fmt.Sprintf("this account is locked: after %d failed attempts the vault erased the key for ever. "+
-			"No password can get it back; backups can be opened only with an age identity exported earlier (coffer key export-age)", failed)
+		return fmt.Sprintf("this account is locked: after %s the vault erased the key for ever. "+
+			"No password can get it back; backups can be opened only with an age identity exported earlier (coffer key export-age)", Plural(failed, "failed attempt"))
 	}
-	return fmt.Sprintf("wrong password: %d of %d tries left; %d failed attempts since the last successful login, this one included "+
+	return fmt.Sprintf("wrong password: %d of %d tries left; %s since the last successful login, this one included "+
 		"(the vault counts every attempt; any you did not make were made by someone else, possibly the operator)",
-		r.TriesLeft, r.Limit, r.FailedSinceSuccess+1)
+		r.TriesLeft, r.Limit, Plural(r.FailedSinceSuccess+1, "failed attempt"))
+}
+
+// Plural writes "1 failed attempt", "2 failed attempts".
+func Plural(n uint, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // Login proves the password to the vault (OPAQUE KE1 → KE2 → KE3) and, if

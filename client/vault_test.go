@@ -145,7 +145,7 @@ func TestWrongPasswordsAndLockout(t *testing.T) {
 		t.Fatalf("wrong password: %v", err)
 	}
 	if le.Receipt.TriesLeft != 2 || le.Receipt.FailedSinceSuccess != 0 ||
-		!strings.Contains(err.Error(), "2 of 3 tries left") || !strings.Contains(err.Error(), "1 failed attempts since the last successful login") {
+		!strings.Contains(err.Error(), "2 of 3 tries left") || !strings.Contains(err.Error(), "1 failed attempt since the last successful login") {
 		t.Errorf("receipt %+v, message %q", le.Receipt, err)
 	}
 	s := f.mustLogin("right", k)

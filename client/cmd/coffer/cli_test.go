@@ -282,7 +282,7 @@ func TestPasswordMode(t *testing.T) {
 	// A wrong password: counted, reported, nothing restored.
 	e.vars["COFFER_PASSWORD"] = "not it"
 	dst := t.TempDir()
-	r = e.fails("wrong password: 9 of 10 tries left; 1 failed attempts since the last successful login", "restore", backup, "-C", dst)
+	r = e.fails("wrong password: 9 of 10 tries left; 1 failed attempt since the last successful login", "restore", backup, "-C", dst)
 	assertEmpty(t, dst)
 	if lr := e.configFile().LastReceipt; lr == nil || lr.Kind != "attempt" || lr.TriesLeft != 9 {
 		t.Errorf("last receipt after a wrong password: %+v", lr)
@@ -295,14 +295,14 @@ func TestPasswordMode(t *testing.T) {
 
 	e.vars["COFFER_PASSWORD"] = "first password"
 	r = e.ok("restore", backup, "-C", dst)
-	if !strings.Contains(r.stderr, "1 wrong password(s) were tried") {
+	if !strings.Contains(r.stderr, "1 wrong password was tried") {
 		t.Errorf("the release did not report the failed attempt:\n%s", r.stderr)
 	}
 	sameFile(t, filepath.Join(src, "2025/beach.jpg"), filepath.Join(dst, "photos/2025/beach.jpg"))
 
 	r = e.ok("status")
 	for _, want := range []string{"mode:             password", "insecure=true", "pinned bundle:    " + cfg.BundleHash,
-		"last receipt:     released, 10 of 10 tries left, 1 failed attempts since the last success", "no rollback"} {
+		"last receipt:     released, 10 of 10 tries left, 1 failed attempt since the last success", "no rollback"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, r.stdout)
 		}

@@ -214,7 +214,7 @@ func (c *cli) initExisting(ctx context.Context, vc *client.Client, cfg *client.C
 // reportRelease tells the user about guesses made since the last success.
 func (c *cli) reportRelease(s *client.Session) {
 	if n := s.Released.FailedSinceSuccess; n > 0 {
-		c.warnf("NOTE: %d wrong password(s) were tried on this account since its last successful login. "+
-			"If they were not yours, someone (possibly the operator) is guessing.\n", n)
+		c.warnf("NOTE: %s tried on this account since its last successful login. "+
+			"If they were not yours, someone (possibly the operator) is guessing.\n", client.Plural(n, "wrong password")+map[bool]string{true: " was", false: " were"}[n == 1])
 	}
 }

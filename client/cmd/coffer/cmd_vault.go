@@ -161,8 +161,8 @@ func (c *cli) cmdStatus(ctx context.Context, args []string) error {
 	c.printf("pinned bundle:    %s\n", orNone(cfg.BundleHash))
 	c.printf("highest store sequence seen: %d\n", cfg.HighestStoreSequence)
 	if r := cfg.LastReceipt; r != nil {
-		c.printf("last receipt:     %s, %d of %d tries left, %d failed attempts since the last success, store sequence %d\n",
-			r.Kind, r.TriesLeft, r.Limit, r.FailedSinceSuccess, r.StoreSequence)
+		c.printf("last receipt:     %s, %d of %d tries left, %s since the last success, store sequence %d\n",
+			r.Kind, r.TriesLeft, r.Limit, client.Plural(r.FailedSinceSuccess, "failed attempt"), r.StoreSequence)
 	} else {
 		c.printf("last receipt:     none\n")
 	}
