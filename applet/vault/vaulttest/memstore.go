@@ -3,6 +3,7 @@ package vaulttest
 import (
 	"context"
 	"errors"
+	"maps"
 	"sync"
 	"time"
 )
@@ -187,3 +188,20 @@ func (s *MemoryStore) Stats() (commits, shreds int) {
 
 // ErrPowerCut is what FailCommit hooks return to simulate a cut.
 var ErrPowerCut = errors.New("vaulttest: simulated power cut")
+
+// Snapshot copies the committed state. The returned function puts it back,
+// dropping anything staged, as an operator restoring an old copy of a store
+// that nothing authenticates would: tests use it to check that clients
+// notice the rollback through the store sequences in receipts.
+func (s *MemoryStore) Snapshot() (restore func()) {
+	s.mu.Lock()
+	committed, seq := maps.Clone(s.committed), s.seq
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.committed, s.seq = maps.Clone(committed), seq
+		s.staged = map[string][]byte{}
+		s.open.changes = 0
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"testing"
 
 	"github.com/cofferhsm/coffer/applet/vault"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -54,7 +55,7 @@ type Host struct {
 
 	mu        sync.Mutex
 	accounts  map[string][]byte // token → user id
-	store     *SnapStore
+	store     *vaulttest.MemoryStore
 	v         *vault.Vault
 	intercept Interceptor
 	identity  []byte // if set, served for GET /v1/identity instead of the vault's
@@ -114,7 +115,7 @@ func (h *Host) Replace(opts Options) {
 	if h.v != nil {
 		h.v.Close()
 	}
-	h.store = NewSnapStore()
+	h.store = vaulttest.NewMemoryStore()
 	name := opts.Name
 	if name == "" {
 		name = "test vault"
@@ -154,11 +155,11 @@ func (h *Host) Reboot() {
 // rollback of store and anchor together, which only the client can notice.
 func (h *Host) Snapshot() (rollback func()) {
 	h.mu.Lock()
-	snap := h.store.snapshot()
+	restore := h.store.Snapshot()
 	h.mu.Unlock()
 	return func() {
 		h.mu.Lock()
-		h.store.restore(snap)
+		restore()
 		h.mu.Unlock()
 		h.Reboot()
 	}
