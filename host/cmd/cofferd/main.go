@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -115,6 +116,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	usbID := fs.String("usb-id", host.DefaultUSBID.String(), "USB VID:PID that serial:auto looks for")
 	logLevel := fs.String("log-level", "info", "debug (one line per request), info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
+	tlsCert := fs.String("tls-cert", "", "serve the API over TLS with this certificate (PEM; with -tls-key)")
+	tlsKey := fs.String("tls-key", "", "the certificate's private key (PEM)")
 	if pos, err := parse(fs, args, getenv); err != nil {
 		return err
 	} else if len(pos) > 0 {
@@ -149,6 +152,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	if *timeout <= 0 || *inflight <= 0 || *queue < 0 || *loginBurst <= 0 {
 		return errors.New("-timeout, -inflight and -login-burst must be positive, -queue not negative")
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return errors.New("-tls-cert and -tls-key go together")
+	}
+	var tlsConfig *tls.Config
+	if *tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			return fmt.Errorf("-tls-cert/-tls-key: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
 	}
 	q := *queue
 	if q == 0 {
@@ -200,6 +214,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
 	var mln net.Listener
 	if *metricsListen != "" {
 		if mln, err = net.Listen("tcp", *metricsListen); err != nil {
@@ -214,7 +231,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		}
 		ready(ln.Addr(), maddr)
 	}
-	log.Info("listening", "api", ln.Addr().String(), "metrics", *metricsListen)
+	log.Info("listening", "api", ln.Addr().String(), "tls", tlsConfig != nil, "metrics", *metricsListen)
+	if tlsConfig == nil {
+		if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+			log.Warn("serving bearer tokens over plain HTTP on a non-loopback address: use -tls-cert/-tls-key or a TLS proxy in front")
+		}
+	}
 
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ctx, ln) }()
