@@ -402,3 +402,5 @@ func containsAll(s string, subs ...string) (missing []string) {
 	}
 	return missing
 }
+
+func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
