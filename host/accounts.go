@@ -253,9 +253,16 @@ type Accounts struct {
 }
 
 type fileStamp struct {
-	exists  bool
-	modTime time.Time
-	size    int64
+	info os.FileInfo // nil when the file does not exist
+}
+
+// same reports whether two stamps name the same file (inode, since the file
+// is replaced by rename), unchanged (time and size).
+func (a fileStamp) same(b fileStamp) bool {
+	if a.info == nil || b.info == nil {
+		return a.info == nil && b.info == nil
+	}
+	return os.SameFile(a.info, b.info) && a.info.ModTime().Equal(b.info.ModTime()) && a.info.Size() == b.info.Size()
 }
 
 const reloadEvery = time.Second
@@ -289,7 +296,7 @@ func stampOf(path string) (fileStamp, error) {
 	if err != nil {
 		return fileStamp{}, err
 	}
-	return fileStamp{exists: true, modTime: st.ModTime(), size: st.Size()}, nil
+	return fileStamp{info: st}, nil
 }
 
 func (a *Accounts) reload() error {
@@ -323,7 +330,7 @@ func (a *Accounts) maybeReload() (reloaded bool, err error) {
 	}
 	a.lastCheck = now
 	stamp, err := stampOf(a.path)
-	if err != nil || stamp == a.stamp {
+	if err != nil || stamp.same(a.stamp) {
 		return false, err
 	}
 	if err := a.reload(); err != nil {

@@ -239,7 +239,22 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 
 	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ctx, ln) }()
+	api := srv.Handler()
+	if mln != nil {
+		// Metrics only on their own address; health on both (for load
+		// balancers in front of the API).
+		h := api
+		api = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/metrics" {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusNotFound)
+				io.WriteString(w, `{"error":"metrics are served on the metrics address"}`+"\n")
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	go func() { errc <- host.ServeGracefully(ctx, srv.HTTPServer(api), ln, srv.ShutdownGrace()) }()
 	if mln != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", srv.MetricsHandler())

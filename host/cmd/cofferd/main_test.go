@@ -143,6 +143,10 @@ func TestCommand(t *testing.T) {
 	if !strings.Contains(string(b), `cofferd_device_connected{device="main"} 1`) {
 		t.Fatalf("metrics:\n%s", b)
 	}
+	// With a metrics address, the API address does not serve metrics.
+	if resp, err := http.Get("http://" + api.String() + "/metrics"); err != nil || resp.StatusCode != 404 {
+		t.Fatalf("metrics on the API address: %v %v", resp, err)
+	}
 
 	stop()
 	select {
