@@ -59,7 +59,7 @@ fw-toolchain:
 firmware: fw-toolchain
 	@mkdir -p $(FW_BUILD)
 	cd $(FW_ROOT) && $(FW_GOENV) $(TAMAGO) build $(FW_GOFLAGS) -tags board_$(BOARD)$(if $(FW_TAGS),$(FW_COMMA)$(FW_TAGS)) \
-		-ldflags "-T $(APPLET_TEXT) -R 0x1000" -o $(FW_BUILD)/applet.elf ./applet/ta
+		-ldflags "-s -w -T $(APPLET_TEXT) -R 0x1000" -o $(FW_BUILD)/applet.elf ./applet/ta
 	cp $(FW_BUILD)/applet.elf $(FW_DIR)/os/applet.elf
 	cd $(FW_ROOT) && $(FW_GOENV) $(TAMAGO) build $(FW_GOFLAGS) -tags board_$(BOARD),linkramsize$(if $(FW_TAGS),$(FW_COMMA)$(FW_TAGS)) \
 		-ldflags "-T $(OS_TEXT) -R 0x1000 -X main.Version=$(FW_VERSION)" -o $(FW_BUILD)/coffer-os.elf ./firmware/os

@@ -32,7 +32,16 @@ func run(ctx context.Context, o *taruntime.OS) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(&lineWriter{o: o}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewTextHandler(&lineWriter{o: o}, &slog.HandlerOptions{
+		Level: slog.LevelInfo,
+		// The OS stamps each line; the applet's clock starts at its boot.
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
 	h, status := open(ctx, o, cfg, log)
 	h = testHook(h)
 	cfg.Wipe()

@@ -1,0 +1,83 @@
+package taruntime
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"testing"
+
+	"github.com/cofferhsm/coffer/applet/store"
+	"github.com/cofferhsm/coffer/firmware/api"
+)
+
+// fakeOS records calls and serves sectors from memory.
+type fakeOS struct {
+	disk  []byte
+	calls []int // sectors per sector call
+}
+
+func (f *fakeOS) call(op uint32, buf []byte) int32 {
+	switch op {
+	case api.OpReadSectors, api.OpWriteSectors:
+		k, err := api.SectorCallLen(len(buf))
+		if err != nil {
+			return int32(api.EINVAL)
+		}
+		lba := binary.BigEndian.Uint64(buf)
+		f.calls = append(f.calls, k)
+		at := f.disk[lba*api.SectorSize : (lba+uint64(k))*api.SectorSize]
+		if op == api.OpReadSectors {
+			copy(buf[api.SectorHeader:], at)
+		} else {
+			copy(at, buf[api.SectorHeader:])
+		}
+		return int32(k)
+	case api.OpFlush:
+		return 0
+	}
+	return int32(api.ENOSYS)
+}
+
+func TestDeviceSplitsTransfers(t *testing.T) {
+	f := &fakeOS{disk: make([]byte, 200*api.SectorSize)}
+	d := NewOS(f.call).Device(200)
+	var _ store.Device = d
+	data := bytes.Repeat([]byte("0123456789abcdef"), 100*api.SectorSize/16)
+	if err := d.WriteSectors(50, data); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.calls) != 2 || f.calls[0] != api.MaxSectors || f.calls[1] != 100-api.MaxSectors {
+		t.Fatalf("calls %v", f.calls)
+	}
+	got := make([]byte, len(data))
+	if err := d.ReadSectors(50, got); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back: %v", err)
+	}
+	for _, c := range []struct {
+		lba uint64
+		n   int
+	}{{200, api.SectorSize}, {199, 2 * api.SectorSize}, {0, 100}, {^uint64(0), api.SectorSize}} {
+		if err := d.ReadSectors(c.lba, make([]byte, c.n)); !errors.Is(err, store.ErrDeviceRange) {
+			t.Errorf("read %d bytes at %d: %v", c.n, c.lba, err)
+		}
+	}
+}
+
+func TestCallErrorsSurface(t *testing.T) {
+	o := NewOS(func(uint32, []byte) int32 { return int32(api.EIO) })
+	if err := o.Device(10).WriteSectors(0, make([]byte, api.SectorSize)); !errors.Is(err, api.EIO) {
+		t.Fatalf("write: %v", err)
+	}
+	if _, err := o.Read(make([]byte, 10)); !errors.Is(err, api.EIO) {
+		t.Fatalf("random: %v", err)
+	}
+	if _, err := o.Config(); !errors.Is(err, api.EIO) {
+		t.Fatalf("config: %v", err)
+	}
+	if _, _, err := o.Recv(make([]byte, 10)); err == nil {
+		t.Fatal("small receive buffer accepted")
+	}
+	if err := o.Send(1, make([]byte, api.MaxMessage)); err == nil {
+		t.Fatal("oversized reply accepted")
+	}
+}
