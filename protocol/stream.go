@@ -2,6 +2,8 @@ package protocol
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -129,8 +131,15 @@ type StreamClient struct {
 }
 
 // NewStreamClient starts reading replies from rw.
+//
+// Request ids start at a random value: on a serial line the byte stream
+// outlives a client (cofferd reconnecting after an error), and a late reply
+// to an earlier client's request must not match a new request by accident.
 func NewStreamClient(rw io.ReadWriteCloser) *StreamClient {
-	c := &StreamClient{rw: rw, waiting: map[uint32]chan []byte{}, done: make(chan struct{})}
+	var first [4]byte
+	rand.Read(first[:])
+	c := &StreamClient{rw: rw, waiting: map[uint32]chan []byte{}, done: make(chan struct{}),
+		nextID: binary.BigEndian.Uint32(first[:])}
 	go c.readLoop()
 	return c
 }

@@ -177,3 +177,23 @@ func TestFrameReaderTimeoutsAreNotFinal(t *testing.T) {
 		t.Fatalf("frame after an idle timeout: %v", err)
 	}
 }
+
+func TestStreamClientsStartAtRandomIDs(t *testing.T) {
+	ids := map[uint32]bool{}
+	for i := 0; i < 8; i++ {
+		a, b := net.Pipe()
+		c := NewStreamClient(a)
+		go c.RoundTrip(context.Background(), []byte{1})
+		b.SetReadDeadline(time.Now().Add(5 * time.Second))
+		f, err := NewFrameReader(b).Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[f.ID] = true
+		c.Close()
+		b.Close()
+	}
+	if len(ids) < 7 {
+		t.Fatalf("8 clients used only %d distinct first ids", len(ids))
+	}
+}
