@@ -15,11 +15,19 @@ import (
 // Production builds answer it as any malformed request.
 var CrashRequest = []byte("coffer-test: crash the applet now")
 
+// HangRequest makes a test build spin for ever without calling the OS, for
+// the OS's hang watchdog.
+var HangRequest = []byte("coffer-test: hang the applet now")
+
 func testHook(h protocol.Handler) protocol.Handler {
 	return func(ctx context.Context, req []byte) []byte {
 		if bytes.Equal(req, CrashRequest) {
 			go func() { panic("coffer test build: crash requested") }()
 			select {}
+		}
+		if bytes.Equal(req, HangRequest) {
+			for {
+			}
 		}
 		return h(ctx, req)
 	}

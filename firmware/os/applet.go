@@ -82,6 +82,11 @@ func (s *supervisor) runOnce() error {
 	ctx.Server = nil
 	ctx.R13 = uint32(s.region.End())
 	ctx.Handler = s.handle
+	// Unmask IRQs in user mode: the virtual timer ends each time slice.
+	// GoTEE calls MMU before every switch to the applet: arm it there.
+	ctx.SPSR &^= 1 << 7
+	ctx.MMU = func() { vtimerArm(sliceTicks) }
+	noteCall()
 	s.svc.Start()
 	logf("applet: starting at %#x (user mode, region %#x-%#x)", entry, s.region.Start(), s.region.End())
 	if err := ctx.Run(); err != nil {
@@ -92,6 +97,16 @@ func (s *supervisor) runOnce() error {
 
 // handle serves one exception raised by the applet.
 func (s *supervisor) handle(ctx *monitor.ExecCtx) error {
+	vtimerDisarm()
+	if ctx.ExceptionVector == arm.IRQ {
+		// End of a time slice: let the OS run, then resume the applet
+		// (GoTEE's Run rewinds the return address).
+		if d := sinceLastCall(); d > hangLimit {
+			return fmt.Errorf("applet hung: no call to the OS for %v (pc %#08x)", d.Round(time.Second), ctx.R15)
+		}
+		return nil
+	}
+	defer noteCall()
 	if ctx.ExceptionVector != arm.SUPERVISOR {
 		return fmt.Errorf("%s exception at pc %#08x lr %#08x", arm.VectorName(ctx.ExceptionVector), ctx.R15, ctx.R14)
 	}

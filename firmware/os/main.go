@@ -48,6 +48,7 @@ func main() {
 		halt(b, "board init: %v", err)
 	}
 	initIdle()
+	initSlices()
 	hash := sha256.Sum256(appletELF)
 	logf("coffer trusted OS %s (%s %s/%s) on %s", Version, runtime.Version(), runtime.GOOS, runtime.GOARCH, b.Name())
 	logf("applet image %d bytes, sha256 %x", len(appletELF), hash)

@@ -109,3 +109,48 @@ func TestLatency(t *testing.T) {
 		t.Logf("%s: min %s, median %s, max %s over %d", m.name, ms(m.d[0]), ms(m.d[len(m.d)/2]), ms(m.d[len(m.d)-1]), len(m.d))
 	}
 }
+
+// hangRequest makes a coffer_crashtest applet spin without calling the OS.
+var hangRequest = []byte("coffer-test: hang the applet now")
+
+// A hung applet cannot stop the OS: time slices give the OS the CPU back,
+// its watchdog restarts the applet, and a request queued meanwhile is served
+// by the new applet.
+func TestAppletHangWatchdog(t *testing.T) {
+	ctx := context.Background()
+	v := boot(t, t.TempDir())
+	if _, err := vaulttest.FetchIdentity(ctx, v.rt, devProvisioningKey); err != nil {
+		t.Fatal(err)
+	}
+	hung := make(chan error, 1)
+	go func() {
+		reply, err := v.rt(ctx, hangRequest)
+		if err == nil {
+			err = protocol.Decode(reply, protocol.TypeStatus, &protocol.Empty{})
+		}
+		hung <- err
+	}()
+	time.Sleep(500 * time.Millisecond) // let the applet take it
+	start := time.Now()
+	id, err := vaulttest.FetchIdentity(ctx, v.rt, devProvisioningKey)
+	if err != nil {
+		if errors.Is(err, &protocol.Error{Code: protocol.CodeMalformed}) {
+			t.Skip("SKIPPED: the firmware image was built without the coffer_crashtest tag")
+		}
+		t.Fatalf("request queued behind a hung applet: %v", err)
+	}
+	t.Logf("a request queued behind the hung applet was answered after %v (watchdog, restart)", time.Since(start).Round(time.Millisecond))
+	if !id.Insecure {
+		t.Fatal("identity")
+	}
+	err = <-hung
+	if errors.Is(err, &protocol.Error{Code: protocol.CodeMalformed}) {
+		t.Skip("SKIPPED: the firmware image was built without the coffer_crashtest tag")
+	}
+	if !errors.Is(err, &protocol.Error{Code: protocol.CodeUnavailable}) {
+		t.Fatalf("reply to the request the applet hung on: %v", err)
+	}
+	if !strings.Contains(v.Console(), "applet hung") {
+		t.Error("the console does not report the hang")
+	}
+}
