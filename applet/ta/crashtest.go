@@ -5,7 +5,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"unsafe"
 
+	"github.com/cofferhsm/coffer/board"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -14,6 +17,9 @@ import (
 // vault's own recovery, so that the QEMU tests can watch the OS restart it.
 // Production builds answer it as any malformed request.
 var CrashRequest = []byte("coffer-test: crash the applet now")
+
+// PeekRequest makes a test build read the OS's memory, which must fault.
+var PeekRequest = []byte("coffer-test: read the OS's memory")
 
 // HangRequest makes a test build spin for ever without calling the OS, for
 // the OS's hang watchdog.
@@ -25,10 +31,19 @@ func testHook(h protocol.Handler) protocol.Handler {
 			go func() { panic("coffer test build: crash requested") }()
 			select {}
 		}
+		if bytes.Equal(req, PeekRequest) {
+			// The OS's code, which user mode must not be able to read.
+			return protocol.EncodeError(protocol.Errorf(protocol.CodeInternal, "read OS memory: %s", fmt.Sprint(peek(board.OSText))))
+		}
 		if bytes.Equal(req, HangRequest) {
 			for {
 			}
 		}
 		return h(ctx, req)
 	}
+}
+
+// peek reads one byte at a physical address (the applet's mapping is flat).
+func peek(addr uintptr) byte {
+	return *(*byte)(unsafe.Add(nil, addr))
 }

@@ -90,7 +90,8 @@ func (s *supervisor) runOnce() error {
 	s.svc.Start()
 	logf("applet: starting at %#x (user mode, region %#x-%#x)", entry, s.region.Start(), s.region.End())
 	if err := ctx.Run(); err != nil {
-		return fmt.Errorf("%v\n%s", err, ctx)
+		// GoTEE reports aborts by the mode that took them (ABT, UND).
+		return fmt.Errorf("%v (%s exception at pc %#08x)\n%s", err, arm.VectorName(ctx.ExceptionVector), ctx.R15, ctx)
 	}
 	return nil
 }

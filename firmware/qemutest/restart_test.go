@@ -154,3 +154,32 @@ func TestAppletHangWatchdog(t *testing.T) {
 		t.Error("the console does not report the hang")
 	}
 }
+
+// peekRequest makes a coffer_crashtest applet read the OS's code.
+var peekRequest = []byte("coffer-test: read the OS's memory")
+
+// The applet runs in user mode with only its own region mapped for it: a
+// read of the OS's memory faults, and the OS restarts it.
+func TestAppletCannotReadOSMemory(t *testing.T) {
+	ctx := context.Background()
+	v := boot(t, t.TempDir())
+	reply, err := v.rt(ctx, peekRequest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perr := protocol.Decode(reply, protocol.TypeStatus, &protocol.Empty{})
+	if errors.Is(perr, &protocol.Error{Code: protocol.CodeMalformed}) {
+		t.Skip("SKIPPED: the firmware image was built without the coffer_crashtest tag")
+	}
+	if !errors.Is(perr, &protocol.Error{Code: protocol.CodeUnavailable}) {
+		t.Fatalf("the applet read the OS's memory: %v", perr)
+	}
+	select {
+	case <-v.ready:
+	case <-time.After(time.Minute):
+		t.Fatal("no restart")
+	}
+	if c := v.Console(); !strings.Contains(c, "DATA_ABORT") {
+		t.Errorf("the console does not show the data abort:\n%s", c)
+	}
+}
