@@ -11,7 +11,7 @@ BUILD   := build
 # architecture) under qemu-user.
 ARM_PKGS := protocol applet/opaque applet/vault applet/store
 
-.PHONY: all test test-go test-arm fuzz bench bench-login soak vault clean
+.PHONY: all test test-go test-arm fuzz bench bench-login soak vault run clean
 
 all: test
 
@@ -71,7 +71,32 @@ SOAK ?= 100
 soak:
 	COFFER_SOAK=$(SOAK) COFFER_SEED=$$(date +%s) $(GO) test -count=1 -run 'TestCrashRandomLong' -timeout 2h -v ./applet/store
 
-# The software vault, created and self-provisioned on first run (INSECURE).
+# The main job: cofferd on 127.0.0.1:8420 with an in-process software vault
+# (INSECURE), a demo account, and what to type next. State lives in RUNDIR
+# and survives restarts.
+RUNDIR ?= run-state
+ADDR   ?= 127.0.0.1:8420
+BIN    := $(BUILD)/bin
+run:
+	@mkdir -p $(RUNDIR)/vault $(BIN) && chmod 700 $(RUNDIR) $(RUNDIR)/vault
+	$(GO) build -o $(BIN)/ ./host/cmd/cofferd ./client/cmd/coffer ./applet/softvault/cmd/softvault
+	@test -f $(RUNDIR)/vault/provisioning.key || \
+		$(BIN)/softvault provision keygen -o $(RUNDIR)/vault/provisioning.key >/dev/null
+	@test -f $(RUNDIR)/accounts.json || \
+		$(BIN)/cofferd account add -accounts $(RUNDIR)/accounts.json demo | \
+		awk '$$1 == "token" { print $$2 }' > $(RUNDIR)/demo.token
+	@chmod 600 $(RUNDIR)/demo.token
+	@echo; echo "Coffer: cofferd on http://$(ADDR), vault: INSECURE in-process software vault in $(RUNDIR)/vault"; \
+	 echo "Try, in another terminal:"; \
+	 echo "  export COFFER_CONFIG=$(abspath $(RUNDIR))/coffer.json COFFER=$(abspath $(BIN))/coffer"; \
+	 echo "  \$$COFFER init --server http://$(ADDR) --token $$(cat $(RUNDIR)/demo.token) --insecure --password \\"; \
+	 echo "        --provisioning-key $$($(BIN)/softvault provision public -key $(RUNDIR)/vault/provisioning.key)"; \
+	 echo "  \$$COFFER backup README.md protocol -o /tmp/demo.coffer"; \
+	 echo "  \$$COFFER restore /tmp/demo.coffer -C /tmp/demo-restored"; \
+	 echo "  \$$COFFER status"; echo
+	$(BIN)/cofferd -listen $(ADDR) -accounts $(RUNDIR)/accounts.json -vault soft:$(RUNDIR)/vault
+
+# The software vault alone, created and self-provisioned on first run (INSECURE).
 vault:
 	$(GO) run ./applet/softvault/cmd/softvault dev -state $(STATE) -listen $(LISTEN)
 

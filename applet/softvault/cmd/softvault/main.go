@@ -13,11 +13,13 @@
 //	softvault serve     -state DIR -listen ADDR       serve (ADDR: unix:PATH or tcp:127.0.0.1:PORT)
 //	softvault dev       -state DIR -listen ADDR       init, self-provision with a dev key, serve
 //	softvault provision keygen -o FILE                make a provisioning key; prints its public key
+//	softvault provision public -key FILE              print a provisioning key's public half (hex)
 //	softvault provision sign -key FILE -in IDENTITY -o BUNDLE
 package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -110,6 +112,17 @@ func provision(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stdout, "provisioning public key: %s\n", hex.EncodeToString(pub))
+		return nil
+	case "public":
+		keyFile := fs.String("key", "", "provisioning private key file")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		key, err := softvault.ReadProvisioningKey(*keyFile)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, hex.EncodeToString(key.Public().(ed25519.PublicKey)))
 		return nil
 	case "sign":
 		keyFile := fs.String("key", "", "provisioning private key file")

@@ -256,11 +256,16 @@ func TestProvisioningCommands(t *testing.T) {
 		t.Fatal("init over an existing vault succeeded")
 	}
 	must("provision", "keygen", "-o", filepath.Join(dir, "prov.key"))
-	if !strings.Contains(out.String(), "provisioning public key: ") {
-		t.Fatalf("keygen printed %q", out.String())
+	keygenOut := out.String()
+	if !strings.Contains(keygenOut, "provisioning public key: ") {
+		t.Fatalf("keygen printed %q", keygenOut)
 	}
 	if err := run(ctx, []string{"provision", "keygen", "-o", filepath.Join(dir, "prov.key")}, io.Discard, io.Discard); err == nil {
 		t.Fatal("keygen overwrote a key")
+	}
+	must("provision", "public", "-key", filepath.Join(dir, "prov.key"))
+	if got := strings.TrimSpace(out.String()); !strings.Contains(keygenOut, got) || len(got) != 64 {
+		t.Fatalf("provision public printed %q; keygen said %q", got, keygenOut)
 	}
 	must("identity", "-state", state, "-o", filepath.Join(dir, "id.cbor"))
 	must("provision", "sign", "-key", filepath.Join(dir, "prov.key"), "-in", filepath.Join(dir, "id.cbor"), "-o", filepath.Join(dir, "bundle.cbor"))
