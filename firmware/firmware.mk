@@ -10,6 +10,9 @@
 #   make test-firmware                     QEMU integration tests (skip cleanly
 #                                          without QEMU or the toolchain)
 
+# Do not take over the including Makefile's default goal.
+FW_SAVED_GOAL := $(.DEFAULT_GOAL)
+
 FW_COMMA := ,
 FW_DIR  := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 FW_ROOT := $(patsubst %/,%,$(dir $(FW_DIR)))
@@ -105,3 +108,5 @@ test-firmware:
 
 fw-clean:
 	rm -rf $(FW_ROOT)/build/firmware $(FW_DIR)/os/applet.elf
+
+.DEFAULT_GOAL := $(FW_SAVED_GOAL)

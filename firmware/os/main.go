@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	_ "embed"
 	"fmt"
@@ -72,6 +73,8 @@ func main() {
 	seed, dev := b.DevProvisioningSeed()
 	if dev {
 		flags |= api.FlagDevProvisioning | api.FlagEmulated
+		pub := ed25519.NewKeyFromSeed(seed[:]).Public().(ed25519.PublicKey)
+		logf("development provisioning public key (pin it only with --insecure): %x", pub)
 	}
 	device, rpmb, err := b.Storage()
 	if err != nil {
