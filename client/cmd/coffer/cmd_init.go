@@ -27,6 +27,8 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 		insecure = fset.Bool("insecure", false, "accept a vault that says it is insecure (software vault, QEMU)")
 		qr       = fset.Bool("qr", false, "also show the 64-digit key as a QR code")
 		existing = fset.Bool("existing", false, "the account already has a key in the vault (a new device): log in to fetch it")
+		keyText  = fset.String("key", "", "with --password: put this existing 64-digit key in the vault instead of making a new one")
+		keyFile  = fset.String("key-file", "", "with --password: read the existing 64-digit key from FILE")
 	)
 	rest, err := parse(fset, args)
 	if err != nil {
@@ -38,15 +40,50 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 	if *token == "" {
 		*token = c.getenv("COFFER_TOKEN")
 	}
+	given := keyFlags{text: *keyText, file: *keyFile}
+	keyGiven := given.text != "" || given.file != ""
+	if keyGiven && (!*password || *existing) {
+		return usagef("--key and --key-file are for init --password: they put an existing 64-digit key in the vault")
+	}
 	path, err := c.path()
 	if err != nil {
 		return err
 	}
+	// An account that keeps its key as the 64-digit key may move to
+	// password mode with that same key: its backups stay as they are.
+	var moving *client.Config
 	if _, err := os.Lstat(path); err == nil {
-		return fmt.Errorf("already initialised (%s): the backup key is made once per account, "+
-			"and every backup so far needs it; remove that file only if you mean to start again", path)
+		if keyGiven {
+			old, err := client.LoadConfig(path)
+			if err != nil {
+				return err
+			}
+			if old.Mode == client.ModeKey {
+				moving = old
+			}
+		}
+		if moving == nil {
+			return fmt.Errorf("already initialised (%s): the backup key is made once per account, "+
+				"and every backup so far needs it; remove that file only if you mean to start again", path)
+		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
+	}
+	// The typed key is checked (its check group) before anything is sent.
+	var given64 *client.BackupKey
+	if keyGiven {
+		if given64, err = c.typedKey(given); err != nil {
+			return err
+		}
+		defer given64.Wipe()
+		r, err := given64.AgeRecipient()
+		if err != nil {
+			return err
+		}
+		if moving != nil && r != moving.AgeRecipient {
+			return fmt.Errorf("this is not this account's key: it encrypts to %s, but this account's backups are encrypted to %s (%s); nothing was changed",
+				r, moving.AgeRecipient, path)
+		}
 	}
 	cfg := &client.Config{Version: client.ConfigVersion, Server: *server, Token: *token, ProvisioningKey: strings.ToLower(*provKey)}
 
@@ -92,11 +129,13 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 	if *existing {
 		return c.initExisting(ctx, vc, cfg, path, *pwFile)
 	}
-	k, err := client.NewBackupKey(nil)
-	if err != nil {
-		return err
+	k := given64
+	if k == nil {
+		if k, err = client.NewBackupKey(nil); err != nil {
+			return err
+		}
+		defer k.Wipe()
 	}
-	defer k.Wipe()
 	if cfg.AgeRecipient, err = k.AgeRecipient(); err != nil {
 		return err
 	}
@@ -117,6 +156,12 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 		return fmt.Errorf("the vault holds the key, but the configuration could not be written: %w", err)
 	}
 	c.printf("The vault holds this account's backup key behind your password (receipt verified, store sequence %d).\n", r.StoreSequence)
+	if given64 != nil {
+		c.printf("It is the 64-digit key you gave: backups made with it stay as they are, and it still opens them.\n")
+	}
+	if moving != nil {
+		c.printf("This account moved from the 64-digit key to password mode.\n")
+	}
 	c.printf("%d wrong passwords in a row erase it for ever: then only an exported age identity opens the backups.\n", r.Limit)
 	c.printf("Backups are encrypted to %s\nConfiguration: %s\n", cfg.AgeRecipient, path)
 	return nil

@@ -29,7 +29,9 @@ Commands:
         make this account's backup key K (once). Without --password: show it as a
         64-digit key (with --qr also as a QR code) for you to keep. With --password:
         store it in the vault behind a password. With --existing: this account already
-        has a key in the vault (a new device): log in to fetch it.
+        has a key in the vault (a new device): log in to fetch it. With --password
+        --key KEY (or --key-file FILE): store an existing 64-digit key instead of a new
+        one, which moves an account from the 64-digit key to password mode.
   backup PATH... -o FILE [--force]
         write an encrypted backup of PATH... to FILE ("-" for stdout). Needs no
         password and no vault: only the public age recipient in the configuration.
