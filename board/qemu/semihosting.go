@@ -56,12 +56,25 @@ func shOpen(name string, mode uint32) (*shFile, error) {
 }
 
 // openOrCreate opens a host file for reading and writing, creating it empty
-// if it does not exist.
+// if it does not exist. Creating truncates, so a file that exists but cannot
+// be opened for writing is an error, never recreated.
 func openOrCreate(name string) (*shFile, error) {
-	if f, err := shOpen(name, modeReadRW); err == nil {
+	f, err := shOpen(name, modeReadRW)
+	if err == nil {
 		return f, nil
 	}
+	if r, rerr := shOpen(name, modeRB); rerr == nil {
+		r.close()
+		return nil, fmt.Errorf("semihosting: %s exists but cannot be opened for writing: %w", name, err)
+	}
 	return shOpen(name, modeCreate)
+}
+
+func (f *shFile) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	blk := &[1]uint32{f.h}
+	semihost(sysClose, unsafe.Pointer(blk))
 }
 
 func (f *shFile) seek(off int64) error {
