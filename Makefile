@@ -15,7 +15,10 @@ ARM_PKGS := protocol applet/opaque applet/vault applet/store
 
 all: test
 
-test: test-go test-arm
+# Firmware targets (firmware, qemu, imx, test-firmware): see firmware/firmware.mk.
+include firmware/firmware.mk
+
+test: test-go test-arm test-firmware
 
 test-go:
 	$(GO) vet ./...
