@@ -15,9 +15,10 @@ import (
 type USBID struct{ Vendor, Product uint16 }
 
 // DefaultUSBID is what `serial:auto` looks for unless told otherwise:
-// 0525:a4a7, the Linux-USB "Gadget Serial" (CDC ACM) development id. The
-// firmware's USB descriptor must match it (or cofferd's -usb-id).
-var DefaultUSBID = USBID{0x0525, 0xa4a7}
+// 1209:2702, the USB armory's pid.codes id, which the Coffer firmware
+// presents (board/usbarmory.USBVendorID, USBProductID; a test keeps them
+// equal). Use -usb-id for anything else.
+var DefaultUSBID = USBID{0x1209, 0x2702}
 
 func (u USBID) String() string { return fmt.Sprintf("%04x:%04x", u.Vendor, u.Product) }
 

@@ -44,6 +44,10 @@ const (
 	TypeLoginFinish    Type = 5
 	TypeSession        Type = 6
 	TypeStatus         Type = 7
+	// Provisioning (SPEC.md, "Provisioning"): the station reads the vault's
+	// unsigned identity, signs it offline and installs the signed bundle.
+	TypeUnsignedIdentity Type = 8
+	TypeInstallIdentity  Type = 9
 )
 
 func (t Type) String() string {
@@ -64,6 +68,10 @@ func (t Type) String() string {
 		return "session"
 	case TypeStatus:
 		return "status"
+	case TypeUnsignedIdentity:
+		return "unsigned-identity"
+	case TypeInstallIdentity:
+		return "install-identity"
 	}
 	return fmt.Sprintf("type(%d)", uint(t))
 }
@@ -79,7 +87,7 @@ func (e *Envelope) validate() error {
 	if e.Version != Version {
 		return fmt.Errorf("%w: version %d, this side speaks %d", ErrUnsupportedVersion, e.Version, Version)
 	}
-	if e.Type > TypeStatus {
+	if e.Type > TypeInstallIdentity {
 		return fmt.Errorf("%w: unknown message type %d", ErrMalformed, uint(e.Type))
 	}
 	if len(e.Body) == 0 {

@@ -122,11 +122,15 @@ func (v *Vault) Identity() *protocol.Identity {
 	}
 }
 
+var errNotThisIdentity = errors.New("vault: the signed identity is not this vault's identity")
+
 // InstallIdentity stores a provisioning signature over this vault's identity.
 // The vault checks that the signed bundle is exactly its own identity (keys,
 // firmware, limit, insecure flag), so a bundle made for another device or an
 // older firmware is refused; it cannot check the provisioning key itself,
-// which clients pin.
+// which clients pin. Reached over the protocol too (install-identity), so the
+// host can install a bundle; a bundle signed by any key but the one clients
+// pin only makes them refuse the vault, which the host could cause anyway.
 func (v *Vault) InstallIdentity(ctx context.Context, signed protocol.SignedIdentity) error {
 	var got protocol.Identity
 	if err := protocol.Unmarshal(signed.Body, &got); err != nil {
@@ -137,7 +141,7 @@ func (v *Vault) InstallIdentity(ctx context.Context, signed protocol.SignedIdent
 		return err
 	}
 	if string(want) != string(signed.Body) {
-		return errors.New("vault: the signed identity is not this vault's identity")
+		return errNotThisIdentity
 	}
 	b, err := cbor.Marshal(signed)
 	if err != nil {

@@ -129,3 +129,34 @@ func TestNewRefusesAnEmptyStoreUnlessCreating(t *testing.T) {
 		t.Fatal("reopening the store gave the vault other keys")
 	}
 }
+
+// A provisioning station reads the unsigned identity over the protocol, signs
+// it offline and installs it back; a bundle for another vault is refused.
+func TestProvisioningOverTheProtocol(t *testing.T) {
+	h := newHarness(t, Options{Name: "device-7"})
+	call := func(typ protocol.Type, req, reply protocol.Message) error {
+		b, err := protocol.Encode(typ, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return protocol.Decode(h.v.handle(context.Background(), b), typ, reply)
+	}
+	var id protocol.Identity
+	if err := call(protocol.TypeUnsignedIdentity, &protocol.Empty{}, &id); err != nil || id.Name != "device-7" {
+		t.Fatalf("unsigned identity: %+v %v", id, err)
+	}
+	prov := newProvisioningKey(t)
+	foreign, _ := protocol.SignIdentity(prov, newHarness(t, Options{}).v.Identity())
+	wantCode(t, call(protocol.TypeInstallIdentity, &foreign, &protocol.Empty{}), protocol.CodeMalformed)
+	signed, _ := protocol.SignIdentity(prov, &id)
+	if err := call(protocol.TypeInstallIdentity, &signed, &protocol.Empty{}); err != nil {
+		t.Fatal(err)
+	}
+	var got protocol.SignedIdentity
+	if err := call(protocol.TypeIdentity, &protocol.Empty{}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := got.Verify(prov.Public().(ed25519PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+}

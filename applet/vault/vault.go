@@ -214,6 +214,24 @@ func (v *Vault) dispatch(ctx context.Context, t protocol.Type, body []byte) (pro
 			return nil, err
 		}
 		return v.status(ctx)
+	case protocol.TypeUnsignedIdentity:
+		var m protocol.Empty
+		if err := protocol.Unmarshal(body, &m); err != nil {
+			return nil, err
+		}
+		return v.Identity(), nil
+	case protocol.TypeInstallIdentity:
+		var m protocol.SignedIdentity
+		if err := protocol.Unmarshal(body, &m); err != nil {
+			return nil, err
+		}
+		if err := v.InstallIdentity(ctx, m); err != nil {
+			if errors.Is(err, errNotThisIdentity) {
+				return nil, protocol.Errorf(protocol.CodeMalformed, "the signed identity is not this vault's identity")
+			}
+			return nil, storeError(err)
+		}
+		return &protocol.Empty{}, nil
 	case protocol.TypeRegisterStart:
 		var m protocol.RegisterStart
 		if err := protocol.Unmarshal(body, &m); err != nil {

@@ -61,6 +61,9 @@ func (a *acm) device() (*usb.Device, error) {
 	dev.Descriptor = &usb.DeviceDescriptor{}
 	dev.Descriptor.SetDefaults()
 	dev.Descriptor.DeviceClass = usb.COMMUNICATION_DEVICE_CLASS
+	// Set explicitly, not left to tamago's defaults: cofferd's serial:auto
+	// finds the vault by these ids (host.DefaultUSBID).
+	dev.Descriptor.VendorId, dev.Descriptor.ProductId = USBVendorID, USBProductID
 	if err := dev.SetLanguageCodes([]uint16{0x0409}); err != nil {
 		return nil, err
 	}

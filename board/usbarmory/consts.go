@@ -22,3 +22,12 @@ const (
 	dcpDiversifierB = "coffer seal v1 b"
 	caamDiversifier = "coffer/store sealing key v1"
 )
+
+// The USB ids the vault presents (CDC-ACM). 1209:2702 is the pid.codes id
+// of the USB armory, which tamago also uses by default; cofferd's
+// `-vault serial:auto` looks for it (host.DefaultUSBID), and a test keeps the
+// two equal.
+const (
+	USBVendorID  = 0x1209
+	USBProductID = 0x2702
+)

@@ -15,6 +15,7 @@
 //	softvault provision keygen -o FILE                make a provisioning key; prints its public key
 //	softvault provision public -key FILE              print a provisioning key's public half (hex)
 //	softvault provision sign -key FILE -in IDENTITY -o BUNDLE
+//	softvault provision device -key FILE -connect unix:PATH|serial:PATH   read, sign and install a device's identity
 package main
 
 import (
@@ -124,6 +125,14 @@ func provision(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintln(stdout, hex.EncodeToString(key.Public().(ed25519.PublicKey)))
 		return nil
+	case "device":
+		keyFile := fs.String("key", "", "provisioning private key file")
+		connect := fs.String("connect", "", "the vault: unix:PATH (software vault, QEMU UART) or serial:PATH (USB armory)")
+		yes := fs.Bool("yes", false, "sign without asking")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return provisionDevice(*connect, *keyFile, *yes, os.Stdin, stdout)
 	case "sign":
 		keyFile := fs.String("key", "", "provisioning private key file")
 		in := fs.String("in", "", "unsigned identity (from softvault identity, or a device)")

@@ -308,3 +308,36 @@ func oversizedFrameHeader(id uint32) []byte {
 	h = binary.BigEndian.AppendUint32(h, protocol.MaxPayload+1)
 	return binary.BigEndian.AppendUint32(h, crc32.Checksum(h, crc32.MakeTable(crc32.Castagnoli)))
 }
+
+// The provisioning station's path for a vault it reaches directly: read the
+// unsigned identity over the socket, sign it, install it, read it back.
+func TestProvisionDeviceOverASocket(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	ctx := context.Background()
+	if err := run(ctx, []string{"init", "-state", state}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(ctx, []string{"provision", "keygen", "-o", filepath.Join(dir, "prov.key")}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServer(t, "serve", "-state", state, "-listen", "unix:"+filepath.Join(dir, "v.sock"))
+	key, _ := softvault.ReadProvisioningKey(filepath.Join(dir, "prov.key"))
+	if _, err := vaulttest.FetchIdentity(ctx, srv.dial(t).RoundTrip, key.Public().(ed25519.PublicKey)); err == nil {
+		t.Fatal("an unprovisioned vault served an identity")
+	}
+	var out bytes.Buffer
+	err := provisionDevice("unix:"+srv.socket, filepath.Join(dir, "prov.key"), false, strings.NewReader("n\n"), &out)
+	if err == nil {
+		t.Fatal("provisioned although the operator answered no")
+	}
+	if err := provisionDevice("unix:"+srv.socket, filepath.Join(dir, "prov.key"), false, strings.NewReader("y\n"), &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "INSECURE") || !strings.Contains(out.String(), "provisioned:") {
+		t.Fatalf("provision device said:\n%s", out.String())
+	}
+	if _, err := vaulttest.FetchIdentity(ctx, srv.dial(t).RoundTrip, key.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatalf("identity after provisioning: %v", err)
+	}
+}
