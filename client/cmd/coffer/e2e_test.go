@@ -14,10 +14,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 
 	"github.com/cofferhsm/coffer/client"
+	"github.com/cofferhsm/coffer/protocol"
 )
 
 // stack is a software vault process, optionally a recording frame proxy,
@@ -339,4 +341,181 @@ func TestE2EChangePasswordAndDelete(t *testing.T) {
 	dev2.fails([]string{"wrong password"}, "restore", backup, "-C", dst2)
 	dev2.fails([]string{"wrong password"}, "key", "export-age")
 	notExist(t, dst2)
+}
+
+// 6: the vault is a separate `softvault serve` process behind cofferd. It
+// is killed (SIGKILL) between registration and login and started again on
+// the same state: cofferd reconnects and the restore works. Logins cut by
+// a kill (at login-start, and between login-start and login-finish) fail
+// cleanly, restore nothing, and are counted as attempts.
+func TestE2EVaultRestart(t *testing.T) {
+	s := newStack(t, true, "frank")
+	u := newUser(t)
+	const pw = "survives restarts"
+	u.env["COFFER_PASSWORD"] = pw
+	u.initPassword(s.cofferd.url(), s.tokens["frank"], s.provKey, "--insecure", "--limit", "5")
+	src := sourceTree(t)
+	backup := filepath.Join(t.TempDir(), "backup.age")
+	u.ok("backup", src, "-o", backup)
+	dst := filepath.Join(t.TempDir(), "restored")
+
+	restart := func() {
+		t.Helper()
+		s.vault.serve()
+		s.cofferd.waitConnected(true, 30*time.Second)
+	}
+
+	// Killed between register and login; while it is down, a login fails
+	// at once, and reaches no vault.
+	s.vault.proc.kill()
+	s.cofferd.waitConnected(false, 10*time.Second)
+	u.fails([]string{"identity: the vault is unavailable (503"}, "restore", backup, "-C", dst)
+	notExist(t, dst)
+	restart()
+	r := u.ok("restore", backup, "-C", dst)
+	if strings.Contains(r.stderr, "NOTE") {
+		t.Errorf("a login refused by cofferd was counted:\n%s", r.stderr)
+	}
+	sameTree(t, src, filepath.Join(dst, "documents"))
+
+	// inFlight runs a restore, kills the vault once the proxy holds the
+	// frame named, and returns the restore's result.
+	inFlight := func(dir int, typ protocol.Type) e2eResult {
+		t.Helper()
+		held := s.proxy.holdNext(dir, typ)
+		out := filepath.Join(t.TempDir(), "cut")
+		res := make(chan e2eResult, 1)
+		go func() { res <- u.run("restore", backup, "-C", out) }()
+		select {
+		case <-held:
+		case r := <-res:
+			t.Fatalf("the restore ended before the vault was killed: %+v", r)
+		case <-time.After(30 * time.Second):
+			t.Fatal("the login never reached the held frame")
+		}
+		s.vault.proc.kill()
+		var r e2eResult
+		select {
+		case r = <-res:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the cut login did not end")
+		}
+		if r.code != 1 {
+			t.Fatalf("a login cut by a vault kill: exit %d\n%s", r.code, r.stderr)
+		}
+		if reAgeIdentity.MatchString(r.stdout) || strings.Contains(r.stderr, "Restored") {
+			t.Fatalf("a cut login restored something: %+v", r)
+		}
+		notExist(t, out)
+		return r
+	}
+
+	// The vault counted the guess and died before its reply left.
+	r = inFlight(fromVault, protocol.TypeLoginStart)
+	if !strings.Contains(r.stderr, "login-start: the vault is unavailable (503") {
+		t.Errorf("a login-start cut by a kill says:\n%s", r.stderr)
+	}
+	restart()
+	// The KE3 never reached the vault.
+	r = inFlight(toVault, protocol.TypeLoginFinish)
+	if !strings.Contains(r.stderr, "login-finish: the vault is unavailable (503") || !strings.Contains(r.stderr, "a login starts again from the beginning") {
+		t.Errorf("a login-finish cut by a kill says:\n%s", r.stderr)
+	}
+	restart()
+
+	// Both cut logins were counted by the vault, durably, and are shown.
+	dst2 := filepath.Join(t.TempDir(), "after")
+	r = u.ok("restore", backup, "-C", dst2)
+	if !strings.Contains(r.stderr, "NOTE: 2 wrong passwords were tried on this account since its last successful login") {
+		t.Errorf("the cut logins are not reported:\n%s", r.stderr)
+	}
+	sameTree(t, src, filepath.Join(dst2, "documents"))
+	if st := u.ok("status").stdout; !strings.Contains(st, "last receipt:     released, 5 of 5 tries left") {
+		t.Errorf("status:\n%s", st)
+	}
+}
+
+// 7: trust in the vault. An insecure vault is refused without --insecure;
+// a bundle signed by another provisioning key is refused; once the client
+// has pinned a vault, another vault signed by the same provisioning key is
+// refused, and so are a foreign-signed and an unprovisioned one, each
+// before any login reaches it.
+func TestE2EVaultTrust(t *testing.T) {
+	dir := t.TempDir()
+	provKey := filepath.Join(dir, "prov.key")
+	provPub := newProvisioningKey(t, provKey)
+	otherKey := filepath.Join(dir, "other.key")
+	otherPub := newProvisioningKey(t, otherKey)
+
+	pinned := newSignedVault(t, filepath.Join(dir, "a"), provKey)
+	sibling := newSignedVault(t, filepath.Join(dir, "b"), provKey) // same provisioning key, another device
+	foreign := newSignedVault(t, filepath.Join(dir, "c"), otherKey)
+	unsigned := newSignedVault(t, filepath.Join(dir, "d"), "") // never provisioned
+	for _, v := range []*softVault{pinned, sibling, foreign, unsigned} {
+		v.serve()
+	}
+	px := startFrameProxy(t, pinned.sock)
+	acc := filepath.Join(dir, "accounts.json")
+	tokens := newAccounts(t, acc, "grace")
+	d := startCofferd(t, acc, px.sock)
+	initArgs := func(prov string, extra ...string) []string {
+		return append([]string{"init", "--password", "--server", d.url(), "--token", tokens["grace"], "--provisioning-key", prov}, extra...)
+	}
+
+	u := newUser(t)
+	u.env["COFFER_PASSWORD"] = "trust but verify"
+	u.fails([]string{"the vault is INSECURE", "refused without --insecure"}, initArgs(provPub)...)
+	notExist(t, u.config)
+	u.fails([]string{"the vault's identity bundle is not signed by the pinned provisioning key"}, initArgs(otherPub, "--insecure")...)
+	notExist(t, u.config)
+	if n := px.count(toVault, protocol.TypeRegisterStart); n != 0 {
+		t.Fatalf("%d registrations reached a refused vault", n)
+	}
+
+	u.initPassword(d.url(), tokens["grace"], provPub, "--insecure")
+	st := u.ok("status").stdout
+	if !strings.Contains(st, "vault check:      bundle verified and pinned") {
+		t.Fatalf("status:\n%s", st)
+	}
+	src := sourceTree(t)
+	backup := filepath.Join(t.TempDir(), "backup.age")
+	u.ok("backup", src, "-o", backup)
+	dst := filepath.Join(t.TempDir(), "restored")
+
+	swap := func(v *softVault) {
+		t.Helper()
+		before := px.connections()
+		px.retarget(v.sock)
+		deadline := time.Now().Add(30 * time.Second)
+		for px.connections() == before || !d.connected() {
+			if time.Now().After(deadline) {
+				t.Fatal("cofferd did not reconnect to the swapped vault")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		v    *softVault
+		want []string
+	}{
+		{"another vault signed by the same key", sibling, []string{"the vault's identity bundle changed since it was pinned", "remove bundle_hash"}},
+		{"a vault signed by another key", foreign, []string{"the vault's identity bundle is not signed by the pinned provisioning key"}},
+		{"an unprovisioned vault", unsigned, []string{"identity"}},
+	} {
+		swap(c.v)
+		logins := px.count(toVault, protocol.TypeLoginStart)
+		r := u.fails(c.want, "restore", backup, "-C", dst)
+		t.Logf("%s: %s", c.name, strings.TrimSpace(r.stderr))
+		u.fails(c.want, "status")
+		notExist(t, dst)
+		if n := px.count(toVault, protocol.TypeLoginStart); n != logins {
+			t.Errorf("%s: a login reached it", c.name)
+		}
+	}
+
+	// The pinned vault again: all is well.
+	swap(pinned)
+	u.ok("restore", backup, "-C", dst)
+	sameTree(t, src, filepath.Join(dst, "documents"))
 }
