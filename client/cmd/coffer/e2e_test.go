@@ -7,6 +7,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/cofferhsm/coffer/client"
 	"github.com/cofferhsm/coffer/protocol"
@@ -518,4 +520,185 @@ func TestE2EVaultTrust(t *testing.T) {
 	swap(pinned)
 	u.ok("restore", backup, "-C", dst)
 	sameTree(t, src, filepath.Join(dst, "documents"))
+}
+
+// 8: what the operator sees. A recording proxy sits on each hop it
+// controls (coffer ⇄ cofferd over TCP, cofferd ⇄ vault over the unix
+// socket); flows 1, 2 and 5 run through them; no recorded byte, in either
+// direction of either hop, is a password (as typed, or NFC), K (raw, or hex
+// in any case, or its 64-digit text) or the age secret key. K is known to
+// the test because it is given to init (--key). The export key and the
+// OPAQUE session keys never leave the client process, so this test cannot
+// know them: host/capture_test.go covers them, driving the protocol client
+// directly and keeping the keys it derives.
+func TestE2ECapture(t *testing.T) {
+	s := newStack(t, true, "carol", "dave")
+	tcp := startTCPProxy(t, s.cofferd.addr)
+	server := tcp.url()
+
+	// Passwords typed in decomposed form: NFC changes them.
+	pw1 := "Mot de passe d’e\u0301te\u0301, n\u0303, 🔑 1"
+	pw2 := "Nouveau mot de passe A\u030a 2"
+	pw3 := "Dave's passphrase o\u0308 3"
+	wrongs := []string{"dave guess 1", "dave guess 2", "dave guess 3", "dave guess 4", "dave guess 5"}
+	for _, p := range []string{pw1, pw2, pw3} {
+		if norm.NFC.String(p) == p {
+			t.Fatalf("%q is already NFC: the test would not tell the forms apart", p)
+		}
+	}
+	k1, err := client.NewBackupKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := client.NewBackupKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := sourceTree(t)
+
+	// Flows 1 and 5 for carol.
+	carol := newUser(t)
+	carol.env["COFFER_PASSWORD"] = pw1
+	carol.initPassword(server, s.tokens["carol"], s.provKey, "--insecure", "--limit", "3", "--key", k1.KeyText())
+	want1, _ := k1.AgeRecipient()
+	if got := reRecipient.FindStringSubmatch(carol.ok("status", "--offline").stdout)[1]; got != want1 {
+		t.Fatalf("init --key: recipient %s, want K's %s", got, want1)
+	}
+	backup1 := filepath.Join(t.TempDir(), "carol.age")
+	carol.ok("backup", src, "-o", backup1)
+	dst := filepath.Join(t.TempDir(), "carol-1")
+	carol.ok("restore", backup1, "-C", dst)
+	sameTree(t, src, filepath.Join(dst, "documents"))
+	carolCopy := *carol
+	carolCopy.config = filepath.Join(t.TempDir(), "copy.json")
+	copyFileE2E(t, carol.config, carolCopy.config)
+
+	carol.env["COFFER_NEW_PASSWORD"] = pw2
+	carol.ok("password", "change")
+	carol.fails([]string{"wrong password"}, "restore", backup1, "-C", filepath.Join(t.TempDir(), "old"))
+	carol.env["COFFER_PASSWORD"] = pw2
+	dst = filepath.Join(t.TempDir(), "carol-2")
+	carol.ok("restore", backup1, "-C", dst)
+	sameTree(t, src, filepath.Join(dst, "documents"))
+	if out := carol.ok("key", "export-age").stdout; !strings.Contains(out, k1.AgeIdentityString()) {
+		t.Fatal("the vault released another key than the one given at init")
+	}
+	carol.ok("delete", "--yes")
+	carolCopy.env = map[string]string{"COFFER_PASSWORD": pw2}
+	carolCopy.fails([]string{"wrong password"}, "restore", backup1, "-C", filepath.Join(t.TempDir(), "deleted"))
+
+	// Flow 2 for dave: two wrong, right, three wrong (locked), right.
+	dave := newUser(t)
+	dave.env["COFFER_PASSWORD"] = pw3
+	dave.initPassword(server, s.tokens["dave"], s.provKey, "--insecure", "--limit", "3", "--key", k2.KeyText())
+	backup2 := filepath.Join(t.TempDir(), "dave.age")
+	dave.ok("backup", src, "-o", backup2)
+	for i, w := range wrongs {
+		if i == 2 {
+			dave.env["COFFER_PASSWORD"] = pw3
+			dave.ok("restore", backup2, "-C", filepath.Join(t.TempDir(), "dave"))
+		}
+		dave.env["COFFER_PASSWORD"] = w
+		dave.fails([]string{"wrong password"}, "restore", backup2, "-C", filepath.Join(t.TempDir(), "x"))
+	}
+	dave.env["COFFER_PASSWORD"] = pw3
+	dave.fails([]string{"this account is locked"}, "restore", backup2, "-C", filepath.Join(t.TempDir(), "x"))
+
+	// What must not be on the wire.
+	type needle struct {
+		name string
+		b    []byte
+		fold bool // ASCII case-insensitive
+	}
+	var needles []needle
+	for i, p := range append([]string{pw1, pw2, pw3}, wrongs...) {
+		needles = append(needles,
+			needle{fmt.Sprintf("password %d as typed", i), []byte(p), false},
+			needle{fmt.Sprintf("password %d in NFC", i), norm.NFC.Bytes([]byte(p)), false})
+	}
+	for i, k := range []*client.BackupKey{k1, k2} {
+		raw := k.Bytes()
+		needles = append(needles,
+			needle{fmt.Sprintf("K%d raw", i+1), raw, false},
+			needle{fmt.Sprintf("K%d hex", i+1), []byte(hex.EncodeToString(raw)), true},
+			needle{fmt.Sprintf("K%d 64-digit text", i+1), []byte(k.KeyText()), true},
+			needle{fmt.Sprintf("K%d 64-digit text without dashes", i+1), []byte(strings.ReplaceAll(k.KeyText(), "-", "")), true},
+			needle{fmt.Sprintf("K%d age secret key", i+1), []byte(k.AgeIdentityString()), true},
+		)
+	}
+	hops := []struct {
+		name string
+		rec  *recording
+	}{{"coffer⇄cofferd (TCP)", &tcp.rec}, {"cofferd⇄vault (unix)", &s.proxy.rec}}
+	for _, hop := range hops {
+		if hop.rec.total() < 10_000 {
+			t.Fatalf("%s: only %d bytes recorded", hop.name, hop.rec.total())
+		}
+		hop.rec.each(func(stream string, b []byte) {
+			folded := asciiLower(b)
+			for _, n := range needles {
+				hay, pin := b, n.b
+				if n.fold {
+					hay, pin = folded, asciiLower(n.b)
+				}
+				if bytes.Contains(hay, pin) {
+					t.Errorf("%s, %s: the recording contains %s", hop.name, stream, n.name)
+				}
+			}
+		})
+	}
+
+	// The recordings are real, and the search finds what is there: the
+	// bearer token (mixed case, folded too) on the TCP hop, carol's user
+	// id (raw, in login-start) on the vault hop.
+	token := []byte("Bearer " + s.tokens["carol"])
+	found := false
+	tcp.rec.each(func(_ string, b []byte) {
+		found = found || (bytes.Contains(b, token) && bytes.Contains(asciiLower(b), asciiLower(token)))
+	})
+	if !found {
+		t.Error("the TCP recording does not hold the bearer token: it recorded nothing useful")
+	}
+	uid, _ := hex.DecodeString(userIDOf(t, carolCopy.config))
+	found = false
+	s.proxy.rec.each(func(_ string, b []byte) { found = found || bytes.Contains(b, uid) })
+	if !found {
+		t.Error("the vault hop's recording does not hold the user id: it recorded nothing useful")
+	}
+	for _, typ := range []protocol.Type{protocol.TypeRegisterStart, protocol.TypeLoginStart, protocol.TypeLoginFinish, protocol.TypeSession} {
+		if s.proxy.count(toVault, typ) == 0 {
+			t.Errorf("no %s went through the vault hop", typ)
+		}
+	}
+}
+
+func asciiLower(b []byte) []byte {
+	out := make([]byte, len(b))
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		out[i] = c
+	}
+	return out
+}
+
+func copyFileE2E(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func userIDOf(t *testing.T, config string) string {
+	t.Helper()
+	cfg, err := client.LoadConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.UserID
 }
