@@ -11,7 +11,7 @@ BUILD   := build
 # architecture) under qemu-user.
 ARM_PKGS := protocol applet/opaque applet/vault applet/store
 
-.PHONY: all test test-go test-arm fuzz bench bench-login soak vault run clean
+.PHONY: all test test-go test-arm fuzz bench bench-login soak vault run run-hint clean
 
 all: test
 
@@ -75,8 +75,8 @@ soak:
 	COFFER_SOAK=$(SOAK) COFFER_SEED=$$(date +%s) $(GO) test -count=1 -run 'TestCrashRandomLong' -timeout 2h -v ./applet/store
 
 # The main job: cofferd on 127.0.0.1:8420 with an in-process software vault
-# (INSECURE), a demo account, and what to type next. State lives in RUNDIR
-# and survives restarts.
+# (INSECURE) — or, with VAULT=qemu, the firmware booted in QEMU — a demo
+# account, and what to type next. State lives in RUNDIR and survives restarts.
 RUNDIR ?= run-state
 ADDR   ?= 127.0.0.1:8420
 BIN    := $(BUILD)/bin
@@ -89,15 +89,31 @@ run:
 		$(BIN)/cofferd account add -accounts $(RUNDIR)/accounts.json demo | \
 		awk '$$1 == "token" { print $$2 }' > $(RUNDIR)/demo.token
 	@chmod 600 $(RUNDIR)/demo.token
-	@echo; echo "Coffer: cofferd on http://$(ADDR), vault: INSECURE in-process software vault in $(RUNDIR)/vault"; \
+ifeq ($(VAULT),qemu)
+	@$(MAKE) --no-print-directory firmware BOARD=qemu
+	@mkdir -p $(QEMU_STATE) && rm -f $(QEMU_SOCK)
+	@set -e; cd $(QEMU_STATE); \
+	 $(QEMU) $(QEMU_ARGS) -kernel $(FW_BUILD)/coffer-os.elf > $(abspath $(RUNDIR))/qemu-console.log 2>&1 & qemu=$$!; \
+	 trap 'kill $$qemu 2>/dev/null' EXIT INT TERM; \
+	 for i in $$(seq 100); do grep -q 'provisioning public key' $(abspath $(RUNDIR))/qemu-console.log && break; sleep 0.1; done; \
+	 key=$$(sed -n 's/.*provisioning public key[^:]*: *\([0-9a-f]\{64\}\).*/\1/p' $(abspath $(RUNDIR))/qemu-console.log | head -1); \
+	 $(MAKE) --no-print-directory -C $(CURDIR) run-hint RUN_VAULT="the firmware in QEMU (INSECURE), console in $(RUNDIR)/qemu-console.log" RUN_KEY=$$key; \
+	 $(abspath $(BIN))/cofferd -listen $(ADDR) -accounts $(abspath $(RUNDIR))/accounts.json -vault unix:$(QEMU_SOCK)
+else
+	@$(MAKE) --no-print-directory -C $(CURDIR) run-hint RUN_VAULT="INSECURE in-process software vault in $(RUNDIR)/vault" \
+		RUN_KEY=$$($(BIN)/softvault provision public -key $(RUNDIR)/vault/provisioning.key)
+	$(BIN)/cofferd -listen $(ADDR) -accounts $(RUNDIR)/accounts.json -vault soft:$(RUNDIR)/vault
+endif
+
+run-hint:
+	@echo; echo "Coffer: cofferd on http://$(ADDR), vault: $(RUN_VAULT)"; \
 	 echo "Try, in another terminal:"; \
 	 echo "  export COFFER_CONFIG=$(abspath $(RUNDIR))/coffer.json COFFER=$(abspath $(BIN))/coffer"; \
 	 echo "  \$$COFFER init --server http://$(ADDR) --token $$(cat $(RUNDIR)/demo.token) --insecure --password \\"; \
-	 echo "        --provisioning-key $$($(BIN)/softvault provision public -key $(RUNDIR)/vault/provisioning.key)"; \
+	 echo "        --provisioning-key $(RUN_KEY)"; \
 	 echo "  \$$COFFER backup README.md protocol -o /tmp/demo.coffer"; \
 	 echo "  \$$COFFER restore /tmp/demo.coffer -C /tmp/demo-restored"; \
 	 echo "  \$$COFFER status"; echo
-	$(BIN)/cofferd -listen $(ADDR) -accounts $(RUNDIR)/accounts.json -vault soft:$(RUNDIR)/vault
 
 # The software vault alone, created and self-provisioned on first run (INSECURE).
 vault:
