@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -702,3 +703,176 @@ func userIDOf(t *testing.T, config string) string {
 	}
 	return cfg.UserID
 }
+
+// 9: hostile backups. Anyone who knows the public recipient can make a
+// valid backup file; these are age-encrypted to the user's recipient (read
+// from `coffer status`) and hold path traversal and link attacks. Each is
+// refused as a whole with a clear error, and nothing is written outside
+// the target (nor inside it).
+func TestE2EHostileArchives(t *testing.T) {
+	u := newUser(t)
+	key := shownKey64(t, u.ok("init").stdout)
+	m := reRecipient.FindStringSubmatch(u.ok("status").stdout)
+	if m == nil {
+		t.Fatal("status shows no age recipient")
+	}
+	recipient, err := age.ParseX25519Recipient(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	files := t.TempDir() // the crafted backups, away from work
+
+	type ent struct {
+		typ            byte
+		name, linkname string
+		body           string
+	}
+	file := func(name string) ent { return ent{typ: tar.TypeReg, name: name, body: "pwned\n"} }
+	dir := func(name string) ent { return ent{typ: tar.TypeDir, name: name} }
+	symlink := func(name, to string) ent { return ent{typ: tar.TypeSymlink, name: name, linkname: to} }
+	hardlink := func(name, to string) ent { return ent{typ: tar.TypeLink, name: name, linkname: to} }
+	craft := func(name string, entries []ent) string {
+		t.Helper()
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, e := range entries {
+			h := &tar.Header{Typeflag: e.typ, Name: e.name, Linkname: e.linkname, Mode: 0o644, ModTime: time.Now(), Format: tar.FormatPAX}
+			if e.typ == tar.TypeDir {
+				h.Mode = 0o755
+			}
+			if e.typ == tar.TypeReg {
+				h.Size = int64(len(e.body))
+			}
+			if err := tw.WriteHeader(h); err != nil {
+				t.Fatal(err)
+			}
+			if e.typ == tar.TypeReg {
+				io.WriteString(tw, e.body)
+			}
+		}
+		if err := tw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(files, name+".age")
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := age.Encrypt(f, recipient)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(buf.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	// The pipeline works: a benign crafted backup restores.
+	okFile := craft("benign", []ent{dir("top/"), file("top/a.txt"), symlink("top/l", "a.txt"), hardlink("top/h", "top/a.txt")})
+	benign := filepath.Join(t.TempDir(), "benign")
+	u.ok("restore", okFile, "-C", benign, "--key", key)
+	if b, err := os.ReadFile(filepath.Join(benign, "top", "h")); err != nil || string(b) != "pwned\n" {
+		t.Fatalf("the benign crafted backup did not restore: %v", err)
+	}
+
+	// Each case restores into work/target, beside work/outside/secret.txt,
+	// in a folder of its own.
+	setup := func(t *testing.T) (work, outside, secret, target string) {
+		work = t.TempDir()
+		outside = filepath.Join(work, "outside")
+		if err := os.MkdirAll(outside, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		secret = filepath.Join(outside, "secret.txt")
+		if err := os.WriteFile(secret, []byte("must stay as it is\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return work, outside, secret, filepath.Join(work, "target")
+	}
+	// Absolute names point into a folder made now, so that a restore that
+	// followed them would be seen.
+	abs := filepath.Join(t.TempDir(), "outside")
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	absSecret := filepath.Join(abs, "secret.txt")
+	if err := os.WriteFile(absSecret, []byte("must stay as it is\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	absBefore := snapshot(t, abs)
+	cases := []struct {
+		name    string
+		entries []ent
+		want    string // the reason restore gives
+	}{
+		{"dot-dot", []ent{file("ok.txt"), file("../evil")}, `entry "../evil": ".." path element`},
+		{"dot-dot inside", []ent{dir("a/"), file("a/../../evil")}, `entry "a/../../evil": ".." path element`},
+		{"absolute", []ent{file("ok.txt"), file(filepath.Join(abs, "abs-evil"))}, "absolute path"},
+		{"absolute folder", []ent{dir(abs + "/evil/")}, "absolute path"},
+		{"symlink escaping, then a file through it", []ent{symlink("escape", "../outside"), file("escape/evil")},
+			`entry "escape": symlink to "../outside": target points outside the backup`},
+		{"symlink escaping from a folder", []ent{dir("a/"), symlink("a/up", "../../outside"), file("a/up/evil")},
+			"target points outside the backup"},
+		{"absolute symlink, then a file through it", []ent{symlink("abs", abs), file("abs/evil")}, "absolute target"},
+		{"a file through a symlink that stays inside", []ent{dir("d/"), symlink("l", "d"), file("l/evil")},
+			`entry "l/evil": its folder "l" is not an earlier folder entry of the archive`},
+		{"a file over a symlink to outside", []ent{symlink("s", "../outside/secret.txt"), file("s")}, "target points outside the backup"},
+		{"hard link to outside", []ent{hardlink("hl", "../outside/secret.txt")}, `hard link to "../outside/secret.txt"`},
+		{"hard link to an absolute path", []ent{hardlink("hl", absSecret)}, "absolute path"},
+		{"hard link to a name not in the archive", []ent{hardlink("hl", "secret.txt")}, "which is not an earlier file of the archive"},
+		{"hard link through a symlink", []ent{dir("d/"), symlink("d/up", ".."), hardlink("hl", "d/up/outside/secret.txt")},
+			"which is not an earlier file of the archive"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			work, outside, secret, target := setup(t)
+			before := snapshot(t, work)
+			p := craft(strings.ReplaceAll(c.name, " ", "-"), c.entries)
+			r := u.run("restore", p, "-C", target, "--key", key)
+			if r.code != 1 || !strings.Contains(r.stderr, "the backup's archive is not acceptable") ||
+				!strings.Contains(r.stderr, c.want) || !strings.Contains(r.stderr, "nothing was restored") {
+				t.Errorf("restore: exit %d, want 1 and a refusal saying %q:\n%s", r.code, c.want, r.stderr)
+			}
+			notExist(t, target)
+			after := snapshot(t, work)
+			// work itself changes time: the target is made and removed in it.
+			delete(before, filepath.Base(work))
+			delete(after, filepath.Base(work))
+			for k, e := range after {
+				if b, ok := before[k]; !ok || b != e {
+					t.Errorf("restore wrote %s (%+v)", k, e)
+				}
+			}
+			for k := range before {
+				if _, ok := after[k]; !ok {
+					t.Errorf("restore removed %s", k)
+				}
+			}
+			for _, f := range []string{secret, absSecret} {
+				var st syscall.Stat_t
+				if err := syscall.Stat(f, &st); err != nil || st.Nlink != 1 {
+					t.Errorf("%s has %d links (%v)", f, st.Nlink, err)
+				}
+			}
+			for _, evil := range []string{filepath.Join(filepath.Dir(work), "evil"), filepath.Join(outside, "evil")} {
+				notExist(t, evil)
+			}
+			absAfter := snapshot(t, abs)
+			if len(absAfter) != len(absBefore) {
+				t.Errorf("restore wrote into %s: %v", abs, absAfter)
+			}
+		})
+	}
+}
+
+// The same round trip and wrong password against the firmware in QEMU
+// (through its protocol UART), when a firmware image is given the way
+// firmware/qemutest takes one.
