@@ -1,8 +1,9 @@
 // Package qemutest boots the Coffer firmware (Trusted OS + Trusted Applet)
 // in QEMU's mcimx6ul-evk and tests it through its protocol UART, as a host
 // would: boot to ready, the insecure identity bundle, registration, recovery,
-// counted wrong passwords and lockout, state kept across a killed QEMU,
-// damaged and oversized frames, and a rolled-back store image.
+// counted wrong passwords and lockout, state kept across a killed QEMU
+// (once, and at random moments during logins over many runs), damaged and
+// oversized frames, and a rolled-back store image.
 //
 // The tests need qemu-system-arm and a QEMU firmware image named by
 // COFFER_FIRMWARE; they skip, saying why, when either is missing, so a plain
