@@ -7,6 +7,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/ed25519"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"filippo.io/age"
 	"golang.org/x/text/unicode/norm"
 
+	"github.com/cofferhsm/coffer/board/qemu"
 	"github.com/cofferhsm/coffer/client"
 	"github.com/cofferhsm/coffer/protocol"
 )
@@ -876,3 +878,52 @@ func TestE2EHostileArchives(t *testing.T) {
 // The same round trip and wrong password against the firmware in QEMU
 // (through its protocol UART), when a firmware image is given the way
 // firmware/qemutest takes one.
+func TestE2EQEMUVault(t *testing.T) {
+	img := os.Getenv("COFFER_FIRMWARE")
+	if img == "" {
+		t.Skip("SKIPPED: the QEMU vault variant runs when COFFER_FIRMWARE names a QEMU coffer-os.elf (`make test-firmware` builds one)")
+	}
+	q := os.Getenv("COFFER_QEMU")
+	if q == "" {
+		q = "qemu-system-arm"
+	}
+	qemuPath, err := exec.LookPath(q)
+	if err != nil {
+		t.Skipf("SKIPPED: %s not found (apt-get install qemu-system-arm)", q)
+	}
+	img, err = filepath.Abs(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "protocol.sock")
+	vm := startProcIn(t, "qemu", dir, qemuPath,
+		"-machine", "mcimx6ul-evk", "-cpu", "cortex-a7", "-m", "512M",
+		"-nographic", "-monitor", "none", "-net", "none",
+		"-serial", "unix:"+sock+",server,nowait", "-serial", "stdio",
+		"-semihosting", "-semihosting-config", "enable=on,userspace=off",
+		"-kernel", img)
+	vm.waitFor(reQEMUReady, 2*time.Minute)
+	provKey := hex.EncodeToString(ed25519.NewKeyFromSeed(qemu.DevProvisioningSeed[:]).Public().(ed25519.PublicKey))
+
+	acc := filepath.Join(dir, "accounts.json")
+	tokens := newAccounts(t, acc, "quinn")
+	d := startCofferd(t, acc, sock)
+	u := newUser(t)
+	u.env["COFFER_PASSWORD"] = "emulated"
+	u.fails([]string{"the vault is INSECURE"}, "init", "--password", "--server", d.url(), "--token", tokens["quinn"], "--provisioning-key", provKey)
+	u.initPassword(d.url(), tokens["quinn"], provKey, "--insecure", "--limit", "3")
+	src := sourceTree(t)
+	backup := filepath.Join(t.TempDir(), "backup.age")
+	u.ok("backup", src, "-o", backup)
+	u.env["COFFER_PASSWORD"] = "not it"
+	dst := filepath.Join(t.TempDir(), "restored")
+	u.fails([]string{"wrong password: 2 of 3 tries left"}, "restore", backup, "-C", dst)
+	notExist(t, dst)
+	u.env["COFFER_PASSWORD"] = "emulated"
+	r := u.ok("restore", backup, "-C", dst)
+	if !strings.Contains(r.stderr, "NOTE: 1 wrong password was tried") {
+		t.Errorf("restore:\n%s", r.stderr)
+	}
+	sameTree(t, src, filepath.Join(dst, "documents"))
+}
