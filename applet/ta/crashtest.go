@@ -25,8 +25,30 @@ var PeekRequest = []byte("coffer-test: read the OS's memory")
 // the OS's hang watchdog.
 var HangRequest = []byte("coffer-test: hang the applet now")
 
+// SemihostSVCPrefix, followed by a host path, makes a test build ask the
+// host, through ARM semihosting calls from user mode (SYS_OPEN, then
+// SYS_WRITE, with svc 0x123456), to create that file and write to it. QEMU
+// runs with userspace=off, so the calls are plain supervisor calls, which
+// the OS must refuse.
+var SemihostSVCPrefix = []byte("coffer-test: semihosting svc open+write ")
+
+// SemihostHLTPrefix does the same with the other A32 semihosting trap,
+// hlt 0xf000, an undefined instruction on the Cortex-A7.
+var SemihostHLTPrefix = []byte("coffer-test: semihosting hlt open+write ")
+
 func testHook(h protocol.Handler) protocol.Handler {
 	return func(ctx context.Context, req []byte) []byte {
+		for _, p := range []struct {
+			prefix []byte
+			hlt    bool
+		}{{SemihostSVCPrefix, false}, {SemihostHLTPrefix, true}} {
+			if path, ok := bytes.CutPrefix(req, p.prefix); ok {
+				open, write := semihostOpenWrite(path, p.hlt)
+				// Reached only if the OS let the applet go on.
+				return protocol.EncodeError(protocol.Errorf(protocol.CodeInternal,
+					"semihosting from the applet was not stopped: SYS_OPEN %d, SYS_WRITE %d", open, write))
+			}
+		}
 		if bytes.Equal(req, CrashRequest) {
 			go func() { panic("coffer test build: crash requested") }()
 			select {}

@@ -111,6 +111,11 @@ func (s *supervisor) handle(ctx *monitor.ExecCtx) error {
 	if ctx.ExceptionVector != arm.SUPERVISOR {
 		return fmt.Errorf("%s exception at pc %#08x lr %#08x", arm.VectorName(ctx.ExceptionVector), ctx.R15, ctx.R14)
 	}
+	// Only GoTEE's svc 0 is a call to this OS (see svc.go).
+	thumb := ctx.SPSR&(1<<5) != 0
+	if imm, ok := svcImmediate(s.mem, board.AppletStart, ctx.R15, thumb); !ok || imm != svcOS {
+		return refusedSVC(imm, ok, thumb, ctx.R15, ctx.R0)
+	}
 	op := uint32(ctx.A0())
 	switch op {
 	case api.SysWrite:

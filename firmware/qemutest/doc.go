@@ -3,7 +3,8 @@
 // would: boot to ready, the insecure identity bundle, registration, recovery,
 // counted wrong passwords and lockout, state kept across a killed QEMU
 // (once, and at random moments during logins over many runs), damaged and
-// oversized frames, and a rolled-back store image.
+// oversized frames, a rolled-back store image, and an applet's crash, hang,
+// read of the OS's memory and semihosting calls.
 //
 // The tests need qemu-system-arm and a QEMU firmware image named by
 // COFFER_FIRMWARE; they skip, saying why, when either is missing, so a plain
