@@ -115,8 +115,8 @@ func TestE2EBackupRestore(t *testing.T) {
 		// Another identity does not open it: the check above is not vacuous.
 		other, _ := age.GenerateX25519Identity()
 		os.WriteFile(idFile, []byte(other.String()+"\n"), 0o600)
-		if err := exec.Command(agePath, "-d", "-i", idFile, "-o", os.DevNull, backup).Run(); err == nil {
-			t.Error("age decrypted the backup with a stranger's identity")
+		if out, err := exec.Command(agePath, "-d", "-i", idFile, backup).CombinedOutput(); err == nil || !bytes.Contains(out, []byte("no identity matched")) {
+			t.Errorf("age with a stranger's identity: %v, %.200q", err, out)
 		}
 	})
 }
@@ -478,6 +478,7 @@ func TestE2EVaultTrust(t *testing.T) {
 	}
 
 	u.initPassword(d.url(), tokens["grace"], provPub, "--insecure")
+	pin := loadConfigE2E(t, u.config).BundleHash
 	st := u.ok("status").stdout
 	if !strings.Contains(st, "vault check:      bundle verified and pinned") {
 		t.Fatalf("status:\n%s", st)
@@ -506,7 +507,7 @@ func TestE2EVaultTrust(t *testing.T) {
 	}{
 		{"another vault signed by the same key", sibling, []string{"the vault's identity bundle changed since it was pinned", "remove bundle_hash"}},
 		{"a vault signed by another key", foreign, []string{"the vault's identity bundle is not signed by the pinned provisioning key"}},
-		{"an unprovisioned vault", unsigned, []string{"identity"}},
+		{"an unprovisioned vault", unsigned, []string{"identity bundle", "not provisioned"}},
 	} {
 		swap(c.v)
 		logins := px.count(toVault, protocol.TypeLoginStart)
@@ -516,6 +517,9 @@ func TestE2EVaultTrust(t *testing.T) {
 		notExist(t, dst)
 		if n := px.count(toVault, protocol.TypeLoginStart); n != logins {
 			t.Errorf("%s: a login reached it", c.name)
+		}
+		if got := loadConfigE2E(t, u.config).BundleHash; got != pin {
+			t.Errorf("%s: the pin changed from %s to %s", c.name, pin, got)
 		}
 	}
 
@@ -633,10 +637,19 @@ func TestE2ECapture(t *testing.T) {
 		name string
 		rec  *recording
 	}{{"coffer⇄cofferd (TCP)", &tcp.rec}, {"cofferd⇄vault (unix)", &s.proxy.rec}}
+	perDirection := map[string]int{}
 	for _, hop := range hops {
-		if hop.rec.total() < 10_000 {
-			t.Fatalf("%s: only %d bytes recorded", hop.name, hop.rec.total())
+		hop.rec.each(func(stream string, b []byte) {
+			dir, _, _ := strings.Cut(stream, " #")
+			perDirection[dir] += len(b)
+		})
+	}
+	for _, dir := range []string{"coffer→cofferd", "cofferd→coffer", "cofferd→vault", "vault→cofferd"} {
+		if perDirection[dir] < 1000 {
+			t.Fatalf("%s: only %d bytes recorded", dir, perDirection[dir])
 		}
+	}
+	for _, hop := range hops {
 		hop.rec.each(func(stream string, b []byte) {
 			folded := asciiLower(b)
 			for _, n := range needles {
@@ -699,11 +712,16 @@ func copyFileE2E(t *testing.T, from, to string) {
 
 func userIDOf(t *testing.T, config string) string {
 	t.Helper()
+	return loadConfigE2E(t, config).UserID
+}
+
+func loadConfigE2E(t *testing.T, config string) *client.Config {
+	t.Helper()
 	cfg, err := client.LoadConfig(config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cfg.UserID
+	return cfg
 }
 
 // 9: hostile backups. Anyone who knows the public recipient can make a
