@@ -350,6 +350,9 @@ type user struct {
 	t      *testing.T
 	config string
 	env    map[string]string
+	// configEnv passes the configuration as COFFER_CONFIG instead of
+	// -config.
+	configEnv bool
 }
 
 type e2eResult struct {
@@ -370,8 +373,17 @@ func (u *user) run(args ...string) e2eResult {
 
 func (u *user) runCtx(ctx context.Context, args ...string) e2eResult {
 	u.t.Helper()
-	cmd := exec.CommandContext(ctx, e2eBin(u.t, "coffer"), append([]string{"-config", u.config}, args...)...)
-	cmd.Env = e2eEnviron(u.t, u.env)
+	env := u.env
+	if u.configEnv {
+		env = map[string]string{"COFFER_CONFIG": u.config}
+		for k, v := range u.env {
+			env[k] = v
+		}
+	} else {
+		args = append([]string{"-config", u.config}, args...)
+	}
+	cmd := exec.CommandContext(ctx, e2eBin(u.t, "coffer"), args...)
+	cmd.Env = e2eEnviron(u.t, env)
 	cmd.Stdin = strings.NewReader("")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -731,6 +731,7 @@ func loadConfigE2E(t *testing.T, config string) *client.Config {
 // the target (nor inside it).
 func TestE2EHostileArchives(t *testing.T) {
 	u := newUser(t)
+	u.configEnv = true
 	key := shownKey64(t, u.ok("init").stdout)
 	m := reRecipient.FindStringSubmatch(u.ok("status").stdout)
 	if m == nil {
