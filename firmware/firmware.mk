@@ -104,7 +104,9 @@ test-firmware:
 	fi; \
 	$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware BOARD=qemu FW_BUILD=$(FW_TEST_BUILD) FW_TAGS=coffer_crashtest && \
 	cd $(FW_ROOT) && COFFER_FIRMWARE=$(FW_TEST_BUILD)/coffer-os.elf COFFER_QEMU=$(QEMU) \
-		$(FW_GO) test -count=1 -timeout 30m -v ./firmware/qemutest
+		$(FW_GO) test -count=1 -timeout 30m -v ./firmware/qemutest && \
+	COFFER_FIRMWARE=$(FW_TEST_BUILD)/coffer-os.elf COFFER_QEMU=$(QEMU) \
+		$(FW_GO) test -count=1 -timeout 10m -v -run 'TestE2EQEMUVault' ./client/cmd/coffer
 
 fw-clean:
 	rm -rf $(FW_ROOT)/build/firmware $(FW_DIR)/os/applet.elf

@@ -295,7 +295,7 @@ func TestPasswordMode(t *testing.T) {
 
 	e.vars["COFFER_PASSWORD"] = "first password"
 	r = e.ok("restore", backup, "-C", dst)
-	if !strings.Contains(r.stderr, "1 wrong password was tried") {
+	if !strings.Contains(r.stderr, "1 failed attempt was counted") {
 		t.Errorf("the release did not report the failed attempt:\n%s", r.stderr)
 	}
 	sameFile(t, filepath.Join(src, "2025/beach.jpg"), filepath.Join(dst, "photos/2025/beach.jpg"))

@@ -259,7 +259,11 @@ func (c *cli) initExisting(ctx context.Context, vc *client.Client, cfg *client.C
 // reportRelease tells the user about guesses made since the last success.
 func (c *cli) reportRelease(s *client.Session) {
 	if n := s.Released.FailedSinceSuccess; n > 0 {
-		c.warnf("NOTE: %s tried on this account since its last successful login. "+
-			"If they were not yours, someone (possibly the operator) is guessing.\n", client.Plural(n, "wrong password")+map[bool]string{true: " was", false: " were"}[n == 1])
+		// The vault counts a guess before it answers it, so it cannot tell a
+		// wrong password from a login cut off midway (a crash, a dropped
+		// connection): say what it knows.
+		c.warnf("NOTE: %s counted on this account since its last successful login "+
+			"(wrong passwords, or logins cut off before they finished). "+
+			"If they were not yours, someone (possibly the operator) is guessing.\n", client.Plural(n, "failed attempt")+map[bool]string{true: " was", false: " were"}[n == 1])
 	}
 }

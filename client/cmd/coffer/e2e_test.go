@@ -187,7 +187,7 @@ func TestE2EWrongPasswordsAndLockout(t *testing.T) {
 
 	u.env["COFFER_PASSWORD"] = right
 	r := u.ok("restore", backup, "-C", dst)
-	if !strings.Contains(r.stderr, "NOTE: 2 wrong passwords were tried on this account since its last successful login") {
+	if !strings.Contains(r.stderr, "NOTE: 2 failed attempts were counted on this account since its last successful login") {
 		t.Errorf("the release does not report the failed attempts:\n%s", r.stderr)
 	}
 	sameTree(t, src, filepath.Join(dst, "documents"))
@@ -317,7 +317,7 @@ func TestE2EChangePasswordAndDelete(t *testing.T) {
 	notExist(t, dst)
 	u.env["COFFER_PASSWORD"] = "new password"
 	r = u.ok("restore", backup, "-C", dst)
-	if !strings.Contains(r.stderr, "NOTE: 1 wrong password was tried") {
+	if !strings.Contains(r.stderr, "NOTE: 1 failed attempt was counted") {
 		t.Errorf("the old password's attempt is not reported:\n%s", r.stderr)
 	}
 	sameTree(t, src, filepath.Join(dst, "documents"))
@@ -431,7 +431,7 @@ func TestE2EVaultRestart(t *testing.T) {
 	// Both cut logins were counted by the vault, durably, and are shown.
 	dst2 := filepath.Join(t.TempDir(), "after")
 	r = u.ok("restore", backup, "-C", dst2)
-	if !strings.Contains(r.stderr, "NOTE: 2 wrong passwords were tried on this account since its last successful login") {
+	if !strings.Contains(r.stderr, "NOTE: 2 failed attempts were counted on this account since its last successful login") {
 		t.Errorf("the cut logins are not reported:\n%s", r.stderr)
 	}
 	sameTree(t, src, filepath.Join(dst2, "documents"))
@@ -941,7 +941,7 @@ func TestE2EQEMUVault(t *testing.T) {
 	notExist(t, dst)
 	u.env["COFFER_PASSWORD"] = "emulated"
 	r := u.ok("restore", backup, "-C", dst)
-	if !strings.Contains(r.stderr, "NOTE: 1 wrong password was tried") {
+	if !strings.Contains(r.stderr, "NOTE: 1 failed attempt was counted") {
 		t.Errorf("restore:\n%s", r.stderr)
 	}
 	sameTree(t, src, filepath.Join(dst, "documents"))
