@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -229,4 +230,133 @@ func containsRun(b []byte, c byte, n int) bool {
 		}
 	}
 	return false
+}
+
+// The emulator with persistence plugged in: every change goes through
+// persist first, a failed persist refuses the change, and the last state
+// persisted opens again.
+func TestRPMBEmulatorPersistence(t *testing.T) {
+	var last []byte
+	var fail error
+	persist := func(st []byte) error {
+		if fail != nil {
+			return fail
+		}
+		last = append(last[:0], st...)
+		return nil
+	}
+	e, err := NewRPMBEmulator(1, persist, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := NewRPMBAnchor(e, testAuthKey, 0)
+	if err := a.ProgramKey(); err != nil || last == nil {
+		t.Fatalf("program key: %v, persisted %d bytes", err, len(last))
+	}
+	var d1, d2 [AnchorSize]byte
+	d1[0], d2[0] = 1, 2
+	if c, err := a.Write(d1); err != nil || c != 1 {
+		t.Fatalf("write: %d %v", c, err)
+	}
+	fail = errors.New("medium failed")
+	if _, err := a.Write(d2); !isRPMBResult(err, RPMBWriteFailure) {
+		t.Fatalf("write with a failing medium: %v", err)
+	}
+	if got, c, err := a.Read(); err != nil || c != 1 || got != d1 || e.Counter() != 1 {
+		t.Fatalf("after a failed persist: %d %d %v", got[0], c, err)
+	}
+	fail = nil
+
+	e2, err := NewRPMBEmulator(1, nil, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, c, err := NewRPMBAnchor(e2, testAuthKey, 0).Read(); err != nil || c != 1 || got != d1 {
+		t.Fatalf("reopened: %d %d %v", got[0], c, err)
+	}
+	torn := append([]byte(nil), last...)
+	torn[len(torn)/2] ^= 1
+	for _, c := range []struct {
+		blocks int
+		state  []byte
+	}{{1, torn}, {2, last}, {1, last[:len(last)-1]}, {0, nil}, {1 << 17, nil}} {
+		if _, err := NewRPMBEmulator(c.blocks, nil, c.state); err == nil {
+			t.Errorf("%d blocks, %d bytes of state: accepted", c.blocks, len(c.state))
+		}
+	}
+}
+
+// memBacking is a file without Sync, as the QEMU board's semihosting file.
+type memBacking struct{ b []byte }
+
+func (m *memBacking) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(m.b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, m.b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (m *memBacking) WriteAt(p []byte, off int64) (int, error) {
+	if end := off + int64(len(p)); end > int64(len(m.b)) {
+		m.b = append(m.b, make([]byte, end-int64(len(m.b)))...)
+	}
+	return copy(m.b[off:], p), nil
+}
+
+// OpenRPMBEmulator on any file keeps FileRPMB's format: what it writes,
+// OpenFileAnchor reads, and the other way round.
+func TestOpenRPMBEmulatorSharesFileFormat(t *testing.T) {
+	f := &memBacking{}
+	e, err := OpenRPMBEmulator(f, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.b) != int(fileRPMBStride(1))+fileRPMBSlotLen(1) {
+		t.Fatalf("a new partition wrote %d bytes", len(f.b))
+	}
+	a := NewRPMBAnchor(e, testAuthKey, 0)
+	if err := a.ProgramKey(); err != nil {
+		t.Fatal(err)
+	}
+	var d [AnchorSize]byte
+	d[0] = 7
+	if _, err := a.Write(d); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "anchor")
+	if err := os.WriteFile(path, f.b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fa, err := OpenFileAnchor(path, testAuthKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, c, err := fa.Read(); err != nil || c != 1 || got != d {
+		t.Fatalf("read by OpenFileAnchor: %d %d %v", got[0], c, err)
+	}
+	d[0] = 8
+	if _, err := fa.Write(d); err != nil {
+		t.Fatal(err)
+	}
+	fa.Close()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2, err := OpenRPMBEmulator(&memBacking{b: raw}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, c, err := NewRPMBAnchor(e2, testAuthKey, 0).Read(); err != nil || c != 2 || got != d {
+		t.Fatalf("read back: %d %d %v", got[0], c, err)
+	}
+	// Not empty, no valid state: refused, and left as it was.
+	junk := &memBacking{b: []byte("not an rpmb state")}
+	if _, err := OpenRPMBEmulator(junk, 1); err == nil || string(junk.b) != "not an rpmb state" {
+		t.Fatalf("junk file: %v, now %q", err, junk.b)
+	}
 }

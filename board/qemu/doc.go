@@ -9,7 +9,8 @@
 //     Trusted OS (QEMU needs -semihosting-config enable=on,userspace=off,
 //     and opens them relative to its working directory): StoreFile, the
 //     record store's block device, and AnchorFile, an emulated RPMB
-//     partition (EmulatedRPMB). The host controls both files, so the vault
+//     partition (OpenEmulatedRPMB: the store's emulator, in the software
+//     vault's file format). The host controls both files, so the vault
 //     detects a rollback of the store, never of store and anchor together.
 //   - Sealing key: a fixed development key, known to anyone who reads this
 //     source; the identity bundle is flagged insecure and self-signed with

@@ -1,10 +1,12 @@
 package qemu
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cofferhsm/coffer/applet/store"
@@ -148,5 +150,21 @@ func TestStoreOnBoardFilesDetectsRollback(t *testing.T) {
 	var tam interface{ Tampered() bool }
 	if !errors.As(err, &tam) || !tam.Tampered() {
 		t.Fatalf("rollback gave %v, want a tamper error", err)
+	}
+}
+
+// An anchor file from before the board used the store's emulator is refused
+// with a message saying so, and left as it was.
+func TestEmulatedRPMBRefusesOldFormat(t *testing.T) {
+	path := filepath.Join(t.TempDir(), AnchorFile)
+	old := append([]byte("CQRPMB01"), make([]byte, 848)...)
+	if err := os.WriteFile(path, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenEmulatedRPMB(openFile(t, path)); err == nil || !strings.Contains(err.Error(), "older build") {
+		t.Fatalf("old format: %v", err)
+	}
+	if b, _ := os.ReadFile(path); !bytes.Equal(b, old) {
+		t.Fatal("the old file was changed")
 	}
 }

@@ -78,6 +78,7 @@ func main() {
 	}
 	device, rpmb, err := b.Storage()
 	if err != nil {
+		shout("VAULT DISABLED", "storage: "+err.Error(), "every request is answered with an error")
 		refuseForever(link, protocol.Errorf(protocol.CodeUnavailable, "storage unavailable"))
 	}
 	logf("storage: %d sectors (%d MiB)", device.Sectors(), device.Sectors()>>11)
