@@ -195,3 +195,35 @@ func TestBusyVaultRefusesBeforeCounting(t *testing.T) {
 		t.Fatalf("a refused login was counted: counter %d", r.Counter)
 	}
 }
+
+// Guesses made while the user is between KE1 and KE3 are reported to the
+// user by the release receipt: an operator cannot hide its guessing behind
+// the user's own login.
+func TestGuessesDuringALoginAreReportedToTheUser(t *testing.T) {
+	h := newHarness(t, Options{})
+	c := h.client("vera")
+	key := register(t, c, "right", 6)
+	c.Login(context.Background(), []byte("wrong")) // 1 before the user's login
+	finish, _, err := loginPending(t, h, "vera", "right")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ { // 2 by someone else while the user is mid-login
+		c.Login(context.Background(), []byte("guess"))
+	}
+	released, err := finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if released.FailedSinceSuccess != 3 {
+		t.Fatalf("the release reported %d failed attempts since the last success, want 3 (1 before the login, 2 during it)", released.FailedSinceSuccess)
+	}
+	// The next login sees a clean slate.
+	s := mustLogin(t, c, "right", key)
+	if s.Released.FailedSinceSuccess != 0 {
+		t.Fatalf("after a success, %d failures reported", s.Released.FailedSinceSuccess)
+	}
+	if r := h.committedRecord("vera"); r.Successes != 2 || r.Counter != 0 {
+		t.Fatalf("record after two successes: %+v", r)
+	}
+}

@@ -29,6 +29,7 @@ type pendingLogin struct {
 	requestHash []byte
 	generation  uint64
 	counter     uint    // the counter including this attempt
+	successes   uint64  // the record's successful logins at KE1
 	rec         *record // a copy of the live record; for the final attempt, the only one left
 	state       *opaque.ServerState
 }
@@ -124,7 +125,7 @@ func (v *Vault) countAttempt(userID []byte) (*pendingLogin, error) {
 	if err != nil {
 		return nil, storeError(err)
 	}
-	login.generation = rec.Generation
+	login.generation, login.successes = rec.Generation, rec.Successes
 	if rec.locked() {
 		login.kind, login.counter, login.rec = loginLocked, rec.Counter, rec.tombstone()
 		rec.wipe()
@@ -202,7 +203,8 @@ func (v *Vault) loginFinish(ctx context.Context, m *protocol.LoginFinish) (proto
 	defer clear(sessionKey)
 
 	rec := login.rec
-	if err := v.resetCounter(login); err != nil {
+	failed, err := v.resetCounter(login)
+	if err != nil {
 		return nil, err
 	}
 	seq, err := v.commit(ctx)
@@ -225,7 +227,7 @@ func (v *Vault) loginFinish(ctx context.Context, m *protocol.LoginFinish) (proto
 		Generation:         rec.Generation,
 		Limit:              rec.Limit,
 		TriesLeft:          rec.Limit,
-		FailedSinceSuccess: login.counter - 1,
+		FailedSinceSuccess: failed,
 		StoreSequence:      seq,
 		RequestHash:        login.requestHash,
 	})
@@ -248,27 +250,37 @@ func (v *Vault) loginFinish(ctx context.Context, m *protocol.LoginFinish) (proto
 // counter, provided the stored record is still the same registration (live,
 // or the tombstone this login's final attempt left). A record changed or
 // deleted in between makes the login fail.
-func (v *Vault) resetCounter(login *pendingLogin) error {
+//
+// It returns the failed attempts since the last success: every attempt the
+// stored counter holds, which includes guesses counted between this login's
+// KE1 and KE3 (someone guessing while the user logs in is exactly what the
+// user must be told), less this login's own attempt unless another login
+// succeeded in between and the counter no longer holds it.
+func (v *Vault) resetCounter(login *pendingLogin) (failed uint, err error) {
 	mu := v.lockUser(login.userID)
 	defer mu.Unlock()
 	b, found, err := v.store.Get(userKey(login.userID))
 	if err != nil {
-		return storeError(err)
+		return 0, storeError(err)
 	}
 	if !found {
-		return protocol.Errorf(protocol.CodeAuthentication, "login failed")
+		return 0, protocol.Errorf(protocol.CodeAuthentication, "login failed")
 	}
 	cur, err := parseRecord(b)
 	clear(b)
 	if err != nil {
-		return storeError(err)
+		return 0, storeError(err)
 	}
 	cur.wipe()
 	if cur.Generation != login.generation {
-		return protocol.Errorf(protocol.CodeAuthentication, "login failed")
+		return 0, protocol.Errorf(protocol.CodeAuthentication, "login failed")
+	}
+	failed = cur.Counter
+	if cur.Successes == login.successes && failed > 0 {
+		failed--
 	}
 	rec := login.rec.clone()
 	defer rec.wipe()
-	rec.State, rec.Counter = stateLive, 0
-	return v.putRecord(login.userID, rec)
+	rec.State, rec.Counter, rec.Successes = stateLive, 0, cur.Successes+1
+	return failed, v.putRecord(login.userID, rec)
 }

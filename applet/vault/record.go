@@ -37,6 +37,10 @@ type record struct {
 	OPRFKey    []byte      `cbor:"5,keyasint,omitempty"`
 	OPAQUE     []byte      `cbor:"6,keyasint,omitempty"` // the RFC 9807 registration record
 	WrappedKey []byte      `cbor:"7,keyasint,omitempty"`
+	// Successes counts successful logins. A login remembers it at KE1, so
+	// that at KE3 it can tell whether the attempts counted since then
+	// include its own (SPEC.md: failed_since_success).
+	Successes uint64 `cbor:"8,keyasint,omitempty"`
 }
 
 func (r *record) triesLeft() uint {
@@ -50,7 +54,7 @@ func (r *record) locked() bool { return r.State == stateLocked || r.Counter >= r
 
 // tombstone is what remains of r once its secrets are erased.
 func (r *record) tombstone() *record {
-	return &record{State: stateLocked, Generation: r.Generation, Limit: r.Limit, Counter: r.Counter}
+	return &record{State: stateLocked, Generation: r.Generation, Limit: r.Limit, Counter: r.Counter, Successes: r.Successes}
 }
 
 // clone copies r deeply so that the copy can be wiped on its own.

@@ -10,8 +10,9 @@ import (
 )
 
 // loginPending runs KE1 → KE2 with the right password and returns a function
-// that sends the (correct) KE3 later.
-func loginPending(t testing.TB, h *harness, user, password string) (func() error, *protocol.LoginStartReply, error) {
+// that sends the (correct) KE3 later and returns the verified release
+// receipt.
+func loginPending(t testing.TB, h *harness, user, password string) (func() (*protocol.Receipt, error), *protocol.LoginStartReply, error) {
 	t.Helper()
 	cl, ke1, err := opaque.NewClientLogin(rand.Reader, []byte(password))
 	if err != nil {
@@ -22,13 +23,25 @@ func loginPending(t testing.TB, h *harness, user, password string) (func() error
 	if err := protocol.Decode(h.v.handle(context.Background(), req), protocol.TypeLoginStart, &start); err != nil {
 		return nil, nil, err
 	}
-	ke3, _, _, err := cl.Finish(start.KE2, opaque.Identities{Client: []byte(user)}, opaqueContext, nil)
+	ke3, sessionKey, _, err := cl.Finish(start.KE2, opaque.Identities{Client: []byte(user)}, opaqueContext, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	return func() error {
+	return func() (*protocol.Receipt, error) {
 		fin, _ := protocol.Encode(protocol.TypeLoginFinish, &protocol.LoginFinish{Handle: start.Handle, KE3: ke3})
-		return protocol.Decode(h.v.handle(context.Background(), fin), protocol.TypeLoginFinish, &protocol.SealedReply{})
+		var done protocol.SealedReply
+		if err := protocol.Decode(h.v.handle(context.Background(), fin), protocol.TypeLoginFinish, &done); err != nil {
+			return nil, err
+		}
+		keys, err := protocol.DeriveSessionKeys(sessionKey, start.Handle)
+		if err != nil {
+			return nil, err
+		}
+		var inner protocol.SessionReplyInner
+		if err := protocol.OpenMessage(&keys.ToClient, 0, start.Handle, done.Sealed, &inner); err != nil {
+			return nil, err
+		}
+		return inner.Receipt.Verify(h.v.Identity().SigningKey)
 	}, &start, nil
 }
 

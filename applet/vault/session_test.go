@@ -161,7 +161,7 @@ func TestLoginOnAChangedRecordFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The first login's KE3 is right for the old record, which is gone.
-	if err := pending(); !errors.Is(err, &protocol.Error{Code: protocol.CodeAuthentication}) {
+	if _, err := pending(); !errors.Is(err, &protocol.Error{Code: protocol.CodeAuthentication}) {
 		t.Fatalf("KE3 for a replaced record: %v", err)
 	}
 }
