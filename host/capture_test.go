@@ -107,7 +107,7 @@ func TestHostSeesNoSecret(t *testing.T) {
 
 	rec := &recording{}
 	dev := NewStreamDevice("vault", recordingDialer(UnixDialer(sock), rec), StreamOptions{MinBackoff: 10 * time.Millisecond, Log: quiet})
-	var logs syncBuffer
+	var logs vaulttest.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	accounts, accts, tokens := testAccounts(t, "alice")
 	_, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts, Log: log, PollInterval: 20 * time.Millisecond})

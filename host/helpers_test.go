@@ -354,24 +354,6 @@ func recordingDialer(d Dialer, rec *recording) Dialer {
 	}
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func shortSocket(t testing.TB) string {
 	t.Helper()
 	// unix socket paths are limited to about 100 bytes; t.TempDir() can be

@@ -6,35 +6,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
-	"sync"
 	"testing"
 
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
-// lockedBuffer collects log output from concurrent goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Clone(l.b.Bytes())
-}
-
 // Every flow, including failures and a store that breaks, logs nothing of
 // the password, the backup key or the wrapped key, in raw or hex form.
 func TestNoSecretsInLogsOrErrors(t *testing.T) {
-	var logs lockedBuffer
+	var logs vaulttest.Buffer
 	h := newHarness(t, Options{Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	c := h.client("zed")
 	password := []byte("hunter2-correct-horse")
@@ -91,7 +72,7 @@ func (p *panickyStore) Get(id []byte) ([]byte, bool, error) {
 
 func TestAPanicIsAnInternalErrorAndServiceContinues(t *testing.T) {
 	st := &panickyStore{MemoryStore: vaulttest.NewMemoryStore()}
-	v, err := New(context.Background(), st, Options{Create: true, Log: slog.New(slog.NewTextHandler(&lockedBuffer{}, nil))})
+	v, err := New(context.Background(), st, Options{Create: true, Log: slog.New(slog.NewTextHandler(&vaulttest.Buffer{}, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
 )
 
 var (
@@ -94,30 +96,12 @@ func e2eEnviron(t *testing.T, extra map[string]string) []string {
 	return env
 }
 
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a long-running process (softvault, cofferd, QEMU).
 type proc struct {
 	t    *testing.T
 	name string
 	cmd  *exec.Cmd
-	out  syncBuffer // stdout and stderr
+	out  vaulttest.Buffer // stdout and stderr
 	done chan struct{}
 }
 

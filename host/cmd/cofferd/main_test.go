@@ -19,29 +19,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
 	"github.com/cofferhsm/coffer/protocol"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
@@ -82,7 +65,7 @@ func TestCommand(t *testing.T) {
 	// The daemon: the listen address and device from the environment, a
 	// flag overriding the environment's log level.
 	ctx, stop := context.WithCancel(context.Background())
-	var logs syncBuffer
+	var logs vaulttest.Buffer
 	addrs := make(chan net.Addr, 2)
 	done := make(chan error, 1)
 	e := env(map[string]string{

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,32 +26,13 @@ type server struct {
 	cancel context.CancelFunc
 	done   chan error
 	socket string
-	out    *syncBuffer
-}
-
-// syncBuffer is a bytes.Buffer safe to write from the server goroutine
-// while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	out    *vaulttest.Buffer
 }
 
 func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{t: t, cancel: cancel, done: make(chan error, 1), out: &syncBuffer{}}
+	s := &server{t: t, cancel: cancel, done: make(chan error, 1), out: &vaulttest.Buffer{}}
 	for i, a := range args {
 		if a == "-listen" {
 			s.socket = strings.TrimPrefix(args[i+1], "unix:")
