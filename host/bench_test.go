@@ -9,10 +9,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -108,11 +106,11 @@ func BenchmarkLoginLatency200(b *testing.B) {
 	var dCPU, cCPU, dWall, cWall time.Duration
 	b.ResetTimer()
 	for range rounds {
-		w0, c0 := time.Now(), processCPU()
+		w0, c0 := time.Now(), vaulttest.ProcessCPU()
 		d = append(d, run(direct, per)...)
-		w1, c1 := time.Now(), processCPU()
+		w1, c1 := time.Now(), vaulttest.ProcessCPU()
 		c = append(c, run(viaCofferd, per)...)
-		w2, c2 := time.Now(), processCPU()
+		w2, c2 := time.Now(), vaulttest.ProcessCPU()
 		dCPU, cCPU = dCPU+c1-c0, cCPU+c2-c1
 		dWall, cWall = dWall+w1.Sub(w0), cWall+w2.Sub(w1)
 	}
@@ -122,8 +120,8 @@ func BenchmarkLoginLatency200(b *testing.B) {
 	b.ReportMetric(float64(cCPU.Microseconds())/n, "cofferd-cpu-us/login")
 	b.ReportMetric(n/dWall.Seconds(), "direct-logins/s")
 	b.ReportMetric(n/cWall.Seconds(), "cofferd-logins/s")
-	d50, d99 := pct(d)
-	c50, c99 := pct(c)
+	d50, d99 := vaulttest.Percentiles(d)
+	c50, c99 := vaulttest.Percentiles(c)
 	b.ReportMetric(ms(d50), "direct-p50-ms")
 	b.ReportMetric(ms(d99), "direct-p99-ms")
 	b.ReportMetric(ms(c50), "cofferd-p50-ms")
@@ -133,20 +131,7 @@ func BenchmarkLoginLatency200(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
-func pct(d []time.Duration) (p50, p99 time.Duration) {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[len(s)/2], s[len(s)*99/100]
-}
-
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// processCPU is the CPU time (user + system) this process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // instantDevice answers every request at once with a fixed reply.
 type instantDevice struct{ reply []byte }
@@ -185,7 +170,7 @@ func BenchmarkRelayOverhead(b *testing.B) {
 			defer hs.Close()
 			c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 			b.SetParallelism(100)
-			cpu0 := processCPU()
+			cpu0 := vaulttest.ProcessCPU()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -196,7 +181,7 @@ func BenchmarkRelayOverhead(b *testing.B) {
 				}
 			})
 			b.StopTimer()
-			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-us/req")
+			b.ReportMetric(float64((vaulttest.ProcessCPU()-cpu0).Microseconds())/float64(b.N), "cpu-us/req")
 		})
 	}
 }

@@ -156,6 +156,25 @@ func TestClientDetectsTamperedKE2(t *testing.T) {
 	}
 }
 
+// loginToKE3 runs a correct login up to the client's KE3 and returns the
+// server state that KE3 answers.
+func loginToKE3(t testing.TB, keys ServerKeys, u testUser) (*ServerState, []byte) {
+	t.Helper()
+	c, ke1, err := NewClientLogin(rand.Reader, u.password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ke2, st, err := GenerateKE2(rand.Reader, keys, u.record, u.key, u.id, ke1, u.ids, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ke3, _, _, err := c.Finish(ke2, u.ids, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, ke3
+}
+
 func TestFinishSingleUse(t *testing.T) {
 	keys := newTestServerKeys(t)
 	u := register(t, keys, []byte("erin"), []byte("pw"))
@@ -190,19 +209,8 @@ func TestFinishFailureSpendsState(t *testing.T) {
 	keys := newTestServerKeys(t)
 	u := register(t, keys, []byte("frank"), []byte("pw"))
 	for _, bad := range [][]byte{nil, make([]byte, KE3Size-1), make([]byte, KE3Size+1), make([]byte, KE3Size)} {
-		c, ke1, err := NewClientLogin(rand.Reader, u.password)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ke2, st, err := GenerateKE2(rand.Reader, keys, u.record, u.key, u.id, ke1, u.ids, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ke3, _, _, err := c.Finish(ke2, u.ids, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = st.Finish(bad)
+		st, ke3 := loginToKE3(t, keys, u)
+		_, err := st.Finish(bad)
 		if len(bad) == KE3Size {
 			wantErr(t, err, ErrAuthentication, "all-zero KE3")
 		} else {
@@ -220,23 +228,12 @@ func TestFinishFailureSpendsState(t *testing.T) {
 func TestDiscard(t *testing.T) {
 	keys := newTestServerKeys(t)
 	u := register(t, keys, []byte("gina"), []byte("pw"))
-	c, ke1, err := NewClientLogin(rand.Reader, u.password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ke2, st, err := GenerateKE2(rand.Reader, keys, u.record, u.key, u.id, ke1, u.ids, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ke3, _, _, err := c.Finish(ke2, u.ids, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, ke3 := loginToKE3(t, keys, u)
 	st.Discard()
 	if !allZero(st.expectedClientMAC[:]) || !allZero(st.sessionKey[:]) {
 		t.Error("Discard left secrets behind")
 	}
-	_, err = st.Finish(ke3)
+	_, err := st.Finish(ke3)
 	wantErr(t, err, ErrStateUsed, "Finish after Discard")
 	var nilState *ServerState
 	_, err = nilState.Finish(ke3)
@@ -247,18 +244,7 @@ func TestDiscard(t *testing.T) {
 func TestFinishConcurrentReplay(t *testing.T) {
 	keys := newTestServerKeys(t)
 	u := register(t, keys, []byte("hank"), []byte("pw"))
-	c, ke1, err := NewClientLogin(rand.Reader, u.password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ke2, st, err := GenerateKE2(rand.Reader, keys, u.record, u.key, u.id, ke1, u.ids, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ke3, _, _, err := c.Finish(ke2, u.ids, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, ke3 := loginToKE3(t, keys, u)
 	const racers = 16
 	var wg sync.WaitGroup
 	results := make(chan error, racers)

@@ -8,10 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -82,7 +80,7 @@ func benchmarkLogins(b *testing.B, clients int, flush time.Duration) {
 	latencies := make([]time.Duration, b.N)
 	var next atomic.Int64
 	b.ResetTimer()
-	began, cpu0 := time.Now(), processCPU()
+	began, cpu0 := time.Now(), vaulttest.ProcessCPU()
 	for _, c := range users {
 		wg.Add(1)
 		go func(c *vaulttest.Client) {
@@ -106,11 +104,11 @@ func benchmarkLogins(b *testing.B, clients int, flush time.Duration) {
 	wg.Wait()
 	elapsed := time.Since(began)
 	b.StopTimer()
-	slices.Sort(latencies)
+	p50, p99 := vaulttest.Percentiles(latencies)
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "logins/s")
-	b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
-	b.ReportMetric((processCPU()-cpu0).Seconds()/elapsed.Seconds(), "cores-busy")
+	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+	b.ReportMetric((vaulttest.ProcessCPU()-cpu0).Seconds()/elapsed.Seconds(), "cores-busy")
 }
 
 func readIdentity(b *testing.B, ctx context.Context, dir string, c *protocol.StreamClient) *protocol.Identity {
@@ -123,10 +121,4 @@ func readIdentity(b *testing.B, ctx context.Context, dir string, c *protocol.Str
 		b.Fatal(err)
 	}
 	return id
-}
-
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

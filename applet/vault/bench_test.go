@@ -97,7 +97,7 @@ func BenchmarkLoginsThroughput(b *testing.B) {
 			var next atomic.Int64
 			latencies := make([]time.Duration, b.N)
 			b.ResetTimer()
-			began, cpu0 := time.Now(), processCPU()
+			began, cpu0 := time.Now(), vaulttest.ProcessCPU()
 			var wg sync.WaitGroup
 			for i := range users {
 				wg.Add(1)
@@ -122,8 +122,8 @@ func BenchmarkLoginsThroughput(b *testing.B) {
 			wg.Wait()
 			elapsed := time.Since(began)
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "logins/s")
-			b.ReportMetric((processCPU()-cpu0).Seconds()/elapsed.Seconds(), "cores-busy")
-			p50, p99 := percentiles(latencies)
+			b.ReportMetric((vaulttest.ProcessCPU()-cpu0).Seconds()/elapsed.Seconds(), "cores-busy")
+			p50, p99 := vaulttest.Percentiles(latencies)
 			b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
 			commits, _ := h.store.Stats()

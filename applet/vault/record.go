@@ -1,7 +1,6 @@
 package vault
 
 import (
-	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -132,10 +131,9 @@ func newGeneration(random io.Reader) (uint64, error) {
 	return binary.BigEndian.Uint64(b[:]) | 1<<63, nil
 }
 
+// newHandle draws a handle from the vault's random source (Options.Rand,
+// never nil once defaults are set).
 func newHandle(random io.Reader) (h [16]byte, err error) {
-	if random == nil {
-		random = rand.Reader
-	}
 	_, err = io.ReadFull(random, h[:])
 	return h, err
 }

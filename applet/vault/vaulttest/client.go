@@ -137,12 +137,6 @@ func (c *Client) Register(ctx context.Context, password, backupKey []byte, limit
 	return r, nil
 }
 
-// Attempt is what a login learned before KE3: the vault's receipt for the
-// counted attempt (or the lock).
-type Attempt struct {
-	Receipt *protocol.Receipt
-}
-
 // Login runs KE1 → KE2 → KE3. On success it returns the open session with
 // the unwrapped backup key; on a wrong password, ErrWrongPassword with the
 // attempt receipt (tries left) still returned.
