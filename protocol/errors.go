@@ -23,6 +23,9 @@ const (
 	CodeNotProvisioned     Code = 11 // no signed identity bundle is installed
 	CodeBadFrame           Code = 12 // the frame was damaged (framing layer)
 	CodeInternal           Code = 13 // a bug; nothing was changed
+	// CodeLocked answers a KE3 that proved the password when, since its
+	// KE1, other attempts locked the record: the key is not released.
+	CodeLocked Code = 14
 )
 
 var codeNames = map[Code]string{
@@ -39,6 +42,7 @@ var codeNames = map[Code]string{
 	CodeNotProvisioned:     "vault not provisioned",
 	CodeBadFrame:           "bad frame",
 	CodeInternal:           "internal error",
+	CodeLocked:             "locked by other attempts during this login",
 }
 
 func (c Code) String() string {

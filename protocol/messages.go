@@ -259,9 +259,18 @@ type SessionCommand struct {
 	Record     []byte  `cbor:"3,keyasint,omitempty"`
 	WrappedKey []byte  `cbor:"4,keyasint,omitempty"`
 	Limit      uint    `cbor:"5,keyasint,omitempty"`
+	// Confirm is carried by the first command of a session, and only by
+	// it: the ReceiptHash of the release receipt the login delivered. It
+	// is what makes the login count as a success (SPEC.md, "Counting").
+	Confirm []byte `cbor:"6,keyasint,omitempty"`
 }
 
 func (m *SessionCommand) validate() error {
+	if len(m.Confirm) != 0 {
+		if err := checkLen("confirm", m.Confirm, HashSize); err != nil {
+			return err
+		}
+	}
 	none := len(m.Blinded) == 0 && len(m.Record) == 0 && len(m.WrappedKey) == 0 && m.Limit == 0
 	switch m.Command {
 	case CommandRelease, CommandDelete, CommandClose:

@@ -98,14 +98,69 @@ func TestSignedStructures(t *testing.T) {
 		t.Fatalf("altered receipt verified: %v", err)
 	}
 	// A receipt signature is not an identity signature: contexts differ.
-	id := &Identity{Version: Version, SigningKey: pub, AKEKey: pub, HPKEKey: pub, FirmwareHash: make([]byte, 32), MaxLimit: 10}
-	si, _ := SignIdentity(priv, id)
-	cross := SignedReceipt{Body: si.Body, Signature: si.Signature}
+	valid, _ := SignReceipt(priv, r)
+	cross := SignedReceipt{Body: valid.Body, Signature: ed25519.Sign(priv, withContext(contextIdentity, valid.Body))}
 	if _, err := cross.Verify(pub); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("identity signature accepted as a receipt: %v", err)
 	}
 	if _, err := SignReceipt(priv, &Receipt{Kind: ReceiptAttempt, UserID: []byte("u"), Limit: 3, TriesLeft: 4}); err == nil {
 		t.Fatal("signed a receipt with more tries left than its limit")
+	}
+}
+
+// Receipts are all one size whatever they say, so that the size of a login
+// reply does not tell an unknown user from a locked one or from a real
+// record with a small or large limit.
+func TestReceiptsHaveOneSize(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	for _, r := range []*Receipt{
+		{Kind: ReceiptAttempt, UserID: []byte("u"), Generation: 1 << 63, Limit: 1, TriesLeft: 0},
+		{Kind: ReceiptAttempt, UserID: bytes.Repeat([]byte("u"), MaxUserIDSize), Generation: 1<<64 - 1, Limit: MaxLimitCeiling,
+			TriesLeft: 99, FailedSinceSuccess: 1 << 40, StoreSequence: 1<<64 - 1, RequestHash: RequestHash(nil),
+			RecordHash: RequestHash(nil), AttemptsTotal: 1<<64 - 1, SuccessesTotal: 1<<64 - 1},
+		{Kind: ReceiptLocked, UserID: []byte("someone"), Generation: 1 << 63, Limit: 30, RevivableMillis: 29_999, AttemptsTotal: 300},
+	} {
+		sr, err := SignReceipt(priv, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sr.Body) != ReceiptBodySize {
+			t.Fatalf("receipt %+v encodes to %d bytes, want %d", r, len(sr.Body), ReceiptBodySize)
+		}
+		got, err := sr.Verify(priv.Public().(ed25519.PublicKey))
+		if err != nil || got.AttemptsTotal != r.AttemptsTotal || got.RevivableMillis != r.RevivableMillis {
+			t.Fatalf("round trip: %+v %v", got, err)
+		}
+	}
+}
+
+func TestReceiptPaddingAndTotalsAreStrict(t *testing.T) {
+	r := &Receipt{Kind: ReceiptAttempt, UserID: []byte("u"), Generation: 1 << 63, Limit: 3, TriesLeft: 2, AttemptsTotal: 7}
+	body, err := r.marshalPadded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ok Receipt
+	if err := Unmarshal(body, &ok); err != nil || ok.AttemptsTotal != 7 {
+		t.Fatalf("%+v %v", ok, err)
+	}
+	dirty := bytes.Clone(body)
+	dirty[len(dirty)-1] = 1 // the padding is the last field
+	if err := Unmarshal(dirty, &Receipt{}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("non-zero padding accepted: %v", err)
+	}
+	// A total of another width: re-encode field 10 as a 4-byte string.
+	var m map[uint]any
+	if err := decMode.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	m[10] = []byte{0, 0, 0, 7}
+	short, _ := encMode.Marshal(m)
+	if err := Unmarshal(short, &Receipt{}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a 4-byte total accepted: %v", err)
+	}
+	if _, err := (&Receipt{Kind: ReceiptAttempt, UserID: []byte("u"), Limit: 3, RevivableMillis: 5}).marshalPadded(); err == nil {
+		t.Fatal("an attempt receipt claimed to be revivable")
 	}
 }
 

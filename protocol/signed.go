@@ -3,6 +3,7 @@ package protocol
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 )
@@ -14,6 +15,8 @@ const (
 	contextIdentity = "coffer/v1 identity\x00"
 	contextStatus   = "coffer/v1 status\x00"
 	contextRecord   = "coffer/v1 record\x00"
+	// contextReceiptHash names a receipt in a login confirmation.
+	contextReceiptHash = "coffer/v1 confirm\x00"
 )
 
 // ErrBadSignature is returned when a signed structure does not verify.
@@ -34,16 +37,56 @@ const (
 // Receipt is what the vault attests to the client about its record. The
 // client verifies it with the signing key from the identity bundle it
 // pinned, never with a key that merely came through the host.
+//
+// Every receipt body is padded to ReceiptBodySize bytes, and the running
+// totals are fixed-width, so that the size of a reply says nothing about
+// the record behind it (a real one, a locked one, or none).
 type Receipt struct {
 	Kind               ReceiptKind `cbor:"1,keyasint"`
 	UserID             []byte      `cbor:"2,keyasint"`
 	Generation         uint64      `cbor:"3,keyasint"` // identifies one registration of this user
 	Limit              uint        `cbor:"4,keyasint"`
 	TriesLeft          uint        `cbor:"5,keyasint"`
-	FailedSinceSuccess uint        `cbor:"6,keyasint"` // failed attempts before this one since the last success
+	FailedSinceSuccess uint        `cbor:"6,keyasint"` // failed attempts before this one since the last confirmed success
 	StoreSequence      uint64      `cbor:"7,keyasint"` // the durable commit this receipt follows
 	RecordHash         []byte      `cbor:"8,keyasint,omitempty"`
 	RequestHash        []byte      `cbor:"9,keyasint,omitempty"` // SHA-256 of the client's KE1, binding the receipt to this login
+	// AttemptsTotal counts every attempt ever counted on this registration
+	// (this one included), SuccessesTotal every login its client confirmed.
+	// Both only grow; a client that remembers them tells its own attempts
+	// from everybody else's.
+	AttemptsTotal  Total `cbor:"10,keyasint"`
+	SuccessesTotal Total `cbor:"11,keyasint"`
+	// RevivableMillis, in a locked receipt, is how long the login whose
+	// guess reached the limit may still finish (and, with the right
+	// password, bring the record back); 0 means the key is gone for ever.
+	RevivableMillis Total  `cbor:"12,keyasint"`
+	Padding         []byte `cbor:"15,keyasint"`
+}
+
+// ReceiptBodySize is the length of every encoded receipt.
+const ReceiptBodySize = 300
+
+// Total is a count encoded fixed-width (bstr[8], big-endian), so that its
+// value does not change the size of what carries it.
+type Total uint64
+
+func (t Total) MarshalCBOR() ([]byte, error) {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(t))
+	return encMode.Marshal(b[:])
+}
+
+func (t *Total) UnmarshalCBOR(data []byte) error {
+	var b []byte
+	if err := decMode.Unmarshal(data, &b); err != nil {
+		return err
+	}
+	if len(b) != 8 {
+		return fmt.Errorf("%w: a total is %d bytes, want 8", ErrMalformed, len(b))
+	}
+	*t = Total(binary.BigEndian.Uint64(b))
+	return nil
 }
 
 func (r *Receipt) validate() error {
@@ -52,6 +95,9 @@ func (r *Receipt) validate() error {
 	}
 	if r.TriesLeft > r.Limit {
 		return fmt.Errorf("%w: receipt has %d tries left of %d", ErrMalformed, r.TriesLeft, r.Limit)
+	}
+	if r.RevivableMillis != 0 && r.Kind != ReceiptLocked {
+		return fmt.Errorf("%w: only a locked receipt can be revivable", ErrMalformed)
 	}
 	if len(r.RecordHash) != 0 {
 		if err := checkLen("record hash", r.RecordHash, HashSize); err != nil {
@@ -63,7 +109,35 @@ func (r *Receipt) validate() error {
 			return err
 		}
 	}
+	for _, p := range r.Padding {
+		if p != 0 {
+			return fmt.Errorf("%w: receipt padding is not zero", ErrMalformed)
+		}
+	}
 	return firstErr(checkUserID(r.UserID), checkLimit(r.Limit))
+}
+
+// marshalPadded encodes r with as much zero padding as makes the body
+// exactly ReceiptBodySize bytes. Every receipt needs between 24 and 255
+// bytes of padding (ReceiptBodySize is chosen so), so the padding's own CBOR
+// header is always two bytes: one more than the empty string's.
+func (r *Receipt) marshalPadded() ([]byte, error) {
+	p := *r
+	p.Padding = []byte{}
+	b, err := Marshal(&p)
+	if err != nil {
+		return nil, err
+	}
+	if n := ReceiptBodySize - len(b) - 1; n >= 24 && n <= 255 {
+		p.Padding = make([]byte, n)
+		if b, err = Marshal(&p); err != nil {
+			return nil, err
+		}
+	}
+	if len(b) != ReceiptBodySize {
+		return nil, fmt.Errorf("protocol: receipt of %d bytes does not pad to %d", len(b), ReceiptBodySize)
+	}
+	return b, nil
 }
 
 // SignedReceipt is an encoded Receipt and the vault's Ed25519 signature.
@@ -73,12 +147,12 @@ type SignedReceipt struct {
 }
 
 func (s *SignedReceipt) validate() error {
-	return firstErr(checkRange("receipt", s.Body, 1, 512), checkLen("signature", s.Signature, SignatureSize))
+	return firstErr(checkLen("receipt", s.Body, ReceiptBodySize), checkLen("signature", s.Signature, SignatureSize))
 }
 
 // SignReceipt encodes and signs r.
 func SignReceipt(key ed25519.PrivateKey, r *Receipt) (SignedReceipt, error) {
-	body, err := Marshal(r)
+	body, err := r.marshalPadded()
 	if err != nil {
 		return SignedReceipt{}, err
 	}
@@ -111,6 +185,15 @@ func RecordHash(record, wrappedKey []byte, limit uint) []byte {
 	h.Write([]byte{byte(len(wrappedKey))})
 	h.Write(wrappedKey)
 	h.Write([]byte{byte(limit >> 8), byte(limit)})
+	return h.Sum(nil)
+}
+
+// ReceiptHash names a signed receipt: the client's confirmation of a login
+// carries the hash of the release receipt it received.
+func ReceiptHash(s *SignedReceipt) []byte {
+	h := sha256.New()
+	h.Write([]byte(contextReceiptHash))
+	h.Write(s.Body)
 	return h.Sum(nil)
 }
 

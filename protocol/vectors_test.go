@@ -32,7 +32,7 @@ func seq(n int, start byte) []byte {
 func buildVectors(t testing.TB) vectorFile {
 	signing := ed25519.NewKeyFromSeed(seq(32, 0x10))
 	receipt, err := SignReceipt(signing, &Receipt{Kind: ReceiptAttempt, UserID: []byte("alice"), Generation: 0x8000000000000001,
-		Limit: 10, TriesLeft: 9, StoreSequence: 42, RequestHash: RequestHash(seq(KE1Size, 1))})
+		Limit: 10, TriesLeft: 9, StoreSequence: 42, RequestHash: RequestHash(seq(KE1Size, 1)), AttemptsTotal: 12, SuccessesTotal: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
