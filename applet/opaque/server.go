@@ -202,6 +202,16 @@ func (st *ServerState) Finish(ke3 []byte) (sessionKey []byte, err error) {
 	return bytes.Clone(st.sessionKey[:]), nil
 }
 
+// Clone returns an independent copy of the state, for tests that explore
+// several futures of one login (the vault's executable model of its
+// counting rules); each copy is good for one Finish of its own.
+func (st *ServerState) Clone() *ServerState {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return &ServerState{used: st.used, expectedClientMAC: st.expectedClientMAC, sessionKey: st.sessionKey,
+		credentialIdentifier: bytes.Clone(st.credentialIdentifier)}
+}
+
 // Discard erases the state without checking a KE3; later Finish calls
 // return ErrStateUsed.
 func (st *ServerState) Discard() {

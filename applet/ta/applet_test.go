@@ -171,6 +171,9 @@ func TestAppletServesVaultThroughOSCalls(t *testing.T) {
 	if err != nil || !bytes.Equal(s.BackupKey, key) {
 		t.Fatalf("login: %v", err)
 	}
+	if err := s.Confirm(ctx); err != nil {
+		t.Fatalf("confirming the login: %v", err)
+	}
 	old := m.storeFile.snapshot()
 	if _, _, err := alice.Login(ctx, []byte("wrong")); !errors.Is(err, vaulttest.ErrWrongPassword) {
 		t.Fatalf("wrong password: %v", err)

@@ -78,7 +78,7 @@ func TestConcurrentLoginStartsNeverExceedTheLimit(t *testing.T) {
 			t.Fatalf("tries-left %d was reported %d times", left, n)
 		}
 	}
-	if r := h.committedRecord("gina"); r.Counter != limit || r.State != stateLocked {
+	if r := h.committedRecord("gina"); r.counter() != limit || r.State != stateLocked {
 		t.Fatalf("committed record %+v", r)
 	}
 }
@@ -117,8 +117,8 @@ func TestPowerCutsNeverGrantFreeGuesses(t *testing.T) {
 			}
 			if r.Kind == protocol.ReceiptAttempt {
 				answered++
-				if c := h.committedRecord("hal"); c.Counter < uint(answered) {
-					t.Fatalf("run %d: %d KE2s answered but committed counter is %d", run, answered, c.Counter)
+				if c := h.committedRecord("hal"); c.counter() < uint64(answered) {
+					t.Fatalf("run %d: %d KE2s answered but committed counter is %d", run, answered, c.counter())
 				}
 			}
 			if rng.IntN(4) == 0 {
@@ -191,8 +191,8 @@ func TestBusyVaultRefusesBeforeCounting(t *testing.T) {
 	}
 	_, err := loginStart(t, h.v, "kim")
 	wantCode(t, err, protocol.CodeBusy)
-	if r := h.committedRecord("kim"); r.Counter != 2 {
-		t.Fatalf("a refused login was counted: counter %d", r.Counter)
+	if r := h.committedRecord("kim"); r.counter() != 2 {
+		t.Fatalf("a refused login was counted: counter %d", r.counter())
 	}
 }
 
@@ -218,12 +218,21 @@ func TestGuessesDuringALoginAreReportedToTheUser(t *testing.T) {
 	if released.FailedSinceSuccess != 3 {
 		t.Fatalf("the release reported %d failed attempts since the last success, want 3 (1 before the login, 2 during it)", released.FailedSinceSuccess)
 	}
-	// The next login sees a clean slate.
+	// That login was never confirmed (the test's client kept the
+	// session), so it is not a success: the next login is told of all
+	// four attempts before it, the unconfirmed one included.
 	s := mustLogin(t, c, "right", key)
-	if s.Released.FailedSinceSuccess != 0 {
-		t.Fatalf("after a success, %d failures reported", s.Released.FailedSinceSuccess)
+	if s.Released.FailedSinceSuccess != 4 {
+		t.Fatalf("after an unconfirmed login, %d failures reported, want 4", s.Released.FailedSinceSuccess)
 	}
-	if r := h.committedRecord("vera"); r.Successes != 2 || r.Counter != 0 {
-		t.Fatalf("record after two successes: %+v", r)
+	mustConfirm(t, s, key)
+	// After a confirmed success the next login sees a clean slate.
+	s = mustLogin(t, c, "right", key)
+	if s.Released.FailedSinceSuccess != 0 {
+		t.Fatalf("after a confirmed success, %d failures reported", s.Released.FailedSinceSuccess)
+	}
+	mustConfirm(t, s, key)
+	if r := h.committedRecord("vera"); r.Successes != 2 || r.counter() != 0 {
+		t.Fatalf("record after two confirmed successes: %+v", r)
 	}
 }

@@ -121,6 +121,19 @@ func mustLogin(t testing.TB, c *vaulttest.Client, password string, key []byte) *
 	return s
 }
 
+// mustConfirm confirms s's login with a release, the first command of the
+// session, and checks the key released again.
+func mustConfirm(t testing.TB, s *vaulttest.Session, key []byte) {
+	t.Helper()
+	k, _, err := s.Release(context.Background())
+	if err != nil {
+		t.Fatalf("confirming release: %v", err)
+	}
+	if !bytes.Equal(k, key) {
+		t.Fatal("the confirming release gave another key")
+	}
+}
+
 func wantCode(t testing.TB, err error, code protocol.Code) {
 	t.Helper()
 	var pe *protocol.Error

@@ -69,8 +69,8 @@ func TestBadRequestsGetClearErrors(t *testing.T) {
 		})
 	}
 	// Nothing was counted or lost.
-	if r := h.committedRecord("walt"); r.Counter != 0 {
-		t.Fatalf("bad requests moved the counter to %d", r.Counter)
+	if r := h.committedRecord("walt"); r.counter() != 0 {
+		t.Fatalf("bad requests moved the counter to %d", r.counter())
 	}
 	mustLogin(t, c, "pw", key)
 }

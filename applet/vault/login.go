@@ -5,6 +5,8 @@ import (
 	"crypto/hmac"
 	"crypto/sha512"
 	"encoding/binary"
+	"sync"
+	"time"
 
 	"github.com/cofferhsm/coffer/applet/opaque"
 	"github.com/cofferhsm/coffer/protocol"
@@ -23,14 +25,19 @@ const (
 )
 
 // pendingLogin is the server state between KE2 and KE3. RAM only; single use.
+//
+// Only the final login — the one whose KE1 committed the tombstone — holds
+// the record's secrets (rec): they exist nowhere else, and its valid KE3 is
+// the only way back. Every other login re-reads the record at KE3, so that a
+// KE3 held back while the record was burned finds the tombstone.
 type pendingLogin struct {
 	kind        loginKind
 	userID      []byte
 	requestHash []byte
 	generation  uint64
-	counter     uint    // the counter including this attempt
-	successes   uint64  // the record's successful logins at KE1
-	rec         *record // a copy of the live record; for the final attempt, the only one left
+	attempt     uint64  // the record's attempts total with this one: its place in the count
+	final       bool    // this login's KE1 committed the tombstone
+	rec         *record // the record as counted; secrets only for the final login
 	state       *opaque.ServerState
 }
 
@@ -43,18 +50,76 @@ func (l *pendingLogin) wipe() {
 	}
 }
 
+// finalLogins remembers, per user, until when the final login may still
+// revive the record, so that a locked receipt can say so. RAM only: a
+// reboot forgets the final login and with it the record's secrets.
+type finalLogins struct {
+	mu    sync.Mutex
+	until map[string]finalLogin
+}
+
+type finalLogin struct {
+	login   *pendingLogin
+	expires time.Time
+}
+
+func (f *finalLogins) set(l *pendingLogin, expires time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.until == nil {
+		f.until = make(map[string]finalLogin)
+	}
+	f.until[string(l.userID)] = finalLogin{login: l, expires: expires}
+}
+
+// forget drops l's entry, if it is still l's.
+func (f *finalLogins) forget(l *pendingLogin) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e, ok := f.until[string(l.userID)]; ok && e.login == l {
+		delete(f.until, string(l.userID))
+	}
+}
+
+// remaining is how long the user's final login may still finish.
+func (f *finalLogins) remaining(userID []byte, now time.Time) time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e, ok := f.until[string(userID)]
+	if !ok {
+		return 0
+	}
+	if !now.Before(e.expires) {
+		delete(f.until, string(userID))
+		return 0
+	}
+	return e.expires.Sub(now)
+}
+
 // loginStart counts the attempt durably, then answers KE2.
 func (v *Vault) loginStart(ctx context.Context, m *protocol.LoginStart) (protocol.Message, error) {
 	if err := opaque.ValidateKE1(m.KE1); err != nil {
 		return nil, protocol.Errorf(protocol.CodeMalformed, "ke1 is not valid")
 	}
-	// Refuse before counting when no KE2 could be kept: a guess that is
-	// counted but never answered is a try lost for nothing.
-	if !v.logins.hasRoom(v.opts.Now()) {
+	// Reserve the place for this login's KE2 state before counting: a
+	// guess that is counted and then refused for want of room would be a
+	// try lost with "busy", which promises that nothing was counted.
+	if !v.logins.reserve(v.opts.Now()) {
 		return nil, protocol.Errorf(protocol.CodeBusy, "too many logins in flight")
 	}
+	reserved := true
+	defer func() {
+		if reserved {
+			v.logins.unreserve()
+		}
+	}()
 	login, err := v.countAttempt(m.UserID)
 	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (protocol.Message, error) {
+		v.finals.forget(login)
+		login.wipe()
 		return nil, err
 	}
 	login.requestHash = protocol.RequestHash(m.KE1)
@@ -65,42 +130,48 @@ func (v *Vault) loginStart(ctx context.Context, m *protocol.LoginStart) (protoco
 	// most one try.
 	seq, err := v.commit(ctx)
 	if err != nil {
-		login.wipe()
-		return nil, storeError(err)
+		return fail(storeError(err))
 	}
 
-	rec, key := login.rec, opaque.OPRFKey{}
+	key := opaque.OPRFKey{}
 	var opaqueRecord opaque.Record
 	if login.kind == loginReal {
-		key = rec.oprfKey()
-		opaqueRecord, err = opaque.ParseRecord(rec.OPAQUE)
+		key = login.rec.oprfKey()
+		opaqueRecord, err = opaque.ParseRecord(login.rec.OPAQUE)
 	} else {
 		// Unknown and locked users get a fake record: same shape, same
 		// work, so the reply does not tell them apart from a wrong password.
 		opaqueRecord, key, err = opaque.FakeRecord(v.id.fakeSeed, m.UserID)
 	}
 	if err != nil {
-		login.wipe()
-		return nil, protocol.Errorf(protocol.CodeInternal, "record does not parse")
+		clear(key[:])
+		return fail(protocol.Errorf(protocol.CodeInternal, "record does not parse"))
+	}
+	if v.onEvaluate != nil && login.kind == loginReal {
+		v.onEvaluate(login)
 	}
 	ke2, state, err := opaque.GenerateKE2(v.opts.Rand, v.id.ake, opaqueRecord, key, m.UserID, m.KE1,
 		opaque.Identities{Client: m.UserID}, opaqueContext)
 	clear(key[:])
+	if !login.final && login.rec != nil {
+		// Only the final login keeps the secrets past KE2.
+		keep := login.rec.tombstone()
+		login.rec.wipe()
+		login.rec = keep
+	}
 	if err != nil {
-		login.wipe()
-		return nil, protocol.Errorf(protocol.CodeMalformed, "ke1 is not valid")
+		return fail(protocol.Errorf(protocol.CodeMalformed, "ke1 is not valid"))
 	}
 	login.state = state
 
 	receipt, err := protocol.SignReceipt(v.id.signing, v.attemptReceipt(login, m.UserID, seq))
 	if err != nil {
-		login.wipe()
-		return nil, err
+		return fail(err)
 	}
-	h, err := v.logins.add(v.opts.Rand, v.opts.Now(), login)
+	reserved = false
+	h, err := v.logins.addReserved(v.opts.Rand, v.opts.Now(), login)
 	if err != nil {
-		login.wipe()
-		return nil, err
+		return fail(err)
 	}
 	return &protocol.LoginStartReply{Handle: h[:], KE2: ke2, Receipt: receipt}, nil
 }
@@ -117,7 +188,7 @@ func (v *Vault) countAttempt(userID []byte) (*pendingLogin, error) {
 		return nil, storeError(err)
 	}
 	if !found {
-		login.generation, login.counter = v.fakeGeneration(userID), 1
+		login.generation = v.fakeGeneration(userID)
 		return login, nil
 	}
 	rec, err := parseRecord(b)
@@ -125,19 +196,21 @@ func (v *Vault) countAttempt(userID []byte) (*pendingLogin, error) {
 	if err != nil {
 		return nil, storeError(err)
 	}
-	login.generation, login.successes = rec.Generation, rec.Successes
+	login.generation = rec.Generation
 	if rec.locked() {
-		login.kind, login.counter, login.rec = loginLocked, rec.Counter, rec.tombstone()
+		login.kind, login.rec = loginLocked, rec.tombstone()
 		rec.wipe()
 		return login, nil
 	}
-	rec.Counter++
-	login.kind, login.counter = loginReal, rec.Counter
+	rec.Attempts++
+	login.kind, login.attempt = loginReal, rec.Attempts
 	login.rec = rec.clone()
-	if rec.Counter >= rec.Limit {
+	if rec.locked() {
 		// The final attempt: what is committed is the tombstone, and the
 		// store is asked to shred every older copy of the record. The
 		// secrets survive only in login.rec, in RAM.
+		login.final = true
+		v.finals.set(login, v.opts.Now().Add(v.opts.LoginTTL))
 		err = v.putRecord(userID, rec.tombstone())
 		v.store.Shred()
 	} else {
@@ -145,6 +218,7 @@ func (v *Vault) countAttempt(userID []byte) (*pendingLogin, error) {
 	}
 	rec.wipe()
 	if err != nil {
+		v.finals.forget(login)
 		login.wipe()
 		return nil, err
 	}
@@ -162,17 +236,25 @@ func (v *Vault) attemptReceipt(l *pendingLogin, userID []byte, seq uint64) *prot
 	switch l.kind {
 	case loginReal:
 		r.Limit = l.rec.Limit
-		r.TriesLeft = l.rec.Limit - l.counter
-		r.FailedSinceSuccess = l.counter - 1
+		r.TriesLeft = l.rec.triesLeft()
+		r.FailedSinceSuccess = uint(l.rec.counter() - 1)
+		r.AttemptsTotal, r.SuccessesTotal = protocol.Total(l.rec.Attempts), protocol.Total(l.rec.Successes)
 	case loginLocked:
 		r.Kind = protocol.ReceiptLocked
 		r.Limit = l.rec.Limit
-		r.FailedSinceSuccess = l.counter
+		r.FailedSinceSuccess = uint(l.rec.counter())
+		r.AttemptsTotal, r.SuccessesTotal = protocol.Total(l.rec.Attempts), protocol.Total(l.rec.Successes)
+		if left := v.finals.remaining(userID, v.opts.Now()); left > 0 {
+			r.RevivableMillis = protocol.Total(max(left.Milliseconds(), 1))
+		}
 	case loginUnknown:
-		// Looks like the first attempt on a record with the vault's
-		// maximum limit. SPEC.md says what this does not hide.
+		// Looks like the first attempt since a success on a record with
+		// the vault's maximum limit, with totals that are a stable
+		// function of the user id. SPEC.md says what this does not hide.
 		r.Limit = v.opts.MaxLimit
 		r.TriesLeft = v.opts.MaxLimit - 1
+		successes, attempts := v.fakeTotals(userID)
+		r.AttemptsTotal, r.SuccessesTotal = protocol.Total(attempts), protocol.Total(successes)
 	}
 	return r
 }
@@ -180,21 +262,38 @@ func (v *Vault) attemptReceipt(l *pendingLogin, userID []byte, seq uint64) *prot
 // fakeGeneration is a stable generation for a user without a record, shaped
 // like a real one.
 func (v *Vault) fakeGeneration(userID []byte) uint64 {
-	mac := hmac.New(sha512.New, v.id.fakeSeed)
-	mac.Write([]byte("coffer/v1 fake generation"))
-	mac.Write(userID)
-	return binary.BigEndian.Uint64(mac.Sum(nil)) | 1<<63
+	return binary.BigEndian.Uint64(v.fakeDigest("coffer/v1 fake generation", userID)) | 1<<63
 }
 
-// loginFinish checks KE3. On success it resets the counter (writing back the
-// RAM copy, which is what restores a record whose final attempt succeeded),
-// opens a session and releases the wrapped key sealed under it.
+// fakeTotals are stable running totals for a user without a record: a few
+// confirmed logins and, as an attempt receipt for an unknown user shows
+// one attempt since the last success, at least that many attempts more.
+func (v *Vault) fakeTotals(userID []byte) (successes, attempts uint64) {
+	d := v.fakeDigest("coffer/v1 fake totals", userID)
+	successes = uint64(d[0] % 40)
+	attempts = successes + 1 + uint64(d[1]%8)
+	return successes, attempts
+}
+
+func (v *Vault) fakeDigest(label string, userID []byte) []byte {
+	mac := hmac.New(sha512.New, v.id.fakeSeed)
+	mac.Write([]byte(label))
+	mac.Write(userID)
+	return mac.Sum(nil)
+}
+
+// loginFinish checks KE3. A valid KE3 changes nothing durable — the login
+// counts as a success only when its client confirms it in the session
+// (session.go) — with one exception: the final login's KE3 writes the record
+// back from its RAM copy, with one try left. It opens a session and releases
+// the wrapped key sealed under it.
 func (v *Vault) loginFinish(ctx context.Context, m *protocol.LoginFinish) (protocol.Message, error) {
 	login, ok := v.logins.take(m.Handle, v.opts.Now())
 	if !ok {
 		return nil, protocol.Errorf(protocol.CodeUnknownHandle, "no such login")
 	}
 	defer login.wipe()
+	defer v.finals.forget(login)
 	sessionKey, err := login.state.Finish(m.KE3)
 	if err != nil || login.kind != loginReal {
 		clear(sessionKey)
@@ -202,11 +301,11 @@ func (v *Vault) loginFinish(ctx context.Context, m *protocol.LoginFinish) (proto
 	}
 	defer clear(sessionKey)
 
-	rec := login.rec
-	failed, err := v.resetCounter(login)
+	rec, failed, err := v.recordForRelease(login)
 	if err != nil {
 		return nil, err
 	}
+	defer rec.wipe()
 	seq, err := v.commit(ctx)
 	if err != nil {
 		return nil, storeError(err)
@@ -215,24 +314,32 @@ func (v *Vault) loginFinish(ctx context.Context, m *protocol.LoginFinish) (proto
 	if err != nil {
 		return nil, protocol.Errorf(protocol.CodeInternal, "key derivation failed")
 	}
-	s := &session{userID: login.userID, generation: rec.Generation, keys: keys, next: 1}
-	h, err := v.sessions.addWithHandle(m.Handle, v.opts.Now(), s)
-	if err != nil {
-		s.wipe()
-		return nil, err
-	}
+	// What the user is told: the attempts counted against them since the
+	// last confirmed success, less this login's own, and what is left once
+	// this login is confirmed.
+	confirmed := rec.clone()
+	confirmed.Watermark = max(confirmed.Watermark, login.attempt)
 	receipt, err := protocol.SignReceipt(v.id.signing, &protocol.Receipt{
 		Kind:               protocol.ReceiptReleased,
 		UserID:             login.userID,
 		Generation:         rec.Generation,
 		Limit:              rec.Limit,
-		TriesLeft:          rec.Limit,
-		FailedSinceSuccess: failed,
+		TriesLeft:          confirmed.triesLeft(),
+		FailedSinceSuccess: uint(failed),
 		StoreSequence:      seq,
 		RequestHash:        login.requestHash,
+		AttemptsTotal:      protocol.Total(rec.Attempts),
+		SuccessesTotal:     protocol.Total(rec.Successes),
 	})
+	confirmed.wipe()
 	if err != nil {
-		v.sessions.remove(h[:])
+		return nil, err
+	}
+	s := &session{userID: login.userID, generation: rec.Generation, keys: keys, next: 1,
+		attempt: login.attempt, releaseHash: protocol.ReceiptHash(&receipt)}
+	h, err := v.sessions.addWithHandle(m.Handle, v.opts.Now(), s)
+	if err != nil {
+		s.wipe()
 		return nil, err
 	}
 	sealed, err := protocol.SealMessage(&keys.ToClient, 0, m.Handle, &protocol.SessionReplyInner{
@@ -246,41 +353,48 @@ func (v *Vault) loginFinish(ctx context.Context, m *protocol.LoginFinish) (proto
 	return &protocol.SealedReply{Sealed: sealed}, nil
 }
 
-// resetCounter writes the login's copy of the record back with a zero
-// counter, provided the stored record is still the same registration (live,
-// or the tombstone this login's final attempt left). A record changed or
-// deleted in between makes the login fail.
-//
-// It returns the failed attempts since the last success: every attempt the
-// stored counter holds, which includes guesses counted between this login's
-// KE1 and KE3 (someone guessing while the user logs in is exactly what the
-// user must be told), less this login's own attempt unless another login
-// succeeded in between and the counter no longer holds it.
-func (v *Vault) resetCounter(login *pendingLogin) (failed uint, err error) {
+// recordForRelease reads the record a login that proved the password may
+// release, under the user's lock, and the attempts counted against the user
+// other than this login's own. A live record of the login's registration
+// is released as it stands. A tombstone is released only to the final
+// login that committed it, which stages the record's revival with one try
+// left (the watermark moves past this login's own attempt, which proved the
+// password). Any other tombstone means other attempts locked the record
+// since this login's KE1: the password was right, and the key stays put.
+func (v *Vault) recordForRelease(login *pendingLogin) (rec *record, failed uint64, err error) {
 	mu := v.lockUser(login.userID)
 	defer mu.Unlock()
 	b, found, err := v.store.Get(userKey(login.userID))
 	if err != nil {
-		return 0, storeError(err)
+		return nil, 0, storeError(err)
 	}
 	if !found {
-		return 0, protocol.Errorf(protocol.CodeAuthentication, "login failed")
+		return nil, 0, protocol.Errorf(protocol.CodeUnknownHandle, "the record is gone")
 	}
 	cur, err := parseRecord(b)
 	clear(b)
 	if err != nil {
-		return 0, storeError(err)
+		return nil, 0, storeError(err)
 	}
-	cur.wipe()
 	if cur.Generation != login.generation {
-		return 0, protocol.Errorf(protocol.CodeAuthentication, "login failed")
+		cur.wipe()
+		return nil, 0, protocol.Errorf(protocol.CodeUnknownHandle, "the record changed since this login")
 	}
-	failed = cur.Counter
-	if cur.Successes == login.successes && failed > 0 {
-		failed--
+	if cur.State == stateLive {
+		failed = cur.counter()
+		if login.attempt > cur.Watermark {
+			failed-- // this login's own attempt is still counted
+		}
+		return cur, failed, nil
 	}
-	rec := login.rec.clone()
-	defer rec.wipe()
-	rec.State, rec.Counter, rec.Successes = stateLive, 0, cur.Successes+1
-	return failed, v.putRecord(login.userID, rec)
+	if !login.final || cur.Attempts != login.attempt {
+		return nil, 0, protocol.Errorf(protocol.CodeLocked, "other attempts locked the record during this login")
+	}
+	rec = login.rec.clone()
+	rec.State, rec.Attempts, rec.Successes, rec.Watermark = stateLive, cur.Attempts, cur.Successes, cur.Watermark+1
+	if err := v.putRecord(login.userID, rec); err != nil {
+		rec.wipe()
+		return nil, 0, err
+	}
+	return rec, cur.counter() - 1, nil
 }

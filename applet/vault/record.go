@@ -27,33 +27,42 @@ const (
 )
 
 // record is what the vault keeps per user. A locked record is a tombstone:
-// state, generation, limit and counter, and no secrets.
+// state, generation, limit and the running totals, and no secrets.
+//
+// The attempt counter is not stored: it is Attempts − Watermark, the
+// attempts counted since the KE1 of the last login its client confirmed
+// (SPEC.md, "Counting"). Attempts only grows; Watermark moves forward when a
+// login is confirmed, and by one when the login whose guess reached the
+// limit proves the password (the revival), so that a record never comes
+// back with more than one try left.
 type record struct {
 	State      recordState `cbor:"1,keyasint"`
 	Generation uint64      `cbor:"2,keyasint"`
 	Limit      uint        `cbor:"3,keyasint"`
-	Counter    uint        `cbor:"4,keyasint"` // attempts counted since the last success
 	OPRFKey    []byte      `cbor:"5,keyasint,omitempty"`
 	OPAQUE     []byte      `cbor:"6,keyasint,omitempty"` // the RFC 9807 registration record
 	WrappedKey []byte      `cbor:"7,keyasint,omitempty"`
-	// Successes counts successful logins. A login remembers it at KE1, so
-	// that at KE3 it can tell whether the attempts counted since then
-	// include its own (SPEC.md: failed_since_success).
-	Successes uint64 `cbor:"8,keyasint,omitempty"`
+	Successes  uint64      `cbor:"8,keyasint,omitempty"`  // logins their clients confirmed
+	Attempts   uint64      `cbor:"9,keyasint,omitempty"`  // attempts ever counted on this registration
+	Watermark  uint64      `cbor:"10,keyasint,omitempty"` // attempts no longer held against the user
 }
+
+// counter is the number of attempts counted against the user now.
+func (r *record) counter() uint64 { return r.Attempts - r.Watermark }
 
 func (r *record) triesLeft() uint {
-	if r.Counter >= r.Limit {
-		return 0
+	if c := r.counter(); c < uint64(r.Limit) {
+		return r.Limit - uint(c)
 	}
-	return r.Limit - r.Counter
+	return 0
 }
 
-func (r *record) locked() bool { return r.State == stateLocked || r.Counter >= r.Limit }
+func (r *record) locked() bool { return r.State == stateLocked || r.counter() >= uint64(r.Limit) }
 
 // tombstone is what remains of r once its secrets are erased.
 func (r *record) tombstone() *record {
-	return &record{State: stateLocked, Generation: r.Generation, Limit: r.Limit, Counter: r.Counter, Successes: r.Successes}
+	return &record{State: stateLocked, Generation: r.Generation, Limit: r.Limit,
+		Successes: r.Successes, Attempts: r.Attempts, Watermark: r.Watermark}
 }
 
 // clone copies r deeply so that the copy can be wiped on its own.
@@ -104,6 +113,9 @@ func parseRecord(b []byte) (*record, error) {
 	var r record
 	if err := recordDec.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("vault: stored record does not decode: %w", err)
+	}
+	if r.Watermark > r.Attempts {
+		return nil, fmt.Errorf("vault: stored record's watermark is past its attempts")
 	}
 	switch r.State {
 	case stateLive:

@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"crypto/subtle"
 	"sync"
 
 	"github.com/cofferhsm/coffer/applet/opaque"
@@ -11,14 +12,22 @@ import (
 // session is what a successful login opens: keys derived from the OPAQUE
 // session key and the next sequence number expected. Commands in a session
 // run one at a time.
+//
+// The login that opened it is not yet a success: its first command must
+// confirm it (carry the hash of the release receipt), which proves the
+// client received the release. Only then does the vault stop holding that
+// login's attempt, and the attempts before it, against the user.
 type session struct {
-	mu         sync.Mutex
-	userID     []byte
-	generation uint64
-	keys       protocol.SessionKeys
-	next       uint64          // the sequence the next command must carry
-	change     *opaque.OPRFKey // drawn by change-start, used by change-finish
-	closed     bool
+	mu          sync.Mutex
+	userID      []byte
+	generation  uint64
+	keys        protocol.SessionKeys
+	next        uint64          // the sequence the next command must carry
+	attempt     uint64          // the login's place in the record's attempts total
+	releaseHash []byte          // what the confirmation must name
+	confirmed   bool            // the client confirmed the login
+	change      *opaque.OPRFKey // drawn by change-start, used by change-finish
+	closed      bool
 }
 
 func (s *session) wipe() {
@@ -61,7 +70,12 @@ func (v *Vault) sessionCommand(ctx context.Context, m *protocol.Session) (protoc
 		return nil, err
 	}
 	defer clear(cmd.WrappedKey)
+	// The sequence is used up once a command opens, whatever follows: the
+	// client never seals two commands under one sequence (one nonce).
 	s.next++
+	if err := v.confirmOnce(ctx, s, cmd.Confirm); err != nil {
+		return nil, err
+	}
 
 	reply, endSession, err := v.runCommand(ctx, s, &cmd)
 	if err != nil {
@@ -79,6 +93,42 @@ func (v *Vault) sessionCommand(ctx context.Context, m *protocol.Session) (protoc
 		return nil, err
 	}
 	return &protocol.SessionReply{Seq: m.Seq, Sealed: sealed}, nil
+}
+
+// confirmOnce checks the confirmation the session's first command must
+// carry, and only it, and makes the login a success: the watermark moves to
+// the login's own attempt (never back), and the record counts one more
+// confirmed success. Attempts counted after the login's KE1 stay counted.
+func (v *Vault) confirmOnce(ctx context.Context, s *session, confirm []byte) error {
+	if s.confirmed {
+		if len(confirm) != 0 {
+			return protocol.Errorf(protocol.CodeMalformed, "the login is already confirmed")
+		}
+		return nil
+	}
+	if len(confirm) == 0 {
+		return protocol.Errorf(protocol.CodeSequence, "the first command of a session must confirm its login")
+	}
+	if subtle.ConstantTimeCompare(confirm, s.releaseHash) != 1 {
+		return protocol.Errorf(protocol.CodeAuthentication, "the confirmation names another receipt")
+	}
+	mu := v.lockUser(s.userID)
+	rec, err := v.currentRecord(s)
+	if err == nil {
+		rec.Watermark = max(rec.Watermark, s.attempt)
+		rec.Successes++
+		err = v.putRecord(s.userID, rec)
+		rec.wipe()
+	}
+	mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if _, err := v.commit(ctx); err != nil {
+		return storeError(err)
+	}
+	s.confirmed = true
+	return nil
 }
 
 func (v *Vault) runCommand(ctx context.Context, s *session, cmd *protocol.SessionCommand) (reply *protocol.SessionReplyInner, endSession bool, err error) {
@@ -116,9 +166,12 @@ func (v *Vault) currentRecord(s *session) (*record, error) {
 	if err != nil {
 		return nil, storeError(err)
 	}
-	if rec.Generation != s.generation || rec.State != stateLive {
+	if rec.Generation != s.generation {
 		rec.wipe()
 		return nil, protocol.Errorf(protocol.CodeUnknownHandle, "the record changed since this login")
+	}
+	if rec.State != stateLive {
+		return nil, protocol.Errorf(protocol.CodeLocked, "other attempts locked the record since this login")
 	}
 	return rec, nil
 }
@@ -137,7 +190,8 @@ func (v *Vault) release(ctx context.Context, s *session) (*protocol.SessionReply
 	}
 	receipt, err := protocol.SignReceipt(v.id.signing, &protocol.Receipt{
 		Kind: protocol.ReceiptReleased, UserID: s.userID, Generation: rec.Generation,
-		Limit: rec.Limit, TriesLeft: rec.triesLeft(), FailedSinceSuccess: rec.Counter, StoreSequence: seq,
+		Limit: rec.Limit, TriesLeft: rec.triesLeft(), FailedSinceSuccess: uint(rec.counter()), StoreSequence: seq,
+		AttemptsTotal: protocol.Total(rec.Attempts), SuccessesTotal: protocol.Total(rec.Successes),
 	})
 	if err != nil {
 		return nil, err

@@ -23,11 +23,17 @@ type tableEntry[T wiper] struct {
 // registrations) under random handles. It is bounded in size and lifetime:
 // a full table refuses new entries (the caller answers "busy") rather than
 // evicting live ones, and every entry is wiped when it leaves.
+//
+// Entries are wiped after the table's lock is released, never under it: a
+// session's wipe waits for the session's own lock, which a command holds
+// while it waits for a commit and then takes the table's lock to end the
+// session. Wiping under the table's lock deadlocked the two.
 type table[T wiper] struct {
-	mu      sync.Mutex
-	entries map[handle]tableEntry[T]
-	max     int
-	ttl     time.Duration
+	mu       sync.Mutex
+	entries  map[handle]tableEntry[T]
+	reserved int // places promised by reserve and not yet filled or given back
+	max      int
+	ttl      time.Duration
 }
 
 func newTable[T wiper](max int, ttl time.Duration) *table[T] {
@@ -36,41 +42,67 @@ func newTable[T wiper](max int, ttl time.Duration) *table[T] {
 
 // add stores v under a fresh random handle.
 func (t *table[T]) add(random io.Reader, now time.Time, v T) (handle, error) {
+	if !t.reserve(now) {
+		return handle{}, protocol.Errorf(protocol.CodeBusy, "too many operations in flight")
+	}
+	return t.addReserved(random, now, v)
+}
+
+// reserve promises a place for an entry that addReserved will store later,
+// or unreserve give back. A caller that must not fail for want of room after
+// it has done something irreversible (counted an attempt) reserves first.
+func (t *table[T]) reserve(now time.Time) bool {
+	t.mu.Lock()
+	var expired []T
+	if len(t.entries)+t.reserved >= t.max {
+		expired = t.expireLocked(now)
+	}
+	ok := len(t.entries)+t.reserved < t.max
+	if ok {
+		t.reserved++
+	}
+	t.mu.Unlock()
+	wipeAll(expired)
+	return ok
+}
+
+func (t *table[T]) unreserve() {
+	t.mu.Lock()
+	t.reserved--
+	t.mu.Unlock()
+}
+
+// addReserved stores v under a fresh random handle in a place reserve
+// promised; it uses up the reservation whether or not it succeeds.
+func (t *table[T]) addReserved(random io.Reader, now time.Time, v T) (handle, error) {
 	h, err := newHandle(random)
 	if err != nil {
+		t.unreserve()
 		return h, err
 	}
-	return t.addWithHandle(h[:], now, v)
+	return h, t.putReserved(h, now, v)
 }
 
 // addWithHandle stores v under a handle the caller drew (a session takes
 // over the handle of the login that opened it).
 func (t *table[T]) addWithHandle(hb []byte, now time.Time, v T) (handle, error) {
 	h := handle(hb)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.entries) >= t.max {
-		t.expireLocked(now)
-		if len(t.entries) >= t.max {
-			return h, protocol.Errorf(protocol.CodeBusy, "too many operations in flight")
-		}
+	if !t.reserve(now) {
+		return h, protocol.Errorf(protocol.CodeBusy, "too many operations in flight")
 	}
-	if _, taken := t.entries[h]; taken {
-		// 128 random bits collided: the random source is broken.
-		return h, protocol.Errorf(protocol.CodeInternal, "handle collision")
-	}
-	t.entries[h] = tableEntry[T]{value: v, expires: now.Add(t.ttl)}
-	return h, nil
+	return h, t.putReserved(h, now, v)
 }
 
-// hasRoom reports whether add would find room now.
-func (t *table[T]) hasRoom(now time.Time) bool {
+func (t *table[T]) putReserved(h handle, now time.Time, v T) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.entries) >= t.max {
-		t.expireLocked(now)
+	t.reserved--
+	if _, taken := t.entries[h]; taken {
+		// 128 random bits collided: the random source is broken.
+		return protocol.Errorf(protocol.CodeInternal, "handle collision")
 	}
-	return len(t.entries) < t.max
+	t.entries[h] = tableEntry[T]{value: v, expires: now.Add(t.ttl)}
+	return nil
 }
 
 // take removes and returns the entry for h: single use. An expired entry is
@@ -101,18 +133,20 @@ func (t *table[T]) touch(h []byte, now time.Time) (T, bool) {
 		return zero, false
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	e, ok := t.entries[handle(h)]
 	if !ok {
+		t.mu.Unlock()
 		return zero, false
 	}
 	if now.After(e.expires) {
 		delete(t.entries, handle(h))
+		t.mu.Unlock()
 		e.value.wipe()
 		return zero, false
 	}
 	e.expires = now.Add(t.ttl)
 	t.entries[handle(h)] = e
+	t.mu.Unlock()
 	return e.value, true
 }
 
@@ -142,25 +176,38 @@ func (t *table[T]) drop(h []byte) {
 
 func (t *table[T]) expire(now time.Time) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.expireLocked(now)
+	expired := t.expireLocked(now)
+	t.mu.Unlock()
+	wipeAll(expired)
 }
 
-func (t *table[T]) expireLocked(now time.Time) {
+// expireLocked removes the expired entries and returns them, for the caller
+// to wipe once it has released the lock.
+func (t *table[T]) expireLocked(now time.Time) []T {
+	var expired []T
 	for h, e := range t.entries {
 		if now.After(e.expires) {
 			delete(t.entries, h)
-			e.value.wipe()
+			expired = append(expired, e.value)
 		}
 	}
+	return expired
 }
 
 func (t *table[T]) clear() {
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	all := make([]T, 0, len(t.entries))
 	for h, e := range t.entries {
 		delete(t.entries, h)
-		e.value.wipe()
+		all = append(all, e.value)
+	}
+	t.mu.Unlock()
+	wipeAll(all)
+}
+
+func wipeAll[T wiper](values []T) {
+	for _, v := range values {
+		v.wipe()
 	}
 }
 

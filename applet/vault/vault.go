@@ -105,10 +105,15 @@ type Vault struct {
 	userLocks [256]sync.Mutex
 
 	logins        *table[*pendingLogin]
+	finals        finalLogins // when each final login expires, for locked receipts
 	sessions      *table[*session]
 	registrations *table[*pendingRegistration]
 
 	admit admission
+
+	// onEvaluate, set by tests, sees every login whose KE2 evaluates a
+	// real record's key, just before the evaluation.
+	onEvaluate func(*pendingLogin)
 }
 
 // New opens the vault kept in st. All pending logins, sessions and

@@ -28,15 +28,21 @@ func TestRegisterLoginRelease(t *testing.T) {
 	if attempt.Kind != protocol.ReceiptAttempt || attempt.TriesLeft != 4 || attempt.FailedSinceSuccess != 0 {
 		t.Fatalf("attempt receipt %+v", attempt)
 	}
-	if s.Released.TriesLeft != 5 || s.Released.FailedSinceSuccess != 0 || s.Released.StoreSequence <= attempt.StoreSequence {
+	if s.Released.TriesLeft != 5 || s.Released.FailedSinceSuccess != 0 || s.Released.StoreSequence < attempt.StoreSequence ||
+		s.Released.AttemptsTotal != 1 || s.Released.SuccessesTotal != 0 {
 		t.Fatalf("release receipt %+v after attempt at %d", s.Released, attempt.StoreSequence)
+	}
+	// KE3 changed nothing durable: the login is not a success until the
+	// client confirms it with its first session command.
+	if r := h.committedRecord("alice"); r.counter() != 1 || r.Successes != 0 {
+		t.Fatalf("record %+v after KE3, before the confirmation", r)
 	}
 	again, _, err := s.Release(context.Background())
 	if err != nil || !bytes.Equal(again, key) {
 		t.Fatalf("second release: %v", err)
 	}
-	if r := h.committedRecord("alice"); r.Counter != 0 {
-		t.Fatalf("counter %d after a successful login", r.Counter)
+	if r := h.committedRecord("alice"); r.counter() != 0 || r.Successes != 1 {
+		t.Fatalf("record %+v after a confirmed login", r)
 	}
 }
 
@@ -54,16 +60,17 @@ func TestWrongPasswordsAreCountedAndReported(t *testing.T) {
 		}
 		// The count is durable before the reply: it is in the committed
 		// state, not just staged.
-		if r := h.committedRecord("bob"); r.Counter != i {
-			t.Fatalf("attempt %d: committed counter %d", i, r.Counter)
+		if r := h.committedRecord("bob"); r.counter() != uint64(i) {
+			t.Fatalf("attempt %d: committed counter %d", i, r.counter())
 		}
 	}
 	s := mustLogin(t, c, "right", key)
 	if s.Released.FailedSinceSuccess != 3 {
 		t.Fatalf("release says %d failures since the last success, want 3", s.Released.FailedSinceSuccess)
 	}
-	if r := h.committedRecord("bob"); r.Counter != 0 {
-		t.Fatalf("counter %d after success", r.Counter)
+	mustConfirm(t, s, key)
+	if r := h.committedRecord("bob"); r.counter() != 0 {
+		t.Fatalf("counter %d after success", r.counter())
 	}
 }
 
@@ -90,8 +97,8 @@ func TestLockoutAfterLimitErasesTheRecord(t *testing.T) {
 	if attempt.Kind != protocol.ReceiptLocked || attempt.TriesLeft != 0 {
 		t.Fatalf("locked receipt %+v", attempt)
 	}
-	if r := h.committedRecord("carol"); r.Counter != 3 {
-		t.Fatalf("a locked record's counter moved to %d", r.Counter)
+	if r := h.committedRecord("carol"); r.counter() != 3 {
+		t.Fatalf("a locked record's counter moved to %d", r.counter())
 	}
 }
 
@@ -103,12 +110,18 @@ func TestFinalAttemptWithTheRightPasswordRestoresTheRecord(t *testing.T) {
 		c.Login(context.Background(), []byte("wrong"))
 	}
 	s := mustLogin(t, c, "right", key)
-	if s.Released.FailedSinceSuccess != 2 {
+	if s.Released.FailedSinceSuccess != 2 || s.Released.TriesLeft != 3 {
 		t.Fatalf("release receipt %+v", s.Released)
 	}
+	// Revived with one try left: until the client confirms, the login
+	// that proved the password is not a success.
 	r := h.committedRecord("dave")
-	if r.State != stateLive || r.Counter != 0 || len(r.WrappedKey) == 0 {
+	if r.State != stateLive || r.counter() != 2 || len(r.WrappedKey) == 0 {
 		t.Fatalf("record after a final-attempt success: %+v", r)
+	}
+	mustConfirm(t, s, key)
+	if r := h.committedRecord("dave"); r.counter() != 0 || r.Successes != 1 {
+		t.Fatalf("record after the confirmation: %+v", r)
 	}
 	mustLogin(t, c, "right", key)
 }

@@ -188,6 +188,8 @@ func (c *Client) Login(ctx context.Context, password []byte) (*Session, *protoco
 	if inner.Receipt == nil {
 		return nil, attempt, errors.New("vaulttest: release without receipt")
 	}
+	s.release = inner.Receipt
+	s.confirm = protocol.ReceiptHash(inner.Receipt)
 	if s.Released, err = c.verify(inner.Receipt, protocol.ReceiptReleased); err != nil {
 		return nil, attempt, err
 	}
@@ -205,13 +207,17 @@ type Session struct {
 	keys      protocol.SessionKeys
 	next      uint64
 	exportKey []byte
+	confirm   []byte // the login's confirmation, which the command of sequence 1 carries
+	release   *protocol.SignedReceipt
 
 	BackupKey []byte
 	Released  *protocol.Receipt
 }
 
-// Command sends one sealed command and opens the reply.
+// Command sends one sealed command and opens the reply. The session's first
+// command carries the login's confirmation.
 func (s *Session) Command(ctx context.Context, cmd *protocol.SessionCommand) (*protocol.SessionReplyInner, error) {
+	cmd = s.withConfirm(cmd, s.next)
 	sealed, err := protocol.SealMessage(&s.keys.ToVault, s.next, s.handle, cmd)
 	if err != nil {
 		return nil, err
@@ -235,12 +241,38 @@ func (s *Session) Command(ctx context.Context, cmd *protocol.SessionCommand) (*p
 // SealedRequest returns an encoded session request without sending it, for
 // tests that replay or reorder them.
 func (s *Session) SealedRequest(cmd *protocol.SessionCommand, seq uint64) ([]byte, error) {
+	return s.SealedRequestAsIs(s.withConfirm(cmd, seq), seq)
+}
+
+// SealedRequestAsIs is SealedRequest without the confirmation added, for
+// tests of the confirmation itself.
+func (s *Session) SealedRequestAsIs(cmd *protocol.SessionCommand, seq uint64) ([]byte, error) {
 	sealed, err := protocol.SealMessage(&s.keys.ToVault, seq, s.handle, cmd)
 	if err != nil {
 		return nil, err
 	}
 	return protocol.Encode(protocol.TypeSession, &protocol.Session{Handle: s.handle, Seq: seq, Sealed: sealed})
 }
+
+// withConfirm adds the login's confirmation to the command of sequence 1.
+func (s *Session) withConfirm(cmd *protocol.SessionCommand, seq uint64) *protocol.SessionCommand {
+	if seq != 1 {
+		return cmd
+	}
+	c := *cmd
+	c.Confirm = s.confirm
+	return &c
+}
+
+// Confirm confirms the login on its own, with a close command, which ends
+// the session: what a client does when it needs nothing more.
+func (s *Session) Confirm(ctx context.Context) error {
+	_, err := s.Command(ctx, &protocol.SessionCommand{Command: protocol.CommandClose})
+	return err
+}
+
+// ReleaseReceipt is the signed receipt the login released the key with.
+func (s *Session) ReleaseReceipt() *protocol.SignedReceipt { return s.release }
 
 // Handle is the session's handle.
 func (s *Session) Handle() []byte { return s.handle }
