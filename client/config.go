@@ -41,6 +41,10 @@ type Config struct {
 	UserID          string `json:"user_id,omitempty"`          // hex, from cofferd's GET /v1/account
 	Limit           uint   `json:"limit,omitempty"`            // attempt limit chosen at registration
 	AllowInsecure   bool   `json:"allow_insecure,omitempty"`   // the user accepted an insecure vault (--insecure)
+	// Generation names the registration that holds this account's key
+	// (from the vault's signed receipts). A receipt for another one means
+	// the vault no longer holds that key.
+	Generation uint64 `json:"generation,omitempty"`
 
 	// Trust state, updated by the client.
 	BundleHash           string       `json:"bundle_hash,omitempty"` // hex SHA-256 of the pinned bundle's signed body
@@ -67,6 +71,8 @@ type ReceiptInfo struct {
 	TriesLeft          uint   `json:"tries_left"`
 	FailedSinceSuccess uint   `json:"failed_since_success"`
 	StoreSequence      uint64 `json:"store_sequence"`
+	AttemptsTotal      uint64 `json:"attempts_total"`
+	SuccessesTotal     uint64 `json:"successes_total"`
 }
 
 // ErrNoConfig is returned by LoadConfig when the file does not exist.

@@ -195,8 +195,31 @@ func (c *Client) accept(r *protocol.Receipt) error {
 		TriesLeft:          r.TriesLeft,
 		FailedSinceSuccess: r.FailedSinceSuccess,
 		StoreSequence:      r.StoreSequence,
+		AttemptsTotal:      uint64(r.AttemptsTotal),
+		SuccessesTotal:     uint64(r.SuccessesTotal),
 	}
 	return nil
+}
+
+// notFromThisDevice counts the attempts the vault counted on this account
+// since the last receipt this device saw, other than the one r is for:
+// attempts made elsewhere (another device of the user's, a login whose
+// reply was lost, or someone guessing). It knows nothing on a device that
+// has seen no receipt of this registration.
+func (c *Client) notFromThisDevice(r *protocol.Receipt) (n uint64, known bool) {
+	last := c.cfg.LastReceipt
+	if last == nil || last.Generation != r.Generation {
+		return 0, false
+	}
+	own := uint64(0)
+	if r.Kind == protocol.ReceiptAttempt {
+		own = 1 // an attempt receipt counts its own login
+	}
+	total := uint64(r.AttemptsTotal)
+	if total < last.AttemptsTotal+own {
+		return 0, true
+	}
+	return total - last.AttemptsTotal - own, true
 }
 
 func (c *Client) sequence(seq uint64) error {

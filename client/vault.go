@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/bytemare/ksf"
 	bytemare "github.com/bytemare/opaque"
@@ -181,7 +182,7 @@ func (c *Client) Register(ctx context.Context, password []byte, k *BackupKey, li
 	if err := c.accept(r); err != nil {
 		return nil, err
 	}
-	c.cfg.Limit = limit
+	c.cfg.Limit, c.cfg.Generation = limit, r.Generation
 	return r, nil
 }
 
@@ -189,37 +190,82 @@ func (c *Client) Register(ctx context.Context, password []byte, k *BackupKey, li
 var (
 	ErrWrongPassword = errors.New("wrong password")
 	ErrLocked        = errors.New("the vault has erased this account's key for ever")
+	// ErrLockedForNow: the account is locked, but the login whose attempt
+	// reached the limit may still finish, and with the right password bring
+	// the key back with one try left.
+	ErrLockedForNow = errors.New("the account is locked for now")
+	// ErrLockedDuringLogin: the password was right, but other attempts
+	// locked the account between this login's first and last message, so
+	// the vault did not release the key.
+	ErrLockedDuringLogin = errors.New("the password was right, but other attempts locked the account during this login")
+	// ErrNotHeld: the vault's receipt is for another registration than the
+	// one this device knows, so the vault no longer holds this account's
+	// key (it was deleted or replaced); the password was not checked.
+	ErrNotHeld = errors.New("the vault no longer holds this account's key")
 )
 
-// LoginError is a login the vault counted and did not release K for. Its
-// Receipt is the vault's signed account of the attempt.
+// LoginError is a login the vault did not release K for. Its Receipt is
+// the vault's signed account of the attempt.
 type LoginError struct {
-	Err     error             // ErrWrongPassword or ErrLocked
+	Err     error             // one of the Err… above
 	Receipt *protocol.Receipt // the attempt or locked receipt
+	// NotFromThisDevice counts attempts counted on the account since this
+	// device's last receipt that this device did not make; known is false
+	// on a device that has seen no receipt of this registration.
+	NotFromThisDevice uint64
+	NotFromThisKnown  bool
 }
 
 func (e *LoginError) Unwrap() error { return e.Err }
 
-// Locked reports whether the key is gone for ever: the account was locked,
-// or this wrong password was the last try.
+// Locked reports whether the key is gone for ever: the account was locked
+// with no login left that could bring it back, or this wrong password was
+// the last try.
 func (e *LoginError) Locked() bool { return errors.Is(e.Err, ErrLocked) }
 
 func (e *LoginError) Error() string {
 	r := e.Receipt
-	if errors.Is(e.Err, ErrLocked) {
+	msg := ""
+	switch {
+	case errors.Is(e.Err, ErrNotHeld):
+		msg = fmt.Sprintf("the vault no longer holds this account's key as this device knows it: its receipt is for "+
+			"registration %x, not the one this device registered or last opened. The key was deleted (from another device, "+
+			"or by the operator dropping it), or replaced or given a new password from another device; your password was not "+
+			"checked against the key this device knows, and the password you typed does not open what the vault holds now. "+
+			"Backups made to a deleted key open only with an age identity exported earlier (coffer key export-age)", r.Generation)
+	case errors.Is(e.Err, ErrLockedDuringLogin):
+		msg = "your password was right, but other attempts locked this account while this login was under way, " +
+			"so the vault did not release the key"
+		if r != nil && r.TriesLeft == 0 {
+			msg += " (this login's own attempt was the last try)"
+		}
+		msg += ". Run the command again: if a login that can still restore the account is in flight, it will say so"
+	case errors.Is(e.Err, ErrLockedForNow):
+		msg = fmt.Sprintf("this account is locked for now: the attempts counted since its last successful login reached "+
+			"the limit of %d, and the login that made the last one (perhaps another of yours) can still restore the key within %s "+
+			"if it has the right password. If it does not, the vault erases the key when that time is up; run the command "+
+			"again then to see which", r.Limit, (time.Duration(r.RevivableMillis) * time.Millisecond).Round(time.Second))
+	case errors.Is(e.Err, ErrLocked):
 		failed := r.FailedSinceSuccess
 		if r.Kind == protocol.ReceiptAttempt {
 			failed++ // this one
-			return fmt.Sprintf("wrong password, and that was the last try: the vault has erased the key for ever "+
+			msg = fmt.Sprintf("wrong password, and that was the last try: the vault has erased the key for ever "+
 				"(%s since the last successful login). No password can get it back; "+
 				"backups can be opened only with an age identity exported earlier (coffer key export-age)", Plural(failed, "failed attempt"))
+		} else {
+			msg = fmt.Sprintf("this account is locked: after %s the vault erased the key for ever. "+
+				"No password can get it back; backups can be opened only with an age identity exported earlier (coffer key export-age)", Plural(failed, "failed attempt"))
 		}
-		return fmt.Sprintf("this account is locked: after %s the vault erased the key for ever. "+
-			"No password can get it back; backups can be opened only with an age identity exported earlier (coffer key export-age)", Plural(failed, "failed attempt"))
+	default:
+		msg = fmt.Sprintf("wrong password: %d of %d tries left; %s since the last successful login, this one included "+
+			"(the vault counts every attempt; any you did not make were made by someone else, possibly the operator)",
+			r.TriesLeft, r.Limit, Plural(r.FailedSinceSuccess+1, "failed attempt"))
 	}
-	return fmt.Sprintf("wrong password: %d of %d tries left; %s since the last successful login, this one included "+
-		"(the vault counts every attempt; any you did not make were made by someone else, possibly the operator)",
-		r.TriesLeft, r.Limit, Plural(r.FailedSinceSuccess+1, "failed attempt"))
+	if e.NotFromThisKnown && e.NotFromThisDevice > 0 {
+		msg += fmt.Sprintf(". %s since this device last used the vault %s not made from this device",
+			Plural(uint(e.NotFromThisDevice), "attempt"), map[bool]string{true: "was", false: "were"}[e.NotFromThisDevice == 1])
+	}
+	return msg
 }
 
 // Plural writes "1 failed attempt", "2 failed attempts".
@@ -266,8 +312,12 @@ func (c *Client) Login(ctx context.Context, password []byte) (*Session, error) {
 	if !bytes.Equal(attempt.RequestHash, protocol.RequestHash(ke1)) {
 		return nil, fmt.Errorf("client: %w: the attempt receipt is for another login (request hash)", ErrBadReceipt)
 	}
+	notMine, notMineKnown := c.notFromThisDevice(attempt)
 	if err := c.accept(attempt); err != nil {
 		return nil, err
+	}
+	loginError := func(e error) *LoginError {
+		return &LoginError{Err: e, Receipt: attempt, NotFromThisDevice: notMine, NotFromThisKnown: notMineKnown}
 	}
 
 	var (
@@ -275,15 +325,27 @@ func (c *Client) Login(ctx context.Context, password []byte) (*Session, error) {
 		sessionKey, exportKey []byte
 		ferr                  error
 	)
-	if attempt.Kind == protocol.ReceiptLocked {
+	// A receipt for another registration than the one this device knows:
+	// the key was deleted (an unknown user's receipt looks the same), or
+	// replaced, or given a new password from another device. Only the last
+	// can still open, so the password is tried all the same.
+	otherRegistration := c.cfg.Generation != 0 && attempt.Generation != c.cfg.Generation
+	switch {
+	case otherRegistration && attempt.Kind == protocol.ReceiptLocked:
+		ferr = ErrNotHeld
+	case attempt.Kind == protocol.ReceiptLocked && attempt.RevivableMillis > 0:
+		ferr = ErrLockedForNow
+	case attempt.Kind == protocol.ReceiptLocked:
 		ferr = ErrLocked
-	} else if ke2, err := oc.Deserialize.KE2(start.KE2); err != nil {
-		ferr = fmt.Errorf("client: the vault's KE2 does not parse: %w", err)
-	} else {
-		var ke3msg *message.KE3
-		ke3msg, sessionKey, exportKey, ferr = oc.GenerateKE3(ke2, c.userID, nil, opts)
-		if ferr == nil {
-			ke3 = ke3msg.Serialize()
+	default:
+		if ke2, err := oc.Deserialize.KE2(start.KE2); err != nil {
+			ferr = fmt.Errorf("client: the vault's KE2 does not parse: %w", err)
+		} else {
+			var ke3msg *message.KE3
+			ke3msg, sessionKey, exportKey, ferr = oc.GenerateKE3(ke2, c.userID, nil, opts)
+			if ferr == nil {
+				ke3 = ke3msg.Serialize()
+			}
 		}
 	}
 	defer clear(sessionKey)
@@ -299,20 +361,27 @@ func (c *Client) Login(ctx context.Context, password []byte) (*Session, error) {
 	var done protocol.SealedReply
 	err = c.conn.Call(ctx, protocol.TypeLoginFinish, &protocol.LoginFinish{Handle: start.Handle, KE3: ke3}, &done)
 	switch {
-	case errors.Is(ferr, ErrLocked):
-		return nil, &LoginError{Err: ErrLocked, Receipt: attempt}
+	case errors.Is(ferr, ErrNotHeld), errors.Is(ferr, ErrLocked), errors.Is(ferr, ErrLockedForNow):
+		return nil, loginError(ferr)
+	case ferr != nil && errors.Is(ferr, bytemare.ErrAuthentication) && otherRegistration:
+		return nil, loginError(ErrNotHeld)
 	case ferr != nil && errors.Is(ferr, bytemare.ErrAuthentication):
 		if attempt.TriesLeft == 0 {
-			return nil, &LoginError{Err: ErrLocked, Receipt: attempt}
+			// The last try, and the wrong password: the vault forgets the
+			// only copy of the key when it sees this random KE3.
+			return nil, loginError(ErrLocked)
 		}
-		return nil, &LoginError{Err: ErrWrongPassword, Receipt: attempt}
+		return nil, loginError(ErrWrongPassword)
 	case ferr != nil:
 		return nil, ferr
+	case errors.Is(err, &protocol.Error{Code: protocol.CodeLocked}):
+		// The envelope opened: the password was right.
+		return nil, loginError(ErrLockedDuringLogin)
 	case errors.Is(err, &protocol.Error{Code: protocol.CodeAuthentication}):
 		return nil, fmt.Errorf("client: the vault refused a login whose password this client verified: "+
 			"the request was altered on the way (it counted as an attempt): %w", err)
 	case errors.Is(err, &protocol.Error{Code: protocol.CodeUnknownHandle}):
-		return nil, fmt.Errorf("client: the login expired or the vault restarted before it finished "+
+		return nil, fmt.Errorf("client: the login expired, the vault restarted or the account changed before it finished "+
 			"(it counted as an attempt); try again: %w", err)
 	case err != nil:
 		return nil, err
@@ -328,7 +397,7 @@ func (c *Client) Login(ctx context.Context, password []byte) (*Session, error) {
 		return nil, fmt.Errorf("client: the vault's login reply does not open: %w", err)
 	}
 	released, err := c.verify(inner.Receipt, protocol.ReceiptReleased)
-	if err == nil && !bytes.Equal(released.RequestHash, attempt.RequestHash) {
+	if err == nil && (!bytes.Equal(released.RequestHash, attempt.RequestHash) || released.Generation != attempt.Generation) {
 		err = fmt.Errorf("client: %w: the release receipt is for another login (request hash)", ErrBadReceipt)
 	}
 	if err == nil {
@@ -348,8 +417,13 @@ func (c *Client) Login(ctx context.Context, password []byte) (*Session, error) {
 		s.wipe()
 		return nil, err
 	}
+	// A new device learns which registration holds its key; after a
+	// password change elsewhere, so does an old one.
+	c.cfg.Generation = released.Generation
 	s.exportKey = bytes.Clone(exportKey)
+	s.confirm = protocol.ReceiptHash(inner.Receipt)
 	s.Released = released
+	s.NotFromThisDevice, s.NotFromThisKnown = notMine, notMineKnown
 	return s, nil
 }
 
@@ -364,11 +438,19 @@ type Session struct {
 	exportKey []byte
 	key       *BackupKey
 	ended     bool
+	// confirm is the hash of the release receipt, which commands carry
+	// until one is answered: the vault counts the login as a success only
+	// once it sees it, proof that this client received the release.
+	confirm []byte
 
 	// Released is the vault's receipt for this login: its
 	// FailedSinceSuccess counts the wrong guesses made since the previous
 	// successful login, by anyone.
 	Released *protocol.Receipt
+	// NotFromThisDevice counts the attempts since this device's last
+	// receipt that it did not make (NotFromThisKnown: it had one).
+	NotFromThisDevice uint64
+	NotFromThisKnown  bool
 }
 
 // BackupKey is K, released by the vault and unwrapped. It is wiped by Close.
@@ -389,6 +471,11 @@ func (s *Session) command(ctx context.Context, cmd *protocol.SessionCommand) (*p
 	}
 	seq := s.next
 	s.next++
+	if s.confirm != nil {
+		c := *cmd
+		c.Confirm = s.confirm
+		cmd = &c
+	}
 	sealed, err := protocol.SealMessage(&s.keys.ToVault, seq, s.handle, cmd)
 	if err != nil {
 		return nil, err
@@ -404,6 +491,7 @@ func (s *Session) command(ctx context.Context, cmd *protocol.SessionCommand) (*p
 	if err := protocol.OpenMessage(&s.keys.ToClient, seq, s.handle, reply.Sealed, &inner); err != nil {
 		return nil, fmt.Errorf("client: the vault's session reply does not open: %w", err)
 	}
+	s.confirm = nil // the vault answered: the login is confirmed
 	return &inner, nil
 }
 
@@ -443,7 +531,7 @@ func (s *Session) ChangePassword(ctx context.Context, newPassword []byte, limit 
 	if err := s.c.accept(r); err != nil {
 		return nil, err
 	}
-	s.c.cfg.Limit = limit
+	s.c.cfg.Limit, s.c.cfg.Generation = limit, r.Generation
 	return r, nil
 }
 

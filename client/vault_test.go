@@ -216,12 +216,57 @@ func TestDelete(t *testing.T) {
 	if err != nil || r.Kind != protocol.ReceiptDeleted {
 		t.Fatalf("delete: %+v %v", r, err)
 	}
-	// Without a record the vault answers like a wrong password (an
-	// unknown user looks the same).
-	if _, err := f.login("pw"); !errors.Is(err, ErrWrongPassword) {
+	// Without a record the vault answers as for an unknown user, with a
+	// receipt for another registration than the one this device knows:
+	// the client says the key is gone and the password was not checked,
+	// never "wrong password".
+	_, err = f.login("pw")
+	var le *LoginError
+	if !errors.As(err, &le) || !errors.Is(err, ErrNotHeld) || errors.Is(err, ErrWrongPassword) ||
+		!strings.Contains(err.Error(), "password was not checked") {
 		t.Errorf("login after delete: %v", err)
 	}
 	f.register("pw", 0) // the account can start again
+}
+
+// A key deleted from another device (or dropped by the operator): this
+// device's right password must not get "wrong password".
+func TestAKeyDeletedElsewhereIsNotAWrongPassword(t *testing.T) {
+	f := newFixture(t, fakehost.Options{})
+	k := f.register("pw", 0)
+	f.mustLogin("pw", k).Close(context.Background())
+	other := *f
+	cfg := *f.cfg
+	other.cfg = &cfg // a second device of the same account
+	s := other.mustLogin("pw", k)
+	if _, err := s.Delete(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ { // and it stays so: not a lockout in disguise
+		if _, err := f.login("pw"); !errors.Is(err, ErrNotHeld) {
+			t.Fatalf("right password after a delete elsewhere, try %d: %v", i, err)
+		}
+	}
+}
+
+// A password changed from another device is a new registration; this
+// device's login with the new password opens it and learns it.
+func TestAPasswordChangedElsewhereStillOpens(t *testing.T) {
+	f := newFixture(t, fakehost.Options{})
+	k := f.register("old", 0)
+	other := *f
+	cfg := *f.cfg
+	other.cfg = &cfg
+	if _, err := other.mustLogin("old", k).ChangePassword(context.Background(), []byte("new"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.login("old"); !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("the old password after a change elsewhere: %v", err)
+	}
+	f.mustLogin("new", k).Close(context.Background())
+	if f.cfg.Generation != other.cfg.Generation {
+		t.Fatal("this device did not learn the new registration")
+	}
 }
 
 func TestIdentityPinning(t *testing.T) {
@@ -552,4 +597,66 @@ func TestRealKeyStretchingIsSpecs(t *testing.T) {
 	}
 	// Our client with the real parameters logs in too.
 	f.mustLogin("the real thing", k).Close(context.Background())
+}
+
+// Parallel logins with the right password never say the key is erased
+// while a login can still restore it, and the key is there afterwards.
+func TestParallelRightPasswordsNeverSayErased(t *testing.T) {
+	f := newFixture(t, fakehost.Options{})
+	k := f.register("pw", 3)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cfg := *f.cfg
+			c, err := Connect(context.Background(), &cfg, f.opts)
+			if err == nil {
+				var s *Session
+				if s, err = c.Login(context.Background(), []byte("pw")); err == nil {
+					err = s.Close(context.Background())
+				}
+			}
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if errors.Is(err, ErrLocked) || errors.Is(err, ErrWrongPassword) ||
+			(err != nil && strings.Contains(err.Error(), "has erased")) {
+			t.Errorf("a parallel login with the right password said: %v", err)
+		}
+	}
+	f.mustLogin("pw", k).Close(context.Background())
+}
+
+// Attempts this device did not make are called so, once it has a receipt
+// to count from.
+func TestAttemptsNotFromThisDevice(t *testing.T) {
+	f := newFixture(t, fakehost.Options{})
+	k := f.register("pw", 10)
+	f.mustLogin("pw", k).Close(context.Background())
+	other := *f
+	cfg := *f.cfg
+	other.cfg = &cfg
+	for i := 0; i < 2; i++ {
+		other.login("not it")
+	}
+	s := f.mustLogin("pw", k)
+	defer s.Close(context.Background())
+	if !s.NotFromThisKnown || s.NotFromThisDevice != 2 || s.Released.FailedSinceSuccess != 2 {
+		t.Fatalf("after 2 guesses elsewhere: not from this device %d (known %v), failed %d",
+			s.NotFromThisDevice, s.NotFromThisKnown, s.Released.FailedSinceSuccess)
+	}
+	_, err := f.login("typo")
+	var le *LoginError
+	if !errors.As(err, &le) || le.NotFromThisDevice != 0 || !le.NotFromThisKnown {
+		t.Fatalf("own wrong password: %+v", err)
+	}
 }

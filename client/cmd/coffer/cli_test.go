@@ -338,7 +338,7 @@ func TestPasswordMode(t *testing.T) {
 	if _, err := os.Stat(e.config); !errors.Is(err, fs.ErrNotExist) {
 		t.Error("configuration kept after delete")
 	}
-	e2.fails("wrong password", "restore", backup, "-C", t.TempDir())
+	e2.fails("no longer holds this account's key", "restore", backup, "-C", t.TempDir())
 
 	// The vault is replaced behind the host: refused.
 	host.Replace(fakehost.Options{Insecure: true, Name: "impostor"})

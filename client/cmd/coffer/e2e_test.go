@@ -339,12 +339,14 @@ func TestE2EChangePasswordAndDelete(t *testing.T) {
 	u.fails([]string{"not initialised"}, "status")
 	u.fails([]string{"not initialised"}, "backup", src, "-o", filepath.Join(t.TempDir(), "b.age"))
 
-	// The other device's right password no longer opens anything. (The
+	// The other device's right password no longer opens anything. The
 	// vault answers for a deleted record as for any unknown one, so that
-	// cofferd cannot tell them apart: the client sees a wrong password.)
+	// cofferd cannot tell them apart; the client sees a receipt for another
+	// registration than its own and says the key is gone, never "wrong
+	// password".
 	dst2 := filepath.Join(t.TempDir(), "after-delete")
-	dev2.fails([]string{"wrong password"}, "restore", backup, "-C", dst2)
-	dev2.fails([]string{"wrong password"}, "key", "export-age")
+	dev2.fails([]string{"no longer holds this account's key", "password was not checked"}, "restore", backup, "-C", dst2)
+	dev2.fails([]string{"no longer holds this account's key"}, "key", "export-age")
 	notExist(t, dst2)
 }
 
@@ -592,7 +594,7 @@ func TestE2ECapture(t *testing.T) {
 	}
 	carol.ok("delete", "--yes")
 	carolCopy.env = map[string]string{"COFFER_PASSWORD": pw2}
-	carolCopy.fails([]string{"wrong password"}, "restore", backup1, "-C", filepath.Join(t.TempDir(), "deleted"))
+	carolCopy.fails([]string{"no longer holds this account's key"}, "restore", backup1, "-C", filepath.Join(t.TempDir(), "deleted"))
 
 	// Flow 2 for dave: two wrong, right, three wrong (locked), right.
 	dave := newUser(t)
