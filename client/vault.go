@@ -137,11 +137,11 @@ func (c *Client) Register(ctx context.Context, password []byte, k *BackupKey, li
 	)
 	defer keys.Wipe()
 	record, wrapped, err := c.newRecord(password, k, func(blinded []byte) ([]byte, []byte, error) {
-		enc, sealed, k, err := protocol.SealRegistration(c.id.HPKEKey, &protocol.RegisterStartInner{UserID: c.userID, Blinded: blinded})
-		keys = k
+		enc, sealed, secret, err := protocol.SealRegistration(c.id.HPKEKey, &protocol.RegisterStartInner{UserID: c.userID, Blinded: blinded})
 		if err != nil {
 			return nil, nil, err
 		}
+		defer secret.Wipe()
 		var start protocol.RegisterStartReply
 		if err := c.conn.Call(ctx, protocol.TypeRegisterStart, &protocol.RegisterStart{UserID: c.userID, Enc: enc, Sealed: sealed}, &start); err != nil {
 			if errors.Is(err, &protocol.Error{Code: protocol.CodeExists}) {
@@ -150,8 +150,14 @@ func (c *Client) Register(ctx context.Context, password []byte, k *BackupKey, li
 			}
 			return nil, nil, err
 		}
+		// The keys of this run come from the response nonce the vault drew
+		// for this reply: a reply of another run, a replay's included,
+		// does not open under them.
+		if keys, err = secret.Keys(start.ResponseNonce); err != nil {
+			return nil, nil, err
+		}
 		var inner protocol.RegisterStartReplyInner
-		if err := protocol.OpenMessage(&keys.Reply, 0, start.Handle, start.Sealed, &inner); err != nil {
+		if err := keys.StartReply.OpenMessage(start.Handle, start.Sealed, &inner); err != nil {
 			return nil, nil, fmt.Errorf("client: the vault's registration reply does not open: %w", err)
 		}
 		handle = start.Handle
@@ -160,7 +166,7 @@ func (c *Client) Register(ctx context.Context, password []byte, k *BackupKey, li
 	if err != nil {
 		return nil, err
 	}
-	finish, err := protocol.SealMessage(&keys.Finish, 0, handle, &protocol.RegisterFinishInner{Record: record, WrappedKey: wrapped, Limit: limit})
+	finish, err := keys.Finish.SealMessage(handle, &protocol.RegisterFinishInner{Record: record, WrappedKey: wrapped, Limit: limit})
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +175,7 @@ func (c *Client) Register(ctx context.Context, password []byte, k *BackupKey, li
 		return nil, err
 	}
 	var sr protocol.SignedReceipt
-	if err := protocol.OpenMessage(&keys.Reply, 1, handle, done.Sealed, &sr); err != nil {
+	if err := keys.FinishReply.OpenMessage(handle, done.Sealed, &sr); err != nil {
 		return nil, fmt.Errorf("client: %w: the sealed receipt does not open: %v", ErrBadReceipt, err)
 	}
 	r, err := c.verify(&sr, protocol.ReceiptRegistered)

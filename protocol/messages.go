@@ -126,15 +126,18 @@ func (m *RegisterStartInner) validate() error {
 	return firstErr(checkUserID(m.UserID), checkLen("blinded", m.Blinded, ElementSize))
 }
 
-// RegisterStartReply carries the vault's handle for this registration and the
-// sealed RegisterStartReplyInner.
+// RegisterStartReply carries the vault's handle for this registration, the
+// response nonce it drew for this reply (the run's keys derive from it), and
+// the RegisterStartReplyInner sealed under the run's start-reply key.
 type RegisterStartReply struct {
-	Handle []byte `cbor:"1,keyasint"`
-	Sealed []byte `cbor:"2,keyasint"`
+	Handle        []byte `cbor:"1,keyasint"`
+	Sealed        []byte `cbor:"2,keyasint"`
+	ResponseNonce []byte `cbor:"3,keyasint"`
 }
 
 func (m *RegisterStartReply) validate() error {
-	return firstErr(checkLen("handle", m.Handle, HandleSize), checkRange("sealed", m.Sealed, 16, MaxSealedSize))
+	return firstErr(checkLen("handle", m.Handle, HandleSize), checkRange("sealed", m.Sealed, 16, MaxSealedSize),
+		checkLen("response nonce", m.ResponseNonce, ResponseNonceSize))
 }
 
 // RegisterStartReplyInner is OPAQUE's RegistrationResponse, split.
@@ -147,7 +150,8 @@ func (m *RegisterStartReplyInner) validate() error {
 	return firstErr(checkLen("evaluated", m.Evaluated, ElementSize), checkLen("server public key", m.ServerPublicKey, PublicKeySize))
 }
 
-// RegisterFinish completes a registration; Sealed holds a RegisterFinishInner.
+// RegisterFinish completes a registration; Sealed holds a RegisterFinishInner
+// sealed under the run's finish key.
 type RegisterFinish struct {
 	Handle []byte `cbor:"1,keyasint"`
 	Sealed []byte `cbor:"2,keyasint"`
@@ -172,7 +176,7 @@ func (m *RegisterFinishInner) validate() error {
 }
 
 // SealedReply is a reply whose only content is sealed to the client
-// (registration finish: a SignedReceipt).
+// (registration finish: a SignedReceipt under the run's finish-reply key).
 type SealedReply struct {
 	Sealed []byte `cbor:"1,keyasint"`
 }

@@ -172,17 +172,58 @@ func TestRegistrationChannel(t *testing.T) {
 		t.Fatal(err)
 	}
 	inner := &RegisterStartInner{UserID: []byte("u"), Blinded: bytes.Repeat([]byte{2}, ElementSize)}
-	enc, sealed, ck, err := SealRegistration(key.PublicKey().Bytes(), inner)
+	enc, sealed, cs, err := SealRegistration(key.PublicKey().Bytes(), inner)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, vk, err := OpenRegistration(key, &RegisterStart{UserID: []byte("u"), Enc: enc, Sealed: sealed})
-	if err != nil || !bytes.Equal(got.Blinded, inner.Blinded) || ck != vk {
-		t.Fatalf("open: %v, keys equal %v", err, ck == vk)
+	got, vs, err := OpenRegistration(key, &RegisterStart{UserID: []byte("u"), Enc: enc, Sealed: sealed})
+	if err != nil || !bytes.Equal(got.Blinded, inner.Blinded) || cs.secret != vs.secret {
+		t.Fatalf("open: %v, secrets equal %v", err, cs.secret == vs.secret)
 	}
-	if ck.Reply == ck.Finish {
-		t.Fatal("reply and finish keys are equal")
+	nonce, _ := NewResponseNonce(rand.Reader)
+	ck, _ := cs.Keys(nonce)
+	vk, err := vs.Keys(nonce)
+	if err != nil || ck != vk {
+		t.Fatalf("the two ends derive different keys from one response nonce: %v", err)
 	}
+	all := []OneTimeKey{vk.StartReply, vk.Finish, vk.FinishReply}
+	other, _ := NewResponseNonce(rand.Reader)
+	ok, _ := vs.Keys(other)
+	all = append(all, ok.StartReply, ok.Finish, ok.FinishReply)
+	for i := range all {
+		for j := range i {
+			if all[i].key == all[j].key || all[i].nonce == all[j].nonce {
+				t.Fatalf("keys %d and %d share a key or nonce", i, j)
+			}
+		}
+	}
+	if _, err := vs.Keys(nonce[:ResponseNonceSize-1]); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("short response nonce: %v", err)
+	}
+
+	// A one-time key seals one message; the other end opens it once.
+	ct, err := vk.StartReply.SealMessage([]byte("h"), inner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vk.StartReply.SealMessage([]byte("h"), inner); err != ErrKeyUsed {
+		t.Fatalf("a one-time key sealed twice: %v", err)
+	}
+	if vk.StartReply != (OneTimeKey{}) {
+		t.Fatal("a used one-time key was not wiped")
+	}
+	spare := ck.StartReply
+	var back RegisterStartInner
+	if err := ck.StartReply.OpenMessage([]byte("other handle"), ct, &back); err != ErrOpen {
+		t.Fatalf("opened under another aad: %v", err)
+	}
+	if err := ck.StartReply.OpenMessage([]byte("h"), ct, &back); err != ErrKeyUsed {
+		t.Fatalf("a one-time key opened twice: %v", err)
+	}
+	if err := spare.OpenMessage([]byte("h"), ct, &back); err != nil || !bytes.Equal(back.Blinded, inner.Blinded) {
+		t.Fatalf("open: %v", err)
+	}
+
 	sealed[0] ^= 1
 	if _, _, err := OpenRegistration(key, &RegisterStart{UserID: []byte("u"), Enc: enc, Sealed: sealed}); err != ErrOpen {
 		t.Fatalf("altered seal: %v", err)

@@ -49,7 +49,7 @@ func buildVectors(t testing.TB) vectorFile {
 		"identity-request":     {TypeIdentity, &Empty{}},
 		"identity-reply":       {TypeIdentity, &identity},
 		"register-start":       {TypeRegisterStart, &RegisterStart{UserID: []byte("alice"), Enc: seq(32, 1), Sealed: seq(70, 2)}},
-		"register-start-reply": {TypeRegisterStart, &RegisterStartReply{Handle: seq(16, 3), Sealed: seq(100, 4)}},
+		"register-start-reply": {TypeRegisterStart, &RegisterStartReply{Handle: seq(16, 3), Sealed: seq(100, 4), ResponseNonce: seq(32, 0x20)}},
 		"register-finish":      {TypeRegisterFinish, &RegisterFinish{Handle: seq(16, 3), Sealed: seq(300, 5)}},
 		"login-start":          {TypeLoginStart, &LoginStart{UserID: []byte("alice"), KE1: seq(KE1Size, 1)}},
 		"login-start-reply":    {TypeLoginStart, &LoginStartReply{Handle: seq(16, 6), KE2: seq(KE2Size, 7), Receipt: receipt}},

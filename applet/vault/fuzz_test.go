@@ -28,13 +28,13 @@ func newEmptyStore() Store { return vaulttest.NewMemoryStore() }
 func FuzzHandle(f *testing.F) {
 	h := newHarness(f, Options{})
 	c := h.client("fuzz")
-	key := register(f, c, "pw", 10)
 	var seeds [][]byte
 	rt := c.RoundTrip
 	c.RoundTrip = func(ctx context.Context, req []byte) ([]byte, error) {
 		seeds = append(seeds, append([]byte(nil), req...))
 		return rt(ctx, req)
 	}
+	key := register(f, c, "pw", 10)
 	s := mustLogin(f, c, "pw", key)
 	s.Release(context.Background())
 	c.Login(context.Background(), []byte("wrong"))

@@ -8,7 +8,8 @@ import (
 )
 
 // pendingRegistration is a registration between start and finish: the fresh
-// OPRF key drawn for it and the channel keys. RAM only.
+// OPRF key drawn for it and the keys of its run (derived from the response
+// nonce of its own reply, so no other run shares them). RAM only.
 type pendingRegistration struct {
 	userID  []byte
 	oprfKey opaque.OPRFKey
@@ -23,15 +24,31 @@ func (r *pendingRegistration) wipe() {
 // registerStart opens the HPKE channel and answers OPAQUE's registration
 // request with a fresh random OPRF key. It never evaluates an existing
 // user's key: the key it uses exists only for this registration.
+//
+// Every answer, to a replayed RegisterStart too, draws its own response
+// nonce, from which the keys of this run derive: a replay never seals under
+// a key and nonce used before, and nothing of one run opens in another.
 func (v *Vault) registerStart(m *protocol.RegisterStart) (protocol.Message, error) {
-	inner, keys, err := protocol.OpenRegistration(v.id.hpke, m)
+	inner, secret, err := protocol.OpenRegistration(v.id.hpke, m)
 	if err != nil {
 		if protocol.CodeOf(err) == protocol.CodeMalformed && err != protocol.ErrOpen {
 			return nil, err
 		}
 		return nil, protocol.Errorf(protocol.CodeAuthentication, "registration channel does not open")
 	}
+	defer secret.Wipe()
+	nonce, err := protocol.NewResponseNonce(v.opts.Rand)
+	if err != nil {
+		return nil, protocol.Errorf(protocol.CodeInternal, "randomness failed")
+	}
+	keys, err := secret.Keys(nonce)
+	if err != nil {
+		return nil, protocol.Errorf(protocol.CodeInternal, "registration keys")
+	}
 	reg := &pendingRegistration{userID: inner.UserID, keys: keys}
+	// The table keeps the finish keys; the start-reply key stays here.
+	reg.keys.StartReply.Wipe()
+	defer keys.Wipe()
 	if exists, err := v.liveRecordExists(inner.UserID); err != nil {
 		reg.wipe()
 		return nil, err
@@ -53,7 +70,7 @@ func (v *Vault) registerStart(m *protocol.RegisterStart) (protocol.Message, erro
 		reg.wipe()
 		return nil, err
 	}
-	sealed, err := protocol.SealMessage(&keys.Reply, 0, h[:], &protocol.RegisterStartReplyInner{
+	sealed, err := keys.StartReply.SealMessage(h[:], &protocol.RegisterStartReplyInner{
 		Evaluated:       response[:opaque.ElementSize],
 		ServerPublicKey: response[opaque.ElementSize:],
 	})
@@ -61,7 +78,7 @@ func (v *Vault) registerStart(m *protocol.RegisterStart) (protocol.Message, erro
 		v.registrations.remove(h[:])
 		return nil, err
 	}
-	return &protocol.RegisterStartReply{Handle: h[:], Sealed: sealed}, nil
+	return &protocol.RegisterStartReply{Handle: h[:], Sealed: sealed, ResponseNonce: nonce}, nil
 }
 
 // registerFinish stores the new record and answers with a signed receipt,
@@ -73,7 +90,7 @@ func (v *Vault) registerFinish(ctx context.Context, m *protocol.RegisterFinish) 
 	}
 	defer reg.wipe()
 	var inner protocol.RegisterFinishInner
-	if err := protocol.OpenMessage(&reg.keys.Finish, 0, m.Handle, m.Sealed, &inner); err != nil {
+	if err := reg.keys.Finish.OpenMessage(m.Handle, m.Sealed, &inner); err != nil {
 		if err == protocol.ErrOpen {
 			return nil, protocol.Errorf(protocol.CodeAuthentication, "registration finish does not open")
 		}
@@ -119,7 +136,7 @@ func (v *Vault) registerFinish(ctx context.Context, m *protocol.RegisterFinish) 
 	if err != nil {
 		return nil, err
 	}
-	sealed, err := protocol.SealMessage(&reg.keys.Reply, 1, m.Handle, &receipt)
+	sealed, err := reg.keys.FinishReply.SealMessage(m.Handle, &receipt)
 	if err != nil {
 		return nil, err
 	}

@@ -51,13 +51,17 @@ func registerStart(t testing.TB, h *harness, user string) (*protocol.RegisterSta
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc, sealed, keys, err := protocol.SealRegistration(h.v.Identity().HPKEKey, &protocol.RegisterStartInner{UserID: []byte(user), Blinded: blinded})
+	enc, sealed, secret, err := protocol.SealRegistration(h.v.Identity().HPKEKey, &protocol.RegisterStartInner{UserID: []byte(user), Blinded: blinded})
 	if err != nil {
 		t.Fatal(err)
 	}
 	req, _ := protocol.Encode(protocol.TypeRegisterStart, &protocol.RegisterStart{UserID: []byte(user), Enc: enc, Sealed: sealed})
 	var reply protocol.RegisterStartReply
 	if err := protocol.Decode(h.v.handle(context.Background(), req), protocol.TypeRegisterStart, &reply); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := secret.Keys(reply.ResponseNonce)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return &reply, keys, reg
@@ -97,7 +101,7 @@ func TestRegisterFinishRejectsTamperingReplayAndLimits(t *testing.T) {
 	h := newHarness(t, Options{MaxLimit: 8})
 	reply, keys, reg := registerStart(t, h, "tom")
 	var resp protocol.RegisterStartReplyInner
-	if err := protocol.OpenMessage(&keys.Reply, 0, reply.Handle, reply.Sealed, &resp); err != nil {
+	if err := keys.StartReply.OpenMessage(reply.Handle, reply.Sealed, &resp); err != nil {
 		t.Fatal(err)
 	}
 	rec, exportKey, err := reg.Finalize(rand.Reader, append(resp.Evaluated, resp.ServerPublicKey...), opaque.Identities{Client: []byte("tom")}, nil)
@@ -106,7 +110,8 @@ func TestRegisterFinishRejectsTamperingReplayAndLimits(t *testing.T) {
 	}
 	wrapped, _ := protocol.WrapKey(rand.Reader, exportKey, []byte("tom"), newBackupKey(t))
 	finish := func(limit uint, flip bool) error {
-		sealed, err := protocol.SealMessage(&keys.Finish, 0, reply.Handle, &protocol.RegisterFinishInner{Record: rec.Bytes(), WrappedKey: wrapped, Limit: limit})
+		k := keys.Finish // the test seals more than once, to probe the vault
+		sealed, err := k.SealMessage(reply.Handle, &protocol.RegisterFinishInner{Record: rec.Bytes(), WrappedKey: wrapped, Limit: limit})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +126,7 @@ func TestRegisterFinishRejectsTamperingReplayAndLimits(t *testing.T) {
 	wantCode(t, finish(5, false), protocol.CodeUnknownHandle)
 
 	reply, keys, reg = registerStart(t, h, "tom")
-	protocol.OpenMessage(&keys.Reply, 0, reply.Handle, reply.Sealed, &resp)
+	keys.StartReply.OpenMessage(reply.Handle, reply.Sealed, &resp)
 	rec, exportKey, _ = reg.Finalize(rand.Reader, append(resp.Evaluated, resp.ServerPublicKey...), opaque.Identities{Client: []byte("tom")}, nil)
 	wrapped, _ = protocol.WrapKey(rand.Reader, exportKey, []byte("tom"), newBackupKey(t))
 	wantCode(t, finish(9, false), protocol.CodeLimit)
@@ -154,14 +159,17 @@ func TestRegistrationUsesAFreshOPRFKey(t *testing.T) {
 		return b
 	}()
 	evaluate := func() []byte {
-		enc, sealed, keys, _ := protocol.SealRegistration(h.v.Identity().HPKEKey, &protocol.RegisterStartInner{UserID: []byte("vic"), Blinded: blinded})
+		enc, sealed, secret, _ := protocol.SealRegistration(h.v.Identity().HPKEKey, &protocol.RegisterStartInner{UserID: []byte("vic"), Blinded: blinded})
 		req, _ := protocol.Encode(protocol.TypeRegisterStart, &protocol.RegisterStart{UserID: []byte("vic"), Enc: enc, Sealed: sealed})
 		var reply protocol.RegisterStartReply
 		if err := protocol.Decode(h.v.handle(context.Background(), req), protocol.TypeRegisterStart, &reply); err != nil {
 			t.Fatal(err)
 		}
+		keys, _ := secret.Keys(reply.ResponseNonce)
 		var resp protocol.RegisterStartReplyInner
-		protocol.OpenMessage(&keys.Reply, 0, reply.Handle, reply.Sealed, &resp)
+		if err := keys.StartReply.OpenMessage(reply.Handle, reply.Sealed, &resp); err != nil {
+			t.Fatal(err)
+		}
 		return resp.Evaluated
 	}
 	if a, b := evaluate(), evaluate(); string(a) == string(b) {

@@ -90,17 +90,22 @@ func (c *Client) Register(ctx context.Context, password, backupKey []byte, limit
 	if err != nil {
 		return nil, err
 	}
-	enc, sealed, keys, err := protocol.SealRegistration(c.Identity.HPKEKey, &protocol.RegisterStartInner{UserID: c.UserID, Blinded: blinded})
+	enc, sealed, secret, err := protocol.SealRegistration(c.Identity.HPKEKey, &protocol.RegisterStartInner{UserID: c.UserID, Blinded: blinded})
 	if err != nil {
 		return nil, err
 	}
-	defer keys.Wipe()
+	defer secret.Wipe()
 	var start protocol.RegisterStartReply
 	if err := c.call(ctx, protocol.TypeRegisterStart, &protocol.RegisterStart{UserID: c.UserID, Enc: enc, Sealed: sealed}, &start); err != nil {
 		return nil, err
 	}
+	keys, err := secret.Keys(start.ResponseNonce)
+	if err != nil {
+		return nil, err
+	}
+	defer keys.Wipe()
 	var resp protocol.RegisterStartReplyInner
-	if err := protocol.OpenMessage(&keys.Reply, 0, start.Handle, start.Sealed, &resp); err != nil {
+	if err := keys.StartReply.OpenMessage(start.Handle, start.Sealed, &resp); err != nil {
 		return nil, err
 	}
 	if string(resp.ServerPublicKey) != string(c.Identity.AKEKey) {
@@ -115,7 +120,7 @@ func (c *Client) Register(ctx context.Context, password, backupKey []byte, limit
 	if err != nil {
 		return nil, err
 	}
-	finish, err := protocol.SealMessage(&keys.Finish, 0, start.Handle, &protocol.RegisterFinishInner{Record: rec.Bytes(), WrappedKey: wrapped, Limit: limit})
+	finish, err := keys.Finish.SealMessage(start.Handle, &protocol.RegisterFinishInner{Record: rec.Bytes(), WrappedKey: wrapped, Limit: limit})
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +129,7 @@ func (c *Client) Register(ctx context.Context, password, backupKey []byte, limit
 		return nil, err
 	}
 	var sr protocol.SignedReceipt
-	if err := protocol.OpenMessage(&keys.Reply, 1, start.Handle, done.Sealed, &sr); err != nil {
+	if err := keys.FinishReply.OpenMessage(start.Handle, done.Sealed, &sr); err != nil {
 		return nil, err
 	}
 	r, err := c.verify(&sr, protocol.ReceiptRegistered)
