@@ -112,7 +112,8 @@ def main():
     handle = seq(16, 0x03)
     evaluated, server_public_key = seq(32, 0x40), seq(32, 0x60)
     record, wrapped, limit = seq(192, 0x80), seq(48, 0x10), 10
-    receipt_body, receipt_signature = b"a signed receipt's body", seq(64, 0x30)
+    # A receipt body is always 300 bytes (SPEC.md, "Receipts"); its content is the vault's.
+    receipt_body, receipt_signature = b"a signed receipt's body".ljust(300, b"\x00"), seq(64, 0x30)
 
     pk_r = x25519_public(sk_r)
     enc, key, base_nonce, exporter_secret = hpke_setup_sender(sk_e, pk_r, b"coffer/v1 register")
