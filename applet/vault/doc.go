@@ -12,6 +12,9 @@
 // the record's OPRF key. LoginStart stages the counter increment, waits for the
 // store to commit it, and only then computes KE2. When the increment reaches
 // the limit, the record that is committed is already the tombstone; the final
-// KE2 is answered from a copy in RAM, which a valid KE3 writes back and
-// anything else (a failed KE3, expiry, a reboot) forgets.
+// KE2 is answered from a copy in RAM, which that login's valid KE3 writes back
+// with one try left and anything else (a failed KE3, expiry, a reboot)
+// forgets. KE3 otherwise changes nothing durable: a login becomes a success
+// only when its client confirms, in the session, that it received the
+// release (protocol/SPEC.md, "Counting").
 package vault

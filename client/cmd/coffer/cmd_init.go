@@ -266,4 +266,9 @@ func (c *cli) reportRelease(s *client.Session) {
 			"(wrong passwords, or logins cut off before they finished). "+
 			"If they were not yours, someone (possibly the operator) is guessing.\n", client.Plural(n, "failed attempt")+map[bool]string{true: " was", false: " were"}[n == 1])
 	}
+	if n := s.NotFromThisDevice; s.NotFromThisKnown && n > 0 {
+		c.warnf("NOTE: %s since this device last used the vault %s not made from this device "+
+			"(another device of yours, a login whose reply was lost, or someone else).\n",
+			client.Plural(uint(n), "attempt"), map[bool]string{true: "was", false: "were"}[n == 1])
+	}
 }
