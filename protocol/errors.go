@@ -23,6 +23,8 @@ const (
 	CodeNotProvisioned     Code = 11 // no signed identity bundle is installed
 	CodeBadFrame           Code = 12 // the frame was damaged (framing layer)
 	CodeInternal           Code = 13 // a bug; nothing was changed
+	// Code 14 is reserved.
+	CodeOutcomeUnknown Code = 15 // the vault may have acted on the request; its reply was lost
 )
 
 var codeNames = map[Code]string{
@@ -39,6 +41,7 @@ var codeNames = map[Code]string{
 	CodeNotProvisioned:     "vault not provisioned",
 	CodeBadFrame:           "bad frame",
 	CodeInternal:           "internal error",
+	CodeOutcomeUnknown:     "outcome unknown",
 }
 
 func (c Code) String() string {
