@@ -165,12 +165,32 @@ func (c *Conn) Call(ctx context.Context, t protocol.Type, req, reply protocol.Me
 	}
 	if err := protocol.Decode(out, t, reply); err != nil {
 		var pe *protocol.Error
+		if errors.As(err, &pe) && pe.Code == protocol.CodeOutcomeUnknown {
+			return fmt.Errorf("%s: %s: %w", t, outcomeUnknown(t), pe)
+		}
 		if errors.As(err, &pe) {
 			return fmt.Errorf("%s: %w", t, pe)
 		}
 		return fmt.Errorf("client: %s reply: %w", t, err)
 	}
 	return nil
+}
+
+// outcomeUnknown says what a lost reply to a request of type t may hide:
+// the vault took the request and may have acted on it.
+func outcomeUnknown(t protocol.Type) string {
+	const lost = "the vault took the request but its reply was lost"
+	switch t {
+	case protocol.TypeLoginStart:
+		return lost + ", so the attempt may have been counted; try again"
+	case protocol.TypeLoginFinish:
+		return lost + ": the login may have completed (the attempt was counted at its start); log in again"
+	case protocol.TypeRegisterFinish:
+		return lost + ": the record may have been created"
+	case protocol.TypeSession:
+		return lost + ": the command (a password change or delete) may have been carried out"
+	}
+	return lost + ": it may have acted on it"
 }
 
 // RoundTrip posts one encoded envelope to /v1/vault and returns the reply

@@ -231,13 +231,16 @@ func (c *Client) sequence(seq uint64) error {
 }
 
 // Status asks the vault for its signed status, checks it like a receipt
-// (signature, insecure flag, store sequence) and returns it.
+// (signature, insecure flag, store sequence) and that it answers this very
+// request (it echoes a fresh nonce: the host cannot replay an old one), and
+// returns it.
 func (c *Client) Status(ctx context.Context) (*protocol.Status, error) {
+	req := protocol.NewStatusRequest()
 	var reply protocol.StatusReply
-	if err := c.conn.Call(ctx, protocol.TypeStatus, &protocol.Empty{}, &reply); err != nil {
+	if err := c.conn.Call(ctx, protocol.TypeStatus, req, &reply); err != nil {
 		return nil, err
 	}
-	st, err := reply.Verify(c.id.SigningKey)
+	st, err := reply.Verify(c.id.SigningKey, req.Nonce)
 	if err != nil {
 		return nil, fmt.Errorf("client: the vault's status does not verify: %w", err)
 	}

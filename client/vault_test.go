@@ -381,6 +381,39 @@ func TestStatus(t *testing.T) {
 	}
 }
 
+// The host replays a signed status from earlier: it is the vault's, with a
+// store sequence the client has seen, but it answers another request, and
+// the client refuses it (a host could otherwise show a dead or rolled-back
+// vault as it was).
+func TestReplayedStatusRefused(t *testing.T) {
+	f := newFixture(t, fakehost.Options{})
+	f.register("pw", 0)
+	var (
+		mu  sync.Mutex
+		old []byte
+	)
+	f.host.Intercept(func(w http.ResponseWriter, r *http.Request, typ protocol.Type, body []byte) bool {
+		if typ != protocol.TypeStatus {
+			return false
+		}
+		reply := f.host.Vault(r.Context(), body)
+		mu.Lock()
+		defer mu.Unlock()
+		if old == nil {
+			old = reply
+		}
+		w.Write(old)
+		return true
+	})
+	c := f.connect()
+	if _, err := c.Status(context.Background()); err != nil {
+		t.Fatalf("first status: %v", err)
+	}
+	if _, err := c.Status(context.Background()); err == nil || !strings.Contains(err.Error(), "replayed") {
+		t.Fatalf("a replayed status was accepted: %v", err)
+	}
+}
+
 // The host replays the attempt receipt of an earlier login: it is signed,
 // but for another KE1, and the client refuses it.
 func TestReplayedReceiptRefused(t *testing.T) {

@@ -704,7 +704,10 @@ func (s *Server) pollOnce(ctx context.Context, q *deviceQueue, conn uint64) bool
 				"insecure", id.Insecure, "max_limit", id.MaxLimit, "signing_key", hex.EncodeToString(id.SigningKey))
 		}
 	}
-	statusReq, _ := protocol.Encode(protocol.TypeStatus, &protocol.Empty{})
+	// A fresh nonce per poll: the vault signs it back, so a status that a
+	// link or a stale device replays is refused, not shown as current.
+	sreq := protocol.NewStatusRequest()
+	statusReq, _ := protocol.Encode(protocol.TypeStatus, sreq)
 	reply, err := q.dev.RoundTrip(ctx, statusReq)
 	if err != nil {
 		q.polled.Store(st)
@@ -716,14 +719,16 @@ func (s *Server) pollOnce(ctx context.Context, q *deviceQueue, conn uint64) bool
 		if st.identity == nil {
 			err = errors.New("no identity to verify the status with")
 		} else {
-			status, err = sr.Verify(ed25519.PublicKey(st.identity.SigningKey))
+			status, err = sr.Verify(ed25519.PublicKey(st.identity.SigningKey), sreq.Nonce)
 		}
 	}
 	if err != nil {
 		if st.statusErr != err.Error() {
 			s.log.Warn("vault status unusable", "device", name, "err", err)
 		}
-		st.statusErr = err.Error()
+		// What /healthz and the metrics showed came from an earlier
+		// status; without a fresh one, nothing is vouched for.
+		st.status, st.statusErr = nil, err.Error()
 	} else {
 		st.status, st.statusErr = status, ""
 		s.metrics.anchorWrites.WithLabelValues(name).Set(float64(status.AnchorWrites))

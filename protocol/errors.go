@@ -26,6 +26,7 @@ const (
 	// CodeLocked answers a KE3 that proved the password when, since its
 	// KE1, other attempts locked the record: the key is not released.
 	CodeLocked Code = 14
+	CodeOutcomeUnknown Code = 15 // the vault may have acted on the request; its reply was lost
 )
 
 var codeNames = map[Code]string{
@@ -43,6 +44,7 @@ var codeNames = map[Code]string{
 	CodeBadFrame:           "bad frame",
 	CodeInternal:           "internal error",
 	CodeLocked:             "locked by other attempts during this login",
+	CodeOutcomeUnknown:     "outcome unknown",
 }
 
 func (c Code) String() string {

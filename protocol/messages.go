@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"crypto/rand"
 	"fmt"
 
 	"github.com/fxamacker/cbor/v2"
@@ -29,6 +30,7 @@ const (
 	MinLimit          = 1
 	MaxLimitCeiling   = 100 // no vault may advertise a higher maximum attempt limit
 	DefaultLimit      = 10
+	StatusNonceSize   = 32 // the client's challenge in a status request
 )
 
 // Type says which message an envelope's body holds. A reply carries the type
@@ -96,7 +98,8 @@ func (e *Envelope) validate() error {
 	return nil
 }
 
-// Empty is the body of requests that carry nothing (identity, status).
+// Empty is the body of requests that carry nothing (identity,
+// unsigned-identity).
 type Empty struct{}
 
 func (*Empty) validate() error { return nil }
@@ -322,6 +325,24 @@ func (m *SessionReplyInner) validate() error {
 	return nil
 }
 
+// StatusRequest asks for the vault's signed status. Nonce is fresh and
+// random for each request; the vault signs it back in the Status, so that a
+// status cannot be replayed to whoever asked: a host could otherwise show an
+// old status of a vault that has since been rolled back, wiped or replaced.
+type StatusRequest struct {
+	Nonce []byte `cbor:"1,keyasint"`
+}
+
+func (m *StatusRequest) validate() error { return checkLen("status nonce", m.Nonce, StatusNonceSize) }
+
+// NewStatusRequest returns a status request with a fresh random nonce; pass
+// the same nonce to StatusReply.Verify.
+func NewStatusRequest() *StatusRequest {
+	n := make([]byte, StatusNonceSize)
+	rand.Read(n) // never fails (crypto/rand)
+	return &StatusRequest{Nonce: n}
+}
+
 // StatusReply describes the vault as a whole. It is signed so that a client
 // can trust the store sequence it reports.
 type StatusReply struct {
@@ -341,13 +362,14 @@ type Status struct {
 	Insecure      bool   `cbor:"4,keyasint"`
 	PendingLogins uint   `cbor:"5,keyasint"`
 	OpenSessions  uint   `cbor:"6,keyasint"`
+	Nonce         []byte `cbor:"7,keyasint"` // the StatusRequest's, echoed
 }
 
 func (m *Status) validate() error {
 	if m.Version != Version {
 		return fmt.Errorf("%w: status version %d", ErrMalformed, m.Version)
 	}
-	return nil
+	return checkLen("status nonce", m.Nonce, StatusNonceSize)
 }
 
 func checkUserID(id []byte) error { return checkRange("user id", id, 1, MaxUserIDSize) }

@@ -25,6 +25,7 @@ func messageTypes() map[string]func() Message {
 		"session-reply":     func() Message { return &SessionReply{} },
 		"session-command":   func() Message { return &SessionCommand{} },
 		"session-rinner":    func() Message { return &SessionReplyInner{} },
+		"status-request":    func() Message { return &StatusRequest{} },
 		"status-reply":      func() Message { return &StatusReply{} },
 		"status":            func() Message { return &Status{} },
 		"receipt":           func() Message { return &Receipt{} },

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
@@ -272,8 +273,14 @@ func SignStatus(key ed25519.PrivateKey, st *Status) (StatusReply, error) {
 	return StatusReply{Body: body, Signature: ed25519.Sign(key, withContext(contextStatus, body))}, nil
 }
 
-// Verify checks a status against the vault's signing key and decodes it.
-func (s *StatusReply) Verify(vaultKey ed25519.PublicKey) (*Status, error) {
+// ErrReplayedStatus is returned when a correctly signed status does not
+// echo the nonce of the request it is offered as the answer to: it was
+// replayed, or answers another request.
+var ErrReplayedStatus = errors.New("protocol: the status answers another request (replayed)")
+
+// Verify checks a status against the vault's signing key, decodes it, and
+// checks that it answers the request that carried nonce.
+func (s *StatusReply) Verify(vaultKey ed25519.PublicKey, nonce []byte) (*Status, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
@@ -283,6 +290,9 @@ func (s *StatusReply) Verify(vaultKey ed25519.PublicKey) (*Status, error) {
 	var st Status
 	if err := Unmarshal(s.Body, &st); err != nil {
 		return nil, err
+	}
+	if len(nonce) != StatusNonceSize || !bytes.Equal(st.Nonce, nonce) {
+		return nil, ErrReplayedStatus
 	}
 	return &st, nil
 }

@@ -42,6 +42,11 @@ func buildVectors(t testing.TB) vectorFile {
 	if err != nil {
 		t.Fatal(err)
 	}
+	status, err := SignStatus(signing, &Status{Version: Version, StoreSequence: 42, AnchorWrites: 43, Insecure: true,
+		PendingLogins: 1, OpenSessions: 2, Nonce: seq(StatusNonceSize, 0xa0)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	msgs := map[string]struct {
 		typ  Type
 		body Message
@@ -56,7 +61,8 @@ func buildVectors(t testing.TB) vectorFile {
 		"login-finish":         {TypeLoginFinish, &LoginFinish{Handle: seq(16, 6), KE3: seq(KE3Size, 8)}},
 		"session":              {TypeSession, &Session{Handle: seq(16, 6), Seq: 1, Sealed: seq(40, 9)}},
 		"session-reply":        {TypeSession, &SessionReply{Seq: 1, Sealed: seq(200, 10)}},
-		"status-request":       {TypeStatus, &Empty{}},
+		"status-request":       {TypeStatus, &StatusRequest{Nonce: seq(StatusNonceSize, 0xa0)}},
+		"status-reply":         {TypeStatus, &status},
 		"error":                {TypeError, &Error{Code: CodeBusy, Message: "too many operations in flight"}},
 	}
 	v := vectorFile{

@@ -34,7 +34,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 type harness struct {
 	t     testing.TB
-	store *vaulttest.MemoryStore
+	store *testStore
 	clock *fakeClock
 	opts  Options
 	v     *Vault
@@ -42,7 +42,7 @@ type harness struct {
 
 func newHarness(t testing.TB, opts Options) *harness {
 	t.Helper()
-	h := &harness{t: t, store: vaulttest.NewMemoryStore(), clock: newFakeClock(), opts: opts}
+	h := &harness{t: t, store: newTestStore(t), clock: newFakeClock(), opts: opts}
 	h.opts.Create = true
 	if h.opts.Now == nil {
 		h.opts.Now = h.clock.Now

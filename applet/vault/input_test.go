@@ -3,6 +3,7 @@ package vault
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/cofferhsm/coffer/protocol"
@@ -46,6 +47,8 @@ func TestBadRequestsGetClearErrors(t *testing.T) {
 		{"duplicate key", append([]byte{0xa3, 0x01, 0x01, 0x02, 0x04, 0x02, 0x04}, 0xa0), protocol.CodeMalformed},
 		{"indefinite map", []byte{0xbf, 0x01, 0x01, 0x02, 0x04, 0x03, 0xa0, 0xff}, protocol.CodeMalformed},
 		{"tagged", append([]byte{0xc1}, encode(protocol.TypeStatus, map[int]any{})...), protocol.CodeMalformed},
+		{"status without nonce", encode(protocol.TypeStatus, map[int]any{}), protocol.CodeMalformed},
+		{"status short nonce", encode(protocol.TypeStatus, map[int]any{1: make([]byte, 31)}), protocol.CodeMalformed},
 		{"short handle", encode(protocol.TypeLoginFinish, map[int]any{1: make([]byte, 15), 2: make([]byte, 64)}), protocol.CodeMalformed},
 		{"session seq 0", encode(protocol.TypeSession, map[int]any{1: make([]byte, 16), 2: 0, 3: make([]byte, 32)}), protocol.CodeMalformed},
 		{"register short enc", encode(protocol.TypeRegisterStart, map[int]any{1: []byte("x"), 2: make([]byte, 31), 3: make([]byte, 64)}), protocol.CodeMalformed},
@@ -104,12 +107,16 @@ func TestIdentityAndStatus(t *testing.T) {
 		t.Fatal("installed another vault's bundle")
 	}
 
-	sreq, _ := protocol.Encode(protocol.TypeStatus, &protocol.Empty{})
+	challenge := protocol.NewStatusRequest()
+	sreq, _ := protocol.Encode(protocol.TypeStatus, challenge)
 	var st protocol.StatusReply
 	if err := protocol.Decode(h.v.handle(context.Background(), sreq), protocol.TypeStatus, &st); err != nil {
 		t.Fatal(err)
 	}
-	status, err := st.Verify(id.SigningKey)
+	if _, err := st.Verify(id.SigningKey, protocol.NewStatusRequest().Nonce); !errors.Is(err, protocol.ErrReplayedStatus) {
+		t.Fatalf("a status verified against another request's nonce: %v", err)
+	}
+	status, err := st.Verify(id.SigningKey, challenge.Nonce)
 	if err != nil || !status.Insecure || status.StoreSequence == 0 {
 		t.Fatalf("status %+v, %v", status, err)
 	}

@@ -214,11 +214,11 @@ func (v *Vault) dispatch(ctx context.Context, t protocol.Type, body []byte) (pro
 		}
 		return b, nil
 	case protocol.TypeStatus:
-		var m protocol.Empty
+		var m protocol.StatusRequest
 		if err := protocol.Unmarshal(body, &m); err != nil {
 			return nil, err
 		}
-		return v.status(ctx)
+		return v.status(ctx, m.Nonce)
 	case protocol.TypeUnsignedIdentity:
 		var m protocol.Empty
 		if err := protocol.Unmarshal(body, &m); err != nil {
@@ -271,9 +271,12 @@ func (v *Vault) dispatch(ctx context.Context, t protocol.Type, body []byte) (pro
 	return nil, protocol.Errorf(protocol.CodeMalformed, "%s is not a request", t)
 }
 
-func (v *Vault) status(ctx context.Context) (*protocol.StatusReply, error) {
+// status signs the vault's state together with the client's nonce, so that
+// the reply answers this request only.
+func (v *Vault) status(ctx context.Context, nonce []byte) (*protocol.StatusReply, error) {
 	st := &protocol.Status{
 		Version:       protocol.Version,
+		Nonce:         nonce,
 		Insecure:      v.opts.Insecure,
 		PendingLogins: uint(v.logins.len()),
 		OpenSessions:  uint(v.sessions.len()),

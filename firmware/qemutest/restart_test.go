@@ -43,7 +43,7 @@ func TestAppletCrashRestart(t *testing.T) {
 	if errors.Is(perr, &protocol.Error{Code: protocol.CodeMalformed}) {
 		t.Skip("SKIPPED: the firmware image was built without the coffer_crashtest tag (make test-firmware builds one)")
 	}
-	if !errors.Is(perr, &protocol.Error{Code: protocol.CodeUnavailable}) {
+	if !errors.Is(perr, &protocol.Error{Code: protocol.CodeOutcomeUnknown}) {
 		t.Fatalf("reply to the request the applet died on: %v", perr)
 	}
 	crashed := time.Now()
@@ -147,7 +147,7 @@ func TestAppletHangWatchdog(t *testing.T) {
 	if errors.Is(err, &protocol.Error{Code: protocol.CodeMalformed}) {
 		t.Skip("SKIPPED: the firmware image was built without the coffer_crashtest tag")
 	}
-	if !errors.Is(err, &protocol.Error{Code: protocol.CodeUnavailable}) {
+	if !errors.Is(err, &protocol.Error{Code: protocol.CodeOutcomeUnknown}) {
 		t.Fatalf("reply to the request the applet hung on: %v", err)
 	}
 	if !strings.Contains(v.Console(), "applet hung") {
@@ -171,7 +171,7 @@ func TestAppletCannotReadOSMemory(t *testing.T) {
 	if errors.Is(perr, &protocol.Error{Code: protocol.CodeMalformed}) {
 		t.Skip("SKIPPED: the firmware image was built without the coffer_crashtest tag")
 	}
-	if !errors.Is(perr, &protocol.Error{Code: protocol.CodeUnavailable}) {
+	if !errors.Is(perr, &protocol.Error{Code: protocol.CodeOutcomeUnknown}) {
 		t.Fatalf("the applet read the OS's memory: %v", perr)
 	}
 	select {

@@ -65,7 +65,7 @@ func TestAppletSemihostingRefused(t *testing.T) {
 			b, _ := os.ReadFile(target)
 			t.Fatalf("%s: the applet reached the host through semihosting: %s exists (%v), holding %q", c.name, target, err, b)
 		}
-		if !errors.Is(perr, &protocol.Error{Code: protocol.CodeUnavailable}) {
+		if !errors.Is(perr, &protocol.Error{Code: protocol.CodeOutcomeUnknown}) {
 			t.Fatalf("%s: the OS did not stop the applet's semihosting calls: %v", c.name, perr)
 		}
 		select {

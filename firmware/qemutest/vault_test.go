@@ -36,13 +36,17 @@ func TestBootIdentityInsecure(t *testing.T) {
 		t.Errorf("identity %+v", id)
 	}
 	var st protocol.StatusReply
-	req, _ := protocol.Encode(protocol.TypeStatus, &protocol.Empty{})
+	challenge := protocol.NewStatusRequest()
+	req, _ := protocol.Encode(protocol.TypeStatus, challenge)
 	reply, err := v.rt(ctx, req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := protocol.Decode(reply, protocol.TypeStatus, &st); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := st.Verify(id.SigningKey, challenge.Nonce); err != nil {
+		t.Fatalf("the firmware's status: %v", err)
 	}
 }
 

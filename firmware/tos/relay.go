@@ -16,8 +16,10 @@ import (
 //
 // A request waits in the queue until the applet takes it, so requests that
 // arrive while the applet (re)starts are served once it is up. When the
-// applet stops, requests it had taken get an error reply (their outcome is
-// unknown to the client, as after a lost connection), queued ones stay.
+// applet stops, requests it had taken get an outcome-unknown reply (the
+// applet may have acted on them, a login start counted, as after a lost
+// connection); queued ones stay. A request that times out gets busy if the
+// applet never took it (nothing happened) and outcome-unknown if it did.
 type Relay struct {
 	// Timeout bounds how long Handle waits for a reply: 2 minutes if zero.
 	Timeout time.Duration
@@ -68,28 +70,38 @@ func (r *Relay) Handle(ctx context.Context, request []byte) []byte {
 	case <-ctx.Done():
 	case <-t.C:
 	}
-	// Give up: withdraw the request if the applet has not taken it.
+	// Give up: withdraw the request, and forget it if the applet took it
+	// (its late reply is dropped).
 	r.mu.Lock()
-	r.withdraw(p)
+	taken := r.withdraw(p)
 	r.mu.Unlock()
 	select {
 	case b := <-p.reply: // answered meanwhile
 		return b
 	default:
 	}
-	return protocol.EncodeError(protocol.Errorf(protocol.CodeBusy, "the vault did not answer in time"))
+	if taken {
+		return protocol.EncodeError(protocol.Errorf(protocol.CodeOutcomeUnknown,
+			"the vault took the request and did not answer in time; it may have acted on it (a login attempt may have been counted)"))
+	}
+	return protocol.EncodeError(protocol.Errorf(protocol.CodeBusy, "the vault did not take the request in time; nothing was done"))
 }
 
-func (r *Relay) withdraw(p *pending) {
+// withdraw removes p from the queue or from the requests the applet took,
+// and reports whether the applet had taken it. Called with r.mu held.
+func (r *Relay) withdraw(p *pending) (taken bool) {
 	for i, q := range r.queue {
 		if q == p {
 			r.queue = append(r.queue[:i], r.queue[i+1:]...)
-			return
+			return false
 		}
 	}
 	if r.taken[p.tag] == p {
 		delete(r.taken, p.tag)
+		return true
 	}
+	// Answered (Reply or AppletStopped): the reply is in p.reply.
+	return true
 }
 
 func (r *Relay) signal() {
@@ -117,16 +129,17 @@ func (r *Relay) Next() (tag uint32, request []byte, ok bool) {
 // for a tag that is not outstanding.
 func (r *Relay) Reply(tag uint32, reply []byte) bool {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	p, ok := r.taken[tag]
 	if ok {
 		delete(r.taken, tag)
 		r.answered++
+		// Under the lock, so that a Handle giving up finds the reply
+		// either still owed (in taken) or already here. p.reply has
+		// room: each request is answered once.
+		p.reply <- reply
 	} else {
 		r.dropped++
-	}
-	r.mu.Unlock()
-	if ok {
-		p.reply <- reply
 	}
 	return ok
 }
@@ -160,17 +173,17 @@ func (r *Relay) Queued() int {
 	return len(r.queue)
 }
 
-// AppletStopped answers every request the applet had taken with an error:
-// it stopped before replying, so the client cannot know whether the request
-// took effect. Queued requests wait for the next applet.
+// AppletStopped answers every request the applet had taken with
+// outcome-unknown: it stopped before replying, so the client cannot know
+// whether the request took effect. Queued requests wait for the next applet.
 func (r *Relay) AppletStopped() {
+	lost := protocol.EncodeError(protocol.Errorf(protocol.CodeOutcomeUnknown, "the vault restarted before answering; the request may or may not have taken effect"))
 	r.mu.Lock()
-	taken := r.taken
-	r.taken = map[uint32]*pending{}
-	r.mu.Unlock()
-	for _, p := range taken {
-		p.reply <- protocol.EncodeError(protocol.Errorf(protocol.CodeUnavailable, "the vault restarted before answering; the request may or may not have taken effect"))
+	defer r.mu.Unlock()
+	for _, p := range r.taken {
+		p.reply <- lost // as in Reply: under the lock, never blocks
 	}
+	r.taken = map[uint32]*pending{}
 }
 
 // Stats are counters for logs.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"testing"
 	"time"
 
@@ -61,6 +62,54 @@ func TestRelayTimeout(t *testing.T) {
 	}
 	if r.Queued() != 0 {
 		t.Fatal("timed-out request left queued")
+	}
+}
+
+// A request the applet took and did not answer in time may have been acted
+// on (a login start counted): the timeout must say so with its own code, not
+// call it busy, which promises that nothing was counted. A request the
+// applet never took is withdrawn, and busy is then the truth.
+func TestRelayTimeoutAfterTheAppletTookARequestIsOutcomeUnknown(t *testing.T) {
+	r := NewRelay()
+	r.Timeout = 20 * time.Millisecond
+	req, _ := protocol.Encode(protocol.TypeLoginStart, &protocol.LoginStart{UserID: []byte("u"), KE1: make([]byte, protocol.KE1Size)})
+	got := make(chan []byte, 1)
+	go func() { got <- r.Handle(context.Background(), req) }()
+	if !r.Wait(5 * time.Second) {
+		t.Fatal("no request arrived")
+	}
+	tag, _, ok := r.Next() // the applet takes it, counts, and hangs
+	if !ok {
+		t.Fatal("nothing to take")
+	}
+	err := protocol.Decode(<-got, protocol.TypeLoginStart, &protocol.LoginStartReply{})
+	if !errors.Is(err, &protocol.Error{Code: protocol.CodeOutcomeUnknown}) {
+		t.Fatalf("timeout of a request the applet took: %v", err)
+	}
+	if r.Reply(tag, []byte("late")) {
+		t.Fatal("a late reply was delivered to nobody")
+	}
+
+	// Never taken: withdrawn, nothing happened.
+	err = protocol.Decode(r.Handle(context.Background(), req), protocol.TypeLoginStart, &protocol.LoginStartReply{})
+	if !errors.Is(err, &protocol.Error{Code: protocol.CodeBusy}) || r.Queued() != 0 {
+		t.Fatalf("timeout of a request the applet never took: %v (queued %d)", err, r.Queued())
+	}
+}
+
+// A restart of the applet loses the replies of the requests it had taken:
+// their outcome is unknown too.
+func TestRelayAppletStoppedIsOutcomeUnknown(t *testing.T) {
+	r := NewRelay()
+	got := make(chan []byte, 1)
+	go func() { got <- r.Handle(context.Background(), []byte("x")) }()
+	if !r.Wait(5 * time.Second) {
+		t.Fatal("no request arrived")
+	}
+	r.Next()
+	r.AppletStopped()
+	if err := protocol.Decode(<-got, protocol.TypeLoginStart, &protocol.LoginStartReply{}); !errors.Is(err, &protocol.Error{Code: protocol.CodeOutcomeUnknown}) {
+		t.Fatalf("request taken by an applet that stopped: %v", err)
 	}
 }
 

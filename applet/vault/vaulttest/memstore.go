@@ -12,37 +12,61 @@ import (
 // latency and fault injection. It keeps committed and staged state apart so
 // that tests can cut the power (Crash) and see exactly what a reboot would.
 // It authenticates nothing: the store's own tests prove that part.
+//
+// It behaves as the record store (applet/store) does: a change is visible
+// to Get from the moment it is staged, including while the commit carrying
+// it is in flight; a failed commit keeps its changes staged; a Commit whose
+// context ends stops waiting but does not cancel the commit.
 type MemoryStore struct {
 	// FlushLatency is slept inside every commit, as a device flush would.
 	FlushLatency time.Duration
 	// FailCommit, if set, is consulted by every commit; an error fails the
-	// commit and leaves what was staged unwritten.
+	// commit and leaves what was staged staged.
 	FailCommit func() error
 
 	mu        sync.Mutex
 	committed map[string][]byte
-	staged    map[string][]byte // a nil value stages a delete
 	seq       uint64
-	shred     bool
 	commits   int
 	shreds    int
 
-	open     *batch // collects what is staged now
+	pending  *batch // staged since the last commit began
 	inflight *batch // being committed, or nil
 }
 
-// NewMemoryStore returns an empty store.
-func NewMemoryStore() *MemoryStore {
-	s := &MemoryStore{committed: map[string][]byte{}, staged: map[string][]byte{}}
-	s.open = newBatch()
-	return s
+// batch is one group commit: everything staged between two commits. Its
+// done channel is closed when it is durable (or failed), which wakes all of
+// its waiters at once.
+type batch struct {
+	changes map[string][]byte // a nil value stages a delete
+	shred   bool
+	wanted  bool // a Commit waits for it
+	done    chan struct{}
+	seq     uint64
+	err     error
 }
 
+func newBatch() *batch { return &batch{changes: map[string][]byte{}, done: make(chan struct{})} }
+
+func (b *batch) empty() bool { return len(b.changes) == 0 && !b.shred }
+
+// NewMemoryStore returns an empty store.
+func NewMemoryStore() *MemoryStore {
+	return &MemoryStore{committed: map[string][]byte{}, pending: newBatch()}
+}
+
+// Get returns what was staged last for id, whether its commit has not begun
+// or is in flight, or else the committed record.
 func (s *MemoryStore) Get(id []byte) ([]byte, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if v, ok := s.staged[string(id)]; ok {
-		return append([]byte(nil), v...), v != nil, nil
+	for _, b := range []*batch{s.pending, s.inflight} {
+		if b == nil {
+			continue
+		}
+		if v, ok := b.changes[string(id)]; ok {
+			return append([]byte(nil), v...), v != nil, nil
+		}
 	}
 	v, ok := s.committed[string(id)]
 	return append([]byte(nil), v...), ok, nil
@@ -51,101 +75,83 @@ func (s *MemoryStore) Get(id []byte) ([]byte, bool, error) {
 func (s *MemoryStore) Put(id, rec []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.staged[string(id)] = append([]byte{}, rec...)
-	s.open.changes++
+	s.pending.changes[string(id)] = append([]byte{}, rec...)
 	return nil
 }
 
 func (s *MemoryStore) Delete(id []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.staged[string(id)] = nil
-	s.open.changes++
+	s.pending.changes[string(id)] = nil
 	return nil
 }
 
 func (s *MemoryStore) Shred() {
 	s.mu.Lock()
-	s.shred = true
+	s.pending.shred = true
 	s.mu.Unlock()
 }
 
-// batch is one group commit: everything staged between two commits. Its
-// done channel is closed when it is durable (or failed), which wakes all of
-// its waiters at once without any of them re-taking a lock.
-type batch struct {
-	done    chan struct{}
-	changes int
-	seq     uint64
-	err     error
-}
-
-func newBatch() *batch { return &batch{done: make(chan struct{})} }
-
-// Commit waits for the batch holding this caller's changes. The first caller
-// to find no commit in flight becomes the committer and keeps committing
-// batches until none is waiting.
+// Commit waits until everything staged before the call is durable: the
+// batch it staged into, or with nothing staged, the commit in flight (which
+// may hold changes staged earlier). If ctx ends first it returns ctx's
+// error and the commit goes on.
 func (s *MemoryStore) Commit(ctx context.Context) (uint64, error) {
 	s.mu.Lock()
-	b := s.open
-	if b.changes == 0 {
-		// Nothing of ours is open: wait for the commit in flight, if any,
-		// since it may hold changes we staged before calling.
-		c := s.inflight
-		seq := s.seq
-		s.mu.Unlock()
-		if c == nil {
+	b := s.pending
+	if b.empty() {
+		if s.inflight == nil {
+			seq := s.seq
+			s.mu.Unlock()
 			return seq, nil
 		}
-		<-c.done
-		return c.seq, c.err
-	}
-	if s.inflight == nil {
-		s.commitLoop(ctx)
+		b = s.inflight
+	} else {
+		b.wanted = true
+		if s.inflight == nil {
+			s.startCommit()
+		}
 	}
 	s.mu.Unlock()
-	<-b.done
-	return b.seq, b.err
+	select {
+	case <-b.done:
+		return b.seq, b.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
 }
 
-// commitLoop commits open batches one after another. Called and returns
-// with s.mu held.
-func (s *MemoryStore) commitLoop(ctx context.Context) {
-	for s.open.changes > 0 {
-		c := s.open
-		s.open, s.inflight = newBatch(), c
-		data, shred := s.staged, s.shred
-		s.staged, s.shred = map[string][]byte{}, false
-		s.mu.Unlock()
+// startCommit makes the pending batch the one in flight and commits it in
+// the background, as the record store's committer does. Called with s.mu
+// held and no commit in flight.
+func (s *MemoryStore) startCommit() {
+	b := s.pending
+	s.pending, s.inflight = newBatch(), b
+	go s.commit(b)
+}
 
-		var err error
-		if s.FailCommit != nil {
-			err = s.FailCommit()
-		}
-		if err == nil && s.FlushLatency > 0 {
-			time.Sleep(s.FlushLatency)
-		}
-		if err == nil {
-			err = ctx.Err()
-		}
+func (s *MemoryStore) commit(b *batch) {
+	var err error
+	if s.FailCommit != nil {
+		err = s.FailCommit()
+	}
+	if err == nil && s.FlushLatency > 0 {
+		time.Sleep(s.FlushLatency)
+	}
 
-		s.mu.Lock()
-		s.inflight = nil
-		if err != nil {
-			// Put the batch back under anything staged since, so that
-			// nothing staged is silently lost from the RAM view; its
-			// waiters fail, and a later commit will retry the changes.
-			for k, v := range s.staged {
-				data[k] = v
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inflight = nil
+	if err != nil {
+		// Not durable: keep the changes staged, under any newer ones.
+		for k, v := range b.changes {
+			if _, ok := s.pending.changes[k]; !ok {
+				s.pending.changes[k] = v
 			}
-			s.staged = data
-			s.shred = s.shred || shred
-			s.open.changes += c.changes
-			c.err = err
-			close(c.done)
-			return
 		}
-		for k, v := range data {
+		s.pending.shred = s.pending.shred || b.shred
+	} else {
+		for k, v := range b.changes {
 			if v == nil {
 				delete(s.committed, k)
 			} else {
@@ -154,21 +160,33 @@ func (s *MemoryStore) commitLoop(ctx context.Context) {
 		}
 		s.seq++
 		s.commits++
-		if shred {
+		if b.shred {
 			s.shreds++
 		}
-		c.seq = s.seq
-		close(c.done)
+		b.seq = s.seq
 	}
+	b.err = err
+	close(b.done)
+	if s.pending.wanted {
+		s.startCommit()
+	}
+}
+
+// dropPending forgets what is staged; anyone waiting for it is told it was
+// lost. Called with s.mu held.
+func (s *MemoryStore) dropPending(err error) {
+	if s.pending.wanted {
+		s.pending.err = err
+		close(s.pending.done)
+	}
+	s.pending = newBatch()
 }
 
 // Crash forgets everything staged and not committed, as a power cut would.
 func (s *MemoryStore) Crash() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.staged = map[string][]byte{}
-	s.open.changes = 0
-	s.shred = false
+	s.dropPending(ErrPowerCut)
 }
 
 // Committed returns the committed value of id, ignoring staged changes.
@@ -189,6 +207,10 @@ func (s *MemoryStore) Stats() (commits, shreds int) {
 // ErrPowerCut is what FailCommit hooks return to simulate a cut.
 var ErrPowerCut = errors.New("vaulttest: simulated power cut")
 
+// errRestored fails the commits waiting for changes a Snapshot restore
+// dropped.
+var errRestored = errors.New("vaulttest: store restored from a snapshot")
+
 // Snapshot copies the committed state. The returned function puts it back,
 // dropping anything staged, as an operator restoring an old copy of a store
 // that nothing authenticates would: tests use it to check that clients
@@ -201,7 +223,6 @@ func (s *MemoryStore) Snapshot() (restore func()) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.committed, s.seq = maps.Clone(committed), seq
-		s.staged = map[string][]byte{}
-		s.open.changes = 0
+		s.dropPending(errRestored)
 	}
 }

@@ -153,7 +153,7 @@ func TestSoftwareVaultAnswersGarbageAndKeepsServing(t *testing.T) {
 	// A frame whose header announces more than MaxPayload: refused from
 	// the header alone, then a good request.
 	c.Write(oversizedFrameHeader(5))
-	req, _ := protocol.Encode(protocol.TypeStatus, &protocol.Empty{})
+	req, _ := protocol.Encode(protocol.TypeStatus, protocol.NewStatusRequest())
 	protocol.WriteFrame(c, protocol.Frame{ID: 9, Payload: req})
 	r := protocol.NewFrameReader(c)
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
