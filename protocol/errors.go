@@ -25,7 +25,7 @@ const (
 	CodeInternal           Code = 13 // a bug; nothing was changed
 	// CodeLocked answers a KE3 that proved the password when, since its
 	// KE1, other attempts locked the record: the key is not released.
-	CodeLocked Code = 14
+	CodeLocked         Code = 14
 	CodeOutcomeUnknown Code = 15 // the vault may have acted on the request; its reply was lost
 )
 

@@ -79,7 +79,7 @@ func TestAReleaseTheUserNeverSawIsNotASuccess(t *testing.T) {
 func TestACountedAttemptIsNeverAnsweredBusy(t *testing.T) {
 	h := newHarness(t, Options{MaxPendingLogins: 1})
 	register(t, h.client("kim"), "right", 5)
-	puts := &putSignals{MemoryStore: h.store, staged: make(chan struct{})}
+	puts := &putSignals{testStore: h.store, staged: make(chan struct{})}
 	v, err := New(context.Background(), puts, h.opts)
 	if err != nil {
 		t.Fatal(err)
@@ -133,14 +133,14 @@ func TestACountedAttemptIsNeverAnsweredBusy(t *testing.T) {
 
 // putSignals is a store that reports, after the first, every Put.
 type putSignals struct {
-	*vaulttest.MemoryStore
+	*testStore
 	mu     sync.Mutex
 	n      int
 	staged chan struct{}
 }
 
 func (p *putSignals) Put(id, rec []byte) error {
-	err := p.MemoryStore.Put(id, rec)
+	err := p.testStore.Put(id, rec)
 	p.mu.Lock()
 	p.n++
 	if p.n == 2 {

@@ -110,6 +110,18 @@ var harnessTests = []func(*testing.T){
 	TestFakeRecordsAreStablePerUser,
 	TestBusyVaultRefusesBeforeCounting,
 	TestGuessesDuringALoginAreReportedToTheUser,
+	// promise_test.go
+	TestAWithheldKE3CannotReviveABurnedRecord,
+	TestAReleaseTheUserNeverSawIsNotASuccess,
+	TestACountedAttemptIsNeverAnsweredBusy,
+	TestALockedReceiptSaysHowLongTheRecordCanComeBack,
+	TestARebootEndsTheRevivalWindow,
+	TestTheConfirmationRules,
+	TestLoginRepliesHaveOneSizeWhateverTheLimits,
+	TestUnknownUsersGetStableFakeTotals,
+	TestACommandOutlivingItsSessionDoesNotDeadlock,
+	// register_replay_test.go
+	TestReplayedRegistrationMessagesFailSafe,
 	// input_test.go
 	TestBadRequestsGetClearErrors,
 	TestIdentityAndStatus,
