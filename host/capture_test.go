@@ -26,6 +26,7 @@ type loginKeys struct {
 	channel    protocol.SessionKeys
 	backupKey  []byte
 	next       uint64
+	confirm    []byte // the release receipt's hash, carried by the first command
 }
 
 // manualLogin is vaulttest's login, done here so that the test keeps the
@@ -56,11 +57,16 @@ func manualLogin(t *testing.T, c *vaulttest.Client, password []byte) *loginKeys 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &loginKeys{handle: start.Handle, sessionKey: sessionKey, exportKey: exportKey, channel: keys, backupKey: k, next: 1}
+	return &loginKeys{handle: start.Handle, sessionKey: sessionKey, exportKey: exportKey, channel: keys, backupKey: k, next: 1,
+		confirm: protocol.ReceiptHash(inner.Receipt)}
 }
 
 func (l *loginKeys) command(t *testing.T, c *vaulttest.Client, cmd *protocol.SessionCommand) *protocol.SessionReplyInner {
 	t.Helper()
+	if l.next == 1 {
+		confirmed := *cmd
+		confirmed.Confirm, cmd = l.confirm, &confirmed
+	}
 	sealed, err := protocol.SealMessage(&l.channel.ToVault, l.next, l.handle, cmd)
 	if err != nil {
 		t.Fatal(err)
