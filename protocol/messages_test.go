@@ -116,7 +116,7 @@ func TestReceiptsHaveOneSize(t *testing.T) {
 	for _, r := range []*Receipt{
 		{Kind: ReceiptAttempt, UserID: []byte("u"), Generation: 1 << 63, Limit: 1, TriesLeft: 0},
 		{Kind: ReceiptAttempt, UserID: bytes.Repeat([]byte("u"), MaxUserIDSize), Generation: 1<<64 - 1, Limit: MaxLimitCeiling,
-			TriesLeft: 99, FailedSinceSuccess: 1 << 40, StoreSequence: 1<<64 - 1, RequestHash: RequestHash(nil),
+			TriesLeft: 99, FailedSinceSuccess: 1<<32 - 1, StoreSequence: 1<<64 - 1, RequestHash: RequestHash(nil),
 			RecordHash: RequestHash(nil), AttemptsTotal: 1<<64 - 1, SuccessesTotal: 1<<64 - 1},
 		{Kind: ReceiptLocked, UserID: []byte("someone"), Generation: 1 << 63, Limit: 30, RevivableMillis: 29_999, AttemptsTotal: 300},
 	} {
