@@ -169,9 +169,14 @@ func (v *Vault) loginStart(ctx context.Context, m *protocol.LoginStart) (protoco
 		return fail(err)
 	}
 	reserved = false
-	h, err := v.logins.addReserved(v.opts.Rand, v.opts.Now(), login)
+	now := v.opts.Now()
+	h, err := v.logins.addReserved(v.opts.Rand, now, login)
 	if err != nil {
 		return fail(err)
+	}
+	if login.final {
+		// The revival window ends exactly when the table forgets the login.
+		v.finals.set(login, now.Add(v.opts.LoginTTL))
 	}
 	return &protocol.LoginStartReply{Handle: h[:], KE2: ke2, Receipt: receipt}, nil
 }
@@ -210,6 +215,8 @@ func (v *Vault) countAttempt(userID []byte) (*pendingLogin, error) {
 		// store is asked to shred every older copy of the record. The
 		// secrets survive only in login.rec, in RAM.
 		login.final = true
+		// Provisional until the login is in the table (loginStart), so
+		// that a KE1 in between is told the record may come back.
 		v.finals.set(login, v.opts.Now().Add(v.opts.LoginTTL))
 		err = v.putRecord(userID, rec.tombstone())
 		v.store.Shred()
