@@ -54,14 +54,12 @@ func run(ctx context.Context, o *taruntime.OS) error {
 // open opens the store and the vault, or returns a handler that refuses
 // service, and a status line for the console.
 func open(ctx context.Context, o *taruntime.OS, cfg *api.Config, log *slog.Logger) (protocol.Handler, string) {
-	anchor := store.NewRPMBAnchor(o.RPMB(), store.DeriveRPMBKey(cfg.SealingKey), 0)
-	if err := ensureRPMBKey(anchor); err != nil {
-		log.Error("rpmb", "err", err)
-		return refuse(err), "REFUSING SERVICE: anchor: " + err.Error()
-	}
+	// The OS owns the RPMB partition and its key; the applet sees only
+	// the anchor's block and counter.
+	anchor := o.Anchor()
 	dev := o.Device(cfg.Sectors)
 	opts := store.Options{
-		SealingKey:        cfg.SealingKey,
+		SealingKey:        cfg.StoreKey,
 		MinAnchorInterval: time.Duration(cfg.MinAnchorMillis) * time.Millisecond,
 		CacheNodes:        cacheNodes,
 	}
@@ -114,26 +112,14 @@ func open(ctx context.Context, o *taruntime.OS, cfg *api.Config, log *slog.Logge
 	return v.Handle, status
 }
 
-// ensureRPMBKey programs the anchor's key into a partition that has none
-// (first boot). On an eMMC this is irreversible, and the key is derived from
-// the device-unique key, so only this device can ever write its anchor.
-func ensureRPMBKey(a *store.RPMBAnchor) error {
-	_, _, err := a.Read()
-	var re *store.RPMBError
-	if errors.As(err, &re) && re.Result&^store.RPMBCounterExpired == store.RPMBKeyNotProgrammed {
-		if err := a.ProgramKey(); err != nil {
-			return fmt.Errorf("programming the RPMB key: %w", err)
-		}
-		_, _, err = a.Read()
-	}
-	return err
-}
-
 // refuse answers every request with the error that keeps the vault closed.
 func refuse(cause error) protocol.Handler {
 	code, msg := protocol.CodeUnavailable, "storage failed; the vault fails closed"
 	var t interface{ Tampered() bool }
-	if errors.Is(cause, vault.ErrTampered) || (errors.As(cause, &t) && t.Tampered()) {
+	switch {
+	case errors.Is(cause, api.ETAMPERED):
+		code, msg = protocol.CodeTampered, "service refused: the RPMB anchor failed the device's integrity checks"
+	case errors.Is(cause, vault.ErrTampered) || (errors.As(cause, &t) && t.Tampered()):
 		code, msg = protocol.CodeTampered, "service refused: the store failed its integrity check"
 	}
 	reply := protocol.EncodeError(protocol.Errorf(code, "%s", msg))

@@ -168,3 +168,25 @@ func TestEmulatedRPMBRefusesOldFormat(t *testing.T) {
 		t.Fatal("the old file was changed")
 	}
 }
+
+// The fake fuse is blown once written, survives a reopen, and a damaged file
+// is an error rather than a fuse that is not blown.
+func TestFileFuse(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FuseFile)
+	u := NewFileFuse(openFile(t, path))
+	if b, err := u.Blown(); err != nil || b {
+		t.Fatalf("new fuse: %v %v", b, err)
+	}
+	if err := u.Blow(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := NewFileFuse(openFile(t, path)).Blown(); err != nil || !b {
+		t.Fatalf("after blowing and reopening: %v %v", b, err)
+	}
+	if err := os.WriteFile(path, []byte("coffer fake OTP fuse: RPMB key not\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := NewFileFuse(openFile(t, path)).Blown(); err == nil {
+		t.Fatalf("damaged file read as %v", b)
+	}
+}
