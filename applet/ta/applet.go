@@ -11,6 +11,7 @@ import (
 	"time"
 
 	taruntime "github.com/cofferhsm/coffer/applet/runtime"
+	"github.com/cofferhsm/coffer/applet/startup"
 	"github.com/cofferhsm/coffer/applet/store"
 	"github.com/cofferhsm/coffer/applet/vault"
 	"github.com/cofferhsm/coffer/firmware/api"
@@ -51,59 +52,53 @@ func run(ctx context.Context, o *taruntime.OS) error {
 	return serve(ctx, o, h, log)
 }
 
-// open opens the store and the vault, or returns a handler that refuses
-// service, and a status line for the console.
+// open opens the store and the vault, creating them on the first boot (and
+// completing a first boot a power cut interrupted: applet/startup), or
+// returns a handler that refuses service, and a status line for the console.
 func open(ctx context.Context, o *taruntime.OS, cfg *api.Config, log *slog.Logger) (protocol.Handler, string) {
-	// The OS owns the RPMB partition and its key; the applet sees only
-	// the anchor's block and counter.
 	anchor := o.Anchor()
-	dev := o.Device(cfg.Sectors)
-	opts := store.Options{
-		SealingKey:        cfg.StoreKey,
-		MinAnchorInterval: time.Duration(cfg.MinAnchorMillis) * time.Millisecond,
-		CacheNodes:        cacheNodes,
-	}
-	st, err := store.Open(dev, anchor, opts)
-	created := false
-	if errors.Is(err, store.ErrNotFormatted) {
-		log.Info("formatting a new store", "sectors", dev.Sectors())
-		if err = store.Format(dev, anchor, opts); err == nil {
-			st, err = store.Open(dev, anchor, opts)
-			created = true
-		}
-	}
-	clear(opts.SealingKey[:])
-	if err != nil {
-		log.Error("store", "err", err)
-		return refuse(err), "REFUSING SERVICE: store: " + err.Error()
-	}
 	name := "coffer"
 	if cfg.Board != "" {
 		name += "-" + cfg.Board
 	}
-	v, err := vault.New(ctx, st, vault.Options{
-		Create:       created,
-		Log:          log,
-		MaxLimit:     uint(cfg.MaxLimit),
-		Insecure:     cfg.Flags&api.FlagInsecure != 0,
-		FirmwareHash: bytes.Clone(cfg.FirmwareHash[:]),
-		Name:         name,
-		AnchorWrites: func() uint64 { return uint64(anchor.WriteCounter()) },
+	v, err := startup.Open(ctx, o.Device(cfg.Sectors), anchor, startup.Options{
+		Store: store.Options{
+			SealingKey:        cfg.StoreKey,
+			MinAnchorInterval: time.Duration(cfg.MinAnchorMillis) * time.Millisecond,
+			CacheNodes:        cacheNodes,
+		},
+		Vault: vault.Options{
+			Log:          log,
+			MaxLimit:     uint(cfg.MaxLimit),
+			Insecure:     cfg.Flags&api.FlagInsecure != 0,
+			FirmwareHash: bytes.Clone(cfg.FirmwareHash[:]),
+			Name:         name,
+			AnchorWrites: func() uint64 { return uint64(anchor.WriteCounter()) },
+		},
+		// The device has no other way to be set up: its first boot
+		// creates the vault. On hardware only the OS can write the
+		// anchor, so "never written" means a new device.
+		Create: true,
 	})
 	if err != nil {
-		log.Error("vault", "err", err)
-		st.Close()
-		return refuse(err), "REFUSING SERVICE: vault: " + err.Error()
+		log.Error("open", "err", err)
+		return refuse(err), "REFUSING SERVICE: " + err.Error()
+	}
+	if v.Formatted {
+		log.Info("formatted a new store", "sectors", cfg.Sectors)
+	}
+	if v.Created {
+		log.Info("created the vault's identity")
 	}
 	if cfg.Flags&api.FlagDevProvisioning != 0 {
-		if err := selfProvision(ctx, v, cfg.DevProvisioningSeed); err != nil {
+		if err := selfProvision(ctx, v.Vault, cfg.DevProvisioningSeed); err != nil {
 			log.Error("development provisioning", "err", err)
 		}
 	}
-	go expire(v)
-	stats := st.Stats()
+	go expire(v.Vault)
+	stats := v.Store.Stats()
 	status := fmt.Sprintf("serving: store sequence %d, %d records, anchor counter %d", stats.Seq, stats.Records, stats.WriteCounter)
-	if created {
+	if v.Formatted {
 		status += " (new store)"
 	}
 	if cfg.Flags&api.FlagInsecure != 0 {

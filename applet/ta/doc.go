@@ -10,8 +10,10 @@
 // never sends an RPMB frame), randomness, and the protocol requests, which
 // it answers one by one with Vault.Handle.
 //
-// At start it opens the store (formatting it if the anchor has never been
-// written), opens or creates the vault, and reports ready. If the store or the anchor fails
+// At start it opens the store and the vault with applet/startup: on the
+// first boot it formats the store and creates the vault's identity, and a
+// first boot cut short by a power failure is completed at the next; a store
+// that holds records is never reformatted. If the store or the anchor fails
 // its integrity checks (an older copy of the store under a newer anchor, an
 // RPMB partition the OS found tampered with) it still reports ready, and
 // answers every request with a "tampered: service refused" error rather
