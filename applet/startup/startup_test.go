@@ -29,7 +29,7 @@ type power struct {
 	mu    sync.Mutex
 	left  int
 	off   bool
-	inRAM bool // the cut hit an anchor write
+	inRAM bool // the cut hit an anchor write (guarded by mu)
 	dev   *store.CrashDevice
 	lands bool // an anchor write the power fails in takes effect
 }
@@ -90,7 +90,9 @@ func (c cutAnchor) Write(data [store.AnchorSize]byte) (uint32, error) {
 		return 0, store.ErrPowerCut
 	}
 	if c.p.step() {
+		c.p.mu.Lock()
 		c.p.inRAM = true
+		c.p.mu.Unlock()
 		if c.p.lands {
 			c.a.Write(data)
 		}
