@@ -23,7 +23,7 @@ const OpBase = 0x100
 // big-endian.
 const (
 	// OpConfig: buffer of ConfigSize bytes ← the Config for this run. The
-	// OS answers it once per applet start (it carries the sealing key).
+	// OS answers it once per applet start (it carries the store key).
 	OpConfig = OpBase + iota
 	// OpReady: buffer = a status line for the console (≤ MaxLog bytes);
 	// r0 ← 0. The applet reports that it serves (or refuses to serve).
