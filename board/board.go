@@ -22,9 +22,15 @@ type Board interface {
 	// boot not closed. The OS says it loudly at boot, and the vault puts
 	// the flag in its identity bundle.
 	Insecure() string
-	// SealingKey returns the device-unique key the record store is sealed
-	// under. Hardware boards refuse (error) unless secure boot is closed.
-	SealingKey() ([32]byte, error)
+	// DeviceKey returns the device-unique key, from which the OS derives
+	// one key per purpose (firmware/tos DeriveKeys: the store's sealing
+	// key, the RPMB key). Hardware boards refuse (error) unless secure
+	// boot is closed.
+	DeviceKey() ([32]byte, error)
+	// SecureBootClosed reports whether secure boot is closed (on the
+	// i.MX6: HAB closed and the SNVS in a secure state). The OS programs
+	// the RPMB key only then; emulators always say false.
+	SecureBootClosed() bool
 	// DevProvisioningSeed returns the seed of a development provisioning
 	// key with which an emulated vault signs its own identity bundle, or
 	// false on a board that is provisioned by its owner.
@@ -32,6 +38,10 @@ type Board interface {
 	// Storage returns the record store's block device and the RPMB
 	// partition that holds its anchor.
 	Storage() (store.Device, store.RPMBTransport, error)
+	// RPMBKeyFuse returns the one-time-programmable bit the OS blows
+	// before it programs the RPMB key (a fake on emulators), and where it
+	// is, for the console.
+	RPMBKeyFuse() (Fuse, string, error)
 	// MinAnchorInterval is the least time between anchor writes, to spare
 	// the RPMB write counter.
 	MinAnchorInterval() time.Duration
@@ -41,6 +51,12 @@ type Board interface {
 	Transport() (io.ReadWriter, error)
 	// Halt stops the machine (QEMU exits with code).
 	Halt(code int)
+}
+
+// Fuse is a one-time-programmable bit: once blown it stays blown.
+type Fuse interface {
+	Blown() (bool, error)
+	Blow() error
 }
 
 var current Board

@@ -5,8 +5,10 @@
 //   - the memory layout (layout.go): where the OS, its DMA buffers and the
 //     applet live in RAM, shared by both images and by the build;
 //   - the Board interface: the transport to the host, the record store's
-//     block device and RPMB partition, the device-unique sealing key, the
-//     randomness the applet is given, and whether any of that is insecure.
+//     block device and RPMB partition, the fuse that records the RPMB key's
+//     programming, the device-unique key, whether secure boot is closed,
+//     the randomness the applet is given, and whether any of that is
+//     insecure.
 //
 // Each board is one folder below this one (board/qemu, board/usbarmory).
 // Its hardware code carries `//go:build tamago && board_NAME` and registers

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/cofferhsm/coffer/applet/store"
 	"github.com/cofferhsm/coffer/firmware/api"
@@ -77,31 +78,62 @@ func (d *Device) Flush() error {
 	return err
 }
 
-// RPMB carries RPMB frames to the OS's RPMB partition (the anchor's).
-type RPMB struct{ os *OS }
-
-var _ store.RPMBTransport = RPMB{}
-
-// RPMB returns the OS's RPMB transport.
-func (o *OS) RPMB() RPMB { return RPMB{os: o} }
-
-func (r RPMB) WriteRPMB(frame []byte, reliable bool) error {
-	if len(frame) != api.RPMBFrameSize {
-		return errors.New("taruntime: rpmb frame must be 512 bytes")
-	}
-	b := make([]byte, api.RPMBHeader+api.RPMBFrameSize)
-	if reliable {
-		binary.BigEndian.PutUint32(b, 1)
-	}
-	copy(b[api.RPMBHeader:], frame)
-	_, err := r.os.do(api.OpRPMBWrite, b)
-	return err
+// Anchor is the record store's anchor, kept by the OS in its RPMB partition
+// (OpAnchorRead, OpAnchorWrite). The OS authenticates every access with a
+// key the applet never holds.
+type Anchor struct {
+	os      *OS
+	counter atomic.Uint32
 }
 
-func (r RPMB) ReadRPMB(frame []byte) error {
-	if len(frame) != api.RPMBFrameSize {
-		return errors.New("taruntime: rpmb frame must be 512 bytes")
+var _ store.Anchor = (*Anchor)(nil)
+
+// Anchor returns the OS's anchor.
+func (o *OS) Anchor() *Anchor { return &Anchor{os: o} }
+
+// Read returns the anchored block and the write counter.
+func (a *Anchor) Read() (data [store.AnchorSize]byte, counter uint32, err error) {
+	var b [api.AnchorCallSize]byte
+	defer clear(b[:])
+	if _, err := a.os.do(api.OpAnchorRead, b[:]); err != nil {
+		return data, 0, anchorError("read", err)
 	}
-	_, err := r.os.do(api.OpRPMBRead, frame)
-	return err
+	copy(data[:], b[4:])
+	counter = binary.BigEndian.Uint32(b[:])
+	a.counter.Store(counter)
+	return data, counter, nil
+}
+
+// Write replaces the anchored block and returns the new write counter.
+func (a *Anchor) Write(data [store.AnchorSize]byte) (uint32, error) {
+	var b [api.AnchorCallSize]byte
+	defer clear(b[:])
+	copy(b[4:], data[:])
+	if _, err := a.os.do(api.OpAnchorWrite, b[:]); err != nil {
+		return 0, anchorError("write", err)
+	}
+	c := binary.BigEndian.Uint32(b[:])
+	a.counter.Store(c)
+	return c, nil
+}
+
+// WriteCounter is the last write counter the OS reported (metrics).
+func (a *Anchor) WriteCounter() uint32 { return a.counter.Load() }
+
+// TamperedError is the OS's verdict that the RPMB partition failed its
+// checks (api.ETAMPERED). It wraps store.ErrTampered and answers Tampered(),
+// as the store's own integrity errors do.
+type TamperedError struct{ Op string }
+
+func (e *TamperedError) Error() string {
+	return "taruntime: anchor " + e.Op + ": " + api.ETAMPERED.Error()
+}
+func (e *TamperedError) Unwrap() []error { return []error{api.ETAMPERED, store.ErrTampered} }
+func (e *TamperedError) Tampered() bool  { return true }
+
+func anchorError(op string, err error) error {
+	if errors.Is(err, api.ETAMPERED) {
+		return &TamperedError{Op: op}
+	}
+	return fmt.Errorf("taruntime: anchor %s: %w", op, err)
 }

@@ -18,6 +18,6 @@
 //     request, waking the goroutine parked in WaitRequest.
 //
 // The rest (OS, the client of every operation, and the store.Device and
-// store.RPMBTransport it provides) is portable and tested on any machine
+// store.Anchor it provides) is portable and tested on any machine
 // against the OS's portable core (firmware/tos).
 package taruntime

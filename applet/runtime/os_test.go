@@ -81,3 +81,53 @@ func TestCallErrorsSurface(t *testing.T) {
 		t.Fatal("oversized reply accepted")
 	}
 }
+
+// The anchor client carries the block and the counter, and turns the OS's
+// ETAMPERED into an error the store and the applet recognise as tampering.
+func TestAnchorThroughTheOS(t *testing.T) {
+	var block [api.AnchorBlockSize]byte
+	counter := uint32(7)
+	tamper := false
+	o := NewOS(func(op uint32, buf []byte) int32 {
+		if len(buf) != api.AnchorCallSize {
+			return int32(api.EINVAL)
+		}
+		if tamper {
+			return int32(api.ETAMPERED)
+		}
+		switch op {
+		case api.OpAnchorRead:
+			binary.BigEndian.PutUint32(buf, counter)
+			copy(buf[4:], block[:])
+		case api.OpAnchorWrite:
+			copy(block[:], buf[4:])
+			counter++
+			binary.BigEndian.PutUint32(buf, counter)
+		default:
+			return int32(api.ENOSYS)
+		}
+		return 0
+	})
+	a := o.Anchor()
+	var _ store.Anchor = a
+	data := [store.AnchorSize]byte{1, 2, 3}
+	if c, err := a.Write(data); err != nil || c != 8 || a.WriteCounter() != 8 {
+		t.Fatalf("write: %d %v", c, err)
+	}
+	if got, c, err := a.Read(); err != nil || got != data || c != 8 {
+		t.Fatalf("read: %d %v", c, err)
+	}
+	tamper = true
+	_, _, err := a.Read()
+	var tm interface{ Tampered() bool }
+	if !errors.Is(err, store.ErrTampered) || !errors.Is(err, api.ETAMPERED) || !errors.As(err, &tm) || !tm.Tampered() {
+		t.Fatalf("tampered read: %v", err)
+	}
+	if _, err := o.Anchor().Write(data); !errors.As(err, &tm) {
+		t.Fatalf("tampered write: %v", err)
+	}
+	e := NewOS(func(uint32, []byte) int32 { return int32(api.EIO) })
+	if _, _, err := e.Anchor().Read(); !errors.Is(err, api.EIO) || errors.Is(err, store.ErrTampered) {
+		t.Fatalf("I/O error: %v", err)
+	}
+}

@@ -26,11 +26,13 @@ import (
 //	store.img    the record store's block device
 //	anchor.rpmb  the emulated RPMB holding the monotonic anchor
 //	provisioning.key, bundle.cbor   only with `dev`: a development provisioning key
+//	init.incomplete  only while an init has not finished
 const (
 	deviceKeyFile          = "device.key"
 	configFile             = "config.json"
 	DevProvisioningKeyFile = "provisioning.key"
 	devBundle              = "bundle.cbor"
+	initMarker             = "init.incomplete"
 )
 
 type config struct {
@@ -40,6 +42,13 @@ type config struct {
 
 // Init creates a new software vault in dir: device key, options, store,
 // anchor and identity.
+//
+// It is restartable: it first writes initMarker, then each file atomically
+// (the options before the key), then formats the store and creates the
+// identity (applet/startup), and removes the marker last. Run again on a
+// folder whose init was cut short (the marker is there), it keeps what was
+// written (never a new device key) and finishes. A folder without the marker
+// holds a finished vault, which Init refuses to touch.
 func Init(ctx context.Context, dir string, maxLimit uint, stdout io.Writer) error {
 	if dir == "" {
 		return errors.New("init: -state is required")
@@ -47,18 +56,39 @@ func Init(ctx context.Context, dir string, maxLimit uint, stdout io.Writer) erro
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(dir, deviceKeyFile)); err == nil {
+	resuming := exists(filepath.Join(dir, initMarker))
+	if !resuming && exists(filepath.Join(dir, deviceKeyFile)) {
 		return fmt.Errorf("init: %s already holds a vault", dir)
 	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
+	if !resuming {
+		if err := writeFileAtomic(dir, initMarker, []byte("softvault init has not finished: run it again\n")); err != nil {
+			return err
+		}
+	}
+	if err := initStep("marker"); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, deviceKeyFile), []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+	if !exists(filepath.Join(dir, configFile)) {
+		cfg, _ := json.Marshal(config{MaxLimit: maxLimit, Name: "softvault"})
+		if err := writeFileAtomic(dir, configFile, cfg); err != nil {
+			return err
+		}
+	}
+	if err := initStep("config"); err != nil {
 		return err
 	}
-	cfg, _ := json.Marshal(config{MaxLimit: maxLimit, Name: "softvault"})
-	if err := os.WriteFile(filepath.Join(dir, configFile), cfg, 0o600); err != nil {
+	if !exists(filepath.Join(dir, deviceKeyFile)) {
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return err
+		}
+		err := writeFileAtomic(dir, deviceKeyFile, []byte(hex.EncodeToString(key)+"\n"))
+		clear(key)
+		if err != nil {
+			return err
+		}
+	}
+	if err := initStep("key"); err != nil {
 		return err
 	}
 	v, closeStore, err := openVault(ctx, dir, true, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -66,9 +96,71 @@ func Init(ctx context.Context, dir string, maxLimit uint, stdout io.Writer) erro
 		return err
 	}
 	defer closeStore()
+	if err := initStep("vault"); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(dir, initMarker)); err != nil {
+		return err
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
 	id := v.Identity()
-	fmt.Fprintf(stdout, "created an INSECURE software vault in %s\n  signing key %x\n  max attempt limit %d\n", dir, id.SigningKey, id.MaxLimit)
+	verb := "created"
+	if resuming {
+		verb = "finished creating"
+	}
+	fmt.Fprintf(stdout, "%s an INSECURE software vault in %s\n  signing key %x\n  max attempt limit %d\n", verb, dir, id.SigningKey, id.MaxLimit)
 	return nil
+}
+
+// initStep is called after each step of Init; tests make it fail to cut an
+// init short there.
+var initStep = func(string) error { return nil }
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+// writeFileAtomic writes name in dir so that a crash leaves either no file
+// or the whole of it: a temporary file, synced, renamed, and the folder
+// synced.
+func writeFileAtomic(dir, name string, b []byte) error {
+	f, err := os.CreateTemp(dir, "."+name+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // fails harmlessly once renamed
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 func readDeviceKey(dir string) ([32]byte, error) {
@@ -120,8 +212,12 @@ func Open(ctx context.Context, dir string, opts Options) (*Instance, error) {
 	return &Instance{Vault: v, close: closeFn}, nil
 }
 
-// openVault opens the store and the vault in dir.
+// openVault opens the store and the vault in dir; with create, it formats
+// the store and creates the identity where an init left them undone.
 func openVault(ctx context.Context, dir string, create bool, flushLatency time.Duration, log *slog.Logger) (*vault.Vault, func() error, error) {
+	if !create && exists(filepath.Join(dir, initMarker)) {
+		return nil, nil, fmt.Errorf("%s: softvault init did not finish (interrupted?): run softvault init (or dev) again to finish it", dir)
+	}
 	var cfg config
 	b, err := os.ReadFile(filepath.Join(dir, configFile))
 	if err != nil {
@@ -134,25 +230,19 @@ func openVault(ctx context.Context, dir string, create bool, flushLatency time.D
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := openStore(dir, deviceKey, create, flushLatency)
+	fw, err := executableHash()
+	if err != nil {
+		clear(deviceKey[:])
+		return nil, nil, err
+	}
+	st, err := openStore(ctx, dir, deviceKey, create, flushLatency, vault.Options{
+		Log: log, MaxLimit: cfg.MaxLimit, Insecure: true, Name: cfg.Name, FirmwareHash: fw,
+	})
 	clear(deviceKey[:])
 	if err != nil {
 		return nil, nil, err
 	}
-	fw, err := executableHash()
-	if err != nil {
-		st.Close()
-		return nil, nil, err
-	}
-	v, err := vault.New(ctx, st, vault.Options{
-		Create: create, Log: log, MaxLimit: cfg.MaxLimit, Insecure: true, Name: cfg.Name,
-		FirmwareHash: fw, AnchorWrites: st.AnchorWrites,
-	})
-	if err != nil {
-		st.Close()
-		return nil, nil, err
-	}
-	return v, func() error { v.Close(); return st.Close() }, nil
+	return st.Vault.Vault, st.Close, nil
 }
 
 // executableHash stands in for the firmware hash: SHA-256 of this binary.
@@ -209,14 +299,15 @@ func InstallBundle(ctx context.Context, dir, bundle string, stdout io.Writer) er
 	return nil
 }
 
-// DevSetup makes dir a ready vault for development: created if missing, and
+// DevSetup makes dir a ready vault for development: created if missing (or
+// finished, if an init was cut short), and
 // provisioned with a development provisioning key kept beside it. A real
 // deployment keeps the provisioning key offline instead.
 func DevSetup(ctx context.Context, dir string, maxLimit uint, stdout io.Writer) (ed25519.PublicKey, error) {
 	if dir == "" {
 		return nil, errors.New("dev: -state is required")
 	}
-	if _, err := os.Stat(filepath.Join(dir, deviceKeyFile)); errors.Is(err, os.ErrNotExist) {
+	if !exists(filepath.Join(dir, deviceKeyFile)) || exists(filepath.Join(dir, initMarker)) {
 		if err := Init(ctx, dir, maxLimit, stdout); err != nil {
 			return nil, err
 		}

@@ -1,10 +1,13 @@
 package softvault
 
 import (
+	"context"
 	"path/filepath"
 	"time"
 
+	"github.com/cofferhsm/coffer/applet/startup"
 	"github.com/cofferhsm/coffer/applet/store"
+	"github.com/cofferhsm/coffer/applet/vault"
 )
 
 const (
@@ -16,15 +19,18 @@ const (
 	storeSectors = 256 << 20 / store.SectorSize
 )
 
-// fileStore is the record store on a file device with a file anchor: the
-// software vault's stand-ins for eMMC and RPMB.
+// fileStore is the vault on its record store, on a file device with a file
+// anchor: the software vault's stand-ins for eMMC and RPMB.
 type fileStore struct {
-	*store.Store
+	*startup.Vault
 	dev    *store.FileDevice
 	anchor *store.FileAnchor
 }
 
-func openStore(dir string, deviceKey [32]byte, create bool, flushLatency time.Duration) (*fileStore, error) {
+// openStore opens the vault in dir on its store (applet/startup; with
+// create, formatting the store and creating the identity where an init left
+// them undone).
+func openStore(ctx context.Context, dir string, deviceKey [32]byte, create bool, flushLatency time.Duration, vopts vault.Options) (*fileStore, error) {
 	dev, err := store.OpenFileDevice(filepath.Join(dir, StoreFile), storeSectors)
 	if err != nil {
 		return nil, err
@@ -34,32 +40,26 @@ func openStore(dir string, deviceKey [32]byte, create bool, flushLatency time.Du
 		dev.Close()
 		return nil, err
 	}
+	vopts.AnchorWrites = func() uint64 { return uint64(anchor.WriteCounter()) }
 	var d store.Device = dev
 	if flushLatency > 0 {
 		d = store.WithFlushLatency(dev, flushLatency)
 	}
-	opts := store.Options{SealingKey: deviceKey}
-	if create {
-		if err := store.Format(d, anchor, opts); err != nil {
-			dev.Close()
-			anchor.Close()
-			return nil, err
-		}
-	}
-	s, err := store.Open(d, anchor, opts)
+	v, err := startup.Open(ctx, d, anchor, startup.Options{
+		Store:  store.Options{SealingKey: deviceKey},
+		Vault:  vopts,
+		Create: create,
+	})
 	if err != nil {
 		dev.Close()
 		anchor.Close()
 		return nil, err
 	}
-	return &fileStore{Store: s, dev: dev, anchor: anchor}, nil
+	return &fileStore{Vault: v, dev: dev, anchor: anchor}, nil
 }
 
-// AnchorWrites is the anchor's write counter, for the vault's status.
-func (f *fileStore) AnchorWrites() uint64 { return uint64(f.Store.Stats().WriteCounter) }
-
 func (f *fileStore) Close() error {
-	err := f.Store.Close()
+	err := f.Vault.Close()
 	if e := f.dev.Close(); err == nil {
 		err = e
 	}

@@ -3,10 +3,10 @@
 // device and anchored after every commit in a monotonic anchor with RPMB
 // semantics. It implements the vault's Store interface (applet/vault).
 //
-// It is portable Go: the same code runs in the Trusted Applet (the firmware
-// plugs its eMMC driver in as a Device and its RPMB partition as an
-// RPMBTransport), under QEMU, and natively as the software vault (FileDevice
-// and FileAnchor).
+// It is portable Go: the same code runs in the Trusted Applet (on the OS's
+// eMMC sectors as a Device and the OS's anchor, which the Trusted OS keeps
+// with an RPMBAnchor on its RPMB partition), under QEMU, and natively as the
+// software vault (FileDevice and FileAnchor).
 //
 // # Design
 //

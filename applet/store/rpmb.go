@@ -101,7 +101,8 @@ func rpmbMACOf(key *[32]byte, f []byte) [32]byte {
 }
 
 // DeriveRPMBKey derives an RPMB authentication key from a device-unique key,
-// for firmware and software vaults that have no other source for it.
+// for the software vault's emulated partition. (The firmware's Trusted OS
+// derives its own, firmware/tos DeriveKeys.)
 func DeriveRPMBKey(deviceKey [32]byte) [32]byte {
 	k, err := hkdf.Key(sha256.New, deviceKey[:], nil, "coffer/store rpmb auth v1", 32)
 	if err != nil {
@@ -129,7 +130,9 @@ func NewRPMBAnchor(t RPMBTransport, authKey [32]byte, addr uint16) *RPMBAnchor {
 }
 
 // ProgramKey programs the authentication key into the device. On an eMMC this
-// is a one-time, irreversible operation.
+// is a one-time, irreversible operation, and it sends the key over the bus
+// in clear: call it only at provisioning, never because a partition says it
+// has no key (that answer is not authenticated; see firmware/tos OpenAnchor).
 func (a *RPMBAnchor) ProgramKey() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()

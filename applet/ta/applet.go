@@ -11,6 +11,7 @@ import (
 	"time"
 
 	taruntime "github.com/cofferhsm/coffer/applet/runtime"
+	"github.com/cofferhsm/coffer/applet/startup"
 	"github.com/cofferhsm/coffer/applet/store"
 	"github.com/cofferhsm/coffer/applet/vault"
 	"github.com/cofferhsm/coffer/firmware/api"
@@ -51,61 +52,53 @@ func run(ctx context.Context, o *taruntime.OS) error {
 	return serve(ctx, o, h, log)
 }
 
-// open opens the store and the vault, or returns a handler that refuses
-// service, and a status line for the console.
+// open opens the store and the vault, creating them on the first boot (and
+// completing a first boot a power cut interrupted: applet/startup), or
+// returns a handler that refuses service, and a status line for the console.
 func open(ctx context.Context, o *taruntime.OS, cfg *api.Config, log *slog.Logger) (protocol.Handler, string) {
-	anchor := store.NewRPMBAnchor(o.RPMB(), store.DeriveRPMBKey(cfg.SealingKey), 0)
-	if err := ensureRPMBKey(anchor); err != nil {
-		log.Error("rpmb", "err", err)
-		return refuse(err), "REFUSING SERVICE: anchor: " + err.Error()
-	}
-	dev := o.Device(cfg.Sectors)
-	opts := store.Options{
-		SealingKey:        cfg.SealingKey,
-		MinAnchorInterval: time.Duration(cfg.MinAnchorMillis) * time.Millisecond,
-		CacheNodes:        cacheNodes,
-	}
-	st, err := store.Open(dev, anchor, opts)
-	created := false
-	if errors.Is(err, store.ErrNotFormatted) {
-		log.Info("formatting a new store", "sectors", dev.Sectors())
-		if err = store.Format(dev, anchor, opts); err == nil {
-			st, err = store.Open(dev, anchor, opts)
-			created = true
-		}
-	}
-	clear(opts.SealingKey[:])
-	if err != nil {
-		log.Error("store", "err", err)
-		return refuse(err), "REFUSING SERVICE: store: " + err.Error()
-	}
+	anchor := o.Anchor()
 	name := "coffer"
 	if cfg.Board != "" {
 		name += "-" + cfg.Board
 	}
-	v, err := vault.New(ctx, st, vault.Options{
-		Create:       created,
-		Log:          log,
-		MaxLimit:     uint(cfg.MaxLimit),
-		Insecure:     cfg.Flags&api.FlagInsecure != 0,
-		FirmwareHash: bytes.Clone(cfg.FirmwareHash[:]),
-		Name:         name,
-		AnchorWrites: func() uint64 { return uint64(anchor.WriteCounter()) },
+	v, err := startup.Open(ctx, o.Device(cfg.Sectors), anchor, startup.Options{
+		Store: store.Options{
+			SealingKey:        cfg.StoreKey,
+			MinAnchorInterval: time.Duration(cfg.MinAnchorMillis) * time.Millisecond,
+			CacheNodes:        cacheNodes,
+		},
+		Vault: vault.Options{
+			Log:          log,
+			MaxLimit:     uint(cfg.MaxLimit),
+			Insecure:     cfg.Flags&api.FlagInsecure != 0,
+			FirmwareHash: bytes.Clone(cfg.FirmwareHash[:]),
+			Name:         name,
+			AnchorWrites: func() uint64 { return uint64(anchor.WriteCounter()) },
+		},
+		// The device has no other way to be set up: its first boot
+		// creates the vault. On hardware only the OS can write the
+		// anchor, so "never written" means a new device.
+		Create: true,
 	})
 	if err != nil {
-		log.Error("vault", "err", err)
-		st.Close()
-		return refuse(err), "REFUSING SERVICE: vault: " + err.Error()
+		log.Error("open", "err", err)
+		return refuse(err), "REFUSING SERVICE: " + err.Error()
+	}
+	if v.Formatted {
+		log.Info("formatted a new store", "sectors", cfg.Sectors)
+	}
+	if v.Created {
+		log.Info("created the vault's identity")
 	}
 	if cfg.Flags&api.FlagDevProvisioning != 0 {
-		if err := selfProvision(ctx, v, cfg.DevProvisioningSeed); err != nil {
+		if err := selfProvision(ctx, v.Vault, cfg.DevProvisioningSeed); err != nil {
 			log.Error("development provisioning", "err", err)
 		}
 	}
-	go expire(v)
-	stats := st.Stats()
+	go expire(v.Vault)
+	stats := v.Store.Stats()
 	status := fmt.Sprintf("serving: store sequence %d, %d records, anchor counter %d", stats.Seq, stats.Records, stats.WriteCounter)
-	if created {
+	if v.Formatted {
 		status += " (new store)"
 	}
 	if cfg.Flags&api.FlagInsecure != 0 {
@@ -114,26 +107,14 @@ func open(ctx context.Context, o *taruntime.OS, cfg *api.Config, log *slog.Logge
 	return v.Handle, status
 }
 
-// ensureRPMBKey programs the anchor's key into a partition that has none
-// (first boot). On an eMMC this is irreversible, and the key is derived from
-// the device-unique key, so only this device can ever write its anchor.
-func ensureRPMBKey(a *store.RPMBAnchor) error {
-	_, _, err := a.Read()
-	var re *store.RPMBError
-	if errors.As(err, &re) && re.Result&^store.RPMBCounterExpired == store.RPMBKeyNotProgrammed {
-		if err := a.ProgramKey(); err != nil {
-			return fmt.Errorf("programming the RPMB key: %w", err)
-		}
-		_, _, err = a.Read()
-	}
-	return err
-}
-
 // refuse answers every request with the error that keeps the vault closed.
 func refuse(cause error) protocol.Handler {
 	code, msg := protocol.CodeUnavailable, "storage failed; the vault fails closed"
 	var t interface{ Tampered() bool }
-	if errors.Is(cause, vault.ErrTampered) || (errors.As(cause, &t) && t.Tampered()) {
+	switch {
+	case errors.Is(cause, api.ETAMPERED):
+		code, msg = protocol.CodeTampered, "service refused: the RPMB anchor failed the device's integrity checks"
+	case errors.Is(cause, vault.ErrTampered) || (errors.As(cause, &t) && t.Tampered()):
 		code, msg = protocol.CodeTampered, "service refused: the store failed its integrity check"
 	}
 	reply := protocol.EncodeError(protocol.Errorf(code, "%s", msg))

@@ -8,10 +8,12 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	taruntime "github.com/cofferhsm/coffer/applet/runtime"
+	"github.com/cofferhsm/coffer/applet/store"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
 	"github.com/cofferhsm/coffer/board/qemu"
 	"github.com/cofferhsm/coffer/firmware/api"
@@ -71,17 +73,51 @@ type machine struct {
 	t            *testing.T
 	storeFile    *memFile
 	anchorFile   *memFile
+	fuseFile     *memFile
 	relay        *tos.Relay
 	ready        chan string
 	svc          *tos.Service
 	client       *protocol.StreamClient
 	stopTransprt func()
+	// bus, if set, stands between the OS and the RPMB partition (an
+	// attacker on the eMMC bus).
+	bus func(real store.RPMBTransport) store.RPMBTransport
 }
 
 const testSectors = 8192
 
 func newMachine(t *testing.T) *machine {
-	return &machine{t: t, storeFile: &memFile{}, anchorFile: &memFile{}}
+	return &machine{t: t, storeFile: &memFile{}, anchorFile: &memFile{}, fuseFile: &memFile{}}
+}
+
+// bootOS does what the Trusted OS (firmware/os) does at power on, for the
+// QEMU board: derive the per-purpose keys from the device key, check the
+// RPMB partition part against the fuse (provisioning it on the first boot),
+// and prepare the applet's services on dev. Console lines go to the test log.
+func bootOS(t *testing.T, dev store.Device, part store.RPMBTransport, fuse tos.Fuse) *tos.Service {
+	keys := tos.DeriveKeys(&qemu.DevSealingKey)
+	defer keys.Wipe()
+	anchor, _ := tos.OpenAnchor(tos.RPMBSetup{
+		Transport:        part,
+		Key:              keys.RPMB,
+		Fuse:             fuse,
+		InsecureEmulator: true, // QEMU: emulated and flagged insecure
+		Log:              func(line string) { t.Log("os:", line) },
+	})
+	return &tos.Service{
+		Config: api.Config{
+			Flags:               api.FlagInsecure | api.FlagEmulated | api.FlagDevProvisioning,
+			MaxLimit:            protocol.DefaultLimit,
+			Sectors:             dev.Sectors(),
+			StoreKey:            keys.Store,
+			DevProvisioningSeed: qemu.DevProvisioningSeed,
+			Board:               "test",
+		},
+		Device:  dev,
+		Anchor:  anchor,
+		Rand:    cryptoRand{},
+		Console: func(line string) { t.Log("applet:", line) },
+	}
 }
 
 // boot starts the OS core and the applet, and waits for ready.
@@ -95,37 +131,36 @@ func (m *machine) boot() string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var part store.RPMBTransport = rpmb
+	if m.bus != nil {
+		part = m.bus(rpmb)
+	}
 	m.relay = tos.NewRelay()
 	m.ready = make(chan string, 1)
-	m.svc = &tos.Service{
-		Config: api.Config{
-			Flags:               api.FlagInsecure | api.FlagEmulated | api.FlagDevProvisioning,
-			MaxLimit:            protocol.DefaultLimit,
-			Sectors:             dev.Sectors(),
-			SealingKey:          qemu.DevSealingKey,
-			DevProvisioningSeed: qemu.DevProvisioningSeed,
-			Board:               "test",
-		},
-		Device:  dev,
-		RPMB:    rpmb,
-		Rand:    cryptoRand{},
-		Relay:   m.relay,
-		Console: func(line string) { t.Log("applet:", line) },
-		Ready:   func(s string) { m.ready <- s },
-		MaxWait: 50 * time.Millisecond,
-	}
+	m.svc = bootOS(t, dev, part, qemu.NewFileFuse(m.fuseFile))
+	m.svc.Relay = m.relay
+	m.svc.Ready = func(s string) { m.ready <- s }
+	m.svc.MaxWait = 50 * time.Millisecond
 	m.svc.Start()
+	// Once the machine stops, its applet's calls fail as they would in a
+	// stopped applet: its goroutines (they leak) never touch the storage
+	// of the next boot.
+	var stopped atomic.Bool
+	svc := m.svc
 	o := taruntime.NewOS(func(op uint32, buf []byte) int32 {
-		r, _ := m.svc.Call(op, tos.SliceBuffer(buf))
+		if stopped.Load() {
+			return int32(api.ECLOSED)
+		}
+		r, _ := svc.Call(op, tos.SliceBuffer(buf))
 		return r
 	})
-	go run(context.Background(), o) // the applet: leaks at test end, as a stopped machine would
+	go run(context.Background(), o)
 
 	a, b := net.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	go protocol.ServeStream(ctx, a, m.relay.Handle, 8)
 	m.client = protocol.NewStreamClient(b)
-	m.stopTransprt = func() { cancel(); m.client.Close(); a.Close() }
+	m.stopTransprt = func() { stopped.Store(true); cancel(); m.client.Close(); a.Close() }
 	t.Cleanup(m.stopTransprt)
 	select {
 	case s := <-m.ready:

@@ -46,10 +46,22 @@ func (b *qemuBoard) Init() error {
 }
 
 func (*qemuBoard) Insecure() string {
-	return "QEMU emulation: public development sealing key, store and RPMB anchor in host files, no secure boot"
+	return "QEMU emulation: public development device key, store, RPMB anchor and fake OTP fuse in host files, no secure boot"
 }
 
-func (*qemuBoard) SealingKey() ([32]byte, error) { return DevSealingKey, nil }
+func (*qemuBoard) DeviceKey() ([32]byte, error) { return DevSealingKey, nil }
+
+// SecureBootClosed: QEMU has no secure boot. The OS still provisions the
+// emulated RPMB, because this board is emulated and flagged insecure.
+func (*qemuBoard) SecureBootClosed() bool { return false }
+
+func (*qemuBoard) RPMBKeyFuse() (board.Fuse, string, error) {
+	f, err := openOrCreate(FuseFile)
+	if err != nil {
+		return nil, "", err
+	}
+	return NewFileFuse(f), "fake OTP fuse in the host file " + FuseFile, nil
+}
 
 func (*qemuBoard) DevProvisioningSeed() ([32]byte, bool) { return DevProvisioningSeed, true }
 

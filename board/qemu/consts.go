@@ -6,6 +6,9 @@ import "crypto/sha256"
 const (
 	StoreFile  = "coffer-store.img"
 	AnchorFile = "coffer-anchor.rpmb"
+	// FuseFile is the fake OTP fuse that records that the emulated RPMB
+	// partition's key was programmed (FileFuse).
+	FuseFile = "coffer-otp.fuse"
 )
 
 // StoreSectors sizes a new store file: 32 MiB of 512-byte sectors, sparse.

@@ -12,7 +12,11 @@
 //     partition (OpenEmulatedRPMB: the store's emulator, in the software
 //     vault's file format). The host controls both files, so the vault
 //     detects a rollback of the store, never of store and anchor together.
-//   - Sealing key: a fixed development key, known to anyone who reads this
+//   - RPMB key fuse: a fake, the host file FuseFile (FileFuse), empty until
+//     the OS blows it at the emulated device's first boot. There is no
+//     secure boot; the OS provisions the emulated RPMB anyway only because
+//     this board is emulated and flagged insecure.
+//   - Device key: a fixed development key, known to anyone who reads this
 //     source; the identity bundle is flagged insecure and self-signed with
 //     a development provisioning key (DevProvisioningSeed).
 //   - Randomness: the host's /dev/urandom, read through semihosting.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -167,4 +168,67 @@ func TestEmulatedRPMBRefusesOldFormat(t *testing.T) {
 	if b, _ := os.ReadFile(path); !bytes.Equal(b, old) {
 		t.Fatal("the old file was changed")
 	}
+}
+
+// The fake fuse is blown once written, survives a reopen, and a damaged file
+// is an error rather than a fuse that is not blown.
+func TestFileFuse(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FuseFile)
+	u := NewFileFuse(openFile(t, path))
+	if b, err := u.Blown(); err != nil || b {
+		t.Fatalf("new fuse: %v %v", b, err)
+	}
+	if err := u.Blow(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := NewFileFuse(openFile(t, path)).Blown(); err != nil || !b {
+		t.Fatalf("after blowing and reopening: %v %v", b, err)
+	}
+	if err := os.WriteFile(path, []byte("coffer fake OTP fuse: RPMB key not\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := NewFileFuse(openFile(t, path)).Blown(); err == nil {
+		t.Fatalf("damaged file read as %v", b)
+	}
+}
+
+type memHostFile struct{ b []byte }
+
+func (m *memHostFile) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(m.b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, m.b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+func (m *memHostFile) WriteAt(p []byte, off int64) (int, error) { return 0, errors.New("read-only") }
+func (m *memHostFile) Size() (int64, error)                     { return int64(len(m.b)), nil }
+
+// Whatever the host puts in the fake fuse file, Blown reads it as blown only
+// when it holds exactly the blown marker, as not blown only when empty, and
+// as an error otherwise.
+func FuzzFileFuse(f *testing.F) {
+	f.Add([]byte{})
+	f.Add(append([]byte(nil), fileFuseBlown...))
+	f.Add(append(append([]byte(nil), fileFuseBlown...), 0))
+	f.Fuzz(func(t *testing.T, content []byte) {
+		b, err := NewFileFuse(&memHostFile{content}).Blown()
+		switch {
+		case len(content) == 0:
+			if b || err != nil {
+				t.Fatalf("empty: %v %v", b, err)
+			}
+		case bytes.Equal(content, fileFuseBlown):
+			if !b || err != nil {
+				t.Fatalf("blown: %v %v", b, err)
+			}
+		default:
+			if err == nil {
+				t.Fatalf("%q read as %v", content, b)
+			}
+		}
+	})
 }

@@ -56,9 +56,9 @@ func (*mk2) Insecure() string {
 	return ""
 }
 
-// SealingKey derives the store's key from the SoC's OTPMK, and refuses while
-// that key is the shared test key.
-func (*mk2) SealingKey() (key [32]byte, err error) {
+// DeviceKey derives the device-unique key from the SoC's OTPMK, and refuses
+// while that key is the shared test key.
+func (*mk2) DeviceKey() (key [32]byte, err error) {
 	if !imx6ul.SNVS.Available() {
 		return key, errors.New("secure boot is not enabled (SNVS not in trusted or secure state), so the SoC's unique key is a shared test key: refusing to seal secrets")
 	}
@@ -93,6 +93,12 @@ func (*mk2) SealingKey() (key [32]byte, err error) {
 }
 
 func (*mk2) DevProvisioningSeed() ([32]byte, bool) { return [32]byte{}, false }
+
+func (*mk2) SecureBootClosed() bool { return secureBootClosed() }
+
+func (*mk2) RPMBKeyFuse() (board.Fuse, string, error) {
+	return otpFuse{}, fmt.Sprintf("OCOTP_GP2 bit %d (bank %d, word %d)", RPMBFuseBit, RPMBFuseBank, RPMBFuseWord), nil
+}
 
 func (*mk2) Storage() (store.Device, store.RPMBTransport, error) {
 	card := usbarmory.MMC

@@ -14,7 +14,7 @@ const (
 // write.
 const MinAnchorMillis = 100
 
-// Sealing key derivation inputs: diversifiers for the DCP (AES-128-CBC of a
+// Device key derivation inputs: diversifiers for the DCP (AES-128-CBC of a
 // 16-byte block under the OTPMK, two blocks for 32 bytes) and the CAAM
 // (AES-256-CMAC diversification).
 const (
@@ -30,4 +30,24 @@ const (
 const (
 	USBVendorID  = 0x1209
 	USBProductID = 0x2702
+)
+
+// The OTP fuse bit the OS blows before it programs the RPMB key: bit 0 of
+// OCOTP_GP2 (bank 4, word 7; shadow register at OCOTP base + 0x670; fuse
+// address 0x4F0), a general-purpose fuse the i.MX6UL/ULL/ULZ reference
+// manuals leave to the user, which neither the boot ROM, tamago nor the USB
+// armory use. Once it is blown, an RPMB partition that says it has no key is
+// taken for tampering, and the key is never sent again.
+const (
+	RPMBFuseBank = 4
+	RPMBFuseWord = 7
+	RPMBFuseBit  = 0
+)
+
+// SEC_CONFIG[1] (OCOTP_CFG5, bank 0 word 6, bit 1): blown when HAB is
+// closed.
+const (
+	secConfigBank = 0
+	secConfigWord = 6
+	secConfigBit  = 1
 )

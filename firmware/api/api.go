@@ -23,7 +23,7 @@ const OpBase = 0x100
 // big-endian.
 const (
 	// OpConfig: buffer of ConfigSize bytes ← the Config for this run. The
-	// OS answers it once per applet start (it carries the sealing key).
+	// OS answers it once per applet start (it carries the store key).
 	OpConfig = OpBase + iota
 	// OpReady: buffer = a status line for the console (≤ MaxLog bytes);
 	// r0 ← 0. The applet reports that it serves (or refuses to serve).
@@ -44,11 +44,16 @@ const (
 	OpWriteSectors
 	// OpFlush: empty buffer; r0 ← 0 once earlier writes are stable.
 	OpFlush
-	// OpRPMBWrite: buffer = [flags u32][one 512-byte RPMB frame]; flag bit
-	// 0 asks for a reliable write.
-	OpRPMBWrite
-	// OpRPMBRead: buffer of 512 bytes ← one RPMB response frame.
-	OpRPMBRead
+	// OpAnchorRead: buffer of AnchorCallSize bytes ← [write counter u32]
+	// [the anchor block, AnchorBlockSize bytes]; r0 ← 0. The OS reads
+	// both from its RPMB partition and authenticates them; the applet
+	// never sees an RPMB frame or the RPMB key.
+	OpAnchorRead
+	// OpAnchorWrite: buffer = [4 bytes, ignored][the new anchor block],
+	// AnchorCallSize bytes; the OS writes the block with an authenticated
+	// RPMB write and puts the new write counter in the first 4 bytes;
+	// r0 ← 0. After an error the write may or may not have happened.
+	OpAnchorWrite
 	// OpRandom: buffer of 1 to MaxRandom bytes ← random bytes.
 	OpRandom
 	// OpLog: buffer = one line of text (≤ MaxLog bytes) for the console.
@@ -62,7 +67,7 @@ const (
 // OpName names an operation for logs.
 func OpName(op uint32) string {
 	names := [...]string{"config", "ready", "recv", "send", "wait", "read", "write", "flush",
-		"rpmb-write", "rpmb-read", "random", "log", "exit"}
+		"anchor-read", "anchor-write", "random", "log", "exit"}
 	if op >= OpBase && op < opEnd {
 		return names[op-OpBase]
 	}
@@ -86,8 +91,8 @@ const (
 	SectorHeader  = 8  // the lba before the sector data
 	MaxSectorCall = SectorHeader + MaxSectors*SectorSize
 
-	RPMBFrameSize = 512
-	RPMBHeader    = 4
+	AnchorBlockSize = 256 // one RPMB block
+	AnchorCallSize  = 4 + AnchorBlockSize
 
 	WaitSize    = 12
 	WaitRequest = 1 << 0
@@ -112,6 +117,11 @@ const (
 	EPERM   Errno = -4 // not allowed now (e.g. a second OpConfig)
 	ENOSYS  Errno = -5 // unknown operation
 	ECLOSED Errno = -6 // the OS is stopping this applet
+	// ETAMPERED: the RPMB partition failed the OS's checks (a forged,
+	// replayed or refused response, a "key not programmed" once the key
+	// was, any RPMB failure); the OS refuses anchor service until it
+	// restarts.
+	ETAMPERED Errno = -7
 )
 
 func (e Errno) Error() string {
@@ -128,6 +138,8 @@ func (e Errno) Error() string {
 		return "api: unknown operation"
 	case ECLOSED:
 		return "api: applet is being stopped"
+	case ETAMPERED:
+		return "api: the RPMB anchor failed the OS's integrity checks"
 	}
 	return fmt.Sprintf("api: error %d", int32(e))
 }

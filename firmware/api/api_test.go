@@ -10,7 +10,7 @@ func TestConfigRoundTrip(t *testing.T) {
 		Flags: FlagInsecure | FlagEmulated | FlagDevProvisioning, MaxLimit: 10,
 		Sectors: 65536, MinAnchorMillis: 100, Boot: 3, Board: "qemu-mcimx6ul-evk",
 	}
-	c.SealingKey[0], c.FirmwareHash[1], c.DevProvisioningSeed[2] = 1, 2, 3
+	c.StoreKey[0], c.FirmwareHash[1], c.DevProvisioningSeed[2] = 1, 2, 3
 	b := c.Encode()
 	if len(b) != ConfigSize {
 		t.Fatalf("encoded %d bytes", len(b))
@@ -23,7 +23,7 @@ func TestConfigRoundTrip(t *testing.T) {
 		t.Fatalf("got %+v, want %+v", got, c)
 	}
 	got.Wipe()
-	if got.SealingKey != ([32]byte{}) || got.DevProvisioningSeed != ([32]byte{}) {
+	if got.StoreKey != ([32]byte{}) || got.DevProvisioningSeed != ([32]byte{}) {
 		t.Fatal("Wipe left keys")
 	}
 }

@@ -20,8 +20,11 @@ type Config struct {
 	MinAnchorMillis uint32
 	// Boot counts applet starts since the OS booted (1 for the first).
 	Boot uint32
-	// SealingKey is the device-unique key the store is sealed under.
-	SealingKey [32]byte
+	// StoreKey is the key the record store is sealed under: derived by the
+	// OS from the device-unique key for this one purpose (firmware/tos
+	// DeriveKeys). The device-unique key itself, and the RPMB key, never
+	// reach the applet.
+	StoreKey [32]byte
 	// FirmwareHash is the SHA-256 of the applet image the OS loaded.
 	FirmwareHash [32]byte
 	// DevProvisioningSeed is an Ed25519 seed with which an emulated vault
@@ -43,7 +46,7 @@ const ConfigSize = 256
 
 const (
 	configMagic   = "CCFG"
-	configVersion = 1
+	configVersion = 2 // 2: StoreKey replaces the raw sealing key
 	maxBoardName  = 32
 )
 
@@ -58,7 +61,7 @@ func (c *Config) Encode() []byte {
 	binary.BigEndian.PutUint64(b[16:], c.Sectors)
 	binary.BigEndian.PutUint32(b[24:], c.MinAnchorMillis)
 	binary.BigEndian.PutUint32(b[28:], c.Boot)
-	copy(b[32:64], c.SealingKey[:])
+	copy(b[32:64], c.StoreKey[:])
 	copy(b[64:96], c.FirmwareHash[:])
 	copy(b[96:128], c.DevProvisioningSeed[:])
 	name := c.Board
@@ -93,7 +96,7 @@ func DecodeConfig(b []byte) (*Config, error) {
 	if c.Flags&FlagDevProvisioning != 0 && c.Flags&FlagInsecure == 0 {
 		return nil, ErrConfig // a development key is insecure by definition
 	}
-	copy(c.SealingKey[:], b[32:64])
+	copy(c.StoreKey[:], b[32:64])
 	copy(c.FirmwareHash[:], b[64:96])
 	copy(c.DevProvisioningSeed[:], b[96:128])
 	name := b[128:160]
@@ -118,6 +121,6 @@ func allZero(b []byte) bool {
 
 // Wipe clears the keys in c.
 func (c *Config) Wipe() {
-	clear(c.SealingKey[:])
+	clear(c.StoreKey[:])
 	clear(c.DevProvisioningSeed[:])
 }

@@ -6,10 +6,18 @@
 // written by `make firmware`), loads it into the applet's memory region
 // (board/layout.go), and runs it. The applet asks for everything through the
 // calls of firmware/api; the OS answers them from the board (board/): the
-// record store's sectors and RPMB frames, randomness, the sealing key, and
-// the protocol requests that arrive on the board's transport
+// record store's sectors, its anchor, randomness, the store's sealing key,
+// and the protocol requests that arrive on the board's transport
 // (protocol.ServeStream, each frame's payload relayed to the applet and its
 // reply framed back).
+//
+// The OS derives one key per purpose from the board's device key
+// (tos.DeriveKeys) and gives the applet only the store's. It owns the RPMB
+// partition and its key (tos.OpenAnchor): at the device's first boot, with
+// secure boot closed, it blows an OTP fuse and then programs the key, the
+// one time the key crosses the eMMC bus; on every later boot a partition
+// without the key, or any RPMB failure, is tampering, and the applet is
+// told so (api.ETAMPERED) for every anchor access.
 //
 // If the applet faults, panics or exits, the OS answers the requests it had
 // taken with an error, wipes its memory, and starts it again from the same

@@ -65,11 +65,14 @@ func main() {
 	if err != nil {
 		halt(b, "transport: %v", err)
 	}
-	key, err := b.SealingKey()
+	deviceKey, err := b.DeviceKey()
 	if err != nil {
 		shout("VAULT DISABLED", err.Error(), "every request is answered with an error")
 		refuseForever(link, protocol.Errorf(protocol.CodeUnavailable, "this device cannot protect secrets (%v)", err))
 	}
+	// One key per purpose; the device key itself goes no further.
+	keys := tos.DeriveKeys(&deviceKey)
+	clear(deviceKey[:])
 	seed, dev := b.DevProvisioningSeed()
 	if dev {
 		flags |= api.FlagDevProvisioning | api.FlagEmulated
@@ -82,6 +85,26 @@ func main() {
 		refuseForever(link, protocol.Errorf(protocol.CodeUnavailable, "storage unavailable"))
 	}
 	logf("storage: %d sectors (%d MiB)", device.Sectors(), device.Sectors()>>11)
+	fuse, where, err := b.RPMBKeyFuse()
+	if err != nil {
+		shout("VAULT DISABLED", "RPMB key fuse: "+err.Error(), "every request is answered with an error")
+		refuseForever(link, protocol.Errorf(protocol.CodeUnavailable, "storage unavailable"))
+	}
+	logf("RPMB key fuse: %s", where)
+	// The OS owns the RPMB partition and its key. Only an emulated board
+	// flagged insecure may provision it with secure boot open.
+	anchor, err := tos.OpenAnchor(tos.RPMBSetup{
+		Transport:        rpmb,
+		Key:              keys.RPMB,
+		Fuse:             fuse,
+		SecureBootClosed: b.SecureBootClosed(),
+		InsecureEmulator: dev && flags&api.FlagInsecure != 0,
+		Log:              func(line string) { logf("%s", line) },
+	})
+	if err != nil {
+		shout("VAULT REFUSES SERVICE", "RPMB: "+err.Error(),
+			"the RPMB key is never sent in the field; every request is answered with an error")
+	}
 
 	relay := tos.NewRelay()
 	svc := &tos.Service{
@@ -90,19 +113,19 @@ func main() {
 			MaxLimit:            protocol.DefaultLimit,
 			Sectors:             device.Sectors(),
 			MinAnchorMillis:     uint32(b.MinAnchorInterval() / time.Millisecond),
-			SealingKey:          key,
+			StoreKey:            keys.Store,
 			FirmwareHash:        hash,
 			DevProvisioningSeed: seed,
 			Board:               b.Name(),
 		},
 		Device:  device,
-		RPMB:    rpmb,
+		Anchor:  anchor,
 		Rand:    b.Rand(),
 		Relay:   relay,
 		Console: func(line string) { logf("applet: %s", line) },
 		Ready:   func(status string) { logf("coffer: ready: %s", status) },
 	}
-	clear(key[:])
+	keys.Wipe()
 	clear(seed[:])
 
 	go serve(link, relay.Handle)

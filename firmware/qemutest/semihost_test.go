@@ -87,7 +87,7 @@ func TestAppletSemihostingRefused(t *testing.T) {
 			names = append(names, e.Name())
 		}
 		slices.Sort(names)
-		if want := []string{qemu.AnchorFile, qemu.StoreFile, "protocol.sock"}; !slices.Equal(names, want) {
+		if want := []string{qemu.AnchorFile, qemu.FuseFile, qemu.StoreFile, "protocol.sock"}; !slices.Equal(names, want) {
 			t.Errorf("%s: files in QEMU's folder: %q, want %q", c.name, names, want)
 		}
 		s, r, err := erin.Login(ctx, []byte("pw"))

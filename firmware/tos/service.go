@@ -2,6 +2,7 @@ package tos
 
 import (
 	"encoding/binary"
+	"errors"
 	"io"
 	"strings"
 	"sync"
@@ -35,8 +36,10 @@ type Service struct {
 	Config api.Config
 	// Device is the record store's block device.
 	Device store.Device
-	// RPMB carries the anchor's RPMB frames.
-	RPMB store.RPMBTransport
+	// Anchor is the record store's anchor: the OS's own, in its RPMB
+	// partition (OpenAnchor). The applet reads and writes the block, never
+	// RPMB frames, and never holds the RPMB key.
+	Anchor store.Anchor
 	// Rand supplies the applet's randomness.
 	Rand io.Reader
 	// Relay carries requests and replies.
@@ -140,30 +143,11 @@ func (s *Service) Call(op uint32, buf Buffer) (r int32, stop bool) {
 			return int32(api.EIO), false
 		}
 		return 0, false
-	case api.OpRPMBWrite:
-		if n != api.RPMBHeader+api.RPMBFrameSize || s.RPMB == nil {
+	case api.OpAnchorRead, api.OpAnchorWrite:
+		if n != api.AnchorCallSize || s.Anchor == nil {
 			return int32(api.EINVAL), false
 		}
-		b := make([]byte, n)
-		buf.Read(0, b)
-		flags := binary.BigEndian.Uint32(b)
-		if flags&^1 != 0 {
-			return int32(api.EINVAL), false
-		}
-		if s.RPMB.WriteRPMB(b[api.RPMBHeader:], flags&1 != 0) != nil {
-			return int32(api.EIO), false
-		}
-		return 0, false
-	case api.OpRPMBRead:
-		if n != api.RPMBFrameSize || s.RPMB == nil {
-			return int32(api.EINVAL), false
-		}
-		b := make([]byte, n)
-		if s.RPMB.ReadRPMB(b) != nil {
-			return int32(api.EIO), false
-		}
-		buf.Write(0, b)
-		return 0, false
+		return s.anchor(op, buf), false
 	case api.OpRandom, api.SysGetRandom:
 		if n < 1 || n > api.MaxRandom || s.Rand == nil {
 			return int32(api.EINVAL), false
@@ -245,6 +229,38 @@ func (s *Service) config(buf Buffer) int32 {
 	buf.Write(0, b)
 	clear(b)
 	c.Wipe()
+	return 0
+}
+
+// anchor serves OpAnchorRead and OpAnchorWrite (the buffer size is checked).
+func (s *Service) anchor(op uint32, buf Buffer) int32 {
+	var b [api.AnchorCallSize]byte
+	defer clear(b[:])
+	var data [store.AnchorSize]byte
+	defer clear(data[:])
+	var counter uint32
+	var err error
+	if op == api.OpAnchorRead {
+		data, counter, err = s.Anchor.Read()
+	} else {
+		buf.Read(0, b[:])
+		copy(data[:], b[4:])
+		counter, err = s.Anchor.Write(data)
+	}
+	if err != nil {
+		var t interface{ Tampered() bool }
+		if errors.As(err, &t) && t.Tampered() {
+			return int32(api.ETAMPERED)
+		}
+		return int32(api.EIO)
+	}
+	binary.BigEndian.PutUint32(b[:], counter)
+	if op == api.OpAnchorRead {
+		copy(b[4:], data[:])
+		buf.Write(0, b[:])
+	} else {
+		buf.Write(0, b[:4])
+	}
 	return 0
 }
 

@@ -115,7 +115,11 @@ func TestRelayAppletStoppedIsOutcomeUnknown(t *testing.T) {
 
 func newService() (*Service, *store.MemDevice) {
 	dev := store.NewMemDevice(128)
-	return &Service{Device: dev, RPMB: store.NewMemRPMB(1), Relay: NewRelay(), Rand: bytes.NewReader(make([]byte, 1<<20))}, dev
+	anchor, err := OpenAnchor(RPMBSetup{Transport: store.NewMemRPMB(1), Key: [32]byte{1}, Fuse: &memFuse{}, InsecureEmulator: true})
+	if err != nil {
+		panic(err)
+	}
+	return &Service{Device: dev, Anchor: anchor, Relay: NewRelay(), Rand: bytes.NewReader(make([]byte, 1<<20))}, dev
 }
 
 func call(s *Service, op uint32, b []byte) int32 {
@@ -146,8 +150,8 @@ func TestServiceBoundsEveryCall(t *testing.T) {
 		"read wraps":        {api.OpReadSectors, sec(^uint64(0), 1), api.ERANGE},
 		"write too many":    {api.OpWriteSectors, sec(0, api.MaxSectors+1), api.EINVAL},
 		"flush with data":   {api.OpFlush, make([]byte, 1), api.EINVAL},
-		"rpmb frame size":   {api.OpRPMBWrite, make([]byte, 512), api.EINVAL},
-		"rpmb bad flags":    {api.OpRPMBWrite, append([]byte{0, 0, 0, 2}, make([]byte, 512)...), api.EINVAL},
+		"anchor read short": {api.OpAnchorRead, make([]byte, api.AnchorBlockSize), api.EINVAL},
+		"anchor write long": {api.OpAnchorWrite, make([]byte, api.AnchorCallSize+1), api.EINVAL},
 		"random none":       {api.OpRandom, nil, api.EINVAL},
 		"random too much":   {api.OpRandom, make([]byte, api.MaxRandom+1), api.EINVAL},
 		"log too long":      {api.OpLog, make([]byte, api.MaxLog+1), api.EINVAL},
@@ -170,14 +174,14 @@ func TestServiceBoundsEveryCall(t *testing.T) {
 
 func TestServiceConfigOncePerStart(t *testing.T) {
 	s, _ := newService()
-	s.Config.SealingKey[0] = 9
+	s.Config.StoreKey[0] = 9
 	s.Start()
 	b := make([]byte, api.ConfigSize)
 	if call(s, api.OpConfig, b) != 0 {
 		t.Fatal("config refused")
 	}
 	c, err := api.DecodeConfig(b)
-	if err != nil || c.Boot != 1 || c.SealingKey[0] != 9 {
+	if err != nil || c.Boot != 1 || c.StoreKey[0] != 9 {
 		t.Fatalf("config %+v %v", c, err)
 	}
 	if call(s, api.OpConfig, b) != int32(api.EPERM) {

@@ -7,7 +7,7 @@
 // monotonic anchor is a file the host can roll back together with the store.
 // It exists for development, for tests and for `make run` without hardware.
 //
-//	softvault init      -state DIR                   create a vault
+//	softvault init      -state DIR                   create a vault (again: finish an interrupted init)
 //	softvault identity  -state DIR -o FILE            write its unsigned identity (to be signed)
 //	softvault install   -state DIR -bundle FILE       install a signed identity bundle
 //	softvault serve     -state DIR -listen ADDR       serve (ADDR: unix:PATH or tcp:127.0.0.1:PORT)

@@ -1,0 +1,88 @@
+package tos
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+
+	"github.com/cofferhsm/coffer/applet/store"
+	"github.com/cofferhsm/coffer/firmware/api"
+)
+
+// forger answers every RPMB request with the next fuzzed frame, and records
+// what is sent.
+type forger struct {
+	answers  []byte
+	sent     [][]byte
+	programs int
+}
+
+func (f *forger) WriteRPMB(frame []byte, _ bool) error {
+	f.sent = append(f.sent, bytes.Clone(frame))
+	if binary.BigEndian.Uint16(frame[510:]) == 1 {
+		f.programs++
+	}
+	return nil
+}
+
+func (f *forger) ReadRPMB(frame []byte) error {
+	clear(frame)
+	n := copy(frame, f.answers)
+	f.answers = f.answers[n:]
+	return nil
+}
+
+// Whatever the bus answers, a device whose fuse is blown never sends a key
+// programming request nor the key, and its anchor never serves after a
+// failed check; with the fuse not blown, a hardware policy (secure boot
+// open, not an emulator) never programs either.
+func FuzzOpenAnchorForgedAnswers(f *testing.F) {
+	notProgrammed := make([]byte, store.RPMBFrameSize)
+	binary.BigEndian.PutUint16(notProgrammed[508:], store.RPMBKeyNotProgrammed)
+	binary.BigEndian.PutUint16(notProgrammed[510:], 0x0200)
+	f.Add(notProgrammed, true)
+	f.Add(bytes.Repeat(notProgrammed, 4), false)
+	f.Add(make([]byte, 3*store.RPMBFrameSize), true)
+	f.Fuzz(func(t *testing.T, answers []byte, blown bool) {
+		w := &forger{answers: answers}
+		fuse := &memFuse{blown: blown}
+		a, err := OpenAnchor(RPMBSetup{Transport: w, Key: testKey, Fuse: fuse})
+		if w.programs != 0 {
+			t.Fatalf("fuse blown %v, secure boot open: %d key programming requests", blown, w.programs)
+		}
+		for _, s := range w.sent {
+			if bytes.Contains(s, testKey[:]) {
+				t.Fatal("the key went out")
+			}
+		}
+		if err != nil {
+			if _, _, rerr := a.Read(); rerr == nil {
+				t.Fatal("a refused anchor serves")
+			}
+		}
+	})
+}
+
+// Any operation and buffer from the applet gets a result, never a panic;
+// anchor calls of the wrong size are refused before the anchor is touched.
+func FuzzServiceCall(f *testing.F) {
+	f.Add(uint32(api.OpAnchorRead), make([]byte, api.AnchorCallSize))
+	f.Add(uint32(api.OpAnchorWrite), make([]byte, api.AnchorCallSize))
+	f.Add(uint32(api.OpWriteSectors), make([]byte, api.SectorHeader+api.SectorSize))
+	f.Add(uint32(api.OpConfig), make([]byte, api.ConfigSize))
+	f.Add(uint32(api.OpWait), make([]byte, api.WaitSize))
+	f.Fuzz(func(t *testing.T, op uint32, buf []byte) {
+		if op == api.OpWait || op == api.OpRecv {
+			return // these block for the time the buffer asks
+		}
+		s, _ := newService()
+		before := s.Anchor.(*Anchor).rpmb.WriteCounter()
+		s.Start()
+		r, _ := s.Call(op, SliceBuffer(buf))
+		if (op == api.OpAnchorRead || op == api.OpAnchorWrite) && len(buf) != api.AnchorCallSize {
+			if r != int32(api.EINVAL) || s.Anchor.(*Anchor).rpmb.WriteCounter() != before {
+				t.Fatalf("anchor call with %d bytes: r0 %d", len(buf), r)
+			}
+		}
+	})
+}
