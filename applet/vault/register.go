@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"sync"
 
 	"github.com/cofferhsm/coffer/applet/opaque"
 	"github.com/cofferhsm/coffer/protocol"
@@ -14,11 +15,73 @@ type pendingRegistration struct {
 	userID  []byte
 	oprfKey opaque.OPRFKey
 	keys    protocol.RegistrationKeys
+	watch   *recordWatch // set stale by any write of the user's record after the start
+	unwatch func()
 }
 
 func (r *pendingRegistration) wipe() {
 	clear(r.oprfKey[:])
 	r.keys.Wipe()
+	if r.unwatch != nil {
+		r.unwatch()
+	}
+}
+
+// recordWatch says whether a user's record was written since it was set up.
+type recordWatch struct{ stale bool }
+
+// recordWatches lets a pending registration see whether its user's record
+// changed after it started. A registration finishes only on the record
+// state it started on: otherwise an operator who held a RegisterFinish back
+// could deliver it after the user registered again and the record was
+// burned to a tombstone (or deleted), bringing back a live record of that
+// password — limit more guesses per finish held back. RAM only, as pending
+// registrations are.
+type recordWatches struct {
+	mu sync.Mutex
+	m  map[string]*watchSet
+}
+
+type watchSet map[*recordWatch]struct{}
+
+func (w *recordWatches) watch(userID []byte) (*recordWatch, func()) {
+	rw := &recordWatch{}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.m == nil {
+		w.m = make(map[string]*watchSet)
+	}
+	set := w.m[string(userID)]
+	if set == nil {
+		set = &watchSet{}
+		w.m[string(userID)] = set
+	}
+	(*set)[rw] = struct{}{}
+	return rw, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		delete(*set, rw)
+		if len(*set) == 0 && w.m[string(userID)] == set {
+			delete(w.m, string(userID))
+		}
+	}
+}
+
+// written marks every watch on the user's record stale.
+func (w *recordWatches) written(userID []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if set := w.m[string(userID)]; set != nil {
+		for rw := range *set {
+			rw.stale = true
+		}
+	}
+}
+
+func (w *recordWatches) isStale(rw *recordWatch) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return rw.stale
 }
 
 // registerStart opens the HPKE channel and answers OPAQUE's registration
@@ -49,7 +112,13 @@ func (v *Vault) registerStart(m *protocol.RegisterStart) (protocol.Message, erro
 	// The table keeps the finish keys; the start-reply key stays here.
 	reg.keys.StartReply.Wipe()
 	defer keys.Wipe()
-	if exists, err := v.liveRecordExists(inner.UserID); err != nil {
+	// Watch the record from before it is read, so that no write slips in
+	// between the check and the watch.
+	mu := v.lockUser(inner.UserID)
+	reg.watch, reg.unwatch = v.watches.watch(inner.UserID)
+	exists, err := v.liveRecordExists(inner.UserID)
+	mu.Unlock()
+	if err != nil {
 		reg.wipe()
 		return nil, err
 	} else if exists {
@@ -117,7 +186,7 @@ func (v *Vault) registerFinish(ctx context.Context, m *protocol.RegisterFinish) 
 	}
 	defer rec.wipe()
 
-	if err := v.putIfNotLive(reg.userID, rec); err != nil {
+	if err := v.putIfUnchanged(reg, rec); err != nil {
 		return nil, err
 	}
 	seq, err := v.commit(ctx)
@@ -158,29 +227,51 @@ func (v *Vault) liveRecordExists(userID []byte) (bool, error) {
 	return cur.State == stateLive, nil
 }
 
-// putIfNotLive stages rec unless the user already has a live record. A
+// putIfUnchanged stages rec for a registration whose user's record has not
+// been written since its start, and that had no live record then. A
 // tombstone may be replaced: its key is gone, so a new registration is the
 // only way forward for that user.
-func (v *Vault) putIfNotLive(userID []byte, rec *record) error {
-	mu := v.lockUser(userID)
+func (v *Vault) putIfUnchanged(reg *pendingRegistration, rec *record) error {
+	mu := v.lockUser(reg.userID)
 	defer mu.Unlock()
-	exists, err := v.liveRecordExists(userID)
+	if v.watches.isStale(reg.watch) {
+		exists, err := v.liveRecordExists(reg.userID)
+		if err == nil && exists {
+			return protocol.Errorf(protocol.CodeExists, "this user has a record")
+		}
+		return protocol.Errorf(protocol.CodeUnknownHandle, "the user's record changed since this registration started: start again")
+	}
+	exists, err := v.liveRecordExists(reg.userID)
 	if err != nil {
 		return err
 	}
 	if exists {
 		return protocol.Errorf(protocol.CodeExists, "this user has a record")
 	}
-	return v.putRecord(userID, rec)
+	return v.putRecord(reg.userID, rec)
 }
 
+// putRecord stages rec as the user's record. Every write of a record goes
+// through here or deleteUserRecord, so that pending registrations see it.
+// Call with the user's lock held.
 func (v *Vault) putRecord(userID []byte, rec *record) error {
 	b, err := rec.marshal()
 	if err != nil {
 		return protocol.Errorf(protocol.CodeInternal, "record too large")
 	}
 	defer clear(b)
+	v.watches.written(userID)
 	if err := v.store.Put(userKey(userID), b); err != nil {
+		return storeError(err)
+	}
+	return nil
+}
+
+// deleteUserRecord stages the removal of the user's record. Call with the
+// user's lock held.
+func (v *Vault) deleteUserRecord(userID []byte) error {
+	v.watches.written(userID)
+	if err := v.store.Delete(userKey(userID)); err != nil {
 		return storeError(err)
 	}
 	return nil

@@ -271,10 +271,7 @@ func (v *Vault) deleteRecord(ctx context.Context, s *session) (*protocol.Session
 	mu := v.lockUser(s.userID)
 	rec, err := v.currentRecord(s)
 	if err == nil {
-		err = v.store.Delete(userKey(s.userID))
-		if err != nil {
-			err = storeError(err)
-		}
+		err = v.deleteUserRecord(s.userID)
 		v.store.Shred()
 	}
 	mu.Unlock()

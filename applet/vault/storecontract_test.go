@@ -120,6 +120,9 @@ var harnessTests = []func(*testing.T){
 	TestLoginRepliesHaveOneSizeWhateverTheLimits,
 	TestUnknownUsersGetStableFakeTotals,
 	TestACommandOutlivingItsSessionDoesNotDeadlock,
+	// register_hold_test.go
+	TestAHeldBackRegistrationCannotReviveABurnedRecord,
+	TestAHeldBackRegistrationCannotReturnAfterADelete,
 	// register_replay_test.go
 	TestReplayedRegistrationMessagesFailSafe,
 	// input_test.go

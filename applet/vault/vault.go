@@ -105,7 +105,8 @@ type Vault struct {
 	userLocks [256]sync.Mutex
 
 	logins        *table[*pendingLogin]
-	finals        finalLogins // when each final login expires, for locked receipts
+	finals        finalLogins   // when each final login expires, for locked receipts
+	watches       recordWatches // pending registrations' view of writes to their user's record
 	sessions      *table[*session]
 	registrations *table[*pendingRegistration]
 
