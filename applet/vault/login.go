@@ -89,11 +89,11 @@ func (f *finalLogins) remaining(userID []byte, now time.Time) time.Duration {
 	if !ok {
 		return 0
 	}
-	if !now.Before(e.expires) {
+	if now.After(e.expires) { // the comparison the logins table expires by
 		delete(f.until, string(userID))
 		return 0
 	}
-	return e.expires.Sub(now)
+	return max(e.expires.Sub(now), time.Millisecond)
 }
 
 // loginStart counts the attempt durably, then answers KE2.
@@ -295,6 +295,18 @@ func (v *Vault) fakeDigest(label string, userID []byte) []byte {
 // back from its RAM copy, with one try left. It opens a session and releases
 // the wrapped key sealed under it.
 func (v *Vault) loginFinish(ctx context.Context, m *protocol.LoginFinish) (protocol.Message, error) {
+	// The session's place is reserved before anything else, so that "busy"
+	// is answered only while nothing has happened: the login stays pending
+	// and the same KE3 can be sent again.
+	if !v.sessions.reserve(v.opts.Now()) {
+		return nil, protocol.Errorf(protocol.CodeBusy, "too many sessions open")
+	}
+	reserved := true
+	defer func() {
+		if reserved {
+			v.sessions.unreserve()
+		}
+	}()
 	login, ok := v.logins.take(m.Handle, v.opts.Now())
 	if !ok {
 		return nil, protocol.Errorf(protocol.CodeUnknownHandle, "no such login")
@@ -342,9 +354,11 @@ func (v *Vault) loginFinish(ctx context.Context, m *protocol.LoginFinish) (proto
 	if err != nil {
 		return nil, err
 	}
+	now := v.opts.Now()
 	s := &session{userID: login.userID, generation: rec.Generation, keys: keys, next: 1,
-		attempt: login.attempt, releaseHash: protocol.ReceiptHash(&receipt)}
-	h, err := v.sessions.addWithHandle(m.Handle, v.opts.Now(), s)
+		attempt: login.attempt, releaseHash: protocol.ReceiptHash(&receipt), ends: now.Add(v.opts.SessionLifetime)}
+	reserved = false
+	h, err := v.sessions.addReservedWithHandle(m.Handle, now, s)
 	if err != nil {
 		s.wipe()
 		return nil, err

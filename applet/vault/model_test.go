@@ -23,8 +23,9 @@ import (
 // user can cause — a KE1 by the user (right password) or by the operator (a
 // guess), a KE3 delivered with its reply, a KE3 delivered and its reply
 // dropped, a KE3 withheld for ever, the user's confirmation, the expiry of
-// everything pending, and a reboot — for small limits and up to four logins
-// in flight, and plays each against the real vault. After every event it
+// everything pending or of pending logins only, and a reboot — for small
+// limits and up to four logins in flight, and plays each against the real
+// vault. After every event it
 // checks the promise:
 //
 //	between two confirmed successes, the evaluations of the record's key by
@@ -75,7 +76,10 @@ type modelBounds struct {
 	roles    []modelRole // one actor each: at most this many logins in flight
 	ke1s     int         // KE1s in all: an actor whose login ended may start another
 	reboots  int
-	expiries int
+	expiries int // of everything pending: logins and sessions
+	// loginExpiries expire pending logins only (sessions live on), so
+	// that a final login can die while a released session still waits.
+	loginExpiries int
 }
 
 // modelLogin is one login as the model and its test client see it. The
@@ -88,6 +92,7 @@ type modelLogin struct {
 	evalWindow  int  // the window its evaluation fell in, or -1
 	requestHash string
 	start       *protocol.LoginStartReply
+	receipt     *protocol.Receipt // the attempt or locked receipt
 	ke3         []byte
 	opened      bool // the client's envelope opened: it sends the real KE3
 	sessionKey  []byte
@@ -104,17 +109,18 @@ type modelWorld struct {
 
 // modelRun is one vault and the logins played against it so far.
 type modelRun struct {
-	t        testing.TB
-	b        modelBounds
-	w        *modelWorld
-	logins   []modelLogin
-	window   int // confirmed successes so far: the index of the current window
-	carried  int // evaluations without a valid KE3 in this window by logins that ended
-	ke1s     int
-	reboots  int
-	expiries int
-	last     *record
-	trace    []modelEvent
+	t             testing.TB
+	b             modelBounds
+	w             *modelWorld
+	logins        []modelLogin
+	window        int // confirmed successes so far: the index of the current window
+	carried       int // evaluations without a valid KE3 in this window by logins that ended
+	ke1s          int
+	reboots       int
+	expiries      int
+	loginExpiries int
+	last          *record
+	trace         []modelEvent
 }
 
 const modelUser = "model"
@@ -176,6 +182,9 @@ func (r *modelRun) events() []modelEvent {
 	if r.expiries < r.b.expiries {
 		out = append(out, modelEvent{"expire", -1})
 	}
+	if r.loginExpiries < r.b.loginExpiries {
+		out = append(out, modelEvent{"expire-logins", -1})
+	}
 	if r.reboots < r.b.reboots {
 		out = append(out, modelEvent{"reboot", -1})
 	}
@@ -198,6 +207,15 @@ func (r *modelRun) apply(e modelEvent) {
 		r.w.clock.Advance(r.w.opts.LoginTTL + r.w.opts.SessionTTL + time.Second)
 		r.w.v.Expire()
 		r.forgetRAM()
+	case "expire-logins":
+		r.loginExpiries++
+		r.w.clock.Advance(r.w.opts.LoginTTL + time.Second) // less than SessionTTL
+		r.w.v.Expire()
+		for i := range r.logins {
+			if l := &r.logins[i]; l.phase == phasePending {
+				l.phase = phaseEnded
+			}
+		}
 	case "reboot":
 		r.reboots++
 		r.w.v.Close()
@@ -247,6 +265,9 @@ func (r *modelRun) ke1(l *modelLogin) {
 		r.t.Fatalf("%v: KE1: %v", r.trace, err)
 	}
 	l.start, l.phase = &start, phasePending
+	if l.receipt, err = start.Receipt.Verify(r.w.v.Identity().SigningKey); err != nil {
+		r.t.Fatalf("%v: attempt receipt: %v", r.trace, err)
+	}
 	ke3, sessionKey, _, ferr := cl.Finish(start.KE2, opaque.Identities{Client: []byte(modelUser)}, opaqueContext, nil)
 	l.opened = ferr == nil // the user's envelope opens on the real record only
 	if !l.opened {
@@ -266,6 +287,7 @@ func (r *modelRun) ke3(l *modelLogin, replyArrives bool) {
 			r.t.Fatalf("%v: the vault released the key to a KE3 that proved nothing", r.trace)
 		}
 		l.valid = true
+		r.checkRelease(l, done.Sealed)
 		if replyArrives {
 			l.phase, l.releaseSeal = phaseReleased, done.Sealed
 		}
@@ -282,6 +304,34 @@ func (r *modelRun) ke3(l *modelLogin, replyArrives bool) {
 		// The model loses state only through expire and reboot, which end
 		// pending logins before their KE3: nothing else may refuse one.
 		r.t.Fatalf("%v: KE3: %v", r.trace, err)
+	}
+}
+
+// checkRelease opens the release and checks that it tells the user of every
+// guess made since the last confirmed success: the vault may report more
+// (it keeps counting what came after the confirmed login's KE1), never less.
+func (r *modelRun) checkRelease(l *modelLogin, sealed []byte) {
+	keys, err := protocol.DeriveSessionKeys(l.sessionKey, l.start.Handle)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var inner protocol.SessionReplyInner
+	if err := protocol.OpenMessage(&keys.ToClient, 0, l.start.Handle, sealed, &inner); err != nil {
+		r.t.Fatalf("%v: the release does not open: %v", r.trace, err)
+	}
+	released, err := inner.Receipt.Verify(r.w.v.Identity().SigningKey)
+	if err != nil {
+		r.t.Fatalf("%v: release receipt: %v", r.trace, err)
+	}
+	guesses := r.carried
+	for i := range r.logins {
+		if m := &r.logins[i]; m != l && m.evalWindow == r.window && !m.valid {
+			guesses++
+		}
+	}
+	if int(released.FailedSinceSuccess) < guesses {
+		r.t.Fatalf("%v: the release reports %d failed attempts, %d guesses were made since the last confirmed success",
+			r.trace, released.FailedSinceSuccess, guesses)
 	}
 }
 
@@ -339,10 +389,14 @@ func (r *modelRun) check() {
 func (r *modelRun) key() string {
 	var b strings.Builder
 	c := r.last
-	fmt.Fprintf(&b, "%d/%d/%d/%d r%d e%d k%d c%d |", c.State, c.Attempts-c.Watermark, c.Attempts, c.Successes,
-		r.reboots, r.expiries, r.ke1s, r.carried)
+	fmt.Fprintf(&b, "%d/%d/%d/%d r%d e%d/%d k%d c%d |", c.State, c.Watermark, c.Attempts, c.Successes,
+		r.reboots, r.expiries, r.loginExpiries, r.ke1s, r.carried)
 	for _, l := range r.logins {
 		fmt.Fprintf(&b, " %d%d%t%t%t", l.role, l.phase, l.valid, l.evalWindow == r.window, l.opened)
+		if l.receipt != nil && (l.phase == phasePending || l.phase == phaseReleased) {
+			// Its place in the count, and whether it is the final login.
+			fmt.Fprintf(&b, "@%d/%d/%d", l.receipt.Kind, l.receipt.AttemptsTotal, l.receipt.TriesLeft)
+		}
 	}
 	return b.String()
 }
@@ -422,7 +476,7 @@ func (v *Vault) cloneForModel(st Store, opts Options) *Vault {
 		s := e.value
 		s.mu.Lock()
 		n := &session{userID: s.userID, generation: s.generation, keys: s.keys, next: s.next, attempt: s.attempt,
-			releaseHash: s.releaseHash, confirmed: s.confirmed, closed: s.closed}
+			releaseHash: s.releaseHash, confirmed: s.confirmed, ends: s.ends, closed: s.closed}
 		s.mu.Unlock()
 		c.sessions.entries[h] = tableEntry[*session]{value: n, expires: e.expires}
 	}
@@ -535,7 +589,7 @@ func TestCountingModel(t *testing.T) {
 				for i := users; i < n; i++ {
 					roles[i] = roleOperator
 				}
-				b := modelBounds{limit: limit, roles: roles, ke1s: int(limit) + extraKE1s, reboots: 1, expiries: 1}
+				b := modelBounds{limit: limit, roles: roles, ke1s: int(limit) + extraKE1s, reboots: 1, expiries: 1, loginExpiries: 1}
 				name := fmt.Sprintf("limit%d/users%d/operators%d", limit, users, n-users)
 				t.Run(name, func(t *testing.T) {
 					st, paths := exploreModel(t, b)

@@ -245,7 +245,7 @@ func TestTheConfirmationRules(t *testing.T) {
 	if r := h.committedRecord("ava"); r.Successes != 1 || r.counter() != 0 {
 		t.Fatalf("record after the confirmation: %+v", r)
 	}
-	wantCode(t, send(&right, 4), protocol.CodeMalformed) // a second confirmation
+	wantCode(t, send(&wrong, 4), protocol.CodeAuthentication) // a later one naming another receipt
 	if err := send(&release, 5); err != nil {
 		t.Fatal(err)
 	}
@@ -317,5 +317,115 @@ func TestACommandOutlivingItsSessionDoesNotDeadlock(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("deadlock: a command that outlived its session and the expiry wait for each other")
 		}
+	}
+}
+
+// Junk under a session's handle (which the host sees in clear) must not
+// keep the session alive: only a command that opens does.
+func TestUnauthenticatedJunkDoesNotKeepASessionAlive(t *testing.T) {
+	h := newHarness(t, Options{SessionTTL: 2 * time.Minute})
+	c := h.client("ida")
+	key := register(t, c, "right", 5)
+	s := mustLogin(t, c, "right", key)
+	junk, _ := protocol.Encode(protocol.TypeSession, &protocol.Session{Handle: s.Handle(), Seq: 999, Sealed: make([]byte, 40)})
+	for i := 0; i < 10; i++ {
+		h.clock.Advance(time.Minute)
+		decodeSession(t, h.v, junk)
+	}
+	if _, _, err := s.Release(context.Background()); !errors.Is(err, &protocol.Error{Code: protocol.CodeUnknownHandle}) {
+		t.Fatalf("a session idle for 10 minutes under junk still answered: %v", err)
+	}
+}
+
+// A session also ends after its whole lifetime, however busy.
+func TestASessionHasAnEnd(t *testing.T) {
+	h := newHarness(t, Options{SessionTTL: 2 * time.Minute, SessionLifetime: 10 * time.Minute})
+	c := h.client("jon")
+	key := register(t, c, "right", 5)
+	s := mustLogin(t, c, "right", key)
+	for i := 0; i < 7; i++ { // busy every 90 s, for 10.5 minutes
+		if _, _, err := s.Release(context.Background()); err != nil {
+			t.Fatalf("after %v: %v", time.Duration(i)*90*time.Second, err)
+		}
+		h.clock.Advance(90 * time.Second)
+	}
+	if _, _, err := s.Release(context.Background()); !errors.Is(err, &protocol.Error{Code: protocol.CodeUnknownHandle}) {
+		t.Fatalf("a session past its lifetime answered: %v", err)
+	}
+}
+
+// A KE3 is refused busy only before anything durable happens: with the
+// sessions table full, the final login's right KE3 is answered busy and
+// leaves the record and the login as they were, so that it can be sent
+// again. It used to commit the revival first and then answer busy.
+func TestAFullSessionTableRefusesAKE3BeforeTheRevival(t *testing.T) {
+	h := newHarness(t, Options{MaxSessions: 1})
+	c := h.client("kai")
+	key := register(t, c, "right", 2)
+	other := mustLogin(t, c, "right", key) // holds the only session
+	mustConfirm(t, other, key)
+	operatorGuesses(t, h, "kai", 1)
+	finish, _, err := loginPending(t, h, "kai", "right") // the final attempt
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := h.committedRecord("kai")
+	_, err = finish()
+	wantCode(t, err, protocol.CodeBusy)
+	if after := h.committedRecord("kai"); after.State != before.State || after.Watermark != before.Watermark {
+		t.Fatalf("a KE3 answered busy changed the record: %+v, was %+v", after, before)
+	}
+	if err := other.Confirm(context.Background()); err != nil { // closes it: frees the place
+		t.Fatal(err)
+	}
+	if _, err := finish(); err != nil {
+		t.Fatalf("the same KE3, sent again: %v", err)
+	}
+}
+
+// A confirmation is retried until a command is answered: when the reply to
+// the first command is lost, the next command carries it again and works.
+func TestARetriedConfirmationIsANoOp(t *testing.T) {
+	h := newHarness(t, Options{})
+	c := h.client("lea")
+	key := register(t, c, "right", 5)
+	s := mustLogin(t, c, "right", key)
+	confirm := protocol.ReceiptHash(s.ReleaseReceipt())
+	release := protocol.SessionCommand{Command: protocol.CommandRelease, Confirm: confirm}
+	first, _ := s.SealedRequestAsIs(&release, 1)
+	h.v.handle(context.Background(), first) // its reply is lost
+	again, _ := s.SealedRequestAsIs(&release, 2)
+	if err := decodeSession(t, h.v, again); err != nil {
+		t.Fatalf("the retried confirmation: %v", err)
+	}
+	if r := h.committedRecord("lea"); r.Successes != 1 {
+		t.Fatalf("one login counted %d successes", r.Successes)
+	}
+}
+
+// A confirmation whose commit fails is not counted twice when retried.
+func TestAConfirmationWhoseCommitFailedCountsOnce(t *testing.T) {
+	h := newHarness(t, Options{})
+	c := h.client("max")
+	key := register(t, c, "right", 5)
+	s := mustLogin(t, c, "right", key)
+	confirm := protocol.ReceiptHash(s.ReleaseReceipt())
+	release := protocol.SessionCommand{Command: protocol.CommandRelease, Confirm: confirm}
+	fail := true
+	h.store.FailCommit = func() error {
+		if fail {
+			fail = false
+			return errors.New("the flush failed")
+		}
+		return nil
+	}
+	first, _ := s.SealedRequestAsIs(&release, 1)
+	wantCode(t, decodeSession(t, h.v, first), protocol.CodeUnavailable)
+	again, _ := s.SealedRequestAsIs(&release, 2)
+	if err := decodeSession(t, h.v, again); err != nil {
+		t.Fatalf("the retried confirmation: %v", err)
+	}
+	if r := h.committedRecord("max"); r.Successes != 1 {
+		t.Fatalf("one login counted %d successes", r.Successes)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"sync"
+	"time"
 
 	"github.com/cofferhsm/coffer/applet/opaque"
 	"github.com/cofferhsm/coffer/protocol"
@@ -25,7 +26,8 @@ type session struct {
 	next        uint64          // the sequence the next command must carry
 	attempt     uint64          // the login's place in the record's attempts total
 	releaseHash []byte          // what the confirmation must name
-	confirmed   bool            // the client confirmed the login
+	confirmed   bool            // the client confirmed the login (staged, at least)
+	ends        time.Time       // the end of the session's lifetime, however busy
 	change      *opaque.OPRFKey // drawn by change-start, used by change-finish
 	closed      bool
 }
@@ -49,8 +51,12 @@ func (s *session) wipeLocked() {
 // next sequence number, or does not authenticate, is refused without
 // changing the session, so a replay or a forgery costs the host nothing but
 // also gains it nothing.
+//
+// Only a command that opens extends the session's idle time: its handle
+// travels in clear, so junk under it must not keep it (and its keys) alive.
 func (v *Vault) sessionCommand(ctx context.Context, m *protocol.Session) (protocol.Message, error) {
-	s, ok := v.sessions.touch(m.Handle, v.opts.Now())
+	now := v.opts.Now()
+	s, ok := v.sessions.peek(m.Handle, now)
 	if !ok {
 		return nil, protocol.Errorf(protocol.CodeUnknownHandle, "no such session")
 	}
@@ -58,6 +64,11 @@ func (v *Vault) sessionCommand(ctx context.Context, m *protocol.Session) (protoc
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, protocol.Errorf(protocol.CodeUnknownHandle, "no such session")
+	}
+	if now.After(s.ends) {
+		s.wipeLocked()
+		v.sessions.drop(m.Handle)
+		return nil, protocol.Errorf(protocol.CodeUnknownHandle, "the session's lifetime is over")
 	}
 	if m.Seq != s.next {
 		return nil, protocol.Errorf(protocol.CodeSequence, "expected sequence %d", s.next)
@@ -73,6 +84,7 @@ func (v *Vault) sessionCommand(ctx context.Context, m *protocol.Session) (protoc
 	// The sequence is used up once a command opens, whatever follows: the
 	// client never seals two commands under one sequence (one nonce).
 	s.next++
+	v.sessions.touch(m.Handle, now)
 	if err := v.confirmOnce(ctx, s, cmd.Confirm); err != nil {
 		return nil, err
 	}
@@ -96,13 +108,16 @@ func (v *Vault) sessionCommand(ctx context.Context, m *protocol.Session) (protoc
 }
 
 // confirmOnce checks the confirmation the session's first command must
-// carry, and only it, and makes the login a success: the watermark moves to
-// the login's own attempt (never back), and the record counts one more
-// confirmed success. Attempts counted after the login's KE1 stay counted.
+// carry and makes the login a success: the watermark moves to the login's
+// own attempt (never back), and the record counts one more confirmed
+// success. Attempts counted after the login's KE1 stay counted. A client
+// repeats the confirmation until a command is answered, so once confirmed
+// the same one is a no-op; the login counts once, from the moment the
+// change is staged, even if that commit fails and the command is retried.
 func (v *Vault) confirmOnce(ctx context.Context, s *session, confirm []byte) error {
 	if s.confirmed {
-		if len(confirm) != 0 {
-			return protocol.Errorf(protocol.CodeMalformed, "the login is already confirmed")
+		if len(confirm) != 0 && subtle.ConstantTimeCompare(confirm, s.releaseHash) != 1 {
+			return protocol.Errorf(protocol.CodeAuthentication, "the confirmation names another receipt")
 		}
 		return nil
 	}
@@ -119,6 +134,7 @@ func (v *Vault) confirmOnce(ctx context.Context, s *session, confirm []byte) err
 		rec.Successes++
 		err = v.putRecord(s.userID, rec)
 		rec.wipe()
+		s.confirmed = err == nil
 	}
 	mu.Unlock()
 	if err != nil {
@@ -127,7 +143,6 @@ func (v *Vault) confirmOnce(ctx context.Context, s *session, confirm []byte) err
 	if _, err := v.commit(ctx); err != nil {
 		return storeError(err)
 	}
-	s.confirmed = true
 	return nil
 }
 

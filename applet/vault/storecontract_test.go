@@ -120,6 +120,11 @@ var harnessTests = []func(*testing.T){
 	TestLoginRepliesHaveOneSizeWhateverTheLimits,
 	TestUnknownUsersGetStableFakeTotals,
 	TestACommandOutlivingItsSessionDoesNotDeadlock,
+	TestUnauthenticatedJunkDoesNotKeepASessionAlive,
+	TestASessionHasAnEnd,
+	TestAFullSessionTableRefusesAKE3BeforeTheRevival,
+	TestARetriedConfirmationIsANoOp,
+	TestAConfirmationWhoseCommitFailedCountsOnce,
 	// register_hold_test.go
 	TestAHeldBackRegistrationCannotReviveABurnedRecord,
 	TestAHeldBackRegistrationCannotReturnAfterADelete,

@@ -126,8 +126,24 @@ func (t *table[T]) take(h []byte, now time.Time) (T, bool) {
 	return e.value, true
 }
 
+// addReservedWithHandle stores v under h in a place reserve promised; it
+// uses up the reservation whether or not it succeeds.
+func (t *table[T]) addReservedWithHandle(hb []byte, now time.Time, v T) (handle, error) {
+	h := handle(hb)
+	return h, t.putReserved(h, now, v)
+}
+
+// peek returns the entry for h without extending its life.
+func (t *table[T]) peek(h []byte, now time.Time) (T, bool) {
+	return t.lookup(h, now, false)
+}
+
 // touch returns the entry for h and extends its life (an idle timeout).
 func (t *table[T]) touch(h []byte, now time.Time) (T, bool) {
+	return t.lookup(h, now, true)
+}
+
+func (t *table[T]) lookup(h []byte, now time.Time, extend bool) (T, bool) {
 	var zero T
 	if len(h) != protocol.HandleSize {
 		return zero, false
@@ -144,8 +160,10 @@ func (t *table[T]) touch(h []byte, now time.Time) (T, bool) {
 		e.value.wipe()
 		return zero, false
 	}
-	e.expires = now.Add(t.ttl)
-	t.entries[handle(h)] = e
+	if extend {
+		e.expires = now.Add(t.ttl)
+		t.entries[handle(h)] = e
+	}
 	t.mu.Unlock()
 	return e.value, true
 }

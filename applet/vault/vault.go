@@ -34,6 +34,7 @@ type Options struct {
 
 	LoginTTL        time.Duration // KE2 → KE3: 30 s
 	SessionTTL      time.Duration // idle session: 2 min
+	SessionLifetime time.Duration // a session however busy: 15 min
 	RegistrationTTL time.Duration // start → finish: 2 min
 
 	MaxPendingLogins        int // 4096
@@ -72,6 +73,7 @@ func (o *Options) setDefaults() error {
 	}
 	setDuration(&o.LoginTTL, 30*time.Second)
 	setDuration(&o.SessionTTL, 2*time.Minute)
+	setDuration(&o.SessionLifetime, 15*time.Minute)
 	setDuration(&o.RegistrationTTL, 2*time.Minute)
 	setInt(&o.MaxPendingLogins, 4096)
 	setInt(&o.MaxSessions, 1024)
