@@ -34,9 +34,17 @@ var (
 // one this client has already seen: its store went back in time.
 type RollbackError struct {
 	Highest, Got uint64
+	// Attempts is set when it was the account's running total of attempts
+	// that went back (Highest and Got are then totals, not sequences).
+	Attempts bool
 }
 
 func (e *RollbackError) Error() string {
+	if e.Attempts {
+		return fmt.Sprintf("ROLLBACK: the vault counts %d attempts on this account, but this device has already seen %d: "+
+			"the vault's storage was restored to an older copy, which undoes counted login attempts "+
+			"(the software vault and QEMU builds cannot detect this themselves); stopped", e.Got, e.Highest)
+	}
 	return fmt.Sprintf("ROLLBACK: the vault signed store sequence %d, but this client has already seen %d: "+
 		"the vault's storage was restored to an older copy, which may undo counted login attempts "+
 		"(the software vault and QEMU builds cannot detect this themselves); stopped", e.Got, e.Highest)
@@ -197,6 +205,23 @@ func (c *Client) accept(r *protocol.Receipt) error {
 		StoreSequence:      r.StoreSequence,
 		AttemptsTotal:      uint64(r.AttemptsTotal),
 		SuccessesTotal:     uint64(r.SuccessesTotal),
+	}
+	return nil
+}
+
+// checkTotals refuses a receipt for the registration this device last saw
+// whose running total of attempts did not grow past that receipt's: an
+// attempt receipt counts its own attempt, so anything less is a rollback of
+// the account's record, which the store sequence alone misses once the
+// operator has pushed it past the client's highest.
+func (c *Client) checkTotals(r *protocol.Receipt) error {
+	last := c.cfg.LastReceipt
+	if last == nil || c.cfg.Generation == 0 || r.Generation != c.cfg.Generation || last.Generation != r.Generation {
+		return nil // not the registration this device knows (or nothing to compare)
+	}
+	got := uint64(r.AttemptsTotal)
+	if got < last.AttemptsTotal || (r.Kind == protocol.ReceiptAttempt && got == last.AttemptsTotal) {
+		return &RollbackError{Highest: last.AttemptsTotal, Got: got, Attempts: true}
 	}
 	return nil
 }

@@ -318,6 +318,12 @@ func (c *Client) Login(ctx context.Context, password []byte) (*Session, error) {
 	if !bytes.Equal(attempt.RequestHash, protocol.RequestHash(ke1)) {
 		return nil, fmt.Errorf("client: %w: the attempt receipt is for another login (request hash)", ErrBadReceipt)
 	}
+	if err := c.sequence(attempt.StoreSequence); err != nil {
+		return nil, err
+	}
+	if err := c.checkTotals(attempt); err != nil {
+		return nil, err
+	}
 	notMine, notMineKnown := c.notFromThisDevice(attempt)
 	if err := c.accept(attempt); err != nil {
 		return nil, err

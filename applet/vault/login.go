@@ -37,6 +37,11 @@ type pendingLogin struct {
 	generation  uint64
 	attempt     uint64  // the record's attempts total with this one: its place in the count
 	final       bool    // this login's KE1 committed the tombstone
+	// revivable, for a login that found a tombstone, is how long the final
+	// login could still revive it when this one read it: read with the
+	// record, under the user's lock, since by the time the receipt is
+	// signed the final login may be done.
+	revivable time.Duration
 	rec         *record // the record as counted; secrets only for the final login
 	state       *opaque.ServerState
 }
@@ -204,6 +209,7 @@ func (v *Vault) countAttempt(userID []byte) (*pendingLogin, error) {
 	login.generation = rec.Generation
 	if rec.locked() {
 		login.kind, login.rec = loginLocked, rec.tombstone()
+		login.revivable = v.finals.remaining(userID, v.opts.Now())
 		rec.wipe()
 		return login, nil
 	}
@@ -251,8 +257,8 @@ func (v *Vault) attemptReceipt(l *pendingLogin, userID []byte, seq uint64) *prot
 		r.Limit = l.rec.Limit
 		r.FailedSinceSuccess = uint(l.rec.counter())
 		r.AttemptsTotal, r.SuccessesTotal = protocol.Total(l.rec.Attempts), protocol.Total(l.rec.Successes)
-		if left := v.finals.remaining(userID, v.opts.Now()); left > 0 {
-			r.RevivableMillis = protocol.Total(max(left.Milliseconds(), 1))
+		if l.revivable > 0 {
+			r.RevivableMillis = protocol.Total(max(l.revivable.Milliseconds(), 1))
 		}
 	case loginUnknown:
 		// Looks like the first attempt since a success on a record with
