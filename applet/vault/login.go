@@ -35,15 +35,15 @@ type pendingLogin struct {
 	userID      []byte
 	requestHash []byte
 	generation  uint64
-	attempt     uint64  // the record's attempts total with this one: its place in the count
-	final       bool    // this login's KE1 committed the tombstone
+	attempt     uint64 // the record's attempts total with this one: its place in the count
+	final       bool   // this login's KE1 committed the tombstone
 	// revivable, for a login that found a tombstone, is how long the final
 	// login could still revive it when this one read it: read with the
 	// record, under the user's lock, since by the time the receipt is
 	// signed the final login may be done.
 	revivable time.Duration
-	rec         *record // the record as counted; secrets only for the final login
-	state       *opaque.ServerState
+	rec       *record // the record as counted; secrets only for the final login
+	state     *opaque.ServerState
 }
 
 func (l *pendingLogin) wipe() {
