@@ -581,7 +581,6 @@ func TestCountingModel(t *testing.T) {
 	if testing.Short() {
 		maxLimit, maxLogins, extraKE1s, replays = 2, 2, 2, 3
 	}
-	rng := mrand.New(mrand.NewPCG(1, 2))
 	for limit := uint(1); limit <= maxLimit; limit++ {
 		for n := 1; n <= maxLogins; n++ {
 			for users := 0; users <= n; users++ {
@@ -592,6 +591,8 @@ func TestCountingModel(t *testing.T) {
 				b := modelBounds{limit: limit, roles: roles, ke1s: int(limit) + extraKE1s, reboots: 1, expiries: 1, loginExpiries: 1}
 				name := fmt.Sprintf("limit%d/users%d/operators%d", limit, users, n-users)
 				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					rng := mrand.New(mrand.NewPCG(uint64(limit), uint64(n*8+users)))
 					st, paths := exploreModel(t, b)
 					for i := 0; i < replays && len(paths) > 0; i++ {
 						replayOnRecordStore(t, b, paths[rng.IntN(len(paths))])
