@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cofferhsm/coffer/internal/atomicfile"
 	"io"
 	"log/slog"
 	"os"
@@ -102,7 +103,7 @@ func Init(ctx context.Context, dir string, maxLimit uint, stdout io.Writer) erro
 	if err := os.Remove(filepath.Join(dir, initMarker)); err != nil {
 		return err
 	}
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return err
 	}
 	id := v.Identity()
@@ -124,43 +125,9 @@ func exists(path string) bool {
 }
 
 // writeFileAtomic writes name in dir so that a crash leaves either no file
-// or the whole of it: a temporary file, synced, renamed, and the folder
-// synced.
+// or the whole of it.
 func writeFileAtomic(dir, name string, b []byte) error {
-	f, err := os.CreateTemp(dir, "."+name+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // fails harmlessly once renamed
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.Write(filepath.Join(dir, name), b)
 }
 
 func readDeviceKey(dir string) ([32]byte, error) {
