@@ -16,6 +16,7 @@ type metrics struct {
 	deviceFailures *prometheus.CounterVec   // device, reason
 	lockouts       prometheus.Counter
 	rateLimited    prometheus.Counter
+	connRefused    prometheus.Counter
 	anchorWrites   *prometheus.GaugeVec // device
 	storeSequence  *prometheus.GaugeVec // device
 }
@@ -48,6 +49,10 @@ func newMetrics(s *Server) *metrics {
 			Name: "cofferd_rate_limited_total",
 			Help: "Login starts refused by the per-account rate limit.",
 		}),
+		connRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cofferd_connections_refused_total",
+			Help: "HTTP connections answered 503 and closed because -max-conns were open.",
+		}),
 		anchorWrites: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cofferd_anchor_writes",
 			Help: "The vault's monotonic anchor write counter (RPMB wear), from its signed status, polled.",
@@ -58,7 +63,7 @@ func newMetrics(s *Server) *metrics {
 		}, []string{"device"}),
 	}
 	m.reg.MustRegister(m.requests, m.requestSeconds, m.vaultErrors, m.deviceFailures, m.lockouts,
-		m.rateLimited, m.anchorWrites, m.storeSequence, &deviceCollector{s},
+		m.rateLimited, m.connRefused, m.anchorWrites, m.storeSequence, &deviceCollector{s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -7,7 +7,14 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-func cborMarshal(v any) ([]byte, error) { return cbor.Marshal(v) }
+// cborMarshal encodes v deterministically, as protocol messages must be.
+func cborMarshal(v any) ([]byte, error) {
+	em, err := cbor.CoreDetEncOptions().EncMode()
+	if err != nil {
+		return nil, err
+	}
+	return em.Marshal(v)
+}
 
 // metricValue finds one series in the server's registry.
 func metricValue(t testing.TB, s *Server, name string, labels map[string]string) (*dto.Metric, bool) {

@@ -37,6 +37,11 @@ type Config struct {
 
 	PollInterval time.Duration // status poll of each device (anchor writes): 15 s; negative: never
 
+	// MaxConnections bounds the HTTP connections open at once on a
+	// listener prepared by Listener (Serve does), idle keep-alive ones
+	// included; more are answered 503 and closed: DefaultMaxConnections.
+	MaxConnections int
+
 	Log *slog.Logger     // slog.Default(); never given a body
 	Now func() time.Time // time.Now
 }
@@ -270,15 +275,18 @@ func (s *Server) HTTPServer(h http.Handler) *http.Server {
 // is done: the vault timeout plus 5 s.
 func (s *Server) ShutdownGrace() time.Duration { return s.cfg.Timeout + 5*time.Second }
 
-// Serve serves the API on ln until ctx is done, then shuts down gracefully:
-// it stops accepting, lets requests in flight finish (up to ShutdownGrace)
-// and returns. It does not close the devices: call Close after.
+// Serve serves the API on ln (bounded by Listener, without TLS) until ctx
+// is done, then shuts down gracefully: it stops accepting, lets requests in
+// flight finish (up to ShutdownGrace) and returns. It does not close the
+// devices: call Close after.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	return ServeGracefully(ctx, s.HTTPServer(s.Handler()), ln, s.ShutdownGrace())
+	return ServeGracefully(ctx, s.HTTPServer(s.Handler()), s.Listener(ln, nil), s.ShutdownGrace())
 }
 
 // ServeGracefully runs srv on ln until ctx is done, then shuts it down,
-// waiting up to grace for requests in flight.
+// waiting up to grace for requests in flight; after that it closes the
+// connections still open (a client that does not read its response must
+// not hold a handler past the shutdown).
 func ServeGracefully(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Duration) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -290,6 +298,9 @@ func ServeGracefully(ctx context.Context, srv *http.Server, ln net.Listener, gra
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	err := srv.Shutdown(sctx)
+	if err != nil {
+		srv.Close()
+	}
 	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
 	}

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -65,16 +66,73 @@ func Marshal(m Message) ([]byte, error) {
 	return b, nil
 }
 
-// Unmarshal decodes b into m strictly and validates it. Every failure wraps
-// ErrMalformed.
+// Unmarshal decodes b into m strictly and validates it. b must be in core
+// deterministic encoding (checkCanonical). Every failure wraps ErrMalformed.
 func Unmarshal(b []byte, m Message) error {
 	if len(b) > MaxMessageSize {
 		return fmt.Errorf("%w: %d bytes exceeds %d", ErrMalformed, len(b), MaxMessageSize)
+	}
+	if err := checkCanonical(b); err != nil {
+		return err
 	}
 	if err := decMode.Unmarshal(b, m); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	return m.validate()
+}
+
+// checkCanonical refuses b unless it is the core deterministic encoding
+// (RFC 8949 §4.2.1) of a data item made only of what messages use. The
+// decoder alone accepts integers and lengths in longer forms than needed,
+// map keys in any order, and simple values, null or undefined where
+// integers or absent fields are meant, so that one message would have many
+// encodings, and a signature or hash over one of them would not be over
+// "the" message. b is decoded as a generic data item under the same limits
+// as messages, checked for kinds no message holds, encoded again
+// deterministically, and must come out byte for byte the same.
+func checkCanonical(b []byte) error {
+	var item any
+	if err := decMode.Unmarshal(b, &item); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if err := plainItem(item); err != nil {
+		return err
+	}
+	again, err := encMode.Marshal(item)
+	if err != nil || !bytes.Equal(again, b) {
+		return fmt.Errorf("%w: not in core deterministic encoding (RFC 8949 section 4.2.1)", ErrMalformed)
+	}
+	return nil
+}
+
+// plainItem refuses the kinds of data item no message holds: floats, null,
+// undefined and other simple values than false and true, integers beyond
+// 64 bits.
+func plainItem(v any) error {
+	switch v := v.(type) {
+	case uint64, int64, []byte, cbor.ByteString, string, bool: // ByteString: a byte string map key
+		return nil
+	case []any:
+		for _, e := range v {
+			if err := plainItem(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	case map[any]any:
+		for k, e := range v {
+			if err := plainItem(k); err != nil {
+				return err
+			}
+			if err := plainItem(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	case nil:
+		return fmt.Errorf("%w: null or undefined", ErrMalformed)
+	}
+	return fmt.Errorf("%w: a data item of a kind no message holds (%T)", ErrMalformed, v)
 }
 
 // checkLen reports a byte string whose length is not exactly n.

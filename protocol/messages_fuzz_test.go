@@ -36,19 +36,33 @@ func messageTypes() map[string]func() Message {
 }
 
 // FuzzMessages decodes arbitrary bytes as every message type. Whatever
-// decodes must validate, re-encode, and decode again to the same encoding:
-// a peer can never be handed a message that this package would refuse to
-// send, or that means two things.
+// decodes must be in core deterministic encoding (by walkCanonical, which
+// does not use the CBOR library), validate, re-encode, and decode again to
+// the same encoding: a peer can never be handed a message that this package
+// would refuse to send, or that means two things. And checkCanonical must
+// accept every well-formed item walkCanonical judges canonical.
 func FuzzMessages(f *testing.F) {
 	for _, v := range testVectors(f) {
 		f.Add(v)
 	}
+	for _, v := range nonCanonical(f) {
+		f.Add(v)
+	}
 	f.Add([]byte{0xa0})
 	f.Fuzz(func(t *testing.T, b []byte) {
+		var item any
+		if walkCanonical(b) == nil && decMode.Unmarshal(b, &item) == nil {
+			if err := checkCanonical(b); err != nil {
+				t.Fatalf("a canonical item is refused: %v", err)
+			}
+		}
 		for name, mk := range messageTypes() {
 			m := mk()
 			if err := Unmarshal(b, m); err != nil {
 				continue
+			}
+			if err := walkCanonical(b); err != nil {
+				t.Fatalf("%s decoded from a non-canonical encoding: %v", name, err)
 			}
 			again, err := Marshal(m)
 			if err != nil {

@@ -9,48 +9,136 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // Handler answers one request (an encoded Envelope) with one reply.
 type Handler func(ctx context.Context, request []byte) []byte
 
-// ServeStream reads request frames from rw and answers each with h, at most
-// maxInFlight at a time (reading pauses while that many are pending, which
-// is the stream's backpressure). A reply carries its request's id. A damaged
-// frame is answered with a CodeBadFrame error reply, under the frame's id
-// when its header survived and id 0 otherwise, and serving goes on. It
-// returns when the stream ends (nil for a clean EOF) or ctx is done.
+// ServeOptions bound what one stream may hold of a server.
+type ServeOptions struct {
+	// MaxInFlight bounds the requests answered at once; reading pauses
+	// while that many are pending, which is the stream's backpressure.
+	// 1 if less.
+	MaxInFlight int
+	// WriteTimeout bounds the writing of one reply on a stream with write
+	// deadlines (a net.Conn): a peer that stops reading makes the write
+	// fail and the stream end, rather than hold the stream, its handlers
+	// and the server's shutdown for ever. DefaultWriteTimeout if 0.
+	WriteTimeout time.Duration
+	// IdleTimeout ends a stream with read deadlines (ErrIdle) once it has
+	// had no request and none in flight for this long, so that idle peers
+	// do not hold connections for ever. 0: never.
+	IdleTimeout time.Duration
+}
+
+// DefaultWriteTimeout is ServeOptions.WriteTimeout's default: ample for a
+// 16 KiB reply to a peer that reads.
+const DefaultWriteTimeout = 10 * time.Second
+
+// ShutdownWriteGrace bounds every reply write still to come, and one in
+// progress, once ServeStream's context has ended.
+const ShutdownWriteGrace = time.Second
+
+// ErrIdle is returned by ServeStreamWith when a stream was idle for its
+// IdleTimeout.
+var ErrIdle = errors.New("protocol: stream idle for too long")
+
+// ServeStream is ServeStreamWith with at most maxInFlight requests at once
+// and the default write timeout.
 func ServeStream(ctx context.Context, rw io.ReadWriter, h Handler, maxInFlight int) error {
-	if maxInFlight < 1 {
-		maxInFlight = 1
+	return ServeStreamWith(ctx, rw, h, ServeOptions{MaxInFlight: maxInFlight})
+}
+
+// ServeStreamWith reads request frames from rw and answers each with h, at
+// most opts.MaxInFlight at a time. A reply carries its request's id. A
+// damaged frame is answered with a CodeBadFrame error reply, under the
+// frame's id when its header survived and id 0 otherwise, and serving goes
+// on. It returns when the stream ends (nil for a clean EOF), when a reply
+// cannot be written in time, when the stream has been idle for
+// opts.IdleTimeout (ErrIdle), or when ctx is done; it waits for the
+// handlers in flight, whose replies then get ShutdownWriteGrace at most.
+func ServeStreamWith(ctx context.Context, rw io.ReadWriter, h Handler, opts ServeOptions) error {
+	maxInFlight := max(opts.MaxInFlight, 1)
+	writeTimeout := opts.WriteTimeout
+	if writeTimeout <= 0 {
+		writeTimeout = DefaultWriteTimeout
 	}
 	var (
-		writeMu  sync.Mutex
-		writeErr error
-		wg       sync.WaitGroup
-		slots    = make(chan struct{}, maxInFlight)
+		writeMu    sync.Mutex
+		writeErr   error
+		wg         sync.WaitGroup
+		slots      = make(chan struct{}, maxInFlight)
+		inFlight   atomic.Int64
+		lastActive atomic.Int64 // unix nanoseconds of the last frame read or reply written
+		closing    atomic.Int64 // once ctx is done: the write deadline, in unix nanoseconds
 	)
+	lastActive.Store(time.Now().UnixNano())
+	wd, _ := rw.(writeDeadliner)
+	rd, _ := rw.(readDeadliner)
 	reply := func(id uint32, payload []byte) {
 		writeMu.Lock()
 		defer writeMu.Unlock()
-		if writeErr == nil {
-			writeErr = WriteFrame(rw, Frame{ID: id, Payload: payload})
+		if writeErr != nil {
+			return
+		}
+		if wd != nil {
+			deadline := time.Now().Add(writeTimeout)
+			if c := closing.Load(); c != 0 && c < deadline.UnixNano() {
+				deadline = time.Unix(0, c)
+			}
+			wd.SetWriteDeadline(deadline)
+		}
+		writeErr = WriteFrame(rw, Frame{ID: id, Payload: payload})
+		lastActive.Store(time.Now().UnixNano())
+		if writeErr != nil && rd != nil {
+			rd.SetReadDeadline(time.Now()) // wake the reader: the stream is done
 		}
 	}
+	failed := func() error {
+		writeMu.Lock()
+		defer writeMu.Unlock()
+		return writeErr
+	}
+	// When ctx ends, wake the reader, and cut short the write in progress
+	// (it may be to a peer that never reads) and those still to come.
+	stop := context.AfterFunc(ctx, func() {
+		if wd != nil {
+			deadline := time.Now().Add(ShutdownWriteGrace)
+			closing.Store(deadline.UnixNano())
+			wd.SetWriteDeadline(deadline)
+		}
+		if rd != nil {
+			rd.SetReadDeadline(time.Now())
+		}
+	})
+	defer stop()
 	defer wg.Wait()
 	var in io.Reader = rw
-	if d, ok := rw.(readDeadliner); ok {
-		in = &stallReader{r: rw, d: d, gap: FrameStallTimeout}
+	if rd != nil {
+		gap := FrameStallTimeout
+		if opts.IdleTimeout > 0 {
+			gap = min(gap, opts.IdleTimeout)
+		}
+		in = &stallReader{r: rw, d: rd, gap: gap}
 	}
 	r := NewFrameReader(in)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if err := failed(); err != nil {
+			return err
+		}
 		f, err := r.Next()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			continue // idle between frames: look at ctx, read on
+			// Idle between frames: look at ctx and the writes, read on.
+			idle := time.Duration(time.Now().UnixNano() - lastActive.Load())
+			if opts.IdleTimeout > 0 && inFlight.Load() == 0 && idle >= opts.IdleTimeout {
+				return ErrIdle
+			}
+			continue
 		}
 		if err != nil {
 			var fe *FrameError
@@ -67,23 +155,20 @@ func ServeStream(ctx context.Context, rw io.ReadWriter, h Handler, maxInFlight i
 			}
 			return err
 		}
+		lastActive.Store(time.Now().UnixNano())
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		inFlight.Add(1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
 			reply(f.ID, h(ctx, f.Payload))
+			inFlight.Add(-1)
 		}()
-		writeMu.Lock()
-		err = writeErr
-		writeMu.Unlock()
-		if err != nil {
-			return err
-		}
 	}
 }
 
@@ -94,7 +179,10 @@ func ServeStream(ctx context.Context, rw io.ReadWriter, h Handler, maxInFlight i
 // 115200 baud between two reads.
 var FrameStallTimeout = 2 * time.Second
 
-type readDeadliner interface{ SetReadDeadline(time.Time) error }
+type (
+	readDeadliner  interface{ SetReadDeadline(time.Time) error }
+	writeDeadliner interface{ SetWriteDeadline(time.Time) error }
+)
 
 // stallReader gives every Read a deadline of gap from now, so that a silent
 // peer shows up as os.ErrDeadlineExceeded, which FrameReader turns into
@@ -127,7 +215,10 @@ type StreamClient struct {
 	waiting map[uint32]chan []byte
 	err     error
 	done    chan struct{}
-	writeMu sync.Mutex
+	// writing holds the right to write a frame (capacity 1): a channel,
+	// not a mutex, so that a caller can stop waiting for it when its
+	// context ends.
+	writing chan struct{}
 }
 
 // NewStreamClient starts reading replies from rw.
@@ -139,7 +230,7 @@ func NewStreamClient(rw io.ReadWriteCloser) *StreamClient {
 	var first [4]byte
 	rand.Read(first[:])
 	c := &StreamClient{rw: rw, waiting: map[uint32]chan []byte{}, done: make(chan struct{}),
-		nextID: binary.BigEndian.Uint32(first[:])}
+		writing: make(chan struct{}, 1), nextID: binary.BigEndian.Uint32(first[:])}
 	go c.readLoop()
 	return c
 }
@@ -174,7 +265,12 @@ func (c *StreamClient) readLoop() {
 	close(c.done)
 }
 
-// RoundTrip sends one request and waits for its reply.
+// RoundTrip sends one request and waits for its reply. It returns when ctx
+// ends, also while its request waits to be written or is being written: on
+// a stream without write deadlines (a serial port), a peer that stops
+// reading blocks the write, which then goes on in the background, holding
+// the stream for later requests (they too end with their contexts) until
+// it completes or the stream is closed.
 func (c *StreamClient) RoundTrip(ctx context.Context, request []byte) ([]byte, error) {
 	ch := make(chan []byte, 1)
 	c.mu.Lock()
@@ -191,12 +287,26 @@ func (c *StreamClient) RoundTrip(ctx context.Context, request []byte) ([]byte, e
 	c.waiting[id] = ch
 	c.mu.Unlock()
 
-	c.writeMu.Lock()
-	err := WriteFrame(c.rw, Frame{ID: id, Payload: request})
-	c.writeMu.Unlock()
-	if err != nil {
+	select {
+	case c.writing <- struct{}{}:
+	case <-ctx.Done():
 		c.forget(id)
-		return nil, fmt.Errorf("%w: %v", ErrStreamClosed, err)
+		return nil, ctx.Err()
+	}
+	written := make(chan error, 1)
+	go func() {
+		defer func() { <-c.writing }()
+		written <- WriteFrame(c.rw, Frame{ID: id, Payload: request})
+	}()
+	select {
+	case err := <-written:
+		if err != nil {
+			c.forget(id)
+			return nil, fmt.Errorf("%w: %v", ErrStreamClosed, err)
+		}
+	case <-ctx.Done():
+		c.forget(id)
+		return nil, ctx.Err()
 	}
 	select {
 	case reply, ok := <-ch:

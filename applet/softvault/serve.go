@@ -27,9 +27,26 @@ const insecureBanner = `
 // maxInFlightPerConn bounds requests served at once on one connection.
 const maxInFlightPerConn = 256
 
+// Defaults of the Options that bound connections.
+const (
+	// DefaultMaxConnections: cofferd needs one connection per vault; the
+	// rest is room for tools (provisioning) and reconnections.
+	DefaultMaxConnections = 64
+	// DefaultIdleTimeout: cofferd's status poll (15 s by default) keeps
+	// its connection busy; a connection silent for this long is dropped.
+	DefaultIdleTimeout = 10 * time.Minute
+)
+
+// refuseTimeout bounds the busy reply to a connection over the limit.
+const refuseTimeout = time.Second
+
 // Serve serves the vault in dir on listen (unix:PATH or tcp:LOOPBACK:PORT)
 // until ctx is done, then lets requests in flight finish and closes the
-// store.
+// store. At most opts.MaxConnections are served at once: one more is
+// answered with a busy error frame (id 0) and closed. A connection idle for
+// opts.IdleTimeout is closed, and one whose peer does not read its replies
+// within opts.WriteTimeout is dropped, so neither holds a place or the
+// shutdown.
 func Serve(ctx context.Context, dir, listen string, opts Options, stderr io.Writer) error {
 	inst, err := Open(ctx, dir, opts)
 	if err != nil {
@@ -66,6 +83,15 @@ func Serve(ctx context.Context, dir, listen string, opts Options, stderr io.Writ
 	}()
 	go func() { <-ctx.Done(); ln.Close() }()
 
+	maxConns := opts.MaxConnections
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConnections
+	}
+	idle := opts.IdleTimeout
+	if idle <= 0 {
+		idle = DefaultIdleTimeout
+	}
+	serveOpts := protocol.ServeOptions{MaxInFlight: maxInFlightPerConn, WriteTimeout: opts.WriteTimeout, IdleTimeout: idle}
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
@@ -86,13 +112,28 @@ func Serve(ctx context.Context, dir, listen string, opts Options, stderr io.Writ
 			continue
 		}
 		mu.Lock()
-		conns[conn] = struct{}{}
+		full := len(conns) >= maxConns
+		if !full {
+			conns[conn] = struct{}{}
+		}
 		mu.Unlock()
 		wg.Add(1)
+		if full {
+			log.Warn("connection refused: too many connections", "max", maxConns)
+			go func() {
+				defer wg.Done()
+				refuse(conn, maxConns)
+			}()
+			continue
+		}
 		go func() {
 			defer wg.Done()
 			defer func() { mu.Lock(); delete(conns, conn); mu.Unlock(); conn.Close() }()
-			if err := protocol.ServeStream(ctx, conn, v.Handle, maxInFlightPerConn); err != nil && ctx.Err() == nil {
+			err := protocol.ServeStreamWith(ctx, conn, v.Handle, serveOpts)
+			switch {
+			case errors.Is(err, protocol.ErrIdle):
+				log.Debug("idle connection closed", "after", idle)
+			case err != nil && ctx.Err() == nil:
 				log.Info("connection ended", "err", err)
 			}
 		}()
@@ -107,6 +148,15 @@ func Serve(ctx context.Context, dir, listen string, opts Options, stderr io.Writ
 	wg.Wait()
 	log.Info("stopped")
 	return nil
+}
+
+// refuse tells a connection over the limit why it is closed, without
+// waiting on a peer that does not read.
+func refuse(conn net.Conn, max int) {
+	defer conn.Close()
+	conn.SetWriteDeadline(time.Now().Add(refuseTimeout))
+	msg := protocol.Errorf(protocol.CodeBusy, "too many connections to this vault (%d); nothing was read", max)
+	protocol.WriteFrame(conn, protocol.Frame{ID: 0, Payload: protocol.EncodeError(msg)})
 }
 
 // ListenOn accepts unix:PATH or tcp:HOST:PORT, where HOST must be a loopback

@@ -156,6 +156,11 @@ func trimSpace(b []byte) []byte {
 type Options struct {
 	FlushLatency time.Duration // added to every store flush (benchmarks)
 	Log          *slog.Logger  // slog.Default() if nil
+
+	// Serve only.
+	MaxConnections int           // connections served at once; more are refused: DefaultMaxConnections
+	IdleTimeout    time.Duration // a connection with no request for this long is closed: DefaultIdleTimeout
+	WriteTimeout   time.Duration // to write one reply to a peer: protocol.DefaultWriteTimeout
 }
 
 // Instance is an open software vault.

@@ -113,6 +113,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	loginRate := fs.String("login-rate", "10/m", "login starts per account (N/s, N/m, N/h; 0 for no limit)")
 	loginBurst := fs.Int("login-burst", host.DefaultLoginBurst, "login starts an account may make at once")
 	poll := fs.Duration("poll", host.DefaultPollInterval, "status poll interval of each device (anchor writes, health)")
+	maxConns := fs.Int("max-conns", host.DefaultMaxConnections, "HTTP connections open at once per listener; more are answered 503 and closed")
 	usbID := fs.String("usb-id", host.DefaultUSBID.String(), "USB VID:PID that serial:auto looks for")
 	logLevel := fs.String("log-level", "info", "debug (one line per request), info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
@@ -195,7 +196,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	srv, err := host.New(host.Config{
 		Devices: devices, Accounts: accounts, Timeout: *timeout, Queue: q, InFlight: *inflight,
-		LoginRate: rate, LoginBurst: *loginBurst, PollInterval: *poll, Log: log,
+		LoginRate: rate, LoginBurst: *loginBurst, PollInterval: *poll, MaxConnections: *maxConns, Log: log,
 	})
 	if err != nil {
 		for _, d := range devices {
@@ -214,15 +215,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
-	if tlsConfig != nil {
-		ln = tls.NewListener(ln, tlsConfig)
-	}
+	ln = srv.Listener(ln, tlsConfig) // -max-conns, then TLS
 	var mln net.Listener
 	if *metricsListen != "" {
 		if mln, err = net.Listen("tcp", *metricsListen); err != nil {
 			ln.Close()
 			return err
 		}
+		mln = srv.Listener(mln, nil)
 	}
 	if ready != nil {
 		var maddr net.Addr

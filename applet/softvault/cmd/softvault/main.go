@@ -81,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		listen := fs.String("listen", "", "unix:PATH or tcp:127.0.0.1:PORT")
 		flush := fs.Duration("flush-latency", 0, "add this latency to every store flush (benchmarks)")
 		maxLimit := fs.Uint("max-limit", 10, "with dev: highest attempt limit for a new vault")
+		maxConns := fs.Int("max-conns", softvault.DefaultMaxConnections, "connections served at once; more are refused")
+		idle := fs.Duration("idle-timeout", softvault.DefaultIdleTimeout, "close a connection idle for this long")
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
@@ -89,7 +91,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		return softvault.Serve(ctx, *state, *listen, softvault.Options{FlushLatency: *flush, Log: log}, stderr)
+		return softvault.Serve(ctx, *state, *listen, softvault.Options{FlushLatency: *flush, Log: log,
+			MaxConnections: *maxConns, IdleTimeout: *idle}, stderr)
 	case "provision":
 		return provision(args, stdout, stderr)
 	}
