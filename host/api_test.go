@@ -3,6 +3,7 @@ package host
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -486,5 +487,58 @@ func TestRoutingToDevices(t *testing.T) {
 	srv.Close()
 	if !a.closed.Load() || !b.closed.Load() {
 		t.Fatal("Close did not close the devices")
+	}
+}
+
+// TestProvisioningRequestsAreNotRelayed: an account must not be able to
+// re-sign the vault's identity with a key of its own and install it through
+// cofferd, which would make every client pinned to the real provisioning key
+// refuse the vault. cofferd refuses both provisioning requests (403) and
+// neither reaches the vault; clients still verify the real bundle.
+func TestProvisioningRequestsAreNotRelayed(t *testing.T) {
+	inst, pub, _ := softVault(t)
+	accounts, accts, tokens := testAccounts(t, "alice", "mallory")
+	dev := &countingDevice{Device: NewSoftDevice("soft", inst.Vault)}
+	_, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts})
+	ctx := context.Background()
+	mallory := via(hs.URL, tokens["mallory"])
+
+	before := dev.calls.Load()
+	if _, err := mallory(ctx, mustEncode(t, protocol.TypeUnsignedIdentity, &protocol.Empty{})); statusOf(err) != http.StatusForbidden ||
+		!strings.Contains(err.Error(), "provisioning") {
+		t.Errorf("unsigned-identity through cofferd: %v", err)
+	}
+	// The unsigned identity is also the body of the bundle anyone may read.
+	reply, err := mallory(ctx, mustEncode(t, protocol.TypeIdentity, &protocol.Empty{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var real protocol.SignedIdentity
+	if err := protocol.Decode(reply, protocol.TypeIdentity, &real); err != nil {
+		t.Fatal(err)
+	}
+	var id protocol.Identity
+	if err := protocol.Unmarshal(real.Body, &id); err != nil {
+		t.Fatal(err)
+	}
+	_, malloryKey, _ := ed25519.GenerateKey(nil)
+	forged, err := protocol.SignIdentity(malloryKey, &id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mallory(ctx, mustEncode(t, protocol.TypeInstallIdentity, &forged)); statusOf(err) != http.StatusForbidden ||
+		!strings.Contains(err.Error(), "provisioning") {
+		t.Errorf("install-identity through cofferd: %v", err)
+	}
+	if n := dev.calls.Load() - before; n != 1 {
+		t.Errorf("%d requests reached the vault, want only the identity request", n)
+	}
+	// Clients pinned to the real provisioning key still accept the vault.
+	if _, err := vaulttest.FetchIdentity(ctx, via(hs.URL, tokens["alice"]), pub); err != nil {
+		t.Fatalf("alice no longer verifies the vault's identity: %v", err)
+	}
+	alice := userClient(t, hs.URL, tokens["alice"], accts["alice"], pub)
+	if _, err := alice.Register(ctx, []byte("pw"), make([]byte, 32), 5); err != nil {
+		t.Fatalf("alice cannot register: %v", err)
 	}
 }

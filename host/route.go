@@ -16,11 +16,32 @@ type Route struct {
 }
 
 // ErrBadRequest is wrapped by every ParseRoute error: the body is not a vault
-// request envelope.
+// request that cofferd relays.
 var ErrBadRequest = errors.New("host: not a vault request")
 
+// ErrNotRelayed is matched (with ErrBadRequest) by the ParseRoute error for
+// a provisioning request: unsigned-identity or install-identity.
+// Provisioning goes from a station connected to the vault directly, never
+// through cofferd: relayed from any account, install-identity would let a
+// user install a bundle signed by a key of their own, and every client
+// pinned to the real provisioning key would then refuse the vault.
+var ErrNotRelayed = errors.New("host: a provisioning request, which cofferd does not relay")
+
+type notRelayedError struct{ typ protocol.Type }
+
+func (e notRelayedError) Error() string {
+	return fmt.Sprintf("host: %s is a provisioning request: cofferd relays only client requests, "+
+		"and a vault is provisioned from a station connected to it directly", e.typ)
+}
+
+func (e notRelayedError) Is(target error) bool {
+	return target == ErrNotRelayed || target == ErrBadRequest
+}
+
 // ParseRoute reads the routing fields of one vault request. The envelope is
-// decoded strictly (version, a request type, a body); the body is decoded
+// decoded strictly (version, a request type, a body), and only the requests
+// a client sends are accepted (an allow-list: identity, status,
+// register-start/finish, login-start/finish, session). The body is decoded
 // only for register-start and login-start, whose user id must be checked
 // against the account's. Other bodies are the vault's to validate.
 func ParseRoute(body []byte) (Route, error) {
@@ -33,8 +54,8 @@ func ParseRoute(body []byte) (Route, error) {
 	}
 	r := Route{Type: env.Type}
 	switch env.Type {
-	case protocol.TypeError:
-		return Route{}, fmt.Errorf("%w: an error reply is not a request", ErrBadRequest)
+	case protocol.TypeIdentity, protocol.TypeStatus, protocol.TypeRegisterFinish,
+		protocol.TypeLoginFinish, protocol.TypeSession:
 	case protocol.TypeRegisterStart:
 		var m protocol.RegisterStart
 		if err := protocol.Unmarshal(env.Body, &m); err != nil {
@@ -47,6 +68,12 @@ func ParseRoute(body []byte) (Route, error) {
 			return Route{}, fmt.Errorf("%w: login-start: %v", ErrBadRequest, err)
 		}
 		r.UserID = m.UserID
+	case protocol.TypeUnsignedIdentity, protocol.TypeInstallIdentity:
+		return Route{}, notRelayedError{env.Type}
+	case protocol.TypeError:
+		return Route{}, fmt.Errorf("%w: an error reply is not a request", ErrBadRequest)
+	default:
+		return Route{}, fmt.Errorf("%w: %s is not a request cofferd relays", ErrBadRequest, env.Type)
 	}
 	return r, nil
 }

@@ -3,6 +3,7 @@ package host
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/cofferhsm/coffer/protocol"
@@ -21,7 +22,21 @@ func routeSeeds(t testing.TB) [][]byte {
 		mustEncode(t, protocol.TypeSession, &protocol.Session{Handle: h, Seq: 1, Sealed: make([]byte, 40)}),
 		protocol.EncodeError(protocol.Errorf(protocol.CodeBusy, "busy")),
 		{}, {0xa0}, {0xff}, []byte("garbage"),
+		// Well-formed, but not requests a client sends.
+		mustEncode(t, protocol.TypeUnsignedIdentity, &protocol.Empty{}),
+		mustEncode(t, protocol.TypeInstallIdentity, &protocol.SignedIdentity{Body: []byte{0xa0}, Signature: make([]byte, 64)}),
+		rawEnvelope(t, 10), rawEnvelope(t, 255),
 	}
+}
+
+// rawEnvelope is a version-1 envelope of any type with an empty body, which
+// protocol.Marshal would refuse to build for an unknown type.
+func rawEnvelope(t testing.TB, typ uint) []byte {
+	b, err := cborMarshal(map[int]any{1: protocol.Version, 2: typ, 3: map[int]any{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestParseRoute(t *testing.T) {
@@ -39,6 +54,13 @@ func TestParseRoute(t *testing.T) {
 	for _, bad := range seeds[len(wantTypes):] {
 		if _, err := ParseRoute(bad); !errors.Is(err, ErrBadRequest) {
 			t.Fatalf("%x: %v", bad, err)
+		}
+	}
+	// The provisioning requests are refused as such (cofferd answers 403).
+	for _, typ := range []protocol.Type{protocol.TypeUnsignedIdentity, protocol.TypeInstallIdentity} {
+		_, err := ParseRoute(mustEncodeRaw(t, typ, map[int]any{}))
+		if !errors.Is(err, ErrNotRelayed) || !strings.Contains(err.Error(), typ.String()) {
+			t.Fatalf("%s: %v", typ, err)
 		}
 	}
 	// A login-start whose KE1 is short is refused: it is decoded strictly.

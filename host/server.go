@@ -495,6 +495,9 @@ func (s *Server) handleVault(w http.ResponseWriter, r *http.Request) {
 	route, err := ParseRoute(body)
 	if err != nil {
 		o.status = http.StatusBadRequest
+		if errors.Is(err, ErrNotRelayed) {
+			o.status, o.note = http.StatusForbidden, "a provisioning request"
+		}
 		writeError(w, o.status, err.Error(), "")
 		return
 	}
