@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cofferhsm/coffer/internal/filelock"
 )
 
 // An account is a name, the vault user id cofferd drew for it, the device it
@@ -152,7 +154,7 @@ func writeAccountsFile(path string, f *accountsFile) error {
 // updateAccounts runs fn on the accounts file under an exclusive lock and
 // writes the result back.
 func updateAccounts(path string, fn func(*accountsFile) error) error {
-	unlock, err := lockFile(path + ".lock")
+	unlock, err := filelock.Lock(path + ".lock")
 	if err != nil {
 		return err
 	}
@@ -393,7 +395,7 @@ func (a *Accounts) All() []Account {
 
 // CreateAccountsFile writes an empty accounts file at path, unless one exists.
 func CreateAccountsFile(path string) error {
-	unlock, err := lockFile(path + ".lock")
+	unlock, err := filelock.Lock(path + ".lock")
 	if err != nil {
 		return err
 	}
