@@ -6,5 +6,12 @@
 // It is INSECURE by construction and says so in its identity bundle and when
 // it serves: its keys live in files that whoever runs it can read, and its
 // monotonic anchor is a file the host can roll back together with the store.
+//
+// One process at a time has a state folder's vault open: it holds the
+// folder's lock (flock on DIR/lock, which names it), and any other process
+// that would open the vault there — a second server, cofferd's in-process
+// vault, init, identity, install — is refused with that name instead of
+// committing over its records.
+//
 // The command is cmd/softvault.
 package softvault

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/applet/vault"
+	"github.com/cofferhsm/coffer/internal/filelock"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -28,13 +29,29 @@ import (
 //	anchor.rpmb  the emulated RPMB holding the monotonic anchor
 //	provisioning.key, bundle.cbor   only with `dev`: a development provisioning key
 //	init.incomplete  only while an init has not finished
+//	lock         locked (flock) by the process that has the vault open; it
+//	             holds that process's id and command line
 const (
 	deviceKeyFile          = "device.key"
 	configFile             = "config.json"
 	DevProvisioningKeyFile = "provisioning.key"
 	devBundle              = "bundle.cbor"
 	initMarker             = "init.incomplete"
+	lockFile               = "lock"
 )
+
+// lockState takes the state folder's lock, without waiting. Two processes
+// with one vault open would each commit over the other's records and
+// anchor, so whoever opens the vault (serve, dev, init, identity, install,
+// cofferd's in-process vault) holds it until it closes the vault; a second
+// one is refused, and told which process holds it.
+func lockState(dir string) (unlock func(), err error) {
+	unlock, err = filelock.TryLock(filepath.Join(dir, lockFile))
+	if errors.Is(err, filelock.ErrHeld) {
+		return nil, fmt.Errorf("the vault in %s is already open in another process: %w; stop that process first", dir, err)
+	}
+	return unlock, err
+}
 
 type config struct {
 	MaxLimit uint   `json:"max_limit"`
@@ -57,6 +74,16 @@ func Init(ctx context.Context, dir string, maxLimit uint, stdout io.Writer) erro
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
+	unlock, err := lockState(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return initLocked(ctx, dir, maxLimit, stdout)
+}
+
+// initLocked is Init, for a caller that holds the folder's lock.
+func initLocked(ctx context.Context, dir string, maxLimit uint, stdout io.Writer) error {
 	resuming := exists(filepath.Join(dir, initMarker))
 	if !resuming && exists(filepath.Join(dir, deviceKeyFile)) {
 		return fmt.Errorf("init: %s already holds a vault", dir)
@@ -92,7 +119,7 @@ func Init(ctx context.Context, dir string, maxLimit uint, stdout io.Writer) erro
 	if err := initStep("key"); err != nil {
 		return err
 	}
-	v, closeStore, err := openVault(ctx, dir, true, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	v, closeStore, err := openVaultLocked(ctx, dir, true, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return err
 	}
@@ -177,16 +204,36 @@ func Open(ctx context.Context, dir string, opts Options) (*Instance, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	v, closeFn, err := openVault(ctx, dir, false, opts.FlushLatency, opts.Log)
+	v, closeFn, err := openVault(ctx, dir, opts.FlushLatency, opts.Log)
 	if err != nil {
 		return nil, err
 	}
 	return &Instance{Vault: v, close: closeFn}, nil
 }
 
-// openVault opens the store and the vault in dir; with create, it formats
-// the store and creates the identity where an init left them undone.
-func openVault(ctx context.Context, dir string, create bool, flushLatency time.Duration, log *slog.Logger) (*vault.Vault, func() error, error) {
+// openVault locks dir and opens the store and the vault in it; the
+// function returned closes them and unlocks.
+func openVault(ctx context.Context, dir string, flushLatency time.Duration, log *slog.Logger) (*vault.Vault, func() error, error) {
+	if !exists(filepath.Join(dir, configFile)) && !exists(filepath.Join(dir, initMarker)) {
+		// Said before locking, which would leave a lock file in any folder.
+		return nil, nil, fmt.Errorf("%s is not a vault state folder (run softvault init)", dir)
+	}
+	unlock, err := lockState(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, closeFn, err := openVaultLocked(ctx, dir, false, flushLatency, log)
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return v, func() error { defer unlock(); return closeFn() }, nil
+}
+
+// openVaultLocked opens the store and the vault in dir, whose lock the
+// caller holds; with create, it formats the store and creates the identity
+// where an init left them undone.
+func openVaultLocked(ctx context.Context, dir string, create bool, flushLatency time.Duration, log *slog.Logger) (*vault.Vault, func() error, error) {
 	if !create && exists(filepath.Join(dir, initMarker)) {
 		return nil, nil, fmt.Errorf("%s: softvault init did not finish (interrupted?): run softvault init (or dev) again to finish it", dir)
 	}
@@ -237,7 +284,7 @@ func executableHash() ([]byte, error) {
 
 // WriteIdentity writes the vault's unsigned identity to out, for signing.
 func WriteIdentity(ctx context.Context, dir, out string, stdout io.Writer) error {
-	v, closeStore, err := openVault(ctx, dir, false, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	v, closeStore, err := openVault(ctx, dir, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return err
 	}
@@ -259,7 +306,7 @@ func InstallBundle(ctx context.Context, dir, bundle string, stdout io.Writer) er
 	if err := protocol.Unmarshal(b, &signed); err != nil {
 		return fmt.Errorf("%s: %w", bundle, err)
 	}
-	v, closeStore, err := openVault(ctx, dir, false, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	v, closeStore, err := openVault(ctx, dir, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return err
 	}
@@ -279,8 +326,16 @@ func DevSetup(ctx context.Context, dir string, maxLimit uint, stdout io.Writer) 
 	if dir == "" {
 		return nil, errors.New("dev: -state is required")
 	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	unlock, err := lockState(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if !exists(filepath.Join(dir, deviceKeyFile)) || exists(filepath.Join(dir, initMarker)) {
-		if err := Init(ctx, dir, maxLimit, stdout); err != nil {
+		if err := initLocked(ctx, dir, maxLimit, stdout); err != nil {
 			return nil, err
 		}
 	}
@@ -294,7 +349,7 @@ func DevSetup(ctx context.Context, dir string, maxLimit uint, stdout io.Writer) 
 	if err != nil {
 		return nil, err
 	}
-	v, closeStore, err := openVault(ctx, dir, false, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	v, closeStore, err := openVaultLocked(ctx, dir, false, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return nil, err
 	}

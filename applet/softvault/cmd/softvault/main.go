@@ -6,6 +6,8 @@
 // start: its keys live in files that whoever runs it can read, and its
 // monotonic anchor is a file the host can roll back together with the store.
 // It exists for development, for tests and for `make run` without hardware.
+// Every command that opens the vault locks its state folder: a second one
+// on the same folder exits with an error naming the process that holds it.
 //
 //	softvault init      -state DIR                   create a vault (again: finish an interrupted init)
 //	softvault identity  -state DIR -o FILE            write its unsigned identity (to be signed)
@@ -15,7 +17,8 @@
 //	softvault provision keygen -o FILE                make a provisioning key; prints its public key
 //	softvault provision public -key FILE              print a provisioning key's public half (hex)
 //	softvault provision sign -key FILE -in IDENTITY -o BUNDLE
-//	softvault provision device -key FILE -connect unix:PATH|serial:PATH   read, sign and install a device's identity
+//	softvault provision device -key FILE -connect unix:PATH|serial:PATH   read, sign and install the identity of a vault
+//	                                                  connected directly (cofferd never relays provisioning)
 package main
 
 import (
