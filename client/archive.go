@@ -19,7 +19,8 @@ import (
 // BackupOptions tune WriteBackup. The zero value is fine.
 type BackupOptions struct {
 	// Warn is told about every file left out (sockets, devices, symlinks
-	// pointing outside the backup, Skip). nil: silently.
+	// pointing outside the backup, Skip), with the names in msg quoted
+	// (QuoteName). nil: silently.
 	Warn func(msg string)
 	// Skip lists files not to back up, matched with os.SameFile: the
 	// backup's own output, when it is written inside a backed-up folder.
@@ -89,7 +90,7 @@ func backupRoots(paths []string) ([]backupRoot, error) {
 	for _, p := range paths {
 		abs, err := filepath.Abs(p)
 		if err != nil {
-			return nil, err
+			return nil, nameErr(err)
 		}
 		name := filepath.Base(abs)
 		if name == string(filepath.Separator) || name == "." || name == ".." {
@@ -104,7 +105,7 @@ func backupRoots(paths []string) ([]backupRoot, error) {
 		seen[name] = p
 		dir, err := filepath.EvalSymlinks(abs)
 		if err != nil {
-			return nil, err
+			return nil, nameErr(err)
 		}
 		tops = append(tops, backupRoot{dir: dir, name: name})
 	}
@@ -136,7 +137,7 @@ func (b *backupWriter) skipped(fi os.FileInfo) bool {
 func (b *backupWriter) tree(root, top string) error {
 	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return fmt.Errorf("client: backing up: %w", err)
+			return fmt.Errorf("client: backing up: %w", nameErr(err))
 		}
 		rel, err := filepath.Rel(root, p)
 		if err != nil {
@@ -147,14 +148,14 @@ func (b *backupWriter) tree(root, top string) error {
 			name = path.Join(top, filepath.ToSlash(rel))
 		}
 		if err := checkEntryName(name); err != nil {
-			return fmt.Errorf("client: cannot back up %s: %w", p, err)
+			return fmt.Errorf("client: cannot back up %s: %w", QuoteName(p), err)
 		}
 		fi, err := os.Lstat(p)
 		if err != nil {
-			return err
+			return nameErr(err)
 		}
 		if b.skipped(fi) {
-			b.warn("left out %s (the backup's own output)", p)
+			b.warn("left out %s (the backup's own output)", QuoteName(p))
 			return nil
 		}
 		return b.entry(p, name, fi)
@@ -180,10 +181,10 @@ func (b *backupWriter) entry(p, name string, fi os.FileInfo) error {
 	case mode&fs.ModeSymlink != 0:
 		target, err := os.Readlink(p)
 		if err != nil {
-			return err
+			return nameErr(err)
 		}
 		if err := checkSymlink(name, target); err != nil {
-			b.warn("left out symlink %s -> %s: %v", p, target, err)
+			b.warn("left out symlink %s -> %s: %v", QuoteName(p), QuoteName(target), err)
 			return nil
 		}
 		h := header(name, fi, tar.TypeSymlink)
@@ -191,7 +192,7 @@ func (b *backupWriter) entry(p, name string, fi os.FileInfo) error {
 		b.stats.Symlinks++
 		return b.tw.WriteHeader(h)
 	default:
-		b.warn("left out %s: a %s, not a file, folder or symlink", p, typeName(mode))
+		b.warn("left out %s: a %s, not a file, folder or symlink", QuoteName(p), typeName(mode))
 		return nil
 	}
 }
@@ -213,15 +214,15 @@ func typeName(m fs.FileMode) string {
 func (b *backupWriter) file(p, name string) error {
 	f, err := os.Open(p)
 	if err != nil {
-		return fmt.Errorf("client: backing up: %w", err)
+		return fmt.Errorf("client: backing up: %w", nameErr(err))
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return err
+		return nameErr(err)
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("client: %s changed type while being backed up", p)
+		return fmt.Errorf("client: %s changed type while being backed up", QuoteName(p))
 	}
 	h := header(name, fi, tar.TypeReg)
 	h.Size = fi.Size()
@@ -235,10 +236,10 @@ func (b *backupWriter) file(p, name string) error {
 	n, err := io.CopyN(b.tw, src, h.Size)
 	b.stats.Bytes += n
 	if errors.Is(err, io.EOF) {
-		return fmt.Errorf("client: %s shrank while being backed up (%d of %d bytes)", p, n, h.Size)
+		return fmt.Errorf("client: %s shrank while being backed up (%d of %d bytes)", QuoteName(p), n, h.Size)
 	}
 	if err != nil {
-		return fmt.Errorf("client: backing up %s: %w", p, err)
+		return fmt.Errorf("client: backing up %s: %w", QuoteName(p), nameErr(err))
 	}
 	b.stats.Files++
 	return nil

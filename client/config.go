@@ -96,19 +96,19 @@ func DefaultConfigPath() (string, error) {
 func LoadConfig(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s", ErrNoConfig, path)
+		return nil, fmt.Errorf("%w: %s", ErrNoConfig, QuoteName(path))
 	}
 	if err != nil {
-		return nil, err
+		return nil, nameErr(err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var c Config
 	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("client: configuration %s: %w", path, err)
+		return nil, fmt.Errorf("client: configuration %s: %w", QuoteName(path), err)
 	}
 	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("client: configuration %s: %w", path, err)
+		return nil, fmt.Errorf("client: configuration %s: %w", QuoteName(path), err)
 	}
 	return &c, nil
 }

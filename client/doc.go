@@ -15,7 +15,10 @@
 //   - the vault (conn.go, trust.go, vault.go): cofferd's HTTP API, the
 //     identity bundle pinned under the provisioning key, OPAQUE (RFC 9807)
 //     through github.com/bytemare/opaque, and every receipt checked;
-//   - the configuration file (config.go).
+//   - the configuration file (config.go);
+//   - printing names (names.go): a name from a backup or the filesystem is
+//     escaped wherever it is printed, so it cannot fake output or drive the
+//     terminal.
 //
 // SPEC.md beside this file is the normative description of what this
 // package writes and reads (backup format, key derivation, 64-digit key,

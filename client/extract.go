@@ -44,7 +44,7 @@ type RestoreOptions struct {
 type RestoreStats struct {
 	Files, Dirs, Symlinks, Links int
 	Bytes                        int64
-	Top                          []string // the top-level entries, in archive order
+	Top                          []string // the top-level entries, in archive order, raw: print them with QuoteName
 }
 
 // RestoreBackup decrypts the age file r with identity and restores its
@@ -62,7 +62,7 @@ func RestoreBackup(r io.Reader, identity age.Identity, dir string, opts *Restore
 	}
 	dir, err = filepath.Abs(dir)
 	if err != nil {
-		return nil, err
+		return nil, nameErr(err)
 	}
 	created, err := mkdirAllTracked(dir)
 	defer func() {
@@ -73,11 +73,11 @@ func RestoreBackup(r io.Reader, identity age.Identity, dir string, opts *Restore
 		}
 	}()
 	if err != nil {
-		return nil, err
+		return nil, nameErr(err)
 	}
 	tmp, err := os.MkdirTemp(dir, ".coffer-restore-*")
 	if err != nil {
-		return nil, err
+		return nil, nameErr(err)
 	}
 	defer removeAll(tmp)
 
@@ -111,10 +111,10 @@ func RestoreBackup(r io.Reader, identity age.Identity, dir string, opts *Restore
 		return nil, err
 	}
 	if err := x.finish(); err != nil {
-		return nil, err
+		return nil, nameErr(err)
 	}
 	if err := moveIntoPlace(tmp, dir, x.stats.Top, exist); err != nil {
-		return nil, err
+		return nil, nameErr(err)
 	}
 	return &x.stats, nil
 }
@@ -212,7 +212,7 @@ func badArchive(name, format string, args ...any) error {
 func extractInto(dir string, r io.Reader) (x *extractor, err error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return nil, err
+		return nil, nameErr(err)
 	}
 	defer func() {
 		if err != nil {
@@ -230,7 +230,7 @@ func extractInto(dir string, r io.Reader) (x *extractor, err error) {
 			return nil, fmt.Errorf("client: %w: %v; nothing was restored", ErrBadArchive, err)
 		}
 		if err := x.entry(h, tr); err != nil {
-			return nil, err
+			return nil, nameErr(err)
 		}
 	}
 	// Read to the very end: only there does age authenticate the last
@@ -373,12 +373,12 @@ func checkTargets(tmp, dir string, top []string, force bool) (exist []string, er
 		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
 			exist = append(exist, name)
 		} else if !errors.Is(err, fs.ErrNotExist) {
-			return nil, err
+			return nil, nameErr(err)
 		}
 	}
 	if len(exist) > 0 && !force {
 		return nil, fmt.Errorf("client: %w in %s: %s (use --force to replace them); nothing was restored",
-			ErrTargetExists, dir, strings.Join(exist, ", "))
+			ErrTargetExists, QuoteName(dir), quoteNames(exist))
 	}
 	return exist, nil
 }

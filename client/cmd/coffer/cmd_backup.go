@@ -46,7 +46,7 @@ func (c *cli) cmdBackup(ctx context.Context, args []string) error {
 	}
 	var skip []os.FileInfo
 	if old, err := os.Lstat(*out); err == nil && !*force {
-		return fmt.Errorf("%s exists (use --force to replace it)", *out)
+		return fmt.Errorf("%s exists (use --force to replace it)", client.QuoteName(*out))
 	} else if err == nil {
 		skip = append(skip, old) // an older backup inside what is backed up
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -78,7 +78,7 @@ func (c *cli) cmdBackup(ctx context.Context, args []string) error {
 	if err := os.Rename(tmp.Name(), *out); err != nil {
 		return err
 	}
-	c.backupSummary(*out, st, cfg.AgeRecipient)
+	c.backupSummary(client.QuoteName(*out), st, cfg.AgeRecipient)
 	return nil
 }
 
@@ -89,7 +89,7 @@ func (c *cli) writeBackup(w io.Writer, rec age.Recipient, paths []string, skip [
 			if bar != nil {
 				fmt.Fprintln(c.stderr)
 			}
-			c.warnf("warning: %s\n", msg)
+			c.warnf("warning: %s\n", printable(msg))
 		},
 	}
 	if bar != nil {

@@ -64,7 +64,7 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 		}
 		if moving == nil {
 			return fmt.Errorf("already initialised (%s): the backup key is made once per account, "+
-				"and every backup so far needs it; remove that file only if you mean to start again", path)
+				"and every backup so far needs it; remove that file only if you mean to start again", client.QuoteName(path))
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
@@ -163,7 +163,7 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 		c.printf("This account moved from the 64-digit key to password mode.\n")
 	}
 	c.printf("%d wrong passwords in a row erase it for ever: then only an exported age identity opens the backups.\n", r.Limit)
-	c.printf("Backups are encrypted to %s\nConfiguration: %s\n", cfg.AgeRecipient, path)
+	c.printf("Backups are encrypted to %s\nConfiguration: %s\n", cfg.AgeRecipient, client.QuoteName(path))
 	return nil
 }
 
@@ -228,7 +228,7 @@ func (c *cli) initKeyMode(cfg *client.Config, path string, qr bool) error {
 	if qr {
 		c.printf("%s\n", qrText)
 	}
-	c.printf("Backups are encrypted to %s\nConfiguration: %s\n", cfg.AgeRecipient, path)
+	c.printf("Backups are encrypted to %s\nConfiguration: %s\n", cfg.AgeRecipient, client.QuoteName(path))
 	return nil
 }
 
@@ -252,7 +252,7 @@ func (c *cli) initExisting(ctx context.Context, vc *client.Client, cfg *client.C
 	if err := cfg.Save(path); err != nil {
 		return err
 	}
-	c.printf("Fetched this account's backup key from the vault.\nBackups are encrypted to %s\nConfiguration: %s\n", cfg.AgeRecipient, path)
+	c.printf("Fetched this account's backup key from the vault.\nBackups are encrypted to %s\nConfiguration: %s\n", cfg.AgeRecipient, client.QuoteName(path))
 	return nil
 }
 

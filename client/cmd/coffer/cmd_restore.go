@@ -99,7 +99,7 @@ func (c *cli) connect(ctx context.Context, cfg *client.Config, path string, inse
 
 func (c *cli) save(cfg *client.Config, path string) {
 	if err := cfg.Save(path); err != nil {
-		c.warnf("warning: could not update %s: %v\n", path, err)
+		c.warnf("warning: could not update %s: %s\n", client.QuoteName(path), printable(err.Error()))
 	}
 }
 
@@ -128,7 +128,7 @@ func (c *cli) cmdRestore(ctx context.Context, args []string) error {
 	}
 	defer f.Close()
 	if _, err := age.ExtractHeader(bufio.NewReader(f)); err != nil {
-		return fmt.Errorf("%s is not a backup (an age file): %w", rest[0], err)
+		return fmt.Errorf("%s is not a backup (an age file): %w", client.QuoteName(rest[0]), err)
 	}
 	if _, err := f.Seek(0, 0); err != nil {
 		return err
@@ -153,7 +153,11 @@ func (c *cli) cmdRestore(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	top := make([]string, len(st.Top))
+	for i, name := range st.Top {
+		top[i] = client.QuoteName(name)
+	}
 	c.warnf("Restored %d files (%s), %d folders, %d symlinks, %d hard links into %s: %s\n",
-		st.Files, size(st.Bytes), st.Dirs, st.Symlinks, st.Links, *dir, strings.Join(st.Top, ", "))
+		st.Files, size(st.Bytes), st.Dirs, st.Symlinks, st.Links, client.QuoteName(*dir), strings.Join(top, ", "))
 	return nil
 }

@@ -112,9 +112,9 @@ func (c *cli) cmdDelete(ctx context.Context, args []string) error {
 		return err
 	}
 	if err := os.Remove(path); err != nil {
-		c.warnf("warning: could not remove %s: %v\n", path, err)
+		c.warnf("warning: could not remove %s: %s\n", client.QuoteName(path), printable(err.Error()))
 	}
-	c.printf("The vault erased this account's key (receipt verified, store sequence %d). Removed %s.\n", r.StoreSequence, path)
+	c.printf("The vault erased this account's key (receipt verified, store sequence %d). Removed %s.\n", r.StoreSequence, client.QuoteName(path))
 	return nil
 }
 
@@ -131,7 +131,7 @@ func (c *cli) cmdStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c.printf("configuration:    %s\n", path)
+	c.printf("configuration:    %s\n", client.QuoteName(path))
 	c.printf("mode:             %s\n", cfg.Mode)
 	c.printf("age recipient:    %s\n", cfg.AgeRecipient)
 	if cfg.Mode != client.ModePassword {

@@ -17,7 +17,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/cofferhsm/coffer/client"
 )
@@ -140,8 +142,32 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		fmt.Fprint(c.stderr, usage)
 		return 2
 	}
-	fmt.Fprintf(c.stderr, "coffer %s: %s\n", cmd, strings.TrimPrefix(err.Error(), "client: "))
+	fmt.Fprintf(c.stderr, "coffer %s: %s\n", cmd, printable(strings.TrimPrefix(err.Error(), "client: ")))
 	return 1
+}
+
+// printable escapes, in a message about to be printed, every control or
+// format character and every byte of invalid UTF-8, as Go escapes (\n,
+// \x1b, \u202e, \xff), and leaves the rest as it is. Names are quoted
+// (client.QuoteName) where messages are made; this is the backstop for a
+// name inside an error from elsewhere, so that none can fake a line of
+// output or drive the terminal.
+func printable(s string) string {
+	var b []byte
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = fmt.Appendf(b, `\x%02x`, s[i])
+		case !strconv.IsPrint(r):
+			q := strconv.QuoteRune(r)
+			b = append(b, q[1:len(q)-1]...)
+		default:
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return string(b)
 }
 
 // flags is a subcommand's flag set; every one takes -config too.
