@@ -6,11 +6,13 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sync"
 	"syscall"
 )
 
 // Lock blocks until this process holds an exclusive lock on path (created,
-// mode 0600, if missing). unlock releases it.
+// mode 0600, if missing). unlock releases it; calling it again does
+// nothing.
 func Lock(path string) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -26,10 +28,10 @@ func Lock(path string) (unlock func(), err error) {
 		f.Close()
 		return nil, &os.PathError{Op: "flock", Path: path, Err: err}
 	}
-	return func() {
+	return sync.OnceFunc(func() {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
-	}, nil
+	}), nil
 }
 
 // TryLock takes an exclusive lock on path (created, mode 0600, if missing)
@@ -37,7 +39,8 @@ func Lock(path string) (unlock func(), err error) {
 // file, so that a process refused the lock can say who holds it. If another
 // process holds it, the error is a *HeldError (matching ErrHeld). The lock
 // is per open file: a second TryLock on the same path fails even within
-// one process. unlock empties the file and releases the lock.
+// one process. unlock empties the file and releases the lock; calling it
+// again does nothing.
 func TryLock(path string) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -65,9 +68,9 @@ func TryLock(path string) (unlock func(), err error) {
 		f.Close() // closing the last descriptor releases the lock
 		return nil, &os.PathError{Op: "write", Path: path, Err: err}
 	}
-	return func() {
+	return sync.OnceFunc(func() {
 		f.Truncate(0) // while still held, so that no later holder's line is cut
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
-	}, nil
+	}), nil
 }
