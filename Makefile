@@ -5,6 +5,9 @@ GO      ?= go
 STATE   ?= dev-state
 LISTEN  ?= unix:$(STATE)/vault.sock
 FUZZTIME ?= 30s
+# Go minimises every new interesting input for up to this long (default 60s),
+# with a pass quadratic in its size and no executions reported meanwhile.
+FUZZMINIMIZE ?= 5s
 BUILD   := build
 
 # The portable packages that must also run as 32-bit ARM code (the device's
@@ -45,7 +48,7 @@ fuzz:
 		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 		for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
 			echo "=== fuzz $$pkg $$t"; \
-			$(GO) test $$pkg -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME); \
+			$(GO) test $$pkg -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE); \
 		done; \
 	done
 
