@@ -35,10 +35,15 @@ type pendingLogin struct {
 	userID      []byte
 	requestHash []byte
 	generation  uint64
-	attempt     uint64  // the record's attempts total with this one: its place in the count
-	final       bool    // this login's KE1 committed the tombstone
-	rec         *record // the record as counted; secrets only for the final login
-	state       *opaque.ServerState
+	attempt     uint64 // the record's attempts total with this one: its place in the count
+	final       bool   // this login's KE1 committed the tombstone
+	// revivableUntil is, for a login that found a tombstone, when the
+	// final login pending at that moment expires (zero if none was):
+	// read with the record, so that a final login resolving while this
+	// one waits cannot make its receipt say the key is erased.
+	revivableUntil time.Time
+	rec            *record // the record as counted; secrets only for the final login
+	state          *opaque.ServerState
 }
 
 func (l *pendingLogin) wipe() {
@@ -81,19 +86,11 @@ func (f *finalLogins) forget(l *pendingLogin) {
 	}
 }
 
-// remaining is how long the user's final login may still finish.
-func (f *finalLogins) remaining(userID []byte, now time.Time) time.Duration {
+// expiry is when the user's pending final login expires; zero if none is.
+func (f *finalLogins) expiry(userID []byte) time.Time {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	e, ok := f.until[string(userID)]
-	if !ok {
-		return 0
-	}
-	if !now.Before(e.expires) {
-		delete(f.until, string(userID))
-		return 0
-	}
-	return e.expires.Sub(now)
+	return f.until[string(userID)].expires
 }
 
 // loginStart counts the attempt durably, then answers KE2.
@@ -199,6 +196,7 @@ func (v *Vault) countAttempt(userID []byte) (*pendingLogin, error) {
 	login.generation = rec.Generation
 	if rec.locked() {
 		login.kind, login.rec = loginLocked, rec.tombstone()
+		login.revivableUntil = v.finals.expiry(userID)
 		rec.wipe()
 		return login, nil
 	}
@@ -244,7 +242,7 @@ func (v *Vault) attemptReceipt(l *pendingLogin, userID []byte, seq uint64) *prot
 		r.Limit = l.rec.Limit
 		r.FailedSinceSuccess = uint(l.rec.counter())
 		r.AttemptsTotal, r.SuccessesTotal = protocol.Total(l.rec.Attempts), protocol.Total(l.rec.Successes)
-		if left := v.finals.remaining(userID, v.opts.Now()); left > 0 {
+		if left := l.revivableUntil.Sub(v.opts.Now()); !l.revivableUntil.IsZero() && left > 0 {
 			r.RevivableMillis = protocol.Total(max(left.Milliseconds(), 1))
 		}
 	case loginUnknown:

@@ -120,6 +120,8 @@ var harnessTests = []func(*testing.T){
 	TestLoginRepliesHaveOneSizeWhateverTheLimits,
 	TestUnknownUsersGetStableFakeTotals,
 	TestACommandOutlivingItsSessionDoesNotDeadlock,
+	// revival_race_test.go
+	TestALockedReceiptIsNotErasedByARevivalItRaced,
 	// register_replay_test.go
 	TestReplayedRegistrationMessagesFailSafe,
 	// input_test.go
