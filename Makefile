@@ -14,7 +14,7 @@ BUILD   := build
 # architecture) under qemu-user.
 ARM_PKGS := protocol applet/opaque applet/vault applet/store
 
-.PHONY: all test test-go test-arm fuzz bench bench-login soak vault run run-hint clean
+.PHONY: all test test-go test-arm fuzz bench bench-login soak soak-host vault run run-hint clean
 
 all: test
 
@@ -76,6 +76,19 @@ bench-login:
 SOAK ?= 100
 soak:
 	COFFER_SOAK=$(SOAK) COFFER_SEED=$$(date +%s) $(GO) test -count=1 -run 'TestCrashRandomLong' -timeout 2h -v ./applet/store
+
+# The load soak of cofferd and the software vault (host/soak): SOAK_CLIENTS
+# concurrent clients for SOAK_DURATION through cofferd's HTTP API to a
+# softvault process, with the real Argon2id; every guess accounted for
+# against the vault's receipts, then the vault killed, restarted and every
+# account checked again. Prints a summary table. Other knobs: COFFER_SOAK_*
+# in the environment (host/soak/config.go).
+SOAK_DURATION ?= 10m
+SOAK_CLIENTS  ?= 200
+soak-host:
+	@echo "load before: $$(cat /proc/loadavg 2>/dev/null)"
+	COFFER_SOAK_DURATION=$(SOAK_DURATION) COFFER_SOAK_CLIENTS=$(SOAK_CLIENTS) \
+		$(GO) test -count=1 -run '^TestSoakHost$$' -timeout 0 -v ./host/soak
 
 # The main job: cofferd on 127.0.0.1:8420 with an in-process software vault
 # (INSECURE) — or, with VAULT=qemu, the firmware booted in QEMU — a demo

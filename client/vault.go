@@ -59,12 +59,14 @@ func (c *Client) opaqueClient() (*bytemare.Client, *bytemare.ClientOptions, erro
 var ErrEmptyPassword = errors.New("client: the password is empty")
 
 // NormalizePassword is what OPAQUE gets: the password in Unicode NFC,
-// UTF-8, so that the same password typed on two systems matches.
+// UTF-8, so that the same password typed on two systems matches. It is
+// always a new slice, which the caller may wipe without touching password
+// (norm.NFC.Bytes returns its argument itself when it is already NFC).
 func NormalizePassword(password []byte) ([]byte, error) {
 	if len(password) == 0 {
 		return nil, ErrEmptyPassword
 	}
-	return norm.NFC.Bytes(password), nil
+	return norm.NFC.Append(nil, password...), nil
 }
 
 // ChooseLimit returns the attempt limit to register: limit, or the default

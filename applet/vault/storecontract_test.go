@@ -128,6 +128,8 @@ var harnessTests = []func(*testing.T){
 	// register_hold_test.go
 	TestAHeldBackRegistrationCannotReviveABurnedRecord,
 	TestAHeldBackRegistrationCannotReturnAfterADelete,
+	// revival_race_test.go
+	TestALockedReceiptIsNotErasedByARevivalItRaced,
 	// register_replay_test.go
 	TestReplayedRegistrationMessagesFailSafe,
 	// input_test.go
