@@ -37,13 +37,13 @@ type pendingLogin struct {
 	generation  uint64
 	attempt     uint64 // the record's attempts total with this one: its place in the count
 	final       bool   // this login's KE1 committed the tombstone
-	// revivable, for a login that found a tombstone, is how long the final
-	// login could still revive it when this one read it: read with the
-	// record, under the user's lock, since by the time the receipt is
+	// revivableUntil is, for a login that found a tombstone, when the final
+	// login pending at that moment expires (zero if none was): read with
+	// the record, under the user's lock, since by the time the receipt is
 	// signed the final login may be done.
-	revivable time.Duration
-	rec       *record // the record as counted; secrets only for the final login
-	state     *opaque.ServerState
+	revivableUntil time.Time
+	rec            *record // the record as counted; secrets only for the final login
+	state          *opaque.ServerState
 }
 
 func (l *pendingLogin) wipe() {
@@ -86,19 +86,11 @@ func (f *finalLogins) forget(l *pendingLogin) {
 	}
 }
 
-// remaining is how long the user's final login may still finish.
-func (f *finalLogins) remaining(userID []byte, now time.Time) time.Duration {
+// expiry is when the user's pending final login expires; zero if none is.
+func (f *finalLogins) expiry(userID []byte) time.Time {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	e, ok := f.until[string(userID)]
-	if !ok {
-		return 0
-	}
-	if now.After(e.expires) { // the comparison the logins table expires by
-		delete(f.until, string(userID))
-		return 0
-	}
-	return max(e.expires.Sub(now), time.Millisecond)
+	return f.until[string(userID)].expires
 }
 
 // loginStart counts the attempt durably, then answers KE2.
@@ -209,7 +201,7 @@ func (v *Vault) countAttempt(userID []byte) (*pendingLogin, error) {
 	login.generation = rec.Generation
 	if rec.locked() {
 		login.kind, login.rec = loginLocked, rec.tombstone()
-		login.revivable = v.finals.remaining(userID, v.opts.Now())
+		login.revivableUntil = v.finals.expiry(userID)
 		rec.wipe()
 		return login, nil
 	}
@@ -257,8 +249,9 @@ func (v *Vault) attemptReceipt(l *pendingLogin, userID []byte, seq uint64) *prot
 		r.Limit = l.rec.Limit
 		r.FailedSinceSuccess = uint(l.rec.counter())
 		r.AttemptsTotal, r.SuccessesTotal = protocol.Total(l.rec.Attempts), protocol.Total(l.rec.Successes)
-		if l.revivable > 0 {
-			r.RevivableMillis = protocol.Total(max(l.revivable.Milliseconds(), 1))
+		// The logins table expires an entry once now is after its expiry.
+		if now := v.opts.Now(); !l.revivableUntil.IsZero() && !now.After(l.revivableUntil) {
+			r.RevivableMillis = protocol.Total(max(l.revivableUntil.Sub(now).Milliseconds(), 1))
 		}
 	case loginUnknown:
 		// Looks like the first attempt since a success on a record with
