@@ -97,5 +97,8 @@ func TestAppletSemihostingRefused(t *testing.T) {
 		if !bytes.Equal(s.BackupKey, key) || r.FailedSinceSuccess != 0 {
 			t.Fatalf("%s: after the restart: receipt %+v", c.name, r)
 		}
+		if err := s.Confirm(ctx); err != nil { // a login counts as a success once confirmed
+			t.Fatalf("%s: confirming the login: %v", c.name, err)
+		}
 	}
 }
