@@ -402,19 +402,15 @@ func TestStatus(t *testing.T) {
 	}
 }
 
-// The host replays a signed status from earlier: it is the vault's, with a
-// store sequence the client has seen, but it answers another request, and
-// the client refuses it (a host could otherwise show a dead or rolled-back
-// vault as it was).
-func TestReplayedStatusRefused(t *testing.T) {
-	f := newFixture(t, fakehost.Options{})
-	f.register("pw", 0)
+// replayFirstReply makes the host answer every request of type typ with the
+// vault's reply to the first one, as a host replaying old replies would.
+func replayFirstReply(f *fixture, typ protocol.Type) {
 	var (
 		mu  sync.Mutex
 		old []byte
 	)
-	f.host.Intercept(func(w http.ResponseWriter, r *http.Request, typ protocol.Type, body []byte) bool {
-		if typ != protocol.TypeStatus {
+	f.host.Intercept(func(w http.ResponseWriter, r *http.Request, got protocol.Type, body []byte) bool {
+		if got != typ {
 			return false
 		}
 		reply := f.host.Vault(r.Context(), body)
@@ -426,6 +422,16 @@ func TestReplayedStatusRefused(t *testing.T) {
 		w.Write(old)
 		return true
 	})
+}
+
+// The host replays a signed status from earlier: it is the vault's, with a
+// store sequence the client has seen, but it answers another request, and
+// the client refuses it (a host could otherwise show a dead or rolled-back
+// vault as it was).
+func TestReplayedStatusRefused(t *testing.T) {
+	f := newFixture(t, fakehost.Options{})
+	f.register("pw", 0)
+	replayFirstReply(f, protocol.TypeStatus)
 	c := f.connect()
 	if _, err := c.Status(context.Background()); err != nil {
 		t.Fatalf("first status: %v", err)
@@ -440,23 +446,7 @@ func TestReplayedStatusRefused(t *testing.T) {
 func TestReplayedReceiptRefused(t *testing.T) {
 	f := newFixture(t, fakehost.Options{})
 	k := f.register("pw", 0)
-	var (
-		mu  sync.Mutex
-		old []byte
-	)
-	f.host.Intercept(func(w http.ResponseWriter, r *http.Request, typ protocol.Type, body []byte) bool {
-		if typ != protocol.TypeLoginStart {
-			return false
-		}
-		reply := f.host.Vault(r.Context(), body)
-		mu.Lock()
-		defer mu.Unlock()
-		if old == nil {
-			old = reply
-		}
-		w.Write(old)
-		return true
-	})
+	replayFirstReply(f, protocol.TypeLoginStart)
 	f.mustLogin("pw", k).Close(context.Background())
 	if _, err := f.login("pw"); !errors.Is(err, ErrBadReceipt) || !strings.Contains(err.Error(), "request hash") {
 		t.Fatalf("replayed login reply: %v", err)

@@ -86,6 +86,17 @@ func (f *finalLogins) forget(l *pendingLogin) {
 	}
 }
 
+// sweep forgets entries whose login the logins table has expired.
+func (f *finalLogins) sweep(now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for u, e := range f.until {
+		if now.After(e.expires) {
+			delete(f.until, u)
+		}
+	}
+}
+
 // expiry is when the user's pending final login expires; zero if none is.
 func (f *finalLogins) expiry(userID []byte) time.Time {
 	f.mu.Lock()

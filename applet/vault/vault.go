@@ -158,6 +158,7 @@ func (v *Vault) lockUser(userID []byte) *sync.Mutex {
 func (v *Vault) Expire() {
 	now := v.opts.Now()
 	v.logins.expire(now)
+	v.finals.sweep(now)
 	v.sessions.expire(now)
 	v.registrations.expire(now)
 }

@@ -167,6 +167,10 @@ func TestFinalAttemptSecretsAreForgottenOnExpiry(t *testing.T) {
 	if _, attempt, _ := c.Login(context.Background(), []byte("right")); attempt.Kind != protocol.ReceiptLocked {
 		t.Fatalf("after expiry of the final attempt: %+v", attempt)
 	}
+	h.v.Expire()
+	if n := len(h.v.finals.until); n != 0 {
+		t.Fatalf("%d final logins still remembered after they expired", n)
+	}
 }
 
 // loginStartRequest builds a KE1 for a password nobody registered.
