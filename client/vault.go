@@ -18,11 +18,11 @@ import (
 )
 
 // OPAQUE as protocol/SPEC.md fixes it: RFC 9807 OPAQUE-3DH with
-// ristretto255-SHA512, context "coffer/v1", client identity = user id,
+// ristretto255-SHA512, context protocol.OPAQUEContext, client identity = user id,
 // server identity = its public key (the default), and Argon2id key
 // stretching with an empty salt, 3 passes, 64 MiB, 4 lanes, 32 bytes.
 var (
-	opaqueContext = []byte("coffer/v1")
+	opaqueContext = []byte(protocol.OPAQUEContext)
 	// argon2idParameters are bytemare's ksf.Argon2id (time, memory KiB,
 	// threads), stated here so that a change of its defaults cannot
 	// silently change ours.

@@ -11,6 +11,11 @@ import (
 // envelope, in the identity bundle and in every context string ("coffer/v1 …").
 const Version = 1
 
+// OPAQUEContext is RFC 9807's context string for this protocol version,
+// bound into every login's transcript: a client and a vault that disagree
+// on it fail every login. SPEC.md, "OPAQUE", is the authority.
+const OPAQUEContext = "coffer/v1"
+
 // Sizes of the fixed-length fields. OPAQUE sizes are those of RFC 9807 with
 // ristretto255-SHA512.
 const (
