@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -22,16 +22,16 @@ var crashRequest = []byte("coffer-test: crash the applet now")
 func TestAppletCrashRestart(t *testing.T) {
 	ctx := context.Background()
 	v := boot(t, t.TempDir())
-	id, err := vaulttest.FetchIdentity(ctx, v.rt, devProvisioningKey)
+	id, err := testclient.FetchIdentity(ctx, v.rt, devProvisioningKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dave := &vaulttest.Client{RoundTrip: v.rt, Identity: id, UserID: []byte("dave")}
+	dave := &testclient.Client{RoundTrip: v.rt, Identity: id, UserID: []byte("dave")}
 	key := bytes.Repeat([]byte{9}, 32)
 	if _, err := dave.Register(ctx, []byte("pw"), key, 4); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := dave.Login(ctx, []byte("bad")); !errors.Is(err, vaulttest.ErrWrongPassword) {
+	if _, _, err := dave.Login(ctx, []byte("bad")); !errors.Is(err, testclient.ErrWrongPassword) {
 		t.Fatal(err)
 	}
 
@@ -76,7 +76,7 @@ func TestLatency(t *testing.T) {
 	}
 	ctx := context.Background()
 	v := boot(t, t.TempDir())
-	id, err := vaulttest.FetchIdentity(ctx, v.rt, devProvisioningKey)
+	id, err := testclient.FetchIdentity(ctx, v.rt, devProvisioningKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestLatency(t *testing.T) {
 	var reg, login, wrong []time.Duration
 	key := bytes.Repeat([]byte{3}, 32)
 	for i := 0; i < n; i++ {
-		c := &vaulttest.Client{RoundTrip: v.rt, Identity: id, UserID: []byte{'u', byte('0' + i)}}
+		c := &testclient.Client{RoundTrip: v.rt, Identity: id, UserID: []byte{'u', byte('0' + i)}}
 		start := time.Now()
 		if _, err := c.Register(ctx, []byte("pw"), key, 10); err != nil {
 			t.Fatal(err)
@@ -96,7 +96,7 @@ func TestLatency(t *testing.T) {
 		}
 		login = append(login, time.Since(start))
 		start = time.Now()
-		if _, _, err := c.Login(ctx, []byte("no")); !errors.Is(err, vaulttest.ErrWrongPassword) {
+		if _, _, err := c.Login(ctx, []byte("no")); !errors.Is(err, testclient.ErrWrongPassword) {
 			t.Fatal(err)
 		}
 		wrong = append(wrong, time.Since(start))
@@ -119,7 +119,7 @@ var hangRequest = []byte("coffer-test: hang the applet now")
 func TestAppletHangWatchdog(t *testing.T) {
 	ctx := context.Background()
 	v := boot(t, t.TempDir())
-	if _, err := vaulttest.FetchIdentity(ctx, v.rt, devProvisioningKey); err != nil {
+	if _, err := testclient.FetchIdentity(ctx, v.rt, devProvisioningKey); err != nil {
 		t.Fatal(err)
 	}
 	hung := make(chan error, 1)
@@ -132,7 +132,7 @@ func TestAppletHangWatchdog(t *testing.T) {
 	}()
 	time.Sleep(500 * time.Millisecond) // let the applet take it
 	start := time.Now()
-	id, err := vaulttest.FetchIdentity(ctx, v.rt, devProvisioningKey)
+	id, err := testclient.FetchIdentity(ctx, v.rt, devProvisioningKey)
 	if err != nil {
 		if errors.Is(err, &protocol.Error{Code: protocol.CodeMalformed}) {
 			t.Skip("SKIPPED: the firmware image was built without the coffer_crashtest tag")

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/board/qemu"
 	"github.com/cofferhsm/coffer/protocol"
 )
@@ -34,11 +34,11 @@ func TestAppletSemihostingRefused(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	v := boot(t, dir)
-	id, err := vaulttest.FetchIdentity(ctx, v.rt, devProvisioningKey)
+	id, err := testclient.FetchIdentity(ctx, v.rt, devProvisioningKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	erin := &vaulttest.Client{RoundTrip: v.rt, Identity: id, UserID: []byte("erin")}
+	erin := &testclient.Client{RoundTrip: v.rt, Identity: id, UserID: []byte("erin")}
 	key := bytes.Repeat([]byte{5}, 32)
 	if _, err := erin.Register(ctx, []byte("pw"), key, 5); err != nil {
 		t.Fatal(err)
