@@ -9,13 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhsm/coffer/applet/ta/crashtest"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
 )
-
-// crashRequest is the payload on which an applet built with the
-// coffer_crashtest tag panics (applet/ta/crashtest.go).
-var crashRequest = []byte("coffer-test: crash the applet now")
 
 // The applet panics; the OS answers the request it had taken, restarts it,
 // and the committed state is still there.
@@ -35,7 +32,7 @@ func TestAppletCrashRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	reply, err := v.rt(ctx, crashRequest)
+	reply, err := v.rt(ctx, []byte(crashtest.CrashRequest))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +53,7 @@ func TestAppletCrashRestart(t *testing.T) {
 	if c := v.Console(); !strings.Contains(c, "exited with code") && !strings.Contains(c, "CRASHED") {
 		t.Errorf("the console does not report the crash")
 	}
-	if !strings.Contains(v.Console(), "panic: coffer test build: crash requested") {
+	if !strings.Contains(v.Console(), "panic: "+crashtest.CrashPanic) {
 		t.Errorf("the applet's panic message did not reach the console")
 	}
 	s, r, err := dave.Login(ctx, []byte("pw"))
@@ -110,9 +107,6 @@ func TestLatency(t *testing.T) {
 	}
 }
 
-// hangRequest makes a coffer_crashtest applet spin without calling the OS.
-var hangRequest = []byte("coffer-test: hang the applet now")
-
 // A hung applet cannot stop the OS: time slices give the OS the CPU back,
 // its watchdog restarts the applet, and a request queued meanwhile is served
 // by the new applet.
@@ -124,7 +118,7 @@ func TestAppletHangWatchdog(t *testing.T) {
 	}
 	hung := make(chan error, 1)
 	go func() {
-		reply, err := v.rt(ctx, hangRequest)
+		reply, err := v.rt(ctx, []byte(crashtest.HangRequest))
 		if err == nil {
 			err = protocol.Decode(reply, protocol.TypeStatus, &protocol.Empty{})
 		}
@@ -155,15 +149,12 @@ func TestAppletHangWatchdog(t *testing.T) {
 	}
 }
 
-// peekRequest makes a coffer_crashtest applet read the OS's code.
-var peekRequest = []byte("coffer-test: read the OS's memory")
-
 // The applet runs in user mode with only its own region mapped for it: a
 // read of the OS's memory faults, and the OS restarts it.
 func TestAppletCannotReadOSMemory(t *testing.T) {
 	ctx := context.Background()
 	v := boot(t, t.TempDir())
-	reply, err := v.rt(ctx, peekRequest)
+	reply, err := v.rt(ctx, []byte(crashtest.PeekRequest))
 	if err != nil {
 		t.Fatal(err)
 	}
