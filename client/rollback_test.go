@@ -6,14 +6,14 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/client/internal/fakehost"
 )
 
 // operator is the host acting as a client of the vault behind it, for any
 // user id: it can register accounts of its own and send KE1s.
-func operator(h *fakehost.Host, user []byte) *vaulttest.Client {
-	return &vaulttest.Client{RoundTrip: func(ctx context.Context, req []byte) ([]byte, error) { return h.Vault(ctx, req), nil },
+func operator(h *fakehost.Host, user []byte) *testclient.Client {
+	return &testclient.Client{RoundTrip: func(ctx context.Context, req []byte) ([]byte, error) { return h.Vault(ctx, req), nil },
 		Identity: h.VaultIdentity(), UserID: user}
 }
 
@@ -61,7 +61,7 @@ func TestOffHardwareRollbackIsSeenOnlyAsFarAsTheClientSaw(t *testing.T) {
 		guesses := 0
 		for round := 0; round < 2; round++ {
 			for i := 0; i < 2; i++ { // below the limit of 3: the record stays
-				if _, _, err := operator(f.host, f.host.UserID).Login(ctx, []byte("guess")); !errors.Is(err, vaulttest.ErrWrongPassword) {
+				if _, _, err := operator(f.host, f.host.UserID).Login(ctx, []byte("guess")); !errors.Is(err, testclient.ErrWrongPassword) {
 					t.Fatalf("operator guess: %v", err)
 				}
 				guesses++

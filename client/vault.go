@@ -18,18 +18,18 @@ import (
 )
 
 // OPAQUE as protocol/SPEC.md fixes it: RFC 9807 OPAQUE-3DH with
-// ristretto255-SHA512, context "coffer/v1", client identity = user id,
+// ristretto255-SHA512, context protocol.OPAQUEContext, client identity = user id,
 // server identity = its public key (the default), and Argon2id key
-// stretching with an empty salt, 3 passes, 64 MiB, 4 lanes, 32 bytes.
+// stretching with an empty salt and protocol's Argon2id parameters.
 var (
-	opaqueContext = []byte("coffer/v1")
+	opaqueContext = []byte(protocol.OPAQUEContext)
 	// argon2idParameters are bytemare's ksf.Argon2id (time, memory KiB,
 	// threads), stated here so that a change of its defaults cannot
 	// silently change ours.
-	argon2idParameters = []uint64{3, 64 * 1024, 4}
+	argon2idParameters = []uint64{protocol.Argon2idPasses, protocol.Argon2idMemoryKiB, protocol.Argon2idLanes}
 )
 
-const argon2idLength = 32
+const argon2idLength = protocol.Argon2idLength
 
 func opaqueConfiguration() *bytemare.Configuration {
 	return &bytemare.Configuration{

@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/client/internal/fakehost"
 	"github.com/cofferhsm/coffer/protocol"
 )
@@ -621,7 +621,7 @@ func TestRealKeyStretchingIsSpecs(t *testing.T) {
 	f.opts.ksfParameters = nil
 	k := f.register("the real thing", 0)
 
-	c := &vaulttest.Client{
+	c := &testclient.Client{
 		RoundTrip: func(ctx context.Context, req []byte) ([]byte, error) { return f.host.Vault(ctx, req), nil },
 		Identity:  f.host.VaultIdentity(),
 		UserID:    f.host.UserID,
@@ -636,7 +636,7 @@ func TestRealKeyStretchingIsSpecs(t *testing.T) {
 	}
 	// And a different stretch does not open it.
 	c.Stretch = func(out []byte) []byte { return argon2.IDKey(out, nil, 3, 64*1024, 1, 32) }
-	if _, _, err := c.Login(context.Background(), []byte("the real thing")); !errors.Is(err, vaulttest.ErrWrongPassword) {
+	if _, _, err := c.Login(context.Background(), []byte("the real thing")); !errors.Is(err, testclient.ErrWrongPassword) {
 		t.Fatalf("another Argon2id lane count logged in: %v", err)
 	}
 	// Our client with the real parameters logs in too.

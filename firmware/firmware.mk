@@ -7,8 +7,10 @@
 #   make qemu                              boot the QEMU firmware (console here,
 #                                          protocol UART on a unix socket)
 #   make imx BOARD=usbarmory               flashable .imx (mkimage, u-boot-tools)
-#   make test-firmware                     QEMU integration tests (skip cleanly
+#   make test-firmware                     BOARD=usbarmory must build, then the
+#                                          QEMU integration tests (skip cleanly
 #                                          without QEMU or the toolchain)
+#   TAMAGO=DIR|GO                          another toolchain (see below)
 
 # Do not take over the including Makefile's default goal.
 FW_SAVED_GOAL := $(.DEFAULT_GOAL)
@@ -20,12 +22,22 @@ FW_ROOT := $(patsubst %/,%,$(dir $(FW_DIR)))
 BOARD ?= qemu
 FW_GO ?= go
 
-# The TamaGo toolchain, run through upstream's installer/runner (the tool
-# directive in go.mod). It looks for tamago-go under the user cache folder
-# and would otherwise try to clone and build it: check first.
-TAMAGO ?= $(shell cd $(FW_ROOT) && $(FW_GO) tool -n github.com/usbarmory/tamago/cmd/tamago 2>/dev/null)
+# The TamaGo toolchain. TAMAGO is a tamago-go folder (its bin/go is run with
+# GOROOT and PATH set, as upstream's tamago tool runs it) or any go command
+# for GOOS=tamago, such as that tool; set it to use your own, as is. By
+# default it is the folder where the tool (the tool directive in go.mod)
+# installs tamago-go under the user cache folder, which fwimage asks Go for
+# (os.UserCacheDir) instead of make guessing it. We do not run the tool
+# itself: when tamago-go is missing it would clone and build it for half an
+# hour, and we would rather say so. Computed once, on first use.
 FW_TAMAGO_VERSION = $(shell cd $(FW_ROOT) && $(FW_GO) list -m -f '{{.Version}}' github.com/usbarmory/tamago 2>/dev/null)
-FW_TAMAGO_GOROOT ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tamago-go/tamago-go$(patsubst v%,%,$(FW_TAMAGO_VERSION))
+ifeq ($(origin TAMAGO),undefined)
+TAMAGO = $(eval TAMAGO := $$(shell cd $(FW_ROOT) && $(FW_GO) run ./firmware/cmd/fwimage toolchain-path $$(FW_TAMAGO_VERSION) 2>/dev/null))$(TAMAGO)
+endif
+FW_TAMAGO_RUN = $(if $(and $(TAMAGO),$(wildcard $(TAMAGO)/bin/go)),GOROOT=$(TAMAGO) PATH=$(TAMAGO)/bin:$$PATH $(TAMAGO)/bin/go,$(TAMAGO))
+# A shell test for "TAMAGO can build", and what to say when it cannot.
+FW_TAMAGO_OK = { [ -n "$(TAMAGO)" ] && { [ -x "$(TAMAGO)/bin/go" ] || { [ -f "$(TAMAGO)" ] && [ -x "$(TAMAGO)" ]; }; }; }
+FW_TAMAGO_MISSING = $(if $(TAMAGO),no TamaGo toolchain at $(TAMAGO),no TamaGo toolchain: TAMAGO is empty (by default go run ./firmware/cmd/fwimage toolchain-path names it))
 
 # Link addresses: board/layout.go (OSText, AppletText); a test checks they agree.
 OS_TEXT     := 0x80010000
@@ -50,21 +62,18 @@ MKIMAGE ?= mkimage
 .PHONY: firmware qemu imx test-firmware fw-toolchain fw-clean
 
 fw-toolchain:
-	@if [ -z "$(TAMAGO)" ]; then \
-		echo "firmware: cannot find the tamago tool (go.mod needs 'tool github.com/usbarmory/tamago/cmd/tamago')"; exit 1; \
-	fi
-	@if [ ! -x "$(FW_TAMAGO_GOROOT)/bin/go" ]; then \
-		echo "firmware: no TamaGo toolchain at $(FW_TAMAGO_GOROOT)"; \
-		echo "firmware: build tamago-go$(patsubst v%,%,$(FW_TAMAGO_VERSION)) there (src/make.bash), see firmware/README-firmware.md"; \
+	@if ! $(FW_TAMAGO_OK); then \
+		echo "firmware: $(FW_TAMAGO_MISSING)"; \
+		echo "firmware: install tamago-go for github.com/usbarmory/tamago $(FW_TAMAGO_VERSION) or set TAMAGO, see firmware/README-firmware.md"; \
 		exit 1; \
 	fi
 
 firmware: fw-toolchain
 	@mkdir -p $(FW_BUILD)
-	cd $(FW_ROOT) && $(FW_GOENV) $(TAMAGO) build $(FW_GOFLAGS) -tags board_$(BOARD)$(if $(FW_TAGS),$(FW_COMMA)$(FW_TAGS)) \
+	cd $(FW_ROOT) && $(FW_GOENV) $(FW_TAMAGO_RUN) build $(FW_GOFLAGS) -tags board_$(BOARD)$(if $(FW_TAGS),$(FW_COMMA)$(FW_TAGS)) \
 		-ldflags "-s -w -T $(APPLET_TEXT) -R 0x1000" -o $(FW_BUILD)/applet.elf ./applet/ta
 	cp $(FW_BUILD)/applet.elf $(FW_DIR)/os/applet.elf
-	cd $(FW_ROOT) && $(FW_GOENV) $(TAMAGO) build $(FW_GOFLAGS) -tags board_$(BOARD),linkramsize$(if $(FW_TAGS),$(FW_COMMA)$(FW_TAGS)) \
+	cd $(FW_ROOT) && $(FW_GOENV) $(FW_TAMAGO_RUN) build $(FW_GOFLAGS) -tags board_$(BOARD),linkramsize$(if $(FW_TAGS),$(FW_COMMA)$(FW_TAGS)) \
 		-ldflags "-T $(OS_TEXT) -R 0x1000 -X main.Version=$(FW_VERSION)" -o $(FW_BUILD)/coffer-os.elf ./firmware/os
 	@ls -l $(FW_BUILD)/applet.elf $(FW_BUILD)/coffer-os.elf
 
@@ -92,17 +101,21 @@ imx:
 
 # QEMU integration tests, on an image built with the coffer_crashtest tag (the
 # applet panics on one magic request, to test the OS restarting it) in its own
-# folder. Without QEMU or the toolchain: one line, exit 0.
-FW_TEST_BUILD := $(FW_ROOT)/build/firmware/qemu-test
+# folder. First the USB armory firmware is built, in its own folder too, so
+# that the hardware code, which no other test compiles, fails the run when it
+# does not build. Without QEMU or the toolchain: one line, exit 0.
+FW_TEST_BUILD  := $(FW_ROOT)/build/firmware/qemu-test
+FW_CHECK_BUILD := $(FW_ROOT)/build/firmware/usbarmory-check
 
 test-firmware:
 	@if ! command -v $(QEMU) >/dev/null 2>&1; then \
 		echo "test-firmware: SKIPPED: $(QEMU) not found (apt-get install qemu-system-arm)"; exit 0; \
 	fi; \
-	if [ -z "$(TAMAGO)" ] || [ ! -x "$(FW_TAMAGO_GOROOT)/bin/go" ]; then \
-		echo "test-firmware: SKIPPED: no TamaGo toolchain at $(FW_TAMAGO_GOROOT) (see firmware/README-firmware.md)"; exit 0; \
+	if ! $(FW_TAMAGO_OK); then \
+		echo "test-firmware: SKIPPED: $(FW_TAMAGO_MISSING) (see firmware/README-firmware.md)"; exit 0; \
 	fi; \
-	$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware BOARD=qemu FW_BUILD=$(FW_TEST_BUILD) FW_TAGS=coffer_crashtest && \
+	$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware TAMAGO=$(TAMAGO) BOARD=usbarmory FW_BUILD=$(FW_CHECK_BUILD) FW_TAGS= && \
+	$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware TAMAGO=$(TAMAGO) BOARD=qemu FW_BUILD=$(FW_TEST_BUILD) FW_TAGS=coffer_crashtest && \
 	cd $(FW_ROOT) && COFFER_FIRMWARE=$(FW_TEST_BUILD)/coffer-os.elf COFFER_QEMU=$(QEMU) \
 		$(FW_GO) test -count=1 -timeout 30m -v ./firmware/qemutest && \
 	COFFER_FIRMWARE=$(FW_TEST_BUILD)/coffer-os.elf COFFER_QEMU=$(QEMU) \

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -70,7 +70,7 @@ func TestRegisterLoginLockoutThroughCofferd(t *testing.T) {
 	// Wrong passwords until the lock; the right one no longer works.
 	for want := uint(2); ; want-- {
 		_, r, err := alice.Login(ctx, []byte("wrong"))
-		if !errors.Is(err, vaulttest.ErrWrongPassword) {
+		if !errors.Is(err, testclient.ErrWrongPassword) {
 			t.Fatalf("wrong password: %v", err)
 		}
 		if r.TriesLeft != want {
@@ -81,7 +81,7 @@ func TestRegisterLoginLockoutThroughCofferd(t *testing.T) {
 		}
 	}
 	_, r, err := alice.Login(ctx, []byte("correct horse"))
-	if !errors.Is(err, vaulttest.ErrWrongPassword) || r.Kind != protocol.ReceiptLocked {
+	if !errors.Is(err, testclient.ErrWrongPassword) || r.Kind != protocol.ReceiptLocked {
 		t.Fatalf("login after lockout: %v, receipt %+v", err, r)
 	}
 	if got := testutilCounter(t, srv, "cofferd_lockouts_total", nil); got != 1 {
@@ -534,7 +534,7 @@ func TestProvisioningRequestsAreNotRelayed(t *testing.T) {
 		t.Errorf("%d requests reached the vault, want only the identity request", n)
 	}
 	// Clients pinned to the real provisioning key still accept the vault.
-	if _, err := vaulttest.FetchIdentity(ctx, via(hs.URL, tokens["alice"]), pub); err != nil {
+	if _, err := testclient.FetchIdentity(ctx, via(hs.URL, tokens["alice"]), pub); err != nil {
 		t.Fatalf("alice no longer verifies the vault's identity: %v", err)
 	}
 	alice := userClient(t, hs.URL, tokens["alice"], accts["alice"], pub)

@@ -14,7 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/measure"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -53,17 +54,17 @@ func BenchmarkLoginLatency200(b *testing.B) {
 	srv, hs := testServer(b, Config{Devices: []Device{soft}, Accounts: NewAccounts(list...), LoginRate: 0})
 	_ = srv
 	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConns: 2 * clients, MaxIdleConnsPerHost: 2 * clients}}
-	directRT := vaulttest.RoundTrip(func(ctx context.Context, req []byte) ([]byte, error) { return inst.Vault.Handle(ctx, req), nil })
-	id, err := vaulttest.FetchIdentity(ctx, directRT, pub)
+	directRT := testclient.RoundTrip(func(ctx context.Context, req []byte) ([]byte, error) { return inst.Vault.Handle(ctx, req), nil })
+	id, err := testclient.FetchIdentity(ctx, directRT, pub)
 	if err != nil {
 		b.Fatal(err)
 	}
-	direct := make([]*vaulttest.Client, clients)
-	viaCofferd := make([]*vaulttest.Client, clients)
+	direct := make([]*testclient.Client, clients)
+	viaCofferd := make([]*testclient.Client, clients)
 	for i := range clients {
-		direct[i] = &vaulttest.Client{RoundTrip: directRT, Identity: id, UserID: list[i].UserID}
+		direct[i] = &testclient.Client{RoundTrip: directRT, Identity: id, UserID: list[i].UserID}
 		tok := tokens[i]
-		viaCofferd[i] = &vaulttest.Client{Identity: id, UserID: list[i].UserID,
+		viaCofferd[i] = &testclient.Client{Identity: id, UserID: list[i].UserID,
 			RoundTrip: func(ctx context.Context, req []byte) ([]byte, error) { return post(ctx, httpClient, hs.URL, tok, req) }}
 		if _, err := direct[i].Register(ctx, []byte("pw"), make([]byte, 32), 10); err != nil {
 			b.Fatal(err)
@@ -71,7 +72,7 @@ func BenchmarkLoginLatency200(b *testing.B) {
 	}
 	// run does n logins spread over the clients, all of them at once, and
 	// returns each one's latency.
-	run := func(users []*vaulttest.Client, n int) []time.Duration {
+	run := func(users []*testclient.Client, n int) []time.Duration {
 		lat := make([]time.Duration, n)
 		var next atomic.Int64
 		var wg sync.WaitGroup
@@ -106,11 +107,11 @@ func BenchmarkLoginLatency200(b *testing.B) {
 	var dCPU, cCPU, dWall, cWall time.Duration
 	b.ResetTimer()
 	for range rounds {
-		w0, c0 := time.Now(), vaulttest.ProcessCPU()
+		w0, c0 := time.Now(), measure.ProcessCPU()
 		d = append(d, run(direct, per)...)
-		w1, c1 := time.Now(), vaulttest.ProcessCPU()
+		w1, c1 := time.Now(), measure.ProcessCPU()
 		c = append(c, run(viaCofferd, per)...)
-		w2, c2 := time.Now(), vaulttest.ProcessCPU()
+		w2, c2 := time.Now(), measure.ProcessCPU()
 		dCPU, cCPU = dCPU+c1-c0, cCPU+c2-c1
 		dWall, cWall = dWall+w1.Sub(w0), cWall+w2.Sub(w1)
 	}
@@ -120,8 +121,8 @@ func BenchmarkLoginLatency200(b *testing.B) {
 	b.ReportMetric(float64(cCPU.Microseconds())/n, "cofferd-cpu-us/login")
 	b.ReportMetric(n/dWall.Seconds(), "direct-logins/s")
 	b.ReportMetric(n/cWall.Seconds(), "cofferd-logins/s")
-	d50, d99 := vaulttest.Percentiles(d)
-	c50, c99 := vaulttest.Percentiles(c)
+	d50, d99 := measure.Percentiles(d)
+	c50, c99 := measure.Percentiles(c)
 	b.ReportMetric(ms(d50), "direct-p50-ms")
 	b.ReportMetric(ms(d99), "direct-p99-ms")
 	b.ReportMetric(ms(c50), "cofferd-p50-ms")
@@ -170,7 +171,7 @@ func BenchmarkRelayOverhead(b *testing.B) {
 			defer hs.Close()
 			c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 			b.SetParallelism(100)
-			cpu0 := vaulttest.ProcessCPU()
+			cpu0 := measure.ProcessCPU()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -181,7 +182,7 @@ func BenchmarkRelayOverhead(b *testing.B) {
 				}
 			})
 			b.StopTimer()
-			b.ReportMetric(float64((vaulttest.ProcessCPU()-cpu0).Microseconds())/float64(b.N), "cpu-us/req")
+			b.ReportMetric(float64((measure.ProcessCPU()-cpu0).Microseconds())/float64(b.N), "cpu-us/req")
 		})
 	}
 }

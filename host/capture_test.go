@@ -12,7 +12,8 @@ import (
 
 	"github.com/cofferhsm/coffer/applet/opaque"
 	"github.com/cofferhsm/coffer/applet/softvault"
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -29,9 +30,9 @@ type loginKeys struct {
 	confirm    []byte // the release receipt's hash, carried by the first command
 }
 
-// manualLogin is vaulttest's login, done here so that the test keeps the
+// manualLogin is testclient's login, done here so that the test keeps the
 // keys it derives.
-func manualLogin(t *testing.T, c *vaulttest.Client, password []byte) *loginKeys {
+func manualLogin(t *testing.T, c *testclient.Client, password []byte) *loginKeys {
 	t.Helper()
 	login, ke1, err := opaque.NewClientLogin(rand.Reader, password)
 	if err != nil {
@@ -39,7 +40,7 @@ func manualLogin(t *testing.T, c *vaulttest.Client, password []byte) *loginKeys 
 	}
 	var start protocol.LoginStartReply
 	call(t, c, protocol.TypeLoginStart, &protocol.LoginStart{UserID: c.UserID, KE1: ke1}, &start)
-	ke3, sessionKey, exportKey, err := login.Finish(start.KE2, opaque.Identities{Client: c.UserID}, []byte("coffer/v1"), c.Stretch)
+	ke3, sessionKey, exportKey, err := login.Finish(start.KE2, opaque.Identities{Client: c.UserID}, []byte(protocol.OPAQUEContext), c.Stretch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func manualLogin(t *testing.T, c *vaulttest.Client, password []byte) *loginKeys 
 		confirm: protocol.ReceiptHash(inner.Receipt)}
 }
 
-func (l *loginKeys) command(t *testing.T, c *vaulttest.Client, cmd *protocol.SessionCommand) *protocol.SessionReplyInner {
+func (l *loginKeys) command(t *testing.T, c *testclient.Client, cmd *protocol.SessionCommand) *protocol.SessionReplyInner {
 	t.Helper()
 	if l.next == 1 {
 		confirmed := *cmd
@@ -81,7 +82,7 @@ func (l *loginKeys) command(t *testing.T, c *vaulttest.Client, cmd *protocol.Ses
 	return &inner
 }
 
-func call(t *testing.T, c *vaulttest.Client, typ protocol.Type, req, reply protocol.Message) {
+func call(t *testing.T, c *testclient.Client, typ protocol.Type, req, reply protocol.Message) {
 	t.Helper()
 	out, err := c.RoundTrip(context.Background(), mustEncode(t, typ, req))
 	if err != nil {
@@ -113,7 +114,7 @@ func TestHostSeesNoSecret(t *testing.T) {
 
 	rec := &recording{}
 	dev := NewStreamDevice("vault", recordingDialer(UnixDialer(sock), rec), StreamOptions{MinBackoff: 10 * time.Millisecond, Log: quiet})
-	var logs vaulttest.Buffer
+	var logs syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	accounts, accts, tokens := testAccounts(t, "alice")
 	_, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts, Log: log, PollInterval: 20 * time.Millisecond})
@@ -136,7 +137,7 @@ func TestHostSeesNoSecret(t *testing.T) {
 		t.Fatal("release without receipt")
 	}
 	l1.command(t, alice, &protocol.SessionCommand{Command: protocol.CommandClose})
-	if _, _, err := alice.Login(ctx, password2); !errors.Is(err, vaulttest.ErrWrongPassword) {
+	if _, _, err := alice.Login(ctx, password2); !errors.Is(err, testclient.ErrWrongPassword) {
 		t.Fatalf("wrong password: %v", err)
 	}
 	s, _, err := alice.Login(ctx, password1)

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/applet/softvault"
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -132,8 +132,8 @@ func post(ctx context.Context, client *http.Client, url, token string, body []by
 	return b, nil
 }
 
-// via returns a vaulttest round trip that POSTs to cofferd.
-func via(url, token string) vaulttest.RoundTrip {
+// via returns a testclient round trip that POSTs to cofferd.
+func via(url, token string) testclient.RoundTrip {
 	return func(ctx context.Context, request []byte) ([]byte, error) {
 		return post(ctx, http.DefaultClient, url, token, request)
 	}
@@ -154,15 +154,15 @@ func get(t testing.TB, url, token string) (*http.Response, []byte) {
 	return resp, b
 }
 
-// userClient is a vaulttest client for an account, through cofferd.
-func userClient(t testing.TB, url, token string, a Account, pub ed25519.PublicKey) *vaulttest.Client {
+// userClient is a test client for an account, through cofferd.
+func userClient(t testing.TB, url, token string, a Account, pub ed25519.PublicKey) *testclient.Client {
 	t.Helper()
 	rt := via(url, token)
-	id, err := vaulttest.FetchIdentity(context.Background(), rt, pub)
+	id, err := testclient.FetchIdentity(context.Background(), rt, pub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &vaulttest.Client{RoundTrip: rt, Identity: id, UserID: a.UserID}
+	return &testclient.Client{RoundTrip: rt, Identity: id, UserID: a.UserID}
 }
 
 func mustEncode(t testing.TB, typ protocol.Type, m protocol.Message) []byte {

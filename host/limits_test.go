@@ -11,21 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhsm/coffer/internal/testwait"
 	"github.com/cofferhsm/coffer/protocol"
 )
-
-// within waits for ch up to a bound far beyond what the code needs, so that
-// a hang fails the test instead of the whole run.
-func within[T any](t *testing.T, what string, ch <-chan T) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%s: still waiting after 10 s", what)
-	}
-	panic("unreachable")
-}
 
 // healthz sends GET /healthz on an open connection (kept alive) and returns
 // the response's status and body.
@@ -141,10 +129,10 @@ func TestShutdownCutsAClientThatNeverReads(t *testing.T) {
 	}
 	defer c.Close()
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n") // and never read
-	within(t, "the handler to start writing", writing)
+	testwait.Within(t, "the handler to start writing", writing)
 	stop()
-	within(t, "ServeGracefully to return", served)
-	within(t, "the handler writing to a client that never reads to return", finished)
+	testwait.Within(t, "ServeGracefully to return", served)
+	testwait.Within(t, "the handler writing to a client that never reads to return", finished)
 }
 
 // The vault device stops reading (a hung firmware behind a serial port,
@@ -167,13 +155,13 @@ func TestADeviceThatStopsReadingDoesNotHoldCofferd(t *testing.T) {
 			_, err := post(context.Background(), http.DefaultClient, hs.URL, tokens["alice"], req)
 			done <- err
 		}()
-		if err := within(t, "a request to a device that does not read", done); statusOf(err) != http.StatusGatewayTimeout {
+		if err := testwait.Within(t, "a request to a device that does not read", done); statusOf(err) != http.StatusGatewayTimeout {
 			t.Fatalf("request %d: %v", i, err)
 		}
 	}
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
-	within(t, "cofferd to close its device", closed)
+	testwait.Within(t, "cofferd to close its device", closed)
 }
 
 // deafStream is a stream with no deadlines whose far end never reads.

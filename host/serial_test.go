@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
 	"github.com/cofferhsm/coffer/protocol"
 	"golang.org/x/sys/unix"
 )
@@ -70,7 +70,7 @@ func TestSerialDeviceOverAPseudoTerminal(t *testing.T) {
 // TestSerialAutoWithoutADevice: serial:auto with no matching USB port keeps
 // the device disconnected (503), and says why in the log.
 func TestSerialAutoWithoutADevice(t *testing.T) {
-	var logs vaulttest.Buffer
+	var logs syncbuf.Buffer
 	log := slogTo(&logs)
 	// An id no real device uses.
 	dev := NewStreamDevice("armory", SerialDialer("auto", USBID{0xffff, 0xfffe}), StreamOptions{MinBackoff: 10 * time.Millisecond, Log: log})

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -43,7 +43,7 @@ func (d *replayingDevice) RoundTrip(ctx context.Context, req []byte) ([]byte, er
 func TestStatusPollRefusesAReplayedStatus(t *testing.T) {
 	inst, _, _ := softVault(t)
 	accounts, _, _ := testAccounts(t, "alice")
-	var logs vaulttest.Buffer
+	var logs syncbuf.Buffer
 	dev := &replayingDevice{Device: NewSoftDevice("soft", inst.Vault)}
 	srv, _ := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts, PollInterval: 10 * time.Millisecond, Log: slogTo(&logs)})
 	waitFor(t, "the poller to refuse a replayed status", func() bool {

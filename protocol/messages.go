@@ -11,6 +11,22 @@ import (
 // envelope, in the identity bundle and in every context string ("coffer/v1 …").
 const Version = 1
 
+// OPAQUEContext is RFC 9807's context string for this protocol version,
+// bound into every login's transcript: a client and a vault that disagree
+// on it fail every login. SPEC.md, "OPAQUE", is the authority.
+const OPAQUEContext = "coffer/v1"
+
+// The client's key stretch (SPEC.md, "OPAQUE"): Argon2id on the OPRF output
+// with an empty salt. The vault cannot tell which stretch a client used, but
+// a client that stretched otherwise could not open its records from another
+// client; these are the only parameters real records use.
+const (
+	Argon2idPasses    = 3
+	Argon2idMemoryKiB = 64 * 1024
+	Argon2idLanes     = 4
+	Argon2idLength    = 32
+)
+
 // Sizes of the fixed-length fields. OPAQUE sizes are those of RFC 9807 with
 // ristretto255-SHA512.
 const (

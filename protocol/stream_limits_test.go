@@ -8,20 +8,9 @@ import (
 	"os"
 	"testing"
 	"time"
-)
 
-// within waits for ch up to a bound far beyond what the code needs, so a
-// hang fails the test instead of the whole run.
-func within[T any](t *testing.T, what string, ch <-chan T) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%s: still waiting after 10 s", what)
-	}
-	panic("unreachable")
-}
+	"github.com/cofferhsm/coffer/internal/testwait"
+)
 
 // A peer that sends requests and never reads the replies must not keep the
 // server from shutting down: the reply write is bounded, and ServeStream
@@ -41,9 +30,9 @@ func TestServeStreamShutsDownWithAPeerThatNeverReads(t *testing.T) {
 	if err := WriteFrame(peer, Frame{ID: 1, Payload: []byte{1}}); err != nil {
 		t.Fatal(err)
 	}
-	within(t, "the request to be handled", answered)
+	testwait.Within(t, "the request to be handled", answered)
 	cancel() // shut down while the reply cannot be written
-	if err := within(t, "ServeStream to return after its context ended", done); !errors.Is(err, context.Canceled) {
+	if err := testwait.Within(t, "ServeStream to return after its context ended", done); !errors.Is(err, context.Canceled) {
 		t.Fatalf("ServeStream returned %v", err)
 	}
 }
@@ -60,7 +49,7 @@ func TestServeStreamEndsAStreamWhoseRepliesCannotBeWritten(t *testing.T) {
 	if err := WriteFrame(peer, Frame{ID: 1, Payload: []byte{1}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := within(t, "ServeStream to give up the stream", done); !errors.Is(err, os.ErrDeadlineExceeded) {
+	if err := testwait.Within(t, "ServeStream to give up the stream", done); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("ServeStream returned %v", err)
 	}
 }
@@ -94,7 +83,7 @@ func TestServeStreamEndsIdleStreams(t *testing.T) {
 	if f, err := NewFrameReader(peer).Next(); err != nil || f.ID != 1 {
 		t.Fatalf("reply %v %v", f, err)
 	}
-	if err := within(t, "the idle stream to be ended", done); !errors.Is(err, ErrIdle) {
+	if err := testwait.Within(t, "the idle stream to be ended", done); !errors.Is(err, ErrIdle) {
 		t.Fatalf("ServeStream returned %v", err)
 	}
 }
@@ -131,12 +120,12 @@ func TestStreamClientRequestsEndWithTheirContextWhenThePeerDoesNotRead(t *testin
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 		done := make(chan error, 1)
 		go func() { _, err := c.RoundTrip(ctx, []byte{byte(i)}); done <- err }()
-		if err := within(t, "a request to a peer that does not read", done); !errors.Is(err, context.DeadlineExceeded) {
+		if err := testwait.Within(t, "a request to a peer that does not read", done); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("request %d: %v", i, err)
 		}
 		cancel()
 	}
 	closed := make(chan error, 1)
 	go func() { closed <- c.Close() }()
-	within(t, "Close with a write blocked", closed)
+	testwait.Within(t, "Close with a write blocked", closed)
 }

@@ -25,7 +25,7 @@ func newLoginFixture(tb testing.TB) *loginFixture {
 	tb.Helper()
 	keys := newTestServerKeys(tb)
 	u := register(tb, keys, []byte("bench-user"), []byte("bench password"))
-	fx := &loginFixture{keys: keys, user: u, ids: u.ids, context: cofferContextPortable}
+	fx := &loginFixture{keys: keys, user: u, ids: u.ids, context: cofferContext}
 	if _, err := rand.Read(fx.randomness.MaskingNonce[:]); err != nil {
 		tb.Fatal(err)
 	}

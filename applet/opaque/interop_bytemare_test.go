@@ -18,10 +18,6 @@ import (
 	"golang.org/x/crypto/argon2"
 )
 
-// cofferContext is the application context the vault and its clients bind
-// into every handshake.
-var cofferContext = []byte("coffer/v1")
-
 // identityKSF is bytemare's identifier for the Identity KSF (0, the value its
 // own RFC vector tests use): fast, and equal to our nil KeyStretch.
 const identityKSF = ksf.Identifier(0)

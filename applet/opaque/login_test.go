@@ -6,6 +6,8 @@ import (
 	"errors"
 	"sync"
 	"testing"
+
+	"github.com/cofferhsm/coffer/protocol"
 )
 
 // testUser registers with the package's own client; portable, so these
@@ -67,11 +69,11 @@ func login(t testing.TB, keys ServerKeys, u testUser, password []byte) (clientEr
 	if err := ValidateKE1(ke1); err != nil {
 		t.Fatalf("ValidateKE1 on a real KE1: %v", err)
 	}
-	ke2, st, err := GenerateKE2(rand.Reader, keys, u.record, u.key, u.id, ke1, u.ids, cofferContextPortable)
+	ke2, st, err := GenerateKE2(rand.Reader, keys, u.record, u.key, u.id, ke1, u.ids, cofferContext)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ke3, cs, exportKey, clientErr := c.Finish(ke2, u.ids, cofferContextPortable, nil)
+	ke3, cs, exportKey, clientErr := c.Finish(ke2, u.ids, cofferContext, nil)
 	if clientErr != nil {
 		return clientErr, nil, nil, nil, nil, st
 	}
@@ -79,7 +81,9 @@ func login(t testing.TB, keys ServerKeys, u testUser, password []byte) (clientEr
 	return nil, serverErr, cs, ss, exportKey, st
 }
 
-var cofferContextPortable = []byte("coffer/v1")
+// cofferContext is the context the vault and its clients bind into every
+// handshake; the package itself takes any.
+var cofferContext = []byte(protocol.OPAQUEContext)
 
 func TestLoginRoundTrip(t *testing.T) {
 	keys := newTestServerKeys(t)

@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/measure"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -63,12 +64,12 @@ func benchmarkLogins(b *testing.B, clients int, flush time.Duration) {
 		conns = append(conns, sc)
 	}
 	id := readIdentity(b, ctx, dir, conns[0])
-	users := make([]*vaulttest.Client, clients)
+	users := make([]*testclient.Client, clients)
 	var wg sync.WaitGroup
 	for i := range users {
-		users[i] = &vaulttest.Client{RoundTrip: conns[i%len(conns)].RoundTrip, Identity: id, UserID: []byte(fmt.Sprintf("bench-%d", i))}
+		users[i] = &testclient.Client{RoundTrip: conns[i%len(conns)].RoundTrip, Identity: id, UserID: []byte(fmt.Sprintf("bench-%d", i))}
 		wg.Add(1)
-		go func(c *vaulttest.Client) {
+		go func(c *testclient.Client) {
 			defer wg.Done()
 			if _, err := c.Register(ctx, []byte("pw"), make([]byte, 32), 10); err != nil {
 				b.Error(err)
@@ -80,10 +81,10 @@ func benchmarkLogins(b *testing.B, clients int, flush time.Duration) {
 	latencies := make([]time.Duration, b.N)
 	var next atomic.Int64
 	b.ResetTimer()
-	began, cpu0 := time.Now(), vaulttest.ProcessCPU()
+	began, cpu0 := time.Now(), measure.ProcessCPU()
 	for _, c := range users {
 		wg.Add(1)
-		go func(c *vaulttest.Client) {
+		go func(c *testclient.Client) {
 			defer wg.Done()
 			for {
 				n := next.Add(1) - 1
@@ -104,11 +105,11 @@ func benchmarkLogins(b *testing.B, clients int, flush time.Duration) {
 	wg.Wait()
 	elapsed := time.Since(began)
 	b.StopTimer()
-	p50, p99 := vaulttest.Percentiles(latencies)
+	p50, p99 := measure.Percentiles(latencies)
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "logins/s")
 	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
-	b.ReportMetric((vaulttest.ProcessCPU()-cpu0).Seconds()/elapsed.Seconds(), "cores-busy")
+	b.ReportMetric((measure.ProcessCPU()-cpu0).Seconds()/elapsed.Seconds(), "cores-busy")
 }
 
 func readIdentity(b *testing.B, ctx context.Context, dir string, c *protocol.StreamClient) *protocol.Identity {
@@ -116,7 +117,7 @@ func readIdentity(b *testing.B, ctx context.Context, dir string, c *protocol.Str
 	if err != nil {
 		b.Fatal(err)
 	}
-	id, err := vaulttest.FetchIdentity(ctx, c.RoundTrip, key.Public().(ed25519.PublicKey))
+	id, err := testclient.FetchIdentity(ctx, c.RoundTrip, key.Public().(ed25519.PublicKey))
 	if err != nil {
 		b.Fatal(err)
 	}

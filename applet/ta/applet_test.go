@@ -14,7 +14,7 @@ import (
 
 	taruntime "github.com/cofferhsm/coffer/applet/runtime"
 	"github.com/cofferhsm/coffer/applet/store"
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/board/qemu"
 	"github.com/cofferhsm/coffer/firmware/api"
 	"github.com/cofferhsm/coffer/firmware/tos"
@@ -187,19 +187,19 @@ func TestAppletServesVaultThroughOSCalls(t *testing.T) {
 		t.Fatalf("status %q", status)
 	}
 	pk := ed25519.NewKeyFromSeed(qemu.DevProvisioningSeed[:]).Public().(ed25519.PublicKey)
-	id, err := vaulttest.FetchIdentity(ctx, m.rt, pk)
+	id, err := testclient.FetchIdentity(ctx, m.rt, pk)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !id.Insecure {
 		t.Fatal("identity not flagged insecure")
 	}
-	alice := &vaulttest.Client{RoundTrip: m.rt, Identity: id, UserID: []byte("alice")}
+	alice := &testclient.Client{RoundTrip: m.rt, Identity: id, UserID: []byte("alice")}
 	key := bytes.Repeat([]byte{7}, 32)
 	if _, err := alice.Register(ctx, []byte("right"), key, 3); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := alice.Login(ctx, []byte("wrong")); !errors.Is(err, vaulttest.ErrWrongPassword) {
+	if _, _, err := alice.Login(ctx, []byte("wrong")); !errors.Is(err, testclient.ErrWrongPassword) {
 		t.Fatalf("wrong password: %v", err)
 	}
 	s, _, err := alice.Login(ctx, []byte("right"))
@@ -210,20 +210,20 @@ func TestAppletServesVaultThroughOSCalls(t *testing.T) {
 		t.Fatalf("confirming the login: %v", err)
 	}
 	old := m.storeFile.snapshot()
-	if _, _, err := alice.Login(ctx, []byte("wrong")); !errors.Is(err, vaulttest.ErrWrongPassword) {
+	if _, _, err := alice.Login(ctx, []byte("wrong")); !errors.Is(err, testclient.ErrWrongPassword) {
 		t.Fatalf("wrong password: %v", err)
 	}
 
 	// Restart on the same files: the user is still there.
 	m.stopTransprt()
 	m.boot()
-	id2, err := vaulttest.FetchIdentity(ctx, m.rt, pk)
+	id2, err := testclient.FetchIdentity(ctx, m.rt, pk)
 	if err != nil || !bytes.Equal(id2.SigningKey, id.SigningKey) {
 		t.Fatalf("identity after restart: %v", err)
 	}
 	alice.RoundTrip = m.rt
 	_, r, err := alice.Login(ctx, []byte("wrong"))
-	if !errors.Is(err, vaulttest.ErrWrongPassword) || r == nil || r.FailedSinceSuccess != 1 {
+	if !errors.Is(err, testclient.ErrWrongPassword) || r == nil || r.FailedSinceSuccess != 1 {
 		t.Fatalf("after restart: %v, receipt %+v", err, r)
 	}
 
@@ -234,7 +234,7 @@ func TestAppletServesVaultThroughOSCalls(t *testing.T) {
 	if !bytes.Contains([]byte(status), []byte("REFUSING")) {
 		t.Fatalf("status after rollback %q", status)
 	}
-	_, err = vaulttest.FetchIdentity(ctx, m.rt, pk)
+	_, err = testclient.FetchIdentity(ctx, m.rt, pk)
 	if !errors.Is(err, &protocol.Error{Code: protocol.CodeTampered}) {
 		t.Fatalf("after rollback: %v, want tampered", err)
 	}

@@ -15,7 +15,7 @@ import (
 
 	taruntime "github.com/cofferhsm/coffer/applet/runtime"
 	"github.com/cofferhsm/coffer/applet/store"
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/board/qemu"
 	"github.com/cofferhsm/coffer/firmware/api"
 	"github.com/cofferhsm/coffer/firmware/tos"
@@ -144,7 +144,7 @@ func (c cutFuse) Blow() error {
 // applet's start (open) on it, as the device does at power on. It returns
 // the ready line, a round trip to the vault, and a function that stops this
 // applet (its calls fail from then on, as a stopped applet's do).
-func bootApplet(t *testing.T, dev store.Device, part store.RPMBTransport, fuse tos.Fuse) (string, vaulttest.RoundTrip, func()) {
+func bootApplet(t *testing.T, dev store.Device, part store.RPMBTransport, fuse tos.Fuse) (string, testclient.RoundTrip, func()) {
 	t.Helper()
 	svc := bootOS(t, dev, part, fuse)
 	svc.Console = nil
@@ -168,8 +168,8 @@ func bootApplet(t *testing.T, dev store.Device, part store.RPMBTransport, fuse t
 }
 
 // signingKeyOf fetches the vault's identity through rt.
-func signingKeyOf(t *testing.T, rt vaulttest.RoundTrip) (string, error) {
-	id, err := vaulttest.FetchIdentity(context.Background(), rt, devProvisioningPublic())
+func signingKeyOf(t *testing.T, rt testclient.RoundTrip) (string, error) {
+	id, err := testclient.FetchIdentity(context.Background(), rt, devProvisioningPublic())
 	if err != nil {
 		return "", err
 	}

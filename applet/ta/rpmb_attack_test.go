@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/board/qemu"
 	"github.com/cofferhsm/coffer/firmware/tos"
 	"github.com/cofferhsm/coffer/protocol"
@@ -60,12 +60,12 @@ func TestRPMBKeyNeverCrossesTheBusInTheField(t *testing.T) {
 	tap.forget()
 
 	pk := ed25519.NewKeyFromSeed(qemu.DevProvisioningSeed[:]).Public().(ed25519.PublicKey)
-	id, err := vaulttest.FetchIdentity(ctx, m.rt, pk)
+	id, err := testclient.FetchIdentity(ctx, m.rt, pk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice := &vaulttest.Client{RoundTrip: m.rt, Identity: id, UserID: []byte("alice")}
-	bob := &vaulttest.Client{RoundTrip: m.rt, Identity: id, UserID: []byte("bob")}
+	alice := &testclient.Client{RoundTrip: m.rt, Identity: id, UserID: []byte("alice")}
+	bob := &testclient.Client{RoundTrip: m.rt, Identity: id, UserID: []byte("bob")}
 	aliceKey, bobKey := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
 	if _, err := alice.Register(ctx, []byte("a"), aliceKey, 5); err != nil {
 		t.Fatal(err)
@@ -101,14 +101,14 @@ func TestRPMBKeyNeverCrossesTheBusInTheField(t *testing.T) {
 		if !strings.Contains(status, "REFUSING") {
 			t.Errorf("%s: the vault serves: %q", a.name, status)
 			// What a rolled-back vault shows: bob unknown again.
-			c := &vaulttest.Client{RoundTrip: rt, Identity: id, UserID: []byte("bob")}
+			c := &testclient.Client{RoundTrip: rt, Identity: id, UserID: []byte("bob")}
 			if _, _, err := c.Login(ctx, []byte("b")); err != nil {
 				t.Errorf("%s: rollback accepted: bob's login fails: %v", a.name, err)
 			}
 		} else {
 			// The device keeps answering, each time with the reason.
 			for range 2 {
-				_, err := vaulttest.FetchIdentity(ctx, rt, pk)
+				_, err := testclient.FetchIdentity(ctx, rt, pk)
 				if !errors.Is(err, &protocol.Error{Code: protocol.CodeTampered}) || !strings.Contains(err.Error(), "RPMB") {
 					t.Errorf("%s: request answered with %v, want a tampered error naming the RPMB", a.name, err)
 				}
@@ -123,7 +123,7 @@ func TestRPMBKeyNeverCrossesTheBusInTheField(t *testing.T) {
 			t.Fatalf("%s: after the attack: %q", a.name, status)
 		}
 		for _, c := range []struct {
-			cl       *vaulttest.Client
+			cl       *testclient.Client
 			pw, want []byte
 		}{{alice, []byte("a"), aliceKey}, {bob, []byte("b"), bobKey}} {
 			c.cl.RoundTrip = m.rt

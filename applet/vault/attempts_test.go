@@ -10,7 +10,8 @@ import (
 	"testing"
 
 	"github.com/cofferhsm/coffer/applet/opaque"
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/memstore"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -98,7 +99,7 @@ func TestPowerCutsNeverGrantFreeGuesses(t *testing.T) {
 			cut := rng.IntN(3) == 0
 			h.store.FailCommit = func() error {
 				if cut {
-					return vaulttest.ErrPowerCut
+					return memstore.ErrPowerCut
 				}
 				return nil
 			}
@@ -156,7 +157,7 @@ func TestUnknownLockedAndWrongPasswordRepliesHaveTheSameShape(t *testing.T) {
 	// but two logins of an unknown user must both fail in the same way.
 	for i := 0; i < 2; i++ {
 		_, r, err := h.client("mallory").Login(context.Background(), []byte("anything"))
-		if !errors.Is(err, vaulttest.ErrWrongPassword) || r.Kind != protocol.ReceiptAttempt {
+		if !errors.Is(err, testclient.ErrWrongPassword) || r.Kind != protocol.ReceiptAttempt {
 			t.Fatalf("unknown user login: %v %+v", err, r)
 		}
 	}

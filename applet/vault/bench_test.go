@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/applet/opaque"
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/measure"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -88,7 +89,7 @@ func BenchmarkLoginsThroughput(b *testing.B) {
 		b.Run(itoa(clients)+"clients", func(b *testing.B) {
 			h := newHarness(b, Options{MaxPendingLogins: 8192})
 			h.store.FlushLatency = benchFlush
-			users := make([]*vaulttest.Client, clients)
+			users := make([]*testclient.Client, clients)
 			keys := make([][]byte, clients)
 			for i := range users {
 				users[i] = h.client("user-" + itoa(i))
@@ -97,11 +98,11 @@ func BenchmarkLoginsThroughput(b *testing.B) {
 			var next atomic.Int64
 			latencies := make([]time.Duration, b.N)
 			b.ResetTimer()
-			began, cpu0 := time.Now(), vaulttest.ProcessCPU()
+			began, cpu0 := time.Now(), measure.ProcessCPU()
 			var wg sync.WaitGroup
 			for i := range users {
 				wg.Add(1)
-				go func(c *vaulttest.Client) {
+				go func(c *testclient.Client) {
 					defer wg.Done()
 					for {
 						n := next.Add(1) - 1
@@ -122,8 +123,8 @@ func BenchmarkLoginsThroughput(b *testing.B) {
 			wg.Wait()
 			elapsed := time.Since(began)
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "logins/s")
-			b.ReportMetric((vaulttest.ProcessCPU()-cpu0).Seconds()/elapsed.Seconds(), "cores-busy")
-			p50, p99 := vaulttest.Percentiles(latencies)
+			b.ReportMetric((measure.ProcessCPU()-cpu0).Seconds()/elapsed.Seconds(), "cores-busy")
+			p50, p99 := measure.Percentiles(latencies)
 			b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
 			commits, _ := h.store.Stats()

@@ -6,7 +6,7 @@ import (
 	"crypto/rand"
 	"testing"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/memstore"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -20,7 +20,7 @@ func newProvisioningKey(t testing.TB) ed25519.PrivateKey {
 	return k
 }
 
-func newEmptyStore() Store { return vaulttest.NewMemoryStore() }
+func newEmptyStore() Store { return memstore.New() }
 
 // FuzzHandle feeds arbitrary requests to a vault with one registered user:
 // every reply must be a well-formed envelope and nothing may panic (handle,

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -75,8 +75,8 @@ func (h *harness) roundTrip(ctx context.Context, req []byte) ([]byte, error) {
 	return h.v.handle(ctx, req), nil
 }
 
-func (h *harness) client(user string) *vaulttest.Client {
-	return &vaulttest.Client{RoundTrip: h.roundTrip, Identity: h.v.Identity(), UserID: []byte(user)}
+func (h *harness) client(user string) *testclient.Client {
+	return &testclient.Client{RoundTrip: h.roundTrip, Identity: h.v.Identity(), UserID: []byte(user)}
 }
 
 func (h *harness) committedRecord(user string) *record {
@@ -100,7 +100,7 @@ func newBackupKey(t testing.TB) []byte {
 	return k
 }
 
-func register(t testing.TB, c *vaulttest.Client, password string, limit uint) []byte {
+func register(t testing.TB, c *testclient.Client, password string, limit uint) []byte {
 	t.Helper()
 	key := newBackupKey(t)
 	if _, err := c.Register(context.Background(), []byte(password), key, limit); err != nil {
@@ -109,7 +109,7 @@ func register(t testing.TB, c *vaulttest.Client, password string, limit uint) []
 	return key
 }
 
-func mustLogin(t testing.TB, c *vaulttest.Client, password string, key []byte) *vaulttest.Session {
+func mustLogin(t testing.TB, c *testclient.Client, password string, key []byte) *testclient.Session {
 	t.Helper()
 	s, _, err := c.Login(context.Background(), []byte(password))
 	if err != nil {
@@ -123,7 +123,7 @@ func mustLogin(t testing.TB, c *vaulttest.Client, password string, key []byte) *
 
 // mustConfirm confirms s's login with a release, the first command of the
 // session, and checks the key released again.
-func mustConfirm(t testing.TB, s *vaulttest.Session, key []byte) {
+func mustConfirm(t testing.TB, s *testclient.Session, key []byte) {
 	t.Helper()
 	k, _, err := s.Release(context.Background())
 	if err != nil {

@@ -12,8 +12,8 @@ import (
 	"github.com/cofferhsm/coffer/protocol"
 )
 
-// opaqueContext is RFC 9807's context string for this protocol version.
-var opaqueContext = []byte("coffer/v1")
+// opaqueContext is protocol.OPAQUEContext as the bytes the OPAQUE code takes.
+var opaqueContext = []byte(protocol.OPAQUEContext)
 
 // loginKind says which record a KE2 was computed on.
 type loginKind uint8

@@ -13,7 +13,7 @@ import (
 
 	"github.com/cofferhsm/coffer/applet/opaque"
 	"github.com/cofferhsm/coffer/applet/store"
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -504,7 +504,7 @@ func newModelWorld(t testing.TB, st Store, limit uint) *modelWorld {
 		t.Fatal(err)
 	}
 	opts.setDefaults()
-	c := &vaulttest.Client{Identity: v.Identity(), UserID: []byte(modelUser),
+	c := &testclient.Client{Identity: v.Identity(), UserID: []byte(modelUser),
 		RoundTrip: func(ctx context.Context, req []byte) ([]byte, error) { return v.handle(ctx, req), nil }}
 	register(t, c, "right", limit)
 	return &modelWorld{store: st, clock: clock, opts: opts, v: v}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -19,7 +19,7 @@ func operatorGuesses(t testing.TB, h *harness, user string, n int) (evaluated in
 	c := h.client(user)
 	for i := 0; i < n; i++ {
 		_, r, err := c.Login(context.Background(), []byte("operator guess"))
-		if !errors.Is(err, vaulttest.ErrWrongPassword) {
+		if !errors.Is(err, testclient.ErrWrongPassword) {
 			t.Fatalf("operator guess %d: %v", i, err)
 		}
 		if r.Kind == protocol.ReceiptAttempt {

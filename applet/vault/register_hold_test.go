@@ -5,16 +5,16 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
 // holdingClient relays to the vault, except that it keeps the first
 // register-finish it sees and answers the client with a transport error, as
 // an operator holding a registration back would.
-func holdingClient(h *harness, user string) (*vaulttest.Client, func() ([]byte, bool)) {
+func holdingClient(h *harness, user string) (*testclient.Client, func() ([]byte, bool)) {
 	var held []byte
-	c := &vaulttest.Client{Identity: h.v.Identity(), UserID: []byte(user),
+	c := &testclient.Client{Identity: h.v.Identity(), UserID: []byte(user),
 		RoundTrip: func(ctx context.Context, req []byte) ([]byte, error) {
 			var env protocol.Envelope
 			if held == nil && protocol.Unmarshal(req, &env) == nil && env.Type == protocol.TypeRegisterFinish {

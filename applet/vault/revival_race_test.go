@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -49,7 +49,7 @@ func TestALockedReceiptIsNotErasedByARevivalItRaced(t *testing.T) {
 	// one its receipt is made with, where the final login finishes.
 	countdown.Store(2)
 	_, locked, err := c.Login(context.Background(), []byte("right"))
-	if !errors.Is(err, vaulttest.ErrWrongPassword) || locked == nil {
+	if !errors.Is(err, testclient.ErrWrongPassword) || locked == nil {
 		t.Fatalf("a login on the tombstone: %v", err)
 	}
 	if !revived {

@@ -8,14 +8,16 @@ import (
 	"log/slog"
 	"testing"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/memstore"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
 // Every flow, including failures and a store that breaks, logs nothing of
 // the password, the backup key or the wrapped key, in raw or hex form.
 func TestNoSecretsInLogsOrErrors(t *testing.T) {
-	var logs vaulttest.Buffer
+	var logs syncbuf.Buffer
 	h := newHarness(t, Options{Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	c := h.client("zed")
 	password := []byte("hunter2-correct-horse")
@@ -59,7 +61,7 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 // panickyStore panics on Get while armed: a bug deep in storage must give an
 // internal-error reply and leave the vault serving, with no lock held.
 type panickyStore struct {
-	*vaulttest.MemoryStore
+	*memstore.Store
 	armed bool
 }
 
@@ -67,16 +69,16 @@ func (p *panickyStore) Get(id []byte) ([]byte, bool, error) {
 	if p.armed {
 		panic("store bug")
 	}
-	return p.MemoryStore.Get(id)
+	return p.Store.Get(id)
 }
 
 func TestAPanicIsAnInternalErrorAndServiceContinues(t *testing.T) {
-	st := &panickyStore{MemoryStore: vaulttest.NewMemoryStore()}
-	v, err := New(context.Background(), st, Options{Create: true, Log: slog.New(slog.NewTextHandler(&vaulttest.Buffer{}, nil))})
+	st := &panickyStore{Store: memstore.New()}
+	v, err := New(context.Background(), st, Options{Create: true, Log: slog.New(slog.NewTextHandler(&syncbuf.Buffer{}, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &vaulttest.Client{RoundTrip: func(ctx context.Context, req []byte) ([]byte, error) { return v.Handle(ctx, req), nil },
+	c := &testclient.Client{RoundTrip: func(ctx context.Context, req []byte) ([]byte, error) { return v.Handle(ctx, req), nil },
 		Identity: v.Identity(), UserID: []byte("pan")}
 	key := register(t, c, "pw", 5)
 	st.armed = true

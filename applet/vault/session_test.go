@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -105,7 +105,7 @@ func TestChangePassword(t *testing.T) {
 	if _, _, err := s.Release(context.Background()); !errors.Is(err, &protocol.Error{Code: protocol.CodeUnknownHandle}) {
 		t.Fatalf("session still open after a password change: %v", err)
 	}
-	if _, _, err := c.Login(context.Background(), []byte("old")); !errors.Is(err, vaulttest.ErrWrongPassword) {
+	if _, _, err := c.Login(context.Background(), []byte("old")); !errors.Is(err, testclient.ErrWrongPassword) {
 		t.Fatalf("old password after change: %v", err)
 	}
 	s = mustLogin(t, c, "new", key)
@@ -141,7 +141,7 @@ func TestDeleteErasesAndAllowsANewRegistration(t *testing.T) {
 	if _, ok := h.store.Committed(userKey([]byte("quin"))); ok {
 		t.Fatal("record still committed after delete")
 	}
-	if _, r, err := c.Login(context.Background(), []byte("pw")); !errors.Is(err, vaulttest.ErrWrongPassword) || r.Kind != protocol.ReceiptAttempt {
+	if _, r, err := c.Login(context.Background(), []byte("pw")); !errors.Is(err, testclient.ErrWrongPassword) || r.Kind != protocol.ReceiptAttempt {
 		t.Fatalf("login after delete: %v", err)
 	}
 	key2 := register(t, c, "pw2", 5)

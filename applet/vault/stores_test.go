@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/applet/store"
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/memstore"
 )
 
 // testStore is the store a harness runs its vault on, with the hooks the
@@ -101,7 +101,7 @@ func newTestStore(t testing.TB) *testStore {
 }
 
 func newMemoryBackend(_ testing.TB, s *testStore) testBackend {
-	m := vaulttest.NewMemoryStore()
+	m := memstore.New()
 	m.FailCommit = s.beforeDurable
 	return m
 }
@@ -204,7 +204,7 @@ type hookedDevice struct {
 
 func (d *hookedDevice) Flush() error {
 	if err := d.before(); err != nil {
-		if errors.Is(err, vaulttest.ErrPowerCut) {
+		if errors.Is(err, memstore.ErrPowerCut) {
 			d.PowerOff()
 		}
 		return err

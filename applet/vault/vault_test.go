@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -52,7 +52,7 @@ func TestWrongPasswordsAreCountedAndReported(t *testing.T) {
 	key := register(t, c, "right", 4)
 	for i := uint(1); i <= 3; i++ {
 		_, attempt, err := c.Login(context.Background(), []byte("wrong"))
-		if !errors.Is(err, vaulttest.ErrWrongPassword) {
+		if !errors.Is(err, testclient.ErrWrongPassword) {
 			t.Fatalf("attempt %d: %v", i, err)
 		}
 		if attempt.TriesLeft != 4-i || attempt.FailedSinceSuccess != i-1 {
@@ -79,7 +79,7 @@ func TestLockoutAfterLimitErasesTheRecord(t *testing.T) {
 	c := h.client("carol")
 	register(t, c, "right", 3)
 	for i := 0; i < 3; i++ {
-		if _, _, err := c.Login(context.Background(), []byte("wrong")); !errors.Is(err, vaulttest.ErrWrongPassword) {
+		if _, _, err := c.Login(context.Background(), []byte("wrong")); !errors.Is(err, testclient.ErrWrongPassword) {
 			t.Fatal(err)
 		}
 	}
@@ -91,7 +91,7 @@ func TestLockoutAfterLimitErasesTheRecord(t *testing.T) {
 		t.Fatal("the lockout commit did not ask the store to shred old copies")
 	}
 	_, attempt, err := c.Login(context.Background(), []byte("right"))
-	if !errors.Is(err, vaulttest.ErrWrongPassword) {
+	if !errors.Is(err, testclient.ErrWrongPassword) {
 		t.Fatalf("right password on a locked record: %v", err)
 	}
 	if attempt.Kind != protocol.ReceiptLocked || attempt.TriesLeft != 0 {
@@ -142,7 +142,7 @@ func TestFinalAttemptSecretsDoNotSurviveAReboot(t *testing.T) {
 	fin, _ := protocol.Encode(protocol.TypeLoginFinish, &protocol.LoginFinish{Handle: start.Handle, KE3: make([]byte, protocol.KE3Size)})
 	err := protocol.Decode(h.v.handle(context.Background(), fin), protocol.TypeLoginFinish, &protocol.SealedReply{})
 	wantCode(t, err, protocol.CodeUnknownHandle)
-	if _, attempt, err := c.Login(context.Background(), []byte("right")); !errors.Is(err, vaulttest.ErrWrongPassword) || attempt.Kind != protocol.ReceiptLocked {
+	if _, attempt, err := c.Login(context.Background(), []byte("right")); !errors.Is(err, testclient.ErrWrongPassword) || attempt.Kind != protocol.ReceiptLocked {
 		t.Fatalf("after a reboot mid final attempt: %v %+v", err, attempt)
 	}
 }

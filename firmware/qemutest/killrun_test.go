@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -40,7 +40,7 @@ func (l *killLogin) counted() uint {
 
 // killUser is a registered user and what the test knows of its counter.
 type killUser struct {
-	c      *vaulttest.Client
+	c      *testclient.Client
 	pw     []byte
 	key    []byte
 	locked bool
@@ -96,7 +96,7 @@ func TestKillDuringLogins(t *testing.T) {
 
 	dir := t.TempDir()
 	v := boot(t, dir)
-	id, err := vaulttest.FetchIdentity(ctx, v.rt, devProvisioningKey)
+	id, err := testclient.FetchIdentity(ctx, v.rt, devProvisioningKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestKillDuringLogins(t *testing.T) {
 	}
 	newUser := func() {
 		u := &killUser{
-			c:   &vaulttest.Client{RoundTrip: v.rt, Identity: id, UserID: fmt.Appendf(nil, "kill-user-%d", len(users))},
+			c:   &testclient.Client{RoundTrip: v.rt, Identity: id, UserID: fmt.Appendf(nil, "kill-user-%d", len(users))},
 			pw:  fmt.Appendf(nil, "right password %d", len(users)),
 			key: bytes.Repeat([]byte{byte(len(users) + 1)}, 32),
 		}
@@ -176,7 +176,7 @@ func TestKillDuringLogins(t *testing.T) {
 					mu.Lock()
 					logins = append(logins, l)
 					mu.Unlock()
-					if err != nil && !errors.Is(err, vaulttest.ErrWrongPassword) {
+					if err != nil && !errors.Is(err, testclient.ErrWrongPassword) {
 						return // killed
 					}
 				}
@@ -204,7 +204,7 @@ func TestKillDuringLogins(t *testing.T) {
 			note(l.attempt)
 			// A right password whose record other attempts locked during its
 			// login gets "locked" (SPEC.md, "Counting"): an answer, not a fault.
-			if l.err != nil && !errors.Is(l.err, vaulttest.ErrWrongPassword) && !errors.Is(l.err, &protocol.Error{Code: protocol.CodeLocked}) &&
+			if l.err != nil && !errors.Is(l.err, testclient.ErrWrongPassword) && !errors.Is(l.err, &protocol.Error{Code: protocol.CodeLocked}) &&
 				l.end.Before(killedAt) {
 				t.Errorf("run %d: a login failed before the kill: %v", run, l.err)
 			}
@@ -227,7 +227,7 @@ func TestKillDuringLogins(t *testing.T) {
 			if l.released {
 				released++
 			}
-			if l.right && l.attempt.Kind == protocol.ReceiptAttempt && errors.Is(l.err, vaulttest.ErrWrongPassword) {
+			if l.right && l.attempt.Kind == protocol.ReceiptAttempt && errors.Is(l.err, testclient.ErrWrongPassword) {
 				t.Errorf("run %d: the right password was refused on a live record: receipt %+v", run, l.attempt)
 			}
 		}
@@ -262,7 +262,7 @@ func TestKillDuringLogins(t *testing.T) {
 				run, seq, anch, ackSeq, lastSeq, lastAnch)
 		}
 		lastSeq, lastAnch = seq, anch
-		id2, err := vaulttest.FetchIdentity(ctx, v.rt, devProvisioningKey)
+		id2, err := testclient.FetchIdentity(ctx, v.rt, devProvisioningKey)
 		if err != nil {
 			t.Fatalf("run %d: identity after the kill: %v", run, err)
 		}
@@ -279,7 +279,7 @@ func TestKillDuringLogins(t *testing.T) {
 				continue
 			}
 			_, r, err := u.c.Login(ctx, u.pw)
-			if !errors.Is(err, vaulttest.ErrWrongPassword) || r == nil || r.Kind != protocol.ReceiptLocked || r.FailedSinceSuccess != killLimit {
+			if !errors.Is(err, testclient.ErrWrongPassword) || r == nil || r.Kind != protocol.ReceiptLocked || r.FailedSinceSuccess != killLimit {
 				t.Fatalf("run %d: locked user %s after the kill: %v, receipt %+v", run, u.c.UserID, err, r)
 			}
 		}
@@ -287,7 +287,7 @@ func TestKillDuringLogins(t *testing.T) {
 		// The next login of cur, with a wrong password: its receipt shows
 		// the committed counter.
 		_, r, err := cur.c.Login(ctx, []byte("wrong password"))
-		if !errors.Is(err, vaulttest.ErrWrongPassword) || r == nil {
+		if !errors.Is(err, testclient.ErrWrongPassword) || r == nil {
 			t.Fatalf("run %d: probe login: %v", run, err)
 		}
 		if r.StoreSequence < seq {

@@ -9,33 +9,30 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/ta/crashtest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
 )
-
-// crashRequest is the payload on which an applet built with the
-// coffer_crashtest tag panics (applet/ta/crashtest.go).
-var crashRequest = []byte("coffer-test: crash the applet now")
 
 // The applet panics; the OS answers the request it had taken, restarts it,
 // and the committed state is still there.
 func TestAppletCrashRestart(t *testing.T) {
 	ctx := context.Background()
 	v := boot(t, t.TempDir())
-	id, err := vaulttest.FetchIdentity(ctx, v.rt, devProvisioningKey)
+	id, err := testclient.FetchIdentity(ctx, v.rt, devProvisioningKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dave := &vaulttest.Client{RoundTrip: v.rt, Identity: id, UserID: []byte("dave")}
+	dave := &testclient.Client{RoundTrip: v.rt, Identity: id, UserID: []byte("dave")}
 	key := bytes.Repeat([]byte{9}, 32)
 	if _, err := dave.Register(ctx, []byte("pw"), key, 4); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := dave.Login(ctx, []byte("bad")); !errors.Is(err, vaulttest.ErrWrongPassword) {
+	if _, _, err := dave.Login(ctx, []byte("bad")); !errors.Is(err, testclient.ErrWrongPassword) {
 		t.Fatal(err)
 	}
 
-	reply, err := v.rt(ctx, crashRequest)
+	reply, err := v.rt(ctx, []byte(crashtest.CrashRequest))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +53,7 @@ func TestAppletCrashRestart(t *testing.T) {
 	if c := v.Console(); !strings.Contains(c, "exited with code") && !strings.Contains(c, "CRASHED") {
 		t.Errorf("the console does not report the crash")
 	}
-	if !strings.Contains(v.Console(), "panic: coffer test build: crash requested") {
+	if !strings.Contains(v.Console(), "panic: "+crashtest.CrashPanic) {
 		t.Errorf("the applet's panic message did not reach the console")
 	}
 	s, r, err := dave.Login(ctx, []byte("pw"))
@@ -76,7 +73,7 @@ func TestLatency(t *testing.T) {
 	}
 	ctx := context.Background()
 	v := boot(t, t.TempDir())
-	id, err := vaulttest.FetchIdentity(ctx, v.rt, devProvisioningKey)
+	id, err := testclient.FetchIdentity(ctx, v.rt, devProvisioningKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +81,7 @@ func TestLatency(t *testing.T) {
 	var reg, login, wrong []time.Duration
 	key := bytes.Repeat([]byte{3}, 32)
 	for i := 0; i < n; i++ {
-		c := &vaulttest.Client{RoundTrip: v.rt, Identity: id, UserID: []byte{'u', byte('0' + i)}}
+		c := &testclient.Client{RoundTrip: v.rt, Identity: id, UserID: []byte{'u', byte('0' + i)}}
 		start := time.Now()
 		if _, err := c.Register(ctx, []byte("pw"), key, 10); err != nil {
 			t.Fatal(err)
@@ -96,7 +93,7 @@ func TestLatency(t *testing.T) {
 		}
 		login = append(login, time.Since(start))
 		start = time.Now()
-		if _, _, err := c.Login(ctx, []byte("no")); !errors.Is(err, vaulttest.ErrWrongPassword) {
+		if _, _, err := c.Login(ctx, []byte("no")); !errors.Is(err, testclient.ErrWrongPassword) {
 			t.Fatal(err)
 		}
 		wrong = append(wrong, time.Since(start))
@@ -110,21 +107,18 @@ func TestLatency(t *testing.T) {
 	}
 }
 
-// hangRequest makes a coffer_crashtest applet spin without calling the OS.
-var hangRequest = []byte("coffer-test: hang the applet now")
-
 // A hung applet cannot stop the OS: time slices give the OS the CPU back,
 // its watchdog restarts the applet, and a request queued meanwhile is served
 // by the new applet.
 func TestAppletHangWatchdog(t *testing.T) {
 	ctx := context.Background()
 	v := boot(t, t.TempDir())
-	if _, err := vaulttest.FetchIdentity(ctx, v.rt, devProvisioningKey); err != nil {
+	if _, err := testclient.FetchIdentity(ctx, v.rt, devProvisioningKey); err != nil {
 		t.Fatal(err)
 	}
 	hung := make(chan error, 1)
 	go func() {
-		reply, err := v.rt(ctx, hangRequest)
+		reply, err := v.rt(ctx, []byte(crashtest.HangRequest))
 		if err == nil {
 			err = protocol.Decode(reply, protocol.TypeStatus, &protocol.Empty{})
 		}
@@ -132,7 +126,7 @@ func TestAppletHangWatchdog(t *testing.T) {
 	}()
 	time.Sleep(500 * time.Millisecond) // let the applet take it
 	start := time.Now()
-	id, err := vaulttest.FetchIdentity(ctx, v.rt, devProvisioningKey)
+	id, err := testclient.FetchIdentity(ctx, v.rt, devProvisioningKey)
 	if err != nil {
 		if errors.Is(err, &protocol.Error{Code: protocol.CodeMalformed}) {
 			t.Skip("SKIPPED: the firmware image was built without the coffer_crashtest tag")
@@ -155,15 +149,12 @@ func TestAppletHangWatchdog(t *testing.T) {
 	}
 }
 
-// peekRequest makes a coffer_crashtest applet read the OS's code.
-var peekRequest = []byte("coffer-test: read the OS's memory")
-
 // The applet runs in user mode with only its own region mapped for it: a
 // read of the OS's memory faults, and the OS restarts it.
 func TestAppletCannotReadOSMemory(t *testing.T) {
 	ctx := context.Background()
 	v := boot(t, t.TempDir())
-	reply, err := v.rt(ctx, peekRequest)
+	reply, err := v.rt(ctx, []byte(crashtest.PeekRequest))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/cofferhsm/coffer/applet/store"
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/board/qemu"
 	"github.com/cofferhsm/coffer/protocol"
 )
@@ -40,11 +40,11 @@ func TestBlankRPMBRefusedNeverProgrammed(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(dir, qemu.FuseFile)); err != nil || len(b) == 0 {
 		t.Fatalf("fake fuse after provisioning: %q, %v", b, err)
 	}
-	id, err := vaulttest.FetchIdentity(ctx, v.rt, devProvisioningKey)
+	id, err := testclient.FetchIdentity(ctx, v.rt, devProvisioningKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &vaulttest.Client{RoundTrip: v.rt, Identity: id, UserID: []byte("dave")}
+	c := &testclient.Client{RoundTrip: v.rt, Identity: id, UserID: []byte("dave")}
 	key := bytes.Repeat([]byte{4}, 32)
 	if _, err := c.Register(ctx, []byte("pw"), key, 5); err != nil {
 		t.Fatal(err)
@@ -68,7 +68,7 @@ func TestBlankRPMBRefusedNeverProgrammed(t *testing.T) {
 		t.Errorf("console with a blank RPMB:\n%s", con)
 	}
 	for range 2 {
-		_, err = vaulttest.FetchIdentity(ctx, v.rt, devProvisioningKey)
+		_, err = testclient.FetchIdentity(ctx, v.rt, devProvisioningKey)
 		if !errors.Is(err, &protocol.Error{Code: protocol.CodeTampered}) {
 			t.Fatalf("with a blank RPMB: %v, want a tampered error", err)
 		}

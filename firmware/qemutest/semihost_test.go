@@ -11,16 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/ta/crashtest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/board/qemu"
 	"github.com/cofferhsm/coffer/protocol"
-)
-
-// The payload prefixes on which a coffer_crashtest applet issues ARM
-// semihosting calls for the host path that follows (applet/ta/crashtest.go).
-var (
-	semihostSVCPrefix = []byte("coffer-test: semihosting svc open+write ")
-	semihostHLTPrefix = []byte("coffer-test: semihosting hlt open+write ")
 )
 
 // QEMU serves semihosting to the OS only (-semihosting-config
@@ -34,26 +28,26 @@ func TestAppletSemihostingRefused(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	v := boot(t, dir)
-	id, err := vaulttest.FetchIdentity(ctx, v.rt, devProvisioningKey)
+	id, err := testclient.FetchIdentity(ctx, v.rt, devProvisioningKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	erin := &vaulttest.Client{RoundTrip: v.rt, Identity: id, UserID: []byte("erin")}
+	erin := &testclient.Client{RoundTrip: v.rt, Identity: id, UserID: []byte("erin")}
 	key := bytes.Repeat([]byte{5}, 32)
 	if _, err := erin.Register(ctx, []byte("pw"), key, 5); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
 		name    string
-		prefix  []byte
+		prefix  string
 		console string // what the OS says when it stops the applet
 	}{
-		{"svc", semihostSVCPrefix, "refused supervisor call svc #0x123456 (semihosting"},
-		{"hlt", semihostHLTPrefix, "UNDEFINED exception"},
+		{"svc", crashtest.SemihostSVCPrefix, "refused supervisor call svc #0x123456 (semihosting"},
+		{"hlt", crashtest.SemihostHLTPrefix, "UNDEFINED exception"},
 	} {
 		target := filepath.Join(dir, "written-by-the-applet-"+c.name)
 		sent := time.Now()
-		reply, err := v.rt(ctx, append(bytes.Clone(c.prefix), target...))
+		reply, err := v.rt(ctx, []byte(c.prefix+target))
 		if err != nil {
 			t.Fatal(err)
 		}

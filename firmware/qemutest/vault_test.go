@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/board/qemu"
 	"github.com/cofferhsm/coffer/protocol"
 )
@@ -25,7 +25,7 @@ func TestBootIdentityInsecure(t *testing.T) {
 	if c := v.Console(); !strings.Contains(c, "INSECURE VAULT") {
 		t.Error("the console does not say the vault is insecure")
 	}
-	id, err := vaulttest.FetchIdentity(ctx, v.rt, devProvisioningKey)
+	id, err := testclient.FetchIdentity(ctx, v.rt, devProvisioningKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,14 +56,14 @@ func TestRecoverLockoutAcrossReboot(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	v := boot(t, dir)
-	id, err := vaulttest.FetchIdentity(ctx, v.rt, devProvisioningKey)
+	id, err := testclient.FetchIdentity(ctx, v.rt, devProvisioningKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	key := bytes.Repeat([]byte{0x42}, 32)
 	const limit = 3
-	alice := &vaulttest.Client{RoundTrip: v.rt, Identity: id, UserID: []byte("alice@example")}
-	bob := &vaulttest.Client{RoundTrip: v.rt, Identity: id, UserID: []byte("bob@example")}
+	alice := &testclient.Client{RoundTrip: v.rt, Identity: id, UserID: []byte("alice@example")}
+	bob := &testclient.Client{RoundTrip: v.rt, Identity: id, UserID: []byte("bob@example")}
 
 	start := time.Now()
 	if _, err := alice.Register(ctx, []byte("correct horse"), key, limit); err != nil {
@@ -89,7 +89,7 @@ func TestRecoverLockoutAcrossReboot(t *testing.T) {
 
 	for i := 1; i <= limit-1; i++ {
 		_, r, err := alice.Login(ctx, []byte("wrong"))
-		if !errors.Is(err, vaulttest.ErrWrongPassword) {
+		if !errors.Is(err, testclient.ErrWrongPassword) {
 			t.Fatalf("wrong password %d: %v", i, err)
 		}
 		if r.Kind != protocol.ReceiptAttempt || r.TriesLeft != uint(limit-i) || r.FailedSinceSuccess != uint(i-1) {
@@ -97,7 +97,7 @@ func TestRecoverLockoutAcrossReboot(t *testing.T) {
 		}
 	}
 	// The last try.
-	if _, r, err := alice.Login(ctx, []byte("wrong")); !errors.Is(err, vaulttest.ErrWrongPassword) || r.TriesLeft != 0 {
+	if _, r, err := alice.Login(ctx, []byte("wrong")); !errors.Is(err, testclient.ErrWrongPassword) || r.TriesLeft != 0 {
 		t.Fatalf("final wrong password: %v, receipt %+v", err, r)
 	}
 	// Locked: even the right password is refused now.
@@ -107,7 +107,7 @@ func TestRecoverLockoutAcrossReboot(t *testing.T) {
 		t.Fatalf("after lockout: receipt %+v", r)
 	}
 	// One wrong guess at bob, not yet locked.
-	if _, _, err := bob.Login(ctx, []byte("nope")); !errors.Is(err, vaulttest.ErrWrongPassword) {
+	if _, _, err := bob.Login(ctx, []byte("nope")); !errors.Is(err, testclient.ErrWrongPassword) {
 		t.Fatal(err)
 	}
 
@@ -116,7 +116,7 @@ func TestRecoverLockoutAcrossReboot(t *testing.T) {
 	if strings.Contains(v.status, "new store") {
 		t.Fatalf("the reboot formatted a new store: %s", v.status)
 	}
-	id2, err := vaulttest.FetchIdentity(ctx, v.rt, devProvisioningKey)
+	id2, err := testclient.FetchIdentity(ctx, v.rt, devProvisioningKey)
 	if err != nil || !bytes.Equal(id2.SigningKey, id.SigningKey) {
 		t.Fatalf("identity after reboot: %v", err)
 	}
@@ -208,11 +208,11 @@ func TestRolledBackStoreRefused(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	v := boot(t, dir)
-	id, err := vaulttest.FetchIdentity(ctx, v.rt, devProvisioningKey)
+	id, err := testclient.FetchIdentity(ctx, v.rt, devProvisioningKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &vaulttest.Client{RoundTrip: v.rt, Identity: id, UserID: []byte("carol")}
+	c := &testclient.Client{RoundTrip: v.rt, Identity: id, UserID: []byte("carol")}
 	if _, err := c.Register(ctx, []byte("pw"), bytes.Repeat([]byte{1}, 32), 5); err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func TestRolledBackStoreRefused(t *testing.T) {
 
 	v = boot(t, dir)
 	c.RoundTrip = v.rt
-	if _, _, err := c.Login(ctx, []byte("wrong")); !errors.Is(err, vaulttest.ErrWrongPassword) {
+	if _, _, err := c.Login(ctx, []byte("wrong")); !errors.Is(err, testclient.ErrWrongPassword) {
 		t.Fatal(err)
 	}
 	v.kill()
@@ -232,7 +232,7 @@ func TestRolledBackStoreRefused(t *testing.T) {
 	if !strings.Contains(v.status, "REFUSING") {
 		t.Errorf("ready line %q", v.status)
 	}
-	_, err = vaulttest.FetchIdentity(ctx, v.rt, devProvisioningKey)
+	_, err = testclient.FetchIdentity(ctx, v.rt, devProvisioningKey)
 	if !errors.Is(err, &protocol.Error{Code: protocol.CodeTampered}) {
 		t.Fatalf("rolled-back store: %v, want a tampered error", err)
 	}

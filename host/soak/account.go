@@ -13,8 +13,8 @@ import (
 type clientKind int
 
 const (
-	ordinary clientKind = iota // vaulttest, the usual mix of operations
-	lockout                    // vaulttest, wrong guesses until the key is erased, then again
+	ordinary clientKind = iota // testclient, the usual mix of operations
+	lockout                    // testclient, wrong guesses until the key is erased, then again
 	product                    // the product client library, real uncached Argon2id
 )
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/host"
+	"github.com/cofferhsm/coffer/protocol"
 )
 
 // Config describes one soak. Zero values take the defaults shown.
@@ -56,7 +57,7 @@ type Stretch struct {
 }
 
 // SpecStretch is protocol/SPEC.md's key stretch, the only one real records use.
-var SpecStretch = Stretch{Passes: 3, MemoryKiB: 64 * 1024, Lanes: 4}
+var SpecStretch = Stretch{Passes: protocol.Argon2idPasses, MemoryKiB: protocol.Argon2idMemoryKiB, Lanes: protocol.Argon2idLanes}
 
 func (s Stretch) String() string {
 	return fmt.Sprintf("Argon2id t=%d m=%d KiB p=%d", s.Passes, s.MemoryKiB, s.Lanes)

@@ -18,7 +18,7 @@
 // shows up as a total lower than the model's.
 //
 // The clients are of two kinds. Most speak the protocol with
-// applet/vault/vaulttest and stretch passwords with the real Argon2id of
+// applet/vault/vaulttest/testclient and stretch passwords with the real Argon2id of
 // SPEC.md, each distinct input computed once (the stretch is a
 // deterministic function of the OPRF output, which is fixed per
 // registration and password, so a cached result is exactly what a fresh

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/measure"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -129,7 +129,7 @@ func (rep *Report) finish(r *runner) {
 	}
 	rep.Latency = map[protocol.Type]latency{}
 	for t, ds := range lat {
-		p50, p99 := vaulttest.Percentiles(ds)
+		p50, p99 := measure.Percentiles(ds)
 		l := latency{n: len(ds), p50: p50, p99: p99}
 		for _, d := range ds {
 			l.max = max(l.max, d)

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/measure"
 	"github.com/cofferhsm/coffer/host"
 	"github.com/cofferhsm/coffer/protocol"
 )
@@ -118,7 +118,7 @@ func (r *runner) soak(ctx context.Context, rep *Report) {
 	rep.VaultBefore = r.vault.sample()
 	before := r.counters()
 	r.tot.recording.Store(true)
-	cpu0 := vaulttest.ProcessCPU()
+	cpu0 := measure.ProcessCPU()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for _, w := range r.workers {
@@ -156,7 +156,7 @@ func (r *runner) soak(ctx context.Context, rep *Report) {
 	r.tot.recording.Store(false)
 	rep.Run = r.counters().minus(before)
 	<-monDone
-	rep.DriverCPU = vaulttest.ProcessCPU() - cpu0
+	rep.DriverCPU = measure.ProcessCPU() - cpu0
 	rep.VaultAfter = r.vault.sample()
 	rep.MetricsAfter = scrapeMetrics(r.url)
 	rep.LoadAfter = loadAverage()

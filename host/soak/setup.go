@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/client"
 	"github.com/cofferhsm/coffer/host"
 	"github.com/cofferhsm/coffer/protocol"
@@ -81,7 +81,7 @@ func (r *runner) newWorker(ctx context.Context, i int, a host.Account, token str
 	acct.signing = r.id.SigningKey
 	w := &worker{run: r, acct: acct, meter: m, key: make([]byte, 32), rng: mrand.New(mrand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))}
 	rand.Read(w.key)
-	w.vc = &vaulttest.Client{
+	w.vc = &testclient.Client{
 		RoundTrip: func(ctx context.Context, b []byte) ([]byte, error) {
 			t, _ := protocol.PeekType(b)
 			return conn.RoundTrip(ctx, b, t.String())

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/argon2"
+
+	"github.com/cofferhsm/coffer/protocol"
 )
 
 // stretcher is the protocol clients' key stretch: Argon2id on the OPRF
@@ -48,7 +50,7 @@ func (s *stretcher) stretch(oprfOutput []byte) []byte {
 	}
 	s.slots <- struct{}{}
 	start := time.Now()
-	v = argon2.IDKey(oprfOutput, nil, s.params.Passes, s.params.MemoryKiB, s.params.Lanes, 32)
+	v = argon2.IDKey(oprfOutput, nil, s.params.Passes, s.params.MemoryKiB, s.params.Lanes, protocol.Argon2idLength)
 	s.busy.Add(int64(time.Since(start)))
 	<-s.slots
 	s.computed.Add(1)

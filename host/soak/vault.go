@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/applet/softvault"
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -29,7 +29,7 @@ type vaultRunner struct {
 
 	// process
 	cmd  *exec.Cmd
-	out  vaulttest.Buffer
+	out  syncbuf.Buffer
 	done chan struct{}
 	// in-process
 	cancel context.CancelFunc
@@ -52,7 +52,7 @@ func (v *vaultRunner) start(first bool) (ed25519.PublicKey, error) {
 		args = append(args, "-max-limit", strconv.Itoa(int(v.maxLimit)))
 	}
 	v.cmd = exec.Command(v.binary, args...)
-	v.out = vaulttest.Buffer{}
+	v.out = syncbuf.Buffer{}
 	v.cmd.Stdout, v.cmd.Stderr = &v.out, &v.out
 	if err := v.cmd.Start(); err != nil {
 		return nil, err

@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/client"
 	"github.com/cofferhsm/coffer/protocol"
 )
@@ -18,8 +18,8 @@ import (
 type worker struct {
 	run  *runner
 	acct *account
-	vc   *vaulttest.Client // every account: the ordinary and lockout loops, the final checks
-	key  []byte            // the backup key the vault must release
+	vc   *testclient.Client // every account: the ordinary and lockout loops, the final checks
+	key  []byte             // the backup key the vault must release
 
 	// product clients only
 	pc   *client.Client
@@ -178,7 +178,7 @@ func (w *worker) register(ctx context.Context) error {
 // fetches the key again) and a close, or with a close alone.
 func (w *worker) restore(ctx context.Context, withRelease bool) error {
 	s, _, err := w.vc.Login(ctx, w.acct.password)
-	if errors.Is(err, vaulttest.ErrWrongPassword) {
+	if errors.Is(err, testclient.ErrWrongPassword) {
 		return fmt.Errorf("the right password was refused")
 	}
 	if err != nil {
@@ -211,7 +211,7 @@ func (w *worker) restore(ctx context.Context, withRelease bool) error {
 
 func (w *worker) wrongGuess(ctx context.Context) error {
 	s, _, err := w.vc.Login(ctx, w.acct.wrong)
-	if errors.Is(err, vaulttest.ErrWrongPassword) {
+	if errors.Is(err, testclient.ErrWrongPassword) {
 		w.ops.wrong++
 		return nil
 	}
@@ -227,7 +227,7 @@ func (w *worker) wrongGuess(ctx context.Context) error {
 // model) and release nothing.
 func (w *worker) showLocked(ctx context.Context) error {
 	s, _, err := w.vc.Login(ctx, w.acct.password)
-	if errors.Is(err, vaulttest.ErrWrongPassword) {
+	if errors.Is(err, testclient.ErrWrongPassword) {
 		return nil
 	}
 	if err == nil {
@@ -244,7 +244,7 @@ func (w *worker) nextPassword() []byte {
 
 func (w *worker) changePassword(ctx context.Context) error {
 	s, _, err := w.vc.Login(ctx, w.acct.password)
-	if errors.Is(err, vaulttest.ErrWrongPassword) {
+	if errors.Is(err, testclient.ErrWrongPassword) {
 		return fmt.Errorf("the right password was refused")
 	}
 	if err != nil {

@@ -23,7 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
 )
 
 var (
@@ -101,7 +101,7 @@ type proc struct {
 	t    *testing.T
 	name string
 	cmd  *exec.Cmd
-	out  vaulttest.Buffer // stdout and stderr
+	out  syncbuf.Buffer // stdout and stderr
 	done chan struct{}
 }
 

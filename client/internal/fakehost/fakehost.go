@@ -24,7 +24,7 @@ import (
 	"testing"
 
 	"github.com/cofferhsm/coffer/applet/vault"
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/memstore"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -55,7 +55,7 @@ type Host struct {
 
 	mu        sync.Mutex
 	accounts  map[string][]byte // token → user id
-	store     *vaulttest.MemoryStore
+	store     *memstore.Store
 	v         *vault.Vault
 	intercept Interceptor
 	identity  []byte // if set, served for GET /v1/identity instead of the vault's
@@ -115,7 +115,7 @@ func (h *Host) Replace(opts Options) {
 	if h.v != nil {
 		h.v.Close()
 	}
-	h.store = vaulttest.NewMemoryStore()
+	h.store = memstore.New()
 	name := opts.Name
 	if name == "" {
 		name = "test vault"

@@ -9,6 +9,10 @@
 //	fwimage patch-entry IN.elf OUT.imx
 //	                              write the ELF entry point into the IVT of
 //	                              an imximage made by mkimage (offset 4)
+//	fwimage toolchain-path TAMAGO_MODULE_VERSION
+//	                              print where the tamago tool keeps the
+//	                              matching tamago-go (firmware.mk's default
+//	                              TAMAGO; the tool itself cannot be asked)
 package main
 
 import (
@@ -28,7 +32,18 @@ func main() {
 
 func run(args []string) error {
 	if len(args) < 2 {
-		return errors.New("usage: fwimage bin IN.elf OUT.bin | entry IN.elf | patch-entry IN.elf OUT.imx")
+		return errors.New("usage: fwimage bin IN.elf OUT.bin | entry IN.elf | patch-entry IN.elf OUT.imx | toolchain-path VERSION")
+	}
+	if args[0] == "toolchain-path" {
+		if len(args) != 2 {
+			return errors.New("usage: fwimage toolchain-path TAMAGO_MODULE_VERSION")
+		}
+		root, err := toolchainRoot(args[1])
+		if err != nil {
+			return err
+		}
+		fmt.Println(root)
+		return nil
 	}
 	f, err := elf.Open(args[1])
 	if err != nil {

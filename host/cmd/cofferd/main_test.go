@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -65,7 +65,7 @@ func TestCommand(t *testing.T) {
 	// The daemon: the listen address and device from the environment, a
 	// flag overriding the environment's log level.
 	ctx, stop := context.WithCancel(context.Background())
-	var logs vaulttest.Buffer
+	var logs syncbuf.Buffer
 	addrs := make(chan net.Addr, 2)
 	done := make(chan error, 1)
 	e := env(map[string]string{

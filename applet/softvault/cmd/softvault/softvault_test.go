@@ -16,7 +16,8 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/applet/softvault"
-	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -26,13 +27,13 @@ type server struct {
 	cancel context.CancelFunc
 	done   chan error
 	socket string
-	out    *vaulttest.Buffer
+	out    *syncbuf.Buffer
 }
 
 func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{t: t, cancel: cancel, done: make(chan error, 1), out: &vaulttest.Buffer{}}
+	s := &server{t: t, cancel: cancel, done: make(chan error, 1), out: &syncbuf.Buffer{}}
 	for i, a := range args {
 		if a == "-listen" {
 			s.socket = strings.TrimPrefix(args[i+1], "unix:")
@@ -99,15 +100,15 @@ func TestSoftwareVaultServesRegisterLoginLockoutAcrossRestarts(t *testing.T) {
 	}
 	conn := srv.dial(t)
 	ctx := context.Background()
-	id, err := vaulttest.FetchIdentity(ctx, conn.RoundTrip, provisioningPublicKey(t, dir))
+	id, err := testclient.FetchIdentity(ctx, conn.RoundTrip, provisioningPublicKey(t, dir))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !id.Insecure {
 		t.Fatal("software vault identity is not flagged insecure")
 	}
-	alice := &vaulttest.Client{RoundTrip: conn.RoundTrip, Identity: id, UserID: []byte("alice")}
-	bob := &vaulttest.Client{RoundTrip: conn.RoundTrip, Identity: id, UserID: []byte("bob")}
+	alice := &testclient.Client{RoundTrip: conn.RoundTrip, Identity: id, UserID: []byte("alice")}
+	bob := &testclient.Client{RoundTrip: conn.RoundTrip, Identity: id, UserID: []byte("bob")}
 	key := bytes.Repeat([]byte{7}, 32)
 	if _, err := alice.Register(ctx, []byte("pw-a"), key, 3); err != nil {
 		t.Fatal(err)
@@ -120,7 +121,7 @@ func TestSoftwareVaultServesRegisterLoginLockoutAcrossRestarts(t *testing.T) {
 		t.Fatalf("login: %v", err)
 	}
 	for i := 0; i < 3; i++ {
-		if _, _, err := bob.Login(ctx, []byte("wrong")); !errors.Is(err, vaulttest.ErrWrongPassword) {
+		if _, _, err := bob.Login(ctx, []byte("wrong")); !errors.Is(err, testclient.ErrWrongPassword) {
 			t.Fatal(err)
 		}
 	}
@@ -129,7 +130,7 @@ func TestSoftwareVaultServesRegisterLoginLockoutAcrossRestarts(t *testing.T) {
 	srv = startServer(t, append([]string{"serve"}, args[1:]...)...)
 	conn = srv.dial(t)
 	alice.RoundTrip, bob.RoundTrip = conn.RoundTrip, conn.RoundTrip
-	if _, r, err := bob.Login(ctx, []byte("pw-b")); !errors.Is(err, vaulttest.ErrWrongPassword) || r.Kind != protocol.ReceiptLocked {
+	if _, r, err := bob.Login(ctx, []byte("pw-b")); !errors.Is(err, testclient.ErrWrongPassword) || r.Kind != protocol.ReceiptLocked {
 		t.Fatalf("locked user after restart: %v %+v", err, r)
 	}
 	s, _, err = alice.Login(ctx, []byte("pw-a"))
@@ -186,11 +187,11 @@ func TestSoftwareVaultRefusesARolledBackStore(t *testing.T) {
 	srv := startServer(t, args...)
 	conn := srv.dial(t)
 	ctx := context.Background()
-	id, err := vaulttest.FetchIdentity(ctx, conn.RoundTrip, provisioningPublicKey(t, dir))
+	id, err := testclient.FetchIdentity(ctx, conn.RoundTrip, provisioningPublicKey(t, dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	carol := &vaulttest.Client{RoundTrip: conn.RoundTrip, Identity: id, UserID: []byte("carol")}
+	carol := &testclient.Client{RoundTrip: conn.RoundTrip, Identity: id, UserID: []byte("carol")}
 	if _, err := carol.Register(ctx, []byte("pw"), bytes.Repeat([]byte{1}, 32), 5); err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +254,7 @@ func TestProvisioningCommands(t *testing.T) {
 
 	key, _ := softvault.ReadProvisioningKey(filepath.Join(dir, "prov.key"))
 	srv := startServer(t, "serve", "-state", state, "-listen", "unix:"+filepath.Join(dir, "v.sock"))
-	if _, err := vaulttest.FetchIdentity(ctx, srv.dial(t).RoundTrip, key.Public().(ed25519.PublicKey)); err != nil {
+	if _, err := testclient.FetchIdentity(ctx, srv.dial(t).RoundTrip, key.Public().(ed25519.PublicKey)); err != nil {
 		t.Fatalf("identity after provisioning: %v", err)
 	}
 	// A bundle signed for another vault is refused at install.
@@ -303,7 +304,7 @@ func TestProvisionDeviceOverASocket(t *testing.T) {
 	}
 	srv := startServer(t, "serve", "-state", state, "-listen", "unix:"+filepath.Join(dir, "v.sock"))
 	key, _ := softvault.ReadProvisioningKey(filepath.Join(dir, "prov.key"))
-	if _, err := vaulttest.FetchIdentity(ctx, srv.dial(t).RoundTrip, key.Public().(ed25519.PublicKey)); err == nil {
+	if _, err := testclient.FetchIdentity(ctx, srv.dial(t).RoundTrip, key.Public().(ed25519.PublicKey)); err == nil {
 		t.Fatal("an unprovisioned vault served an identity")
 	}
 	var out bytes.Buffer
@@ -317,7 +318,7 @@ func TestProvisionDeviceOverASocket(t *testing.T) {
 	if !strings.Contains(out.String(), "INSECURE") || !strings.Contains(out.String(), "provisioned:") {
 		t.Fatalf("provision device said:\n%s", out.String())
 	}
-	if _, err := vaulttest.FetchIdentity(ctx, srv.dial(t).RoundTrip, key.Public().(ed25519.PublicKey)); err != nil {
+	if _, err := testclient.FetchIdentity(ctx, srv.dial(t).RoundTrip, key.Public().(ed25519.PublicKey)); err != nil {
 		t.Fatalf("identity after provisioning: %v", err)
 	}
 }

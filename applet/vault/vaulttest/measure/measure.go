@@ -1,4 +1,7 @@
-package vaulttest
+// Package measure holds the arithmetic that benchmarks and the soak test
+// report with (latency percentiles, the process's CPU time), so that every
+// report computes them the same way.
+package measure
 
 import (
 	"slices"

@@ -1,4 +1,4 @@
-// Package vaulttest is a protocol-level Coffer client for tests: it speaks to
+// Package testclient is a protocol-level Coffer client for tests: it speaks to
 // anything that answers protocol envelopes (a Vault in the same process, the
 // software vault over a socket, the firmware in QEMU) and checks every
 // receipt against the identity it pinned.
@@ -9,7 +9,7 @@
 // stretched with the function the test gives (the identity by default), so
 // tests stay fast; the key-stretching function is the client's business and
 // the vault cannot tell.
-package vaulttest
+package testclient
 
 import (
 	"context"
@@ -35,12 +35,12 @@ type Client struct {
 	Rand      io.Reader
 }
 
-var opaqueContext = []byte("coffer/v1")
+var opaqueContext = []byte(protocol.OPAQUEContext)
 
 // ErrWrongPassword is returned by Login when the vault did not accept the
 // password (or the record is fake or locked: the client cannot tell, and
 // neither can the host).
-var ErrWrongPassword = errors.New("vaulttest: wrong password")
+var ErrWrongPassword = errors.New("testclient: wrong password")
 
 func (c *Client) rand() io.Reader {
 	if c.Rand != nil {
@@ -78,7 +78,7 @@ func (c *Client) verify(sr *protocol.SignedReceipt, want protocol.ReceiptKind) (
 		return nil, err
 	}
 	if r.Kind != want || string(r.UserID) != string(c.UserID) {
-		return nil, fmt.Errorf("vaulttest: receipt is %d for %q, want %d for %q", r.Kind, r.UserID, want, c.UserID)
+		return nil, fmt.Errorf("testclient: receipt is %d for %q, want %d for %q", r.Kind, r.UserID, want, c.UserID)
 	}
 	return r, nil
 }
@@ -109,7 +109,7 @@ func (c *Client) Register(ctx context.Context, password, backupKey []byte, limit
 		return nil, err
 	}
 	if string(resp.ServerPublicKey) != string(c.Identity.AKEKey) {
-		return nil, errors.New("vaulttest: registration answered with another AKE key than the pinned one")
+		return nil, errors.New("testclient: registration answered with another AKE key than the pinned one")
 	}
 	rec, exportKey, err := reg.Finalize(c.rand(), append(resp.Evaluated, resp.ServerPublicKey...), opaque.Identities{Client: c.UserID}, c.Stretch)
 	if err != nil {
@@ -137,7 +137,7 @@ func (c *Client) Register(ctx context.Context, password, backupKey []byte, limit
 		return nil, err
 	}
 	if string(r.RecordHash) != string(protocol.RecordHash(rec.Bytes(), wrapped, limit)) || r.Limit != limit {
-		return nil, errors.New("vaulttest: registration receipt names another record")
+		return nil, errors.New("testclient: registration receipt names another record")
 	}
 	return r, nil
 }
@@ -159,7 +159,7 @@ func (c *Client) Login(ctx context.Context, password []byte) (*Session, *protoco
 		return nil, nil, err
 	}
 	if string(attempt.RequestHash) != string(protocol.RequestHash(ke1)) || string(attempt.UserID) != string(c.UserID) {
-		return nil, nil, errors.New("vaulttest: attempt receipt is not for this login")
+		return nil, nil, errors.New("testclient: attempt receipt is not for this login")
 	}
 	ke3, sessionKey, exportKey, ferr := login.Finish(start.KE2, opaque.Identities{Client: c.UserID}, opaqueContext, c.Stretch)
 	defer clear(sessionKey)
@@ -191,7 +191,7 @@ func (c *Client) Login(ctx context.Context, password []byte) (*Session, *protoco
 		return nil, attempt, err
 	}
 	if inner.Receipt == nil {
-		return nil, attempt, errors.New("vaulttest: release without receipt")
+		return nil, attempt, errors.New("testclient: release without receipt")
 	}
 	s.release = inner.Receipt
 	s.confirm = protocol.ReceiptHash(inner.Receipt)
@@ -234,7 +234,7 @@ func (s *Session) Command(ctx context.Context, cmd *protocol.SessionCommand) (*p
 		return nil, err
 	}
 	if reply.Seq != req.Seq {
-		return nil, errors.New("vaulttest: session reply for another sequence")
+		return nil, errors.New("testclient: session reply for another sequence")
 	}
 	var inner protocol.SessionReplyInner
 	if err := protocol.OpenMessage(&s.keys.ToClient, reply.Seq, s.handle, reply.Sealed, &inner); err != nil {
@@ -289,7 +289,7 @@ func (s *Session) Release(ctx context.Context) ([]byte, *protocol.Receipt, error
 		return nil, nil, err
 	}
 	if inner.Receipt == nil {
-		return nil, nil, errors.New("vaulttest: release without receipt")
+		return nil, nil, errors.New("testclient: release without receipt")
 	}
 	r, err := s.c.verify(inner.Receipt, protocol.ReceiptReleased)
 	if err != nil {
@@ -310,7 +310,7 @@ func (s *Session) ChangePassword(ctx context.Context, newPassword []byte, limit 
 		return nil, err
 	}
 	if string(resp.ServerPublicKey) != string(s.c.Identity.AKEKey) {
-		return nil, errors.New("vaulttest: change answered with another AKE key than the pinned one")
+		return nil, errors.New("testclient: change answered with another AKE key than the pinned one")
 	}
 	rec, exportKey, err := reg.Finalize(s.c.rand(), append(resp.Evaluated, resp.ServerPublicKey...), opaque.Identities{Client: s.c.UserID}, s.c.Stretch)
 	if err != nil {
@@ -326,14 +326,14 @@ func (s *Session) ChangePassword(ctx context.Context, newPassword []byte, limit 
 		return nil, err
 	}
 	if done.Receipt == nil {
-		return nil, errors.New("vaulttest: change without receipt")
+		return nil, errors.New("testclient: change without receipt")
 	}
 	r, err := s.c.verify(done.Receipt, protocol.ReceiptChanged)
 	if err != nil {
 		return nil, err
 	}
 	if string(r.RecordHash) != string(protocol.RecordHash(rec.Bytes(), wrapped, limit)) {
-		return nil, errors.New("vaulttest: change receipt names another record")
+		return nil, errors.New("testclient: change receipt names another record")
 	}
 	return r, nil
 }
@@ -345,7 +345,7 @@ func (s *Session) Delete(ctx context.Context) (*protocol.Receipt, error) {
 		return nil, err
 	}
 	if done.Receipt == nil {
-		return nil, errors.New("vaulttest: delete without receipt")
+		return nil, errors.New("testclient: delete without receipt")
 	}
 	return s.c.verify(done.Receipt, protocol.ReceiptDeleted)
 }

@@ -1,4 +1,9 @@
-package vaulttest
+// Package memstore is a vault record store in RAM, for tests: the contract
+// of applet/store (group commit, staged changes visible at once, failed
+// commits kept) without its cryptography, so that vault tests run fast, plus
+// what tests need and a real store must not offer: power cuts, a flush
+// latency, injected commit failures and snapshots to roll back to.
+package memstore
 
 import (
 	"context"
@@ -8,7 +13,7 @@ import (
 	"time"
 )
 
-// MemoryStore is a vault.Store in RAM with group commit, an optional flush
+// Store is a vault.Store in RAM with group commit, an optional flush
 // latency and fault injection. It keeps committed and staged state apart so
 // that tests can cut the power (Crash) and see exactly what a reboot would.
 // It authenticates nothing: the store's own tests prove that part.
@@ -17,7 +22,7 @@ import (
 // to Get from the moment it is staged, including while the commit carrying
 // it is in flight; a failed commit keeps its changes staged; a Commit whose
 // context ends stops waiting but does not cancel the commit.
-type MemoryStore struct {
+type Store struct {
 	// FlushLatency is slept inside every commit, as a device flush would.
 	FlushLatency time.Duration
 	// FailCommit, if set, is consulted by every commit; an error fails the
@@ -50,14 +55,14 @@ func newBatch() *batch { return &batch{changes: map[string][]byte{}, done: make(
 
 func (b *batch) empty() bool { return len(b.changes) == 0 && !b.shred }
 
-// NewMemoryStore returns an empty store.
-func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{committed: map[string][]byte{}, pending: newBatch()}
+// New returns an empty store.
+func New() *Store {
+	return &Store{committed: map[string][]byte{}, pending: newBatch()}
 }
 
 // Get returns what was staged last for id, whether its commit has not begun
 // or is in flight, or else the committed record.
-func (s *MemoryStore) Get(id []byte) ([]byte, bool, error) {
+func (s *Store) Get(id []byte) ([]byte, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, b := range []*batch{s.pending, s.inflight} {
@@ -72,21 +77,21 @@ func (s *MemoryStore) Get(id []byte) ([]byte, bool, error) {
 	return append([]byte(nil), v...), ok, nil
 }
 
-func (s *MemoryStore) Put(id, rec []byte) error {
+func (s *Store) Put(id, rec []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.pending.changes[string(id)] = append([]byte{}, rec...)
 	return nil
 }
 
-func (s *MemoryStore) Delete(id []byte) error {
+func (s *Store) Delete(id []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.pending.changes[string(id)] = nil
 	return nil
 }
 
-func (s *MemoryStore) Shred() {
+func (s *Store) Shred() {
 	s.mu.Lock()
 	s.pending.shred = true
 	s.mu.Unlock()
@@ -96,7 +101,7 @@ func (s *MemoryStore) Shred() {
 // batch it staged into, or with nothing staged, the commit in flight (which
 // may hold changes staged earlier). If ctx ends first it returns ctx's
 // error and the commit goes on.
-func (s *MemoryStore) Commit(ctx context.Context) (uint64, error) {
+func (s *Store) Commit(ctx context.Context) (uint64, error) {
 	s.mu.Lock()
 	b := s.pending
 	if b.empty() {
@@ -124,13 +129,13 @@ func (s *MemoryStore) Commit(ctx context.Context) (uint64, error) {
 // startCommit makes the pending batch the one in flight and commits it in
 // the background, as the record store's committer does. Called with s.mu
 // held and no commit in flight.
-func (s *MemoryStore) startCommit() {
+func (s *Store) startCommit() {
 	b := s.pending
 	s.pending, s.inflight = newBatch(), b
 	go s.commit(b)
 }
 
-func (s *MemoryStore) commit(b *batch) {
+func (s *Store) commit(b *batch) {
 	var err error
 	if s.FailCommit != nil {
 		err = s.FailCommit()
@@ -174,7 +179,7 @@ func (s *MemoryStore) commit(b *batch) {
 
 // dropPending forgets what is staged; anyone waiting for it is told it was
 // lost. Called with s.mu held.
-func (s *MemoryStore) dropPending(err error) {
+func (s *Store) dropPending(err error) {
 	if s.pending.wanted {
 		s.pending.err = err
 		close(s.pending.done)
@@ -183,14 +188,14 @@ func (s *MemoryStore) dropPending(err error) {
 }
 
 // Crash forgets everything staged and not committed, as a power cut would.
-func (s *MemoryStore) Crash() {
+func (s *Store) Crash() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.dropPending(ErrPowerCut)
 }
 
 // Committed returns the committed value of id, ignoring staged changes.
-func (s *MemoryStore) Committed(id []byte) ([]byte, bool) {
+func (s *Store) Committed(id []byte) ([]byte, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v, ok := s.committed[string(id)]
@@ -198,24 +203,24 @@ func (s *MemoryStore) Committed(id []byte) ([]byte, bool) {
 }
 
 // Stats reports how many commits, and commits with a shred, succeeded.
-func (s *MemoryStore) Stats() (commits, shreds int) {
+func (s *Store) Stats() (commits, shreds int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.commits, s.shreds
 }
 
 // ErrPowerCut is what FailCommit hooks return to simulate a cut.
-var ErrPowerCut = errors.New("vaulttest: simulated power cut")
+var ErrPowerCut = errors.New("memstore: simulated power cut")
 
 // errRestored fails the commits waiting for changes a Snapshot restore
 // dropped.
-var errRestored = errors.New("vaulttest: store restored from a snapshot")
+var errRestored = errors.New("memstore: store restored from a snapshot")
 
 // Snapshot copies the committed state. The returned function puts it back,
 // dropping anything staged, as an operator restoring an old copy of a store
 // that nothing authenticates would: tests use it to check that clients
 // notice the rollback through the store sequences in receipts.
-func (s *MemoryStore) Snapshot() (restore func()) {
+func (s *Store) Snapshot() (restore func()) {
 	s.mu.Lock()
 	committed, seq := maps.Clone(s.committed), s.seq
 	s.mu.Unlock()

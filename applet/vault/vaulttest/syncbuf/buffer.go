@@ -1,4 +1,6 @@
-package vaulttest
+// Package syncbuf is a byte buffer that several goroutines may write while a
+// test reads it: a server's log, a child process's stdout and stderr.
+package syncbuf
 
 import (
 	"bytes"
