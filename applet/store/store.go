@@ -8,23 +8,12 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/cofferhsm/coffer/internal/storage"
 	"hash"
 	"slices"
 	"sync"
 	"time"
 )
-
-// Anchor is a monotonic anchor with RPMB semantics: one authenticated block
-// whose writes advance a write counter that never goes down. RPMBAnchor and
-// FileAnchor implement it.
-type Anchor interface {
-	// Read returns the anchored block (all zeros if never written) and the
-	// current write counter, both authenticated.
-	Read() (data [AnchorSize]byte, counter uint32, err error)
-	// Write replaces the anchored block atomically and returns the new write
-	// counter. After an error the write may or may not have happened.
-	Write(data [AnchorSize]byte) (counter uint32, err error)
-}
 
 // Options configure Open and Format.
 type Options struct {
@@ -97,8 +86,8 @@ type Stats struct {
 // commit in a monotonic anchor. It implements the vault's Store interface.
 // All methods are safe for concurrent use.
 type Store struct {
-	dev     Device
-	anc     Anchor
+	dev     storage.Device
+	anc     storage.Anchor
 	opts    Options
 	keys    deviceKeys
 	idKey   [32]byte
@@ -164,7 +153,7 @@ const (
 // if the anchor already holds a store, unless opts.Reformat is set; then the
 // old store becomes unreadable (its root key is overwritten in the anchor).
 // The sequence continues above every sequence the anchor ever held.
-func Format(dev Device, anc Anchor, opts Options) error {
+func Format(dev storage.Device, anc storage.Anchor, opts Options) error {
 	keys := deriveDeviceKeys(&opts.SealingKey)
 	data, counter, err := anc.Read()
 	if err != nil {
@@ -205,7 +194,7 @@ func Format(dev Device, anc Anchor, opts Options) error {
 // success it writes the anchor once (same state, next sequence), which
 // invalidates any authenticated write frame left pending on the RPMB bus by
 // the previous boot (CVE-2020-13799) and moves the sequence forward.
-func Open(dev Device, anc Anchor, opts Options) (*Store, error) {
+func Open(dev storage.Device, anc storage.Anchor, opts Options) (*Store, error) {
 	s := &Store{
 		dev:     dev,
 		anc:     anc,
@@ -240,7 +229,7 @@ func Open(dev Device, anc Anchor, opts Options) (*Store, error) {
 	if st.counter >= counter {
 		return nil, tamperedf("anchor written at counter %d but the counter is %d", st.counter, counter)
 	}
-	sector := make([]byte, SectorSize)
+	sector := make([]byte, storage.SectorSize)
 	if err := dev.ReadSectors(0, sector); err != nil {
 		return nil, err
 	}

@@ -6,7 +6,8 @@ import (
 	"errors"
 	"sync"
 
-	"github.com/cofferhsm/coffer/applet/store"
+	"github.com/cofferhsm/coffer/applet/store/storetest"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // RPMB frame fields and request types (JESD84-B51 §6.6.22), as an attacker
@@ -50,7 +51,7 @@ var errBus = errors.New("bus tap: transfer failed")
 // busTap sits on the eMMC bus between the OS and the RPMB partition.
 type busTap struct {
 	mu     sync.Mutex
-	real   store.RPMBTransport
+	real   storage.RPMBTransport
 	mode   tapMode
 	sent   [][]byte          // every request frame put on the bus
 	seen   map[uint16][]byte // the last genuine response of each type
@@ -63,13 +64,13 @@ type busTap struct {
 	oldBlock   []byte
 	oldCounter uint32
 	// The attacker's own partition, once it holds a stolen key.
-	stolen *store.MemRPMB
+	stolen *storetest.MemRPMB
 }
 
 func newBusTap() *busTap { return &busTap{seen: map[uint16][]byte{}} }
 
 // attach puts the tap in front of this boot's partition.
-func (b *busTap) attach(real store.RPMBTransport) store.RPMBTransport {
+func (b *busTap) attach(real storage.RPMBTransport) storage.RPMBTransport {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.real = real
@@ -115,7 +116,7 @@ func (b *busTap) remember() {
 }
 
 func unauthenticated(typ, result uint16) []byte {
-	f := make([]byte, store.RPMBFrameSize)
+	f := make([]byte, storage.RPMBFrameSize)
 	binary.BigEndian.PutUint16(f[frameType:], typ)
 	binary.BigEndian.PutUint16(f[frameResult:], result)
 	return f
@@ -125,12 +126,12 @@ func unauthenticated(typ, result uint16) []byte {
 // holds the remembered anchor, with a write counter past the one that anchor
 // was written at, as the genuine partition had then.
 func (b *busTap) steal(key []byte) {
-	fake := store.NewMemRPMB(1)
-	a := store.NewRPMBAnchor(fake, [32]byte(key), 0)
+	fake := storetest.NewMemRPMB(1)
+	a := storage.NewRPMBAnchor(fake, [32]byte(key), 0)
 	if err := a.ProgramKey(); err != nil {
 		panic(err)
 	}
-	var blk [store.AnchorSize]byte
+	var blk [storage.AnchorSize]byte
 	copy(blk[:], b.oldBlock)
 	for fake.Counter() <= b.oldCounter {
 		if _, err := a.Write(blk); err != nil {
@@ -147,7 +148,7 @@ func (b *busTap) WriteRPMB(frame []byte, reliable bool) error {
 	req := binary.BigEndian.Uint16(frame[frameType:])
 	if req == reqResult && b.ackKey {
 		b.ackKey = false
-		b.forged = unauthenticated(reqProgramKey<<8, store.RPMBOK)
+		b.forged = unauthenticated(reqProgramKey<<8, storage.RPMBOK)
 		return nil
 	}
 	if b.stolen != nil {
@@ -166,13 +167,13 @@ func (b *busTap) WriteRPMB(frame []byte, reliable bool) error {
 			b.ackKey = true
 			return nil
 		}
-		b.forged = unauthenticated(answering<<8, store.RPMBKeyNotProgrammed)
+		b.forged = unauthenticated(answering<<8, storage.RPMBKeyNotProgrammed)
 		return nil
 	case tapReplay:
 		if old, ok := b.seen[answering<<8]; ok {
 			b.forged = bytes.Clone(old)
 		} else {
-			b.forged = unauthenticated(answering<<8, store.RPMBGeneralFailure)
+			b.forged = unauthenticated(answering<<8, storage.RPMBGeneralFailure)
 		}
 		return nil
 	case tapFailWrites:

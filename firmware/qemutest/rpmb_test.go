@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cofferhsm/coffer/applet/store"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
 	"github.com/cofferhsm/coffer/board/qemu"
+	"github.com/cofferhsm/coffer/internal/storage"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -82,10 +82,10 @@ func TestBlankRPMBRefusedNeverProgrammed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = store.NewRPMBAnchor(e, [32]byte{}, 0).Read()
+	_, _, err = storage.NewRPMBAnchor(e, [32]byte{}, 0).Read()
 	f.Close()
-	var re *store.RPMBError
-	if !errors.As(err, &re) || re.Result != store.RPMBKeyNotProgrammed {
+	var re *storage.RPMBError
+	if !errors.As(err, &re) || re.Result != storage.RPMBKeyNotProgrammed {
 		t.Fatalf("the blank partition after the boot: %v, want still without a key", err)
 	}
 	if after, err := os.ReadFile(storeImg); err != nil || !bytes.Equal(before, after) {
