@@ -4,11 +4,12 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"github.com/cofferhsm/coffer/applet/store/storetest"
-	"github.com/cofferhsm/coffer/internal/storage"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cofferhsm/coffer/applet/store/storetest"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // TestConcurrentPutCommit: many goroutines each keep a counter record,

@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cofferhsm/coffer/applet/store/storetest"
-	"github.com/cofferhsm/coffer/internal/storage"
 	"math/rand/v2"
 	"os"
 	"strconv"
 	"sync"
 	"testing"
+
+	"github.com/cofferhsm/coffer/applet/store/storetest"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // The crash tests cut the power at every write, flush and anchor write a

@@ -8,10 +8,11 @@ import (
 	"path/filepath"
 	"testing"
 
+	"golang.org/x/crypto/chacha20"
+
 	"github.com/cofferhsm/coffer/applet/store/storetest"
 	"github.com/cofferhsm/coffer/internal/storage"
 	"github.com/cofferhsm/coffer/internal/storage/emulate"
-	"golang.org/x/crypto/chacha20"
 )
 
 // The erasure tests play someone who keeps every sector of the device and

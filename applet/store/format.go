@@ -10,8 +10,9 @@ import (
 	"encoding/binary"
 	"errors"
 
-	"github.com/cofferhsm/coffer/internal/storage"
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // On-disk layout; FORMAT.md is the normative description.

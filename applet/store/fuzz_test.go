@@ -7,8 +7,9 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"github.com/cofferhsm/coffer/internal/storage"
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // The decoders run on data the host can write. Their input is authenticated

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cofferhsm/coffer/applet/store/storetest"
-	"github.com/cofferhsm/coffer/internal/storage"
 	"maps"
 	"slices"
 	"testing"
+
+	"github.com/cofferhsm/coffer/applet/store/storetest"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 var (

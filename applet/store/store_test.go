@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/cofferhsm/coffer/applet/store/storetest"
-	"github.com/cofferhsm/coffer/internal/storage"
 	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cofferhsm/coffer/applet/store/storetest"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 func TestPutGetDeleteSemantics(t *testing.T) {

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/cofferhsm/coffer/applet/store/storetest"
-	"github.com/cofferhsm/coffer/internal/storage"
-	"github.com/cofferhsm/coffer/internal/storage/emulate"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/cofferhsm/coffer/applet/store/storetest"
+	"github.com/cofferhsm/coffer/internal/storage"
+	"github.com/cofferhsm/coffer/internal/storage/emulate"
 )
 
 // The host (or anyone holding the eMMC) can write any sector. These tests

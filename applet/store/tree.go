@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"cmp"
 	"errors"
-	"github.com/cofferhsm/coffer/internal/storage"
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // The tree is a B+tree keyed by the hashed user id. Leaves hold, for each
