@@ -12,18 +12,9 @@ import (
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
 	"github.com/cofferhsm/coffer/board/qemu"
 	"github.com/cofferhsm/coffer/internal/storage"
+	"github.com/cofferhsm/coffer/internal/storage/emulate"
 	"github.com/cofferhsm/coffer/protocol"
 )
-
-type hostFile struct{ *os.File }
-
-func (f hostFile) Size() (int64, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	return st.Size(), nil
-}
 
 // The first boot blows the (fake) fuse and programs the emulated RPMB. Then
 // the RPMB partition is swapped for a blank one, which answers "key not
@@ -78,7 +69,7 @@ func TestBlankRPMBRefusedNeverProgrammed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := qemu.OpenEmulatedRPMB(hostFile{f})
+	e, err := qemu.OpenEmulatedRPMB(emulate.OSFile{File: f})
 	if err != nil {
 		t.Fatal(err)
 	}
