@@ -10,23 +10,6 @@ import (
 	"github.com/cofferhsm/coffer/internal/storage"
 )
 
-// RPMB frame fields and request types (JESD84-B51 §6.6.22), as an attacker
-// on the eMMC bus reads them.
-const (
-	frameMAC     = 196
-	frameData    = 228
-	frameNonce   = 484
-	frameCounter = 500
-	frameResult  = 508
-	frameType    = 510
-
-	reqProgramKey = 0x0001
-	reqCounter    = 0x0002
-	reqWrite      = 0x0003
-	reqRead       = 0x0004
-	reqResult     = 0x0005
-)
-
 // tapMode is what the attacker on the bus does.
 type tapMode int
 
@@ -106,9 +89,9 @@ func (b *busTap) remember() {
 	defer b.mu.Unlock()
 	for i := len(b.sent) - 1; i >= 0; i-- {
 		f := b.sent[i]
-		if binary.BigEndian.Uint16(f[frameType:]) == reqWrite {
-			b.oldBlock = bytes.Clone(f[frameData:frameNonce])
-			b.oldCounter = binary.BigEndian.Uint32(f[frameCounter:])
+		if binary.BigEndian.Uint16(f[storage.RPMBOffType:]) == storage.RPMBReqWrite {
+			b.oldBlock = bytes.Clone(f[storage.RPMBOffData:storage.RPMBOffNonce])
+			b.oldCounter = binary.BigEndian.Uint32(f[storage.RPMBOffCounter:])
 			return
 		}
 	}
@@ -117,8 +100,8 @@ func (b *busTap) remember() {
 
 func unauthenticated(typ, result uint16) []byte {
 	f := make([]byte, storage.RPMBFrameSize)
-	binary.BigEndian.PutUint16(f[frameType:], typ)
-	binary.BigEndian.PutUint16(f[frameResult:], result)
+	binary.BigEndian.PutUint16(f[storage.RPMBOffType:], typ)
+	binary.BigEndian.PutUint16(f[storage.RPMBOffResult:], result)
 	return f
 }
 
@@ -145,39 +128,39 @@ func (b *busTap) WriteRPMB(frame []byte, reliable bool) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.sent = append(b.sent, bytes.Clone(frame))
-	req := binary.BigEndian.Uint16(frame[frameType:])
-	if req == reqResult && b.ackKey {
+	req := binary.BigEndian.Uint16(frame[storage.RPMBOffType:])
+	if req == storage.RPMBReqResult && b.ackKey {
 		b.ackKey = false
-		b.forged = unauthenticated(reqProgramKey<<8, storage.RPMBOK)
+		b.forged = unauthenticated(storage.RPMBReqProgramKey<<storage.RPMBRespShift, storage.RPMBOK)
 		return nil
 	}
 	if b.stolen != nil {
 		return b.stolen.WriteRPMB(frame, reliable)
 	}
 	answering := req
-	if req == reqResult {
+	if req == storage.RPMBReqResult {
 		answering = b.last
 	} else {
 		b.last = req
 	}
 	switch b.mode {
 	case tapBlank:
-		if req == reqProgramKey && b.oldBlock != nil {
-			b.steal(frame[frameMAC:frameData])
+		if req == storage.RPMBReqProgramKey && b.oldBlock != nil {
+			b.steal(frame[storage.RPMBOffMAC:storage.RPMBOffData])
 			b.ackKey = true
 			return nil
 		}
-		b.forged = unauthenticated(answering<<8, storage.RPMBKeyNotProgrammed)
+		b.forged = unauthenticated(answering<<storage.RPMBRespShift, storage.RPMBKeyNotProgrammed)
 		return nil
 	case tapReplay:
-		if old, ok := b.seen[answering<<8]; ok {
+		if old, ok := b.seen[answering<<storage.RPMBRespShift]; ok {
 			b.forged = bytes.Clone(old)
 		} else {
-			b.forged = unauthenticated(answering<<8, storage.RPMBGeneralFailure)
+			b.forged = unauthenticated(answering<<storage.RPMBRespShift, storage.RPMBGeneralFailure)
 		}
 		return nil
 	case tapFailWrites:
-		if req == reqWrite {
+		if req == storage.RPMBReqWrite {
 			return errBus
 		}
 	}
@@ -198,6 +181,6 @@ func (b *busTap) ReadRPMB(frame []byte) error {
 	if err := b.real.ReadRPMB(frame); err != nil {
 		return err
 	}
-	b.seen[binary.BigEndian.Uint16(frame[frameType:])] = bytes.Clone(frame)
+	b.seen[binary.BigEndian.Uint16(frame[storage.RPMBOffType:])] = bytes.Clone(frame)
 	return nil
 }

@@ -89,8 +89,8 @@ func (r cutRPMB) WriteRPMB(frame []byte, reliable bool) error {
 	if r.p.isOff() {
 		return storetest.ErrPowerCut
 	}
-	if req := binary.BigEndian.Uint16(frame[frameType:]); req == reqProgramKey || req == reqWrite {
-		if r.p.step("rpmb " + map[uint16]string{reqProgramKey: "key programming", reqWrite: "write"}[req]) {
+	if req := binary.BigEndian.Uint16(frame[storage.RPMBOffType:]); req == storage.RPMBReqProgramKey || req == storage.RPMBReqWrite {
+		if r.p.step("rpmb " + map[uint16]string{storage.RPMBReqProgramKey: "key programming", storage.RPMBReqWrite: "write"}[req]) {
 			if r.p.lands {
 				r.part.WriteRPMB(frame, reliable)
 			}

@@ -19,7 +19,7 @@ type forger struct {
 
 func (f *forger) WriteRPMB(frame []byte, _ bool) error {
 	f.sent = append(f.sent, bytes.Clone(frame))
-	if binary.BigEndian.Uint16(frame[510:]) == 1 {
+	if binary.BigEndian.Uint16(frame[storage.RPMBOffType:]) == storage.RPMBReqProgramKey {
 		f.programs++
 	}
 	return nil
@@ -38,8 +38,8 @@ func (f *forger) ReadRPMB(frame []byte) error {
 // open, not an emulator) never programs either.
 func FuzzOpenAnchorForgedAnswers(f *testing.F) {
 	notProgrammed := make([]byte, storage.RPMBFrameSize)
-	binary.BigEndian.PutUint16(notProgrammed[508:], storage.RPMBKeyNotProgrammed)
-	binary.BigEndian.PutUint16(notProgrammed[510:], 0x0200)
+	binary.BigEndian.PutUint16(notProgrammed[storage.RPMBOffResult:], storage.RPMBKeyNotProgrammed)
+	binary.BigEndian.PutUint16(notProgrammed[storage.RPMBOffType:], storage.RPMBReqCounter<<storage.RPMBRespShift)
 	f.Add(notProgrammed, true)
 	f.Add(bytes.Repeat(notProgrammed, 4), false)
 	f.Add(make([]byte, 3*storage.RPMBFrameSize), true)
