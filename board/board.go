@@ -5,7 +5,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/store"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // Board is one hardware (or emulated) platform, as the Trusted OS uses it.
@@ -37,7 +37,7 @@ type Board interface {
 	DevProvisioningSeed() ([32]byte, bool)
 	// Storage returns the record store's block device and the RPMB
 	// partition that holds its anchor.
-	Storage() (store.Device, store.RPMBTransport, error)
+	Storage() (storage.Device, storage.RPMBTransport, error)
 	// RPMBKeyFuse returns the one-time-programmable bit the OS blows
 	// before it programs the RPMB key (a fake on emulators), and where it
 	// is, for the console.

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"sync/atomic"
 
-	"github.com/cofferhsm/coffer/applet/store"
 	"github.com/cofferhsm/coffer/firmware/api"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // Device is the record store's block device, on the OS's storage.
@@ -16,23 +16,16 @@ type Device struct {
 	sectors uint64
 }
 
-var _ store.Device = (*Device)(nil)
+var _ storage.Device = (*Device)(nil)
 
 // Device returns the OS's block device of the given size (from Config).
 func (o *OS) Device(sectors uint64) *Device { return &Device{os: o, sectors: sectors} }
 
 func (d *Device) Sectors() uint64 { return d.sectors }
 
-func (d *Device) check(lba uint64, n int) error {
-	if n%api.SectorSize != 0 || lba > d.sectors || uint64(n/api.SectorSize) > d.sectors-lba {
-		return store.ErrDeviceRange
-	}
-	return nil
-}
-
 // ReadSectors reads in calls of at most api.MaxSectors sectors.
 func (d *Device) ReadSectors(lba uint64, p []byte) error {
-	if err := d.check(lba, len(p)); err != nil {
+	if err := storage.CheckRange(lba, len(p), d.sectors); err != nil {
 		return err
 	}
 	return d.transfer(api.OpReadSectors, lba, p)
@@ -41,7 +34,7 @@ func (d *Device) ReadSectors(lba uint64, p []byte) error {
 // WriteSectors writes in calls of at most api.MaxSectors sectors. A write
 // cut short leaves a prefix written, as the store expects of any device.
 func (d *Device) WriteSectors(lba uint64, p []byte) error {
-	if err := d.check(lba, len(p)); err != nil {
+	if err := storage.CheckRange(lba, len(p), d.sectors); err != nil {
 		return err
 	}
 	return d.transfer(api.OpWriteSectors, lba, p)
@@ -86,13 +79,13 @@ type Anchor struct {
 	counter atomic.Uint32
 }
 
-var _ store.Anchor = (*Anchor)(nil)
+var _ storage.Anchor = (*Anchor)(nil)
 
 // Anchor returns the OS's anchor.
 func (o *OS) Anchor() *Anchor { return &Anchor{os: o} }
 
 // Read returns the anchored block and the write counter.
-func (a *Anchor) Read() (data [store.AnchorSize]byte, counter uint32, err error) {
+func (a *Anchor) Read() (data [storage.AnchorSize]byte, counter uint32, err error) {
 	var b [api.AnchorCallSize]byte
 	defer clear(b[:])
 	if _, err := a.os.do(api.OpAnchorRead, b[:]); err != nil {
@@ -105,7 +98,7 @@ func (a *Anchor) Read() (data [store.AnchorSize]byte, counter uint32, err error)
 }
 
 // Write replaces the anchored block and returns the new write counter.
-func (a *Anchor) Write(data [store.AnchorSize]byte) (uint32, error) {
+func (a *Anchor) Write(data [storage.AnchorSize]byte) (uint32, error) {
 	var b [api.AnchorCallSize]byte
 	defer clear(b[:])
 	copy(b[4:], data[:])
@@ -121,14 +114,14 @@ func (a *Anchor) Write(data [store.AnchorSize]byte) (uint32, error) {
 func (a *Anchor) WriteCounter() uint32 { return a.counter.Load() }
 
 // TamperedError is the OS's verdict that the RPMB partition failed its
-// checks (api.ETAMPERED). It wraps store.ErrTampered and answers Tampered(),
+// checks (api.ETAMPERED). It wraps storage.ErrTampered and answers Tampered(),
 // as the store's own integrity errors do.
 type TamperedError struct{ Op string }
 
 func (e *TamperedError) Error() string {
 	return "taruntime: anchor " + e.Op + ": " + api.ETAMPERED.Error()
 }
-func (e *TamperedError) Unwrap() []error { return []error{api.ETAMPERED, store.ErrTampered} }
+func (e *TamperedError) Unwrap() []error { return []error{api.ETAMPERED, storage.ErrTampered} }
 func (e *TamperedError) Tampered() bool  { return true }
 
 func anchorError(op string, err error) error {

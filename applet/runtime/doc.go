@@ -17,7 +17,7 @@
 //   - Idle: when no goroutine can run, OpWait until the next timer or a
 //     request, waking the goroutine parked in WaitRequest.
 //
-// The rest (OS, the client of every operation, and the store.Device and
-// store.Anchor it provides) is portable and tested on any machine
+// The rest (OS, the client of every operation, and the storage.Device and
+// storage.Anchor it provides) is portable and tested on any machine
 // against the OS's portable core (firmware/tos).
 package taruntime

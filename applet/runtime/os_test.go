@@ -6,8 +6,8 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/cofferhsm/coffer/applet/store"
 	"github.com/cofferhsm/coffer/firmware/api"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // fakeOS records calls and serves sectors from memory.
@@ -41,7 +41,7 @@ func (f *fakeOS) call(op uint32, buf []byte) int32 {
 func TestDeviceSplitsTransfers(t *testing.T) {
 	f := &fakeOS{disk: make([]byte, 200*api.SectorSize)}
 	d := NewOS(f.call).Device(200)
-	var _ store.Device = d
+	var _ storage.Device = d
 	data := bytes.Repeat([]byte("0123456789abcdef"), 100*api.SectorSize/16)
 	if err := d.WriteSectors(50, data); err != nil {
 		t.Fatal(err)
@@ -57,7 +57,7 @@ func TestDeviceSplitsTransfers(t *testing.T) {
 		lba uint64
 		n   int
 	}{{200, api.SectorSize}, {199, 2 * api.SectorSize}, {0, 100}, {^uint64(0), api.SectorSize}} {
-		if err := d.ReadSectors(c.lba, make([]byte, c.n)); !errors.Is(err, store.ErrDeviceRange) {
+		if err := d.ReadSectors(c.lba, make([]byte, c.n)); !errors.Is(err, storage.ErrRange) {
 			t.Errorf("read %d bytes at %d: %v", c.n, c.lba, err)
 		}
 	}
@@ -109,8 +109,8 @@ func TestAnchorThroughTheOS(t *testing.T) {
 		return 0
 	})
 	a := o.Anchor()
-	var _ store.Anchor = a
-	data := [store.AnchorSize]byte{1, 2, 3}
+	var _ storage.Anchor = a
+	data := [storage.AnchorSize]byte{1, 2, 3}
 	if c, err := a.Write(data); err != nil || c != 8 || a.WriteCounter() != 8 {
 		t.Fatalf("write: %d %v", c, err)
 	}
@@ -120,14 +120,14 @@ func TestAnchorThroughTheOS(t *testing.T) {
 	tamper = true
 	_, _, err := a.Read()
 	var tm interface{ Tampered() bool }
-	if !errors.Is(err, store.ErrTampered) || !errors.Is(err, api.ETAMPERED) || !errors.As(err, &tm) || !tm.Tampered() {
+	if !errors.Is(err, storage.ErrTampered) || !errors.Is(err, api.ETAMPERED) || !errors.As(err, &tm) || !tm.Tampered() {
 		t.Fatalf("tampered read: %v", err)
 	}
 	if _, err := o.Anchor().Write(data); !errors.As(err, &tm) {
 		t.Fatalf("tampered write: %v", err)
 	}
 	e := NewOS(func(uint32, []byte) int32 { return int32(api.EIO) })
-	if _, _, err := e.Anchor().Read(); !errors.Is(err, api.EIO) || errors.Is(err, store.ErrTampered) {
+	if _, _, err := e.Anchor().Read(); !errors.Is(err, api.EIO) || errors.Is(err, storage.ErrTampered) {
 		t.Fatalf("I/O error: %v", err)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/cofferhsm/coffer/applet/store"
+	"github.com/cofferhsm/coffer/internal/storage"
+	"github.com/cofferhsm/coffer/internal/storage/emulate"
 )
 
 // cutInitAfterFormat leaves dir as an init cut by a power failure after the
@@ -35,12 +37,12 @@ func cutInitAfterFormat(t *testing.T, dir string) {
 	if err := os.WriteFile(filepath.Join(dir, deviceKeyFile), []byte(hex.EncodeToString(key[:])+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	dev, err := store.OpenFileDevice(filepath.Join(dir, StoreFile), storeSectors)
+	dev, err := emulate.OpenFileDevice(filepath.Join(dir, StoreFile), storeSectors)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer dev.Close()
-	anchor, err := store.OpenFileAnchor(filepath.Join(dir, anchorFile), store.DeriveRPMBKey(key))
+	anchor, err := emulate.OpenFileAnchor(filepath.Join(dir, anchorFile), storage.DeriveRPMBKey(key))
 	if err != nil {
 		t.Fatal(err)
 	}

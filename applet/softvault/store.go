@@ -8,6 +8,8 @@ import (
 	"github.com/cofferhsm/coffer/applet/startup"
 	"github.com/cofferhsm/coffer/applet/store"
 	"github.com/cofferhsm/coffer/applet/vault"
+	"github.com/cofferhsm/coffer/internal/storage"
+	"github.com/cofferhsm/coffer/internal/storage/emulate"
 )
 
 const (
@@ -16,34 +18,34 @@ const (
 	// storeSectors sizes the store file: 256 MiB of 512-byte sectors, room
 	// for about 250,000 records with copy-on-write headroom. The file is
 	// sparse until written.
-	storeSectors = 256 << 20 / store.SectorSize
+	storeSectors = 256 << 20 / storage.SectorSize
 )
 
 // fileStore is the vault on its record store, on a file device with a file
 // anchor: the software vault's stand-ins for eMMC and RPMB.
 type fileStore struct {
 	*startup.Vault
-	dev    *store.FileDevice
-	anchor *store.FileAnchor
+	dev    *emulate.FileDevice
+	anchor *emulate.FileAnchor
 }
 
 // openStore opens the vault in dir on its store (applet/startup; with
 // create, formatting the store and creating the identity where an init left
 // them undone).
 func openStore(ctx context.Context, dir string, deviceKey [32]byte, create bool, flushLatency time.Duration, vopts vault.Options) (*fileStore, error) {
-	dev, err := store.OpenFileDevice(filepath.Join(dir, StoreFile), storeSectors)
+	dev, err := emulate.OpenFileDevice(filepath.Join(dir, StoreFile), storeSectors)
 	if err != nil {
 		return nil, err
 	}
-	anchor, err := store.OpenFileAnchor(filepath.Join(dir, anchorFile), store.DeriveRPMBKey(deviceKey))
+	anchor, err := emulate.OpenFileAnchor(filepath.Join(dir, anchorFile), storage.DeriveRPMBKey(deviceKey))
 	if err != nil {
 		dev.Close()
 		return nil, err
 	}
 	vopts.AnchorWrites = func() uint64 { return uint64(anchor.WriteCounter()) }
-	var d store.Device = dev
+	var d storage.Device = dev
 	if flushLatency > 0 {
-		d = store.WithFlushLatency(dev, flushLatency)
+		d = emulate.WithFlushLatency(dev, flushLatency)
 	}
 	v, err := startup.Open(ctx, d, anchor, startup.Options{
 		Store:  store.Options{SealingKey: deviceKey},

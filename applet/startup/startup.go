@@ -32,6 +32,7 @@ import (
 
 	"github.com/cofferhsm/coffer/applet/store"
 	"github.com/cofferhsm/coffer/applet/vault"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // Options configure Open.
@@ -65,7 +66,7 @@ func (v *Vault) Close() error {
 
 // Open opens the vault on dev and anc, completing a first start that was
 // cut short (see the package documentation).
-func Open(ctx context.Context, dev store.Device, anc store.Anchor, opts Options) (*Vault, error) {
+func Open(ctx context.Context, dev storage.Device, anc storage.Anchor, opts Options) (*Vault, error) {
 	sopts := opts.Store
 	sopts.Reformat = false
 	st, err := store.Open(dev, anc, sopts)

@@ -10,7 +10,9 @@ import (
 	"testing"
 
 	"github.com/cofferhsm/coffer/applet/store"
+	"github.com/cofferhsm/coffer/applet/store/storetest"
 	"github.com/cofferhsm/coffer/applet/vault"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 var sealingKey = [32]byte{3}
@@ -30,7 +32,7 @@ type power struct {
 	left  int
 	off   bool
 	inRAM bool // the cut hit an anchor write (guarded by mu)
-	dev   *store.CrashDevice
+	dev   *storetest.CrashDevice
 	lands bool // an anchor write the power fails in takes effect
 }
 
@@ -49,7 +51,7 @@ func (p *power) step() bool {
 }
 
 type cutDevice struct {
-	*store.CrashDevice
+	*storetest.CrashDevice
 	p *power
 }
 
@@ -68,26 +70,26 @@ func (d cutDevice) Flush() error {
 }
 
 type cutAnchor struct {
-	a store.Anchor
+	a storage.Anchor
 	p *power
 }
 
-func (c cutAnchor) Read() ([store.AnchorSize]byte, uint32, error) {
+func (c cutAnchor) Read() ([storage.AnchorSize]byte, uint32, error) {
 	c.p.mu.Lock()
 	off := c.p.off
 	c.p.mu.Unlock()
 	if off {
-		return [store.AnchorSize]byte{}, 0, store.ErrPowerCut
+		return [storage.AnchorSize]byte{}, 0, storetest.ErrPowerCut
 	}
 	return c.a.Read()
 }
 
-func (c cutAnchor) Write(data [store.AnchorSize]byte) (uint32, error) {
+func (c cutAnchor) Write(data [storage.AnchorSize]byte) (uint32, error) {
 	c.p.mu.Lock()
 	off := c.p.off
 	c.p.mu.Unlock()
 	if off {
-		return 0, store.ErrPowerCut
+		return 0, storetest.ErrPowerCut
 	}
 	if c.p.step() {
 		c.p.mu.Lock()
@@ -97,7 +99,7 @@ func (c cutAnchor) Write(data [store.AnchorSize]byte) (uint32, error) {
 			c.a.Write(data)
 		}
 		c.p.dev.PowerOff()
-		return 0, store.ErrPowerCut
+		return 0, storetest.ErrPowerCut
 	}
 	return c.a.Write(data)
 }
@@ -105,7 +107,7 @@ func (c cutAnchor) Write(data [store.AnchorSize]byte) (uint32, error) {
 // crashOutcomes returns every way the unflushed writes of d can survive a
 // power cut — each write lost, kept, or (the one in flight) torn halfway —
 // up to a bound, as keep vectors for CrashKeep.
-func crashOutcomes(d *store.CrashDevice) [][]int {
+func crashOutcomes(d *storetest.CrashDevice) [][]int {
 	pending := d.Pending()
 	outs := [][]int{{}}
 	for _, w := range pending {
@@ -136,8 +138,8 @@ func TestFirstStartRestartsAfterACutAnywhere(t *testing.T) {
 	for cut := 0; ; cut++ {
 		done := false
 		for _, lands := range []bool{false, true} {
-			dev := store.NewCrashDevice(512)
-			anc, part := store.NewMemAnchor([32]byte{9})
+			dev := storetest.NewCrashDevice(512)
+			anc, part := storetest.NewMemAnchor([32]byte{9})
 			p := &power{left: cut, dev: dev, lands: lands}
 			v, err := Open(ctx, cutDevice{dev, p}, cutAnchor{anc, p}, options(true))
 			if !p.off {
@@ -159,7 +161,7 @@ func TestFirstStartRestartsAfterACutAnywhere(t *testing.T) {
 				outcomes++
 				d, r := dev.Clone(), part.Clone()
 				d.CrashKeep(keep)
-				a := store.NewRPMBAnchor(r, [32]byte{9}, 0)
+				a := storage.NewRPMBAnchor(r, [32]byte{9}, 0)
 				v, err := Open(ctx, d, a, options(true))
 				if err != nil {
 					t.Fatalf("cut at operation %d (anchor write lands %v), writes kept %v: next start: %v", cut, lands, keep, err)
@@ -187,8 +189,8 @@ func TestFirstStartRestartsAfterACutAnywhere(t *testing.T) {
 // its records stay.
 func TestRecordsWithoutIdentityRefused(t *testing.T) {
 	ctx := context.Background()
-	dev := store.NewMemDevice(512)
-	anc, _ := store.NewMemAnchor([32]byte{9})
+	dev := storetest.NewMemDevice(512)
+	anc, _ := storetest.NewMemAnchor([32]byte{9})
 	so := store.Options{SealingKey: sealingKey}
 	if err := store.Format(dev, anc, so); err != nil {
 		t.Fatal(err)
@@ -223,8 +225,8 @@ func TestRecordsWithoutIdentityRefused(t *testing.T) {
 // back brings everything back.
 func TestWipedDeviceNeverReformatted(t *testing.T) {
 	ctx := context.Background()
-	dev := store.NewMemDevice(512)
-	anc, part := store.NewMemAnchor([32]byte{9})
+	dev := storetest.NewMemDevice(512)
+	anc, part := storetest.NewMemAnchor([32]byte{9})
 	v, err := Open(ctx, dev, anc, options(true))
 	if err != nil {
 		t.Fatal(err)
@@ -232,16 +234,16 @@ func TestWipedDeviceNeverReformatted(t *testing.T) {
 	id := v.Identity().SigningKey
 	v.Close()
 	counter := part.Counter()
-	for name, d := range map[string]store.Device{"wiped": store.NewMemDevice(512), "another store": func() store.Device {
-		other := store.NewMemDevice(512)
-		oa, _ := store.NewMemAnchor([32]byte{9})
+	for name, d := range map[string]storage.Device{"wiped": storetest.NewMemDevice(512), "another store": func() storage.Device {
+		other := storetest.NewMemDevice(512)
+		oa, _ := storetest.NewMemAnchor([32]byte{9})
 		if err := store.Format(other, oa, store.Options{SealingKey: sealingKey}); err != nil {
 			t.Fatal(err)
 		}
 		return other
 	}()} {
 		_, err := Open(ctx, d, anc, options(true))
-		if !errors.Is(err, store.ErrTampered) {
+		if !errors.Is(err, storage.ErrTampered) {
 			t.Fatalf("%s: %v, want tampered", name, err)
 		}
 		if part.Counter() != counter {
@@ -259,8 +261,8 @@ func TestWipedDeviceNeverReformatted(t *testing.T) {
 // is written.
 func TestNoCreateWritesNothing(t *testing.T) {
 	ctx := context.Background()
-	dev := store.NewCrashDevice(512)
-	anc, part := store.NewMemAnchor([32]byte{9})
+	dev := storetest.NewCrashDevice(512)
+	anc, part := storetest.NewMemAnchor([32]byte{9})
 	if _, err := Open(ctx, dev, anc, options(false)); !errors.Is(err, store.ErrNotFormatted) {
 		t.Fatalf("never formatted: %v", err)
 	}

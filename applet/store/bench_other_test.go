@@ -2,4 +2,4 @@
 
 package store
 
-func preallocate(*FileDevice) error { return nil }
+func preallocate(string, uint64) error { return nil }

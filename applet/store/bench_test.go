@@ -11,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cofferhsm/coffer/internal/storage"
+	"github.com/cofferhsm/coffer/internal/storage/emulate"
 )
 
 // Benchmarks (not part of the default run):
@@ -47,7 +50,7 @@ type scaleStore struct {
 // medium (flush, anchor write), so that the store's own work can be told
 // apart from fsync on a shared disk.
 type timedDevice struct {
-	Device
+	storage.Device
 	mu    sync.Mutex
 	flush time.Duration
 }
@@ -68,12 +71,12 @@ func (d *timedDevice) waited() time.Duration {
 }
 
 type timedAnchor struct {
-	Anchor
+	storage.Anchor
 	mu    sync.Mutex
 	write time.Duration
 }
 
-func (a *timedAnchor) Write(b [AnchorSize]byte) (uint32, error) {
+func (a *timedAnchor) Write(b [storage.AnchorSize]byte) (uint32, error) {
 	t0 := time.Now()
 	c, err := a.Anchor.Write(b)
 	a.mu.Lock()
@@ -113,20 +116,21 @@ func buildScale(tb testing.TB, n int, flushLatency time.Duration) *scaleStore {
 	benchDirs.dirs = append(benchDirs.dirs, dir)
 	benchDirs.Unlock()
 	sectors := uint64(n)*5/2 + 1<<14
-	fdev, err := OpenFileDevice(filepath.Join(dir, "store.img"), sectors)
+	img := filepath.Join(dir, "store.img")
+	if err := preallocate(img, sectors); err != nil {
+		tb.Fatal(err)
+	}
+	fdev, err := emulate.OpenFileDevice(img, sectors)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := preallocate(fdev); err != nil {
-		tb.Fatal(err)
-	}
-	fanc, err := OpenFileAnchor(filepath.Join(dir, "anchor.rpmb"), testAuthKey)
+	fanc, err := emulate.OpenFileAnchor(filepath.Join(dir, "anchor.rpmb"), testAuthKey)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	dev := &timedDevice{Device: fdev}
 	if flushLatency > 0 {
-		dev.Device = WithFlushLatency(fdev, flushLatency)
+		dev.Device = emulate.WithFlushLatency(fdev, flushLatency)
 	}
 	anc := &timedAnchor{Anchor: fanc}
 	opts := Options{SealingKey: testSealing}
@@ -160,7 +164,7 @@ func buildScale(tb testing.TB, n int, flushLatency time.Duration) *scaleStore {
 	}
 	st := s.Stats()
 	tb.Logf("built %d records in %v: height %d, %d MiB in use", n, time.Since(t0).Round(time.Millisecond),
-		st.Height, (st.TotalSectors-st.FreeSectors)*SectorSize>>20)
+		st.Height, (st.TotalSectors-st.FreeSectors)*storage.SectorSize>>20)
 	sc := &scaleStore{s: s, dev: dev, anc: anc, ids: ids}
 	scaleCache[key] = sc
 	return sc

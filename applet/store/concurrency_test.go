@@ -7,6 +7,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cofferhsm/coffer/applet/store/storetest"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // TestConcurrentPutCommit: many goroutines each keep a counter record,
@@ -18,9 +21,9 @@ func TestConcurrentPutCommit(t *testing.T) {
 		writers, iters = 24, 10
 	}
 	opts := testOpts(5) // small nodes: commits split and rewrite shared paths
-	dev := NewCrashDevice(1 << 14)
+	dev := storetest.NewCrashDevice(1 << 14)
 	dev.SetFlushLatency(time.Millisecond)
-	anc, rp := NewMemAnchor(testAuthKey)
+	anc, rp := storetest.NewMemAnchor(testAuthKey)
 	if err := Format(dev, anc, opts); err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +110,7 @@ func TestConcurrentPutCommit(t *testing.T) {
 	// counter is at its final value.
 	dev.PowerOff()
 	dev.CrashKeep(nil)
-	s2, err := Open(dev, NewRPMBAnchor(rp, testAuthKey, 0), opts)
+	s2, err := Open(dev, storage.NewRPMBAnchor(rp, testAuthKey, 0), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+
+	"github.com/cofferhsm/coffer/applet/store/storetest"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // The crash tests cut the power at every write, flush and anchor write a
@@ -27,8 +30,8 @@ type power struct {
 	budget   int // events before the cut; <0: never
 	events   int
 	cut      bool
-	dev      *CrashDevice
-	inflight *[AnchorSize]byte // anchor write in flight at the cut
+	dev      *storetest.CrashDevice
+	inflight *[storage.AnchorSize]byte // anchor write in flight at the cut
 }
 
 // tick accounts for one event; it reports whether the power fails during it
@@ -57,14 +60,14 @@ func (p *power) isCut() bool {
 }
 
 type cutDevice struct {
-	*CrashDevice
+	*storetest.CrashDevice
 	p *power
 }
 
 func (d cutDevice) WriteSectors(lba uint64, b []byte) error {
 	now, dead := d.p.tick()
 	if dead {
-		return ErrPowerCut
+		return storetest.ErrPowerCut
 	}
 	if now {
 		d.CrashDevice.FailAfter(0) // this write is in flight
@@ -76,34 +79,34 @@ func (d cutDevice) Flush() error {
 	now, dead := d.p.tick()
 	if dead || now {
 		d.CrashDevice.PowerOff()
-		return ErrPowerCut
+		return storetest.ErrPowerCut
 	}
 	return d.CrashDevice.Flush()
 }
 
 type cutAnchor struct {
-	a Anchor
+	a storage.Anchor
 	p *power
 }
 
-func (c cutAnchor) Read() ([AnchorSize]byte, uint32, error) {
+func (c cutAnchor) Read() ([storage.AnchorSize]byte, uint32, error) {
 	if c.p.isCut() {
-		return [AnchorSize]byte{}, 0, ErrPowerCut
+		return [storage.AnchorSize]byte{}, 0, storetest.ErrPowerCut
 	}
 	return c.a.Read()
 }
 
-func (c cutAnchor) Write(d [AnchorSize]byte) (uint32, error) {
+func (c cutAnchor) Write(d [storage.AnchorSize]byte) (uint32, error) {
 	now, dead := c.p.tick()
 	if dead {
-		return 0, ErrPowerCut
+		return 0, storetest.ErrPowerCut
 	}
 	if now {
 		c.p.mu.Lock()
 		c.p.inflight = &d
 		c.p.mu.Unlock()
 		c.p.dev.PowerOff()
-		return 0, ErrPowerCut
+		return 0, storetest.ErrPowerCut
 	}
 	return c.a.Write(d)
 }
@@ -122,8 +125,8 @@ type traceRun struct {
 	committed model  // last acknowledged state
 	inflight  model  // the state the interrupted commit would have anchored, or nil
 	ackSeq    uint64 // highest sequence acknowledged
-	dev       *CrashDevice
-	rpmb      *MemRPMB
+	dev       *storetest.CrashDevice
+	rpmb      *storetest.MemRPMB
 	p         *power
 }
 
@@ -133,15 +136,15 @@ const crashSectors = 2048
 // failing at event cut (never if negative), and returns what it left.
 func runTrace(t *testing.T, opts Options, trace []crashOp, cut int) *traceRun {
 	t.Helper()
-	dev := NewCrashDevice(crashSectors)
-	_, rp := NewMemAnchor(testAuthKey)
+	dev := storetest.NewCrashDevice(crashSectors)
+	_, rp := storetest.NewMemAnchor(testAuthKey)
 	p := &power{budget: cut, dev: dev}
 	cd := cutDevice{dev, p}
-	ca := cutAnchor{NewRPMBAnchor(rp, testAuthKey, 0), p}
+	ca := cutAnchor{storage.NewRPMBAnchor(rp, testAuthKey, 0), p}
 	run := &traceRun{committed: model{}, dev: dev, rpmb: rp, p: p}
 
 	if err := Format(cd, ca, opts); err != nil {
-		if !errors.Is(err, ErrPowerCut) {
+		if !errors.Is(err, storetest.ErrPowerCut) {
 			t.Fatalf("Format: %v", err)
 		}
 		run.inFormat = true
@@ -150,7 +153,7 @@ func runTrace(t *testing.T, opts Options, trace []crashOp, cut int) *traceRun {
 	run.formatted = true
 	s, err := Open(cd, ca, opts)
 	if err != nil {
-		if !errors.Is(err, ErrPowerCut) {
+		if !errors.Is(err, storetest.ErrPowerCut) {
 			t.Fatalf("Open: %v", err)
 		}
 		return run
@@ -180,7 +183,7 @@ func runTrace(t *testing.T, opts Options, trace []crashOp, cut int) *traceRun {
 				run.ackSeq = seq
 				run.committed = run.committed.apply(staged)
 				staged = map[string]*string{}
-			} else if errors.Is(err, ErrPowerCut) || errors.Is(err, ErrFailed) {
+			} else if errors.Is(err, storetest.ErrPowerCut) || errors.Is(err, ErrFailed) {
 				if p.inflight != nil {
 					run.inflight = run.committed.apply(staged)
 				}
@@ -264,11 +267,11 @@ func outcomes(run *traceRun, limit int, r *rand.Rand) []outcome {
 
 // recover applies an outcome to copies of the media and checks the store
 // that reopens there. It returns the recovered state and the media.
-func (run *traceRun) recover(opts Options, o outcome, universe []string) (model, *CrashDevice, *MemRPMB, error) {
+func (run *traceRun) recover(opts Options, o outcome, universe []string) (model, *storetest.CrashDevice, *storetest.MemRPMB, error) {
 	dev := run.dev.Clone()
 	dev.CrashKeep(o.keep)
 	rp := run.rpmb.Clone()
-	anc := NewRPMBAnchor(rp, testAuthKey, 0)
+	anc := storage.NewRPMBAnchor(rp, testAuthKey, 0)
 	if o.applied {
 		if _, err := anc.Write(*run.p.inflight); err != nil {
 			return nil, nil, nil, fmt.Errorf("applying the anchor write in flight: %w", err)
@@ -430,8 +433,8 @@ func TestCrashRandomLong(t *testing.T) {
 	universe = append(universe, "after-crash")
 
 	// Media carried from round to round.
-	dev := NewCrashDevice(crashSectors)
-	anc, rp := NewMemAnchor(testAuthKey)
+	dev := storetest.NewCrashDevice(crashSectors)
+	anc, rp := storetest.NewMemAnchor(testAuthKey)
 	if err := Format(dev, anc, opts); err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +443,7 @@ func TestCrashRandomLong(t *testing.T) {
 	cuts := map[string]int{}
 	for round := 0; round < rounds; round++ {
 		p := &power{budget: r.IntN(60), dev: dev}
-		cd, ca := cutDevice{dev, p}, cutAnchor{NewRPMBAnchor(rp, testAuthKey, 0), p}
+		cd, ca := cutDevice{dev, p}, cutAnchor{storage.NewRPMBAnchor(rp, testAuthKey, 0), p}
 		committed := state
 		var inflight model
 		s, err := Open(cd, ca, opts)
@@ -477,7 +480,7 @@ func TestCrashRandomLong(t *testing.T) {
 				}
 			}
 			s.Close()
-		} else if !errors.Is(err, ErrPowerCut) {
+		} else if !errors.Is(err, storetest.ErrPowerCut) {
 			t.Fatalf("round %d: Open: %v", round, err)
 		}
 		// Resolve the cut at random.
@@ -489,7 +492,7 @@ func TestCrashRandomLong(t *testing.T) {
 		}
 		cuts[kind]++
 		if applied {
-			if _, err := NewRPMBAnchor(rp, testAuthKey, 0).Write(*p.inflight); err != nil {
+			if _, err := storage.NewRPMBAnchor(rp, testAuthKey, 0).Write(*p.inflight); err != nil {
 				t.Fatal(err)
 			}
 			if inflight != nil {

@@ -4,9 +4,13 @@
 // semantics. It implements the vault's Store interface (applet/vault).
 //
 // It is portable Go: the same code runs in the Trusted Applet (on the OS's
-// eMMC sectors as a Device and the OS's anchor, which the Trusted OS keeps
-// with an RPMBAnchor on its RPMB partition), under QEMU, and natively as the
-// software vault (FileDevice and FileAnchor).
+// eMMC sectors as a storage.Device and the OS's anchor, which the Trusted OS
+// keeps with a storage.RPMBAnchor on its RPMB partition), under QEMU, and
+// natively as the software vault (emulate.FileDevice and
+// emulate.FileAnchor). What it is stored on is defined apart, in
+// internal/storage, so that the boards and the OS that provide it need not
+// import the store; the emulated devices are in internal/storage/emulate and
+// the test devices (memory, power cuts) in applet/store/storetest.
 //
 // # Design
 //
@@ -16,7 +20,8 @@
 // anchor, sealed under a key derived from the device sealing key. So:
 //
 //   - every read checks its path of hashes up to the anchored root; any
-//     block that is old, foreign, swapped or flipped fails (ErrTampered);
+//     block that is old, foreign, swapped or flipped fails
+//     (storage.ErrTampered);
 //   - a commit writes new copies of the changed records and of their
 //     ancestors into free space, flushes, and then writes the anchor once:
 //     a power cut before the anchor write leaves the previous tree, after it
@@ -41,7 +46,7 @@
 // a store exists, so Open refuses rather than reformat). It then refuses to
 // serve the data concerned.
 //
-// Off hardware (the software vault, QEMU) the anchor is a FileAnchor: a file
+// Off hardware (the software vault, QEMU) the anchor is an emulated RPMB: a file
 // the host controls. The host can restore old copies of the store and the
 // anchor file together, and that cannot be detected: the software and QEMU
 // vaults detect rollback of the store, not of store and anchor together.

@@ -9,6 +9,10 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/chacha20"
+
+	"github.com/cofferhsm/coffer/applet/store/storetest"
+	"github.com/cofferhsm/coffer/internal/storage"
+	"github.com/cofferhsm/coffer/internal/storage/emulate"
 )
 
 // The erasure tests play someone who keeps every sector of the device and
@@ -20,7 +24,7 @@ import (
 
 // anchorBlocks returns every anchor-sized block an attacker can read from
 // the anchor's medium: for a file anchor, both copies in the file.
-type anchorBlocks func() [][AnchorSize]byte
+type anchorBlocks func() [][storage.AnchorSize]byte
 
 var markers = [][]byte{[]byte("SECRET"), []byte("new value"), []byte("ordinary"), []byte("fresh")}
 
@@ -41,7 +45,7 @@ func keystreamOpen(key [32]byte, ct []byte) []byte {
 // derivableKeys returns every key derivable from the sealing key, the anchor
 // blocks and the device, and every sector of the device decrypted under
 // every one of them.
-func derivableKeys(t *testing.T, sealing [32]byte, blocks [][AnchorSize]byte, dev Device) (keys map[[32]byte]bool, plaintexts [][]byte) {
+func derivableKeys(t *testing.T, sealing [32]byte, blocks [][storage.AnchorSize]byte, dev storage.Device) (keys map[[32]byte]bool, plaintexts [][]byte) {
 	t.Helper()
 	dk := deriveDeviceKeys(&sealing)
 	keys = map[[32]byte]bool{}
@@ -82,7 +86,7 @@ func derivableKeys(t *testing.T, sealing [32]byte, blocks [][AnchorSize]byte, de
 			}
 		}
 	}
-	sec := make([]byte, SectorSize)
+	sec := make([]byte, storage.SectorSize)
 	for lba := uint64(nodeSectors); lba < groups*nodeSectors; lba++ {
 		dev.ReadSectors(lba, sec)
 		for k := range keys {
@@ -113,21 +117,21 @@ func anyContains(ps [][]byte, secret []byte) bool {
 func TestErasure(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "anchor")
-	anc, err := OpenFileAnchor(path, testAuthKey)
+	anc, err := emulate.OpenFileAnchor(path, testAuthKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer anc.Close()
-	fileBlocks := func() [][AnchorSize]byte {
+	fileBlocks := func() [][storage.AnchorSize]byte {
 		raw, _ := os.ReadFile(path)
-		var out [][AnchorSize]byte
-		for i := 0; i+AnchorSize <= len(raw); i += 4 { // any offset, not just where the format puts it
-			out = append(out, [AnchorSize]byte(raw[i:i+AnchorSize]))
+		var out [][storage.AnchorSize]byte
+		for i := 0; i+storage.AnchorSize <= len(raw); i += 4 { // any offset, not just where the format puts it
+			out = append(out, [storage.AnchorSize]byte(raw[i:i+storage.AnchorSize]))
 		}
 		return out
 	}
 	opts := testOpts(4)
-	dev := NewMemDevice(768)
+	dev := storetest.NewMemDevice(768)
 	if err := Format(dev, anc, opts); err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +213,7 @@ func TestErasureEveryCommit(t *testing.T) {
 	if _, err := s.Commit(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	_, pts := derivableKeys(t, opts.SealingKey, [][AnchorSize]byte{rp.Block(0)}, dev)
+	_, pts := derivableKeys(t, opts.SealingKey, [][storage.AnchorSize]byte{rp.Block(0)}, dev)
 	if anyContains(pts, []byte("SECRET")) {
 		t.Fatal("a superseded record still decrypts")
 	}

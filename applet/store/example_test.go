@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	"github.com/cofferhsm/coffer/applet/store"
+	"github.com/cofferhsm/coffer/internal/storage"
+	"github.com/cofferhsm/coffer/internal/storage/emulate"
 )
 
 // The software vault's wiring: a store image and an emulated RPMB file.
@@ -19,12 +21,12 @@ func Example() {
 	defer os.RemoveAll(dir)
 	var deviceKey [32]byte // from the OS: device-unique, never exported
 
-	dev, err := store.OpenFileDevice(filepath.Join(dir, "store.img"), 1<<16) // 32 MiB
+	dev, err := emulate.OpenFileDevice(filepath.Join(dir, "store.img"), 1<<16) // 32 MiB
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer dev.Close()
-	anc, err := store.OpenFileAnchor(filepath.Join(dir, "anchor.rpmb"), store.DeriveRPMBKey(deviceKey))
+	anc, err := emulate.OpenFileAnchor(filepath.Join(dir, "anchor.rpmb"), storage.DeriveRPMBKey(deviceKey))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -38,7 +40,7 @@ func Example() {
 		}
 	}
 	if err != nil {
-		log.Fatal(err) // errors.Is(err, store.ErrTampered): refuse service
+		log.Fatal(err) // errors.Is(err, storage.ErrTampered): refuse service
 	}
 	defer s.Close()
 

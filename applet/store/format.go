@@ -9,9 +9,10 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
-	"fmt"
 
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // On-disk layout; FORMAT.md is the normative description.
@@ -19,10 +20,7 @@ const (
 	// NodeSize is the size of a tree node on the device: 8 sectors, one
 	// 4 KiB flash page, allocated at an 8-sector boundary.
 	NodeSize    = 4096
-	nodeSectors = NodeSize / SectorSize
-
-	// AnchorSize is the size of the anchored data: one RPMB block.
-	AnchorSize = RPMBBlockSize
+	nodeSectors = NodeSize / storage.SectorSize
 
 	// MaxRecordSize is the largest record plaintext (vault.MaxRecordSize).
 	MaxRecordSize = 440
@@ -63,22 +61,10 @@ var (
 	adAnchor = []byte("coffer/store anchor v1")
 )
 
-// ErrTampered is wrapped by every error that means stored data failed its
-// integrity check: a hash or MAC mismatch, an old or foreign block, an
-// anchor that does not match the store. The store refuses to serve the data
-// concerned; it never returns stale or forged bytes.
-var ErrTampered = errors.New("store: integrity check failed")
-
-// tamperError wraps ErrTampered with a reason. It also answers Tampered() so
-// that packages that cannot import this one (the vault) can recognise it
-// with errors.As(err, &interface{ Tampered() bool }).
-type tamperError struct{ reason string }
-
-func (e *tamperError) Error() string     { return "store: integrity check failed: " + e.reason }
-func (e *tamperError) Unwrap() error     { return ErrTampered }
-func (e *tamperError) Tampered() bool    { return true }
-func tampered(reason string) error       { return &tamperError{reason} }
-func tamperedf(f string, a ...any) error { return &tamperError{fmt.Sprintf(f, a...)} }
+// tampered and tamperedf report stored data that failed its integrity
+// check (storage.ErrTampered, see storage.TamperError).
+func tampered(reason string) error       { return &storage.TamperError{Reason: reason} }
+func tamperedf(f string, a ...any) error { return storage.Tamperedf(f, a...) }
 func sum(b []byte) (h [32]byte)          { return sha256.Sum256(b) }
 func putU64(b []byte, v uint64)          { binary.BigEndian.PutUint64(b, v) }
 func getU64(b []byte) uint64             { return binary.BigEndian.Uint64(b) }
@@ -131,7 +117,7 @@ type superblock struct {
 }
 
 func (sb *superblock) encode(k *deviceKeys) []byte {
-	b := make([]byte, SectorSize)
+	b := make([]byte, storage.SectorSize)
 	copy(b, superMagic[:])
 	copy(b[16:], sb.storeID[:])
 	putU64(b[32:], sb.sectors)
@@ -147,7 +133,7 @@ var errNoSuperblock = errors.New("store: no superblock")
 
 func decodeSuperblock(b []byte, k *deviceKeys) (superblock, error) {
 	var sb superblock
-	if len(b) != SectorSize {
+	if len(b) != storage.SectorSize {
 		return sb, tampered("superblock size")
 	}
 	if isZero(b) {
@@ -179,7 +165,7 @@ type anchorState struct {
 	records uint64
 }
 
-func (a *anchorState) encode(k *deviceKeys) [AnchorSize]byte {
+func (a *anchorState) encode(k *deviceKeys) [storage.AnchorSize]byte {
 	var p [anchorPayloadLen]byte
 	copy(p[0:], a.storeID[:])
 	putU64(p[16:], a.seq)
@@ -191,7 +177,7 @@ func (a *anchorState) encode(k *deviceKeys) [AnchorSize]byte {
 	copy(p[80:], a.root.key[:])
 	putU64(p[112:], a.records)
 
-	var out [AnchorSize]byte
+	var out [storage.AnchorSize]byte
 	copy(out[:], anchorMagic[:])
 	nonce := out[4:anchorHeader]
 	rand.Read(nonce)
@@ -203,7 +189,7 @@ func (a *anchorState) encode(k *deviceKeys) [AnchorSize]byte {
 
 var errEmptyAnchor = errors.New("store: anchor never written")
 
-func decodeAnchor(b *[AnchorSize]byte, k *deviceKeys) (anchorState, error) {
+func decodeAnchor(b *[storage.AnchorSize]byte, k *deviceKeys) (anchorState, error) {
 	var a anchorState
 	if isZero(b[:]) {
 		return a, errEmptyAnchor
@@ -393,7 +379,7 @@ func sealRecord(rec []byte, storeID *[16]byte, loc uint64, id *[32]byte, version
 	var p [recordPlain]byte
 	binary.BigEndian.PutUint16(p[:], uint16(len(rec)))
 	copy(p[2:], rec)
-	out := make([]byte, SectorSize)
+	out := make([]byte, storage.SectorSize)
 	copy(out, recordMagic[:])
 	putU64(out[4:], version)
 	r := ref{loc: loc, key: freshKey()}
@@ -407,7 +393,7 @@ func sealRecord(rec []byte, storeID *[16]byte, loc uint64, id *[32]byte, version
 
 // openRecord authenticates and decrypts the record slot r points at.
 func openRecord(b []byte, r *ref, storeID *[16]byte, id *[32]byte) ([]byte, uint64, error) {
-	if len(b) != SectorSize {
+	if len(b) != storage.SectorSize {
 		return nil, 0, tampered("record size")
 	}
 	if h := sum(b); subtle.ConstantTimeCompare(h[:], r.hash[:]) != 1 {

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // The decoders run on data the host can write. Their input is authenticated
@@ -62,10 +64,10 @@ func FuzzDecodeSuperblock(f *testing.F) {
 	keys := deriveDeviceKeys(&testSealing)
 	sb := superblock{storeID: [16]byte{1, 2, 3}, sectors: 4096}
 	f.Add(sb.encode(&keys), true)
-	f.Add(make([]byte, SectorSize), false)
+	f.Add(make([]byte, storage.SectorSize), false)
 	f.Add([]byte("CofferStore/v1"), true)
 	f.Fuzz(func(t *testing.T, in []byte, fixMAC bool) {
-		b := make([]byte, SectorSize)
+		b := make([]byte, storage.SectorSize)
 		copy(b, in)
 		if fixMAC {
 			m := hmac.New(sha256.New, keys.super[:])
@@ -91,7 +93,7 @@ func FuzzDecodeAnchor(f *testing.F) {
 	f.Add(make([]byte, anchorPayloadLen), true)
 	f.Add(bytes.Repeat([]byte{0xff}, anchorPayloadLen), true)
 	f.Fuzz(func(t *testing.T, in []byte, seal bool) {
-		var b [AnchorSize]byte
+		var b [storage.AnchorSize]byte
 		if seal {
 			// Treat the input as the payload and seal it properly, so
 			// that the payload parser is reached.
@@ -129,7 +131,7 @@ func FuzzOpenRecord(f *testing.F) {
 		var idh [32]byte
 		p := make([]byte, recordPlain)
 		copy(p, plain)
-		out := make([]byte, SectorSize)
+		out := make([]byte, storage.SectorSize)
 		copy(out, recordMagic[:])
 		putU64(out[4:], version)
 		r := ref{loc: 100, key: [32]byte{5}}
@@ -152,67 +154,4 @@ func FuzzOpenRecord(f *testing.F) {
 			t.Fatal("record opened for another id")
 		}
 	})
-}
-
-func FuzzRPMBStateFile(f *testing.F) {
-	st := rpmbState{gen: 3, keySet: true, counter: 9, key: [32]byte{1}, blocks: make([][RPMBBlockSize]byte, 1)}
-	f.Add(encodeRPMBState(&st))
-	f.Add([]byte(fileRPMBMagic))
-	f.Fuzz(func(t *testing.T, in []byte) {
-		b := make([]byte, fileRPMBSlotLen(1))
-		copy(b, in)
-		s := sha256.Sum256(b[:len(b)-32])
-		copy(b[len(b)-32:], s[:])
-		got, err := decodeRPMBState(b, 1)
-		if err != nil {
-			return
-		}
-		if !bytes.Equal(encodeRPMBState(&got), b) {
-			t.Fatal("accepted RPMB state does not re-encode identically")
-		}
-	})
-}
-
-// FuzzRPMBFrames feeds arbitrary request frames to the emulator and
-// arbitrary response frames to the anchor client: errors, never panics, and
-// never a forged success.
-func FuzzRPMBFrames(f *testing.F) {
-	var w [RPMBFrameSize]byte
-	binary.BigEndian.PutUint16(w[rpmbType:], rpmbReqWrite)
-	binary.BigEndian.PutUint16(w[rpmbCount:], 1)
-	f.Add(w[:], true)
-	var r [RPMBFrameSize]byte
-	binary.BigEndian.PutUint16(r[rpmbType:], rpmbReqRead)
-	f.Add(r[:], false)
-	f.Add([]byte{1, 2, 3}, true)
-	f.Fuzz(func(t *testing.T, in []byte, reliable bool) {
-		_, m := NewMemAnchor(testAuthKey)
-		for i := 0; i < len(in); i += RPMBFrameSize {
-			var fr [RPMBFrameSize]byte
-			copy(fr[:], in[i:])
-			m.WriteRPMB(fr[:], reliable)
-			var resp [RPMBFrameSize]byte
-			m.ReadRPMB(resp[:])
-		}
-		if m.Counter() != 0 {
-			t.Fatal("an unauthenticated frame advanced the counter")
-		}
-		// The same bytes as responses to a client.
-		a := NewRPMBAnchor(&fixedResponses{in}, testAuthKey, 0)
-		if _, _, err := a.Read(); err == nil {
-			t.Fatal("forged read response accepted")
-		}
-		if _, err := a.Write([AnchorSize]byte{}); err == nil {
-			t.Fatal("forged write response accepted")
-		}
-	})
-}
-
-type fixedResponses struct{ b []byte }
-
-func (f *fixedResponses) WriteRPMB([]byte, bool) error { return nil }
-func (f *fixedResponses) ReadRPMB(fr []byte) error {
-	clear(fr)
-	copy(fr, f.b)
-	return nil
 }

@@ -7,6 +7,9 @@ import (
 	"maps"
 	"slices"
 	"testing"
+
+	"github.com/cofferhsm/coffer/applet/store/storetest"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 var (
@@ -19,10 +22,10 @@ func testOpts(maxEntries int) Options {
 }
 
 // newMemStore formats and opens a store on a fresh memory device and RPMB.
-func newMemStore(t testing.TB, sectors uint64, opts Options) (*Store, *MemDevice, *RPMBAnchor, *MemRPMB) {
+func newMemStore(t testing.TB, sectors uint64, opts Options) (*Store, *storetest.MemDevice, *storage.RPMBAnchor, *storetest.MemRPMB) {
 	t.Helper()
-	dev := NewMemDevice(sectors)
-	anc, rp := NewMemAnchor(testAuthKey)
+	dev := storetest.NewMemDevice(sectors)
+	anc, rp := storetest.NewMemAnchor(testAuthKey)
 	if err := Format(dev, anc, opts); err != nil {
 		t.Fatal(err)
 	}
@@ -89,5 +92,5 @@ func (m model) String() string {
 
 func isTampered(err error) bool {
 	var t interface{ Tampered() bool }
-	return errors.Is(err, ErrTampered) && errors.As(err, &t) && t.Tampered()
+	return errors.Is(err, storage.ErrTampered) && errors.As(err, &t) && t.Tampered()
 }

@@ -1,30 +1,22 @@
 package store
 
+// This file is the store's API: its options, errors and counters, and the
+// calls the vault makes (Get, Put, Delete, Shred, Commit, Close, Stats).
+// Creating and recovering a store is in open.go, the committer in commit.go.
+
 import (
 	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash"
-	"slices"
 	"sync"
 	"time"
-)
 
-// Anchor is a monotonic anchor with RPMB semantics: one authenticated block
-// whose writes advance a write counter that never goes down. RPMBAnchor and
-// FileAnchor implement it.
-type Anchor interface {
-	// Read returns the anchored block (all zeros if never written) and the
-	// current write counter, both authenticated.
-	Read() (data [AnchorSize]byte, counter uint32, err error)
-	// Write replaces the anchored block atomically and returns the new write
-	// counter. After an error the write may or may not have happened.
-	Write(data [AnchorSize]byte) (counter uint32, err error)
-}
+	"github.com/cofferhsm/coffer/internal/storage"
+)
 
 // Options configure Open and Format.
 type Options struct {
@@ -97,8 +89,8 @@ type Stats struct {
 // commit in a monotonic anchor. It implements the vault's Store interface.
 // All methods are safe for concurrent use.
 type Store struct {
-	dev     Device
-	anc     Anchor
+	dev     storage.Device
+	anc     storage.Anchor
 	opts    Options
 	keys    deviceKeys
 	idKey   [32]byte
@@ -131,198 +123,6 @@ type Store struct {
 	alloc      *allocator
 	counter    uint32
 	lastAnchor time.Time
-}
-
-type batch struct {
-	changes map[[32]byte]*change
-	shred   bool
-	done    chan struct{}
-	seq     uint64
-	err     error
-}
-
-type change struct {
-	rec []byte
-	del bool
-}
-
-func newBatch() *batch {
-	return &batch{changes: make(map[[32]byte]*change), done: make(chan struct{})}
-}
-
-func (b *batch) empty() bool { return len(b.changes) == 0 && !b.shred }
-
-const (
-	minGroups = 4 // superblock, root, and room to commit
-	// maxGroups bounds the device a store uses (256 GiB) so that the
-	// allocator's RAM (2 bytes a group) stays small and its slices fit a
-	// 32-bit int. Format ignores the rest of a larger device.
-	maxGroups = 1 << 26
-)
-
-// Format creates an empty store on dev and anchors it. It refuses (ErrExists)
-// if the anchor already holds a store, unless opts.Reformat is set; then the
-// old store becomes unreadable (its root key is overwritten in the anchor).
-// The sequence continues above every sequence the anchor ever held.
-func Format(dev Device, anc Anchor, opts Options) error {
-	keys := deriveDeviceKeys(&opts.SealingKey)
-	data, counter, err := anc.Read()
-	if err != nil {
-		return err
-	}
-	if !isZero(data[:]) && !opts.Reformat {
-		return ErrExists
-	}
-	groups := min(dev.Sectors()/nodeSectors, maxGroups)
-	if groups < minGroups {
-		return fmt.Errorf("store: device of %d sectors is too small", dev.Sectors())
-	}
-	var sb superblock
-	rand.Read(sb.storeID[:])
-	sb.sectors = groups * nodeSectors
-	if err := dev.WriteSectors(0, sb.encode(&keys)); err != nil {
-		return err
-	}
-	b, root := sealNode(encodeNode(&node{}), &sb.storeID, nodeSectors)
-	if err := dev.WriteSectors(nodeSectors, b); err != nil {
-		return err
-	}
-	if err := dev.Flush(); err != nil {
-		return err
-	}
-	// Each anchor write advances the counter by at least one and the
-	// sequence by exactly one, and sequences start at counter+1, so
-	// counter+1 exceeds every sequence anchored before.
-	st := anchorState{storeID: sb.storeID, seq: uint64(counter) + 1, counter: counter, root: root}
-	_, err = anc.Write(st.encode(&keys))
-	return err
-}
-
-// Open opens the store on dev anchored in anc, recovering the last committed
-// state: the one the anchor names. It verifies the whole tree (every node,
-// not the records) and refuses service with an error wrapping ErrTampered if
-// anything does not match. A never-written anchor gives ErrNotFormatted. On
-// success it writes the anchor once (same state, next sequence), which
-// invalidates any authenticated write frame left pending on the RPMB bus by
-// the previous boot (CVE-2020-13799) and moves the sequence forward.
-func Open(dev Device, anc Anchor, opts Options) (*Store, error) {
-	s := &Store{
-		dev:     dev,
-		anc:     anc,
-		opts:    opts,
-		keys:    deriveDeviceKeys(&opts.SealingKey),
-		max:     MaxEntries,
-		kick:    make(chan struct{}, 1),
-		closing: make(chan struct{}),
-		done:    make(chan struct{}),
-		pending: newBatch(),
-	}
-	if opts.maxEntries >= 3 && opts.maxEntries < MaxEntries {
-		s.max = opts.maxEntries
-	}
-	cn := opts.CacheNodes
-	if cn == 0 {
-		cn = DefaultCacheNodes
-	}
-	s.cache = newNodeCache(cn)
-
-	data, counter, err := anc.Read()
-	if err != nil {
-		return nil, err
-	}
-	st, err := decodeAnchor(&data, &s.keys)
-	if errors.Is(err, errEmptyAnchor) {
-		return nil, ErrNotFormatted
-	}
-	if err != nil {
-		return nil, err
-	}
-	if st.counter >= counter {
-		return nil, tamperedf("anchor written at counter %d but the counter is %d", st.counter, counter)
-	}
-	sector := make([]byte, SectorSize)
-	if err := dev.ReadSectors(0, sector); err != nil {
-		return nil, err
-	}
-	sb, err := decodeSuperblock(sector, &s.keys)
-	if errors.Is(err, errNoSuperblock) {
-		return nil, tamperedf("store missing: the anchor holds store sequence %d with %d records but the device has no superblock", st.seq, st.records)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if sb.storeID != st.storeID {
-		return nil, tampered("the device holds another store than the one anchored")
-	}
-	if sb.sectors > dev.Sectors() || sb.sectors/nodeSectors < minGroups || sb.sectors/nodeSectors > maxGroups {
-		return nil, tamperedf("superblock says %d sectors, device has %d", sb.sectors, dev.Sectors())
-	}
-	s.storeID = sb.storeID
-	s.groups = sb.sectors / nodeSectors
-	s.idKey = deriveIDKey(&opts.SealingKey, s.storeID)
-	s.alloc = newAllocator(s.groups)
-	s.alloc.used[0] = 0xff // superblock
-	s.alloc.free -= nodeSectors
-
-	root, err := s.loadNode(&st.root, st.level)
-	if err != nil {
-		return nil, err
-	}
-	if !root.leaf() && len(root.ents) < 2 {
-		return nil, tampered("internal root with fewer than two children")
-	}
-	var records uint64
-	if err := s.walk(root, nil, nil, &records); err != nil {
-		return nil, err
-	}
-	if records != st.records {
-		return nil, tamperedf("tree holds %d records, anchor says %d", records, st.records)
-	}
-	s.root, s.st, s.counter = root, st, counter
-
-	// Re-anchor the same tree under the next sequence.
-	if err := s.writeAnchor(s.st.seq+1, s.st.epoch, root, s.st.records); err != nil {
-		return nil, err
-	}
-	s.updateStats()
-	go s.run()
-	return s, nil
-}
-
-// walk verifies the subtree at n (already verified itself), checks that its
-// keys lie in [lo, hi), and claims its sectors in the allocator.
-func (s *Store) walk(n *node, lo, hi *[32]byte, records *uint64) error {
-	if !s.alloc.markNode(n.ref.loc) {
-		return tamperedf("node location %d invalid or used twice", n.ref.loc)
-	}
-	for i := range n.ents {
-		e := &n.ents[i]
-		if (lo != nil && bytes.Compare(e.k[:], lo[:]) < 0) || (hi != nil && bytes.Compare(e.k[:], hi[:]) >= 0) {
-			return tamperedf("node at sector %d: key out of its parent's range", n.ref.loc)
-		}
-		if n.leaf() {
-			if e.ref.loc < nodeSectors || !s.alloc.markRecord(e.ref.loc) {
-				return tamperedf("record location %d invalid or used twice", e.ref.loc)
-			}
-			*records++
-			continue
-		}
-		c, err := s.loadNode(&e.ref, n.level-1)
-		if err != nil {
-			return err
-		}
-		if len(c.ents) == 0 {
-			return tamperedf("empty node at sector %d", c.ref.loc)
-		}
-		h := hi
-		if i+1 < len(n.ents) {
-			h = &n.ents[i+1].k
-		}
-		if err := s.walk(c, &e.k, h, records); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func (s *Store) hashID(id []byte) [32]byte {
@@ -490,184 +290,4 @@ func (s *Store) Stats() Stats {
 	st := s.stats
 	st.CachedNodes = s.cache.len()
 	return st
-}
-
-// run is the committer: it commits the pending batch whenever asked, at most
-// once per MinAnchorInterval, so that everything staged meanwhile shares one
-// flush and one anchor write.
-func (s *Store) run() {
-	defer close(s.done)
-	for {
-		closing := false
-		select {
-		case <-s.kick:
-		case <-s.closing:
-			closing = true
-		}
-		if wait := time.Until(s.lastAnchor.Add(s.opts.MinAnchorInterval)); wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-s.closing:
-				<-t.C
-				closing = true
-			}
-		}
-		s.commitPending()
-		if closing {
-			return
-		}
-	}
-}
-
-func (s *Store) commitPending() {
-	s.mu.Lock()
-	b := s.pending
-	if b.empty() {
-		s.mu.Unlock()
-		return
-	}
-	s.pending = newBatch()
-	if s.failed != nil {
-		b.err = s.failed
-		close(b.done)
-		s.mu.Unlock()
-		return
-	}
-	s.inflight = b
-	s.mu.Unlock()
-
-	seq, err := s.commitBatch(b)
-
-	s.mu.Lock()
-	s.inflight = nil
-	if err != nil && s.failed == nil {
-		// Not anchored: keep the changes staged, under any newer ones.
-		for k, c := range b.changes {
-			if _, ok := s.pending.changes[k]; !ok {
-				s.pending.changes[k] = c
-			}
-		}
-		s.pending.shred = s.pending.shred || b.shred
-	}
-	if err == nil {
-		s.stats.ChangesCommitted += uint64(len(b.changes))
-		for _, c := range b.changes {
-			clear(c.rec)
-		}
-	}
-	b.seq, b.err = seq, err
-	close(b.done)
-	s.mu.Unlock()
-}
-
-func (s *Store) fail(err error) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.failed == nil {
-		s.failed = fmt.Errorf("%w: %w", ErrFailed, err)
-	}
-	return s.failed
-}
-
-// commitBatch writes the new tree, flushes, and anchors it.
-func (s *Store) commitBatch(b *batch) (uint64, error) {
-	s.treeMu.RLock()
-	t := &txn{s: s, root: s.root, version: s.st.seq + 1, max: s.max}
-	st := s.st
-	s.treeMu.RUnlock()
-
-	keys := make([][32]byte, 0, len(b.changes))
-	for k := range b.changes {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(x, y [32]byte) int { return bytes.Compare(x[:], y[:]) })
-	for i := range keys {
-		k := &keys[i]
-		var err error
-		if c := b.changes[*k]; c.del {
-			err = t.del(k)
-		} else {
-			err = t.put(k, c.rec)
-		}
-		if err != nil {
-			return 0, err
-		}
-	}
-	// A change always replaces the root (its path is copied), though the
-	// new root may be a clean node: an untouched child that a collapse
-	// promoted.
-	if t.root == s.root && !b.shred {
-		return st.seq, nil // nothing changed (e.g. deletes of absent ids)
-	}
-	_, err := t.write(t.root)
-	if err == nil {
-		var n uint64
-		n, err = t.flushWrites(s.dev)
-		s.mu.Lock()
-		s.stats.BytesWritten += n
-		s.mu.Unlock()
-	}
-	if err == nil {
-		err = s.dev.Flush()
-		s.mu.Lock()
-		s.stats.Flushes++
-		s.mu.Unlock()
-	}
-	if err != nil {
-		t.rollback()
-		return 0, err
-	}
-	epoch := st.epoch
-	if b.shred {
-		epoch++
-	}
-	records := uint64(int64(st.records) + t.delta)
-	if err := s.writeAnchor(t.version, epoch, t.root, records); err != nil {
-		return 0, s.fail(err)
-	}
-	t.release()
-	s.mu.Lock()
-	s.stats.Commits++
-	s.mu.Unlock()
-	s.updateStats()
-	return t.version, nil
-}
-
-// writeAnchor anchors the tree at root (written and flushed) and publishes it
-// as the committed state.
-func (s *Store) writeAnchor(seq, epoch uint64, root *node, records uint64) error {
-	st := anchorState{
-		storeID: s.storeID, seq: seq, epoch: epoch, counter: s.counter,
-		level: root.level, root: root.ref, records: records,
-	}
-	c, err := s.anc.Write(st.encode(&s.keys))
-	s.lastAnchor = time.Now()
-	if err != nil {
-		return err
-	}
-	if c <= s.counter {
-		return tamperedf("anchor write counter went from %d to %d", s.counter, c)
-	}
-	s.counter = c
-	s.treeMu.Lock()
-	s.st, s.root = st, root
-	s.treeMu.Unlock()
-	s.mu.Lock()
-	s.stats.AnchorWrites++
-	s.mu.Unlock()
-	return nil
-}
-
-func (s *Store) updateStats() {
-	s.treeMu.RLock()
-	st := s.st
-	s.treeMu.RUnlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.stats.Seq, s.stats.Epoch, s.stats.Records = st.seq, st.epoch, st.records
-	s.stats.WriteCounter = s.counter
-	s.stats.Height = int(st.level) + 1
-	s.stats.TotalSectors = s.groups * nodeSectors
-	s.stats.FreeSectors = s.alloc.free
 }

@@ -8,6 +8,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cofferhsm/coffer/applet/store/storetest"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 func TestPutGetDeleteSemantics(t *testing.T) {
@@ -185,8 +188,8 @@ func TestRandomOpsAgainstModel(t *testing.T) {
 
 func TestFormatAndOpenLifecycle(t *testing.T) {
 	opts := testOpts(0)
-	dev := NewMemDevice(4096)
-	anc, rp := NewMemAnchor(testAuthKey)
+	dev := storetest.NewMemDevice(4096)
+	anc, rp := storetest.NewMemAnchor(testAuthKey)
 
 	if _, err := Open(dev, anc, opts); !errors.Is(err, ErrNotFormatted) {
 		t.Fatalf("Open on a fresh device: %v", err)
@@ -218,9 +221,9 @@ func TestFormatAndOpenLifecycle(t *testing.T) {
 
 	// A wiped device whose anchor says a store exists is refused, not
 	// reformatted.
-	wiped := NewMemDevice(4096)
+	wiped := storetest.NewMemDevice(4096)
 	if _, err := Open(wiped, anc, opts); !isTampered(err) {
-		t.Fatalf("Open on a wiped device: %v, want ErrTampered", err)
+		t.Fatalf("Open on a wiped device: %v, want storage.ErrTampered", err)
 	}
 	if err := Format(wiped, anc, opts); !errors.Is(err, ErrExists) {
 		t.Fatalf("Format over an anchored store: %v", err)
@@ -408,8 +411,8 @@ func TestSpaceReclaimed(t *testing.T) {
 	t.Logf("%d logins: %d sectors in use before, %d after, %d bytes written", logins, usedBase, usedEnd, end.BytesWritten)
 	// Bytes written exceed the device several times over, so space must have
 	// been reused; what is in use can grow only by node fill, not with logins.
-	if end.BytesWritten < 2*end.TotalSectors*SectorSize {
-		t.Fatalf("test too short: wrote %d bytes on a %d-byte device", end.BytesWritten, end.TotalSectors*SectorSize)
+	if end.BytesWritten < 2*end.TotalSectors*storage.SectorSize {
+		t.Fatalf("test too short: wrote %d bytes on a %d-byte device", end.BytesWritten, end.TotalSectors*storage.SectorSize)
 	}
 	if usedEnd > usedBase+16 {
 		t.Fatalf("space in use grew from %d to %d sectors", usedBase, usedEnd)

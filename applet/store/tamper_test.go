@@ -4,31 +4,22 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/cofferhsm/coffer/applet/store/storetest"
+	"github.com/cofferhsm/coffer/internal/storage"
+	"github.com/cofferhsm/coffer/internal/storage/emulate"
 )
 
 // The host (or anyone holding the eMMC) can write any sector. These tests
 // play that attacker: each change must be detected, service refused
 // (ErrTampered) and no record returned, stale or forged.
 
-func (d *MemDevice) snapshot() map[uint64]*[SectorSize]byte {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return maps.Clone(d.data)
-}
-
-func (d *MemDevice) restore(snap map[uint64]*[SectorSize]byte) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.data = maps.Clone(snap)
-}
-
-func readSector(t testing.TB, d Device, lba uint64) []byte {
-	b := make([]byte, SectorSize)
+func readSector(t testing.TB, d storage.Device, lba uint64) []byte {
+	b := make([]byte, storage.SectorSize)
 	if err := d.ReadSectors(lba, b); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +80,7 @@ func expectRefused(t *testing.T, s *Store, id []byte, what string) {
 	t.Helper()
 	rec, ok, err := s.Get(id)
 	if !isTampered(err) || rec != nil || ok {
-		t.Fatalf("%s: Get(%s) = %q, %v, %v; want refusal with ErrTampered", what, id, rec, ok, err)
+		t.Fatalf("%s: Get(%s) = %q, %v, %v; want refusal with storage.ErrTampered", what, id, rec, ok, err)
 	}
 }
 
@@ -101,7 +92,7 @@ func expectRecord(t *testing.T, s *Store, id []byte, want string, what string) {
 	}
 }
 
-func tamperSetup(t *testing.T) (*Store, *MemDevice, *RPMBAnchor, *MemRPMB, Options) {
+func tamperSetup(t *testing.T) (*Store, *storetest.MemDevice, *storage.RPMBAnchor, *storetest.MemRPMB, Options) {
 	opts := testOpts(4) // several levels with few records
 	s, dev, anc, rp := newMemStore(t, 4096, opts)
 	for i := 0; i < 30; i++ {
@@ -145,7 +136,7 @@ func TestRollbackOneRecord(t *testing.T) {
 
 func TestRollbackWholeStoreAnchorKept(t *testing.T) {
 	s, dev, anc, _, opts := tamperSetup(t)
-	snap := dev.snapshot()
+	snap := dev.Snapshot()
 	for i := 0; i < 30; i += 2 {
 		s.Put(id(i), []byte(fmt.Sprint("v2 of ", i)))
 	}
@@ -154,7 +145,7 @@ func TestRollbackWholeStoreAnchorKept(t *testing.T) {
 
 	// Under a running store: every changed record is refused; unchanged
 	// ones are still served, from their unchanged blocks.
-	dev.restore(snap)
+	dev.Restore(snap)
 	for i := 0; i < 30; i++ {
 		rec, ok, err := s.Get(id(i))
 		switch {
@@ -249,7 +240,7 @@ func TestBitFlipAnywhere(t *testing.T) {
 	commit(t, s)
 	live := liveSectors(t, s)
 	s.Close()
-	snap := dev.snapshot()
+	snap := dev.Snapshot()
 	r := rand.New(rand.NewPCG(9, 9))
 	detected := map[string]int{}
 	step := uint64(1)
@@ -257,13 +248,13 @@ func TestBitFlipAnywhere(t *testing.T) {
 		step = 3
 	}
 	for lba := uint64(0); lba < dev.Sectors(); lba += step {
-		dev.restore(snap)
+		dev.Restore(snap)
 		sec := readSector(t, dev, lba)
-		bit := r.IntN(SectorSize * 8)
+		bit := r.IntN(storage.SectorSize * 8)
 		sec[bit/8] ^= 1 << (bit % 8)
 		dev.WriteSectors(lba, sec)
 		rp2 := rp.Clone()
-		s2, err := Open(dev, NewRPMBAnchor(rp2, testAuthKey, 0), opts)
+		s2, err := Open(dev, storage.NewRPMBAnchor(rp2, testAuthKey, 0), opts)
 		if err != nil {
 			if !isTampered(err) {
 				t.Fatalf("sector %d (%s): Open: %v", lba, live[lba], err)
@@ -301,11 +292,13 @@ func TestBitFlipAnywhere(t *testing.T) {
 	// Every bit of the anchor block, flipped in the RPMB medium itself
 	// (where the device's MAC does not help: it MACs what it stores).
 	_ = anc
-	for bit := 0; bit < AnchorSize*8; bit += int(step) {
-		dev.restore(snap)
+	for bit := 0; bit < storage.AnchorSize*8; bit += int(step) {
+		dev.Restore(snap)
 		rp2 := rp.Clone()
-		rp2.st.blocks[0][bit/8] ^= 1 << (bit % 8)
-		if _, err := Open(dev, NewRPMBAnchor(rp2, testAuthKey, 0), opts); !isTampered(err) {
+		blk := rp2.Block(0)
+		blk[bit/8] ^= 1 << (bit % 8)
+		rp2.SetBlock(0, blk)
+		if _, err := Open(dev, storage.NewRPMBAnchor(rp2, testAuthKey, 0), opts); !isTampered(err) {
 			t.Fatalf("anchor bit %d flipped: Open: %v", bit, err)
 		}
 	}
@@ -319,11 +312,11 @@ func TestRestoreStoreAndFileAnchorTogether(t *testing.T) {
 	img, rpmb := filepath.Join(dir, "store.img"), filepath.Join(dir, "anchor.rpmb")
 	opts := testOpts(0)
 	open := func() (*Store, func()) {
-		dev, err := OpenFileDevice(img, 2048)
+		dev, err := emulate.OpenFileDevice(img, 2048)
 		if err != nil {
 			t.Fatal(err)
 		}
-		anc, err := OpenFileAnchor(rpmb, testAuthKey)
+		anc, err := emulate.OpenFileAnchor(rpmb, testAuthKey)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // The tree is a B+tree keyed by the hashed user id. Leaves hold, for each
@@ -138,7 +140,7 @@ func (s *Store) readRecord(r *ref, id *[32]byte) ([]byte, error) {
 	if r.loc < nodeSectors || r.loc/nodeSectors >= s.groups {
 		return nil, tamperedf("record location %d out of range", r.loc)
 	}
-	b := make([]byte, SectorSize)
+	b := make([]byte, storage.SectorSize)
 	if err := s.dev.ReadSectors(r.loc, b); err != nil {
 		return nil, err
 	}
@@ -411,20 +413,20 @@ func (t *txn) write(n *node) (ref, error) {
 
 // flushWrites issues the queued writes in address order, joining adjacent
 // blocks, and returns the number of bytes written.
-func (t *txn) flushWrites(dev Device) (uint64, error) {
+func (t *txn) flushWrites(dev storage.Device) (uint64, error) {
 	slices.SortFunc(t.writes, func(x, y blockWrite) int { return cmp.Compare(x.loc, y.loc) })
 	var total uint64
-	const maxRun = 64 * SectorSize
+	const maxRun = 64 * storage.SectorSize
 	for i := 0; i < len(t.writes); {
 		run := t.writes[i].data
 		loc := t.writes[i].loc
-		next := loc + uint64(len(run)/SectorSize)
+		next := loc + uint64(len(run)/storage.SectorSize)
 		j := i + 1
 		if j < len(t.writes) && t.writes[j].loc == next {
 			run = append([]byte(nil), run...)
 			for ; j < len(t.writes) && t.writes[j].loc == next && len(run) < maxRun; j++ {
 				run = append(run, t.writes[j].data...)
-				next += uint64(len(t.writes[j].data) / SectorSize)
+				next += uint64(len(t.writes[j].data) / storage.SectorSize)
 			}
 		}
 		if err := dev.WriteSectors(loc, run); err != nil {

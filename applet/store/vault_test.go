@@ -5,7 +5,9 @@ import (
 	"testing"
 
 	"github.com/cofferhsm/coffer/applet/store"
+	"github.com/cofferhsm/coffer/applet/store/storetest"
 	"github.com/cofferhsm/coffer/applet/vault"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 var _ vault.Store = (*store.Store)(nil)
@@ -16,14 +18,14 @@ func TestMatchesVaultContract(t *testing.T) {
 	}
 	// The vault cannot import the store; it recognises integrity failures
 	// through this interface.
-	dev := store.NewMemDevice(256)
-	anc, _ := store.NewMemAnchor([32]byte{1})
+	dev := storetest.NewMemDevice(256)
+	anc, _ := storetest.NewMemAnchor([32]byte{1})
 	if err := store.Format(dev, anc, store.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := store.Open(store.NewMemDevice(256), anc, store.Options{})
+	_, err := store.Open(storetest.NewMemDevice(256), anc, store.Options{})
 	var tm interface{ Tampered() bool }
-	if !errors.Is(err, store.ErrTampered) || !errors.As(err, &tm) || !tm.Tampered() {
+	if !errors.Is(err, storage.ErrTampered) || !errors.As(err, &tm) || !tm.Tampered() {
 		t.Fatalf("Open of a wiped device: %v", err)
 	}
 }

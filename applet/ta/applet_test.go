@@ -13,11 +13,12 @@ import (
 	"time"
 
 	taruntime "github.com/cofferhsm/coffer/applet/runtime"
-	"github.com/cofferhsm/coffer/applet/store"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/board/qemu"
 	"github.com/cofferhsm/coffer/firmware/api"
 	"github.com/cofferhsm/coffer/firmware/tos"
+	"github.com/cofferhsm/coffer/internal/storage"
+	"github.com/cofferhsm/coffer/internal/storage/emulate"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -81,7 +82,7 @@ type machine struct {
 	stopTransprt func()
 	// bus, if set, stands between the OS and the RPMB partition (an
 	// attacker on the eMMC bus).
-	bus func(real store.RPMBTransport) store.RPMBTransport
+	bus func(real storage.RPMBTransport) storage.RPMBTransport
 }
 
 const testSectors = 8192
@@ -94,7 +95,7 @@ func newMachine(t *testing.T) *machine {
 // QEMU board: derive the per-purpose keys from the device key, check the
 // RPMB partition part against the fuse (provisioning it on the first boot),
 // and prepare the applet's services on dev. Console lines go to the test log.
-func bootOS(t *testing.T, dev store.Device, part store.RPMBTransport, fuse tos.Fuse) *tos.Service {
+func bootOS(t *testing.T, dev storage.Device, part storage.RPMBTransport, fuse tos.Fuse) *tos.Service {
 	keys := tos.DeriveKeys(&qemu.DevSealingKey)
 	defer keys.Wipe()
 	anchor, _ := tos.OpenAnchor(tos.RPMBSetup{
@@ -123,7 +124,7 @@ func bootOS(t *testing.T, dev store.Device, part store.RPMBTransport, fuse tos.F
 // boot starts the OS core and the applet, and waits for ready.
 func (m *machine) boot() string {
 	t := m.t
-	dev, err := qemu.NewFileDevice(m.storeFile, testSectors)
+	dev, err := emulate.NewFileDevice(m.storeFile, testSectors)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +132,7 @@ func (m *machine) boot() string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var part store.RPMBTransport = rpmb
+	var part storage.RPMBTransport = rpmb
 	if m.bus != nil {
 		part = m.bus(rpmb)
 	}

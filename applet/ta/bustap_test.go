@@ -6,24 +6,8 @@ import (
 	"errors"
 	"sync"
 
-	"github.com/cofferhsm/coffer/applet/store"
-)
-
-// RPMB frame fields and request types (JESD84-B51 §6.6.22), as an attacker
-// on the eMMC bus reads them.
-const (
-	frameMAC     = 196
-	frameData    = 228
-	frameNonce   = 484
-	frameCounter = 500
-	frameResult  = 508
-	frameType    = 510
-
-	reqProgramKey = 0x0001
-	reqCounter    = 0x0002
-	reqWrite      = 0x0003
-	reqRead       = 0x0004
-	reqResult     = 0x0005
+	"github.com/cofferhsm/coffer/applet/store/storetest"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // tapMode is what the attacker on the bus does.
@@ -50,7 +34,7 @@ var errBus = errors.New("bus tap: transfer failed")
 // busTap sits on the eMMC bus between the OS and the RPMB partition.
 type busTap struct {
 	mu     sync.Mutex
-	real   store.RPMBTransport
+	real   storage.RPMBTransport
 	mode   tapMode
 	sent   [][]byte          // every request frame put on the bus
 	seen   map[uint16][]byte // the last genuine response of each type
@@ -63,13 +47,13 @@ type busTap struct {
 	oldBlock   []byte
 	oldCounter uint32
 	// The attacker's own partition, once it holds a stolen key.
-	stolen *store.MemRPMB
+	stolen *storetest.MemRPMB
 }
 
 func newBusTap() *busTap { return &busTap{seen: map[uint16][]byte{}} }
 
 // attach puts the tap in front of this boot's partition.
-func (b *busTap) attach(real store.RPMBTransport) store.RPMBTransport {
+func (b *busTap) attach(real storage.RPMBTransport) storage.RPMBTransport {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.real = real
@@ -105,9 +89,9 @@ func (b *busTap) remember() {
 	defer b.mu.Unlock()
 	for i := len(b.sent) - 1; i >= 0; i-- {
 		f := b.sent[i]
-		if binary.BigEndian.Uint16(f[frameType:]) == reqWrite {
-			b.oldBlock = bytes.Clone(f[frameData:frameNonce])
-			b.oldCounter = binary.BigEndian.Uint32(f[frameCounter:])
+		if binary.BigEndian.Uint16(f[storage.RPMBOffType:]) == storage.RPMBReqWrite {
+			b.oldBlock = bytes.Clone(f[storage.RPMBOffData:storage.RPMBOffNonce])
+			b.oldCounter = binary.BigEndian.Uint32(f[storage.RPMBOffCounter:])
 			return
 		}
 	}
@@ -115,9 +99,9 @@ func (b *busTap) remember() {
 }
 
 func unauthenticated(typ, result uint16) []byte {
-	f := make([]byte, store.RPMBFrameSize)
-	binary.BigEndian.PutUint16(f[frameType:], typ)
-	binary.BigEndian.PutUint16(f[frameResult:], result)
+	f := make([]byte, storage.RPMBFrameSize)
+	binary.BigEndian.PutUint16(f[storage.RPMBOffType:], typ)
+	binary.BigEndian.PutUint16(f[storage.RPMBOffResult:], result)
 	return f
 }
 
@@ -125,12 +109,12 @@ func unauthenticated(typ, result uint16) []byte {
 // holds the remembered anchor, with a write counter past the one that anchor
 // was written at, as the genuine partition had then.
 func (b *busTap) steal(key []byte) {
-	fake := store.NewMemRPMB(1)
-	a := store.NewRPMBAnchor(fake, [32]byte(key), 0)
+	fake := storetest.NewMemRPMB(1)
+	a := storage.NewRPMBAnchor(fake, [32]byte(key), 0)
 	if err := a.ProgramKey(); err != nil {
 		panic(err)
 	}
-	var blk [store.AnchorSize]byte
+	var blk [storage.AnchorSize]byte
 	copy(blk[:], b.oldBlock)
 	for fake.Counter() <= b.oldCounter {
 		if _, err := a.Write(blk); err != nil {
@@ -144,39 +128,39 @@ func (b *busTap) WriteRPMB(frame []byte, reliable bool) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.sent = append(b.sent, bytes.Clone(frame))
-	req := binary.BigEndian.Uint16(frame[frameType:])
-	if req == reqResult && b.ackKey {
+	req := binary.BigEndian.Uint16(frame[storage.RPMBOffType:])
+	if req == storage.RPMBReqResult && b.ackKey {
 		b.ackKey = false
-		b.forged = unauthenticated(reqProgramKey<<8, store.RPMBOK)
+		b.forged = unauthenticated(storage.RPMBReqProgramKey<<storage.RPMBRespShift, storage.RPMBOK)
 		return nil
 	}
 	if b.stolen != nil {
 		return b.stolen.WriteRPMB(frame, reliable)
 	}
 	answering := req
-	if req == reqResult {
+	if req == storage.RPMBReqResult {
 		answering = b.last
 	} else {
 		b.last = req
 	}
 	switch b.mode {
 	case tapBlank:
-		if req == reqProgramKey && b.oldBlock != nil {
-			b.steal(frame[frameMAC:frameData])
+		if req == storage.RPMBReqProgramKey && b.oldBlock != nil {
+			b.steal(frame[storage.RPMBOffMAC:storage.RPMBOffData])
 			b.ackKey = true
 			return nil
 		}
-		b.forged = unauthenticated(answering<<8, store.RPMBKeyNotProgrammed)
+		b.forged = unauthenticated(answering<<storage.RPMBRespShift, storage.RPMBKeyNotProgrammed)
 		return nil
 	case tapReplay:
-		if old, ok := b.seen[answering<<8]; ok {
+		if old, ok := b.seen[answering<<storage.RPMBRespShift]; ok {
 			b.forged = bytes.Clone(old)
 		} else {
-			b.forged = unauthenticated(answering<<8, store.RPMBGeneralFailure)
+			b.forged = unauthenticated(answering<<storage.RPMBRespShift, storage.RPMBGeneralFailure)
 		}
 		return nil
 	case tapFailWrites:
-		if req == reqWrite {
+		if req == storage.RPMBReqWrite {
 			return errBus
 		}
 	}
@@ -197,6 +181,6 @@ func (b *busTap) ReadRPMB(frame []byte) error {
 	if err := b.real.ReadRPMB(frame); err != nil {
 		return err
 	}
-	b.seen[binary.BigEndian.Uint16(frame[frameType:])] = bytes.Clone(frame)
+	b.seen[binary.BigEndian.Uint16(frame[storage.RPMBOffType:])] = bytes.Clone(frame)
 	return nil
 }

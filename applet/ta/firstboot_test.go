@@ -14,11 +14,12 @@ import (
 	"testing"
 
 	taruntime "github.com/cofferhsm/coffer/applet/runtime"
-	"github.com/cofferhsm/coffer/applet/store"
+	"github.com/cofferhsm/coffer/applet/store/storetest"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/board/qemu"
 	"github.com/cofferhsm/coffer/firmware/api"
 	"github.com/cofferhsm/coffer/firmware/tos"
+	"github.com/cofferhsm/coffer/internal/storage"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -30,7 +31,7 @@ type power struct {
 	left  int // durable operations before the one the power fails in; <0: never
 	off   bool
 	cutIn string // the operation in progress when it failed
-	dev   *store.CrashDevice
+	dev   *storetest.CrashDevice
 	// lands: an RPMB write in progress when the power fails reaches the
 	// partition (its answer is lost either way).
 	lands bool
@@ -60,7 +61,7 @@ func (p *power) isOff() bool {
 
 // cutDevice is a crash device on that supply.
 type cutDevice struct {
-	*store.CrashDevice
+	*storetest.CrashDevice
 	p *power
 }
 
@@ -80,21 +81,21 @@ func (d cutDevice) Flush() error {
 
 // cutRPMB is an RPMB partition on that supply.
 type cutRPMB struct {
-	part store.RPMBTransport
+	part storage.RPMBTransport
 	p    *power
 }
 
 func (r cutRPMB) WriteRPMB(frame []byte, reliable bool) error {
 	if r.p.isOff() {
-		return store.ErrPowerCut
+		return storetest.ErrPowerCut
 	}
-	if req := binary.BigEndian.Uint16(frame[frameType:]); req == reqProgramKey || req == reqWrite {
-		if r.p.step("rpmb " + map[uint16]string{reqProgramKey: "key programming", reqWrite: "write"}[req]) {
+	if req := binary.BigEndian.Uint16(frame[storage.RPMBOffType:]); req == storage.RPMBReqProgramKey || req == storage.RPMBReqWrite {
+		if r.p.step("rpmb " + map[uint16]string{storage.RPMBReqProgramKey: "key programming", storage.RPMBReqWrite: "write"}[req]) {
 			if r.p.lands {
 				r.part.WriteRPMB(frame, reliable)
 			}
 			r.p.dev.PowerOff()
-			return store.ErrPowerCut
+			return storetest.ErrPowerCut
 		}
 	}
 	return r.part.WriteRPMB(frame, reliable)
@@ -102,7 +103,7 @@ func (r cutRPMB) WriteRPMB(frame []byte, reliable bool) error {
 
 func (r cutRPMB) ReadRPMB(frame []byte) error {
 	if r.p.isOff() {
-		return store.ErrPowerCut
+		return storetest.ErrPowerCut
 	}
 	return r.part.ReadRPMB(frame)
 }
@@ -121,21 +122,21 @@ type cutFuse struct {
 
 func (c cutFuse) Blown() (bool, error) {
 	if c.p.isOff() {
-		return false, store.ErrPowerCut
+		return false, storetest.ErrPowerCut
 	}
 	return c.f.Blown()
 }
 
 func (c cutFuse) Blow() error {
 	if c.p.isOff() {
-		return store.ErrPowerCut
+		return storetest.ErrPowerCut
 	}
 	if c.p.step("fuse blow") {
 		if c.p.lands {
 			c.f.Blow()
 		}
 		c.p.dev.PowerOff()
-		return store.ErrPowerCut
+		return storetest.ErrPowerCut
 	}
 	return c.f.Blow()
 }
@@ -144,7 +145,7 @@ func (c cutFuse) Blow() error {
 // applet's start (open) on it, as the device does at power on. It returns
 // the ready line, a round trip to the vault, and a function that stops this
 // applet (its calls fail from then on, as a stopped applet's do).
-func bootApplet(t *testing.T, dev store.Device, part store.RPMBTransport, fuse tos.Fuse) (string, testclient.RoundTrip, func()) {
+func bootApplet(t *testing.T, dev storage.Device, part storage.RPMBTransport, fuse tos.Fuse) (string, testclient.RoundTrip, func()) {
 	t.Helper()
 	svc := bootOS(t, dev, part, fuse)
 	svc.Console = nil
@@ -191,24 +192,24 @@ func TestFirstBootSurvivesAPowerCutAnywhere(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	outcomes := []struct {
 		name  string
-		crash func(d *store.CrashDevice)
+		crash func(d *storetest.CrashDevice)
 	}{
-		{"unflushed writes lost", func(d *store.CrashDevice) { d.CrashKeep(nil) }},
-		{"unflushed writes kept", func(d *store.CrashDevice) {
+		{"unflushed writes lost", func(d *storetest.CrashDevice) { d.CrashKeep(nil) }},
+		{"unflushed writes kept", func(d *storetest.CrashDevice) {
 			keep := make([]int, len(d.Pending()))
 			for i, w := range d.Pending() {
 				keep[i] = w.Sectors()
 			}
 			d.CrashKeep(keep)
 		}},
-		{"unflushed writes partly kept", func(d *store.CrashDevice) { d.Crash(rng) }},
+		{"unflushed writes partly kept", func(d *storetest.CrashDevice) { d.Crash(rng) }},
 	}
 	points, windows := 0, 0
 	for cut := 0; ; cut++ {
 		finished := false
 		for _, lands := range []bool{false, true} {
-			dev := store.NewCrashDevice(sectors)
-			part := store.NewMemRPMB(1)
+			dev := storetest.NewCrashDevice(sectors)
+			part := storetest.NewMemRPMB(1)
 			fuse := &testFuse{}
 			p := &power{left: cut, dev: dev, lands: lands}
 			status, _, stop := bootApplet(t, cutDevice{dev, p}, cutRPMB{part, p}, cutFuse{fuse, p})
@@ -239,10 +240,10 @@ func TestFirstBootSurvivesAPowerCutAnywhere(t *testing.T) {
 				stop()
 				if window {
 					_, err := signingKeyOf(t, rt)
-					_, _, rerr := store.NewRPMBAnchor(r, [32]byte{}, 0).Read()
-					var re *store.RPMBError
+					_, _, rerr := storage.NewRPMBAnchor(r, [32]byte{}, 0).Read()
+					var re *storage.RPMBError
 					if !strings.Contains(status, "REFUSING") || !errors.Is(err, &protocol.Error{Code: protocol.CodeTampered}) ||
-						!errors.As(rerr, &re) || re.Result != store.RPMBKeyNotProgrammed {
+						!errors.As(rerr, &re) || re.Result != storage.RPMBKeyNotProgrammed {
 						t.Errorf("cut in %s: fuse blown, no key: the next boot says %q, answers %v, partition %v", name, status, err, rerr)
 					}
 					windows++

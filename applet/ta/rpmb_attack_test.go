@@ -12,6 +12,7 @@ import (
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/board/qemu"
 	"github.com/cofferhsm/coffer/firmware/tos"
+	"github.com/cofferhsm/coffer/internal/storage"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -47,9 +48,9 @@ func TestRPMBKeyNeverCrossesTheBusInTheField(t *testing.T) {
 	rpmbKey := fieldSecrets()["RPMB authentication key"]
 	programs := 0
 	for _, f := range tap.frames() {
-		if binary.BigEndian.Uint16(f[frameType:]) == reqProgramKey {
+		if binary.BigEndian.Uint16(f[storage.RPMBOffType:]) == storage.RPMBReqProgramKey {
 			programs++
-			if !bytes.Equal(f[frameMAC:frameData], rpmbKey) {
+			if !bytes.Equal(f[storage.RPMBOffMAC:storage.RPMBOffData], rpmbKey) {
 				t.Fatal("the key programmed is not the one the test expects")
 			}
 		}
@@ -136,7 +137,7 @@ func TestRPMBKeyNeverCrossesTheBusInTheField(t *testing.T) {
 	}
 
 	for i, f := range tap.frames() {
-		if binary.BigEndian.Uint16(f[frameType:]) == reqProgramKey {
+		if binary.BigEndian.Uint16(f[storage.RPMBOffType:]) == storage.RPMBReqProgramKey {
 			t.Errorf("frame %d: a key programming request in the field", i)
 		}
 		for name, secret := range fieldSecrets() {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cofferhsm/coffer/applet/opaque"
 	"github.com/cofferhsm/coffer/applet/store"
+	"github.com/cofferhsm/coffer/applet/store/storetest"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
 )
@@ -555,8 +556,8 @@ func exploreModel(t *testing.T, b modelBounds) (modelStats, [][]modelEvent) {
 // replayOnRecordStore plays path from scratch on the real record store,
 // with the same checks.
 func replayOnRecordStore(t *testing.T, b modelBounds, path []modelEvent) {
-	anchor, _ := store.NewMemAnchor([32]byte{7})
-	dev := store.NewMemDevice(4096)
+	anchor, _ := storetest.NewMemAnchor([32]byte{7})
+	dev := storetest.NewMemDevice(4096)
 	if err := store.Format(dev, anchor, store.Options{}); err != nil {
 		t.Fatal(err)
 	}

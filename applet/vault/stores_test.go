@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/applet/store"
+	"github.com/cofferhsm/coffer/applet/store/storetest"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/memstore"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // testStore is the store a harness runs its vault on, with the hooks the
@@ -111,8 +113,8 @@ func newMemoryBackend(_ testing.TB, s *testStore) testBackend {
 // writes, and the store is reopened (verified) on what remains.
 type recordStoreBackend struct {
 	t      testing.TB
-	dev    *store.CrashDevice
-	rpmb   *store.MemRPMB
+	dev    *storetest.CrashDevice
+	rpmb   *storetest.MemRPMB
 	rng    *rand.Rand
 	before func() error // the testStore's hooks
 
@@ -128,8 +130,8 @@ var (
 
 func newRecordStoreBackend(t testing.TB, s *testStore) testBackend {
 	t.Helper()
-	dev := store.NewCrashDevice(1 << 14)
-	anc, rpmb := store.NewMemAnchor(recordRPMBKey)
+	dev := storetest.NewCrashDevice(1 << 14)
+	anc, rpmb := storetest.NewMemAnchor(recordRPMBKey)
 	opts := store.Options{SealingKey: recordSealingKey}
 	if err := store.Format(dev, anc, opts); err != nil {
 		t.Fatal(err)
@@ -143,7 +145,7 @@ func newRecordStoreBackend(t testing.TB, s *testStore) testBackend {
 func (b *recordStoreBackend) open() {
 	b.t.Helper()
 	dev := &hookedDevice{CrashDevice: b.dev, before: b.before}
-	st, err := store.Open(dev, store.NewRPMBAnchor(b.rpmb, recordRPMBKey, 0), store.Options{SealingKey: recordSealingKey})
+	st, err := store.Open(dev, storage.NewRPMBAnchor(b.rpmb, recordRPMBKey, 0), store.Options{SealingKey: recordSealingKey})
 	if err != nil {
 		b.t.Fatalf("reopening the record store: %v", err)
 	}
@@ -176,7 +178,7 @@ func (b *recordStoreBackend) Committed(id []byte) ([]byte, bool) {
 	b.t.Helper()
 	dev := b.dev.Clone()
 	dev.CrashKeep(nil) // only what was flushed
-	st, err := store.Open(dev, store.NewRPMBAnchor(b.rpmb.Clone(), recordRPMBKey, 0), store.Options{SealingKey: recordSealingKey})
+	st, err := store.Open(dev, storage.NewRPMBAnchor(b.rpmb.Clone(), recordRPMBKey, 0), store.Options{SealingKey: recordSealingKey})
 	if err != nil {
 		b.t.Fatalf("opening a copy of the committed store: %v", err)
 	}
@@ -198,7 +200,7 @@ func (b *recordStoreBackend) Stats() (commits, shreds int) {
 // hookedDevice runs the test store's hooks before each flush, the point at
 // which a record-store commit makes its batch durable.
 type hookedDevice struct {
-	*store.CrashDevice
+	*storetest.CrashDevice
 	before func() error
 }
 

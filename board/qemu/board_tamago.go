@@ -16,8 +16,9 @@ import (
 	// which is QEMU's second -serial.
 	_ "github.com/usbarmory/tamago/board/usbarmory/mk2"
 
-	"github.com/cofferhsm/coffer/applet/store"
 	"github.com/cofferhsm/coffer/board"
+	"github.com/cofferhsm/coffer/internal/storage"
+	"github.com/cofferhsm/coffer/internal/storage/emulate"
 )
 
 type qemuBoard struct {
@@ -65,12 +66,12 @@ func (*qemuBoard) RPMBKeyFuse() (board.Fuse, string, error) {
 
 func (*qemuBoard) DevProvisioningSeed() ([32]byte, bool) { return DevProvisioningSeed, true }
 
-func (*qemuBoard) Storage() (store.Device, store.RPMBTransport, error) {
+func (*qemuBoard) Storage() (storage.Device, storage.RPMBTransport, error) {
 	sf, err := openOrCreate(StoreFile)
 	if err != nil {
 		return nil, nil, err
 	}
-	dev, err := NewFileDevice(sf, StoreSectors)
+	dev, err := emulate.NewFileDevice(sf, StoreSectors)
 	if err != nil {
 		return nil, nil, fmt.Errorf("qemu: %s: %w", StoreFile, err)
 	}

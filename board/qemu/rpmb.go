@@ -3,23 +3,23 @@ package qemu
 import (
 	"errors"
 
-	"github.com/cofferhsm/coffer/applet/store"
+	"github.com/cofferhsm/coffer/internal/storage/emulate"
 )
 
 // OpenEmulatedRPMB returns the emulated RPMB partition kept in f: what the
-// QEMU board offers in place of the eMMC's RPMB. It is the store's emulator
-// (store.OpenRPMBEmulator: one block, the anchor's, in the software vault's
+// QEMU board offers in place of the eMMC's RPMB. It is the software vault's
+// emulator (emulate.OpenRPMBEmulator: one block, the anchor's, in the same
 // file format), over the host file; an empty file is a new partition with no
 // key programmed.
 //
 // Towards the applet it behaves as the real partition does, but it is not
 // replay protected against the host, which can put back an old copy of the
 // file.
-func OpenEmulatedRPMB(f File) (*store.RPMBEmulator, error) {
+func OpenEmulatedRPMB(f File) (*emulate.RPMBEmulator, error) {
 	var magic [8]byte
 	if n, _ := f.ReadAt(magic[:], 0); n == len(magic) && string(magic[:]) == "CQRPMB01" {
 		return nil, errors.New("the emulated RPMB file was written by an older build (format CQRPMB01); " +
 			"remove it and the store file to start a new vault")
 	}
-	return store.OpenRPMBEmulator(f, 1)
+	return emulate.OpenRPMBEmulator(f, 1)
 }

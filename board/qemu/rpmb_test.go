@@ -11,26 +11,18 @@ import (
 	"testing"
 
 	"github.com/cofferhsm/coffer/applet/store"
+	"github.com/cofferhsm/coffer/internal/storage"
+	"github.com/cofferhsm/coffer/internal/storage/emulate"
 )
 
-type osFile struct{ *os.File }
-
-func (f osFile) Size() (int64, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	return st.Size(), nil
-}
-
-func openFile(t *testing.T, path string) osFile {
+func openFile(t *testing.T, path string) emulate.OSFile {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	return osFile{f}
+	return emulate.OSFile{File: f}
 }
 
 // The store's own RPMB client must accept the emulation: program the key,
@@ -42,11 +34,11 @@ func TestEmulatedRPMBWithStoreClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := store.DeriveRPMBKey(DevSealingKey)
-	a := store.NewRPMBAnchor(e, key, 0)
+	key := storage.DeriveRPMBKey(DevSealingKey)
+	a := storage.NewRPMBAnchor(e, key, 0)
 	_, _, err = a.Read()
-	var re *store.RPMBError
-	if !errors.As(err, &re) || re.Result != store.RPMBKeyNotProgrammed {
+	var re *storage.RPMBError
+	if !errors.As(err, &re) || re.Result != storage.RPMBKeyNotProgrammed {
 		t.Fatalf("read before key programming: %v, want key not programmed", err)
 	}
 	if err := a.ProgramKey(); err != nil {
@@ -55,7 +47,7 @@ func TestEmulatedRPMBWithStoreClient(t *testing.T) {
 	if err := a.ProgramKey(); err == nil {
 		t.Fatal("a second key programming succeeded")
 	}
-	var blk [store.AnchorSize]byte
+	var blk [storage.AnchorSize]byte
 	blk[0] = 42
 	c, err := a.Write(blk)
 	if err != nil || c != 1 {
@@ -71,13 +63,13 @@ func TestEmulatedRPMBWithStoreClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a2 := store.NewRPMBAnchor(e2, key, 0)
+	a2 := storage.NewRPMBAnchor(e2, key, 0)
 	got, c, err = a2.Read()
 	if err != nil || c != 1 || got != blk {
 		t.Fatalf("after reopen: %v counter %d err %v", got[0], c, err)
 	}
 	// A wrong key cannot write.
-	wrong := store.NewRPMBAnchor(e2, store.DeriveRPMBKey([32]byte{1}), 0)
+	wrong := storage.NewRPMBAnchor(e2, storage.DeriveRPMBKey([32]byte{1}), 0)
 	if _, err := wrong.Write(blk); err == nil {
 		t.Fatal("write with a wrong key succeeded")
 	}
@@ -89,7 +81,7 @@ func TestStoreOnBoardFilesDetectsRollback(t *testing.T) {
 	dir := t.TempDir()
 	storePath := filepath.Join(dir, StoreFile)
 	open := func() (*store.Store, error) {
-		dev, err := NewFileDevice(openFile(t, storePath), 4096)
+		dev, err := emulate.NewFileDevice(openFile(t, storePath), 4096)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,7 +89,7 @@ func TestStoreOnBoardFilesDetectsRollback(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a := store.NewRPMBAnchor(e, store.DeriveRPMBKey(DevSealingKey), 0)
+		a := storage.NewRPMBAnchor(e, storage.DeriveRPMBKey(DevSealingKey), 0)
 		if _, _, err := a.Read(); err != nil {
 			if err := a.ProgramKey(); err != nil {
 				t.Fatal(err)

@@ -15,8 +15,8 @@ import (
 	"github.com/usbarmory/tamago/dma"
 	"github.com/usbarmory/tamago/soc/nxp/imx6ul"
 
-	"github.com/cofferhsm/coffer/applet/store"
 	"github.com/cofferhsm/coffer/board"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 type mk2 struct{}
@@ -100,13 +100,13 @@ func (*mk2) RPMBKeyFuse() (board.Fuse, string, error) {
 	return otpFuse{}, fmt.Sprintf("OCOTP_GP2 bit %d (bank %d, word %d)", RPMBFuseBit, RPMBFuseBank, RPMBFuseWord), nil
 }
 
-func (*mk2) Storage() (store.Device, store.RPMBTransport, error) {
+func (*mk2) Storage() (storage.Device, storage.RPMBTransport, error) {
 	card := usbarmory.MMC
 	if err := card.Detect(); err != nil {
 		return nil, nil, fmt.Errorf("eMMC: %w", err)
 	}
 	info := card.Info()
-	if !info.MMC || info.BlockSize != store.SectorSize {
+	if !info.MMC || info.BlockSize != storage.SectorSize {
 		return nil, nil, fmt.Errorf("eMMC: unexpected card (mmc %v, block size %d)", info.MMC, info.BlockSize)
 	}
 	if uint64(info.Blocks) < StoreFirstSector+StoreSectors {

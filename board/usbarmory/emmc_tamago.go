@@ -5,7 +5,7 @@ package usbarmory
 import (
 	"github.com/usbarmory/tamago/soc/nxp/usdhc"
 
-	"github.com/cofferhsm/coffer/applet/store"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // emmcDevice is the store's window of eMMC sectors. The eMMC's volatile
@@ -19,22 +19,15 @@ type emmcDevice struct {
 
 func (d *emmcDevice) Sectors() uint64 { return d.sectors }
 
-func (d *emmcDevice) check(lba uint64, n int) error {
-	if n%store.SectorSize != 0 || lba > d.sectors || uint64(n/store.SectorSize) > d.sectors-lba {
-		return store.ErrDeviceRange
-	}
-	return nil
-}
-
 func (d *emmcDevice) ReadSectors(lba uint64, p []byte) error {
-	if err := d.check(lba, len(p)); err != nil || len(p) == 0 {
+	if err := storage.CheckRange(lba, len(p), d.sectors); err != nil || len(p) == 0 {
 		return err
 	}
 	return d.card.ReadBlocks(int(d.first+lba), p)
 }
 
 func (d *emmcDevice) WriteSectors(lba uint64, p []byte) error {
-	if err := d.check(lba, len(p)); err != nil || len(p) == 0 {
+	if err := storage.CheckRange(lba, len(p), d.sectors); err != nil || len(p) == 0 {
 		return err
 	}
 	return d.card.WriteBlocks(int(d.first+lba), p)

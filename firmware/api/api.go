@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cofferhsm/coffer/internal/storage"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -86,12 +87,12 @@ func OpName(op uint32) string {
 
 // Sizes and bounds.
 const (
-	SectorSize    = 512
-	MaxSectors    = 64 // per read or write call: 32 KiB
-	SectorHeader  = 8  // the lba before the sector data
+	SectorSize    = storage.SectorSize // the record store's device sectors
+	MaxSectors    = 64                 // per read or write call: 32 KiB
+	SectorHeader  = 8                  // the lba before the sector data
 	MaxSectorCall = SectorHeader + MaxSectors*SectorSize
 
-	AnchorBlockSize = 256 // one RPMB block
+	AnchorBlockSize = storage.AnchorSize // one RPMB block
 	AnchorCallSize  = 4 + AnchorBlockSize
 
 	WaitSize    = 12

@@ -9,21 +9,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cofferhsm/coffer/applet/store"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/board/qemu"
+	"github.com/cofferhsm/coffer/internal/storage"
+	"github.com/cofferhsm/coffer/internal/storage/emulate"
 	"github.com/cofferhsm/coffer/protocol"
 )
-
-type hostFile struct{ *os.File }
-
-func (f hostFile) Size() (int64, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	return st.Size(), nil
-}
 
 // The first boot blows the (fake) fuse and programs the emulated RPMB. Then
 // the RPMB partition is swapped for a blank one, which answers "key not
@@ -78,14 +69,14 @@ func TestBlankRPMBRefusedNeverProgrammed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := qemu.OpenEmulatedRPMB(hostFile{f})
+	e, err := qemu.OpenEmulatedRPMB(emulate.OSFile{File: f})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = store.NewRPMBAnchor(e, [32]byte{}, 0).Read()
+	_, _, err = storage.NewRPMBAnchor(e, [32]byte{}, 0).Read()
 	f.Close()
-	var re *store.RPMBError
-	if !errors.As(err, &re) || re.Result != store.RPMBKeyNotProgrammed {
+	var re *storage.RPMBError
+	if !errors.As(err, &re) || re.Result != storage.RPMBKeyNotProgrammed {
 		t.Fatalf("the blank partition after the boot: %v, want still without a key", err)
 	}
 	if after, err := os.ReadFile(storeImg); err != nil || !bytes.Equal(before, after) {

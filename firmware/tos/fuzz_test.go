@@ -5,8 +5,8 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"github.com/cofferhsm/coffer/applet/store"
 	"github.com/cofferhsm/coffer/firmware/api"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // forger answers every RPMB request with the next fuzzed frame, and records
@@ -19,7 +19,7 @@ type forger struct {
 
 func (f *forger) WriteRPMB(frame []byte, _ bool) error {
 	f.sent = append(f.sent, bytes.Clone(frame))
-	if binary.BigEndian.Uint16(frame[510:]) == 1 {
+	if binary.BigEndian.Uint16(frame[storage.RPMBOffType:]) == storage.RPMBReqProgramKey {
 		f.programs++
 	}
 	return nil
@@ -37,12 +37,12 @@ func (f *forger) ReadRPMB(frame []byte) error {
 // failed check; with the fuse not blown, a hardware policy (secure boot
 // open, not an emulator) never programs either.
 func FuzzOpenAnchorForgedAnswers(f *testing.F) {
-	notProgrammed := make([]byte, store.RPMBFrameSize)
-	binary.BigEndian.PutUint16(notProgrammed[508:], store.RPMBKeyNotProgrammed)
-	binary.BigEndian.PutUint16(notProgrammed[510:], 0x0200)
+	notProgrammed := make([]byte, storage.RPMBFrameSize)
+	binary.BigEndian.PutUint16(notProgrammed[storage.RPMBOffResult:], storage.RPMBKeyNotProgrammed)
+	binary.BigEndian.PutUint16(notProgrammed[storage.RPMBOffType:], storage.RPMBReqCounter<<storage.RPMBRespShift)
 	f.Add(notProgrammed, true)
 	f.Add(bytes.Repeat(notProgrammed, 4), false)
-	f.Add(make([]byte, 3*store.RPMBFrameSize), true)
+	f.Add(make([]byte, 3*storage.RPMBFrameSize), true)
 	f.Fuzz(func(t *testing.T, answers []byte, blown bool) {
 		w := &forger{answers: answers}
 		fuse := &memFuse{blown: blown}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/cofferhsm/coffer/applet/store"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // The OS owns the RPMB partition: it holds the RPMB key, programs it at
@@ -30,18 +30,18 @@ type Fuse interface {
 }
 
 // TamperError reports an RPMB partition that failed the OS's checks. It
-// wraps store.ErrTampered and answers Tampered(), as the store's own
+// wraps storage.ErrTampered and answers Tampered(), as the store's own
 // integrity errors do.
 type TamperError struct{ Reason string }
 
 func (e *TamperError) Error() string  { return "rpmb: tampering: " + e.Reason }
-func (e *TamperError) Unwrap() error  { return store.ErrTampered }
+func (e *TamperError) Unwrap() error  { return storage.ErrTampered }
 func (e *TamperError) Tampered() bool { return true }
 
 // RPMBSetup is what OpenAnchor needs from the board.
 type RPMBSetup struct {
 	// Transport carries RPMB frames to the eMMC's RPMB partition.
-	Transport store.RPMBTransport
+	Transport storage.RPMBTransport
 	// Key is the RPMB key (Keys.RPMB).
 	Key [32]byte
 	// Fuse records that the key was programmed.
@@ -87,7 +87,7 @@ func OpenAnchor(s RPMBSetup) (*Anchor, error) {
 		logf("RPMB: REFUSING ANCHOR SERVICE: %v", err)
 		return &Anchor{err: err}, err
 	}
-	a := store.NewRPMBAnchor(s.Transport, s.Key, anchorBlock)
+	a := storage.NewRPMBAnchor(s.Transport, s.Key, anchorBlock)
 	blown, err := s.Fuse.Blown()
 	if err != nil {
 		return refuse(fmt.Errorf("rpmb: reading the provisioning fuse: %w", err))
@@ -131,27 +131,27 @@ func OpenAnchor(s RPMBSetup) (*Anchor, error) {
 }
 
 func keyNotProgrammed(err error) bool {
-	var re *store.RPMBError
-	return errors.As(err, &re) && re.Result&^store.RPMBCounterExpired == store.RPMBKeyNotProgrammed
+	var re *storage.RPMBError
+	return errors.As(err, &re) && re.Result&^storage.RPMBCounterExpired == storage.RPMBKeyNotProgrammed
 }
 
 // Anchor is the record store's anchor as the OS keeps it: one block of the
 // RPMB partition, authenticated under a key only the OS holds. It is a
-// store.Anchor. The partition was checked at OpenAnchor, so any failure
+// storage.Anchor. The partition was checked at OpenAnchor, so any failure
 // afterwards is tampering (a dying eMMC looks the same and ends service the
 // same way): the first one is latched, and every later call fails with it
 // until the OS restarts.
 type Anchor struct {
 	mu   sync.Mutex
-	rpmb *store.RPMBAnchor
+	rpmb *storage.RPMBAnchor
 	err  error
 	log  func(string)
 }
 
-var _ store.Anchor = (*Anchor)(nil)
+var _ storage.Anchor = (*Anchor)(nil)
 
 // Read returns the anchored block and the write counter.
-func (a *Anchor) Read() (data [store.AnchorSize]byte, counter uint32, err error) {
+func (a *Anchor) Read() (data [storage.AnchorSize]byte, counter uint32, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.err != nil {
@@ -165,7 +165,7 @@ func (a *Anchor) Read() (data [store.AnchorSize]byte, counter uint32, err error)
 }
 
 // Write writes the anchored block and returns the new write counter.
-func (a *Anchor) Write(data [store.AnchorSize]byte) (uint32, error) {
+func (a *Anchor) Write(data [storage.AnchorSize]byte) (uint32, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.err != nil {

@@ -7,8 +7,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/cofferhsm/coffer/applet/store"
+	"github.com/cofferhsm/coffer/applet/store/storetest"
 	"github.com/cofferhsm/coffer/firmware/api"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // memFuse is a fake fuse in memory.
@@ -39,7 +40,7 @@ func (f *memFuse) Blow() error {
 // wire records the request frames sent to a partition, and what the fuse
 // said when each key programming request went out.
 type wire struct {
-	part          store.RPMBTransport
+	part          storage.RPMBTransport
 	fuse          *memFuse
 	frames        [][]byte
 	programs      int
@@ -81,7 +82,7 @@ var testKey = [32]byte(bytes.Repeat([]byte{7}, 32))
 
 func isTampered(err error) bool {
 	var t interface{ Tampered() bool }
-	return errors.As(err, &t) && t.Tampered() && errors.Is(err, store.ErrTampered)
+	return errors.As(err, &t) && t.Tampered() && errors.Is(err, storage.ErrTampered)
 }
 
 // Provisioning blows the fuse first, then sends the key once; the anchor
@@ -89,7 +90,7 @@ func isTampered(err error) bool {
 func TestProvisioningBlowsTheFuseFirst(t *testing.T) {
 	for _, policy := range []RPMBSetup{{SecureBootClosed: true}, {InsecureEmulator: true}} {
 		fuse := &memFuse{}
-		part := store.NewMemRPMB(1)
+		part := storetest.NewMemRPMB(1)
 		w := &wire{part: part, fuse: fuse}
 		policy.Transport, policy.Key, policy.Fuse = w, testKey, fuse
 		a, err := OpenAnchor(policy)
@@ -99,7 +100,7 @@ func TestProvisioningBlowsTheFuseFirst(t *testing.T) {
 		if w.programs != 1 || w.programUnfuse != 0 || fuse.blows != 1 {
 			t.Fatalf("%d key programmings, %d before the fuse, %d blows", w.programs, w.programUnfuse, fuse.blows)
 		}
-		var blk [store.AnchorSize]byte
+		var blk [storage.AnchorSize]byte
 		blk[0] = 1
 		if c, err := a.Write(blk); err != nil || c != 1 {
 			t.Fatalf("write: %d %v", c, err)
@@ -124,7 +125,7 @@ func TestProvisioningBlowsTheFuseFirst(t *testing.T) {
 // goes out, and the anchor refuses every call.
 func TestFuseBlownNeverProgramsAgain(t *testing.T) {
 	fuse := &memFuse{blown: true}
-	w := &wire{part: store.NewMemRPMB(1), fuse: fuse}
+	w := &wire{part: storetest.NewMemRPMB(1), fuse: fuse}
 	a, err := OpenAnchor(RPMBSetup{Transport: w, Key: testKey, Fuse: fuse, SecureBootClosed: true, InsecureEmulator: true})
 	if !isTampered(err) {
 		t.Fatalf("OpenAnchor: %v, want tampering", err)
@@ -135,7 +136,7 @@ func TestFuseBlownNeverProgramsAgain(t *testing.T) {
 	if _, _, err := a.Read(); !isTampered(err) {
 		t.Fatalf("read: %v", err)
 	}
-	if _, err := a.Write([store.AnchorSize]byte{}); !isTampered(err) {
+	if _, err := a.Write([storage.AnchorSize]byte{}); !isTampered(err) {
 		t.Fatalf("write: %v", err)
 	}
 }
@@ -144,7 +145,7 @@ func TestFuseBlownNeverProgramsAgain(t *testing.T) {
 // the test key every chip shares.
 func TestProvisioningNeedsSecureBootClosed(t *testing.T) {
 	fuse := &memFuse{}
-	w := &wire{part: store.NewMemRPMB(1), fuse: fuse}
+	w := &wire{part: storetest.NewMemRPMB(1), fuse: fuse}
 	a, err := OpenAnchor(RPMBSetup{Transport: w, Key: testKey, Fuse: fuse})
 	if err == nil || isTampered(err) {
 		t.Fatalf("OpenAnchor: %v, want a refusal to provision", err)
@@ -160,7 +161,7 @@ func TestProvisioningNeedsSecureBootClosed(t *testing.T) {
 // A partition already holding this device's key (programmed before the fuse
 // was in use) gets the fuse blown, without the key being sent.
 func TestFuseBlownForAPartitionAlreadyProgrammed(t *testing.T) {
-	_, part := store.NewMemAnchor(testKey)
+	_, part := storetest.NewMemAnchor(testKey)
 	fuse := &memFuse{}
 	w := &wire{part: part, fuse: fuse}
 	if _, err := OpenAnchor(RPMBSetup{Transport: w, Key: testKey, Fuse: fuse}); err != nil {
@@ -175,7 +176,7 @@ func TestFuseBlownForAPartitionAlreadyProgrammed(t *testing.T) {
 // nothing is programmed.
 func TestPartitionOfAnotherKeyRefused(t *testing.T) {
 	for _, blown := range []bool{false, true} {
-		_, part := store.NewMemAnchor([32]byte{9})
+		_, part := storetest.NewMemAnchor([32]byte{9})
 		fuse := &memFuse{blown: blown}
 		w := &wire{part: part, fuse: fuse}
 		_, err := OpenAnchor(RPMBSetup{Transport: w, Key: testKey, Fuse: fuse, SecureBootClosed: true})
@@ -192,7 +193,7 @@ func TestPartitionOfAnotherKeyRefused(t *testing.T) {
 // sent.
 func TestFuseFailureStopsProvisioning(t *testing.T) {
 	fuse := &memFuse{fail: errors.New("ocotp: busy")}
-	w := &wire{part: store.NewMemRPMB(1), fuse: fuse}
+	w := &wire{part: storetest.NewMemRPMB(1), fuse: fuse}
 	if _, err := OpenAnchor(RPMBSetup{Transport: w, Key: testKey, Fuse: fuse, SecureBootClosed: true}); err == nil {
 		t.Fatal("provisioned without a fuse")
 	}
@@ -205,7 +206,7 @@ func TestFuseFailureStopsProvisioning(t *testing.T) {
 // the partition answers again, and the applet sees ETAMPERED.
 func TestAnchorLatchesFailures(t *testing.T) {
 	fuse := &memFuse{}
-	w := &wire{part: store.NewMemRPMB(1), fuse: fuse}
+	w := &wire{part: storetest.NewMemRPMB(1), fuse: fuse}
 	a, err := OpenAnchor(RPMBSetup{Transport: w, Key: testKey, Fuse: fuse, InsecureEmulator: true})
 	if err != nil {
 		t.Fatal(err)

@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/store"
 	"github.com/cofferhsm/coffer/firmware/api"
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // Buffer is the applet memory lent to one call: the glue has already checked
@@ -35,11 +35,11 @@ type Service struct {
 	// Config is given to the applet by OpConfig (Boot is set by Start).
 	Config api.Config
 	// Device is the record store's block device.
-	Device store.Device
+	Device storage.Device
 	// Anchor is the record store's anchor: the OS's own, in its RPMB
 	// partition (OpenAnchor). The applet reads and writes the block, never
 	// RPMB frames, and never holds the RPMB key.
-	Anchor store.Anchor
+	Anchor storage.Anchor
 	// Rand supplies the applet's randomness.
 	Rand io.Reader
 	// Relay carries requests and replies.
@@ -236,7 +236,7 @@ func (s *Service) config(buf Buffer) int32 {
 func (s *Service) anchor(op uint32, buf Buffer) int32 {
 	var b [api.AnchorCallSize]byte
 	defer clear(b[:])
-	var data [store.AnchorSize]byte
+	var data [storage.AnchorSize]byte
 	defer clear(data[:])
 	var counter uint32
 	var err error

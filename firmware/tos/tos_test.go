@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/store"
+	"github.com/cofferhsm/coffer/applet/store/storetest"
 	"github.com/cofferhsm/coffer/firmware/api"
 	"github.com/cofferhsm/coffer/protocol"
 )
@@ -113,9 +113,9 @@ func TestRelayAppletStoppedIsOutcomeUnknown(t *testing.T) {
 	}
 }
 
-func newService() (*Service, *store.MemDevice) {
-	dev := store.NewMemDevice(128)
-	anchor, err := OpenAnchor(RPMBSetup{Transport: store.NewMemRPMB(1), Key: [32]byte{1}, Fuse: &memFuse{}, InsecureEmulator: true})
+func newService() (*Service, *storetest.MemDevice) {
+	dev := storetest.NewMemDevice(128)
+	anchor, err := OpenAnchor(RPMBSetup{Transport: storetest.NewMemRPMB(1), Key: [32]byte{1}, Fuse: &memFuse{}, InsecureEmulator: true})
 	if err != nil {
 		panic(err)
 	}

@@ -1,4 +1,4 @@
-package store
+package emulate
 
 import (
 	"encoding/binary"
@@ -7,25 +7,60 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
-func TestRPMBEmulatorSemantics(t *testing.T) {
-	m := NewMemRPMB(2)
-	a := NewRPMBAnchor(m, testAuthKey, 1)
+var testAuthKey = [32]byte{'r', 'p', 'm', 'b'}
 
-	var d [AnchorSize]byte
+func isTampered(err error) bool {
+	var t interface{ Tampered() bool }
+	return errors.Is(err, storage.ErrTampered) && errors.As(err, &t) && t.Tampered()
+}
+
+// memRPMB is a fresh partition of the given number of blocks with no key
+// programmed, and no persistence.
+func memRPMB(t testing.TB, blocks int) *RPMBEmulator {
+	t.Helper()
+	e, err := NewRPMBEmulator(blocks, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// memAnchor is an anchor in block 0 of a fresh partition programmed with
+// authKey, and the partition.
+func memAnchor(t testing.TB, authKey [32]byte) (*storage.RPMBAnchor, *RPMBEmulator) {
+	t.Helper()
+	m := memRPMB(t, 1)
+	a := storage.NewRPMBAnchor(m, authKey, 0)
+	if err := a.ProgramKey(); err != nil {
+		t.Fatal(err)
+	}
+	return a, m
+}
+
+// swapTransport lets a test put another partition behind an anchor.
+type swapTransport struct{ storage.RPMBTransport }
+
+func TestRPMBEmulatorSemantics(t *testing.T) {
+	m := memRPMB(t, 2)
+	a := storage.NewRPMBAnchor(m, testAuthKey, 1)
+
+	var d [storage.AnchorSize]byte
 	d[0] = 1
-	if _, _, err := a.Read(); !isRPMBResult(err, RPMBKeyNotProgrammed) {
+	if _, _, err := a.Read(); !isRPMBResult(err, storage.RPMBKeyNotProgrammed) {
 		t.Fatalf("read before key programming: %v", err)
 	}
 	if err := a.ProgramKey(); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.ProgramKey(); !isRPMBResult(err, RPMBGeneralFailure) {
+	if err := a.ProgramKey(); !isRPMBResult(err, storage.RPMBGeneralFailure) {
 		t.Fatalf("second key programming: %v", err)
 	}
 	got, c, err := a.Read()
-	if err != nil || c != 0 || got != [AnchorSize]byte{} {
+	if err != nil || c != 0 || got != [storage.AnchorSize]byte{} {
 		t.Fatalf("fresh read: %v %d %v", got[:4], c, err)
 	}
 	for i := uint32(1); i <= 3; i++ {
@@ -41,7 +76,7 @@ func TestRPMBEmulatorSemantics(t *testing.T) {
 	}
 
 	// A writer without the key is refused and the counter does not move.
-	wrong := NewRPMBAnchor(m, [32]byte{9}, 1)
+	wrong := storage.NewRPMBAnchor(m, [32]byte{9}, 1)
 	if _, err := wrong.Write(d); err == nil {
 		t.Fatal("write with the wrong key accepted")
 	}
@@ -54,39 +89,39 @@ func TestRPMBEmulatorSemantics(t *testing.T) {
 	}
 
 	// A replayed write frame is refused: the counter has moved on.
-	var f [RPMBFrameSize]byte
-	copy(f[rpmbData:], d[:])
-	binary.BigEndian.PutUint32(f[rpmbCounter:], 2)
-	binary.BigEndian.PutUint16(f[rpmbAddr:], 1)
-	binary.BigEndian.PutUint16(f[rpmbCount:], 1)
-	binary.BigEndian.PutUint16(f[rpmbType:], rpmbReqWrite)
-	mac := rpmbMACOf(&testAuthKey, f[:])
-	copy(f[rpmbMAC:], mac[:])
+	var f [storage.RPMBFrameSize]byte
+	copy(f[storage.RPMBOffData:], d[:])
+	binary.BigEndian.PutUint32(f[storage.RPMBOffCounter:], 2)
+	binary.BigEndian.PutUint16(f[storage.RPMBOffAddr:], 1)
+	binary.BigEndian.PutUint16(f[storage.RPMBOffCount:], 1)
+	binary.BigEndian.PutUint16(f[storage.RPMBOffType:], storage.RPMBReqWrite)
+	mac := storage.RPMBMAC(&testAuthKey, f[:])
+	copy(f[storage.RPMBOffMAC:], mac[:])
 	m.WriteRPMB(f[:], true)
-	var resp [RPMBFrameSize]byte
-	var rr [RPMBFrameSize]byte
-	binary.BigEndian.PutUint16(rr[rpmbType:], rpmbReqResult)
+	var resp [storage.RPMBFrameSize]byte
+	var rr [storage.RPMBFrameSize]byte
+	binary.BigEndian.PutUint16(rr[storage.RPMBOffType:], storage.RPMBReqResult)
 	m.WriteRPMB(rr[:], false)
 	m.ReadRPMB(resp[:])
-	if r := binary.BigEndian.Uint16(resp[rpmbResult:]); r != RPMBCounterFailure {
+	if r := binary.BigEndian.Uint16(resp[storage.RPMBOffResult:]); r != storage.RPMBCounterFailure {
 		t.Fatalf("replayed write: result %#x", r)
 	}
 	// Out-of-range address.
-	far := NewRPMBAnchor(m, testAuthKey, 7)
-	if _, err := far.Write(d); !isRPMBResult(err, RPMBAddressFailure) {
+	far := storage.NewRPMBAnchor(m, testAuthKey, 7)
+	if _, err := far.Write(d); !isRPMBResult(err, storage.RPMBAddressFailure) {
 		t.Fatalf("write out of range: %v", err)
 	}
 }
 
 func isRPMBResult(err error, r uint16) bool {
-	var e *RPMBError
-	return errors.As(err, &e) && e.Result&^RPMBCounterExpired == r
+	var e *storage.RPMBError
+	return errors.As(err, &e) && e.Result&^storage.RPMBCounterExpired == r
 }
 
 // replayTransport records responses and can serve an old one instead of
 // the device's, as an attacker on the bus (or the host, off hardware) would.
 type replayTransport struct {
-	RPMBTransport
+	storage.RPMBTransport
 	saved  [][]byte
 	replay []byte
 }
@@ -103,10 +138,10 @@ func (r *replayTransport) ReadRPMB(f []byte) error {
 }
 
 func TestRPMBResponsesAuthenticated(t *testing.T) {
-	_, m := NewMemAnchor(testAuthKey)
+	_, m := memAnchor(t, testAuthKey)
 	tr := &replayTransport{RPMBTransport: m}
-	a := NewRPMBAnchor(tr, testAuthKey, 0)
-	var d [AnchorSize]byte
+	a := storage.NewRPMBAnchor(tr, testAuthKey, 0)
+	var d [storage.AnchorSize]byte
 	d[0] = 'x'
 	a.Write(d)
 	if _, _, err := a.Read(); err != nil {
@@ -121,18 +156,19 @@ func TestRPMBResponsesAuthenticated(t *testing.T) {
 	tr.replay = nil
 	a.Read()
 	bad := append([]byte(nil), tr.saved[len(tr.saved)-1]...)
-	bad[rpmbData] ^= 1
+	bad[storage.RPMBOffData] ^= 1
 	tr.replay = bad
 	if _, _, err := a.Read(); !isTampered(err) {
 		t.Fatalf("forged read response: %v", err)
 	}
 	// And a counter that goes backwards between two authenticated reads.
 	tr.replay = nil
-	a2 := NewRPMBAnchor(m, testAuthKey, 0)
+	sw := &swapTransport{m}
+	a2 := storage.NewRPMBAnchor(sw, testAuthKey, 0)
 	a2.Write(d)
 	old := m.Clone()
 	a2.Write(d)
-	a2.t = old
+	sw.RPMBTransport = old
 	if _, _, err := a2.Read(); !isTampered(err) {
 		t.Fatalf("counter went back: %v", err)
 	}
@@ -145,7 +181,7 @@ func TestFileRPMBPersistsAndSurvivesTornSlot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var d [AnchorSize]byte
+	var d [storage.AnchorSize]byte
 	for i := 1; i <= 3; i++ {
 		d[0] = byte(i)
 		if _, err := a.Write(d); err != nil {
@@ -206,7 +242,7 @@ func TestFileAnchorKeepsNoOldState(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	var d1, d2 [AnchorSize]byte
+	var d1, d2 [storage.AnchorSize]byte
 	for i := range d1 {
 		d1[i], d2[i] = 0x11, 0x22
 	}
@@ -249,17 +285,17 @@ func TestRPMBEmulatorPersistence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := NewRPMBAnchor(e, testAuthKey, 0)
+	a := storage.NewRPMBAnchor(e, testAuthKey, 0)
 	if err := a.ProgramKey(); err != nil || last == nil {
 		t.Fatalf("program key: %v, persisted %d bytes", err, len(last))
 	}
-	var d1, d2 [AnchorSize]byte
+	var d1, d2 [storage.AnchorSize]byte
 	d1[0], d2[0] = 1, 2
 	if c, err := a.Write(d1); err != nil || c != 1 {
 		t.Fatalf("write: %d %v", c, err)
 	}
 	fail = errors.New("medium failed")
-	if _, err := a.Write(d2); !isRPMBResult(err, RPMBWriteFailure) {
+	if _, err := a.Write(d2); !isRPMBResult(err, storage.RPMBWriteFailure) {
 		t.Fatalf("write with a failing medium: %v", err)
 	}
 	if got, c, err := a.Read(); err != nil || c != 1 || got != d1 || e.Counter() != 1 {
@@ -271,7 +307,7 @@ func TestRPMBEmulatorPersistence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, c, err := NewRPMBAnchor(e2, testAuthKey, 0).Read(); err != nil || c != 1 || got != d1 {
+	if got, c, err := storage.NewRPMBAnchor(e2, testAuthKey, 0).Read(); err != nil || c != 1 || got != d1 {
 		t.Fatalf("reopened: %d %d %v", got[0], c, err)
 	}
 	torn := append([]byte(nil), last...)
@@ -318,11 +354,11 @@ func TestOpenRPMBEmulatorSharesFileFormat(t *testing.T) {
 	if len(f.b) != int(fileRPMBStride(1))+fileRPMBSlotLen(1) {
 		t.Fatalf("a new partition wrote %d bytes", len(f.b))
 	}
-	a := NewRPMBAnchor(e, testAuthKey, 0)
+	a := storage.NewRPMBAnchor(e, testAuthKey, 0)
 	if err := a.ProgramKey(); err != nil {
 		t.Fatal(err)
 	}
-	var d [AnchorSize]byte
+	var d [storage.AnchorSize]byte
 	d[0] = 7
 	if _, err := a.Write(d); err != nil {
 		t.Fatal(err)
@@ -351,7 +387,7 @@ func TestOpenRPMBEmulatorSharesFileFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, c, err := NewRPMBAnchor(e2, testAuthKey, 0).Read(); err != nil || c != 2 || got != d {
+	if got, c, err := storage.NewRPMBAnchor(e2, testAuthKey, 0).Read(); err != nil || c != 2 || got != d {
 		t.Fatalf("read back: %d %d %v", got[0], c, err)
 	}
 	// Not empty, no valid state: refused, and left as it was.

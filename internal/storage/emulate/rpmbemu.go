@@ -1,4 +1,4 @@
-package store
+package emulate
 
 import (
 	"bytes"
@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // RPMBEmulator is the device side of an RPMB partition, for the places that
-// have none: tests (MemRPMB), the software vault (FileRPMB) and emulated
-// boards (the QEMU board keeps one in a host file).
+// have none: tests (applet/store/storetest MemRPMB), the software vault
+// (FileRPMB) and emulated boards (the QEMU board keeps one in a host file).
 //
 // Towards its client it behaves as the eMMC's partition does: an
 // authentication key programmed once, a write counter that only goes up and
@@ -28,9 +30,9 @@ import (
 type RPMBEmulator struct {
 	mu       sync.Mutex
 	st       rpmbState
-	resp     [RPMBFrameSize]byte // response for the next ReadRPMB
+	resp     [storage.RPMBFrameSize]byte // response for the next ReadRPMB
 	haveResp bool
-	result   [RPMBFrameSize]byte // response to the next result read request
+	result   [storage.RPMBFrameSize]byte // response to the next result read request
 	persist  func(*rpmbState) error
 }
 
@@ -40,12 +42,12 @@ type rpmbState struct {
 	keySet  bool
 	key     [32]byte
 	counter uint32
-	blocks  [][RPMBBlockSize]byte
+	blocks  [][storage.RPMBBlockSize]byte
 }
 
 func (s *rpmbState) clone() rpmbState {
 	c := *s
-	c.blocks = append([][RPMBBlockSize]byte(nil), s.blocks...)
+	c.blocks = append([][storage.RPMBBlockSize]byte(nil), s.blocks...)
 	return c
 }
 
@@ -59,13 +61,13 @@ const maxRPMBBlocks = 1 << 16
 // and it holds the authentication key: it is as secret as the anchor.
 func NewRPMBEmulator(blocks int, persist func(state []byte) error, state []byte) (*RPMBEmulator, error) {
 	if blocks < 1 || blocks > maxRPMBBlocks {
-		return nil, fmt.Errorf("store: rpmb: %d blocks", blocks)
+		return nil, fmt.Errorf("rpmb: %d blocks", blocks)
 	}
-	e := &RPMBEmulator{st: rpmbState{blocks: make([][RPMBBlockSize]byte, blocks)}}
+	e := &RPMBEmulator{st: rpmbState{blocks: make([][storage.RPMBBlockSize]byte, blocks)}}
 	if len(state) > 0 {
 		st, err := decodeRPMBState(state, blocks)
 		if err != nil {
-			return nil, fmt.Errorf("store: rpmb: state: %w", err)
+			return nil, fmt.Errorf("rpmb: state: %w", err)
 		}
 		e.st = st
 	}
@@ -82,107 +84,107 @@ func (e *RPMBEmulator) Counter() uint32 {
 	return e.st.counter
 }
 
-func (e *RPMBEmulator) respond(f *[RPMBFrameSize]byte, req uint16, result uint16, mac bool) {
-	binary.BigEndian.PutUint16(f[rpmbType:], req<<rpmbRespShift)
-	if e.st.counter == ^uint32(0) && result != RPMBKeyNotProgrammed {
-		result |= RPMBCounterExpired
+func (e *RPMBEmulator) respond(f *[storage.RPMBFrameSize]byte, req uint16, result uint16, mac bool) {
+	binary.BigEndian.PutUint16(f[storage.RPMBOffType:], req<<storage.RPMBRespShift)
+	if e.st.counter == ^uint32(0) && result != storage.RPMBKeyNotProgrammed {
+		result |= storage.RPMBCounterExpired
 	}
-	binary.BigEndian.PutUint16(f[rpmbResult:], result)
+	binary.BigEndian.PutUint16(f[storage.RPMBOffResult:], result)
 	if mac && e.st.keySet {
-		m := rpmbMACOf(&e.st.key, f[:])
-		copy(f[rpmbMAC:], m[:])
+		m := storage.RPMBMAC(&e.st.key, f[:])
+		copy(f[storage.RPMBOffMAC:], m[:])
 	}
 }
 
 // WriteRPMB receives a request frame.
 func (e *RPMBEmulator) WriteRPMB(frame []byte, reliable bool) error {
-	if len(frame) != RPMBFrameSize {
-		return errors.New("store: rpmb: frame must be 512 bytes")
+	if len(frame) != storage.RPMBFrameSize {
+		return errors.New("rpmb: frame must be 512 bytes")
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	req := binary.BigEndian.Uint16(frame[rpmbType:])
-	var r [RPMBFrameSize]byte
+	req := binary.BigEndian.Uint16(frame[storage.RPMBOffType:])
+	var r [storage.RPMBFrameSize]byte
 	switch req {
-	case rpmbReqProgramKey:
-		res := uint16(RPMBOK)
+	case storage.RPMBReqProgramKey:
+		res := uint16(storage.RPMBOK)
 		switch {
 		case !reliable:
-			res = RPMBGeneralFailure
+			res = storage.RPMBGeneralFailure
 		case e.st.keySet:
-			res = RPMBGeneralFailure
+			res = storage.RPMBGeneralFailure
 		default:
 			next := e.st.clone()
 			next.keySet = true
-			copy(next.key[:], frame[rpmbMAC:rpmbData])
+			copy(next.key[:], frame[storage.RPMBOffMAC:storage.RPMBOffData])
 			if err := e.commit(&next); err != nil {
-				res = RPMBWriteFailure
+				res = storage.RPMBWriteFailure
 			}
 		}
 		e.respond(&r, req, res, false)
 		e.result, e.haveResp = r, false
-	case rpmbReqCounter:
-		copy(r[rpmbNonce:rpmbCounter], frame[rpmbNonce:rpmbCounter])
-		res := uint16(RPMBOK)
+	case storage.RPMBReqCounter:
+		copy(r[storage.RPMBOffNonce:storage.RPMBOffCounter], frame[storage.RPMBOffNonce:storage.RPMBOffCounter])
+		res := uint16(storage.RPMBOK)
 		if !e.st.keySet {
-			res = RPMBKeyNotProgrammed
+			res = storage.RPMBKeyNotProgrammed
 		} else {
-			binary.BigEndian.PutUint32(r[rpmbCounter:], e.st.counter)
+			binary.BigEndian.PutUint32(r[storage.RPMBOffCounter:], e.st.counter)
 		}
 		e.respond(&r, req, res, true)
 		e.resp, e.haveResp = r, true
-	case rpmbReqWrite:
-		addr := binary.BigEndian.Uint16(frame[rpmbAddr:])
-		res := uint16(RPMBOK)
+	case storage.RPMBReqWrite:
+		addr := binary.BigEndian.Uint16(frame[storage.RPMBOffAddr:])
+		res := uint16(storage.RPMBOK)
 		switch {
 		case !e.st.keySet:
-			res = RPMBKeyNotProgrammed
-		case !reliable || binary.BigEndian.Uint16(frame[rpmbCount:]) != 1:
-			res = RPMBGeneralFailure
+			res = storage.RPMBKeyNotProgrammed
+		case !reliable || binary.BigEndian.Uint16(frame[storage.RPMBOffCount:]) != 1:
+			res = storage.RPMBGeneralFailure
 		default:
-			mac := rpmbMACOf(&e.st.key, frame)
+			mac := storage.RPMBMAC(&e.st.key, frame)
 			switch {
-			case subtle.ConstantTimeCompare(mac[:], frame[rpmbMAC:rpmbData]) != 1:
-				res = RPMBAuthFailure
+			case subtle.ConstantTimeCompare(mac[:], frame[storage.RPMBOffMAC:storage.RPMBOffData]) != 1:
+				res = storage.RPMBAuthFailure
 			case e.st.counter == ^uint32(0):
-				res = RPMBWriteFailure
-			case binary.BigEndian.Uint32(frame[rpmbCounter:]) != e.st.counter:
-				res = RPMBCounterFailure
+				res = storage.RPMBWriteFailure
+			case binary.BigEndian.Uint32(frame[storage.RPMBOffCounter:]) != e.st.counter:
+				res = storage.RPMBCounterFailure
 			case int(addr) >= len(e.st.blocks):
-				res = RPMBAddressFailure
+				res = storage.RPMBAddressFailure
 			default:
 				next := e.st.clone()
-				copy(next.blocks[addr][:], frame[rpmbData:rpmbNonce])
+				copy(next.blocks[addr][:], frame[storage.RPMBOffData:storage.RPMBOffNonce])
 				next.counter++
 				if err := e.commit(&next); err != nil {
-					res = RPMBWriteFailure
+					res = storage.RPMBWriteFailure
 				}
 			}
 		}
-		binary.BigEndian.PutUint32(r[rpmbCounter:], e.st.counter)
-		binary.BigEndian.PutUint16(r[rpmbAddr:], addr)
+		binary.BigEndian.PutUint32(r[storage.RPMBOffCounter:], e.st.counter)
+		binary.BigEndian.PutUint16(r[storage.RPMBOffAddr:], addr)
 		e.respond(&r, req, res, true)
 		e.result, e.haveResp = r, false
-	case rpmbReqRead:
-		addr := binary.BigEndian.Uint16(frame[rpmbAddr:])
-		copy(r[rpmbNonce:rpmbCounter], frame[rpmbNonce:rpmbCounter])
-		binary.BigEndian.PutUint16(r[rpmbAddr:], addr)
-		binary.BigEndian.PutUint16(r[rpmbCount:], 1)
-		res := uint16(RPMBOK)
+	case storage.RPMBReqRead:
+		addr := binary.BigEndian.Uint16(frame[storage.RPMBOffAddr:])
+		copy(r[storage.RPMBOffNonce:storage.RPMBOffCounter], frame[storage.RPMBOffNonce:storage.RPMBOffCounter])
+		binary.BigEndian.PutUint16(r[storage.RPMBOffAddr:], addr)
+		binary.BigEndian.PutUint16(r[storage.RPMBOffCount:], 1)
+		res := uint16(storage.RPMBOK)
 		switch {
 		case !e.st.keySet:
-			res = RPMBKeyNotProgrammed
+			res = storage.RPMBKeyNotProgrammed
 		case int(addr) >= len(e.st.blocks):
-			res = RPMBAddressFailure
+			res = storage.RPMBAddressFailure
 		default:
-			copy(r[rpmbData:rpmbNonce], e.st.blocks[addr][:])
+			copy(r[storage.RPMBOffData:storage.RPMBOffNonce], e.st.blocks[addr][:])
 		}
 		e.respond(&r, req, res, true)
 		e.resp, e.haveResp = r, true
-	case rpmbReqResult:
+	case storage.RPMBReqResult:
 		e.resp, e.haveResp = e.result, true
 	default:
-		e.respond(&r, req, RPMBGeneralFailure, false)
+		e.respond(&r, req, storage.RPMBGeneralFailure, false)
 		e.resp, e.haveResp = r, true
 	}
 	return nil
@@ -201,13 +203,13 @@ func (e *RPMBEmulator) commit(next *rpmbState) error {
 
 // ReadRPMB returns the response to the last request.
 func (e *RPMBEmulator) ReadRPMB(frame []byte) error {
-	if len(frame) != RPMBFrameSize {
-		return errors.New("store: rpmb: frame must be 512 bytes")
+	if len(frame) != storage.RPMBFrameSize {
+		return errors.New("rpmb: frame must be 512 bytes")
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if !e.haveResp {
-		return errors.New("store: rpmb: no response pending")
+		return errors.New("rpmb: no response pending")
 	}
 	copy(frame, e.resp[:])
 	e.haveResp = false
@@ -220,10 +222,12 @@ const (
 	fileRPMBHeader = 64
 )
 
-func fileRPMBSlotLen(blocks int) int { return fileRPMBHeader + blocks*RPMBBlockSize + sha256.Size }
+func fileRPMBSlotLen(blocks int) int {
+	return fileRPMBHeader + blocks*storage.RPMBBlockSize + sha256.Size
+}
 
 func fileRPMBStride(blocks int) int64 {
-	return int64((fileRPMBSlotLen(blocks) + SectorSize - 1) / SectorSize * SectorSize)
+	return int64((fileRPMBSlotLen(blocks) + storage.SectorSize - 1) / storage.SectorSize * storage.SectorSize)
 }
 
 func encodeRPMBState(st *rpmbState) []byte {
@@ -237,7 +241,7 @@ func encodeRPMBState(st *rpmbState) []byte {
 	binary.BigEndian.PutUint32(b[24:], uint32(len(st.blocks)))
 	copy(b[32:64], st.key[:])
 	for i := range st.blocks {
-		copy(b[fileRPMBHeader+i*RPMBBlockSize:], st.blocks[i][:])
+		copy(b[fileRPMBHeader+i*storage.RPMBBlockSize:], st.blocks[i][:])
 	}
 	sum := sha256.Sum256(b[:len(b)-sha256.Size])
 	copy(b[len(b)-sha256.Size:], sum[:])
@@ -256,16 +260,16 @@ func decodeRPMBState(b []byte, blocks int) (rpmbState, error) {
 	if !bytes.Equal(sum[:], b[len(b)-sha256.Size:]) {
 		return st, errors.New("bad checksum")
 	}
-	if b[16] > 1 || !isZero(b[17:20]) || int(binary.BigEndian.Uint32(b[24:])) != blocks || !isZero(b[28:32]) {
+	if b[16] > 1 || string(b[17:20]) != "\x00\x00\x00" || int(binary.BigEndian.Uint32(b[24:])) != blocks || string(b[28:32]) != "\x00\x00\x00\x00" {
 		return st, errors.New("bad header")
 	}
 	st.gen = binary.BigEndian.Uint64(b[8:])
 	st.keySet = b[16] == 1
 	st.counter = binary.BigEndian.Uint32(b[20:])
 	copy(st.key[:], b[32:64])
-	st.blocks = make([][RPMBBlockSize]byte, blocks)
+	st.blocks = make([][storage.RPMBBlockSize]byte, blocks)
 	for i := range st.blocks {
-		copy(st.blocks[i][:], b[fileRPMBHeader+i*RPMBBlockSize:])
+		copy(st.blocks[i][:], b[fileRPMBHeader+i*storage.RPMBBlockSize:])
 	}
 	return st, nil
 }
@@ -290,9 +294,9 @@ type RPMBBacking interface {
 // erasure: the anchor holds the store's root key).
 func OpenRPMBEmulator(f RPMBBacking, blocks int) (*RPMBEmulator, error) {
 	if blocks < 1 || blocks > maxRPMBBlocks {
-		return nil, fmt.Errorf("store: rpmb: %d blocks", blocks)
+		return nil, fmt.Errorf("rpmb: %d blocks", blocks)
 	}
-	e := &RPMBEmulator{st: rpmbState{blocks: make([][RPMBBlockSize]byte, blocks)}}
+	e := &RPMBEmulator{st: rpmbState{blocks: make([][storage.RPMBBlockSize]byte, blocks)}}
 	stride := fileRPMBStride(blocks)
 	var slots [2]rpmbState
 	var ok [2]bool
@@ -315,7 +319,7 @@ func OpenRPMBEmulator(f RPMBBacking, blocks int) (*RPMBEmulator, error) {
 	case ok[1]:
 		e.st, good = slots[1], 1
 	case !empty:
-		return nil, errors.New("store: rpmb: the file holds no valid state")
+		return nil, errors.New("rpmb: the file holds no valid state")
 	}
 	write := func(st *rpmbState, slots ...int64) error {
 		b := encodeRPMBState(st)
@@ -354,41 +358,26 @@ func OpenRPMBEmulator(f RPMBBacking, blocks int) (*RPMBEmulator, error) {
 	return e, nil
 }
 
-// MemRPMB is an emulated RPMB partition in memory, for tests.
-type MemRPMB struct{ RPMBEmulator }
-
-// NewMemRPMB returns an emulated RPMB partition of the given number of
-// 256-byte blocks, with no key programmed.
-func NewMemRPMB(blocks int) *MemRPMB {
-	m := &MemRPMB{}
-	m.st.blocks = make([][RPMBBlockSize]byte, blocks)
-	return m
+// Clone returns an independent copy of the partition, in memory: what
+// whoever holds the persisted state can put back later (tests of rollback).
+func (e *RPMBEmulator) Clone() *RPMBEmulator {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return &RPMBEmulator{st: e.st.clone()}
 }
 
-// Clone returns an independent copy of the partition.
-func (m *MemRPMB) Clone() *MemRPMB {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	c := &MemRPMB{}
-	c.st = m.st.clone()
-	return c
+// Block returns a copy of a data block, unauthenticated: what anyone with
+// access to the chip could read.
+func (e *RPMBEmulator) Block(addr int) [storage.RPMBBlockSize]byte {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.st.blocks[addr]
 }
 
-// Block returns a copy of a data block, unauthenticated (test helper: what
-// anyone with access to the chip could read).
-func (m *MemRPMB) Block(addr int) [RPMBBlockSize]byte {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.st.blocks[addr]
-}
-
-// NewMemAnchor returns an anchor on a fresh in-memory RPMB partition whose
-// key has been programmed with authKey, and the partition itself.
-func NewMemAnchor(authKey [32]byte) (*RPMBAnchor, *MemRPMB) {
-	m := NewMemRPMB(1)
-	a := NewRPMBAnchor(m, authKey, 0)
-	if err := a.ProgramKey(); err != nil {
-		panic(err) // cannot fail on a fresh emulator
-	}
-	return a, m
+// SetBlock replaces a data block unauthenticated, leaving the counter as it
+// is: what someone who opened the chip could do (tamper tests).
+func (e *RPMBEmulator) SetBlock(addr int, b [storage.RPMBBlockSize]byte) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.st.blocks[addr] = b
 }

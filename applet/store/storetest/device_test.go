@@ -1,4 +1,4 @@
-package store
+package storetest
 
 import (
 	"bytes"
@@ -7,24 +7,28 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/cofferhsm/coffer/internal/storage"
+	"github.com/cofferhsm/coffer/internal/storage/emulate"
 )
 
-func sectorsOf(b byte, n int) []byte { return bytes.Repeat([]byte{b}, n*SectorSize) }
+func sectorsOf(b byte, n int) []byte { return bytes.Repeat([]byte{b}, n*storage.SectorSize) }
 
 func TestDevicesReadWrite(t *testing.T) {
-	fd, err := OpenFileDevice(filepath.Join(t.TempDir(), "img"), 64)
+	path := filepath.Join(t.TempDir(), "img")
+	fd, err := emulate.OpenFileDevice(path, 64)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer fd.Close()
-	for name, d := range map[string]Device{"mem": NewMemDevice(64), "file": fd, "crash": NewCrashDevice(64)} {
+	for name, d := range map[string]storage.Device{"mem": NewMemDevice(64), "file": fd, "crash": NewCrashDevice(64)} {
 		if d.Sectors() != 64 {
 			t.Fatalf("%s: %d sectors", name, d.Sectors())
 		}
 		if err := d.WriteSectors(10, sectorsOf(7, 3)); err != nil {
 			t.Fatal(name, err)
 		}
-		got := make([]byte, 5*SectorSize)
+		got := make([]byte, 5*storage.SectorSize)
 		if err := d.ReadSectors(9, got); err != nil {
 			t.Fatal(name, err)
 		}
@@ -35,11 +39,11 @@ func TestDevicesReadWrite(t *testing.T) {
 		for _, bad := range []struct {
 			lba uint64
 			n   int
-		}{{63, 2 * SectorSize}, {64, SectorSize}, {0, 100}, {1 << 63, SectorSize}, {^uint64(0), SectorSize}} {
-			if err := d.WriteSectors(bad.lba, make([]byte, bad.n)); !errors.Is(err, ErrDeviceRange) {
+		}{{63, 2 * storage.SectorSize}, {64, storage.SectorSize}, {0, 100}, {1 << 63, storage.SectorSize}, {^uint64(0), storage.SectorSize}} {
+			if err := d.WriteSectors(bad.lba, make([]byte, bad.n)); !errors.Is(err, storage.ErrRange) {
 				t.Fatalf("%s: write %d+%d: %v", name, bad.lba, bad.n, err)
 			}
-			if err := d.ReadSectors(bad.lba, make([]byte, bad.n)); !errors.Is(err, ErrDeviceRange) {
+			if err := d.ReadSectors(bad.lba, make([]byte, bad.n)); !errors.Is(err, storage.ErrRange) {
 				t.Fatalf("%s: read %d+%d: %v", name, bad.lba, bad.n, err)
 			}
 		}
@@ -49,12 +53,12 @@ func TestDevicesReadWrite(t *testing.T) {
 	}
 	// A reopened file device keeps its size and content.
 	fd.Close()
-	fd2, err := OpenFileDevice(fd.f.Name(), 0)
+	fd2, err := emulate.OpenFileDevice(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer fd2.Close()
-	got := make([]byte, SectorSize)
+	got := make([]byte, storage.SectorSize)
 	fd2.ReadSectors(11, got)
 	if fd2.Sectors() != 64 || got[0] != 7 {
 		t.Fatalf("reopened file device: %d sectors, %d", fd2.Sectors(), got[0])
@@ -71,7 +75,7 @@ func TestCrashDeviceSemantics(t *testing.T) {
 	if err := d.WriteSectors(8, sectorsOf(4, 4)); !errors.Is(err, ErrPowerCut) {
 		t.Fatalf("write at the cut: %v", err)
 	}
-	if err := d.ReadSectors(0, make([]byte, SectorSize)); !errors.Is(err, ErrPowerCut) {
+	if err := d.ReadSectors(0, make([]byte, storage.SectorSize)); !errors.Is(err, ErrPowerCut) {
 		t.Fatalf("read after the cut: %v", err)
 	}
 	p := d.Pending()
@@ -79,7 +83,7 @@ func TestCrashDeviceSemantics(t *testing.T) {
 		t.Fatalf("pending: %+v", p)
 	}
 	read := func(d *CrashDevice, lba uint64) byte {
-		b := make([]byte, SectorSize)
+		b := make([]byte, storage.SectorSize)
 		if err := d.ReadSectors(lba, b); err != nil {
 			t.Fatal(err)
 		}

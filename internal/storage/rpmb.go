@@ -1,4 +1,4 @@
-package store
+package storage
 
 import (
 	"crypto/hkdf"
@@ -11,8 +11,9 @@ import (
 	"sync"
 )
 
-// This file implements the client side of an eMMC Replay Protected Memory
-// Block (JEDEC JESD84-B51 §6.6.22); rpmbemu.go emulates the device side.
+// This file holds the RPMB frame codec and the client side of an eMMC
+// Replay Protected Memory Block (JEDEC JESD84-B51 §6.6.22); the device side
+// is emulated in internal/storage/emulate.
 //
 // An RPMB partition holds 256-byte blocks and a 32-bit write counter. Every
 // write carries the current counter value and an HMAC-SHA256 under the
@@ -28,14 +29,15 @@ const RPMBFrameSize = 512
 // RPMBBlockSize is the size of an RPMB data block.
 const RPMBBlockSize = 256
 
-// Request and response types (JESD84-B51 Table 18).
+// Request types (JESD84-B51 Table 18). A response carries its request's
+// type shifted left by RPMBRespShift.
 const (
-	rpmbReqProgramKey = 0x0001
-	rpmbReqCounter    = 0x0002
-	rpmbReqWrite      = 0x0003
-	rpmbReqRead       = 0x0004
-	rpmbReqResult     = 0x0005
-	rpmbRespShift     = 8 // response type = request type << 8
+	RPMBReqProgramKey = 0x0001
+	RPMBReqCounter    = 0x0002
+	RPMBReqWrite      = 0x0003
+	RPMBReqRead       = 0x0004
+	RPMBReqResult     = 0x0005
+	RPMBRespShift     = 8
 )
 
 // Operation results (JESD84-B51 Table 20).
@@ -51,16 +53,17 @@ const (
 	RPMBCounterExpired   = 0x0080 // bit set with the result once the counter is spent
 )
 
-// Frame field offsets (JESD84-B51 Table 17). The MAC covers [rpmbData:].
+// Frame field offsets (JESD84-B51 Table 17), big-endian. The MAC covers
+// [RPMBOffData:].
 const (
-	rpmbMAC     = 196
-	rpmbData    = 228
-	rpmbNonce   = 484
-	rpmbCounter = 500
-	rpmbAddr    = 504
-	rpmbCount   = 506
-	rpmbResult  = 508
-	rpmbType    = 510
+	RPMBOffMAC     = 196 // 32 bytes: HMAC-SHA256, or the key being programmed
+	RPMBOffData    = 228 // RPMBBlockSize bytes
+	RPMBOffNonce   = 484 // 16 bytes
+	RPMBOffCounter = 500 // uint32
+	RPMBOffAddr    = 504 // uint16
+	RPMBOffCount   = 506 // uint16: blocks
+	RPMBOffResult  = 508 // uint16
+	RPMBOffType    = 510 // uint16
 )
 
 // RPMBTransport moves raw 512-byte RPMB frames to and from an RPMB partition.
@@ -89,19 +92,21 @@ func (e *RPMBError) Error() string {
 	if e.Result&RPMBCounterExpired != 0 {
 		s += " (write counter expired)"
 	}
-	return "store: rpmb: " + s
+	return "rpmb: " + s
 }
 
-func rpmbMACOf(key *[32]byte, f []byte) [32]byte {
+// RPMBMAC is the MAC of frame f under key: HMAC-SHA256 over
+// f[RPMBOffData:RPMBFrameSize].
+func RPMBMAC(key *[32]byte, f []byte) [32]byte {
 	m := hmac.New(sha256.New, key[:])
-	m.Write(f[rpmbData:RPMBFrameSize])
+	m.Write(f[RPMBOffData:RPMBFrameSize])
 	var out [32]byte
 	m.Sum(out[:0])
 	return out
 }
 
 // DeriveRPMBKey derives an RPMB authentication key from a device-unique key,
-// for the software vault's emulated partition. (The firmware's Trusted OS
+// for the emulated partitions of the software vault and the QEMU tests. (The firmware's Trusted OS
 // derives its own, firmware/tos DeriveKeys.)
 func DeriveRPMBKey(deviceKey [32]byte) [32]byte {
 	k, err := hkdf.Key(sha256.New, deviceKey[:], nil, "coffer/store rpmb auth v1", 32)
@@ -137,8 +142,8 @@ func (a *RPMBAnchor) ProgramKey() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var f [RPMBFrameSize]byte
-	copy(f[rpmbMAC:], a.key[:])
-	binary.BigEndian.PutUint16(f[rpmbType:], rpmbReqProgramKey)
+	copy(f[RPMBOffMAC:], a.key[:])
+	binary.BigEndian.PutUint16(f[RPMBOffType:], RPMBReqProgramKey)
 	if err := a.t.WriteRPMB(f[:], true); err != nil {
 		return err
 	}
@@ -147,10 +152,10 @@ func (a *RPMBAnchor) ProgramKey() error {
 		return err
 	}
 	// The key programming response carries no MAC.
-	if typ := binary.BigEndian.Uint16(resp[rpmbType:]); typ != rpmbReqProgramKey<<rpmbRespShift {
-		return fmt.Errorf("store: rpmb: unexpected response type %#04x", typ)
+	if typ := binary.BigEndian.Uint16(resp[RPMBOffType:]); typ != RPMBReqProgramKey<<RPMBRespShift {
+		return fmt.Errorf("rpmb: unexpected response type %#04x", typ)
 	}
-	if r := binary.BigEndian.Uint16(resp[rpmbResult:]); r != RPMBOK {
+	if r := binary.BigEndian.Uint16(resp[RPMBOffResult:]); r != RPMBOK {
 		return &RPMBError{r}
 	}
 	return nil
@@ -158,7 +163,7 @@ func (a *RPMBAnchor) ProgramKey() error {
 
 func (a *RPMBAnchor) resultRead() ([RPMBFrameSize]byte, error) {
 	var f, resp [RPMBFrameSize]byte
-	binary.BigEndian.PutUint16(f[rpmbType:], rpmbReqResult)
+	binary.BigEndian.PutUint16(f[RPMBOffType:], RPMBReqResult)
 	if err := a.t.WriteRPMB(f[:], false); err != nil {
 		return resp, err
 	}
@@ -168,22 +173,22 @@ func (a *RPMBAnchor) resultRead() ([RPMBFrameSize]byte, error) {
 
 // checkResponse verifies the MAC, type and (if non-nil) nonce of a response.
 func (a *RPMBAnchor) checkResponse(resp *[RPMBFrameSize]byte, req uint16, nonce []byte) error {
-	mac := rpmbMACOf(&a.key, resp[:])
-	if subtle.ConstantTimeCompare(mac[:], resp[rpmbMAC:rpmbData]) != 1 {
+	mac := RPMBMAC(&a.key, resp[:])
+	if subtle.ConstantTimeCompare(mac[:], resp[RPMBOffMAC:RPMBOffData]) != 1 {
 		// A device without a key answers without a MAC; report that
 		// rather than tampering.
-		if r := binary.BigEndian.Uint16(resp[rpmbResult:]); r&^RPMBCounterExpired == RPMBKeyNotProgrammed {
+		if r := binary.BigEndian.Uint16(resp[RPMBOffResult:]); r&^RPMBCounterExpired == RPMBKeyNotProgrammed {
 			return &RPMBError{r}
 		}
-		return tampered("rpmb response MAC mismatch")
+		return &TamperError{"rpmb response MAC mismatch"}
 	}
-	if typ := binary.BigEndian.Uint16(resp[rpmbType:]); typ != req<<rpmbRespShift {
-		return tampered(fmt.Sprintf("rpmb response type %#04x to request %#04x", typ, req))
+	if typ := binary.BigEndian.Uint16(resp[RPMBOffType:]); typ != req<<RPMBRespShift {
+		return Tamperedf("rpmb response type %#04x to request %#04x", typ, req)
 	}
-	if nonce != nil && subtle.ConstantTimeCompare(nonce, resp[rpmbNonce:rpmbCounter]) != 1 {
-		return tampered("rpmb response nonce mismatch (replayed response)")
+	if nonce != nil && subtle.ConstantTimeCompare(nonce, resp[RPMBOffNonce:RPMBOffCounter]) != 1 {
+		return &TamperError{"rpmb response nonce mismatch (replayed response)"}
 	}
-	if r := binary.BigEndian.Uint16(resp[rpmbResult:]); r != RPMBOK {
+	if r := binary.BigEndian.Uint16(resp[RPMBOffResult:]); r != RPMBOK {
 		return &RPMBError{r}
 	}
 	return nil
@@ -192,20 +197,20 @@ func (a *RPMBAnchor) checkResponse(resp *[RPMBFrameSize]byte, req uint16, nonce 
 // readCounter performs an authenticated write counter read.
 func (a *RPMBAnchor) readCounter() (uint32, error) {
 	var f, resp [RPMBFrameSize]byte
-	binary.BigEndian.PutUint16(f[rpmbType:], rpmbReqCounter)
-	rand.Read(f[rpmbNonce:rpmbCounter])
+	binary.BigEndian.PutUint16(f[RPMBOffType:], RPMBReqCounter)
+	rand.Read(f[RPMBOffNonce:RPMBOffCounter])
 	if err := a.t.WriteRPMB(f[:], false); err != nil {
 		return 0, err
 	}
 	if err := a.t.ReadRPMB(resp[:]); err != nil {
 		return 0, err
 	}
-	if err := a.checkResponse(&resp, rpmbReqCounter, f[rpmbNonce:rpmbCounter]); err != nil {
+	if err := a.checkResponse(&resp, RPMBReqCounter, f[RPMBOffNonce:RPMBOffCounter]); err != nil {
 		return 0, err
 	}
-	c := binary.BigEndian.Uint32(resp[rpmbCounter:])
+	c := binary.BigEndian.Uint32(resp[RPMBOffCounter:])
 	if a.known && c < a.counter {
-		return 0, tampered(fmt.Sprintf("rpmb write counter went back from %d to %d", a.counter, c))
+		return 0, Tamperedf("rpmb write counter went back from %d to %d", a.counter, c)
 	}
 	a.counter, a.known = c, true
 	return c, nil
@@ -221,23 +226,23 @@ func (a *RPMBAnchor) Read() (data [AnchorSize]byte, counter uint32, err error) {
 		return data, 0, err
 	}
 	var f, resp [RPMBFrameSize]byte
-	binary.BigEndian.PutUint16(f[rpmbType:], rpmbReqRead)
-	binary.BigEndian.PutUint16(f[rpmbAddr:], a.addr)
-	binary.BigEndian.PutUint16(f[rpmbCount:], 1)
-	rand.Read(f[rpmbNonce:rpmbCounter])
+	binary.BigEndian.PutUint16(f[RPMBOffType:], RPMBReqRead)
+	binary.BigEndian.PutUint16(f[RPMBOffAddr:], a.addr)
+	binary.BigEndian.PutUint16(f[RPMBOffCount:], 1)
+	rand.Read(f[RPMBOffNonce:RPMBOffCounter])
 	if err := a.t.WriteRPMB(f[:], false); err != nil {
 		return data, 0, err
 	}
 	if err := a.t.ReadRPMB(resp[:]); err != nil {
 		return data, 0, err
 	}
-	if err := a.checkResponse(&resp, rpmbReqRead, f[rpmbNonce:rpmbCounter]); err != nil {
+	if err := a.checkResponse(&resp, RPMBReqRead, f[RPMBOffNonce:RPMBOffCounter]); err != nil {
 		return data, 0, err
 	}
-	if binary.BigEndian.Uint16(resp[rpmbAddr:]) != a.addr {
-		return data, 0, tampered("rpmb read response for another address")
+	if binary.BigEndian.Uint16(resp[RPMBOffAddr:]) != a.addr {
+		return data, 0, &TamperError{"rpmb read response for another address"}
 	}
-	copy(data[:], resp[rpmbData:rpmbNonce])
+	copy(data[:], resp[RPMBOffData:RPMBOffNonce])
 	return data, counter, nil
 }
 
@@ -253,13 +258,13 @@ func (a *RPMBAnchor) Write(data [AnchorSize]byte) (uint32, error) {
 		return 0, err
 	}
 	var f [RPMBFrameSize]byte
-	copy(f[rpmbData:], data[:])
-	binary.BigEndian.PutUint32(f[rpmbCounter:], c)
-	binary.BigEndian.PutUint16(f[rpmbAddr:], a.addr)
-	binary.BigEndian.PutUint16(f[rpmbCount:], 1)
-	binary.BigEndian.PutUint16(f[rpmbType:], rpmbReqWrite)
-	mac := rpmbMACOf(&a.key, f[:])
-	copy(f[rpmbMAC:], mac[:])
+	copy(f[RPMBOffData:], data[:])
+	binary.BigEndian.PutUint32(f[RPMBOffCounter:], c)
+	binary.BigEndian.PutUint16(f[RPMBOffAddr:], a.addr)
+	binary.BigEndian.PutUint16(f[RPMBOffCount:], 1)
+	binary.BigEndian.PutUint16(f[RPMBOffType:], RPMBReqWrite)
+	mac := RPMBMAC(&a.key, f[:])
+	copy(f[RPMBOffMAC:], mac[:])
 	a.known = false
 	if err := a.t.WriteRPMB(f[:], true); err != nil {
 		return 0, err
@@ -268,12 +273,12 @@ func (a *RPMBAnchor) Write(data [AnchorSize]byte) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := a.checkResponse(&resp, rpmbReqWrite, nil); err != nil {
+	if err := a.checkResponse(&resp, RPMBReqWrite, nil); err != nil {
 		return 0, err
 	}
-	nc := binary.BigEndian.Uint32(resp[rpmbCounter:])
-	if nc != c+1 || binary.BigEndian.Uint16(resp[rpmbAddr:]) != a.addr {
-		return 0, tampered(fmt.Sprintf("rpmb write response counter %d, want %d", nc, c+1))
+	nc := binary.BigEndian.Uint32(resp[RPMBOffCounter:])
+	if nc != c+1 || binary.BigEndian.Uint16(resp[RPMBOffAddr:]) != a.addr {
+		return 0, Tamperedf("rpmb write response counter %d, want %d", nc, c+1)
 	}
 	a.counter, a.known = nc, true
 	return nc, nil

@@ -1,8 +1,10 @@
-package store
+package emulate
 
 import (
 	"fmt"
 	"os"
+
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // FileRPMB emulates an RPMB partition in a host file, for the software vault
@@ -31,7 +33,7 @@ type FileRPMB struct {
 // partition of the given number of 256-byte blocks in the file at path.
 func OpenFileRPMB(path string, blocks int) (*FileRPMB, error) {
 	if blocks < 1 || blocks > maxRPMBBlocks {
-		return nil, fmt.Errorf("store: rpmb: %d blocks", blocks)
+		return nil, fmt.Errorf("rpmb: %d blocks", blocks)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -48,9 +50,9 @@ func OpenFileRPMB(path string, blocks int) (*FileRPMB, error) {
 // Close closes the file.
 func (r *FileRPMB) Close() error { return r.f.Close() }
 
-// FileAnchor is an RPMBAnchor on a FileRPMB: the software vault's anchor.
+// FileAnchor is a storage.RPMBAnchor on a FileRPMB: the software vault's anchor.
 type FileAnchor struct {
-	*RPMBAnchor
+	*storage.RPMBAnchor
 	dev *FileRPMB
 }
 
@@ -62,7 +64,7 @@ func OpenFileAnchor(path string, authKey [32]byte) (*FileAnchor, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := NewRPMBAnchor(dev, authKey, 0)
+	a := storage.NewRPMBAnchor(dev, authKey, 0)
 	dev.mu.Lock()
 	fresh := !dev.st.keySet
 	dev.mu.Unlock()

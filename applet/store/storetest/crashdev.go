@@ -1,4 +1,4 @@
-package store
+package storetest
 
 import (
 	"errors"
@@ -6,12 +6,14 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/cofferhsm/coffer/internal/storage"
 )
 
 // ErrPowerCut is returned by a CrashDevice (and by test anchors) once the
 // simulated power has failed, until the device is "rebooted" by one of the
 // Crash methods.
-var ErrPowerCut = errors.New("store: simulated power cut")
+var ErrPowerCut = errors.New("storetest: simulated power cut")
 
 // CrashDevice is a memory device for crash tests that models a volatile write
 // cache: a write is visible to reads at once but only reaches the simulated
@@ -25,8 +27,8 @@ var ErrPowerCut = errors.New("store: simulated power cut")
 type CrashDevice struct {
 	mu      sync.Mutex
 	sectors uint64
-	durable map[uint64]*[SectorSize]byte // what survives a power cut
-	cur     map[uint64]*[SectorSize]byte // what reads see
+	durable map[uint64]*[storage.SectorSize]byte // what survives a power cut
+	cur     map[uint64]*[storage.SectorSize]byte // what reads see
 	pending []PendingWrite
 
 	budget  int // write/flush calls left before the power fails; <0: never
@@ -46,14 +48,14 @@ type PendingWrite struct {
 }
 
 // Sectors of the write.
-func (w PendingWrite) Sectors() int { return len(w.Data) / SectorSize }
+func (w PendingWrite) Sectors() int { return len(w.Data) / storage.SectorSize }
 
 // NewCrashDevice returns a zero-filled crash-simulating device.
 func NewCrashDevice(sectors uint64) *CrashDevice {
 	return &CrashDevice{
 		sectors: sectors,
-		durable: make(map[uint64]*[SectorSize]byte),
-		cur:     make(map[uint64]*[SectorSize]byte),
+		durable: make(map[uint64]*[storage.SectorSize]byte),
+		cur:     make(map[uint64]*[storage.SectorSize]byte),
 		budget:  -1,
 	}
 }
@@ -160,8 +162,8 @@ func (d *CrashDevice) Crash(r *rand.Rand) {
 func (d *CrashDevice) applyDurable(w PendingWrite, keep func(j int) bool) {
 	for j := 0; j < w.Sectors(); j++ {
 		if keep(j) {
-			s := new([SectorSize]byte)
-			copy(s[:], w.Data[j*SectorSize:])
+			s := new([storage.SectorSize]byte)
+			copy(s[:], w.Data[j*storage.SectorSize:])
 			d.durable[w.LBA+uint64(j)] = s
 		}
 	}
@@ -191,7 +193,7 @@ func (d *CrashDevice) spend() bool {
 func (d *CrashDevice) Sectors() uint64 { return d.sectors }
 
 func (d *CrashDevice) ReadSectors(lba uint64, p []byte) error {
-	if err := checkRange(lba, len(p), d.sectors); err != nil {
+	if err := storage.CheckRange(lba, len(p), d.sectors); err != nil {
 		return err
 	}
 	d.mu.Lock()
@@ -199,18 +201,18 @@ func (d *CrashDevice) ReadSectors(lba uint64, p []byte) error {
 	if d.off {
 		return ErrPowerCut
 	}
-	for i := 0; i < len(p); i += SectorSize {
-		if s := d.cur[lba+uint64(i/SectorSize)]; s != nil {
-			copy(p[i:i+SectorSize], s[:])
+	for i := 0; i < len(p); i += storage.SectorSize {
+		if s := d.cur[lba+uint64(i/storage.SectorSize)]; s != nil {
+			copy(p[i:i+storage.SectorSize], s[:])
 		} else {
-			clear(p[i : i+SectorSize])
+			clear(p[i : i+storage.SectorSize])
 		}
 	}
 	return nil
 }
 
 func (d *CrashDevice) WriteSectors(lba uint64, p []byte) error {
-	if err := checkRange(lba, len(p), d.sectors); err != nil {
+	if err := storage.CheckRange(lba, len(p), d.sectors); err != nil {
 		return err
 	}
 	d.mu.Lock()
@@ -225,10 +227,10 @@ func (d *CrashDevice) WriteSectors(lba uint64, p []byte) error {
 		return ErrPowerCut
 	}
 	d.pending = append(d.pending, w)
-	for i := 0; i < len(p); i += SectorSize {
-		s := new([SectorSize]byte)
+	for i := 0; i < len(p); i += storage.SectorSize {
+		s := new([storage.SectorSize]byte)
 		copy(s[:], p[i:])
-		d.cur[lba+uint64(i/SectorSize)] = s
+		d.cur[lba+uint64(i/storage.SectorSize)] = s
 	}
 	d.writes++
 	return nil
