@@ -14,6 +14,7 @@ import (
 	"github.com/cofferhsm/coffer/applet/softvault"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
 	"github.com/cofferhsm/coffer/protocol"
+	"github.com/cofferhsm/coffer/protocol/transport"
 )
 
 // loginKeys is what a client holds after a login, none of which the host
@@ -112,7 +113,7 @@ func TestHostSeesNoSecret(t *testing.T) {
 	t.Cleanup(func() { stop(); <-served })
 
 	rec := &recording{}
-	dev := NewStreamDevice("vault", recordingDialer(UnixDialer(sock), rec), StreamOptions{MinBackoff: 10 * time.Millisecond, Log: quiet})
+	dev := NewStreamDevice("vault", recordingDialer(transport.UnixDialer(sock), rec), StreamOptions{MinBackoff: 10 * time.Millisecond, Log: quiet})
 	var logs vaulttest.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	accounts, accts, tokens := testAccounts(t, "alice")

@@ -105,7 +105,7 @@ func (q *deviceQueue) info() DeviceInfo {
 }
 
 // insecure reports whether the device is known to be insecure, from what it
-// is (the in-process software vault) or from its identity bundle.
+// says it is (DeviceInfo) or from its identity bundle.
 func (q *deviceQueue) insecure() (insecure, known bool) {
 	if q.info().Insecure {
 		return true, true
@@ -598,11 +598,7 @@ func (s *Server) Health() Health {
 		if ins, known := q.insecure(); known {
 			dh.Insecure = &ins
 			if ins {
-				what := "an INSECURE vault (software vault or emulator)"
-				if info.Kind == "soft" {
-					what = "an INSECURE in-process software vault: its keys are files on this host"
-				}
-				h.Warnings = append(h.Warnings, fmt.Sprintf("device %s is %s; for development and tests only", name, what))
+				h.Warnings = append(h.Warnings, fmt.Sprintf("device %s is an INSECURE vault (software vault or emulator); for development and tests only", name))
 			}
 		}
 		if p := q.polled.Load(); p != nil {
@@ -710,11 +706,13 @@ func (s *Server) pollOnce(ctx context.Context, q *deviceQueue, conn uint64) bool
 			s.log.Warn("vault device sent an unreadable identity", "device", name, "err", err)
 		default:
 			st.identity, st.notProvision = &id, false
-			level := slog.LevelInfo
+			level, msg := slog.LevelInfo, "vault device identity"
 			if id.Insecure {
-				level = slog.LevelWarn
+				// Said as loudly as the configuration-time warning above:
+				// a software vault or emulator is only known from here.
+				level, msg = slog.LevelWarn, "INSECURE vault device identity: clients must refuse it unless told --insecure"
 			}
-			s.log.Log(ctx, level, "vault device identity", "device", name, "vault_name", id.Name,
+			s.log.Log(ctx, level, msg, "device", name, "vault_name", id.Name,
 				"insecure", id.Insecure, "max_limit", id.MaxLimit, "signing_key", hex.EncodeToString(id.SigningKey))
 		}
 	}

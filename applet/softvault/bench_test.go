@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest"
+	"github.com/cofferhsm/coffer/internal/provision"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -112,7 +113,7 @@ func benchmarkLogins(b *testing.B, clients int, flush time.Duration) {
 }
 
 func readIdentity(b *testing.B, ctx context.Context, dir string, c *protocol.StreamClient) *protocol.Identity {
-	key, err := ReadProvisioningKey(filepath.Join(dir, DevProvisioningKeyFile))
+	key, err := provision.ReadKey(filepath.Join(dir, DevProvisioningKeyFile))
 	if err != nil {
 		b.Fatal(err)
 	}
