@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/cofferhsm/coffer/protocol/transport"
 )
@@ -92,3 +93,38 @@ func OpenDevices(specs []DeviceSpec, opts OpenOptions) []Device {
 	}
 	return devs
 }
+
+// Config configures a Server. Zero values take the defaults shown.
+type Config struct {
+	Devices  []Device  // at least one; the first is the default device of accounts that name none
+	Accounts *Accounts // required
+
+	Timeout  time.Duration // per vault request, queueing included: 10 s
+	Queue    int           // requests waiting per device before 503: 256 (negative: none may wait)
+	InFlight int           // requests in flight per device: 64
+
+	LoginRate  float64 // login starts per second per account; 0: no limit
+	LoginBurst int     // login starts an account may make at once: 5
+
+	PollInterval time.Duration // status poll of each device (anchor writes): 15 s; negative: never
+
+	// MaxConnections bounds the HTTP connections open at once on a
+	// listener prepared by Listener (Serve does), idle keep-alive ones
+	// included; more are answered 503 and closed: DefaultMaxConnections.
+	MaxConnections int
+
+	Log *slog.Logger     // slog.Default(); never given a body
+	Now func() time.Time // time.Now
+}
+
+// Defaults of Config and of cofferd's flags.
+const (
+	DefaultTimeout      = 10 * time.Second
+	DefaultQueue        = 256
+	DefaultInFlight     = 64
+	DefaultLoginBurst   = 5
+	DefaultPollInterval = 15 * time.Second
+)
+
+// DefaultLoginRate is 10 login starts per minute per account.
+const DefaultLoginRate = 10.0 / 60

@@ -1,0 +1,191 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cofferhsm/coffer/protocol"
+)
+
+// Server is cofferd's HTTP side: accounts, routing to devices, backpressure
+// and observability. Create it with New, serve Handler (or call Serve), and
+// Close it to close the devices.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	devices  []*deviceQueue
+	byName   map[string]*deviceQueue
+	limiter  *limiter
+	metrics  *metrics
+	handler  http.Handler
+	identReq []byte
+
+	pollCancel context.CancelFunc
+	pollWG     sync.WaitGroup
+	closeOnce  sync.Once
+}
+
+// New checks cfg and starts polling the devices' status.
+func New(cfg Config) (*Server, error) {
+	if len(cfg.Devices) == 0 {
+		return nil, errors.New("host: no vault device")
+	}
+	if cfg.Accounts == nil {
+		return nil, errors.New("host: no accounts")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Queue == 0 {
+		cfg.Queue = DefaultQueue
+	}
+	if cfg.Queue < 0 {
+		cfg.Queue = 0
+	}
+	if cfg.InFlight <= 0 {
+		cfg.InFlight = DefaultInFlight
+	}
+	if cfg.LoginBurst <= 0 {
+		cfg.LoginBurst = DefaultLoginBurst
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Log,
+		byName:  map[string]*deviceQueue{},
+		limiter: newLimiter(cfg.LoginRate, cfg.LoginBurst, cfg.Now),
+	}
+	for _, d := range cfg.Devices {
+		if _, dup := s.byName[d.Name()]; dup {
+			return nil, fmt.Errorf("host: device %q twice", d.Name())
+		}
+		q := &deviceQueue{dev: d, slots: make(chan struct{}, cfg.InFlight), maxWaiting: int64(cfg.Queue)}
+		s.devices = append(s.devices, q)
+		s.byName[d.Name()] = q
+		if q.info().Insecure {
+			s.log.Warn("INSECURE vault device: clients must refuse it unless told --insecure", "device", d.Name())
+		}
+	}
+	for _, a := range cfg.Accounts.All() {
+		if a.Device != "" && s.byName[a.Device] == nil {
+			s.log.Error("account routed to a device that is not configured; its requests will fail", "account", a.Name, "device", a.Device)
+		}
+	}
+	s.identReq, _ = protocol.Encode(protocol.TypeIdentity, &protocol.Empty{})
+	s.metrics = newMetrics(s)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/vault", s.handleVault)
+	mux.HandleFunc("/v1/identity", s.handleIdentity)
+	mux.HandleFunc("/v1/account", s.handleAccount)
+	mux.HandleFunc("/healthz", s.handleHealth)
+	mux.Handle("/metrics", s.MetricsHandler())
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint", "")
+	})
+	s.handler = mux
+
+	ctx, cancel := context.WithCancel(context.Background())
+	s.pollCancel = cancel
+	if cfg.PollInterval > 0 {
+		for _, q := range s.devices {
+			s.pollWG.Add(1)
+			go s.poll(ctx, q)
+		}
+	}
+	return s, nil
+}
+
+// Handler serves the whole API (API.md), /healthz and /metrics.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// MetricsHandler serves /metrics alone, for a separate listener.
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+}
+
+// HealthHandler serves /healthz alone, for a separate listener.
+func (s *Server) HealthHandler() http.Handler { return http.HandlerFunc(s.handleHealth) }
+
+// Close stops polling and closes every device. Call it after the HTTP
+// server has finished its requests (Serve does not close devices).
+func (s *Server) Close() error {
+	var errs []error
+	s.closeOnce.Do(func() {
+		s.pollCancel()
+		s.pollWG.Wait()
+		for _, q := range s.devices {
+			if err := q.dev.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("device %s: %w", q.dev.Name(), err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// HTTPServer returns an http.Server for h with cofferd's timeouts: headers
+// in 10 s, a whole request body in 30 s, and a reply written within the vault
+// timeout plus 10 s.
+func (s *Server) HTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      s.cfg.Timeout + 10*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// ShutdownGrace is how long Serve waits for requests in flight after ctx
+// is done: the vault timeout plus 5 s.
+func (s *Server) ShutdownGrace() time.Duration { return s.cfg.Timeout + 5*time.Second }
+
+// Serve serves the API on ln (bounded by Listener, without TLS) until ctx
+// is done, then shuts down gracefully: it stops accepting, lets requests in
+// flight finish (up to ShutdownGrace) and returns. It does not close the
+// devices: call Close after.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	return ServeGracefully(ctx, s.HTTPServer(s.Handler()), s.Listener(ln, nil), s.ShutdownGrace())
+}
+
+// ServeGracefully runs srv on ln until ctx is done, then shuts it down,
+// waiting up to grace for requests in flight; after that it closes the
+// connections still open (a client that does not read its response must
+// not hold a handler past the shutdown).
+func ServeGracefully(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if err != nil {
+		srv.Close()
+	}
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}
