@@ -1,5 +1,6 @@
-# Coffer. `make test` is the test command CI runs (.ci/run); `make vault`
-# starts the software vault. See README.md.
+# Coffer. `make test` is the test command CI runs (.ci/run); `make run`
+# starts cofferd with a software vault; `make vault` the software vault
+# alone. See README.md.
 
 GO      ?= go
 STATE   ?= dev-state
@@ -90,17 +91,17 @@ soak-host:
 	COFFER_SOAK_DURATION=$(SOAK_DURATION) COFFER_SOAK_CLIENTS=$(SOAK_CLIENTS) \
 		$(GO) test -count=1 -run '^TestSoakHost$$' -timeout 0 -v ./host/soak
 
-# The main job: cofferd on 127.0.0.1:8420 with an in-process software vault
-# (INSECURE) — or, with VAULT=qemu, the firmware booted in QEMU — a demo
-# account, and what to type next. State lives in RUNDIR and survives restarts.
+# The main job: cofferd on 127.0.0.1:8420 with the software vault as a
+# process of its own (INSECURE; `softvault dev`, stopped when cofferd exits)
+# — or, with VAULT=qemu, the firmware booted in QEMU — a demo account, and
+# what to type next. State lives in RUNDIR and survives restarts. cofferd
+# links no vault code: it reaches either vault over a unix socket.
 RUNDIR ?= run-state
 ADDR   ?= 127.0.0.1:8420
 BIN    := $(BUILD)/bin
 run:
 	@mkdir -p $(RUNDIR)/vault $(BIN) && chmod 700 $(RUNDIR) $(RUNDIR)/vault
-	$(GO) build -o $(BIN)/ ./host/cmd/cofferd ./client/cmd/coffer ./applet/softvault/cmd/softvault
-	@test -f $(RUNDIR)/vault/provisioning.key || \
-		$(BIN)/softvault provision keygen -o $(RUNDIR)/vault/provisioning.key >/dev/null
+	$(GO) build -o $(BIN)/ ./host/cmd/cofferd ./client/cmd/coffer ./applet/softvault/cmd/softvault ./firmware/cmd/coffer-provision
 	@test -f $(RUNDIR)/accounts.json || \
 		$(BIN)/cofferd account add -accounts $(RUNDIR)/accounts.json demo | \
 		awk '$$1 == "token" { print $$2 }' > $(RUNDIR)/demo.token
@@ -116,9 +117,20 @@ ifeq ($(VAULT),qemu)
 	 $(MAKE) --no-print-directory -C $(CURDIR) run-hint RUN_VAULT="the firmware in QEMU (INSECURE), console in $(RUNDIR)/qemu-console.log" RUN_KEY=$$key; \
 	 $(abspath $(BIN))/cofferd -listen $(ADDR) -accounts $(abspath $(RUNDIR))/accounts.json -vault unix:$(QEMU_SOCK)
 else
-	@$(MAKE) --no-print-directory -C $(CURDIR) run-hint RUN_VAULT="INSECURE in-process software vault in $(RUNDIR)/vault" \
-		RUN_KEY=$$($(BIN)/softvault provision public -key $(RUNDIR)/vault/provisioning.key)
-	$(BIN)/cofferd -listen $(ADDR) -accounts $(RUNDIR)/accounts.json -vault soft:$(RUNDIR)/vault
+	@rm -f $(RUNDIR)/vault.sock
+	@set -e; \
+	 $(BIN)/softvault dev -state $(RUNDIR)/vault -listen unix:$(RUNDIR)/vault.sock > $(RUNDIR)/vault.log 2>&1 & vault=$$!; \
+	 trap 'kill $$vault 2>/dev/null; wait $$vault 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
+	 for i in $$(seq 300); do \
+		test -S $(RUNDIR)/vault.sock && break; \
+		kill -0 $$vault 2>/dev/null || { echo "softvault exited:"; cat $(RUNDIR)/vault.log; exit 1; }; \
+		sleep 0.1; \
+	 done; \
+	 test -S $(RUNDIR)/vault.sock || { echo "softvault did not start:"; cat $(RUNDIR)/vault.log; exit 1; }; \
+	 $(MAKE) --no-print-directory -C $(CURDIR) run-hint \
+		RUN_VAULT="INSECURE software vault process (softvault dev) in $(RUNDIR)/vault, log in $(RUNDIR)/vault.log" \
+		RUN_KEY=$$($(BIN)/coffer-provision public -key $(RUNDIR)/vault/provisioning.key); \
+	 $(BIN)/cofferd -listen $(ADDR) -accounts $(RUNDIR)/accounts.json -vault unix:$(RUNDIR)/vault.sock
 endif
 
 run-hint:

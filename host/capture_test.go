@@ -15,6 +15,7 @@ import (
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
+	"github.com/cofferhsm/coffer/protocol/transport"
 )
 
 // loginKeys is what a client holds after a login, none of which the host
@@ -30,7 +31,7 @@ type loginKeys struct {
 	confirm    []byte // the release receipt's hash, carried by the first command
 }
 
-// manualLogin is testclient's login, done here so that the test keeps the
+// manualLogin is vaulttest's login, done here so that the test keeps the
 // keys it derives.
 func manualLogin(t *testing.T, c *testclient.Client, password []byte) *loginKeys {
 	t.Helper()
@@ -113,7 +114,7 @@ func TestHostSeesNoSecret(t *testing.T) {
 	t.Cleanup(func() { stop(); <-served })
 
 	rec := &recording{}
-	dev := NewStreamDevice("vault", recordingDialer(UnixDialer(sock), rec), StreamOptions{MinBackoff: 10 * time.Millisecond, Log: quiet})
+	dev := NewStreamDevice("vault", recordingDialer(transport.UnixDialer(sock), rec), StreamOptions{MinBackoff: 10 * time.Millisecond, Log: quiet})
 	var logs syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	accounts, accts, tokens := testAccounts(t, "alice")

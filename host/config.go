@@ -1,24 +1,24 @@
 package host
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
+
+	"github.com/cofferhsm/coffer/protocol/transport"
 )
 
-// DeviceSpec is one vault device in the configuration: `[NAME=]soft[:DIR]`,
-// `[NAME=]unix:PATH` or `[NAME=]serial:PATH|auto`.
+// DeviceSpec is one vault device in the configuration: `[NAME=]unix:PATH`
+// (the software vault, `softvault serve`, or QEMU's UART) or
+// `[NAME=]serial:PATH|auto` (a USB armory). cofferd never runs a vault
+// itself: it links no vault code.
 type DeviceSpec struct {
 	Name string
-	Kind string // soft, unix, serial
-	Arg  string // the folder, socket path or port ("auto")
+	Kind string // unix, serial
+	Arg  string // the socket path or port ("auto")
 }
-
-// DefaultSoftDir is the software vault's state folder for a bare `soft`,
-// relative to the working directory.
-const DefaultSoftDir = "cofferd-softvault"
 
 func (s DeviceSpec) String() string { return s.Name + "=" + s.Kind + ":" + s.Arg }
 
@@ -45,68 +45,86 @@ func ParseDeviceSpecs(list string) ([]DeviceSpec, error) {
 		seen[s.Name] = true
 		s.Kind, s.Arg, _ = strings.Cut(item, ":")
 		switch s.Kind {
-		case "soft":
-			if s.Arg == "" {
-				s.Arg = DefaultSoftDir
-			}
 		case "unix", "serial":
 			if s.Arg == "" {
 				return nil, fmt.Errorf("device %s: %s needs a path", s.Name, s.Kind)
 			}
 		default:
-			return nil, fmt.Errorf("device %q: want soft[:DIR], unix:PATH or serial:PATH|auto", item)
+			return nil, fmt.Errorf("device %q: want unix:PATH or serial:PATH|auto (a software vault is its own process: softvault serve -listen unix:PATH)", item)
 		}
 		specs = append(specs, s)
 	}
 	if len(specs) == 0 {
-		return nil, errors.New("no vault device configured")
+		return nil, errors.New("no vault device configured: want unix:PATH or serial:PATH|auto")
 	}
 	return specs, nil
 }
 
 // OpenOptions are what OpenDevices needs besides the specs.
 type OpenOptions struct {
-	USBID  USBID // for serial:auto; DefaultUSBID if zero
+	USBID  transport.USBID // for serial:auto; transport.DefaultUSBID if zero
 	Stream StreamOptions
 	Log    *slog.Logger
 }
 
-// OpenDevices opens every device in specs. Stream devices connect in the
-// background; a software vault is opened at once.
-func OpenDevices(ctx context.Context, specs []DeviceSpec, opts OpenOptions) ([]Device, error) {
+// OpenDevices opens every device in specs. They connect in the background.
+func OpenDevices(specs []DeviceSpec, opts OpenOptions) []Device {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	if opts.USBID == (USBID{}) {
-		opts.USBID = DefaultUSBID
+	if opts.USBID == (transport.USBID{}) {
+		opts.USBID = transport.DefaultUSBID
 	}
 	var devs []Device
-	closeAll := func() {
-		for _, d := range devs {
-			d.Close()
-		}
-	}
 	for _, s := range specs {
 		so := opts.Stream
 		so.Log = opts.Log
 		so.Kind, so.Address = s.Kind, s.Arg
 		switch s.Kind {
-		case "soft":
-			d, err := OpenSoftDevice(ctx, s.Name, s.Arg, opts.Log)
-			if err != nil {
-				closeAll()
-				return nil, err
-			}
-			devs = append(devs, d)
 		case "unix":
-			devs = append(devs, NewStreamDevice(s.Name, UnixDialer(s.Arg), so))
+			devs = append(devs, NewStreamDevice(s.Name, transport.UnixDialer(s.Arg), so))
 		case "serial":
 			if s.Arg == "auto" {
 				so.Address = "auto " + opts.USBID.String()
 			}
 			opts.Log.Warn("serial vault devices are untested on hardware", "device", s.Name, "port", so.Address)
-			devs = append(devs, NewStreamDevice(s.Name, SerialDialer(s.Arg, opts.USBID), so))
+			devs = append(devs, NewStreamDevice(s.Name, transport.SerialDialer(s.Arg, opts.USBID), so))
 		}
 	}
-	return devs, nil
+	return devs
 }
+
+// Config configures a Server. Zero values take the defaults shown.
+type Config struct {
+	Devices  []Device  // at least one; the first is the default device of accounts that name none
+	Accounts *Accounts // required
+
+	Timeout  time.Duration // per vault request, queueing included: 10 s
+	Queue    int           // requests waiting per device before 503: 256 (negative: none may wait)
+	InFlight int           // requests in flight per device: 64
+
+	LoginRate  float64 // login starts per second per account; 0: no limit
+	LoginBurst int     // login starts an account may make at once: 5
+
+	PollInterval time.Duration // status poll of each device (anchor writes): 15 s; negative: never
+
+	// MaxConnections bounds the HTTP connections open at once on a
+	// listener prepared by Listener (Serve does), idle keep-alive ones
+	// included; more are answered 503 and closed: DefaultMaxConnections.
+	MaxConnections int
+
+	Log *slog.Logger     // slog.Default(); never given a body
+	Now func() time.Time // time.Now
+}
+
+// Defaults of Config and of cofferd's flags.
+const (
+	DefaultTimeout      = 10 * time.Second
+	DefaultQueue        = 256
+	DefaultInFlight     = 64
+	DefaultLoginBurst   = 5
+	DefaultPollInterval = 15 * time.Second
+)
+
+// DefaultLoginRate is 10 login starts per minute per account.
+const DefaultLoginRate = 10.0 / 60

@@ -4,18 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/softvault"
-	"github.com/cofferhsm/coffer/applet/vault"
 	"github.com/cofferhsm/coffer/protocol"
+	"github.com/cofferhsm/coffer/protocol/transport"
 )
 
 // Device is one vault as cofferd sees it: something that answers encoded
@@ -39,9 +36,9 @@ type Device interface {
 // DeviceInfo describes a device for /healthz and logs. Devices may
 // implement Describe() DeviceInfo; others are described by name only.
 type DeviceInfo struct {
-	Kind     string // "soft", "unix", "serial", or the implementation's choice
+	Kind     string // "unix", "serial", or the implementation's choice
 	Address  string // where it is reached; never a secret
-	Insecure bool   // known to be insecure without asking it (the in-process software vault)
+	Insecure bool   // known to be insecure without asking it
 	Connects uint64 // connections made so far
 }
 
@@ -50,100 +47,6 @@ type DeviceInfo struct {
 var ErrDisconnected = errors.New("host: vault device disconnected")
 
 var deviceNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$`)
-
-// SoftDevice is an in-process software vault. It is INSECURE: its keys are
-// files on this host, which is exactly the machine the design does not
-// trust. It is for development and tests.
-type SoftDevice struct {
-	name string
-	dir  string
-	v    *vault.Vault
-	inst *softvault.Instance // set when the device opened the vault itself
-	stop chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
-}
-
-// NewSoftDevice serves v as a device. Close stops the device's expiry
-// ticker but leaves v to its owner.
-func NewSoftDevice(name string, v *vault.Vault) *SoftDevice {
-	d := &SoftDevice{name: name, v: v, stop: make(chan struct{})}
-	d.wg.Add(1)
-	go d.expire()
-	return d
-}
-
-// OpenSoftDevice opens (creating and self-provisioning it with a development
-// provisioning key on first use, as `softvault dev` does) the software vault
-// in dir. It logs, loudly, that the vault is insecure, and the development
-// provisioning public key that clients must pin.
-func OpenSoftDevice(ctx context.Context, name, dir string, log *slog.Logger) (*SoftDevice, error) {
-	log.Warn("INSECURE: device is an in-process software vault; its keys are files on this untrusted host. For development and tests only",
-		"device", name, "state", dir)
-	pub, err := softvault.DevSetup(ctx, dir, protocol.DefaultLimit, io.Discard)
-	if err != nil {
-		return nil, fmt.Errorf("device %s: %w", name, err)
-	}
-	log.Warn("INSECURE software vault provisioned with a development key kept beside it", "device", name,
-		"provisioning_public_key", fmt.Sprintf("%x", pub))
-	inst, err := softvault.Open(ctx, dir, softvault.Options{Log: log.With("device", name)})
-	if err != nil {
-		return nil, fmt.Errorf("device %s: %w", name, err)
-	}
-	d := NewSoftDevice(name, inst.Vault)
-	d.dir, d.inst = dir, inst
-	return d, nil
-}
-
-func (d *SoftDevice) expire() {
-	defer d.wg.Done()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.stop:
-			return
-		case <-t.C:
-			d.v.Expire()
-		}
-	}
-}
-
-func (d *SoftDevice) Name() string    { return d.name }
-func (d *SoftDevice) Connected() bool { return true }
-
-func (d *SoftDevice) Describe() DeviceInfo {
-	return DeviceInfo{Kind: "soft", Address: d.dir, Insecure: true, Connects: 1}
-}
-
-func (d *SoftDevice) RoundTrip(ctx context.Context, request []byte) ([]byte, error) {
-	return d.v.Handle(ctx, request), nil
-}
-
-// Close stops the device, and closes the vault if the device opened it.
-func (d *SoftDevice) Close() error {
-	var err error
-	d.once.Do(func() {
-		close(d.stop)
-		d.wg.Wait()
-		if d.inst != nil {
-			err = d.inst.Close()
-		}
-	})
-	return err
-}
-
-// Dialer opens a byte stream to a vault speaking the framing protocol.
-type Dialer func(ctx context.Context) (io.ReadWriteCloser, error)
-
-// UnixDialer dials a unix socket: the software vault (`softvault serve
-// -listen unix:PATH`) or QEMU's UART (`-serial unix:PATH,server`).
-func UnixDialer(path string) Dialer {
-	return func(ctx context.Context) (io.ReadWriteCloser, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", path)
-	}
-}
 
 // StreamOptions tune a StreamDevice. Zero values take the defaults shown.
 type StreamOptions struct {
@@ -162,7 +65,7 @@ type StreamOptions struct {
 // jitter until Close.
 type StreamDevice struct {
 	name string
-	dial Dialer
+	dial transport.Dialer
 	opts StreamOptions
 
 	mu       sync.Mutex
@@ -176,7 +79,7 @@ type StreamDevice struct {
 
 // NewStreamDevice starts connecting to the vault behind dial, in the
 // background.
-func NewStreamDevice(name string, dial Dialer, opts StreamOptions) *StreamDevice {
+func NewStreamDevice(name string, dial transport.Dialer, opts StreamOptions) *StreamDevice {
 	if opts.MinBackoff <= 0 {
 		opts.MinBackoff = 100 * time.Millisecond
 	}
@@ -283,9 +186,7 @@ func (d *StreamDevice) run() {
 			backoff = min(2*backoff, d.opts.MaxBackoff)
 			continue
 		}
-		if dc, ok := conn.(deadliner); ok {
-			conn = &writeDeadlineConn{ReadWriteCloser: conn, d: dc, timeout: d.opts.WriteTimeout}
-		}
+		conn = transport.WithWriteDeadline(conn, d.opts.WriteTimeout)
 		c := protocol.NewStreamClient(conn)
 		d.mu.Lock()
 		d.client = c
@@ -328,21 +229,4 @@ func jitter(t time.Duration) time.Duration {
 		return t
 	}
 	return t/2 + rand.N(t/2)
-}
-
-type deadliner interface{ SetWriteDeadline(time.Time) error }
-
-// writeDeadlineConn bounds every write, so that a vault that stopped reading
-// cannot hold a request (and the stream's write lock) past its timeout: the
-// write fails, that request fails, and the vault's frame reader skips the
-// partial frame.
-type writeDeadlineConn struct {
-	io.ReadWriteCloser
-	d       deadliner
-	timeout time.Duration
-}
-
-func (c *writeDeadlineConn) Write(p []byte) (int, error) {
-	c.d.SetWriteDeadline(time.Now().Add(c.timeout))
-	return c.ReadWriteCloser.Write(p)
 }

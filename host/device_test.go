@@ -11,6 +11,7 @@ import (
 
 	"github.com/cofferhsm/coffer/applet/softvault"
 	"github.com/cofferhsm/coffer/protocol"
+	"github.com/cofferhsm/coffer/protocol/transport"
 )
 
 // TestUnixDeviceSurvivesAVaultThatDies: the vault behind a unix socket dies
@@ -38,7 +39,7 @@ func TestUnixDeviceSurvivesAVaultThatDies(t *testing.T) {
 	srvSock.start(t)
 	t.Cleanup(srvSock.kill)
 
-	dev := NewStreamDevice("uart", UnixDialer(srvSock.path), StreamOptions{Kind: "unix", Address: srvSock.path,
+	dev := NewStreamDevice("uart", transport.UnixDialer(srvSock.path), StreamOptions{Kind: "unix", Address: srvSock.path,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Log: quiet})
 	accounts, accts, tokens := testAccounts(t, "alice")
 	srv, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts, PollInterval: 50 * time.Millisecond})
@@ -136,7 +137,7 @@ func TestRealSoftvaultOverUnixSocket(t *testing.T) {
 			t.Errorf("softvault.Serve: %v", err)
 		}
 	})
-	dev := NewStreamDevice("sv", UnixDialer(sock), StreamOptions{MinBackoff: 10 * time.Millisecond, Log: quiet})
+	dev := NewStreamDevice("sv", transport.UnixDialer(sock), StreamOptions{MinBackoff: 10 * time.Millisecond, Log: quiet})
 	accounts, accts, tokens := testAccounts(t, "alice")
 	srv, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts, PollInterval: 20 * time.Millisecond})
 	waitFor(t, "the device to connect", dev.Connected)
@@ -175,7 +176,7 @@ func TestStatusPollResetsAStreamThatStopsAnswering(t *testing.T) {
 	ss := &streamServer{path: shortSocket(t), handler: handler}
 	ss.start(t)
 	t.Cleanup(ss.kill)
-	dev := NewStreamDevice("uart", UnixDialer(ss.path), StreamOptions{MinBackoff: 10 * time.Millisecond, Log: quiet})
+	dev := NewStreamDevice("uart", transport.UnixDialer(ss.path), StreamOptions{MinBackoff: 10 * time.Millisecond, Log: quiet})
 	accounts, _, tokens := testAccounts(t, "alice")
 	_, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts, PollInterval: 10 * time.Millisecond, Timeout: 500 * time.Millisecond})
 	waitFor(t, "the device to connect", dev.Connected)

@@ -1,6 +1,8 @@
 // Package host is cofferd, Coffer's host daemon: the operator's server
 // between Coffer clients (HTTP) and vault devices (the framed vault protocol
-// over a unix socket, a USB serial port, or an in-process software vault).
+// over a unix socket or a USB serial port, protocol/transport). It links no
+// vault code: the software vault is a process of its own, reached on a
+// socket like the others.
 //
 // The host is NOT trusted (see DESIGN.md). Everything secret in the vault
 // protocol is sealed to the vault or to the client, and this package keeps

@@ -22,6 +22,7 @@ import (
 	"github.com/cofferhsm/coffer/applet/softvault"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
+	"github.com/cofferhsm/coffer/protocol/transport"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -344,7 +345,7 @@ func (r *recording) bytes() (sent, received []byte) {
 	return bytes.Clone(r.sent.Bytes()), bytes.Clone(r.received.Bytes())
 }
 
-func recordingDialer(d Dialer, rec *recording) Dialer {
+func recordingDialer(d transport.Dialer, rec *recording) transport.Dialer {
 	return func(ctx context.Context) (io.ReadWriteCloser, error) {
 		c, err := d(ctx)
 		if err != nil {

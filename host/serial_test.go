@@ -12,6 +12,7 @@ import (
 
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
 	"github.com/cofferhsm/coffer/protocol"
+	"github.com/cofferhsm/coffer/protocol/transport"
 	"golang.org/x/sys/unix"
 )
 
@@ -50,7 +51,7 @@ func TestSerialDeviceOverAPseudoTerminal(t *testing.T) {
 	}()
 	t.Cleanup(func() { stop(); master.Close(); <-served })
 
-	dev := NewStreamDevice("armory", SerialDialer(slave, DefaultUSBID), StreamOptions{Kind: "serial", Address: slave, MinBackoff: 10 * time.Millisecond, Log: quiet})
+	dev := NewStreamDevice("armory", transport.SerialDialer(slave, transport.DefaultUSBID), StreamOptions{Kind: "serial", Address: slave, MinBackoff: 10 * time.Millisecond, Log: quiet})
 	accounts, accts, tokens := testAccounts(t, "alice")
 	_, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts})
 	waitFor(t, "the serial device to connect", dev.Connected)
@@ -73,7 +74,7 @@ func TestSerialAutoWithoutADevice(t *testing.T) {
 	var logs syncbuf.Buffer
 	log := slogTo(&logs)
 	// An id no real device uses.
-	dev := NewStreamDevice("armory", SerialDialer("auto", USBID{0xffff, 0xfffe}), StreamOptions{MinBackoff: 10 * time.Millisecond, Log: log})
+	dev := NewStreamDevice("armory", transport.SerialDialer("auto", transport.USBID{Vendor: 0xffff, Product: 0xfffe}), StreamOptions{MinBackoff: 10 * time.Millisecond, Log: log})
 	defer dev.Close()
 	waitFor(t, "a failed dial", func() bool { return strings.Contains(logs.String(), "cannot connect") })
 	if dev.Connected() {

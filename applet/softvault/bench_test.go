@@ -15,6 +15,7 @@ import (
 
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/measure"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
+	"github.com/cofferhsm/coffer/internal/provision"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -113,7 +114,7 @@ func benchmarkLogins(b *testing.B, clients int, flush time.Duration) {
 }
 
 func readIdentity(b *testing.B, ctx context.Context, dir string, c *protocol.StreamClient) *protocol.Identity {
-	key, err := ReadProvisioningKey(filepath.Join(dir, DevProvisioningKeyFile))
+	key, err := provision.ReadKey(filepath.Join(dir, DevProvisioningKeyFile))
 	if err != nil {
 		b.Fatal(err)
 	}

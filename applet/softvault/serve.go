@@ -7,12 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/cofferhsm/coffer/protocol"
+	"github.com/cofferhsm/coffer/protocol/transport"
 )
 
 const insecureBanner = `
@@ -61,7 +60,7 @@ func Serve(ctx context.Context, dir, listen string, opts Options, stderr io.Writ
 	// without the warning having been printed.
 	fmt.Fprint(stderr, insecureBanner)
 	log.Warn("serving an INSECURE software vault", "listen", listen, "state", dir)
-	ln, err := ListenOn(listen)
+	ln, err := transport.Listen(listen)
 	if err != nil {
 		return err
 	}
@@ -157,26 +156,4 @@ func refuse(conn net.Conn, max int) {
 	conn.SetWriteDeadline(time.Now().Add(refuseTimeout))
 	msg := protocol.Errorf(protocol.CodeBusy, "too many connections to this vault (%d); nothing was read", max)
 	protocol.WriteFrame(conn, protocol.Frame{ID: 0, Payload: protocol.EncodeError(msg)})
-}
-
-// ListenOn accepts unix:PATH or tcp:HOST:PORT, where HOST must be a loopback
-// address: the software vault is not meant to face a network.
-func ListenOn(addr string) (net.Listener, error) {
-	network, where, ok := strings.Cut(addr, ":")
-	switch {
-	case !ok:
-	case network == "unix":
-		os.Remove(where) // a socket left by an earlier run
-		return net.Listen("unix", where)
-	case network == "tcp":
-		host, _, err := net.SplitHostPort(where)
-		if err != nil {
-			return nil, err
-		}
-		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return nil, fmt.Errorf("listen: %s is not a loopback address", host)
-		}
-		return net.Listen("tcp", where)
-	}
-	return nil, fmt.Errorf("listen: want unix:PATH or tcp:127.0.0.1:PORT, got %q", addr)
 }

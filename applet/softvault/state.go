@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/cofferhsm/coffer/internal/atomicfile"
 	"io"
 	"log/slog"
 	"os"
@@ -17,7 +16,9 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/applet/vault"
+	"github.com/cofferhsm/coffer/internal/atomicfile"
 	"github.com/cofferhsm/coffer/internal/filelock"
+	"github.com/cofferhsm/coffer/internal/provision"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -43,7 +44,7 @@ const (
 // lockState takes the state folder's lock, without waiting. Two processes
 // with one vault open would each commit over the other's records and
 // anchor, so whoever opens the vault (serve, dev, init, identity, install,
-// cofferd's in-process vault) holds it until it closes the vault; a second
+// a test's in-process vault) holds it until it closes the vault; a second
 // one is refused, and told which process holds it.
 func lockState(dir string) (unlock func(), err error) {
 	unlock, err = filelock.TryLock(filepath.Join(dir, lockFile))
@@ -289,10 +290,10 @@ func WriteIdentity(ctx context.Context, dir, out string, stdout io.Writer) error
 		return err
 	}
 	defer closeStore()
-	if err := WriteCBOR(out, v.Identity()); err != nil {
+	if err := provision.WriteCBOR(out, v.Identity()); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote the unsigned identity to %s; sign it with: softvault provision sign -key KEY -in %s -o BUNDLE\n", out, out)
+	fmt.Fprintf(stdout, "wrote the unsigned identity to %s; sign it with: coffer-provision sign -key KEY -in %s -o BUNDLE\n", out, out)
 	return nil
 }
 
@@ -341,11 +342,11 @@ func DevSetup(ctx context.Context, dir string, maxLimit uint, stdout io.Writer) 
 	}
 	keyPath := filepath.Join(dir, DevProvisioningKeyFile)
 	if _, err := os.Stat(keyPath); errors.Is(err, os.ErrNotExist) {
-		if _, err := NewProvisioningKey(keyPath); err != nil {
+		if _, err := provision.NewKey(keyPath); err != nil {
 			return nil, err
 		}
 	}
-	key, err := ReadProvisioningKey(keyPath)
+	key, err := provision.ReadKey(keyPath)
 	if err != nil {
 		return nil, err
 	}
@@ -361,7 +362,7 @@ func DevSetup(ctx context.Context, dir string, maxLimit uint, stdout io.Writer) 
 	if err := v.InstallIdentity(ctx, signed); err != nil {
 		return nil, err
 	}
-	if err := WriteCBOR(filepath.Join(dir, devBundle), &signed); err != nil {
+	if err := provision.WriteCBOR(filepath.Join(dir, devBundle), &signed); err != nil {
 		return nil, err
 	}
 	pub := key.Public().(ed25519.PublicKey)

@@ -62,7 +62,7 @@ func (a *acm) device() (*usb.Device, error) {
 	dev.Descriptor.SetDefaults()
 	dev.Descriptor.DeviceClass = usb.COMMUNICATION_DEVICE_CLASS
 	// Set explicitly, not left to tamago's defaults: cofferd's serial:auto
-	// finds the vault by these ids (host.DefaultUSBID).
+	// finds the vault by these ids (transport.DefaultUSBID in protocol/transport).
 	dev.Descriptor.VendorId, dev.Descriptor.ProductId = USBVendorID, USBProductID
 	if err := dev.SetLanguageCodes([]uint16{0x0409}); err != nil {
 		return nil, err

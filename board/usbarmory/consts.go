@@ -25,7 +25,7 @@ const (
 
 // The USB ids the vault presents (CDC-ACM). 1209:2702 is the pid.codes id
 // of the USB armory, which tamago also uses by default; cofferd's
-// `-vault serial:auto` looks for it (host.DefaultUSBID), and a test keeps the
+// `-vault serial:auto` looks for it (transport.DefaultUSBID in protocol/transport), and a test keeps the
 // two equal.
 const (
 	USBVendorID  = 0x1209

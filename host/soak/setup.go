@@ -18,6 +18,7 @@ import (
 	"github.com/cofferhsm/coffer/client"
 	"github.com/cofferhsm/coffer/host"
 	"github.com/cofferhsm/coffer/protocol"
+	"github.com/cofferhsm/coffer/protocol/transport"
 )
 
 // startCofferd creates the accounts and serves cofferd on loopback, in
@@ -35,7 +36,7 @@ func (r *runner) startCofferd(accountsPath string) error {
 		return err
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	r.dev = host.NewStreamDevice("vault0", host.UnixDialer(r.vault.sock), host.StreamOptions{MinBackoff: 50 * time.Millisecond, Log: quiet})
+	r.dev = host.NewStreamDevice("vault0", transport.UnixDialer(r.vault.sock), host.StreamOptions{MinBackoff: 50 * time.Millisecond, Log: quiet})
 	r.srv, err = host.New(host.Config{
 		Devices: []host.Device{r.dev}, Accounts: accounts,
 		LoginRate: r.cfg.LoginRate, LoginBurst: r.cfg.LoginBurst, Queue: r.cfg.Queue, InFlight: r.cfg.InFlight,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cofferhsm/coffer/applet/softvault"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
+	"github.com/cofferhsm/coffer/internal/provision"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -63,7 +64,7 @@ func (v *vaultRunner) start(first bool) (ed25519.PublicKey, error) {
 		v.kill()
 		return nil, fmt.Errorf("softvault %s: %w\n%s", verb, err, v.out.String())
 	}
-	key, err := softvault.ReadProvisioningKey(filepath.Join(v.dir, softvault.DevProvisioningKeyFile))
+	key, err := provision.ReadKey(filepath.Join(v.dir, softvault.DevProvisioningKeyFile))
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +91,7 @@ func (v *vaultRunner) startInProcess(first bool) (ed25519.PublicKey, error) {
 		return nil, err
 	}
 	if pub == nil {
-		key, err := softvault.ReadProvisioningKey(filepath.Join(v.dir, softvault.DevProvisioningKeyFile))
+		key, err := provision.ReadKey(filepath.Join(v.dir, softvault.DevProvisioningKeyFile))
 		if err != nil {
 			return nil, err
 		}

@@ -40,9 +40,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// e2eBinaries builds coffer, cofferd and softvault once per test run and
-// returns the folder holding them. Short runs skip: the e2e tests are
-// processes and real Argon2id.
+// e2eBinaries builds coffer, cofferd, softvault and coffer-provision once
+// per test run and returns the folder holding them. Short runs skip: the
+// e2e tests are processes and real Argon2id.
 func e2eBinaries(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
@@ -62,7 +62,8 @@ func e2eBinaries(t *testing.T) string {
 		cmd := exec.Command(goTool, "build", "-o", dir+string(filepath.Separator),
 			"github.com/cofferhsm/coffer/client/cmd/coffer",
 			"github.com/cofferhsm/coffer/host/cmd/cofferd",
-			"github.com/cofferhsm/coffer/applet/softvault/cmd/softvault")
+			"github.com/cofferhsm/coffer/applet/softvault/cmd/softvault",
+			"github.com/cofferhsm/coffer/firmware/cmd/coffer-provision")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			e2eBuildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -165,7 +166,7 @@ func (p *proc) waitFor(re *regexp.Regexp, timeout time.Duration) []string {
 }
 
 // runTool runs a one-shot command of the harness (softvault init,
-// provision, cofferd account add) and returns its output.
+// coffer-provision, cofferd account add) and returns its output.
 func runTool(t *testing.T, bin string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
@@ -213,7 +214,8 @@ func newDevVault(t *testing.T, dir string) (*softVault, string) {
 }
 
 // newSignedVault makes a vault the way a deployment does, step by step:
-// init, its identity, signed offline with provKey, installed; not started.
+// init, its identity, signed offline with provKey (coffer-provision),
+// installed; not started.
 func newSignedVault(t *testing.T, dir, provKey string) *softVault {
 	t.Helper()
 	sv := e2eBin(t, "softvault")
@@ -223,7 +225,7 @@ func newSignedVault(t *testing.T, dir, provKey string) *softVault {
 		id := filepath.Join(dir, "identity.cbor")
 		bundle := filepath.Join(dir, "bundle.cbor")
 		runTool(t, sv, "identity", "-state", v.state, "-o", id)
-		runTool(t, sv, "provision", "sign", "-key", provKey, "-in", id, "-o", bundle)
+		runTool(t, e2eBin(t, "coffer-provision"), "sign", "-key", provKey, "-in", id, "-o", bundle)
 		runTool(t, sv, "install", "-state", v.state, "-bundle", bundle)
 	}
 	return v
@@ -233,7 +235,7 @@ func newSignedVault(t *testing.T, dir, provKey string) *softVault {
 // half in hex.
 func newProvisioningKey(t *testing.T, path string) string {
 	t.Helper()
-	return reKeygen.FindStringSubmatch(runTool(t, e2eBin(t, "softvault"), "provision", "keygen", "-o", path))[1]
+	return reKeygen.FindStringSubmatch(runTool(t, e2eBin(t, "coffer-provision"), "keygen", "-o", path))[1]
 }
 
 // serve starts `softvault serve` on the vault's state.

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/host"
+	"github.com/cofferhsm/coffer/protocol/transport"
 )
 
 func main() {
@@ -106,7 +107,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	listen := fs.String("listen", "127.0.0.1:8420", "HTTP address of the API")
 	metricsListen := fs.String("metrics-listen", "", "separate address for /metrics and /healthz (default: served on -listen too)")
 	accountsPath := fs.String("accounts", "cofferd-accounts.json", "accounts file (JSON; reloaded when it changes)")
-	vaults := fs.String("vault", "soft", "vault devices, comma-separated [NAME=]soft[:DIR] | [NAME=]unix:PATH | [NAME=]serial:PATH|auto (unnamed: vault0, vault1, …)")
+	vaults := fs.String("vault", "", "vault devices, comma-separated [NAME=]unix:PATH | [NAME=]serial:PATH|auto (unnamed: vault0, vault1, …); required")
 	timeout := fs.Duration("timeout", host.DefaultTimeout, "per vault request, waiting in the queue included")
 	queue := fs.Int("queue", host.DefaultQueue, "requests waiting per device before 503")
 	inflight := fs.Int("inflight", host.DefaultInFlight, "requests in flight per device (at most what the device serves at once)")
@@ -114,7 +115,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	loginBurst := fs.Int("login-burst", host.DefaultLoginBurst, "login starts an account may make at once")
 	poll := fs.Duration("poll", host.DefaultPollInterval, "status poll interval of each device (anchor writes, health)")
 	maxConns := fs.Int("max-conns", host.DefaultMaxConnections, "HTTP connections open at once per listener; more are answered 503 and closed")
-	usbID := fs.String("usb-id", host.DefaultUSBID.String(), "USB VID:PID that serial:auto looks for")
+	usbID := fs.String("usb-id", transport.DefaultUSBID.String(), "USB VID:PID that serial:auto looks for")
 	logLevel := fs.String("log-level", "info", "debug (one line per request), info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	tlsCert := fs.String("tls-cert", "", "serve the API over TLS with this certificate (PEM; with -tls-key)")
@@ -143,7 +144,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return fmt.Errorf("-login-rate: %w", err)
 	}
-	id, err := host.ParseUSBID(*usbID)
+	id, err := transport.ParseUSBID(*usbID)
 	if err != nil {
 		return fmt.Errorf("-usb-id: %w", err)
 	}
@@ -190,10 +191,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	log.Info("starting cofferd", "listen", *listen, "accounts", len(accounts.All()), "devices", len(specs))
 
-	devices, err := host.OpenDevices(ctx, specs, host.OpenOptions{USBID: id, Log: log})
-	if err != nil {
-		return err
-	}
+	devices := host.OpenDevices(specs, host.OpenOptions{USBID: id, Log: log})
 	srv, err := host.New(host.Config{
 		Devices: devices, Accounts: accounts, Timeout: *timeout, Queue: q, InFlight: *inflight,
 		LoginRate: rate, LoginBurst: *loginBurst, PollInterval: *poll, MaxConnections: *maxConns, Log: log,

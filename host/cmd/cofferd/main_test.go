@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -22,15 +23,49 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhsm/coffer/applet/softvault"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
+// softVault serves a development software vault (created and
+// self-provisioned, as `softvault dev` does) on a unix socket in dir until
+// the test ends, and returns the socket's path: cofferd reaches it as it
+// reaches any vault, since it links no vault code itself.
+func softVault(t *testing.T, dir string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	state, sock := filepath.Join(dir, "vault"), filepath.Join(dir, "vault.sock")
+	if _, err := softvault.DevSetup(ctx, state, 10, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	served := make(chan error, 1)
+	go func() { served <- softvault.Serve(ctx, state, "unix:"+sock, softvault.Options{Log: quiet}, io.Discard) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("softvault.Serve: %v", err)
+		}
+	})
+	for {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			return sock
+		}
+		select {
+		case err := <-served:
+			t.Fatalf("softvault.Serve: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 // TestCommand drives the command as an admin would: add accounts, list and
-// remove them, start the daemon on an in-process software vault with
-// settings from the environment, talk to it, and stop it.
+// remove them, start the daemon on a software vault's socket with settings
+// from the environment, talk to it, and stop it.
 func TestCommand(t *testing.T) {
 	dir := t.TempDir()
 	accounts := filepath.Join(dir, "accounts.json")
@@ -71,7 +106,7 @@ func TestCommand(t *testing.T) {
 	e := env(map[string]string{
 		"COFFERD_LISTEN":         "127.0.0.1:0",
 		"COFFERD_METRICS_LISTEN": "127.0.0.1:0",
-		"COFFERD_VAULT":          "main=soft:" + filepath.Join(dir, "vault"),
+		"COFFERD_VAULT":          "main=unix:" + softVault(t, dir),
 		"COFFERD_LOG_LEVEL":      "error",
 		"COFFERD_LOG_FORMAT":     "json",
 	})
@@ -89,6 +124,27 @@ func TestCommand(t *testing.T) {
 		t.Fatal("cofferd did not start")
 	}
 
+	// The vault is another process: cofferd connects and reads its
+	// identity in the background.
+	var h struct {
+		Status   string
+		Devices  map[string]struct{ Connected, Insecure bool }
+		Warnings []string
+	}
+	eventually(t, "healthz to show the vault connected and insecure", func() bool {
+		resp, err := http.Get("http://" + metrics.String() + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		h.Devices = nil
+		json.NewDecoder(resp.Body).Decode(&h)
+		return h.Status == "ok" && h.Devices["main"].Connected && h.Devices["main"].Insecure
+	})
+	if len(h.Warnings) == 0 {
+		t.Fatalf("healthz: %+v", h)
+	}
+
 	req, _ := http.NewRequest(http.MethodPost, "http://"+api.String()+"/v1/vault", bytes.NewReader(mustIdentityRequest(t)))
 	req.Header.Set("Authorization", "Bearer "+token[1])
 	req.Header.Set("Content-Type", "application/cbor")
@@ -103,20 +159,6 @@ func TestCommand(t *testing.T) {
 		t.Fatalf("identity through the command: %d %x", resp.StatusCode, b)
 	}
 
-	resp, err = http.Get("http://" + metrics.String() + "/healthz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var h struct {
-		Status   string
-		Devices  map[string]struct{ Connected, Insecure bool }
-		Warnings []string
-	}
-	json.NewDecoder(resp.Body).Decode(&h)
-	resp.Body.Close()
-	if h.Status != "ok" || !h.Devices["main"].Connected || !h.Devices["main"].Insecure || len(h.Warnings) == 0 {
-		t.Fatalf("healthz: %+v", h)
-	}
 	resp, err = http.Get("http://" + metrics.String() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -148,6 +190,18 @@ func TestCommand(t *testing.T) {
 	}
 }
 
+// eventually waits for cond, which the daemon reaches in the background.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func mustIdentityRequest(t *testing.T) []byte {
 	b, err := protocol.Encode(protocol.TypeIdentity, &protocol.Empty{})
 	if err != nil {
@@ -159,6 +213,8 @@ func mustIdentityRequest(t *testing.T) []byte {
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-vault", "tcp:1.2.3.4:5"},
+		{"-vault", "soft:x"},
+		{"-vault", ""},
 		{"-login-rate", "10"},
 		{"-usb-id", "x"},
 		{"-log-format", "xml"},
@@ -168,9 +224,15 @@ func TestBadFlags(t *testing.T) {
 		{"account"},
 		{"account", "add"},
 	} {
-		if err := run(context.Background(), args, env(nil), io.Discard, io.Discard, nil); err == nil {
+		// A good device, so that each is refused for its own flag.
+		e := env(map[string]string{"COFFERD_VAULT": "unix:" + filepath.Join(t.TempDir(), "none.sock")})
+		if err := run(context.Background(), args, e, io.Discard, io.Discard, nil); err == nil {
 			t.Errorf("%q accepted", args)
 		}
+	}
+	// No device at all: cofferd has no vault of its own to fall back on.
+	if err := run(context.Background(), nil, env(nil), io.Discard, io.Discard, nil); err == nil || !strings.Contains(err.Error(), "no vault device") {
+		t.Errorf("no -vault: %v", err)
 	}
 	if err := run(context.Background(), nil, env(map[string]string{"COFFERD_QUEUE": "many"}), io.Discard, io.Discard, nil); err == nil {
 		t.Error("COFFERD_QUEUE=many accepted")
@@ -188,7 +250,7 @@ func TestTLS(t *testing.T) {
 	addrs := make(chan net.Addr, 2)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-accounts", filepath.Join(dir, "a.json"), "-vault", "soft:" + filepath.Join(dir, "v"),
+		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-accounts", filepath.Join(dir, "a.json"), "-vault", "unix:" + softVault(t, dir),
 			"-tls-cert", certFile, "-tls-key", keyFile}, env(nil), io.Discard, io.Discard, func(api, _ net.Addr) { addrs <- api })
 	}()
 	var api net.Addr
@@ -198,12 +260,16 @@ func TestTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	resp, err := client.Get("https://" + api.String() + "/healthz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 || resp.TLS == nil {
+	var resp *http.Response
+	eventually(t, "healthz over TLS to answer 200 (the vault connected)", func() bool {
+		var err error
+		if resp, err = client.Get("https://" + api.String() + "/healthz"); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	if resp.TLS == nil {
 		t.Fatalf("healthz over TLS: %d", resp.StatusCode)
 	}
 	// Plain HTTP is not served there.

@@ -14,17 +14,13 @@
 //	softvault install   -state DIR -bundle FILE       install a signed identity bundle
 //	softvault serve     -state DIR -listen ADDR       serve (ADDR: unix:PATH or tcp:127.0.0.1:PORT)
 //	softvault dev       -state DIR -listen ADDR       init, self-provision with a dev key, serve
-//	softvault provision keygen -o FILE                make a provisioning key; prints its public key
-//	softvault provision public -key FILE              print a provisioning key's public half (hex)
-//	softvault provision sign -key FILE -in IDENTITY -o BUNDLE
-//	softvault provision device -key FILE -connect unix:PATH|serial:PATH   read, sign and install the identity of a vault
-//	                                                  connected directly (cofferd never relays provisioning)
+//
+// The provisioning key and signing identities are coffer-provision's
+// (firmware/cmd/coffer-provision).
 package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -35,7 +31,6 @@ import (
 	"syscall"
 
 	"github.com/cofferhsm/coffer/applet/softvault"
-	"github.com/cofferhsm/coffer/protocol"
 )
 
 func main() {
@@ -50,7 +45,7 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage: softvault init|identity|install|serve|dev|provision … (see -h of each)")
+var errUsage = errors.New("usage: softvault init|identity|install|serve|dev … (see -h of each); provisioning: coffer-provision")
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -96,77 +91,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return softvault.Serve(ctx, *state, *listen, softvault.Options{FlushLatency: *flush, Log: log,
 			MaxConnections: *maxConns, IdleTimeout: *idle}, stderr)
-	case "provision":
-		return provision(args, stdout, stderr)
-	}
-	return errUsage
-}
-
-func provision(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errUsage
-	}
-	fs := flag.NewFlagSet("softvault provision "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	switch args[0] {
-	case "keygen":
-		out := fs.String("o", "", "write the private key here (refuses to overwrite)")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		pub, err := softvault.NewProvisioningKey(*out)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "provisioning public key: %s\n", hex.EncodeToString(pub))
-		return nil
-	case "public":
-		keyFile := fs.String("key", "", "provisioning private key file")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		key, err := softvault.ReadProvisioningKey(*keyFile)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, hex.EncodeToString(key.Public().(ed25519.PublicKey)))
-		return nil
-	case "device":
-		keyFile := fs.String("key", "", "provisioning private key file")
-		connect := fs.String("connect", "", "the vault: unix:PATH (software vault, QEMU UART) or serial:PATH (USB armory)")
-		yes := fs.Bool("yes", false, "sign without asking")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		return provisionDevice(*connect, *keyFile, *yes, os.Stdin, stdout)
-	case "sign":
-		keyFile := fs.String("key", "", "provisioning private key file")
-		in := fs.String("in", "", "unsigned identity (from softvault identity, or a device)")
-		out := fs.String("o", "", "write the signed bundle here")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		key, err := softvault.ReadProvisioningKey(*keyFile)
-		if err != nil {
-			return err
-		}
-		b, err := os.ReadFile(*in)
-		if err != nil {
-			return err
-		}
-		var id protocol.Identity
-		if err := protocol.Unmarshal(b, &id); err != nil {
-			return fmt.Errorf("%s: %w", *in, err)
-		}
-		signed, err := protocol.SignIdentity(key, &id)
-		if err != nil {
-			return err
-		}
-		if err := softvault.WriteCBOR(*out, &signed); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "signed identity of %q (insecure=%v, max limit %d) → %s\n", id.Name, id.Insecure, id.MaxLimit, *out)
-		return nil
 	}
 	return errUsage
 }

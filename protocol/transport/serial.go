@@ -1,4 +1,4 @@
-package host
+package transport
 
 import (
 	"context"
@@ -17,7 +17,7 @@ type USBID struct{ Vendor, Product uint16 }
 // DefaultUSBID is what `serial:auto` looks for unless told otherwise:
 // 1209:2702, the USB armory's pid.codes id, which the Coffer firmware
 // presents (board/usbarmory.USBVendorID, USBProductID; a test keeps them
-// equal). Use -usb-id for anything else.
+// equal). cofferd takes -usb-id for anything else.
 var DefaultUSBID = USBID{0x1209, 0x2702}
 
 func (u USBID) String() string { return fmt.Sprintf("%04x:%04x", u.Vendor, u.Product) }

@@ -10,9 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/softvault"
-	"github.com/cofferhsm/coffer/host"
+	"github.com/cofferhsm/coffer/internal/provision"
 	"github.com/cofferhsm/coffer/protocol"
+	"github.com/cofferhsm/coffer/protocol/transport"
 )
 
 // provisionDevice is the provisioning station's job for a vault it is
@@ -21,18 +21,13 @@ import (
 // offline provisioning key and install the signed bundle, then read it back
 // as a client would.
 func provisionDevice(connect, keyFile string, yes bool, stdin io.Reader, stdout io.Writer) error {
-	key, err := softvault.ReadProvisioningKey(keyFile)
+	key, err := provision.ReadKey(keyFile)
 	if err != nil {
 		return err
 	}
-	var dial host.Dialer
-	switch kind, where, _ := strings.Cut(connect, ":"); kind {
-	case "unix":
-		dial = host.UnixDialer(where)
-	case "serial":
-		dial = host.SerialDialer(where, host.DefaultUSBID)
-	default:
-		return fmt.Errorf("provision device: -connect wants unix:PATH or serial:PATH, got %q", connect)
+	dial, err := transport.ParseDialer(connect, transport.DefaultUSBID)
+	if err != nil {
+		return fmt.Errorf("provision device: -connect: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

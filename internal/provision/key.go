@@ -1,4 +1,4 @@
-package softvault
+package provision
 
 import (
 	"crypto/ed25519"
@@ -17,11 +17,11 @@ import (
 // machine that serves.
 const provisioningKeyHeader = "# coffer provisioning key (Ed25519 seed, hex). Keep offline.\n"
 
-// NewProvisioningKey writes a new provisioning key to path (never over an
+// NewKey writes a new provisioning key to path (never over an
 // existing file) and returns its public half.
-func NewProvisioningKey(path string) (ed25519.PublicKey, error) {
+func NewKey(path string) (ed25519.PublicKey, error) {
 	if path == "" {
-		return nil, errors.New("provision keygen: -o is required")
+		return nil, errors.New("keygen: -o is required")
 	}
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -38,8 +38,8 @@ func NewProvisioningKey(path string) (ed25519.PublicKey, error) {
 	return pub, err
 }
 
-// ReadProvisioningKey reads a key written by NewProvisioningKey.
-func ReadProvisioningKey(path string) (ed25519.PrivateKey, error) {
+// ReadKey reads a key written by NewKey.
+func ReadKey(path string) (ed25519.PrivateKey, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err

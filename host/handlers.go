@@ -1,0 +1,274 @@
+package host
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cofferhsm/coffer/protocol"
+)
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg, retry string) {
+	if retry != "" {
+		w.Header().Set("Retry-After", retry)
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="cofferd"`)
+	}
+	writeJSON(w, status, errorBody{Error: msg})
+}
+
+// outcome is what a handler did, for metrics and the request log.
+type outcome struct {
+	typ     string
+	status  int
+	account string
+	device  string
+	note    string // for the log: why, never a body
+}
+
+func (s *Server) record(r *http.Request, o *outcome, start time.Time) {
+	d := time.Since(start)
+	s.metrics.requests.WithLabelValues(o.typ, strconv.Itoa(o.status)).Inc()
+	s.metrics.requestSeconds.WithLabelValues(o.typ).Observe(d.Seconds())
+	level := slog.LevelDebug
+	if o.status >= 500 {
+		level = slog.LevelWarn
+	}
+	if s.log.Enabled(r.Context(), level) {
+		s.log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "type", o.typ,
+			"status", o.status, "account", o.account, "device", o.device, "duration", d, "note", o.note)
+	}
+}
+
+// authenticate finds the request's account, or answers 401.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, o *outcome) *Account {
+	h := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		o.status, o.note = http.StatusUnauthorized, "no bearer token"
+		writeError(w, o.status, "missing bearer token", "")
+		return nil
+	}
+	a, ok := s.cfg.Accounts.Authenticate(strings.TrimSpace(token))
+	if !ok {
+		o.status, o.note = http.StatusUnauthorized, "unknown token"
+		writeError(w, o.status, "unknown token", "")
+		return nil
+	}
+	o.account = a.Name
+	return a
+}
+
+// deviceFor returns the account's device, or answers 500.
+func (s *Server) deviceFor(w http.ResponseWriter, a *Account, o *outcome) *deviceQueue {
+	q := s.devices[0]
+	if a.Device != "" {
+		q = s.byName[a.Device]
+	}
+	if q == nil {
+		o.status, o.note = http.StatusInternalServerError, "account's device not configured"
+		writeError(w, o.status, fmt.Sprintf("this account's device %q is not configured", a.Device), "")
+		return nil
+	}
+	o.device = q.dev.Name()
+	return q
+}
+
+func allowMethod(w http.ResponseWriter, r *http.Request, method string, o *outcome) bool {
+	if r.Method == method || (method == http.MethodGet && r.Method == http.MethodHead) {
+		return true
+	}
+	w.Header().Set("Allow", method)
+	o.status = http.StatusMethodNotAllowed
+	writeError(w, o.status, "method not allowed", "")
+	return false
+}
+
+// Retry-After values, in seconds.
+const (
+	retryQueueFull    = "1"
+	retryDisconnected = "2"
+)
+
+// relay sends req to the device and answers with the vault's reply, or
+// with cofferd's own error.
+func (s *Server) relay(w http.ResponseWriter, r *http.Request, q *deviceQueue, reqType protocol.Type, req []byte, o *outcome) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
+	defer cancel()
+	reply, err := q.do(ctx, req)
+	dev := q.dev.Name()
+	if err != nil {
+		var reason string
+		switch {
+		case errors.Is(err, errQueueFull):
+			reason = "queue_full"
+			o.status = http.StatusServiceUnavailable
+			writeError(w, o.status, "the vault device is busy: its queue is full", retryQueueFull)
+		case errors.Is(err, errQueueTimeout):
+			reason = "queue_timeout"
+			o.status = http.StatusServiceUnavailable
+			writeError(w, o.status, "the vault device is busy: timed out in its queue; nothing was sent", retryQueueFull)
+		case errors.Is(err, ErrDisconnected):
+			reason = "disconnected"
+			o.status = http.StatusServiceUnavailable
+			writeError(w, o.status, "the vault device is disconnected or rebooting; a login restarts at KE1", retryDisconnected)
+		case errors.Is(err, context.DeadlineExceeded):
+			reason = "timeout"
+			o.status = http.StatusGatewayTimeout
+			writeError(w, o.status, "the vault did not answer in time; the request may have been processed", "")
+		case r.Context().Err() != nil:
+			reason = "client_gone"
+			o.status = 499 // the client went away; nobody reads this
+		default:
+			reason = "error"
+			o.status = http.StatusBadGateway
+			writeError(w, o.status, "the vault device failed", "")
+		}
+		s.metrics.deviceFailures.WithLabelValues(dev, reason).Inc()
+		o.note = err.Error()
+		return
+	}
+	info := inspectReply(reqType, reply)
+	if info.errCode != 0 {
+		s.metrics.vaultErrors.WithLabelValues(dev, codeLabel(info.errCode)).Inc()
+		o.note = "vault error " + codeLabel(info.errCode)
+	}
+	if info.locked {
+		s.metrics.lockouts.Inc()
+	}
+	o.status = http.StatusOK
+	w.Header().Set("Content-Type", "application/cbor")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(len(reply)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(reply)
+}
+
+func (s *Server) handleVault(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	o := &outcome{typ: "invalid"}
+	defer s.record(r, o, start)
+	if !allowMethod(w, r, http.MethodPost, o) {
+		return
+	}
+	a := s.authenticate(w, r, o)
+	if a == nil {
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/cbor" {
+			o.status = http.StatusUnsupportedMediaType
+			writeError(w, o.status, "the body must be application/cbor", "")
+			return
+		}
+	}
+	if r.ContentLength > protocol.MaxMessageSize {
+		o.status = http.StatusRequestEntityTooLarge
+		writeError(w, o.status, fmt.Sprintf("body over %d bytes", protocol.MaxMessageSize), "")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, protocol.MaxMessageSize))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			o.status = http.StatusRequestEntityTooLarge
+			writeError(w, o.status, fmt.Sprintf("body over %d bytes", protocol.MaxMessageSize), "")
+			return
+		}
+		o.status, o.note = http.StatusBadRequest, "reading body: "+err.Error()
+		writeError(w, o.status, "could not read the body", "")
+		return
+	}
+	route, err := ParseRoute(body)
+	if err != nil {
+		o.status = http.StatusBadRequest
+		if errors.Is(err, ErrNotRelayed) {
+			o.status, o.note = http.StatusForbidden, "a provisioning request"
+		}
+		writeError(w, o.status, err.Error(), "")
+		return
+	}
+	o.typ = route.Type.String()
+	if route.UserID != nil && string(route.UserID) != string(a.UserID) {
+		o.status, o.note = http.StatusForbidden, "another account's user id"
+		writeError(w, o.status, "the request names another account's user id", "")
+		return
+	}
+	if route.Type == protocol.TypeLoginStart {
+		if ok, wait := s.limiter.allow(a.Name); !ok {
+			s.metrics.rateLimited.Inc()
+			o.status = http.StatusTooManyRequests
+			writeError(w, o.status, "too many login starts for this account", retryAfter(wait))
+			return
+		}
+	}
+	q := s.deviceFor(w, a, o)
+	if q == nil {
+		return
+	}
+	s.relay(w, r, q, route.Type, body, o)
+}
+
+func (s *Server) handleIdentity(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	o := &outcome{typ: protocol.TypeIdentity.String()}
+	defer s.record(r, o, start)
+	if !allowMethod(w, r, http.MethodGet, o) {
+		return
+	}
+	a := s.authenticate(w, r, o)
+	if a == nil {
+		return
+	}
+	q := s.deviceFor(w, a, o)
+	if q == nil {
+		return
+	}
+	s.relay(w, r, q, protocol.TypeIdentity, s.identReq, o)
+}
+
+// AccountInfo is the body of GET /v1/account.
+type AccountInfo struct {
+	UserID string `json:"user_id"`
+	Device string `json:"device"`
+}
+
+func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	o := &outcome{typ: "account"}
+	defer s.record(r, o, start)
+	if !allowMethod(w, r, http.MethodGet, o) {
+		return
+	}
+	a := s.authenticate(w, r, o)
+	if a == nil {
+		return
+	}
+	q := s.deviceFor(w, a, o)
+	if q == nil {
+		return
+	}
+	o.status = http.StatusOK
+	writeJSON(w, o.status, AccountInfo{UserID: hex.EncodeToString(a.UserID), Device: q.dev.Name()})
+}
