@@ -15,7 +15,7 @@ BUILD   := build
 # architecture) under qemu-user.
 ARM_PKGS := protocol applet/opaque applet/vault applet/store
 
-.PHONY: all test test-go test-arm fuzz bench bench-login soak soak-host vault run run-hint clean
+.PHONY: all test test-go test-arm vectors fuzz bench bench-login soak soak-host vault run run-hint clean
 
 all: test
 
@@ -42,6 +42,19 @@ test-arm:
 		echo "=== qemu-arm -cpu cortex-a7 $$p"; \
 		(cd $$p && qemu-arm -cpu cortex-a7 $(CURDIR)/$(BUILD)/arm/$$name.test -test.short -test.count=1) || exit 1; \
 	done
+
+# Regenerate every test vector with its independent generator (never from
+# the code under test) and fail if any file changed: the generators are
+# deterministic, so a difference is a change to a format. Needs the system
+# Python's cbor2 and cryptography.
+PYTHON_VECTORS ?= /usr/bin/python3
+vectors:
+	cd protocol/testdata/vectors && $(PYTHON_VECTORS) gen_vectors.py
+	cd protocol/testdata/registration && $(PYTHON_VECTORS) gen_vectors.py > vectors.json
+	cd protocol/testdata/frames && $(PYTHON_VECTORS) gen_vectors.py > vectors.json
+	cd applet/store/testdata/format && $(PYTHON_VECTORS) gen_format.py
+	cd applet/opaque/testdata/vectors && $(GO) run gen_opaque.go
+	git diff --exit-code -- protocol/testdata applet/store/testdata/format applet/opaque/testdata/vectors
 
 # Every fuzz target for FUZZTIME each (not part of `make test`).
 fuzz:

@@ -78,7 +78,27 @@ func Unmarshal(b []byte, m Message) error {
 	if err := decMode.Unmarshal(b, m); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	return m.validate()
+	if err := m.validate(); err != nil {
+		return err
+	}
+	return checkOneEncoding(b, m)
+}
+
+// checkOneEncoding refuses b unless it is exactly how m encodes. Canonical
+// CBOR alone leaves a message two encodings where Go's zero value stands
+// for "absent": an optional field present but empty or zero ({1: 1, 5: 0}
+// decodes as the release {1: 1}), or a required field left out (a status
+// without pending_logins, an identity without insecure, read as false). A
+// message has one encoding (SPEC.md, "Conventions"), so that a signature or
+// hash over its bytes is over the message.
+func checkOneEncoding(b []byte, m Message) error {
+	again, err := encMode.Marshal(m)
+	same := err == nil && bytes.Equal(again, b)
+	clear(again) // it may be a sealed message's plaintext
+	if !same {
+		return fmt.Errorf("%w: a field is missing, or present with an empty or zero value where it must be absent", ErrMalformed)
+	}
+	return nil
 }
 
 // checkCanonical refuses b unless it is the core deterministic encoding

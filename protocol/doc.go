@@ -7,10 +7,12 @@
 // Both ends import this package, so everything here is portable Go that
 // builds for the vault (tamago/arm) as well as for hosts and clients. The
 // normative description is SPEC.md beside this file; test vectors live in
-// testdata/.
+// testdata/vectors, one file per case with the outcome a receiver must
+// reach, written by an independent generator.
 //
 // Decoding is strict on purpose: the bytes come from the host, which is an
 // active attacker. Duplicate map keys, unknown fields, indefinite lengths,
-// tags, trailing bytes and byte strings of the wrong length are all rejected
-// with ErrMalformed, never silently repaired.
+// tags, trailing bytes, byte strings of the wrong length, missing fields and
+// optional fields present but empty are all rejected with ErrMalformed,
+// never silently repaired: a message decodes only from its one encoding.
 package protocol

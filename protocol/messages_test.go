@@ -10,38 +10,6 @@ import (
 	"github.com/fxamacker/cbor/v2"
 )
 
-func TestStrictDecoding(t *testing.T) {
-	ke1 := bytes.Repeat([]byte{1}, KE1Size)
-	good := mustCBOR(t, map[int]any{1: []byte("u"), 2: ke1})
-	var m LoginStart
-	if err := Unmarshal(good, &m); err != nil {
-		t.Fatal(err)
-	}
-	bad := map[string][]byte{
-		"unknown field":   mustCBOR(t, map[int]any{1: []byte("u"), 2: ke1, 3: 0}),
-		"duplicate key":   append([]byte{0xa3}, append(append(mustCBOR(t, 1)[:0], 0x01, 0x41, 'u', 0x01, 0x41, 'v'), append([]byte{0x02, 0x58, KE1Size}, ke1...)...)...),
-		"indefinite":      append(append([]byte{0xbf, 0x01, 0x41, 'u', 0x02, 0x58, KE1Size}, ke1...), 0xff),
-		"tag":             append([]byte{0xd8, 0x18}, good...),
-		"trailing":        append(append([]byte(nil), good...), 0x00),
-		"short ke1":       mustCBOR(t, map[int]any{1: []byte("u"), 2: ke1[:KE1Size-1]}),
-		"long ke1":        mustCBOR(t, map[int]any{1: []byte("u"), 2: append(ke1, 0)}),
-		"missing ke1":     mustCBOR(t, map[int]any{1: []byte("u")}),
-		"empty user":      mustCBOR(t, map[int]any{1: []byte{}, 2: ke1}),
-		"text for bytes":  mustCBOR(t, map[int]any{1: "u", 2: ke1}),
-		"negative key":    mustCBOR(t, map[int]any{-1: []byte("u"), 2: ke1}),
-		"array not map":   mustCBOR(t, []any{[]byte("u"), ke1}),
-		"truncated":       good[:len(good)-3],
-		"empty":           nil,
-		"deep nesting":    bytes.Repeat([]byte{0x81}, 100),
-		"huge byte count": {0xa1, 0x01, 0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
-	}
-	for name, b := range bad {
-		if err := Unmarshal(b, &LoginStart{}); !errors.Is(err, ErrMalformed) {
-			t.Errorf("%s: %v, want ErrMalformed", name, err)
-		}
-	}
-}
-
 // mustCBOR encodes v deterministically, so that a case is refused for the
 // reason it names and not for its map order.
 func mustCBOR(t testing.TB, v any) []byte {
@@ -85,9 +53,11 @@ func TestEnvelopeVersionAndErrors(t *testing.T) {
 	}
 }
 
+// Signing refuses what a receiver would refuse, and what is signed
+// verifies. The verifying side, bad signatures included, is in the vectors
+// (testdata/vectors/signed).
 func TestSignedStructures(t *testing.T) {
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	otherPub, _, _ := ed25519.GenerateKey(rand.Reader)
 	r := &Receipt{Kind: ReceiptAttempt, UserID: []byte("u"), Generation: 1 << 63, Limit: 10, TriesLeft: 9, StoreSequence: 4, RequestHash: RequestHash([]byte("ke1"))}
 	sr, err := SignReceipt(priv, r)
 	if err != nil {
@@ -95,19 +65,6 @@ func TestSignedStructures(t *testing.T) {
 	}
 	if got, err := sr.Verify(pub); err != nil || got.TriesLeft != 9 {
 		t.Fatalf("%+v %v", got, err)
-	}
-	if _, err := sr.Verify(otherPub); !errors.Is(err, ErrBadSignature) {
-		t.Fatalf("receipt verified under another key: %v", err)
-	}
-	sr.Body[len(sr.Body)-1] ^= 1
-	if _, err := sr.Verify(pub); !errors.Is(err, ErrBadSignature) {
-		t.Fatalf("altered receipt verified: %v", err)
-	}
-	// A receipt signature is not an identity signature: contexts differ.
-	valid, _ := SignReceipt(priv, r)
-	cross := SignedReceipt{Body: valid.Body, Signature: ed25519.Sign(priv, withContext(contextIdentity, valid.Body))}
-	if _, err := cross.Verify(pub); !errors.Is(err, ErrBadSignature) {
-		t.Fatalf("identity signature accepted as a receipt: %v", err)
 	}
 	if _, err := SignReceipt(priv, &Receipt{Kind: ReceiptAttempt, UserID: []byte("u"), Limit: 3, TriesLeft: 4}); err == nil {
 		t.Fatal("signed a receipt with more tries left than its limit")
@@ -140,6 +97,8 @@ func TestReceiptsHaveOneSize(t *testing.T) {
 	}
 }
 
+// A receipt pads to its fixed size and decodes again; the decoding side's
+// strictness (padding, totals) is in the vectors (testdata/vectors/bodies).
 func TestReceiptPaddingAndTotalsAreStrict(t *testing.T) {
 	r := &Receipt{Kind: ReceiptAttempt, UserID: []byte("u"), Generation: 1 << 63, Limit: 3, TriesLeft: 2, AttemptsTotal: 7}
 	body, err := r.marshalPadded()
@@ -149,21 +108,6 @@ func TestReceiptPaddingAndTotalsAreStrict(t *testing.T) {
 	var ok Receipt
 	if err := Unmarshal(body, &ok); err != nil || ok.AttemptsTotal != 7 {
 		t.Fatalf("%+v %v", ok, err)
-	}
-	dirty := bytes.Clone(body)
-	dirty[len(dirty)-1] = 1 // the padding is the last field
-	if err := Unmarshal(dirty, &Receipt{}); !errors.Is(err, ErrMalformed) {
-		t.Fatalf("non-zero padding accepted: %v", err)
-	}
-	// A total of another width: re-encode field 10 as a 4-byte string.
-	var m map[uint]any
-	if err := decMode.Unmarshal(body, &m); err != nil {
-		t.Fatal(err)
-	}
-	m[10] = []byte{0, 0, 0, 7}
-	short, _ := encMode.Marshal(m)
-	if err := Unmarshal(short, &Receipt{}); !errors.Is(err, ErrMalformed) {
-		t.Fatalf("a 4-byte total accepted: %v", err)
 	}
 	if _, err := (&Receipt{Kind: ReceiptAttempt, UserID: []byte("u"), Limit: 3, RevivableMillis: 5}).marshalPadded(); err == nil {
 		t.Fatal("an attempt receipt claimed to be revivable")
@@ -285,30 +229,5 @@ func TestWrapKey(t *testing.T) {
 	}
 	if _, err := UnwrapKey(export, []byte("u"), w[:10]); err != ErrUnwrap {
 		t.Fatalf("truncated: %v", err)
-	}
-}
-
-func TestSessionCommandArguments(t *testing.T) {
-	ok := []SessionCommand{
-		{Command: CommandRelease}, {Command: CommandDelete}, {Command: CommandClose},
-		{Command: CommandChangeStart, Blinded: make([]byte, ElementSize)},
-		{Command: CommandChangeFinish, Record: make([]byte, RecordSize), WrappedKey: make([]byte, 72), Limit: 5},
-	}
-	for _, c := range ok {
-		if err := c.validate(); err != nil {
-			t.Errorf("%+v: %v", c, err)
-		}
-	}
-	bad := []SessionCommand{
-		{Command: 0}, {Command: 99}, {Command: CommandRelease, Limit: 3},
-		{Command: CommandChangeStart}, {Command: CommandChangeStart, Blinded: make([]byte, 31)},
-		{Command: CommandChangeFinish, Record: make([]byte, RecordSize), WrappedKey: make([]byte, 72), Limit: 0},
-		{Command: CommandChangeFinish, Record: make([]byte, RecordSize), WrappedKey: make([]byte, 72), Limit: MaxLimitCeiling + 1},
-		{Command: CommandChangeFinish, Record: make([]byte, RecordSize), WrappedKey: make([]byte, 10), Limit: 5},
-	}
-	for _, c := range bad {
-		if err := c.validate(); !errors.Is(err, ErrMalformed) {
-			t.Errorf("%+v accepted", c)
-		}
 	}
 }

@@ -8,7 +8,9 @@
 // written from the RFC on top of github.com/cloudflare/circl (oprf, group) and
 // the standard library, so the same code runs on the device, in QEMU and on a
 // PC. It interoperates with bytemare's client, which the product's client uses;
-// the tests prove that against bytemare and against the RFC's test vectors.
+// the tests prove that against bytemare, against the RFC's test vectors, and
+// against Coffer's configuration's vectors made by bytemare
+// (testdata/vectors), which also run on 32-bit ARM.
 //
 // Differences from a textbook server, all allowed by RFC 9807:
 //

@@ -166,6 +166,14 @@ type anchorState struct {
 }
 
 func (a *anchorState) encode(k *deviceKeys) [storage.AnchorSize]byte {
+	var nonce [chacha20poly1305.NonceSizeX]byte
+	rand.Read(nonce[:])
+	return a.encodeWithNonce(k, &nonce)
+}
+
+// encodeWithNonce is encode with the nonce given: the format vectors
+// reproduce an anchor byte for byte.
+func (a *anchorState) encodeWithNonce(k *deviceKeys, nonce *[chacha20poly1305.NonceSizeX]byte) [storage.AnchorSize]byte {
 	var p [anchorPayloadLen]byte
 	copy(p[0:], a.storeID[:])
 	putU64(p[16:], a.seq)
@@ -179,10 +187,9 @@ func (a *anchorState) encode(k *deviceKeys) [storage.AnchorSize]byte {
 
 	var out [storage.AnchorSize]byte
 	copy(out[:], anchorMagic[:])
-	nonce := out[4:anchorHeader]
-	rand.Read(nonce)
+	copy(out[4:anchorHeader], nonce[:])
 	aead, _ := chacha20poly1305.NewX(k.anchor[:])
-	aead.Seal(out[anchorHeader:anchorHeader], nonce, p[:], adAnchor)
+	aead.Seal(out[anchorHeader:anchorHeader], nonce[:], p[:], adAnchor)
 	clear(p[:])
 	return out
 }
@@ -328,7 +335,12 @@ func decodeNode(p []byte) (*node, error) {
 // sealNode encrypts a node plaintext for location loc under a fresh key and
 // returns the on-disk bytes and the ref that authenticates them.
 func sealNode(p []byte, storeID *[16]byte, loc uint64) ([]byte, ref) {
-	r := ref{loc: loc, key: freshKey()}
+	return sealNodeUnder(freshKey(), p, storeID, loc)
+}
+
+// sealNodeUnder is sealNode with the block key given (the format vectors).
+func sealNodeUnder(key [32]byte, p []byte, storeID *[16]byte, loc uint64) ([]byte, ref) {
+	r := ref{loc: loc, key: key}
 	aead, _ := chacha20poly1305.New(r.key[:])
 	var nonce [chacha20poly1305.NonceSize]byte // each key seals exactly once
 	out := aead.Seal(make([]byte, 0, NodeSize), nonce[:], p, nodeAD(storeID, loc))
@@ -376,13 +388,18 @@ func recordAD(storeID *[16]byte, loc uint64, id *[32]byte, version uint64) []byt
 // slot at loc, under a fresh key. Records are padded to MaxRecordSize, so
 // every sealed record has the same size.
 func sealRecord(rec []byte, storeID *[16]byte, loc uint64, id *[32]byte, version uint64) ([]byte, ref) {
+	return sealRecordUnder(freshKey(), rec, storeID, loc, id, version)
+}
+
+// sealRecordUnder is sealRecord with the block key given (the format vectors).
+func sealRecordUnder(key [32]byte, rec []byte, storeID *[16]byte, loc uint64, id *[32]byte, version uint64) ([]byte, ref) {
 	var p [recordPlain]byte
 	binary.BigEndian.PutUint16(p[:], uint16(len(rec)))
 	copy(p[2:], rec)
 	out := make([]byte, storage.SectorSize)
 	copy(out, recordMagic[:])
 	putU64(out[4:], version)
-	r := ref{loc: loc, key: freshKey()}
+	r := ref{loc: loc, key: key}
 	aead, _ := chacha20poly1305.New(r.key[:])
 	var nonce [chacha20poly1305.NonceSize]byte
 	aead.Seal(out[recordHeader:recordHeader], nonce[:], p[:], recordAD(storeID, loc, id, version))
