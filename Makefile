@@ -46,8 +46,9 @@ test-arm:
 # Regenerate every test vector with its independent generator (never from
 # the code under test) and fail if any file changed: the generators are
 # deterministic, so a difference is a change to a format. Needs the system
-# Python's cbor2 and cryptography.
-PYTHON_VECTORS ?= /usr/bin/python3
+# Python with cbor2 and cryptography (Debian: python3-cbor2,
+# python3-cryptography); PYTHON_VECTORS picks another interpreter.
+PYTHON_VECTORS ?= python3
 vectors:
 	cd protocol/testdata/vectors && $(PYTHON_VECTORS) gen_vectors.py
 	cd protocol/testdata/registration && $(PYTHON_VECTORS) gen_vectors.py > vectors.json
