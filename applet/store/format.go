@@ -22,7 +22,8 @@ const (
 	NodeSize    = 4096
 	nodeSectors = NodeSize / storage.SectorSize
 
-	// MaxRecordSize is the largest record plaintext (vault.MaxRecordSize).
+	// MaxRecordSize is the largest record plaintext (FORMAT.md); the vault's
+	// own bound must equal it, which applet/startup checks at build time.
 	MaxRecordSize = 440
 
 	// MaxIDSize bounds a user id (ids are hashed; the bound only stops

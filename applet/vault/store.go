@@ -38,8 +38,9 @@ type Store interface {
 	Commit(ctx context.Context) (seq uint64, err error)
 }
 
-// MaxRecordSize bounds a record's plaintext so that, sealed, it fits a 512-byte
-// slot.
+// MaxRecordSize bounds a record's plaintext: the record store's slot holds
+// this much (store.MaxRecordSize, fixed by its format); applet/startup, where
+// the two meet, fails to build unless they are equal.
 const MaxRecordSize = 440
 
 // ErrTampered marks a store error that means the stored data failed its
