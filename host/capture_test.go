@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/applet/opaque"
-	"github.com/cofferhsm/coffer/applet/softvault"
+	"github.com/cofferhsm/coffer/applet/softvault/softvaulttest"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/protocol"
@@ -104,14 +104,7 @@ func TestHostSeesNoSecret(t *testing.T) {
 	ctx := context.Background()
 	sock := shortSocket(t)
 	dir := t.TempDir()
-	pub, err := softvault.DevSetup(ctx, dir, 10, discard{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, stop := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- softvault.Serve(sctx, dir, "unix:"+sock, softvault.Options{Log: quiet}, discard{}) }()
-	t.Cleanup(func() { stop(); <-served })
+	pub := softvaulttest.ServeDev(t, dir, sock)
 
 	rec := &recording{}
 	dev := NewStreamDevice("vault", recordingDialer(transport.UnixDialer(sock), rec), StreamOptions{MinBackoff: 10 * time.Millisecond, Log: quiet})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/applet/softvault"
+	"github.com/cofferhsm/coffer/applet/softvault/softvaulttest"
 	"github.com/cofferhsm/coffer/protocol"
 	"github.com/cofferhsm/coffer/protocol/transport"
 )
@@ -124,19 +125,7 @@ func TestRealSoftvaultOverUnixSocket(t *testing.T) {
 	ctx := context.Background()
 	sock := shortSocket(t)
 	dir := t.TempDir()
-	pub, err := softvault.DevSetup(ctx, dir, 10, discard{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, stop := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- softvault.Serve(sctx, dir, "unix:"+sock, softvault.Options{Log: quiet}, discard{}) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-served; err != nil {
-			t.Errorf("softvault.Serve: %v", err)
-		}
-	})
+	pub := softvaulttest.ServeDev(t, dir, sock)
 	dev := NewStreamDevice("sv", transport.UnixDialer(sock), StreamOptions{MinBackoff: 10 * time.Millisecond, Log: quiet})
 	accounts, accts, tokens := testAccounts(t, "alice")
 	srv, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts, PollInterval: 20 * time.Millisecond})

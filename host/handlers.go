@@ -95,6 +95,24 @@ func (s *Server) deviceFor(w http.ResponseWriter, a *Account, o *outcome) *devic
 	return q
 }
 
+// getForAccount admits a GET (or HEAD) from an authenticated account and
+// returns the account and its device; when it answers the request itself
+// (405, 401, 500), it returns nil for both.
+func (s *Server) getForAccount(w http.ResponseWriter, r *http.Request, o *outcome) (*Account, *deviceQueue) {
+	if !allowMethod(w, r, http.MethodGet, o) {
+		return nil, nil
+	}
+	a := s.authenticate(w, r, o)
+	if a == nil {
+		return nil, nil
+	}
+	q := s.deviceFor(w, a, o)
+	if q == nil {
+		return nil, nil
+	}
+	return a, q
+}
+
 func allowMethod(w http.ResponseWriter, r *http.Request, method string, o *outcome) bool {
 	if r.Method == method || (method == http.MethodGet && r.Method == http.MethodHead) {
 		return true
@@ -234,14 +252,7 @@ func (s *Server) handleIdentity(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	o := &outcome{typ: protocol.TypeIdentity.String()}
 	defer s.record(r, o, start)
-	if !allowMethod(w, r, http.MethodGet, o) {
-		return
-	}
-	a := s.authenticate(w, r, o)
-	if a == nil {
-		return
-	}
-	q := s.deviceFor(w, a, o)
+	_, q := s.getForAccount(w, r, o)
 	if q == nil {
 		return
 	}
@@ -258,14 +269,7 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	o := &outcome{typ: "account"}
 	defer s.record(r, o, start)
-	if !allowMethod(w, r, http.MethodGet, o) {
-		return
-	}
-	a := s.authenticate(w, r, o)
-	if a == nil {
-		return
-	}
-	q := s.deviceFor(w, a, o)
+	a, q := s.getForAccount(w, r, o)
 	if q == nil {
 		return
 	}

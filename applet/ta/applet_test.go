@@ -5,9 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
-	"io"
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,59 +20,13 @@ import (
 	"github.com/cofferhsm/coffer/protocol"
 )
 
-// memFile is a host file in memory, with snapshots.
-type memFile struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if off >= int64(len(f.b)) {
-		return 0, io.EOF
-	}
-	n := copy(p, f.b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-
-func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if end := off + int64(len(p)); end > int64(len(f.b)) {
-		f.b = append(f.b, make([]byte, end-int64(len(f.b)))...)
-	}
-	return copy(f.b[off:], p), nil
-}
-
-func (f *memFile) Size() (int64, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return int64(len(f.b)), nil
-}
-
-func (f *memFile) snapshot() []byte {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return bytes.Clone(f.b)
-}
-
-func (f *memFile) restore(b []byte) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.b = bytes.Clone(b)
-}
-
 // machine is the QEMU board's storage with the OS's portable core, and the
 // applet running against it in-process.
 type machine struct {
 	t            *testing.T
-	storeFile    *memFile
-	anchorFile   *memFile
-	fuseFile     *memFile
+	storeFile    *emulate.MemFile
+	anchorFile   *emulate.MemFile
+	fuseFile     *emulate.MemFile
 	relay        *tos.Relay
 	ready        chan string
 	svc          *tos.Service
@@ -88,7 +40,7 @@ type machine struct {
 const testSectors = 8192
 
 func newMachine(t *testing.T) *machine {
-	return &machine{t: t, storeFile: &memFile{}, anchorFile: &memFile{}, fuseFile: &memFile{}}
+	return &machine{t: t, storeFile: &emulate.MemFile{}, anchorFile: &emulate.MemFile{}, fuseFile: &emulate.MemFile{}}
 }
 
 // bootOS does what the Trusted OS (firmware/os) does at power on, for the
@@ -210,7 +162,7 @@ func TestAppletServesVaultThroughOSCalls(t *testing.T) {
 	if err := s.Confirm(ctx); err != nil {
 		t.Fatalf("confirming the login: %v", err)
 	}
-	old := m.storeFile.snapshot()
+	old := m.storeFile.Bytes()
 	if _, _, err := alice.Login(ctx, []byte("wrong")); !errors.Is(err, testclient.ErrWrongPassword) {
 		t.Fatalf("wrong password: %v", err)
 	}
@@ -230,7 +182,7 @@ func TestAppletServesVaultThroughOSCalls(t *testing.T) {
 
 	// An older store under the newer anchor: service refused.
 	m.stopTransprt()
-	m.storeFile.restore(old)
+	m.storeFile.SetBytes(old)
 	status = m.boot()
 	if !bytes.Contains([]byte(status), []byte("REFUSING")) {
 		t.Fatalf("status after rollback %q", status)

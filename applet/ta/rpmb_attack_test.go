@@ -74,11 +74,11 @@ func TestRPMBKeyNeverCrossesTheBusInTheField(t *testing.T) {
 	// The attacker keeps this moment: the store image and the anchor it
 	// saw written on the bus.
 	tap.remember()
-	oldStore := m.storeFile.snapshot()
+	oldStore := m.storeFile.Bytes()
 	if _, err := bob.Register(ctx, []byte("b"), bobKey, 5); err != nil {
 		t.Fatal(err)
 	}
-	current := m.storeFile.snapshot()
+	current := m.storeFile.Bytes()
 
 	attacks := []struct {
 		name     string
@@ -94,7 +94,7 @@ func TestRPMBKeyNeverCrossesTheBusInTheField(t *testing.T) {
 	for _, a := range attacks {
 		m.stopTransprt()
 		if a.rollBack {
-			m.storeFile.restore(oldStore)
+			m.storeFile.SetBytes(oldStore)
 		}
 		tap.setMode(a.mode)
 		status := m.boot()
@@ -118,7 +118,7 @@ func TestRPMBKeyNeverCrossesTheBusInTheField(t *testing.T) {
 
 		// Healthy bus, current store: everything is there.
 		m.stopTransprt()
-		m.storeFile.restore(current)
+		m.storeFile.SetBytes(current)
 		tap.setMode(tapPass)
 		if status := m.boot(); !strings.Contains(status, "serving") {
 			t.Fatalf("%s: after the attack: %q", a.name, status)
@@ -133,7 +133,7 @@ func TestRPMBKeyNeverCrossesTheBusInTheField(t *testing.T) {
 				t.Fatalf("%s: after the attack, %s: %v", a.name, c.cl.UserID, err)
 			}
 		}
-		current = m.storeFile.snapshot()
+		current = m.storeFile.Bytes()
 	}
 
 	for i, f := range tap.frames() {

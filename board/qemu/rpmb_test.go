@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -184,21 +183,6 @@ func TestFileFuse(t *testing.T) {
 	}
 }
 
-type memHostFile struct{ b []byte }
-
-func (m *memHostFile) ReadAt(p []byte, off int64) (int, error) {
-	if off >= int64(len(m.b)) {
-		return 0, io.EOF
-	}
-	n := copy(p, m.b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-func (m *memHostFile) WriteAt(p []byte, off int64) (int, error) { return 0, errors.New("read-only") }
-func (m *memHostFile) Size() (int64, error)                     { return int64(len(m.b)), nil }
-
 // Whatever the host puts in the fake fuse file, Blown reads it as blown only
 // when it holds exactly the blown marker, as not blown only when empty, and
 // as an error otherwise.
@@ -207,7 +191,7 @@ func FuzzFileFuse(f *testing.F) {
 	f.Add(append([]byte(nil), fileFuseBlown...))
 	f.Add(append(append([]byte(nil), fileFuseBlown...), 0))
 	f.Fuzz(func(t *testing.T, content []byte) {
-		b, err := NewFileFuse(&memHostFile{content}).Blown()
+		b, err := NewFileFuse(emulate.NewMemFile(content)).Blown()
 		switch {
 		case len(content) == 0:
 			if b || err != nil {

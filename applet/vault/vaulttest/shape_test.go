@@ -1,17 +1,13 @@
 package vaulttest
 
 import (
-	"go/parser"
-	"go/token"
 	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
-)
 
-const module = "github.com/cofferhsm/coffer/"
+	"github.com/cofferhsm/coffer/internal/depcheck"
+)
 
 // TestEachPackageImportsOnlyItsPurpose pins the split: the test client needs
 // the OPAQUE code and the wire contract and nothing else of ours; the store,
@@ -45,26 +41,11 @@ func TestEachPackageImportsOnlyItsPurpose(t *testing.T) {
 // of dir import, relative to the module.
 func ourImports(t *testing.T, dir string) []string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("vaulttest/%s: no Go files (%v)", dir, err)
-	}
 	var ours []string
-	for _, file := range files {
-		if strings.HasSuffix(file, "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.ImportsOnly)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, imp := range f.Imports {
-			path, _ := strconv.Unquote(imp.Path.Value)
-			if rel, ok := strings.CutPrefix(path, module); ok && !slices.Contains(ours, rel) {
-				ours = append(ours, rel)
-			}
+	for _, p := range depcheck.Imports(t, dir) {
+		if rel, ok := strings.CutPrefix(p, depcheck.Module+"/"); ok {
+			ours = append(ours, rel)
 		}
 	}
-	slices.Sort(ours)
 	return ours
 }

@@ -5,14 +5,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"io"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cofferhsm/coffer/applet/softvault"
+	"github.com/cofferhsm/coffer/applet/softvault/softvaulttest"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/internal/provision"
 	"github.com/cofferhsm/coffer/protocol"
@@ -23,32 +22,7 @@ import (
 func serveVault(t *testing.T, state string) (sock string, stop func()) {
 	t.Helper()
 	sock = filepath.Join(t.TempDir(), "v.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	served := make(chan error, 1)
-	go func() { served <- softvault.Serve(ctx, state, "unix:"+sock, softvault.Options{Log: quiet}, io.Discard) }()
-	stopped := false
-	stop = func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			if err := <-served; err != nil {
-				t.Errorf("softvault.Serve: %v", err)
-			}
-		}
-	}
-	t.Cleanup(stop)
-	for {
-		if c, err := net.Dial("unix", sock); err == nil {
-			c.Close()
-			return sock, stop
-		}
-		select {
-		case err := <-served:
-			t.Fatalf("softvault.Serve: %v", err)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	return sock, softvaulttest.Serve(t, state, sock)
 }
 
 func dial(t *testing.T, sock string) *protocol.StreamClient {

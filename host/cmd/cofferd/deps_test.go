@@ -1,11 +1,10 @@
 package main
 
 import (
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/cofferhsm/coffer/internal/depcheck"
 )
 
 // trustedCode marks the packages whose code belongs to the vault: the
@@ -13,28 +12,18 @@ import (
 // vault's storage contracts, and the server side of OPAQUE and its OPRF.
 // The tools under firmware/cmd run on ordinary machines and are not.
 var trustedCode = []string{
-	"github.com/cofferhsm/coffer/applet/",
-	"github.com/cofferhsm/coffer/board/",
-	"github.com/cofferhsm/coffer/firmware/",
-	"github.com/cofferhsm/coffer/internal/storage",
+	depcheck.Module + "/applet",
+	depcheck.Module + "/board",
+	depcheck.Module + "/firmware",
+	depcheck.Module + "/internal/storage",
 	"github.com/cloudflare/circl/oprf",
 	"github.com/bytemare/opaque",
 }
 
-var notTrusted = []string{"github.com/cofferhsm/coffer/firmware/cmd/"}
+var notTrusted = []string{depcheck.Module + "/firmware/cmd"}
 
 func isTrusted(pkg string) bool {
-	for _, p := range notTrusted {
-		if strings.HasPrefix(pkg, p) {
-			return false
-		}
-	}
-	for _, p := range trustedCode {
-		if pkg == strings.TrimSuffix(p, "/") || strings.HasPrefix(pkg, p) {
-			return true
-		}
-	}
-	return false
+	return depcheck.Under(pkg, trustedCode...) && !depcheck.Under(pkg, notTrusted...)
 }
 
 // TestUntrustedCommandsLinkNoTrustedCode: cofferd runs on the operator's
@@ -43,21 +32,13 @@ func isTrusted(pkg string) bool {
 // (DESIGN.md, "Trust domains"). Test imports are not counted: go list -deps
 // without -test lists what the binary links.
 func TestUntrustedCommandsLinkNoTrustedCode(t *testing.T) {
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
 	for _, cmd := range []string{
-		"github.com/cofferhsm/coffer/host/cmd/cofferd",
-		"github.com/cofferhsm/coffer/firmware/cmd/coffer-provision",
+		depcheck.Module + "/host/cmd/cofferd",
+		depcheck.Module + "/firmware/cmd/coffer-provision",
 	} {
 		t.Run(cmd[strings.LastIndex(cmd, "/")+1:], func(t *testing.T) {
-			out, err := exec.Command(goTool, "list", "-deps", cmd).CombinedOutput()
-			if err != nil {
-				t.Fatalf("go list -deps %s: %v\n%s", cmd, err, out)
-			}
 			var bad []string
-			for _, pkg := range strings.Fields(string(out)) {
+			for _, pkg := range depcheck.Deps(t, cmd) {
 				if isTrusted(pkg) {
 					bad = append(bad, pkg)
 				}

@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -23,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/softvault"
+	"github.com/cofferhsm/coffer/applet/softvault/softvaulttest"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
 	"github.com/cofferhsm/coffer/protocol"
 )
@@ -36,31 +35,9 @@ func env(m map[string]string) func(string) string { return func(k string) string
 // reaches any vault, since it links no vault code itself.
 func softVault(t *testing.T, dir string) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	state, sock := filepath.Join(dir, "vault"), filepath.Join(dir, "vault.sock")
-	if _, err := softvault.DevSetup(ctx, state, 10, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	served := make(chan error, 1)
-	go func() { served <- softvault.Serve(ctx, state, "unix:"+sock, softvault.Options{Log: quiet}, io.Discard) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("softvault.Serve: %v", err)
-		}
-	})
-	for {
-		if c, err := net.Dial("unix", sock); err == nil {
-			c.Close()
-			return sock
-		}
-		select {
-		case err := <-served:
-			t.Fatalf("softvault.Serve: %v", err)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	sock := filepath.Join(dir, "vault.sock")
+	softvaulttest.ServeDev(t, filepath.Join(dir, "vault"), sock)
+	return sock
 }
 
 // TestCommand drives the command as an admin would: add accounts, list and

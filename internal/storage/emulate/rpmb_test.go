@@ -3,7 +3,6 @@ package emulate
 import (
 	"encoding/binary"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -322,37 +321,16 @@ func TestRPMBEmulatorPersistence(t *testing.T) {
 	}
 }
 
-// memBacking is a file without Sync, as the QEMU board's semihosting file.
-type memBacking struct{ b []byte }
-
-func (m *memBacking) ReadAt(p []byte, off int64) (int, error) {
-	if off >= int64(len(m.b)) {
-		return 0, io.EOF
-	}
-	n := copy(p, m.b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-
-func (m *memBacking) WriteAt(p []byte, off int64) (int, error) {
-	if end := off + int64(len(p)); end > int64(len(m.b)) {
-		m.b = append(m.b, make([]byte, end-int64(len(m.b)))...)
-	}
-	return copy(m.b[off:], p), nil
-}
-
 // OpenRPMBEmulator on any file keeps FileRPMB's format: what it writes,
 // OpenFileAnchor reads, and the other way round.
 func TestOpenRPMBEmulatorSharesFileFormat(t *testing.T) {
-	f := &memBacking{}
+	f := &MemFile{}
 	e, err := OpenRPMBEmulator(f, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(f.b) != int(fileRPMBStride(1))+fileRPMBSlotLen(1) {
-		t.Fatalf("a new partition wrote %d bytes", len(f.b))
+	if n, _ := f.Size(); n != fileRPMBStride(1)+int64(fileRPMBSlotLen(1)) {
+		t.Fatalf("a new partition wrote %d bytes", n)
 	}
 	a := storage.NewRPMBAnchor(e, testAuthKey, 0)
 	if err := a.ProgramKey(); err != nil {
@@ -364,7 +342,7 @@ func TestOpenRPMBEmulatorSharesFileFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "anchor")
-	if err := os.WriteFile(path, f.b, 0o600); err != nil {
+	if err := os.WriteFile(path, f.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	fa, err := OpenFileAnchor(path, testAuthKey)
@@ -383,7 +361,7 @@ func TestOpenRPMBEmulatorSharesFileFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e2, err := OpenRPMBEmulator(&memBacking{b: raw}, 1)
+	e2, err := OpenRPMBEmulator(NewMemFile(raw), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,8 +369,8 @@ func TestOpenRPMBEmulatorSharesFileFormat(t *testing.T) {
 		t.Fatalf("read back: %d %d %v", got[0], c, err)
 	}
 	// Not empty, no valid state: refused, and left as it was.
-	junk := &memBacking{b: []byte("not an rpmb state")}
-	if _, err := OpenRPMBEmulator(junk, 1); err == nil || string(junk.b) != "not an rpmb state" {
-		t.Fatalf("junk file: %v, now %q", err, junk.b)
+	junk := NewMemFile([]byte("not an rpmb state"))
+	if _, err := OpenRPMBEmulator(junk, 1); err == nil || string(junk.Bytes()) != "not an rpmb state" {
+		t.Fatalf("junk file: %v, now %q", err, junk.Bytes())
 	}
 }

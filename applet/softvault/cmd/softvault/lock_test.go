@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhsm/coffer/applet/softvault/softvaulttest"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -47,21 +48,10 @@ func startProcess(t *testing.T, socket string, args ...string) *exec.Cmd {
 			<-exited
 		}
 	})
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		if c, err := net.Dial("unix", socket); err == nil {
-			c.Close()
-			return cmd
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("softvault %v exited: %v", args, err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("softvault did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := softvaulttest.WaitForSocket(socket, exited, 30*time.Second); err != nil {
+		t.Fatalf("softvault %v did not start: %v", args, err)
 	}
+	return cmd
 }
 
 // Two processes serving one state folder would both run, and each would

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/applet/softvault"
+	"github.com/cofferhsm/coffer/applet/softvault/softvaulttest"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/internal/provision"
@@ -41,21 +42,8 @@ func startServer(t *testing.T, args ...string) *server {
 		}
 	}
 	go func() { s.done <- run(ctx, args, io.Discard, s.out) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if c, err := net.Dial("unix", s.socket); err == nil {
-			c.Close()
-			break
-		}
-		select {
-		case err := <-s.done:
-			t.Fatalf("server exited: %v\n%s", err, s.out)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("server did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := softvaulttest.WaitForSocket(s.socket, s.done, 20*time.Second); err != nil {
+		t.Fatalf("server did not start: %v\n%s", err, s.out)
 	}
 	t.Cleanup(s.stop)
 	return s
