@@ -47,7 +47,8 @@ test-arm:
 # the code under test) and fail if any file changed: the generators are
 # deterministic, so a difference is a change to a format. Needs the system
 # Python with cbor2 and cryptography (Debian: python3-cbor2,
-# python3-cryptography); PYTHON_VECTORS picks another interpreter.
+# python3-cryptography), and the age command-line tool (Debian: age) for the
+# client's backup vectors; PYTHON_VECTORS picks another interpreter.
 PYTHON_VECTORS ?= python3
 vectors:
 	cd protocol/testdata/vectors && $(PYTHON_VECTORS) gen_vectors.py
@@ -55,7 +56,8 @@ vectors:
 	cd protocol/testdata/frames && $(PYTHON_VECTORS) gen_vectors.py > vectors.json
 	cd applet/store/testdata/format && $(PYTHON_VECTORS) gen_format.py
 	cd applet/opaque/testdata/vectors && $(GO) run gen_opaque.go
-	git diff --exit-code -- protocol/testdata applet/store/testdata/format applet/opaque/testdata/vectors
+	cd client/testdata/vectors && $(PYTHON_VECTORS) gen_vectors.py
+	git diff --exit-code -- protocol/testdata applet/store/testdata/format applet/opaque/testdata/vectors client/testdata/vectors
 
 # Every fuzz target for FUZZTIME each (not part of `make test`).
 fuzz:

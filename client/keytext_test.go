@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+
+	"github.com/cofferhsm/coffer/internal/vectorfile"
 )
 
 func TestCRC16CheckValue(t *testing.T) {
@@ -163,6 +165,11 @@ func FuzzParseKeyText(f *testing.F) {
 	f.Add(strings.Repeat("f", 68))
 	f.Add(strings.Repeat("0", 64) + "1D0F")
 	f.Add("0123-4567-89ab-cdef-0123-4567-89ab-cdef-0123-4567-89ab-cdef-0123-4567-89ab-cdef-ZZZZ")
+	for _, c := range vectorfile.Load(f, vectorDir) {
+		if c.Group() == "keytext" { // every spelling the vectors accept or refuse
+			f.Add(string(c.Data))
+		}
+	}
 	f.Fuzz(func(t *testing.T, s string) {
 		k, err := ParseKeyText(s)
 		if err != nil {
