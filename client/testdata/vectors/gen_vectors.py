@@ -23,7 +23,6 @@ which the Go tests check so that an edited file fails them.
 import hashlib
 import io
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -34,6 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "internal", "vectorfile"))
+import casefiles  # noqa: E402  the case-file writer the generators share
 GROUPS = ["keys", "keytext", "backup"]
 
 
@@ -383,22 +384,7 @@ def main():
     keys()
     keytext()
     backup(new)
-    for g in GROUPS:
-        shutil.rmtree(os.path.join(HERE, g), ignore_errors=True)
-        os.makedirs(os.path.join(HERE, g))
-    sums = []
-    for path in sorted(CASES):
-        data = CASES[path].encode()
-        with open(os.path.join(HERE, path), "wb") as f:
-            f.write(data)
-        sums.append(f"{hashlib.sha256(data).hexdigest()}  {path}\n")
-    with open(os.path.join(HERE, "SHA256SUMS"), "w") as f:
-        f.writelines(sums)
-    counts = {}
-    for text in CASES.values():
-        e = text.split("\n", 1)[0].split(": ", 1)[1]
-        counts[e] = counts.get(e, 0) + 1
-    print(f"{len(CASES)} cases: " + ", ".join(f"{n} {e}" for e, n in sorted(counts.items())), file=sys.stderr)
+    casefiles.write(HERE, GROUPS, CASES)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ which TestProtocolVectors checks so that an edited file fails the test.
 import hashlib
 import importlib.util
 import os
-import shutil
 import struct
 import sys
 
@@ -35,6 +34,8 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "internal", "vectorfile"))
+import casefiles  # noqa: E402  the case-file writer the generators share
 GROUPS = ["messages", "bodies", "signed", "registration", "session", "wrap", "hashes"]
 
 # The registration channel's RFC 9180 / RFC 9458 implementation, shared with
@@ -657,7 +658,7 @@ def wrap():
     export, user, k, n24 = seq(64, 0x80), b"alice", seq(32, 0x90), seq(24, 0x70)
     wrap_key = hkdf512(export, None, b"coffer/v1 wrap")
     # XChaCha20-Poly1305 = HChaCha20 subkey + ChaCha20-Poly1305 with nonce 0^4 || n[16:24].
-    wrapped = n24 + C(hchacha20(wrap_key, n24[:16])).encrypt(bytes(4) + n24[16:], k, user)
+    wrapped = n24 + C(casefiles.hchacha20(wrap_key, n24[:16])).encrypt(bytes(4) + n24[16:], k, user)
     common = dict(export_key=export, user_id=user)
     case("wrap", "wrapped", "success", wrapped, "K wrapped under the export key.", wrap="unwrap", backup_key=k,
          wrap_key=wrap_key, **common)
@@ -673,30 +674,6 @@ def wrap():
          **common)
 
 
-def rotl(v, c):
-    return ((v << c) & 0xFFFFFFFF) | (v >> (32 - c))
-
-
-def hchacha20(key, n16):
-    """HChaCha20 (draft-irtf-cfrg-xchacha, 2.2), written out."""
-    s = [0x61707865, 0x3320646E, 0x79622D32, 0x6B206574] + list(struct.unpack("<8I", key)) + \
-        list(struct.unpack("<4I", n16))
-
-    def qr(a, b, c, d):
-        s[a] = (s[a] + s[b]) & 0xFFFFFFFF; s[d] = rotl(s[d] ^ s[a], 16)
-        s[c] = (s[c] + s[d]) & 0xFFFFFFFF; s[b] = rotl(s[b] ^ s[c], 12)
-        s[a] = (s[a] + s[b]) & 0xFFFFFFFF; s[d] = rotl(s[d] ^ s[a], 8)
-        s[c] = (s[c] + s[d]) & 0xFFFFFFFF; s[b] = rotl(s[b] ^ s[c], 7)
-
-    for _ in range(10):
-        qr(0, 4, 8, 12); qr(1, 5, 9, 13); qr(2, 6, 10, 14); qr(3, 7, 11, 15)
-        qr(0, 5, 10, 15); qr(1, 6, 11, 12); qr(2, 7, 8, 13); qr(3, 4, 9, 14)
-    return struct.pack("<8I", *(s[0:4] + s[12:16]))
-
-
-# The test vector of draft-irtf-cfrg-xchacha-03, 2.2.1.
-assert hchacha20(bytes(range(32)), bytes.fromhex("000000090000004a0000000031415927")).hex() == \
-    "82413b4227b27bfed30e42508a877d73a0f9e4d58a74a853c12ec41326d3ecdc"
 
 
 # ---- hashes -----------------------------------------------------------------
@@ -719,22 +696,7 @@ def main():
     session()
     wrap()
     hashes_()
-    for g in GROUPS:
-        shutil.rmtree(os.path.join(HERE, g), ignore_errors=True)
-        os.makedirs(os.path.join(HERE, g))
-    sums = []
-    for path in sorted(CASES):
-        data = CASES[path].encode()
-        with open(os.path.join(HERE, path), "wb") as f:
-            f.write(data)
-        sums.append(f"{hashlib.sha256(data).hexdigest()}  {path}\n")
-    with open(os.path.join(HERE, "SHA256SUMS"), "w") as f:
-        f.writelines(sums)
-    counts = {}
-    for text in CASES.values():
-        e = text.split("\n", 1)[0].split(": ", 1)[1]
-        counts[e] = counts.get(e, 0) + 1
-    print(f"{len(CASES)} cases: " + ", ".join(f"{n} {e}" for e, n in sorted(counts.items())), file=sys.stderr)
+    casefiles.write(HERE, GROUPS, CASES)
 
 
 if __name__ == "__main__":
