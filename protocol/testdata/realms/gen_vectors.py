@@ -33,7 +33,7 @@ import casefiles  # noqa: E402  the case-file writer the generators share
 import r255  # noqa: E402  ristretto255 and the VOPRF, by hand
 from r255 import G, L, add, decode, encode, mul, sbytes, scalar  # noqa: E402
 
-GROUPS = ["voprf"]
+GROUPS = ["voprf", "sharing", "evaluate"]
 CASES = {}
 
 
@@ -192,10 +192,222 @@ def voprf():
              input_element=encode(r255.hash_to_group(inp)), output=r255.evaluate(INPUT_KEY, inp))
 
 
+# ---- 2. Sharing: Shamir over the scalars, Feldman commitments ---------------
+
+CONFIGS = [(2, 3), (3, 5), (5, 8)]
+
+
+def fixed_scalar(start):
+    """A fixed nonzero scalar: 31 counting bytes from start and a zero top
+    byte, so that it is canonical as it stands (32 bytes, little endian)."""
+    return scalar(seq(31, start) + b"\x00")
+
+
+def coefficients(t, n):
+    """a_0 = k, a_1 .. a_{t-1} of the t-of-n cases, all nonzero."""
+    return [fixed_scalar(0x10 * t + 0x40 * j + n) for j in range(t)]
+
+
+def poly(coeffs, i):
+    return sum(a * pow(i, j, L) for j, a in enumerate(coeffs)) % L
+
+
+def commit(coeffs):
+    return [mul(a, G) for a in coeffs]
+
+
+def public_share(commitments, i):
+    """Y_i = sum_j x_i^j C_j (REALMS.md 5.2)."""
+    y = r255.IDENTITY
+    for j, c in enumerate(commitments):
+        y = add(y, mul(pow(i, j, L), c))
+    return y
+
+
+def enc_all(points):
+    return b"".join(encode(p) for p in points)
+
+
+def deal(t, n, coeffs=None):
+    coeffs = coeffs or coefficients(t, n)
+    shares = [poly(coeffs, i) for i in range(1, n + 1)]
+    cs = commit(coeffs)
+    for i, k in enumerate(shares, 1):  # Feldman: k_i G = Y_i, for every realm
+        assert r255.equal(mul(k, G), public_share(cs, i))
+    return coeffs, shares, cs
+
+
+def sharing():
+    for t, n in CONFIGS:
+        coeffs, shares, cs = deal(t, n)
+        case("sharing", f"{t}-of-{n}", "success", enc_all(cs),
+             f"A {t}-of-{n} set: f(x) = a_0 + a_1 x + ... + a_{t - 1} x^{t - 1} with the fixed coefficients\n"
+             "(a_0 = k, the root key; the top one nonzero), shares k_i = f(i) for i = 1..n, public shares\n"
+             "Y_i = k_i G = sum_j i^j C_j. The bytes are the Feldman commitments C_0..C_{t-1}, a_j G,\n"
+             "as manifest field 7 carries them. Every realm accepts its share (REALMS.md 7).",
+             threshold=t, realms=n, coefficients=[sbytes(a) for a in coeffs],
+             shares=[sbytes(k) for k in shares], public_shares=[encode(mul(k, G)) for k in shares],
+             public_key=encode(cs[0]))
+
+    def refused(name, rule, t, n, index, share, commitments, comment):
+        case("sharing", name, "malformed", commitments, comment +
+             "\nRealm `index` refuses its share with these commitments (REALMS.md 7, VersionMaterial).",
+             rule=rule, threshold=t, realms=n, index=index, share=share)
+
+    k = fixed_scalar(0x71)
+    a1, a2 = fixed_scalar(0x72), fixed_scalar(0x73)
+    # a_1 = 0: C_1 is the identity, and realm 2's share still lies on the commitments.
+    coeffs, shares, cs = deal(3, 5, [k, 0, a2])
+    refused("identity-commitment", "identity-commitment", 3, 5, 2, sbytes(shares[1]), enc_all(cs),
+            "3 of 5 with a_1 = 0, so C_1 is the identity (all-zero encoding); the share is f(2),\n"
+            "consistent with the commitments: only the identity check refuses it.")
+    # f(2) = 0: a_1 = -k/2.
+    coeffs, shares, cs = deal(2, 3, [k, (-k * pow(2, -1, L)) % L])
+    assert shares[1] == 0
+    refused("zero-share", "zero-share", 2, 3, 2, sbytes(0), enc_all(cs),
+            "2 of 3 with a_1 = -k/2, so realm 2's share f(2) is zero and Y_2 the identity.")
+    # a_2 = 0: the degree drops, and circl's CommitSecret would give only two commitments.
+    coeffs, shares, cs = deal(3, 5, [k, a1, 0])
+    refused("commitment-count-short", "commitment-count", 3, 5, 1, sbytes(shares[0]), enc_all(cs[:2]),
+            "3 of 5 whose top coefficient is zero: two commitments for threshold 3 (what circl's\n"
+            "CommitSecret returns, since it trims a zero top coefficient); the share lies on them, so\n"
+            "t - 1 realms would hold k. Only len(commitments) = threshold refuses it.")
+    coeffs, shares, cs = deal(3, 3, [k, a1, a2])
+    refused("commitment-count-long", "commitment-count", 2, 3, 1, sbytes(shares[0]), enc_all(cs),
+            "Threshold 2 with three commitments (a degree-2 polynomial); the share lies on them.")
+    coeffs, shares, cs = deal(2, 3)
+    refused("share-off-commitments", "share-off-commitments", 2, 3, 1, sbytes(shares[0] + 1), enc_all(cs),
+            "The 2-of-3 set's commitments with realm 1's share plus one: k_1 G != Y_1.")
+    refused("share-non-canonical", "share-encoding", 2, 3, 1, (shares[0] + L).to_bytes(32, "little"),
+            enc_all(cs), "The 2-of-3 set with realm 1's share encoded as k_1 + l, not reduced.")
+    bad = bytearray(enc_all(cs))
+    bad[32:64] = (1).to_bytes(32, "little")  # s = 1 is negative (odd): RFC 9496 4.3.1 refuses it
+    assert decode(bytes(bad[32:64])) is None
+    refused("commitment-invalid", "commitment-encoding", 2, 3, 1, sbytes(shares[0]), bytes(bad),
+            "The 2-of-3 set with C_1 replaced by 01 00 .. 00, s = 1, a negative field element: not a\n"
+            "ristretto255 encoding (RFC 9496 4.3.1).")
+
+
+# ---- 3. Evaluate: t of n realms, every t-subset, one output -----------------
+
+EVAL_SET_ID = seq(16, 0xC0)
+EVAL_PW = b"realm vector password"
+EVAL_BLIND = fixed_scalar(0x5B)
+
+
+def proof_randomness(t, n, i):
+    return fixed_scalar(0x80 + 0x08 * t + i)
+
+
+def lagrange(indices):
+    """lambda_i at 0 for the distinct indices (REALMS.md 5.3)."""
+    lam = []
+    for i in indices:
+        v = 1
+        for j in indices:
+            if j != i:
+                v = v * j * pow(j - i, -1, L) % L
+        lam.append(v)
+    return lam
+
+
+def subsets(n, t):
+    if t == 0:
+        yield []
+        return
+    for first in range(1, n + 1):
+        for rest in subsets(n - first, t - 1):
+            yield [first] + [first + r for r in rest]
+
+
+def evaluation(share, bl, rho):
+    """A realm's answer: E_i = k_i Bl and the proof for (G, Y_i, Bl, E_i)."""
+    (e,), proof = r255.blind_evaluate(share, [bl], rho)
+    return e, proof
+
+
+def evaluate():
+    inp = coffer_input(EVAL_SET_ID, EVAL_PW)
+    bl = r255.blind(inp, EVAL_BLIND)
+    common = dict(set_id=EVAL_SET_ID, password=EVAL_PW, input=inp, blind=sbytes(EVAL_BLIND), blinded=encode(bl))
+    for t, n in CONFIGS:
+        coeffs, shares, cs = deal(t, n)
+        y = r255.evaluate(coeffs[0], inp)
+        case("evaluate", f"{t}-of-{n}-root", "success", y,
+             f"RFC 9497 Evaluate(k, input) under the root key of sharing/{t}-of-{n}: the output every\n"
+             "t-subset of its realms gives (what VerifiableServer.FullEvaluate computes).",
+             root_key=sbytes(coeffs[0]), public_key=encode(cs[0]), **common)
+        answers = {}
+        for i in range(1, n + 1):
+            rho = proof_randomness(t, n, i)
+            e, proof = evaluation(shares[i - 1], bl, rho)
+            ys = mul(shares[i - 1], G)
+            assert r255.verify_proof(G, ys, [bl], [e], proof)
+            answers[i] = (e, proof)
+            case("evaluate", f"{t}-of-{n}-realm-{i}", "success", encode(e) + proof,
+                 f"Realm {i} of sharing/{t}-of-{n} evaluates the blinded input: E_i = k_i Bl and the\n"
+                 "RFC 9497 proof (c || s) that log_G(Y_i) = log_Bl(E_i), made with proof-randomness.\n"
+                 "The bytes are E_i || proof.",
+                 index=i, share=sbytes(shares[i - 1]), public_share=encode(ys), blinded=encode(bl),
+                 proof_randomness=sbytes(rho), evaluated=encode(e), proof=proof)
+        for s in subsets(n, t):
+            lam = lagrange(s)
+            comb = r255.IDENTITY
+            for li, i in zip(lam, s):
+                comb = add(comb, mul(li, answers[i][0]))
+            assert r255.equal(comb, mul(coeffs[0], bl))
+            unbl = mul(pow(EVAL_BLIND, -1, L), comb)
+            out = r255.finalize_unblinded(inp, unbl)
+            assert out == y
+            case("evaluate", f"{t}-of-{n}-subset-{'-'.join(map(str, s))}", "success",
+                 b"".join(encode(answers[i][0]) + answers[i][1] for i in s),
+                 f"The realms {', '.join(map(str, s))} of sharing/{t}-of-{n} answer; the client checks each\n"
+                 "proof against Y_i from the commitments, combines E = sum lambda_i E_i (Lagrange at 0),\n"
+                 "unblinds N = r^-1 E and finalizes (REALMS.md 5.3): output is the root case's.\n"
+                 "The bytes are E_i || proof for each index, in order.",
+                 threshold=t, realms=n, commitments=[encode(c) for c in cs], indices=s,
+                 lagrange=[sbytes(v) for v in lam], combined=encode(comb), unblinded=encode(unbl),
+                 output=y, **common)
+
+    coeffs, shares, cs = deal(2, 3)
+    y2 = mul(shares[1], G)
+    e1, p1 = evaluation(shares[0], bl, proof_randomness(2, 3, 1))
+    e2, p2 = evaluation(shares[1], bl, proof_randomness(2, 3, 2))
+    lie, lie_proof = evaluation(shares[1] + 1, bl, proof_randomness(2, 3, 2))
+    assert not r255.verify_proof(G, y2, [bl], [lie], lie_proof)
+    assert not r255.verify_proof(G, y2, [bl], [e2], p1)
+
+    def refused(name, expect, rule, data, comment, **h):
+        case("evaluate", name, expect, data, comment, rule=rule, threshold=2, realms=3,
+             commitments=[encode(c) for c in cs], **h, **common)
+
+    refused("lying-realm", "authentication", "proof", encode(lie) + lie_proof,
+            "Realm 2 of sharing/2-of-3 answers with (k_2 + 1) Bl and a proof made with k_2 + 1, which\n"
+            "is valid for (k_2 + 1) G but not for Y_2: the client refuses it and names realm 2.",
+            index=2, public_share=encode(y2), evaluated=encode(lie), proof=lie_proof)
+    refused("swapped-proof", "authentication", "proof", encode(e2) + p1,
+            "Realm 2's honest E_2 with realm 1's proof: it does not verify against Y_2.",
+            index=2, public_share=encode(y2), evaluated=encode(e2), proof=p1)
+    refused("identity-evaluated", "malformed", "identity-evaluated", bytes(32) + p2,
+            "Realm 2 answers the identity as E_2 (with its honest proof): refused on decoding,\n"
+            "before any proof check or inversion.",
+            index=2, public_share=encode(y2), evaluated=bytes(32), proof=p2)
+    refused("duplicate-index", "malformed", "duplicate-index", (encode(e1) + p1) * 2,
+            "Realm 1's valid answer counted twice as a 2-subset: refused before any Lagrange\n"
+            "coefficient is computed (x_j - x_i would be zero).", indices=[1, 1])
+    refused("index-range", "malformed", "index-range", encode(e1) + p1 + encode(e2) + p2,
+            "Valid answers of realms 1 and 2 claimed as indices 0 and 2: index 0 is outside 1..n.",
+            indices=[0, 2])
+    refused("too-few", "malformed", "count", encode(e1) + p1,
+            "One answer for threshold 2: fewer than t evaluations are never combined.", indices=[1])
+
+
 def main():
     if sys.argv[1:]:
         sys.exit("usage: gen_vectors.py")
     voprf()
+    sharing()
+    evaluate()
     casefiles.write(HERE, GROUPS, CASES)
 
 
