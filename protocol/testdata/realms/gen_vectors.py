@@ -20,7 +20,9 @@ It removes the case folders, writes every case again and writes SHA256SUMS,
 which the Go test checks so that an edited file fails it.
 """
 
+import base64
 import hashlib
+import hmac
 import os
 import sys
 import unicodedata
@@ -29,11 +31,16 @@ sys.dont_write_bytecode = True  # no __pycache__ beside the vectors
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "internal", "vectorfile"))
+import argon2id  # noqa: E402  Argon2id by hand: libargon2 refuses the empty salt
 import casefiles  # noqa: E402  the case-file writer the generators share
+import cbor2  # noqa: E402
 import r255  # noqa: E402  ristretto255 and the VOPRF, by hand
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305  # noqa: E402
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat  # noqa: E402
 from r255 import G, L, add, decode, encode, mul, sbytes, scalar  # noqa: E402
 
-GROUPS = ["voprf", "sharing", "evaluate"]
+GROUPS = ["voprf", "sharing", "evaluate", "schedule"]
 CASES = {}
 
 
@@ -402,12 +409,179 @@ def evaluate():
             "One answer for threshold 2: fewer than t evaluations are never combined.", indices=[1])
 
 
+# ---- 4. Key schedule: stretch, prk, check, export, unlock keys, tag, session, anchor
+
+def hkdf_extract(salt, ikm):
+    return hmac.new(salt, ikm, hashlib.sha512).digest()  # an empty salt is HashLen zeros (RFC 5869 2.2)
+
+
+def hkdf_expand(prk, info, n, h=hashlib.sha512):
+    out, t = b"", b""
+    for i in range(1, -(-n // h().digest_size) + 1):
+        t = hmac.new(prk, t + info + bytes([i]), h).digest()
+        out += t
+    return out[:n]
+
+
+def hkdf(ikm, salt, info, n):
+    return hkdf_expand(hkdf_extract(salt, ikm), info, n)
+
+
+def pub(sk):
+    return sk.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+STRETCH = dict(t=3, m=65536, p=4, n=32)  # SPEC.md "OPAQUE": Argon2id, empty salt
+
+
+def check_argon2():
+    """Checks argon2id.py against the reference C library for salts it
+    accepts (it refuses the empty one), through Debian's python3-argon2 if
+    importable, else ctypes on libargon2.so.1; says which, or that neither
+    is there (RFC 9106's own vector, checked on import, then stands alone)."""
+    cases = [(b"password" * 8, b"12345678", 2, 256, 2), (seq(64, 0x33), b"0123456789abcdef", 3, 512, 4)]
+    try:
+        from argon2.low_level import Type, hash_secret_raw
+
+        def ref(pw, salt, t, m, p):
+            return hash_secret_raw(pw, salt, t, m, p, 32, Type.ID)
+        how = "python3-argon2 (argon2.low_level.hash_secret_raw)"
+    except ImportError:
+        import ctypes
+        try:
+            lib = ctypes.CDLL("libargon2.so.1")
+        except OSError:
+            print("Argon2id: argon2id.py (RFC 9106 5.3 checked); no reference library to compare", file=sys.stderr)
+            return
+
+        def ref(pw, salt, t, m, p):
+            out = ctypes.create_string_buffer(32)
+            if lib.argon2id_hash_raw(t, m, p, pw, len(pw), salt, len(salt), out, 32) != 0:
+                sys.exit("libargon2 failed")
+            return out.raw
+        how = "ctypes on libargon2.so.1 (argon2id_hash_raw)"
+    for pw, salt, t, m, p in cases:
+        if argon2id.argon2id(pw, salt, t, m, p, 32) != ref(pw, salt, t, m, p):
+            sys.exit(f"argon2id.py differs from {how} at t={t} m={m} p={p}")
+    print(f"Argon2id: argon2id.py (RFC 9106 5.3 checked), agrees with {how} on salted inputs;\n"
+          "  the empty salt is computed by argon2id.py alone (the C library refuses it)", file=sys.stderr)
+
+
+def xchacha_seal(key, n24, plain, aad):
+    return ChaCha20Poly1305(casefiles.hchacha20(key, n24[:16])).encrypt(bytes(4) + n24[16:], plain, aad)
+
+
+def wrap_key(export, set_id, k, n24):
+    """SPEC.md "Key wrapping" with aad = set_id (REALMS.md 5.2)."""
+    return n24 + xchacha_seal(hkdf(export, b"", b"coffer/v1 wrap", 32), n24, k, set_id)
+
+
+VERSION_ID = seq(16, 0xD0)
+BACKUP_KEY = seq(32, 0x4B)
+BACKUP_KEY_ROTATED = seq(32, 0x6B)
+REALM_SIGNING = [Ed25519PrivateKey.from_private_bytes(seq(32, 0x30 + 0x10 * i)) for i in range(1, 9)]
+
+
+def anchor_of(k, set_id):
+    """REALMS.md 5.6: (anchor seed, anchor key, set code)."""
+    seed = hkdf(k, b"", b"coffer/v1 realm anchor" + set_id, 32)
+    sk = Ed25519PrivateKey.from_private_bytes(seed)
+    a = pub(sk)
+    code = base64.b32encode(hashlib.sha256(b"coffer/v1 realm set code" + b"\x00" + set_id + a).digest()[:10]).decode()
+    assert len(code) == 16 and "=" not in code
+    return seed, sk, a, code
+
+
+def schedule():
+    check_argon2()
+    coeffs, _, _ = deal(2, 3)
+    inp = coffer_input(EVAL_SET_ID, EVAL_PW)
+    y = r255.evaluate(coeffs[0], inp)  # the output of evaluate/2-of-3-*
+    stretched = argon2id.argon2id(y, b"", STRETCH["t"], STRETCH["m"], STRETCH["p"], STRETCH["n"])
+    case("schedule", "stretch", "success", y,
+         "Argon2id (RFC 9106, version 0x13) of the OPRF output of evaluate/2-of-3-*, as RFC 9807's\n"
+         "Stretch with SPEC.md's parameters: empty salt, t = 3, m = 65536 KiB, p = 4, 32 bytes.\n"
+         "The bytes are y.", stretched=stretched)
+    set_id = EVAL_SET_ID
+    realms = [pub(k) for k in REALM_SIGNING[:3]]
+    prk = hkdf_extract(b"", y + stretched)
+    ctx = VERSION_ID + lp(set_id)
+    check = hkdf_expand(prk, b"coffer/v1 realm check" + ctx, 32)
+    export = hkdf_expand(prk, b"coffer/v1 realm export" + ctx, 64)
+    unlock = [hkdf_expand(prk, b"coffer/v1 realm unlock" + ctx + bytes([i]) + realms[i - 1], 32) for i in (1, 2, 3)]
+    case("schedule", "keys", "success", y,
+         "REALMS.md 5.2 from the OPRF output y (the bytes) and its stretch s: prk =\n"
+         'HKDF-Extract-SHA512("", y || s); ctx = version_id || u8(16) || set_id; check, export and\n'
+         "unlock_i = HKDF-Expand-SHA512(prk, label || ctx [|| u8(i) || R_i]) for realms 1..3 with\n"
+         "signing keys realm-keys.",
+         stretched=stretched, version_id=VERSION_ID, set_id=set_id, realm_keys=realms, prk=prk,
+         check=check, export=export, unlock_keys=unlock)
+    n24 = seq(24, 0x90)
+    wrapped = wrap_key(export, set_id, BACKUP_KEY, n24)
+    assert len(wrapped) == 72
+    case("schedule", "wrapped", "success", wrapped,
+         'K wrapped under the export key as SPEC.md "Key wrapping", with aad = set_id (72 bytes).',
+         export=export, set_id=set_id, backup_key=BACKUP_KEY, nonce=n24)
+    bad = bytearray(wrapped)
+    bad[40] ^= 1
+    case("schedule", "wrapped-damaged", "authentication", bytes(bad),
+         "The wrapped key with one ciphertext bit flipped: it does not open (a corrupt manifest,\n"
+         "reported as such after a matching check, REALMS.md 5.3).", export=export, set_id=set_id)
+    case("schedule", "wrapped-other-set", "authentication", wrapped,
+         "The wrapped key opened with another set_id as aad: it does not open.",
+         export=export, set_id=SET_ID_A)
+
+    handle, ticket_nonce, exporter = seq(16, 0xE0), seq(32, 0xF0), seq(32, 0x58)
+    tag = hmac.new(unlock[0], b"coffer/v1 realm tag" + b"\x00" + handle + ticket_nonce, hashlib.sha256).digest()
+    case("schedule", "tag", "success", tag,
+         'Realm 1\'s unlock tag (REALMS.md 5.4): HMAC-SHA256(unlock_1, "coffer/v1 realm tag" || 0x00 ||\n'
+         "handle || ticket_nonce).", unlock_key=unlock[0], handle=handle, ticket_nonce=ticket_nonce)
+    secret = hkdf(unlock[0] + exporter, ticket_nonce, b"coffer/v1 realm session", 64)
+    case("schedule", "session", "success", secret,
+         "Realm 1's session secret (REALMS.md 5.4): HKDF-SHA512(ikm = unlock_1 || X, salt =\n"
+         'ticket_nonce, info "coffer/v1 realm session", 64), X the HPKE exporter value; and the\n'
+         "session keys DeriveSessionKeys(secret, handle) (protocol/channel.go).",
+         unlock_key=unlock[0], exporter=exporter, ticket_nonce=ticket_nonce, handle=handle,
+         to_vault=hkdf(secret, handle, b"coffer/v1 session to-vault", 32),
+         to_client=hkdf(secret, handle, b"coffer/v1 session to-client", 32))
+
+    old = anchor_of(BACKUP_KEY, set_id)
+    new = anchor_of(BACKUP_KEY_ROTATED, set_id)
+    for name, k, (seed, _, a, code) in (("anchor", BACKUP_KEY, old), ("anchor-rotated", BACKUP_KEY_ROTATED, new)):
+        case("schedule", name, "success", a,
+             'The set\'s anchor (REALMS.md 5.6): seed = HKDF-SHA512(K, "", "coffer/v1 realm anchor" ||\n'
+             'set_id, 32), the bytes its Ed25519 public key; set code = base32 (RFC 4648, upper case)\n'
+             'of SHA-256("coffer/v1 realm set code" || 0x00 || set_id || anchor)[0..10].',
+             backup_key=k, set_id=set_id, anchor_seed=seed, set_code=code)
+    handover = old[1].sign(b"coffer/v1 realm handover" + b"\x00" + set_id + new[2])
+    case("schedule", "handover", "success", handover,
+         "K rotation (REALMS.md 5.6): the old anchor's Ed25519 signature over\n"
+         '"coffer/v1 realm handover" || 0x00 || set_id || new anchor.',
+         anchor=old[2], new_anchor=new[2], set_id=set_id)
+
+    manifest_hash = hashlib.sha256(b"a stand-in for a manifest hash").digest()
+    resume_key = hkdf(BACKUP_KEY, b"", b"coffer/v1 realm resume" + VERSION_ID, 32)
+    _, shares, _ = deal(2, 3)
+    body = cbor2.dumps({1: manifest_hash, 2: [{1: i, 2: sbytes(shares[i - 1]), 3: unlock[i - 1]} for i in (1, 2, 3)]},
+                       canonical=True)
+    n24 = seq(24, 0xA8)
+    blob = n24 + xchacha_seal(resume_key, n24, body, b"coffer/v1 realm resume" + manifest_hash)
+    case("schedule", "resume", "success", blob,
+         "A resume blob (REALMS.md 5.7): nonce || XChaCha20-Poly1305(resume_key, nonce, ResumeBody,\n"
+         'aad = "coffer/v1 realm resume" || manifest_hash), resume_key = HKDF-SHA512(K, "",\n'
+         '"coffer/v1 realm resume" || version_id, 32); the body holds the shares of\n'
+         "sharing/2-of-3 and the unlock keys of schedule/keys.",
+         backup_key=BACKUP_KEY, version_id=VERSION_ID, manifest_hash=manifest_hash, resume_key=resume_key,
+         resume_body=body)
+
+
 def main():
     if sys.argv[1:]:
         sys.exit("usage: gen_vectors.py")
     voprf()
     sharing()
     evaluate()
+    schedule()
     casefiles.write(HERE, GROUPS, CASES)
 
 
