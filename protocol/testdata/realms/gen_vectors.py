@@ -4,7 +4,10 @@
 This generator is the contract of ../../REALMS.md, section 16, and is
 independent of the Go code under test: ristretto255, RFC 9380's
 expand_message_xmd and the RFC 9497 VOPRF are written out in r255.py, in
-Python integers; HKDF and HMAC come from hmac/hashlib. It first reproduces
+Python integers; Argon2id in argon2id.py (the reference C library refuses
+the empty salt); HKDF and HMAC come from hmac/hashlib, Ed25519 and
+ChaCha20-Poly1305 from `cryptography`, CBOR from cbor2, the realm
+transport's HPKE from ../registration/gen_vectors.py. It first reproduces
 RFC 9497's Appendix A VOPRF ristretto255-SHA512 vectors and aborts if it
 cannot. Every scalar, blind and proof randomness is fixed here, as a 32-byte
 little-endian value, so that the Go side (protocol/realmkey) reproduces each
@@ -23,7 +26,9 @@ which the Go test checks so that an edited file fails it.
 import base64
 import hashlib
 import hmac
+import importlib.util
 import os
+import struct
 import sys
 import unicodedata
 
@@ -40,7 +45,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305  # noqa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat  # noqa: E402
 from r255 import G, L, add, decode, encode, mul, sbytes, scalar  # noqa: E402
 
-GROUPS = ["voprf", "sharing", "evaluate", "schedule"]
+GROUPS = ["voprf", "sharing", "evaluate", "schedule", "messages"]
 CASES = {}
 
 
@@ -573,6 +578,227 @@ def schedule():
          "sharing/2-of-3 and the unlock keys of schedule/keys.",
          backup_key=BACKUP_KEY, version_id=VERSION_ID, manifest_hash=manifest_hash, resume_key=resume_key,
          resume_body=body)
+    return dict(y=y, check=check, wrapped=wrapped, unlock=unlock, realms=realms, anchor=old,
+                handle=handle, ticket_nonce=ticket_nonce, secret=secret,
+                to_vault=hkdf(secret, handle, b"coffer/v1 session to-vault", 32))
+
+
+# ---- 5. Messages: manifest, version material, receipts, sealed request and reply
+
+# The registration channel's RFC 9180 / RFC 9458 code (written out by hand,
+# independent of the Go code), which the realm transport reuses (REALMS.md 6.4).
+_spec = importlib.util.spec_from_file_location("regvec", os.path.join(HERE, "..", "registration", "gen_vectors.py"))
+regvec = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(regvec)
+
+
+def enc(v):
+    return cbor2.dumps(v, canonical=True)
+
+
+ACCOUNTS = [seq(16, 0x0A + 0x10 * i) for i in range(3)]
+ACCOUNTS_OTHER = [seq(16, 0x4A + 0x10 * i) for i in range(3)]
+LIMIT = 10
+MAX_LIMIT = 100
+
+
+def manifest(sched, cs, accounts, realms=None, threshold=2, commitments=None, resign=True, sig_flip=False):
+    """REALMS.md 5.2: (encoded Manifest, manifest_hash)."""
+    body = enc({1: 1, 2: VERSION_ID, 3: 1, 4: EVAL_SET_ID, 5: threshold,
+                6: realms or sched["realms"], 7: commitments or [encode(c) for c in cs], 8: LIMIT,
+                9: sched["check"], 10: sched["wrapped"], 11: accounts, 12: bytes(16), 13: sched["anchor"][2]})
+    sig = sched["anchor"][1].sign(b"coffer/v1 realm manifest" + b"\x00" + body)
+    if sig_flip:
+        sig = bytes([sig[0] ^ 1]) + sig[1:]
+    m = enc({1: body, 2: sig})
+    return m, hashlib.sha256(b"coffer/v1 realm manifest" + b"\x00" + m).digest()
+
+
+def zero_version():
+    return {1: bytes(16), 2: 0, 3: 0, 4: bytes(32), 5: 0}
+
+
+def receipt_body(fields, pad_byte=0, size=512):
+    """A RealmReceipt padded (field 16, zeros) to exactly size bytes:
+    (body, length before padding)."""
+    pre = len(enc(fields))
+    # Field 16 adds its key (1 byte) and a bstr head of 2 bytes (24..255 bytes), and
+    # one more map entry, which does not change the map head below 24 entries.
+    pad = size - pre - 3
+    assert 24 <= pad <= 255, pad
+    body = enc({**fields, 16: bytes([pad_byte]) * pad})
+    assert len(body) == size
+    return body, pre
+
+
+def total(n):
+    return struct.pack(">Q", n)
+
+
+def messages(sched):
+    _, shares, cs = deal(2, 3)
+    m, mh = manifest(sched, cs, ACCOUNTS)
+    m2, mh2 = manifest(sched, cs, ACCOUNTS_OTHER)
+    assert mh != mh2
+    case("messages", "manifest", "success", m,
+         "The 2-of-3 set's manifest (REALMS.md 5.2): ManifestBody with commitments of sharing/2-of-3,\n"
+         "check and wrapped of schedule/, realm keys R_1..R_3, accounts, parent zero, and the anchor\n"
+         'of schedule/anchor, which signs "coffer/v1 realm manifest" || 0x00 || body. The bytes are\n'
+         'the encoded Manifest; manifest-hash = SHA-256("coffer/v1 realm manifest" || 0x00 || them).',
+         manifest_hash=mh, anchor=sched["anchor"][2], accounts=ACCOUNTS)
+    case("messages", "manifest-other-accounts", "success", m2,
+         "The same set (same set_id, so the same OPRF input and output) at operators that drew other\n"
+         "account ids: another manifest and another manifest-hash (REALMS.md 16, item 4).",
+         manifest_hash=mh2, anchor=sched["anchor"][2], accounts=ACCOUNTS_OTHER)
+
+    def material(name, expect, rule, man, index, share, user_id, realm_key, comment):
+        vm = enc({1: man, 2: index, 3: sbytes(share), 4: sched["unlock"][index - 1]})
+        h = dict(rule=rule) if rule else {}
+        case("messages", name, expect, vm, comment +
+             "\nThe bytes are a VersionMaterial (REALMS.md 7), as realm-register or put-version carry it,\n"
+             "checked by the realm with signing key realm-key for the request's user-id.",
+             **h, user_id=user_id, realm_key=realm_key, max_limit=MAX_LIMIT)
+
+    material("version-material", "success", None, m, 1, shares[0], ACCOUNTS[0], sched["realms"][0],
+             "Realm 1's material for the manifest of messages/manifest: every check passes.")
+    material("version-material-wrong-account", "malformed", "accounts", m, 2, shares[1], ACCOUNTS[0],
+             sched["realms"][1],
+             "Realm 2's material sent under account_1: accounts[index - 1] is not the request's user-id.")
+    material("version-material-wrong-realm", "malformed", "realms", m, 2, shares[1], ACCOUNTS[1],
+             sched["realms"][0],
+             "Realm 2's material delivered to realm 1: realms[index - 1] is not the realm's own key.")
+    bad_sig, _ = manifest(sched, cs, ACCOUNTS, sig_flip=True)
+    material("version-material-anchor-signature", "malformed", "anchor-signature", bad_sig, 1, shares[0],
+             ACCOUNTS[0], sched["realms"][0], "The manifest's anchor_sig with one bit flipped.")
+    dup, _ = manifest(sched, cs, ACCOUNTS, realms=[sched["realms"][0]] * 2 + [sched["realms"][2]])
+    material("version-material-duplicate-realm", "malformed", "realms-duplicate", dup, 1, shares[0],
+             ACCOUNTS[0], sched["realms"][0], "A manifest (anchor-signed) naming realm 1 twice.")
+    low, _ = manifest(sched, cs, ACCOUNTS, threshold=1, commitments=[encode(cs[0])])
+    material("version-material-threshold", "malformed", "threshold", low, 1, shares[0], ACCOUNTS[0],
+             sched["realms"][0], "Threshold 1 of 3 (one commitment): n/2 < threshold fails.")
+    material("version-material-share", "malformed", "share-off-commitments", m, 1, shares[0] + 1, ACCOUNTS[0],
+             sched["realms"][0], "Realm 1's share plus one: share G != Y_1.")
+
+    # Receipts, signed by realm 1 (REALMS.md 6.3).
+    realm_key = REALM_SIGNING[0]
+    inp = coffer_input(EVAL_SET_ID, EVAL_PW)
+    bl = r255.blind(inp, EVAL_BLIND)
+    e1, p1 = evaluation(shares[0], bl, proof_randomness(2, 3, 1))
+    handle, ticket_nonce = sched["handle"], sched["ticket_nonce"]
+    evaluation_hash = hashlib.sha256(b"coffer/v1 realm evaluation" + b"\x00" + mh + bytes([1]) + encode(bl) +
+                                     encode(e1) + p1 + handle).digest()
+    case("messages", "evaluation-hash", "success", evaluation_hash,
+         'evaluation_hash (REALMS.md 6.3): SHA-256("coffer/v1 realm evaluation" || 0x00 ||\n'
+         "manifest_hash || u8(index) || Bl || E_i || proof || handle), for realm 1's answer of\n"
+         "evaluate/2-of-3-realm-1 to the manifest of messages/manifest.",
+         manifest_hash=mh, index=1, blinded=encode(bl), evaluated=encode(e1), proof=p1, handle=handle)
+
+    pending = {1: VERSION_ID, 2: 1, 3: 1, 4: mh, 5: 2}
+    committed = {**pending, 2: 2}
+    client_nonce, request_hash = seq(32, 0x21), seq(32, 0x61)
+
+    def fields(kind, state=1, version=VERSION_ID, limit=LIMIT, tries=LIMIT, failed=0, attempts=0, successes=0,
+               revivable=0, versions=None, ev=bytes(32), user_id=ACCOUNTS[0], seq_=7):
+        return {1: kind, 2: user_id, 3: state, 4: version, 5: limit, 6: tries, 7: failed, 8: total(seq_),
+                9: request_hash, 10: client_nonce, 11: total(attempts), 12: total(successes),
+                13: total(revivable), 14: versions or [committed, zero_version()], 15: ev}
+
+    kinds = [
+        ("registered", fields(1, versions=[pending, zero_version()]), "a version registered, pending, origin 2"),
+        ("attempt", fields(2, tries=LIMIT - 1, attempts=1, ev=evaluation_hash),
+         "an evaluation counted, with its evaluation_hash (messages/evaluation-hash)"),
+        ("locked", fields(3, state=2, tries=0, failed=LIMIT, attempts=LIMIT, revivable=86400000),
+         "a tombstone: no tries left, revivable_ms set"),
+        ("unlocked", fields(4, attempts=1, successes=1), "a confirmed unlock"),
+        ("committed", fields(5), "the version committed"),
+        ("deleted", fields(6, state=0, version=VERSION_ID, limit=0, tries=0, versions=[zero_version()] * 2),
+         "the record deleted: no record, empty slots"),
+        ("probe", fields(7, version=bytes(16)), "a probe: no version named"),
+        ("challenge", fields(8), "a challenge ticket's receipt"),
+        ("status", fields(9), "a session's status"),
+        ("largest", fields(2, user_id=seq(64, 0x80), limit=MAX_LIMIT, tries=50, failed=49, attempts=2**40,
+                           successes=2**33, seq_=2**60, ev=evaluation_hash,
+                           versions=[{**committed, 3: 8}, {**pending, 1: seq(16, 0x77), 3: 8, 5: 3}]),
+         "the longest fields: a 64-byte user id, limit 100, two-byte counts"),
+        ("smallest", fields(7, user_id=b"\x01", version=bytes(16), limit=0, tries=0, versions=[zero_version()] * 2),
+         "the shortest fields: a 1-byte user id, no record"),
+    ]
+    pub_key = pub(realm_key)
+    for name, f, what in kinds:
+        body, pre = receipt_body(f)
+        sig = realm_key.sign(b"coffer/v1 realm receipt" + b"\x00" + body)
+        case("messages", f"receipt-{name}", "success", enc({1: body, 2: sig}),
+             f"A SignedRealmReceipt of kind {f[1]} ({what}), signed by realm 1 over\n"
+             '"coffer/v1 realm receipt" || 0x00 || body; the body is 512 bytes, pre-padding-length\n'
+             "of them before field 16 (padding, zeros) is added. receipt-hash names it in a\n"
+             'confirmation: SHA-256("coffer/v1 realm confirm" || 0x00 || body).',
+             public_key=pub_key, kind=f[1], pre_padding_length=pre, padding_length=512 - pre - 3,
+             receipt_hash=hashlib.sha256(b"coffer/v1 realm confirm" + b"\x00" + body).digest())
+    body, _ = receipt_body(kinds[1][1])
+    sig = REALM_SIGNING[1].sign(b"coffer/v1 realm receipt" + b"\x00" + body)
+    case("messages", "receipt-other-signer", "authentication", enc({1: body, 2: sig}),
+         "receipt-attempt's body signed by realm 2's key: it does not verify under realm 1's.",
+         public_key=pub_key)
+    body, _ = receipt_body(kinds[1][1], pad_byte=1)
+    sig = realm_key.sign(b"coffer/v1 realm receipt" + b"\x00" + body)
+    case("messages", "receipt-padding", "malformed", enc({1: body, 2: sig}),
+         "receipt-attempt with padding bytes of 0x01 (validly signed): padding must be zeros.",
+         rule="padding", public_key=pub_key)
+    f = kinds[1][1]
+    body = enc({**f, 16: bytes(512 - len(enc(f)) - 3 - 1)})
+    assert len(body) == 511
+    sig = realm_key.sign(b"coffer/v1 realm receipt" + b"\x00" + body)
+    case("messages", "receipt-short", "malformed", enc({1: body, 2: sig}),
+         "receipt-attempt with one padding byte less (511 bytes, validly signed): a body is 512.",
+         rule="size", public_key=pub_key)
+
+    # One sealed realm-evaluate request and its reply (REALMS.md 6.1, 6.2).
+    sk_r, sk_e, response_nonce = seq(32, 0xA0), seq(32, 0xC0), seq(32, 0x20)
+    typ = 18
+    pk_r = regvec.x25519_public(sk_r)
+    enc_key, key, base_nonce, exporter_secret = regvec.hpke_setup_sender(sk_e, pk_r, b"coffer/v1 realm request")
+    inner = enc({1: ACCOUNTS[0], 2: client_nonce, 3: {1: VERSION_ID, 2: encode(bl)}})
+    sealed = ChaCha20Poly1305(key).encrypt(base_nonce, inner, bytes([typ]) + ACCOUNTS[0])
+    request = enc({1: ACCOUNTS[0], 2: enc_key, 3: sealed})
+    req_hash = hashlib.sha256(b"coffer/v1 realm request" + b"\x00" + bytes([typ]) + request).digest()
+    case("messages", "request-evaluate", "success", regvec.envelope(typ, request),
+         "A realm-evaluate (type 18) envelope whose body is a RealmRequest: HPKE base mode\n"
+         '(SPEC.md suite) to realm-hpke-private-key\'s public key, info "coffer/v1 realm request",\n'
+         "aad u8(type) || user_id, the client's ephemeral key fixed; the inner is a RealmInner with\n"
+         "the blinded element of evaluate/. request-hash is over the encoded RealmRequest.",
+         realm_hpke_private_key=sk_r, ephemeral_private_key=sk_e, user_id=ACCOUNTS[0], inner=inner,
+         request_hash=req_hash)
+    secret = regvec.labeled_expand(regvec.HPKE_SUITE, exporter_secret, b"sec", b"coffer/v1 realm response", 32)
+    prk = regvec.extract(enc_key + response_nonce, secret)
+    rkey = regvec.expand(prk, b"coffer/v1 realm reply key", 32)
+    rnonce = regvec.expand(prk, b"coffer/v1 realm reply nonce", 12)
+    attempt = dict(fields(2, tries=LIMIT - 1, attempts=1, ev=evaluation_hash))
+    attempt[9], attempt[10] = req_hash, client_nonce
+    body, _ = receipt_body(attempt)
+    signed = {1: body, 2: realm_key.sign(b"coffer/v1 realm receipt" + b"\x00" + body)}
+    reply_inner = enc({1: signed, 2: handle, 3: ticket_nonce, 4: encode(e1), 5: p1})
+    reply = enc({1: ChaCha20Poly1305(rkey).encrypt(rnonce, reply_inner, bytes([typ]) + req_hash),
+                 2: response_nonce})
+    case("messages", "reply-evaluate", "success", regvec.envelope(typ, reply),
+         "Realm 1's reply to messages/request-evaluate: a RealmReply sealed as RFC 9458 4.4 with\n"
+         'HPKE.Export("coffer/v1 realm response", 32), Extract(enc || response_nonce), the reply\n'
+         'key and nonce labels, aad u8(type) || request_hash; the inner carries the attempt receipt\n'
+         "(bound to this request), the ticket and realm 1's answer of evaluate/2-of-3-realm-1.",
+         response_nonce=response_nonce, request_hash=req_hash, reply_key=rkey, reply_nonce=rnonce,
+         inner=reply_inner)
+
+    # One session command and its request_hash (REALMS.md 6.3, 7).
+    cmd = enc({1: 2, 2: client_nonce})
+    seq_no = 1
+    sealed_cmd = ChaCha20Poly1305(sched["to_vault"]).encrypt(bytes(4) + struct.pack(">Q", seq_no), cmd, handle)
+    session = enc({1: handle, 2: seq_no, 3: sealed_cmd})
+    case("messages", "session-command", "success", regvec.envelope(21, session),
+         "A realm-session (type 21) status command, sealed under schedule/session's to-vault key with\n"
+         "sequence 1 and the handle as aad (SPEC.md Session); request-hash = SHA-256(\n"
+         '"coffer/v1 realm command" || 0x00 || handle || u64(seq) || sealed).',
+         to_vault=sched["to_vault"], handle=handle, command=cmd,
+         request_hash=hashlib.sha256(b"coffer/v1 realm command" + b"\x00" + handle + struct.pack(">Q", seq_no) +
+                                     sealed_cmd).digest())
 
 
 def main():
@@ -581,7 +807,7 @@ def main():
     voprf()
     sharing()
     evaluate()
-    schedule()
+    messages(schedule())
     casefiles.write(HERE, GROUPS, CASES)
 
 
