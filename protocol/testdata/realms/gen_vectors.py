@@ -752,6 +752,40 @@ def messages(sched):
          "receipt-attempt with one padding byte less (511 bytes, validly signed): a body is 512.",
          rule="size", public_key=pub_key)
 
+    # The evidence of a lying realm (REALMS.md 11.4): checkable offline by anyone.
+    y2 = mul(shares[1], G)
+    lie, lie_proof = evaluation(shares[1] + 1, bl, proof_randomness(2, 3, 2))
+    assert not r255.verify_proof(G, y2, [bl], [lie], lie_proof)
+
+    def signed_attempt(realm, index, evaluated, proof):
+        ev = hashlib.sha256(b"coffer/v1 realm evaluation" + b"\x00" + mh + bytes([index]) + encode(bl) +
+                            encode(evaluated) + proof + handle).digest()
+        body, _ = receipt_body(fields(2, tries=LIMIT - 1, attempts=1, ev=ev, user_id=ACCOUNTS[index - 1]))
+        return enc({1: body, 2: REALM_SIGNING[realm - 1].sign(b"coffer/v1 realm receipt" + b"\x00" + body)})
+
+    def evidence(name, expect, rule, receipt, index, blinded, evaluated, proof, comment):
+        h = dict(rule=rule) if rule else {}
+        case("messages", f"evidence-{name}", expect, receipt, comment +
+             "\nThe bytes are the realm's SignedRealmReceipt; the manifest is messages/manifest. Evidence\n"
+             "holds (expect lying) when the receipt verifies under realms[index - 1], its\n"
+             "evaluation_hash is recomputed from manifest-hash, index, blinded, evaluated, proof and\n"
+             "handle, and the proof fails for (G, Y_index, blinded, evaluated).",
+             **h, manifest_hash=mh, index=index, realm_key=sched["realms"][index - 1], blinded=blinded,
+             evaluated=evaluated, proof=proof, handle=handle)
+
+    evidence("lying", "lying", None, signed_attempt(2, 2, lie, lie_proof), 2, encode(bl), encode(lie), lie_proof,
+             "Realm 2 signed an attempt receipt for the answer of evaluate/lying-realm: it lied, provably.")
+    other_bl = r255.blind(inp, fixed_scalar(0x5C))
+    evidence("other-blinded", "not-evidence", "evaluation-hash", signed_attempt(1, 1, e1, p1), 1,
+             encode(other_bl), encode(e1), p1,
+             "Realm 1's honest receipt, claimed for another blinded element (against which its answer\n"
+             "would fail the proof): the evaluation_hash does not match, so it is no evidence.")
+    evidence("honest", "not-evidence", "proof-verifies", signed_attempt(1, 1, e1, p1), 1, encode(bl), encode(e1),
+             p1, "Realm 1's honest receipt and answer: the proof verifies, nothing to show.")
+    evidence("other-signer", "not-evidence", "signature", signed_attempt(3, 2, lie, lie_proof), 2, encode(bl),
+             encode(lie), lie_proof,
+             "The lie of evidence-lying, but the receipt signed by realm 3's key, not realm 2's.")
+
     # One sealed realm-evaluate request and its reply (REALMS.md 6.1, 6.2).
     sk_r, sk_e, response_nonce = seq(32, 0xA0), seq(32, 0xC0), seq(32, 0x20)
     typ = 18
