@@ -57,6 +57,7 @@ vectors:
 	cd applet/store/testdata/format && $(PYTHON_VECTORS) gen_format.py
 	cd applet/opaque/testdata/vectors && $(GO) run gen_opaque.go
 	cd client/testdata/vectors && $(PYTHON_VECTORS) gen_vectors.py
+	cd protocol/testdata/realms && $(PYTHON_VECTORS) gen_vectors.py
 	git diff --exit-code -- protocol/testdata applet/store/testdata/format applet/opaque/testdata/vectors client/testdata/vectors
 
 # Every fuzz target for FUZZTIME each (not part of `make test`).
