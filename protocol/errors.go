@@ -27,6 +27,12 @@ const (
 	// KE1, other attempts locked the record: the key is not released.
 	CodeLocked         Code = 14
 	CodeOutcomeUnknown Code = 15 // the vault may have acted on the request; its reply was lost
+	// CodeVersion: a realm does not hold the named version, or not in the
+	// state the request needs; nothing was counted (REALMS.md, section 7).
+	CodeVersion Code = 16
+	// CodeCounterOverLimit: a realm commit would set a limit at or below
+	// the counter already reached; nothing changed.
+	CodeCounterOverLimit Code = 17
 )
 
 var codeNames = map[Code]string{
@@ -45,6 +51,8 @@ var codeNames = map[Code]string{
 	CodeInternal:           "internal error",
 	CodeLocked:             "locked by other attempts during this login",
 	CodeOutcomeUnknown:     "outcome unknown",
+	CodeVersion:            "version not held",
+	CodeCounterOverLimit:   "counter already over the new limit",
 }
 
 func (c Code) String() string {

@@ -66,7 +66,19 @@ const (
 	// unsigned identity, signs it offline and installs the signed bundle.
 	TypeUnsignedIdentity Type = 8
 	TypeInstallIdentity  Type = 9
+	// Realms (REALMS.md, section 7): one share of a user's key, t of n.
+	TypeRealmProbe     Type = 16
+	TypeRealmChallenge Type = 17
+	TypeRealmEvaluate  Type = 18
+	TypeRealmUnlock    Type = 19
+	TypeRealmRegister  Type = 20
+	TypeRealmSession   Type = 21
 )
+
+// Known reports whether t is a message type of this protocol version.
+func (t Type) Known() bool {
+	return t <= TypeInstallIdentity || (t >= TypeRealmProbe && t <= TypeRealmSession)
+}
 
 func (t Type) String() string {
 	switch t {
@@ -90,6 +102,18 @@ func (t Type) String() string {
 		return "unsigned-identity"
 	case TypeInstallIdentity:
 		return "install-identity"
+	case TypeRealmProbe:
+		return "realm-probe"
+	case TypeRealmChallenge:
+		return "realm-challenge"
+	case TypeRealmEvaluate:
+		return "realm-evaluate"
+	case TypeRealmUnlock:
+		return "realm-unlock"
+	case TypeRealmRegister:
+		return "realm-register"
+	case TypeRealmSession:
+		return "realm-session"
 	}
 	return fmt.Sprintf("type(%d)", uint(t))
 }
@@ -105,7 +129,7 @@ func (e *Envelope) validate() error {
 	if e.Version != Version {
 		return fmt.Errorf("%w: version %d, this side speaks %d", ErrUnsupportedVersion, e.Version, Version)
 	}
-	if e.Type > TypeInstallIdentity {
+	if !e.Type.Known() {
 		return fmt.Errorf("%w: unknown message type %d", ErrMalformed, uint(e.Type))
 	}
 	if len(e.Body) == 0 {

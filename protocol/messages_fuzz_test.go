@@ -32,6 +32,23 @@ func messageTypes() map[string]func() Message {
 		"signed-receipt":    func() Message { return &SignedReceipt{} },
 		"identity":          func() Message { return &Identity{} },
 		"signed-identity":   func() Message { return &SignedIdentity{} },
+		// Realms (REALMS.md, section 7).
+		"realm-request":         func() Message { return &RealmRequest{} },
+		"realm-inner":           func() Message { return &RealmInner{} },
+		"realm-reply":           func() Message { return &RealmReply{} },
+		"realm-challenge":       func() Message { return &RealmChallenge{} },
+		"realm-evaluate":        func() Message { return &RealmEvaluate{} },
+		"realm-unlock":          func() Message { return &RealmUnlock{} },
+		"realm-register":        func() Message { return &RealmRegister{} },
+		"version-material":      func() Message { return &VersionMaterial{} },
+		"realm-receipt-reply":   func() Message { return &RealmReceiptReply{} },
+		"realm-challenge-reply": func() Message { return &RealmChallengeReply{} },
+		"realm-evaluate-reply":  func() Message { return &RealmEvaluateReply{} },
+		"realm-command":         func() Message { return &RealmCommand{} },
+		"realm-receipt":         func() Message { return &RealmReceipt{} },
+		"signed-realm-receipt":  func() Message { return &SignedRealmReceipt{} },
+		"manifest":              func() Message { return &Manifest{} },
+		"manifest-body":         func() Message { return &ManifestBody{} },
 	}
 }
 
@@ -50,6 +67,9 @@ func FuzzMessages(f *testing.F) {
 		if len(v) <= MaxMessageSize {
 			f.Add(v)
 		}
+	}
+	for _, v := range realmSeeds(f) {
+		f.Add(v)
 	}
 	f.Add([]byte{0xa0})
 	f.Fuzz(func(t *testing.T, b []byte) {
