@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/cofferhsm/coffer/internal/filelock"
+	"github.com/cofferhsm/coffer/protocol"
 )
 
 // Realm storage (protocol/REALMS.md section 7, "The manifest and the resume
@@ -28,9 +29,9 @@ import (
 
 // Limits of realm storage, per account.
 const (
-	MaxRealmManifestSize = 2048 // bytes of one encoded manifest
-	MaxRealmBlobSize     = 4096 // bytes of one resume blob
-	RealmItemsKept       = 4    // manifests kept, and blobs kept; a fifth PUT evicts the oldest
+	MaxRealmManifestSize = protocol.MaxManifestSize // bytes of one encoded manifest (2048)
+	MaxRealmBlobSize     = 4096                     // bytes of one resume blob
+	RealmItemsKept       = 4                        // manifests kept, and blobs kept; a fifth PUT evicts the oldest
 
 	// maxRealmFileSize bounds what is read back from an account's file:
 	// four of each at their limits, base64 and JSON included, take about
@@ -42,19 +43,12 @@ const (
 // ManifestHashSize is the size of a manifest hash.
 const ManifestHashSize = sha256.Size
 
-// manifestHashLabel is the domain separation of REALMS.md's manifest_hash.
-const manifestHashLabel = "coffer/v1 realm manifest"
-
-// ManifestHash is REALMS.md's manifest_hash of an encoded manifest:
-// SHA-256("coffer/v1 realm manifest" ‖ 0x00 ‖ body).
-func ManifestHash(body []byte) [ManifestHashSize]byte {
-	h := sha256.New()
-	h.Write([]byte(manifestHashLabel))
-	h.Write([]byte{0})
-	h.Write(body)
-	var out [ManifestHashSize]byte
-	h.Sum(out[:0])
-	return out
+// manifestHash is REALMS.md's manifest_hash of an encoded manifest
+// (protocol.ManifestHash), as an array.
+func manifestHash(body []byte) [ManifestHashSize]byte {
+	var h [ManifestHashSize]byte
+	copy(h[:], protocol.ManifestHash(body))
+	return h
 }
 
 // RealmKind says which of the two realm items a request names.
@@ -151,7 +145,7 @@ func decodeRealmFile(b []byte) (*realmFile, error) {
 				return nil, fmt.Errorf("%s %d: hash %x twice", k, i, []byte(it.Hash))
 			}
 			if k == RealmManifest {
-				if h := ManifestHash(it.Body); !bytes.Equal(h[:], it.Hash) {
+				if h := manifestHash(it.Body); !bytes.Equal(h[:], it.Hash) {
 					return nil, fmt.Errorf("manifest %d does not match its hash %x", i, []byte(it.Hash))
 				}
 			}
@@ -298,7 +292,7 @@ func (s *RealmStore) put(userID []byte, k RealmKind, hash [ManifestHashSize]byte
 // PutManifest stores an encoded manifest for the account and returns its
 // manifest_hash.
 func (s *RealmStore) PutManifest(userID, body []byte) ([ManifestHashSize]byte, error) {
-	h := ManifestHash(body)
+	h := manifestHash(body)
 	return h, s.put(userID, RealmManifest, h, body)
 }
 

@@ -47,7 +47,7 @@ func TestRealmStoreBoundsEachAccount(t *testing.T) {
 
 func realmFileSeeds(t testing.TB) [][]byte {
 	m := []byte("a manifest")
-	h := ManifestHash(m)
+	h := manifestHash(m)
 	valid, err := json.Marshal(&realmFile{Version: 1,
 		Manifests: []realmItem{{Hash: h[:], Body: m}},
 		Blobs:     []realmItem{{Hash: h[:], Body: []byte("sealed")}}})
@@ -102,7 +102,7 @@ func FuzzRealmFile(f *testing.F) {
 					t.Fatalf("accepted %s hash %x body of %d bytes", k, []byte(it.Hash), len(it.Body))
 				}
 				seen[string(it.Hash)] = true
-				if h := ManifestHash(it.Body); k == RealmManifest && !bytes.Equal(h[:], it.Hash) {
+				if h := manifestHash(it.Body); k == RealmManifest && !bytes.Equal(h[:], it.Hash) {
 					t.Fatal("accepted a manifest that does not match its hash")
 				}
 			}
