@@ -36,7 +36,7 @@ var (
 // parseRealmPath reads a realm storage path: /v1/realms/manifest,
 // /v1/realms/manifest/{hash} or /v1/realms/blob/{hash}, where hash is
 // exactly 64 lowercase hex digits (one spelling per hash, as cofferd writes
-// it).
+// it). With errRealmBadHash it still says which endpoint was meant.
 func parseRealmPath(p string) (realmPath, error) {
 	rest, ok := strings.CutPrefix(p, realmsPrefix)
 	if !ok {
@@ -59,10 +59,10 @@ func parseRealmPath(p string) (realmPath, error) {
 		return rp, nil
 	}
 	if len(hashText) != 2*ManifestHashSize || strings.ToLower(hashText) != hashText {
-		return realmPath{}, errRealmBadHash
+		return realmPath{kind: rp.kind, hasHash: true}, errRealmBadHash
 	}
 	if _, err := hex.Decode(rp.hash[:], []byte(hashText)); err != nil {
-		return realmPath{}, errRealmBadHash
+		return realmPath{kind: rp.kind, hasHash: true}, errRealmBadHash
 	}
 	rp.hasHash = true
 	return rp, nil
@@ -98,17 +98,8 @@ func (s *Server) handleRealms(w http.ResponseWriter, r *http.Request) {
 		writeError(w, o.status, "no such endpoint", "")
 		return
 	}
-	if err == nil {
-		o.typ = "realm-" + rp.kind.String()
-	} else {
-		// A bad hash: the kind is known all the same.
-		name, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, realmsPrefix), "/")
-		o.typ = "realm-" + name
-	}
+	o.typ = "realm-" + rp.kind.String()
 	allowed := rp.methods()
-	if err != nil {
-		allowed = realmPath{kind: RealmBlob, hasHash: true}.methods()
-	}
 	method := r.Method
 	if method == http.MethodHead {
 		method = http.MethodGet

@@ -274,6 +274,15 @@ func TestRealmStorageRefusesBadRequests(t *testing.T) {
 	// Exactly at the limits is accepted.
 	hm := putManifest(t, hs.URL, tok, make([]byte, MaxRealmManifestSize))
 	putBlob(t, hs.URL, tok, hm, make([]byte, MaxRealmBlobSize))
+	// HEAD answers as GET, without the body.
+	if r := realmDo(t, http.MethodHead, hs.URL+"/v1/realms/blob/"+hm, tok, nil, false); r.status != 200 ||
+		r.header.Get("Content-Length") != "4096" || len(r.body) != 0 {
+		t.Fatalf("HEAD blob: %d %q %d bytes", r.status, r.header.Get("Content-Length"), len(r.body))
+	}
+	// A bad hash on the manifest endpoint still names its methods.
+	if r := realmDo(t, http.MethodPut, hs.URL+"/v1/realms/manifest/zz", tok, []byte("m"), false); r.status != 405 || strings.Contains(r.header.Get("Allow"), "PUT") {
+		t.Fatalf("PUT manifest/zz: %d Allow %q", r.status, r.header.Get("Allow"))
+	}
 	// Without a token: 401, before anything else is looked at.
 	if r := realmDo(t, http.MethodGet, hs.URL+"/v1/realms/manifest/"+hm, "", nil, false); r.status != 401 {
 		t.Fatalf("GET without token: %d", r.status)
