@@ -29,6 +29,16 @@ func (h *harness) realm(user string) *realmtest.Realm {
 // and registers a t-of-n version of password with limit L at every one.
 func newRealmSet(t testing.TB, n, threshold int, password string, limit uint) *realmSet {
 	t.Helper()
+	s := newRealmSetUnregistered(t, n, threshold, password, limit)
+	if err := s.version.RegisterAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// newRealmSetUnregistered is newRealmSet before the registrations.
+func newRealmSetUnregistered(t testing.TB, n, threshold int, password string, limit uint) *realmSet {
+	t.Helper()
 	s := &realmSet{t: t}
 	for i := range n {
 		h := newHarness(t, Options{})
@@ -43,9 +53,6 @@ func newRealmSet(t testing.TB, n, threshold int, password string, limit uint) *r
 	ver, err := realmtest.NewVersion(s.realms, []byte(password), realmtest.VersionOptions{Threshold: threshold, Limit: limit,
 		SetID: bytes.Repeat([]byte{7}, protocol.SetIDSize), Anchor: anchor})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ver.RegisterAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	s.version = ver
@@ -195,3 +202,26 @@ func (s *realmSet) newVersion(password string, limit uint, edit func(*protocol.M
 }
 
 func tagFor(unlockKey, handle, nonce []byte) []byte { return realmkey.Tag(unlockKey, handle, nonce) }
+
+// commitAt commits ver at realm i in a session opened by a challenge, and
+// returns the session.
+func (s *realmSet) commitAt(i int, ver *realmtest.Version) *realmtest.Session {
+	s.t.Helper()
+	sess := s.sessionByChallenge(i, ver)
+	if _, err := sess.Commit(context.Background(), ver.ID()); err != nil {
+		s.t.Fatalf("commit at %d: %v", i, err)
+	}
+	return sess
+}
+
+// versionsAt describes realm i's committed versions as id → status.
+func (s *realmSet) versionsAt(i int) map[string]protocol.VersionStatus {
+	s.t.Helper()
+	out := map[string]protocol.VersionStatus{}
+	if c := s.committedRealm(i); c != nil {
+		for _, sv := range c.Versions {
+			out[string(sv.VersionID)] = sv.Status
+		}
+	}
+	return out
+}

@@ -134,6 +134,11 @@ var harnessTests = []func(*testing.T){
 	TestRealmUnlockTheUserNeverConfirmedIsNotASuccess,
 	TestRealmTagIsSingleUse,
 	TestRealmFinalTicketRevivesOnce,
+	// realm_versions_test.go
+	TestRealmReplayedRegistrationCannotReviveABurnedVersion,
+	TestRealmPendingVersionIsErasedOnlyByACommit,
+	TestRealmSessionOnAnErasedVersionCannotCommit,
+	TestRealmCommitBelowCounterIsCounterOverLimit,
 	// register_hold_test.go
 	TestAHeldBackRegistrationCannotReviveABurnedRecord,
 	TestAHeldBackRegistrationCannotReturnAfterADelete,
