@@ -225,3 +225,10 @@ func (s *realmSet) versionsAt(i int) map[string]protocol.VersionStatus {
 	}
 	return out
 }
+
+// realmTicketHandle keeps a ticket's handle and nonce.
+type realmTicketHandle struct{ handle, nonce []byte }
+
+func (h *realmTicketHandle) ticket() *realmtest.Ticket {
+	return &realmtest.Ticket{Handle: h.handle, Nonce: h.nonce}
+}

@@ -139,6 +139,13 @@ var harnessTests = []func(*testing.T){
 	TestRealmPendingVersionIsErasedOnlyByACommit,
 	TestRealmSessionOnAnErasedVersionCannotCommit,
 	TestRealmCommitBelowCounterIsCounterOverLimit,
+	// realm_material_test.go
+	TestRealmRefusesAShareOffItsCommitments,
+	TestRealmRefusesIdentityCommitmentsAndZeroShares,
+	TestRealmRefusesAManifestForAnotherAccount,
+	// realm_tickets_test.go
+	TestRealmTicketPurposeIsChecked,
+	TestRealmTicketQuotaPerUser,
 	// register_hold_test.go
 	TestAHeldBackRegistrationCannotReviveABurnedRecord,
 	TestAHeldBackRegistrationCannotReturnAfterADelete,
