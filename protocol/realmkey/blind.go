@@ -138,9 +138,9 @@ func Lagrange(indices []int) ([]group.Scalar, error) {
 		num := suite.NewScalar().SetUint64(1)
 		den := suite.NewScalar().SetUint64(1)
 		xi := scalarOf(i)
-		for _, j := range indices {
-			if j == i {
-				continue
+		for m2, j := range indices {
+			if m2 == m {
+				continue // by position, so a repeated index meets the zero check
 			}
 			xj := scalarOf(j)
 			diff := suite.NewScalar().Sub(xj, xi)
