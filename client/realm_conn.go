@@ -51,6 +51,14 @@ type realm struct {
 	down error
 	// probe is this run's signed probe.
 	probe *protocol.RealmReceipt
+	// bundle is the identity envelope as served, for evidence files.
+	bundle []byte
+	// last is the last receipt of this run.
+	last *protocol.RealmReceipt
+	// unlocked: a session opened and its first command confirmed the
+	// unlock; sessionErr says why not, when one was tried.
+	unlocked   bool
+	sessionErr error
 }
 
 func (r *realm) name() string { return QuoteName(r.entry.Name) }
@@ -72,6 +80,7 @@ func (r *realm) connect(ctx context.Context, httpClient *http.Client, allowInsec
 	if err != nil {
 		return err
 	}
+	r.bundle, _ = protocol.Encode(protocol.TypeIdentity, si)
 	firstContact := e.BundleHash == ""
 	pin := Config{ProvisioningKey: e.ProvisioningKey, BundleHash: e.BundleHash, Vault: e.Vault}
 	if r.id, err = pin.trustBundle(si, allowInsecure); err != nil {
@@ -211,6 +220,7 @@ func (r *realm) receipt(sr *protocol.SignedRealmReceipt, requestHash, clientNonc
 				"its storage was restored to an older copy, or the record deleted from another device; stopped", successes, last.SuccessesTotal)
 		}
 	}
+	r.last = rc
 	r.entry.LastReceipt = &RealmReceiptInfo{
 		Kind:               RealmReceiptKindName(rc.Kind),
 		VersionID:          hex.EncodeToString(rc.VersionID),
