@@ -141,11 +141,13 @@ func TestRealmsConfigRefusesBadSets(t *testing.T) {
 			}
 			rc.Threshold = 5
 		},
-		"same name":     func(rc *RealmsConfig) { rc.Set[1].Name = "A" },
-		"no token":      func(rc *RealmsConfig) { rc.Set[0].Token = "" },
-		"bad anchor":    func(rc *RealmsConfig) { rc.Anchor = "00" },
-		"bad set id":    func(rc *RealmsConfig) { rc.SetID = strings.Repeat("00", 15) },
-		"wrong version": func(rc *RealmsConfig) { rc.Version = &RealmVersion{ManifestHash: strings.Repeat("00", 32), Manifest: "AAAA"} },
+		"same name":  func(rc *RealmsConfig) { rc.Set[1].Name = "A" },
+		"no token":   func(rc *RealmsConfig) { rc.Set[0].Token = "" },
+		"bad anchor": func(rc *RealmsConfig) { rc.Anchor = "00" },
+		"bad set id": func(rc *RealmsConfig) { rc.SetID = strings.Repeat("00", 15) },
+		"wrong version": func(rc *RealmsConfig) {
+			rc.Version = &RealmVersion{ManifestHash: strings.Repeat("00", 32), Manifest: "AAAA"}
+		},
 	} {
 		rc := good()
 		bad(rc)
