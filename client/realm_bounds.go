@@ -135,3 +135,10 @@ func failedTries(n uint) string {
 	}
 	return fmt.Sprintf("%d failed tries", n)
 }
+
+func tries(n uint) string {
+	if n == 1 {
+		return "1 try"
+	}
+	return fmt.Sprintf("%d tries", n)
+}

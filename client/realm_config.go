@@ -186,13 +186,21 @@ func newRealmVersion(manifest []byte) *RealmVersion {
 	return &RealmVersion{ManifestHash: hex.EncodeToString(protocol.ManifestHash(manifest)), Manifest: base64.StdEncoding.EncodeToString(manifest)}
 }
 
+// setID is the pinned set id, or nil.
 func (rc *RealmsConfig) setID() []byte {
 	b, _ := hex.DecodeString(rc.SetID)
+	if len(b) == 0 {
+		return nil
+	}
 	return b
 }
 
+// anchor is the pinned anchor, or nil.
 func (rc *RealmsConfig) anchor() []byte {
 	b, _ := hex.DecodeString(rc.Anchor)
+	if len(b) == 0 {
+		return nil
+	}
 	return b
 }
 

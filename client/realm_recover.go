@@ -48,7 +48,7 @@ func (e *WrongPasswordError) Error() string {
 	if e.TriesLeft == 0 {
 		return fmt.Sprintf("wrong password; no tries left across the realms (%s): fewer than the threshold can still evaluate it", strings.Join(parts, ", "))
 	}
-	return fmt.Sprintf("wrong password; %s left across the realms (%s)", Plural(e.TriesLeft, "try"), strings.Join(parts, ", "))
+	return fmt.Sprintf("wrong password; %s left across the realms (%s)", tries(e.TriesLeft), strings.Join(parts, ", "))
 }
 
 // RealmReport is what one realm showed in a recovery or probe (REALMS.md 11,
@@ -98,14 +98,14 @@ func (r *Recovery) Summary() string {
 		case rr.Err != nil:
 			fmt.Fprintf(&b, "realm %s: %v\n", QuoteName(rr.Name), rr.Err)
 		default:
-			fmt.Fprintf(&b, "realm %s: %s left, %s since the last success", QuoteName(rr.Name), Plural(rr.TriesLeft, "try"), Plural(rr.FailedSinceSuccess, "failed evaluation"))
+			fmt.Fprintf(&b, "realm %s: %s left, %s since the last success", QuoteName(rr.Name), tries(rr.TriesLeft), Plural(rr.FailedSinceSuccess, "failed evaluation"))
 			if rr.NotFromThisKnown && rr.NotFromThisDevice > 0 {
 				fmt.Fprintf(&b, ", %d not made from this device", rr.NotFromThisDevice)
 			}
 			b.WriteString("\n")
 		}
 	}
-	fmt.Fprintf(&b, "%s left across the realms", Plural(r.TriesLeft, "try"))
+	fmt.Fprintf(&b, "%s left across the realms", tries(r.TriesLeft))
 	if r.Failed > 0 {
 		fmt.Fprintf(&b, "; up to %d passwords may have been tried (if someone also controlled %d realms); up to %d if only the servers' operators",
 			r.Failed, r.Threshold-1, r.Failed/uint(r.Threshold))
@@ -237,6 +237,9 @@ func (s *RealmSet) Recover(ctx context.Context, password []byte) (*Recovery, err
 	// Step 7: unlock where evaluated; challenge and unlock at every other
 	// reachable holder, so that its held evaluations are shown and released.
 	parallel(ag.holders, func(r *realm) {
+		if e := results[r]; e != nil && e.lying {
+			return // a lying realm is never used again in this run (section 14)
+		}
 		unlockKey := sch.UnlockKey(int(ag.index(r)), r.id.SigningKey)
 		defer clear(unlockKey)
 		tk := (*ticket)(nil)
@@ -427,6 +430,9 @@ func (s *RealmSet) agree(ctx context.Context) (*agreed, error) {
 		}
 		ag, err := s.checkVersion(ctx, []byte(h), holders[h])
 		if err != nil {
+			if errors.Is(err, ErrNoAnchor) {
+				return nil, err
+			}
 			if errors.Is(err, errNotAnchored) {
 				notMine = append(notMine, names(holders[h])...)
 			} else {
@@ -468,6 +474,30 @@ func (s *RealmSet) checkVersion(ctx context.Context, h []byte, holders []*realm)
 	if err != nil {
 		return nil, err
 	}
+	ag, err := s.checkManifest(manifest, h)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range holders {
+		v := heldBy(r.probe, h)
+		if idx := ag.index(r); idx == 0 || v.Index != idx {
+			r.down = fmt.Errorf("it reports the version at index %d, not its place in the manifest", v.Index)
+			continue
+		}
+		ag.holders = append(ag.holders, r)
+	}
+	return ag, nil
+}
+
+// checkManifest checks a manifest that came through a host against the
+// configuration (11, step 2): its hash, the anchor's signature and that the
+// anchor is the pinned one (or gives the set code), the set id, the
+// threshold, every realm a configured one with its pinned account, and every
+// commitment and public share a usable element.
+func (s *RealmSet) checkManifest(manifest, h []byte) (*agreed, error) {
+	if !bytes.Equal(protocol.ManifestHash(manifest), h) {
+		return nil, errors.New("its manifest does not have the hash the realms signed")
+	}
 	body, err := protocol.ParseManifest(manifest)
 	if err != nil {
 		return nil, err
@@ -507,14 +537,6 @@ func (s *RealmSet) checkVersion(ctx context.Context, h []byte, holders []*realm)
 			return nil, err
 		}
 		ag.byIndex[uint(j+1)], ag.shares[uint(j+1)] = match, y
-	}
-	for _, r := range holders {
-		v := heldBy(r.probe, h)
-		if idx := ag.index(r); idx == 0 || v.Index != idx {
-			r.down = fmt.Errorf("it reports the version at index %d, not its place in the manifest", v.Index)
-			continue
-		}
-		ag.holders = append(ag.holders, r)
 	}
 	return ag, nil
 }
