@@ -119,3 +119,72 @@ func TestRealmRecoveryWithRealmsDown(t *testing.T) {
 		t.Errorf("evaluations %v: a try that cannot reach t realms must not evaluate anywhere", f.evaluations())
 	}
 }
+
+// Rule C2 at registration: with realm C down, the version is registered at
+// A and B and left pending (nothing is committed, C is named); with Force
+// it is committed at A and B, with the lower tolerance said, and recovers.
+func TestRegisterWaitsForEveryRealmUnlessForced(t *testing.T) {
+	f := newRealmFixture(t, 2, 3, realmOptions{})
+	// C must be pinned once to be listed in the manifest.
+	if _, err := f.set().Probe(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.realms[2].dev.setDown(true)
+	rep, err := f.set().Register(context.Background(), []byte("pw"), randomKey(t), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Committed || len(rep.Missing) != 1 || rep.Missing[0] != "C" || !rep.Realms[0].Registered || !rep.Realms[1].Registered || rep.Realms[0].Committed {
+		t.Fatalf("with C down: %+v", rep)
+	}
+	if !strings.Contains(rep.Summary(), "waits for C") {
+		t.Errorf("summary %q", rep.Summary())
+	}
+	for _, r := range f.realms[:2] {
+		if n := r.dev.count(protocol.TypeRealmSession); n != 0 {
+			t.Errorf("realm %s got %d session commands: a commit was sent below n without --force", r.name, n)
+		}
+	}
+
+	g := newRealmFixture(t, 2, 3, realmOptions{})
+	if _, err := g.set().Probe(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	g.realms[2].dev.setDown(true)
+	g.opts.Force = true
+	k := randomKey(t)
+	rep, err = g.set().Register(context.Background(), []byte("pw"), k, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Committed || rep.Tolerance != 0 || !rep.Realms[0].Committed || !rep.Realms[1].Committed || rep.Realms[2].Committed {
+		t.Fatalf("forced with C down: %+v", rep)
+	}
+	if want := "your key survives the loss of 0 realms (a realm that lies counts as lost) until C has it"; !strings.Contains(rep.Summary(), want) {
+		t.Errorf("summary %q lacks %q", rep.Summary(), want)
+	}
+	g.opts.Force = false
+	rec, err := g.recover("pw")
+	if err != nil || !rec.Key.Equal(k) {
+		t.Fatalf("recovery of a forced registration: %v", err)
+	}
+}
+
+// Insecure realms are refused without --insecure, realm by realm, before
+// anything is registered.
+func TestInsecureRealmRefusedWithoutAllowInsecure(t *testing.T) {
+	f := newRealmFixture(t, 2, 3, realmOptions{insecure: true})
+	f.cfg.AllowInsecure = false
+	_, err := f.set().Register(context.Background(), []byte("pw"), randomKey(t), 10)
+	if err == nil || !strings.Contains(err.Error(), "INSECURE") {
+		t.Fatalf("insecure realms without --insecure: %v", err)
+	}
+	if f.cfg.Realms.SetID != "" {
+		t.Error("a refused registration left a set id")
+	}
+	f.opts.AllowInsecure = true
+	rep, err := f.set().Register(context.Background(), []byte("pw"), randomKey(t), 10)
+	if err != nil || !rep.Committed || !rep.Bounds.NoBound {
+		t.Fatalf("with --insecure, three insecure realms of 2 of 3: %v, %+v", err, rep)
+	}
+}
