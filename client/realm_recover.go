@@ -179,9 +179,11 @@ func (s *RealmSet) Recover(ctx context.Context, password []byte) (*Recovery, err
 	var good []*realm
 	next := 0
 	run := func(batch []*realm) {
-		parallel(batch, func(r *realm) {
-			results[r] = s.evaluate(ctx, r, ag, bl)
-		})
+		got := make([]*evaluation, len(s.realms))
+		parallel(batch, func(r *realm) { got[r.pos] = s.evaluate(ctx, r, ag, bl) })
+		for _, r := range batch {
+			results[r] = got[r.pos]
+		}
 		for _, r := range batch {
 			if results[r].err == nil {
 				good = append(good, r)
