@@ -668,6 +668,16 @@ func (s *RealmSet) reports(ag *agreed, results map[*realm]*evaluation, before ma
 				rr.Err = e.err
 			}
 		}
+		if rr.Err == nil && ag != nil && r.probe != nil && !rr.HoldsAgreed {
+			switch r.probe.State {
+			case protocol.RealmLocked:
+				rr.Err = errors.New("its record was burned: it holds no key")
+			case protocol.RealmNoRecord:
+				rr.Err = errors.New("it holds no key for this account")
+			default:
+				rr.Err = errors.New("it holds another version of your key")
+			}
+		}
 		if r.sessionErr != nil && rr.Err == nil {
 			rr.Err = r.sessionErr
 		}
