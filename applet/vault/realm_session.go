@@ -259,8 +259,14 @@ func (v *Vault) commitVersion(s *realmSession, versionID []byte) (*realmRecord, 
 		rec.wipe()
 		return nil, protocol.Errorf(protocol.CodeVersion, "no such version here")
 	}
-	if target.Status == protocol.VersionCommitted && len(rec.Versions) == 1 {
-		return rec, nil
+	if target.Status == protocol.VersionCommitted {
+		if len(rec.Versions) == 1 {
+			return rec, nil
+		}
+		// There is no abort: committing the committed version again would
+		// erase the pending one, which leaves only by its own commit.
+		rec.wipe()
+		return nil, protocol.Errorf(protocol.CodeVersion, "a pending version is held: commit it, not the committed one")
 	}
 	if err := commitInPlace(rec, target); err != nil {
 		rec.wipe()

@@ -67,7 +67,7 @@ func TestRealmRegisterEvaluateUnlockConfirm(t *testing.T) {
 			t.Fatalf("status at %d: %v %+v", i, err, st)
 		}
 		if c := s.committedRealm(i); c.counter() != 0 || c.Successes != 1 || c.Versions[0].Status != protocol.VersionCommitted {
-			t.Fatalf("realm %d after confirming: %+v", i, c)
+			t.Fatalf("realm %d after confirming: counter %d, successes %d, status %d", i, c.counter(), c.Successes, c.Versions[0].Status)
 		}
 	}
 }

@@ -9,14 +9,18 @@ import (
 
 // trustedCode marks the packages whose code belongs to the vault: the
 // Trusted Applet and portable vault logic, the Trusted OS, the boards, the
-// vault's storage contracts, and the server side of OPAQUE and its OPRF.
-// The tools under firmware/cmd run on ordinary machines and are not.
+// vault's storage contracts, the server side of OPAQUE and its OPRF, and the
+// realms' threshold VOPRF and key schedule (protocol/realmkey, on circl's
+// DLEQ proofs: REALMS.md, section 5). The tools under firmware/cmd run on
+// ordinary machines and are not.
 var trustedCode = []string{
 	depcheck.Module + "/applet",
 	depcheck.Module + "/board",
 	depcheck.Module + "/firmware",
 	depcheck.Module + "/internal/storage",
+	depcheck.Module + "/protocol/realmkey",
 	"github.com/cloudflare/circl/oprf",
+	"github.com/cloudflare/circl/zk/dleq",
 	"github.com/bytemare/opaque",
 }
 
