@@ -306,6 +306,11 @@ func (c *cli) cmdRealms(ctx context.Context, args []string) error {
 	}
 	rc := cfg.Realms
 	c.printf("realm set:        %d of %d (%s)\n", rc.Threshold, len(rc.Set), client.QuoteName(path))
+	if st.Bounds != nil && st.Bounds.NoBound {
+		// REALMS.md 12.4: a set whose insecure realms reach t says so on
+		// every screen.
+		c.printf("insecure:         test set: %d of the %d realms are insecure, as many as the threshold; no guess bound\n", st.Bounds.Insecure, len(rc.Set))
+	}
 	for _, rr := range st.Realms {
 		e := realmEntry(rc, rr.Name)
 		c.printf("\nrealm %s\n", client.QuoteName(rr.Name))

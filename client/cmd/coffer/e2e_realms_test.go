@@ -143,7 +143,7 @@ func TestE2ERealms(t *testing.T) {
 	// with the failures just made.
 	r = u.ok("realms", "--insecure")
 	t.Logf("realms:\n%s", r.stdout)
-	for _, want := range []string{"realm set:        2 of 3", "recoverable:      yes; the key survives the loss of 1 realm",
+	for _, want := range []string{"realm set:        2 of 3", "insecure:         test set", "recoverable:      yes; the key survives the loss of 1 realm",
 		"set code:", "state:          live", "committed, index 1"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Fatalf("coffer realms lacks %q:\n%s", want, r.stdout)
