@@ -121,7 +121,7 @@ func (c *cli) initRealms(ctx context.Context, path string, rf realmFlags) error 
 	}
 	for _, rr := range st.Realms {
 		if !rr.Reachable {
-			return fmt.Errorf("realm %s did not answer (%v): every realm must be reached once to pin it and learn its limits; nothing was registered",
+			return fmt.Errorf("realm %s cannot be used (%v): every realm must be reached and verified once to pin it and learn its limits; nothing was registered",
 				client.QuoteName(rr.Name), rr.Err)
 		}
 		if rr.State != protocol.RealmNoRecord {
@@ -198,7 +198,7 @@ func (c *cli) showRealmIdentity(rc *client.RealmsConfig, rr client.RealmReport) 
 		}
 	}
 	if !rr.Reachable {
-		c.warnf(", did not answer (%s)", printable(fmt.Sprint(rr.Err)))
+		c.warnf(", NOT USABLE: %s", printable(strings.TrimPrefix(fmt.Sprint(rr.Err), "client: ")))
 	}
 	c.warnf("\n")
 }

@@ -70,9 +70,21 @@ func realmsUser(t *testing.T, rs []*e2eRealm) (*user, string, string) {
 	u.env["COFFER_PASSWORD"] = "correct horse battery staple"
 	file := writeRealmsFile(t, rs)
 
+	// A realm whose bundle is not signed by the provisioning key the user
+	// gave for it (here realm-1's and realm-2's swapped: an operator
+	// standing in for another) is refused by name, and nothing is
+	// registered anywhere.
+	swapped := append([]*e2eRealm{}, rs...)
+	r1, r2 := *rs[0], *rs[1]
+	r1.provKey, r2.provKey = rs[1].provKey, rs[0].provKey
+	swapped[0], swapped[1] = &r1, &r2
+	r := u.fails([]string{"realm realm-1", "nothing was registered"}, "init", "--realms", writeRealmsFile(t, swapped), "--insecure")
+	t.Logf("init with swapped provisioning keys:\n%s", r.stderr)
+	notExist(t, u.config)
+
 	// Without --insecure, software realms are refused before anything is
 	// registered.
-	r := u.fails([]string{"INSECURE", "refused without --insecure"}, "init", "--realms", file)
+	r = u.fails([]string{"INSECURE", "refused without --insecure"}, "init", "--realms", file)
 	notExist(t, u.config)
 
 	r = u.ok("init", "--realms", file, "--insecure")
