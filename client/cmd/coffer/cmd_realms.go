@@ -69,22 +69,18 @@ type realmFlags struct {
 	insecure  bool
 	force     bool
 	pwFile    string
+	setCode   string
 }
 
 // initRealms registers a new key at a realm set (REALMS.md 4, 5.2, 12.3):
 // pin and show every realm and the warnings of rule 6, derive L and print
 // the bounds, ask for the password, register, and print the set code.
 func (c *cli) initRealms(ctx context.Context, path string, rf realmFlags) error {
-	set, err := readRealmsFile(rf.file)
+	cfg, err := newRealmsConfig(rf)
 	if err != nil {
 		return err
 	}
-	t := rf.threshold
-	if t == 0 {
-		t = client.DefaultThreshold(len(set))
-	}
-	cfg := &client.Config{Version: client.ConfigVersion, Mode: client.ModePassword, AllowInsecure: rf.insecure,
-		Realms: &client.RealmsConfig{Threshold: t, Set: set}}
+	t, set := cfg.Realms.Threshold, cfg.Realms.Set
 	k, err := client.NewBackupKey(nil)
 	if err != nil {
 		return err
@@ -170,6 +166,71 @@ func (c *cli) initRealms(ctx context.Context, path string, rf realmFlags) error 
 	c.printf("The realms hold this account's backup key behind your password: %s.\n", report.Summary())
 	c.printf("Guess bounds: %s.\n", report.Bounds.Sentence())
 	c.printf("\nSet code (keep it with your password; a new device needs it to trust your key's versions):\n\n    %s\n\n", report.SetCode)
+	c.printf("Backups are encrypted to %s\nConfiguration: %s\n", cfg.AgeRecipient, client.QuoteName(path))
+	return nil
+}
+
+// newRealmsConfig is the configuration of a realm set before any realm is
+// reached: the user's file and threshold.
+func newRealmsConfig(rf realmFlags) (*client.Config, error) {
+	set, err := readRealmsFile(rf.file)
+	if err != nil {
+		return nil, err
+	}
+	t := rf.threshold
+	if t == 0 {
+		t = client.DefaultThreshold(len(set))
+	}
+	return &client.Config{Version: client.ConfigVersion, Mode: client.ModePassword, AllowInsecure: rf.insecure,
+		Realms: &client.RealmsConfig{Threshold: t, Set: set}}, nil
+}
+
+// initRealmsExisting sets up a new device of an existing realm set: it
+// recovers K with the password, accepting only versions whose anchor gives
+// the set code (REALMS.md 5.6), and pins that anchor.
+func (c *cli) initRealmsExisting(ctx context.Context, path string, rf realmFlags) error {
+	if rf.limit != 0 {
+		return usagef("--limit is chosen at registration; a new device uses the set's")
+	}
+	cfg, err := newRealmsConfig(rf)
+	if err != nil {
+		return err
+	}
+	if rf.setCode == "" {
+		return usagef("a new device of a realm set needs --set-code: the code init printed on the first device (it tells your key's versions from ones the servers' operators made)")
+	}
+	for _, e := range cfg.Realms.Set {
+		c.warnPlainHTTP(e.Server)
+	}
+	if err := checkWritable(path); err != nil {
+		return err
+	}
+	opts := c.realmOptions(path, rf.insecure, false)
+	opts.SetCode = rf.setCode
+	rs, err := client.OpenRealmSet(cfg, opts) // checks the set's shape
+	if err != nil {
+		return usagef("%v", strings.TrimPrefix(err.Error(), "client: "))
+	}
+	pw, err := c.secret(rf.pwFile, "COFFER_PASSWORD", "Password", false)
+	if err != nil {
+		return err
+	}
+	defer clear(pw)
+	rec, err := rs.Recover(ctx, pw)
+	if err != nil {
+		return err
+	}
+	defer rec.Key.Wipe()
+	for _, line := range strings.Split(strings.TrimRight(rec.Summary(), "\n"), "\n") {
+		c.warnf("%s\n", printable(line))
+	}
+	if cfg.AgeRecipient, err = rec.Key.AgeRecipient(); err != nil {
+		return err
+	}
+	if err := cfg.Save(path); err != nil {
+		return err
+	}
+	c.printf("Recovered this account's backup key from the realms; this device now trusts the set's anchor (set code %s).\n", cfg.Realms.SetCode())
 	c.printf("Backups are encrypted to %s\nConfiguration: %s\n", cfg.AgeRecipient, client.QuoteName(path))
 	return nil
 }
