@@ -116,7 +116,16 @@ soak-host:
 RUNDIR ?= run-state
 ADDR   ?= 127.0.0.1:8420
 BIN    := $(BUILD)/bin
+# With REALMS=N (2 to 8): a realm set instead, N software vaults each behind
+# its own cofferd on ADDR's port + 1 .. + N (8421-8423 for 3), state in
+# RUNDIR/realm-1 .. realm-N, and RUNDIR/realms.json for `coffer init
+# --realms` (scripts/run-realms.sh). Ctrl-C stops all of them.
 run:
+ifneq ($(REALMS),)
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./host/cmd/cofferd ./client/cmd/coffer ./applet/softvault/cmd/softvault ./firmware/cmd/coffer-provision
+	@scripts/run-realms.sh $(REALMS) $(abspath $(RUNDIR)) $(ADDR) $(abspath $(BIN))
+else
 	@mkdir -p $(RUNDIR)/vault $(BIN) && chmod 700 $(RUNDIR) $(RUNDIR)/vault
 	$(GO) build -o $(BIN)/ ./host/cmd/cofferd ./client/cmd/coffer ./applet/softvault/cmd/softvault ./firmware/cmd/coffer-provision
 	@test -f $(RUNDIR)/accounts.json || \
@@ -148,6 +157,7 @@ else
 		RUN_VAULT="INSECURE software vault process (softvault dev) in $(RUNDIR)/vault, log in $(RUNDIR)/vault.log" \
 		RUN_KEY=$$($(BIN)/coffer-provision public -key $(RUNDIR)/vault/provisioning.key); \
 	 $(BIN)/cofferd -listen $(ADDR) -accounts $(RUNDIR)/accounts.json -vault unix:$(RUNDIR)/vault.sock
+endif
 endif
 
 run-hint:

@@ -29,6 +29,10 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 		existing = fset.Bool("existing", false, "the account already has a key in the vault (a new device): log in to fetch it")
 		keyText  = fset.String("key", "", "with --password: put this existing 64-digit key in the vault instead of making a new one")
 		keyFile  = fset.String("key-file", "", "with --password: read the existing 64-digit key from FILE")
+		realms   = fset.String("realms", "", "keep the key at a realm set: FILE lists the realms (JSON)")
+		thresh   = fset.Int("threshold", 0, "with --realms: how many realms recover the key (default a majority)")
+		force    = fset.Bool("force", false, "with --realms: commit once the threshold of realms registered, not all")
+		setCode  = fset.String("set-code", "", "with --realms --existing: the set code init printed on the first device")
 	)
 	rest, err := parse(fset, args)
 	if err != nil {
@@ -39,6 +43,19 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 	}
 	if *token == "" {
 		*token = c.getenv("COFFER_TOKEN")
+	}
+	if *realms == "" && (*thresh != 0 || *force) {
+		return usagef("--threshold and --force are for init --realms")
+	}
+	if *realms != "" && (*server != "" || *provKey != "" || *keyText != "" || *keyFile != "" || *qr) {
+		return usagef("--realms takes the servers, tokens and provisioning keys from its FILE and keeps a new key behind a password " +
+			"(--server, --token, --provisioning-key, --key, --key-file and --qr are for a single vault)")
+	}
+	if *setCode != "" && (*realms == "" || !*existing) {
+		return usagef("--set-code is for init --realms FILE --existing (a new device of a realm set)")
+	}
+	if *existing && *realms != "" && *force {
+		return usagef("--force is for registering a new key, not for --existing")
 	}
 	given := keyFlags{text: *keyText, file: *keyFile}
 	keyGiven := given.text != "" || given.file != ""
@@ -84,6 +101,13 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 			return fmt.Errorf("this is not this account's key: it encrypts to %s, but this account's backups are encrypted to %s (%s); nothing was changed",
 				r, moving.AgeRecipient, path)
 		}
+	}
+	if *realms != "" {
+		rf := realmFlags{file: *realms, threshold: *thresh, limit: *limit, insecure: *insecure, force: *force, pwFile: *pwFile, setCode: *setCode}
+		if *existing {
+			return c.initRealmsExisting(ctx, path, rf)
+		}
+		return c.initRealms(ctx, path, rf)
 	}
 	cfg := &client.Config{Version: client.ConfigVersion, Server: *server, Token: *token, ProvisioningKey: strings.ToLower(*provKey)}
 

@@ -49,6 +49,9 @@ func (c *cli) backupKey(ctx context.Context, cfg *client.Config, path string, ks
 		}
 		return k, nil
 	}
+	if cfg.Realms != nil {
+		return c.recoverRealmKey(ctx, cfg, path, ks)
+	}
 	s, err := c.login(ctx, cfg, path, ks, "Vault password")
 	if err != nil {
 		return nil, err
@@ -88,6 +91,9 @@ func (c *cli) login(ctx context.Context, cfg *client.Config, path string, ks *ke
 func (c *cli) connect(ctx context.Context, cfg *client.Config, path string, insecure bool) (*client.Client, error) {
 	if cfg.Mode != client.ModePassword {
 		return nil, errors.New("this account keeps its key as a 64-digit key, not in a vault")
+	}
+	if cfg.Realms != nil {
+		return nil, errRealmMode("this command")
 	}
 	vc, err := client.Connect(ctx, cfg, client.Options{HTTPClient: c.httpClient, AllowInsecure: insecure})
 	if err != nil {

@@ -51,6 +51,9 @@ func (c *cli) cmdPasswordChange(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Realms != nil {
+		return errRealmMode("password change")
+	}
 	s, err := c.login(ctx, cfg, path, ks, "Current vault password")
 	if err != nil {
 		return err
@@ -85,6 +88,9 @@ func (c *cli) cmdDelete(ctx context.Context, args []string) error {
 	}
 	if cfg.Mode != client.ModePassword {
 		return errors.New("this account keeps its key as a 64-digit key: there is nothing in a vault to delete")
+	}
+	if cfg.Realms != nil {
+		return errRealmMode("delete")
 	}
 	const warning = "This erases this account's backup key from the vault for ever. Backups made so far can then be\n" +
 		"opened only with an age identity exported before (coffer key export-age)."
@@ -136,6 +142,13 @@ func (c *cli) cmdStatus(ctx context.Context, args []string) error {
 	c.printf("age recipient:    %s\n", cfg.AgeRecipient)
 	if cfg.Mode != client.ModePassword {
 		c.printf("vault:            none (the user keeps the 64-digit key)\n")
+		return nil
+	}
+	if rc := cfg.Realms; rc != nil {
+		c.printf("realm set:        any %d of %d realms (%s)\n", rc.Threshold, len(rc.Set), realmNameList(rc))
+		c.printf("limit:            %d (each realm counts to %d)\n", rc.Limit, rc.PerRealm)
+		c.printf("set code:         %s\n", orNone(rc.SetCode()))
+		c.printf("`coffer realms` probes every realm and shows the set's health.\n")
 		return nil
 	}
 	c.printf("server:           %s\n", cfg.Server)

@@ -1,6 +1,7 @@
 // Command coffer is Coffer's client: it makes and restores end-to-end
 // encrypted backups, and keeps their key either as a 64-digit key the user
-// writes down or in a Coffer vault behind a password.
+// writes down or behind a password in a Coffer vault or a realm set (any t
+// of n vaults, protocol/REALMS.md).
 //
 //	coffer [-config FILE] COMMAND [flags] [args]
 //
@@ -34,12 +35,22 @@ Commands:
         has a key in the vault (a new device): log in to fetch it. With --password
         --key KEY (or --key-file FILE): store an existing 64-digit key instead of a new
         one, which moves an account from the 64-digit key to password mode.
+  init --realms FILE [--threshold t] [--limit N] [--insecure] [--force]
+        make K and keep it behind a password at a realm set: any t (default a majority)
+        of the n vaults FILE lists recover it, each behind its own cofferd and operator.
+        FILE is JSON: [{"name", "server", "token", "provisioning_key", "operator"}, ...].
+        Shows each realm and the guess bounds, and prints the set code to keep.
+        --limit bounds the guesses of someone who controls the servers and t-1 realms
+        (default 10); --force commits once t realms registered instead of all n.
+  init --realms FILE --existing --set-code CODE [--threshold t] [--insecure]
+        a new device of a realm set: recover K with the password, trusting only
+        versions whose anchor gives the set code printed on the first device.
   backup PATH... -o FILE [--force]
         write an encrypted backup of PATH... to FILE ("-" for stdout). Needs no
         password and no vault: only the public age recipient in the configuration.
   restore FILE [-C DIR] [--force] [--key KEY]
         restore a backup into DIR (default: the current folder), getting K with
-        the password (vault login) or the 64-digit key.
+        the password (vault login, or t realms of a realm set) or the 64-digit key.
   key export-age
         print the age identity that decrypts every backup (age -d -i FILE).
   password change
@@ -48,6 +59,10 @@ Commands:
         erase K from the vault for ever.
   status [--offline]
         show the account, the pinned vault, and the vault's state.
+  realms [--insecure]
+        probe every realm of a realm set (counting nothing) and show its health:
+        per realm reachable, operator, fingerprint, state, versions, tries left;
+        for the set whether it is recoverable, its tolerance, tries left, bounds.
 
 Passwords are read from the terminal, or for scripts from --password-file FILE or
 COFFER_PASSWORD (and --new-password-file or COFFER_NEW_PASSWORD); a 64-digit key from
@@ -125,6 +140,8 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		err = c.cmdDelete(ctx, args)
 	case "status":
 		err = c.cmdStatus(ctx, args)
+	case "realms":
+		err = c.cmdRealms(ctx, args)
 	case "help", "-h", "--help":
 		fmt.Fprint(c.stdout, usage)
 		return 0

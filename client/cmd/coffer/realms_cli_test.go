@@ -1,0 +1,121 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const testProvKey = "6af80aea6e7bcbe5ab95fcc42b1f28263593cdeb5f1ff08573c5ffb49b03f7bf"
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "realms.json")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// A misspelt field would make a realm without its pin, or with the key
+// the user meant for another field: the realms file refuses unknown
+// fields, and nothing is written or sent.
+func TestInitRealmsFileRefusesUnknownFields(t *testing.T) {
+	e := newEnv(t)
+	file := writeFile(t, `[{"name":"a","server":"http://127.0.0.1:1","token":"x","provisioning_kay":"`+testProvKey+`"},
+		{"name":"b","server":"http://127.0.0.1:2","token":"y","provisioning_key":"`+testProvKey+`"}]`)
+	r := e.run("init", "--realms", file, "--insecure")
+	if r.code != 1 || !strings.Contains(r.stderr, `unknown field "provisioning_kay"`) {
+		t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(e.config); err == nil {
+		t.Fatal("a configuration was written")
+	}
+}
+
+// The set's shape is checked before anything is sent: t ≤ n/2 (two
+// disjoint sets of t realms could each recover a different version), one
+// realm, a realm without a provisioning key.
+func TestInitRealmsRefusesBadSets(t *testing.T) {
+	realm := func(name string) string {
+		return `{"name":"` + name + `","server":"http://127.0.0.1:1","token":"x","provisioning_key":"` + testProvKey + `"}`
+	}
+	for _, c := range []struct {
+		name, file string
+		args       []string
+		want       string
+	}{
+		{"threshold at half", "[" + realm("a") + "," + realm("b") + "," + realm("c") + "," + realm("d") + "]", []string{"--threshold", "2"}, "threshold 2 of 4 realms"},
+		{"one realm", "[" + realm("a") + "]", nil, "a realm set has 2 to 8 realms"},
+		{"no provisioning key", `[{"name":"a","server":"http://127.0.0.1:1","token":"x"},` + realm("b") + "]", nil, "realm a"},
+		{"two realms one name", "[" + realm("a") + "," + realm("a") + "]", nil, "two realms are named a"},
+		{"not a list", `{"name":"a"}`, nil, "is not a JSON list"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t)
+			r := e.run(append([]string{"init", "--realms", writeFile(t, c.file), "--insecure"}, c.args...)...)
+			if r.code == 0 || !strings.Contains(r.stderr, c.want) {
+				t.Fatalf("exit %d, want an error with %q:\n%s", r.code, c.want, r.stderr)
+			}
+			if _, err := os.Stat(e.config); err == nil {
+				t.Fatal("a configuration was written")
+			}
+		})
+	}
+}
+
+// --realms takes every server from its file; the single vault's flags
+// beside it are a mistake, not something to ignore.
+func TestInitRealmsFlagConflicts(t *testing.T) {
+	file := writeFile(t, "[]")
+	for _, args := range [][]string{
+		{"init", "--realms", file, "--server", "http://127.0.0.1:1"},
+		{"init", "--realms", file, "--existing"},
+		{"init", "--realms", file, "--key", "00"},
+		{"init", "--threshold", "2"},
+		{"init", "--force", "--password"},
+	} {
+		e := newEnv(t)
+		if r := e.run(args...); r.code != 2 {
+			t.Errorf("%v: exit %d, want 2 (usage):\n%s", args, r.code, r.stderr)
+		}
+	}
+}
+
+func TestProvisioningFingerprint(t *testing.T) {
+	// SHA-256 of the 32 bytes of testProvKey, first 8 bytes; computed
+	// independently with: python3 -c "import hashlib;print(hashlib.sha256(bytes.fromhex(K)).hexdigest()[:16])"
+	got := provisioningFingerprint(testProvKey)
+	if got != fingerprintVector {
+		t.Fatalf("fingerprint %q, want %q", got, fingerprintVector)
+	}
+	if provisioningFingerprint("zz") != "(invalid)" {
+		t.Fatal("an invalid key has a fingerprint")
+	}
+}
+
+func FuzzReadRealmsFile(f *testing.F) {
+	f.Add([]byte(`[{"name":"a","server":"http://127.0.0.1:1","token":"x","provisioning_key":"` + testProvKey + `","operator":"o"}]`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"name":1}`))
+	f.Add([]byte(`[{"name":"\u202e","extra":1}]`))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := filepath.Join(dir, "realms.json")
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		set, err := readRealmsFile(p)
+		if err != nil {
+			return
+		}
+		for _, e := range set {
+			if e == nil || e.ProvisioningKey != strings.ToLower(e.ProvisioningKey) {
+				t.Fatalf("entry %+v", e)
+			}
+		}
+	})
+}
+
+const fingerprintVector = "4915 4bf0 f5d0 1c93"

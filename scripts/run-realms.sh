@@ -1,0 +1,95 @@
+#!/bin/sh
+# run-realms.sh N RUNDIR ADDR BIN: `make run REALMS=N`. Starts N realms on
+# this machine, each a software vault process (softvault dev, INSECURE) behind
+# a cofferd process of its own, with its own state folder RUNDIR/realm-I, its
+# own accounts file (one account, "demo") and its own development
+# provisioning key: N operators, as far as one machine can pretend. cofferd I
+# listens on ADDR's port + I. Writes RUNDIR/realms.json for
+# `coffer init --realms`, prints what to type, and stops all 2N processes on
+# Ctrl-C. A process that exits (say, a vault killed to see a realm fail) is
+# reported and the others keep serving. State survives restarts.
+set -eu
+n=$1 rundir=$2 addr=$3 bin=$4
+host=${addr%:*} base=${addr##*:}
+case $n in [1-8]) ;; *) echo "REALMS must be 2 to 8 (a realm set has 2 to 8 realms)" >&2; exit 2 ;; esac
+[ "$n" -ge 2 ] || { echo "REALMS must be 2 to 8" >&2; exit 2; }
+
+pids=""
+stop() {
+	for p in $pids; do kill "$p" 2>/dev/null || true; done
+	for p in $pids; do wait "$p" 2>/dev/null || true; done
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
+
+# waitfor FILE PATTERN PID WHAT: wait until FILE matches PATTERN.
+waitfor() {
+	for _ in $(seq 300); do
+		grep -q "$2" "$1" 2>/dev/null && return 0
+		kill -0 "$3" 2>/dev/null || { echo "$4 exited:"; cat "$1"; exit 1; }
+		sleep 0.1
+	done
+	echo "$4 did not start:"; cat "$1"; exit 1
+}
+
+mkdir -p "$rundir" && chmod 700 "$rundir"
+json="["
+for i in $(seq 1 "$n"); do
+	d=$rundir/realm-$i
+	mkdir -p "$d/vault" && chmod 700 "$d" "$d/vault"
+	rm -f "$d/vault.sock"
+	"$bin/softvault" dev -state "$d/vault" -listen "unix:$d/vault.sock" >"$d/vault.log" 2>&1 &
+	vault=$!
+	pids="$pids $vault"
+	echo "$vault" >"$d/vault.pid"
+	waitfor "$d/vault.log" 'msg=ready' "$vault" "softvault of realm-$i"
+	if [ ! -f "$d/accounts.json" ]; then
+		"$bin/cofferd" account add -accounts "$d/accounts.json" demo | awk '$1 == "token" { print $2 }' >"$d/demo.token"
+		chmod 600 "$d/demo.token"
+	fi
+	port=$((base + i))
+	"$bin/cofferd" -listen "$host:$port" -accounts "$d/accounts.json" -vault "unix:$d/vault.sock" >"$d/cofferd.log" 2>&1 &
+	daemon=$!
+	pids="$pids $daemon"
+	echo "$daemon" >"$d/cofferd.pid"
+	waitfor "$d/cofferd.log" 'msg=listening' "$daemon" "cofferd of realm-$i"
+	key=$("$bin/coffer-provision" public -key "$d/vault/provisioning.key")
+	[ "$i" -gt 1 ] && json="$json,"
+	json="$json
+  {\"name\": \"realm-$i\", \"server\": \"http://$host:$port\", \"token\": \"$(cat "$d/demo.token")\",
+   \"provisioning_key\": \"$key\", \"operator\": \"demo operator $i (this machine)\"}"
+done
+umask 077
+printf '%s\n]\n' "$json" >"$rundir/realms.json"
+
+cat <<HINT
+
+Coffer: $n realms, each an INSECURE software vault behind its own cofferd on
+http://$host:$((base + 1)) to http://$host:$((base + n)); state and logs in $rundir/realm-1 .. realm-$n.
+Try, in another terminal:
+  export COFFER_CONFIG=$rundir/coffer.json COFFER=$bin/coffer
+  \$COFFER init --realms $rundir/realms.json --insecure
+  \$COFFER backup README.md protocol -o /tmp/demo.coffer
+  \$COFFER restore /tmp/demo.coffer -C /tmp/demo-restored
+  \$COFFER realms
+See a realm fail (the others still restore; Ctrl-C here and run again to bring it back):
+  kill \$(cat $rundir/realm-$n/vault.pid)
+Ctrl-C stops all $((2 * n)) processes.
+
+HINT
+
+gone=""
+while :; do
+	for i in $(seq 1 "$n"); do
+		for what in vault cofferd; do
+			p=$(cat "$rundir/realm-$i/$what.pid")
+			case " $gone " in *" $p "*) continue ;; esac
+			if ! kill -0 "$p" 2>/dev/null; then
+				echo "realm-$i: $what (pid $p) exited; log in $rundir/realm-$i/$what.log; the other realms keep serving"
+				gone="$gone $p"
+			fi
+		done
+	done
+	[ "$(echo $gone | wc -w)" -lt $((2 * n)) ] || { echo "every realm process exited"; exit 1; }
+	sleep 1
+done
