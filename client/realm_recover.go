@@ -179,9 +179,11 @@ func (s *RealmSet) Recover(ctx context.Context, password []byte) (*Recovery, err
 	var good []*realm
 	next := 0
 	run := func(batch []*realm) {
-		parallel(batch, func(r *realm) {
-			results[r] = s.evaluate(ctx, r, ag, bl)
-		})
+		got := make([]*evaluation, len(s.realms))
+		parallel(batch, func(r *realm) { got[r.pos] = s.evaluate(ctx, r, ag, bl) })
+		for _, r := range batch {
+			results[r] = got[r.pos]
+		}
 		for _, r := range batch {
 			if results[r].err == nil {
 				good = append(good, r)
@@ -664,6 +666,16 @@ func (s *RealmSet) reports(ag *agreed, results map[*realm]*evaluation, before ma
 			rr.Lying, rr.Evidence = e.lying, e.evidence
 			if e.err != nil {
 				rr.Err = e.err
+			}
+		}
+		if rr.Err == nil && ag != nil && r.probe != nil && !rr.HoldsAgreed {
+			switch r.probe.State {
+			case protocol.RealmLocked:
+				rr.Err = errors.New("its record was burned: it holds no key")
+			case protocol.RealmNoRecord:
+				rr.Err = errors.New("it holds no key for this account")
+			default:
+				rr.Err = errors.New("it holds another version of your key")
 			}
 		}
 		if r.sessionErr != nil && rr.Err == nil {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/realmtest"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -164,9 +165,13 @@ func TestRegisterWaitsForEveryRealmUnlessForced(t *testing.T) {
 		t.Errorf("summary %q lacks %q", rep.Summary(), want)
 	}
 	g.opts.Force = false
+	g.realms[2].dev.setDown(false)
 	rec, err := g.recover("pw")
 	if err != nil || !rec.Key.Equal(k) {
 		t.Fatalf("recovery of a forced registration: %v", err)
+	}
+	if c := rec.Realms[2]; c.HoldsAgreed || c.Err == nil || c.Err.Error() != "it holds no key for this account" {
+		t.Errorf("realm C, back without the key, reported %+v", c)
 	}
 }
 
@@ -186,5 +191,23 @@ func TestInsecureRealmRefusedWithoutAllowInsecure(t *testing.T) {
 	rep, err := f.set().Register(context.Background(), []byte("pw"), randomKey(t), 10)
 	if err != nil || !rep.Committed || !rep.Bounds.NoBound {
 		t.Fatalf("with --insecure, three insecure realms of 2 of 3: %v, %+v", err, rep)
+	}
+}
+
+// Without the test override, the schedule stretches with Argon2id
+// (realmkey.NewSchedule): a set registered that way recovers that way, and
+// not with the tests' fast stand-in.
+func TestRealmRealStretching(t *testing.T) {
+	f := newRealmFixture(t, 2, 3, realmOptions{})
+	f.opts.stretch = nil
+	k := f.register("pw", 10)
+	rec, err := f.recover("pw")
+	if err != nil || !rec.Key.Equal(k) {
+		t.Fatalf("recovery with Argon2id: %v", err)
+	}
+	f.opts.stretch = realmtest.FastStretch
+	var wp *WrongPasswordError
+	if _, err := f.recover("pw"); !errors.As(err, &wp) {
+		t.Fatalf("recovery of an Argon2id version with another stretching: %v", err)
 	}
 }
