@@ -15,7 +15,7 @@ BUILD   := build
 # architecture) under qemu-user.
 ARM_PKGS := protocol applet/opaque applet/vault applet/store
 
-.PHONY: all test test-go test-arm vectors fuzz bench bench-login soak soak-host vault run run-hint clean
+.PHONY: all test test-go test-arm vectors fuzz bench bench-login bench-realms soak soak-host vault run run-hint clean
 
 all: test
 
@@ -88,6 +88,15 @@ bench-login:
 		(cd applet/opaque && qemu-arm -cpu cortex-a7 $(CURDIR)/$(BUILD)/arm/opaque.test -test.run '^$$' -test.bench 'ServerLogin$$' -test.benchtime 100x -test.count 3); \
 		(cd applet/vault && qemu-arm -cpu cortex-a7 $(CURDIR)/$(BUILD)/arm/vault.test -test.run '^$$' -test.bench 'VaultLogin$$' -test.benchtime 100x -test.count 3); \
 	else echo "bench-login: qemu-arm not found; 32-bit ARM numbers skipped"; fi
+
+# Realms (protocol/REALMS.md 17), as ratios: vault CPU (cpu-ns/op) of one
+# realm evaluation against one single-vault login, the two alternated
+# five times; and recovery from 2 of 3 realms against a single vault with
+# the real Argon2id (BenchmarkRecoverRatio alternates them and reports
+# p50-ratio, p99-ratio and cpu-ratio).
+bench-realms:
+	for i in 1 2 3 4 5; do $(GO) test -run '^$$' -bench '^Benchmark(VaultLogin|RealmEvaluation)$$' -benchtime 2000x -cpu 1 ./applet/vault | grep '^Benchmark'; done
+	$(GO) test -run '^$$' -bench '^BenchmarkRecover' -benchtime 20x -count 5 ./client
 
 # Long randomised crash runs of the record store: SOAK times the default
 # number of random traces, with a fresh seed each run.

@@ -99,7 +99,7 @@ type realmOptions struct {
 	maxLimit uint
 }
 
-func newTestRealm(t *testing.T, name string, o realmOptions) *testRealm {
+func newTestRealm(t testing.TB, name string, o realmOptions) *testRealm {
 	t.Helper()
 	ctx := context.Background()
 	if o.maxLimit == 0 {
@@ -150,7 +150,7 @@ func newTestRealm(t *testing.T, name string, o realmOptions) *testRealm {
 // readKeys reads the vault's signing and HPKE keys from its store (the
 // identity record 'i', fields 1 and 3), as the operator of a software
 // realm can read its files.
-func (r *testRealm) readKeys(t *testing.T) {
+func (r *testRealm) readKeys(t testing.TB) {
 	t.Helper()
 	b, ok := r.store.Committed([]byte{'i'})
 	if !ok {
@@ -186,13 +186,13 @@ func (r *testRealm) protocolRealm() *realmtest.Realm {
 
 // realmFixture is a set of realms and the user's configuration of it.
 type realmFixture struct {
-	t      *testing.T
+	t      testing.TB
 	realms []*testRealm
 	cfg    *Config
 	opts   RealmOptions
 }
 
-func newRealmFixture(t *testing.T, threshold, n int, o realmOptions) *realmFixture {
+func newRealmFixture(t testing.TB, threshold, n int, o realmOptions) *realmFixture {
 	t.Helper()
 	f := &realmFixture{t: t}
 	rc := &RealmsConfig{Threshold: threshold}

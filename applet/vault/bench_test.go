@@ -72,12 +72,14 @@ func BenchmarkVaultLogin(b *testing.B) {
 	login() // the first KE2 above is pending
 	_ = key
 	b.ReportAllocs()
+	cpu := startCPU(b)
 	for b.Loop() {
 		if err := protocol.Decode(h.v.Handle(context.Background(), startReq), protocol.TypeLoginStart, &start); err != nil {
 			b.Fatal(err)
 		}
 		login()
 	}
+	cpu.report(b)
 }
 
 // BenchmarkLoginsThroughput runs complete logins (client and vault, identity

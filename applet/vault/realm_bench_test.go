@@ -41,6 +41,7 @@ func BenchmarkRealmEvaluation(b *testing.B) {
 	}
 	evaluate()
 	b.ReportAllocs()
+	cpu := startCPU(b)
 	n := 0
 	for b.Loop() {
 		if n++; n%(protocol.DefaultLimit-2) == 0 {
@@ -51,4 +52,5 @@ func BenchmarkRealmEvaluation(b *testing.B) {
 		}
 		evaluate()
 	}
+	cpu.report(b)
 }

@@ -26,4 +26,8 @@
 //   - oprf's client cannot verify t proofs under t keys nor expose its
 //     Finalize hash, so unblinding and Finalize are written here on group
 //     operations, and the tests check them against circl's oprf server.
+//   - zk/dleq's prover computes ρ·G as a variable-base multiplication; the
+//     proof is made here (proveEvaluation, RFC 9497 section 2.2.1) with
+//     MulGen instead, and checked byte for byte against the RFC's vector
+//     and circl's prover. Proofs are verified with circl's verifier.
 package realmkey

@@ -2,7 +2,6 @@ package realmkey
 
 import (
 	"crypto"
-	"crypto/rand"
 	"fmt"
 
 	"github.com/cloudflare/circl/group"
@@ -14,8 +13,9 @@ import (
 var dleqParams = dleq.Params{G: suite, H: crypto.SHA512, DST: []byte(ContextString)}
 
 // EvaluateBlinded is a realm's evaluation (REALMS.md 5.3): E = share·Bl and
-// the DLEQ proof that log_G(share·G) = log_Bl(E). It refuses a zero or
-// non-canonical share and an identity or undecodable Bl.
+// the DLEQ proof that log_G(share·G) = log_Bl(E) (RFC 9497's proof, made by
+// proveEvaluation). It refuses a zero or non-canonical share and an
+// identity or undecodable Bl.
 func EvaluateBlinded(share, blinded []byte) (evaluated, proof []byte, err error) {
 	return evaluateBlinded(share, blinded, nil)
 }
@@ -43,19 +43,5 @@ func evaluateBlinded(share, blinded []byte, rho group.Scalar) (evaluated, proof 
 	}
 	y := suite.NewElement().MulGen(k)
 	e := suite.NewElement().Mul(bl, k)
-	prover := dleq.Prover{Params: dleqParams}
-	var pi *dleq.Proof
-	if rho == nil {
-		pi, err = prover.ProveBatchRFC9497(k, y, []group.Element{bl}, []group.Element{e}, rand.Reader)
-	} else {
-		pi, err = prover.ProveBatchWithRandomnessRFC9497(k, y, []group.Element{bl}, []group.Element{e}, rho)
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("realmkey: proving: %w", err)
-	}
-	proof, err = pi.MarshalBinary()
-	if err != nil {
-		return nil, nil, fmt.Errorf("realmkey: encoding the proof: %w", err)
-	}
-	return mustMarshal(e), proof, nil
+	return mustMarshal(e), proveEvaluation(k, y, bl, e, rho), nil
 }
