@@ -720,7 +720,8 @@ def messages(sched):
                            successes=2**33, seq_=2**60, ev=evaluation_hash,
                            versions=[{**committed, 3: 8}, {**pending, 1: seq(16, 0x77), 3: 8, 5: 3}]),
          "the longest fields: a 64-byte user id, limit 100, two-byte counts"),
-        ("smallest", fields(7, user_id=b"\x01", version=bytes(16), limit=0, tries=0, versions=[zero_version()] * 2),
+        ("smallest", fields(7, state=0, user_id=b"\x01", version=bytes(16), limit=0, tries=0,
+                            versions=[zero_version()] * 2),
          "the shortest fields: a 1-byte user id, no record"),
     ]
     pub_key = pub(realm_key)
