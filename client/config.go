@@ -52,6 +52,10 @@ type Config struct {
 	Vault                *VaultInfo   `json:"vault,omitempty"`       // what the pinned bundle says
 	HighestStoreSequence uint64       `json:"highest_store_sequence"`
 	LastReceipt          *ReceiptInfo `json:"last_receipt,omitempty"`
+
+	// Realms, in password mode instead of Server and its trust state: the
+	// key spread over t of n vaults (realm_config.go).
+	Realms *RealmsConfig `json:"realms,omitempty"`
 }
 
 // VaultInfo is what the pinned identity bundle says about the vault, kept
@@ -123,8 +127,17 @@ func (c *Config) Validate() error {
 	}
 	switch c.Mode {
 	case ModeKey:
+		if c.Realms != nil {
+			return errors.New("a realm set needs password mode")
+		}
 		return nil
 	case ModePassword:
+		if c.Realms != nil {
+			if c.Server != "" || c.UserID != "" || c.BundleHash != "" {
+				return errors.New("a realm set replaces server, user_id and bundle_hash: give one or the other")
+			}
+			return c.Realms.validate()
+		}
 		return c.validateVault()
 	}
 	return fmt.Errorf("unknown mode %q", c.Mode)

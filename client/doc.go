@@ -16,6 +16,16 @@
 //     identity bundle pinned under the provisioning key, OPAQUE (RFC 9807)
 //     through github.com/bytemare/opaque, and every receipt checked;
 //   - the configuration file (config.go);
+//   - realm sets (protocol/REALMS.md): K behind a password at t of n vaults.
+//     realm_config.go is the configuration's `realms` object, its checks and
+//     the operator warnings; realm_bounds.go the per-realm limit, the guess
+//     bounds and the tries left; realm_conn.go one realm per run (pinned
+//     exactly as the single vault, every receipt bound to its request and
+//     through per-realm rollback tripwires), the manifest endpoints, tickets
+//     and sessions; realm_set.go RealmSet and its errors; realm_register.go
+//     Register; realm_recover.go Recover (agree, exactly t evaluations,
+//     fallback, lying realms); realm_evidence.go the evidence file and
+//     CheckEvidence; realm_status.go Probe, for `coffer realms`;
 //   - printing names (names.go): a name from a backup or the filesystem is
 //     escaped wherever it is printed, so it cannot fake output or drive the
 //     terminal.

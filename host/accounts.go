@@ -103,17 +103,22 @@ func readAccountsFile(path string) (*accountsFile, error) {
 	return &f, nil
 }
 
-// writeAccountsFile replaces path atomically: a temporary file in the same
-// folder, mode 0600, synced, renamed over the old one, and the folder
-// synced. When the old file exists and belongs to another user (the daemon's
-// DynamicUser, while an admin runs `cofferd account add` as root), the new
-// one keeps its owner so that the daemon can still read it.
+// writeAccountsFile replaces the accounts file atomically (writeFileAtomic).
 func writeAccountsFile(path string, f *accountsFile) error {
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return err
 	}
-	b = append(b, '\n')
+	return writeFileAtomic(path, append(b, '\n'))
+}
+
+// writeFileAtomic replaces path atomically: a temporary file in the same
+// folder, mode 0600, synced, renamed over the old one, and the folder
+// synced, so a crash leaves the old file or the new one, never a torn one.
+// When the old file exists and belongs to another user (the daemon's
+// DynamicUser, while an admin runs `cofferd account add` as root), the new
+// one keeps its owner so that the daemon can still read it.
+func writeFileAtomic(path string, b []byte) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
@@ -144,11 +149,17 @@ func writeAccountsFile(path string, f *accountsFile) error {
 		return err
 	}
 	ok = true
+	syncDir(dir)
+	return nil
+}
+
+// syncDir makes a rename or removal in dir durable (best effort: some
+// filesystems refuse to sync a folder).
+func syncDir(dir string) {
 	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
 	}
-	return nil
 }
 
 // updateAccounts runs fn on the accounts file under an exclusive lock and

@@ -99,6 +99,10 @@ type Config struct {
 	Devices  []Device  // at least one; the first is the default device of accounts that name none
 	Accounts *Accounts // required
 
+	// Realms keeps the accounts' realm manifests and resume blobs
+	// (API.md, "Realm storage"); nil: those endpoints answer 501.
+	Realms *RealmStore
+
 	Timeout  time.Duration // per vault request, queueing included: 10 s
 	Queue    int           // requests waiting per device before 503: 256 (negative: none may wait)
 	InFlight int           // requests in flight per device: 64

@@ -233,11 +233,11 @@ func (s *Server) handleVault(w http.ResponseWriter, r *http.Request) {
 		writeError(w, o.status, "the request names another account's user id", "")
 		return
 	}
-	if route.Type == protocol.TypeLoginStart {
+	if route.SpendsGuesses() {
 		if ok, wait := s.limiter.allow(a.Name); !ok {
 			s.metrics.rateLimited.Inc()
 			o.status = http.StatusTooManyRequests
-			writeError(w, o.status, "too many login starts for this account", retryAfter(wait))
+			writeError(w, o.status, "too many login starts (or realm challenges and evaluations) for this account", retryAfter(wait))
 			return
 		}
 	}

@@ -8,11 +8,23 @@ import (
 )
 
 // Route is all that cofferd reads from a vault request: its type and, for
-// the two requests that name a user in clear, that user id. Everything else
+// the requests that name a user in clear, that user id. Everything else
 // (handles, sealed bodies) is relayed as it came.
 type Route struct {
 	Type   protocol.Type
-	UserID []byte // register-start and login-start only
+	UserID []byte // register-start, login-start and the RealmRequests (types 16-20) only
+}
+
+// SpendsGuesses reports whether a request of this type starts an attempt
+// the vault counts or may count (a login start, a realm challenge or
+// evaluation): these share the account's rate limit, so an account cannot
+// guess faster by mixing them.
+func (r Route) SpendsGuesses() bool {
+	switch r.Type {
+	case protocol.TypeLoginStart, protocol.TypeRealmChallenge, protocol.TypeRealmEvaluate:
+		return true
+	}
+	return false
 }
 
 // ErrBadRequest is wrapped by every ParseRoute error: the body is not a vault
@@ -41,9 +53,11 @@ func (e notRelayedError) Is(target error) bool {
 // ParseRoute reads the routing fields of one vault request. The envelope is
 // decoded strictly (version, a request type, a body), and only the requests
 // a client sends are accepted (an allow-list: identity, status,
-// register-start/finish, login-start/finish, session). The body is decoded
-// only for register-start and login-start, whose user id must be checked
-// against the account's. Other bodies are the vault's to validate.
+// register-start/finish, login-start/finish, session, and the realm
+// requests 16-21). The body is decoded only for register-start, login-start
+// and the RealmRequests of types 16-20, whose clear user id must be checked
+// against the account's. Other bodies (handle-routed: the finishes, session,
+// realm-session) are the vault's to validate.
 func ParseRoute(body []byte) (Route, error) {
 	if len(body) > protocol.MaxMessageSize {
 		return Route{}, fmt.Errorf("%w: %d bytes exceeds %d", ErrBadRequest, len(body), protocol.MaxMessageSize)
@@ -55,7 +69,7 @@ func ParseRoute(body []byte) (Route, error) {
 	r := Route{Type: env.Type}
 	switch env.Type {
 	case protocol.TypeIdentity, protocol.TypeStatus, protocol.TypeRegisterFinish,
-		protocol.TypeLoginFinish, protocol.TypeSession:
+		protocol.TypeLoginFinish, protocol.TypeSession, protocol.TypeRealmSession:
 	case protocol.TypeRegisterStart:
 		var m protocol.RegisterStart
 		if err := protocol.Unmarshal(env.Body, &m); err != nil {
@@ -66,6 +80,16 @@ func ParseRoute(body []byte) (Route, error) {
 		var m protocol.LoginStart
 		if err := protocol.Unmarshal(env.Body, &m); err != nil {
 			return Route{}, fmt.Errorf("%w: login-start: %v", ErrBadRequest, err)
+		}
+		r.UserID = m.UserID
+	case protocol.TypeRealmProbe, protocol.TypeRealmChallenge, protocol.TypeRealmEvaluate,
+		protocol.TypeRealmUnlock, protocol.TypeRealmRegister:
+		// REALMS.md 6.1: the outer user_id is the account at this realm,
+		// there for cofferd's per-account checks; the realm refuses an inner
+		// one that differs.
+		var m protocol.RealmRequest
+		if err := protocol.Unmarshal(env.Body, &m); err != nil {
+			return Route{}, fmt.Errorf("%w: %s: %v", ErrBadRequest, env.Type, err)
 		}
 		r.UserID = m.UserID
 	case protocol.TypeUnsignedIdentity, protocol.TypeInstallIdentity:

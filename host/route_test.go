@@ -20,12 +20,20 @@ func routeSeeds(t testing.TB) [][]byte {
 		mustEncode(t, protocol.TypeLoginStart, &protocol.LoginStart{UserID: uid, KE1: make([]byte, 96)}),
 		mustEncode(t, protocol.TypeLoginFinish, &protocol.LoginFinish{Handle: h, KE3: make([]byte, 64)}),
 		mustEncode(t, protocol.TypeSession, &protocol.Session{Handle: h, Seq: 1, Sealed: make([]byte, 40)}),
+		realmRequest(t, protocol.TypeRealmProbe, uid),
+		realmRequest(t, protocol.TypeRealmChallenge, uid),
+		realmRequest(t, protocol.TypeRealmEvaluate, uid),
+		realmRequest(t, protocol.TypeRealmUnlock, uid),
+		realmRequest(t, protocol.TypeRealmRegister, uid),
+		mustEncode(t, protocol.TypeRealmSession, &protocol.Session{Handle: h, Seq: 1, Sealed: make([]byte, 40)}),
 		protocol.EncodeError(protocol.Errorf(protocol.CodeBusy, "busy")),
 		{}, {0xa0}, {0xff}, []byte("garbage"),
 		// Well-formed, but not requests a client sends.
 		mustEncode(t, protocol.TypeUnsignedIdentity, &protocol.Empty{}),
 		mustEncode(t, protocol.TypeInstallIdentity, &protocol.SignedIdentity{Body: []byte{0xa0}, Signature: make([]byte, 64)}),
-		rawEnvelope(t, 10), rawEnvelope(t, 255),
+		rawEnvelope(t, 10), rawEnvelope(t, 15), rawEnvelope(t, 22), rawEnvelope(t, 255),
+		// A realm request without its clear fields.
+		rawEnvelope(t, uint(protocol.TypeRealmEvaluate)),
 	}
 }
 
@@ -39,15 +47,28 @@ func rawEnvelope(t testing.TB, typ uint) []byte {
 	return b
 }
 
+// relayed is the allow-list, spelled out independently of ParseRoute: the
+// client requests of SPEC.md and REALMS.md 7, never provisioning.
+func relayed(t protocol.Type) bool {
+	return (t >= protocol.TypeIdentity && t <= protocol.TypeStatus) ||
+		(t >= protocol.TypeRealmProbe && t <= protocol.TypeRealmSession)
+}
+
+// namesUser: the requests whose clear user id cofferd checks.
+func namesUser(t protocol.Type) bool {
+	return t == protocol.TypeRegisterStart || t == protocol.TypeLoginStart ||
+		(t >= protocol.TypeRealmProbe && t <= protocol.TypeRealmRegister)
+}
+
 func TestParseRoute(t *testing.T) {
 	seeds := routeSeeds(t)
-	wantTypes := []protocol.Type{1, 7, 2, 3, 4, 5, 6}
+	wantTypes := []protocol.Type{1, 7, 2, 3, 4, 5, 6, 16, 17, 18, 19, 20, 21}
 	for i, typ := range wantTypes {
 		r, err := ParseRoute(seeds[i])
 		if err != nil || r.Type != typ {
 			t.Fatalf("seed %d: %+v %v", i, r, err)
 		}
-		if (typ == protocol.TypeRegisterStart || typ == protocol.TypeLoginStart) != (r.UserID != nil) {
+		if namesUser(typ) != (r.UserID != nil) {
 			t.Fatalf("seed %d: user id %x", i, r.UserID)
 		}
 	}
@@ -90,8 +111,11 @@ func FuzzRoute(f *testing.F) {
 			}
 			return
 		}
-		if r.Type < protocol.TypeIdentity || r.Type > protocol.TypeStatus {
+		if !relayed(r.Type) {
 			t.Fatalf("accepted type %d", r.Type)
+		}
+		if r.SpendsGuesses() != (r.Type == protocol.TypeLoginStart || r.Type == protocol.TypeRealmChallenge || r.Type == protocol.TypeRealmEvaluate) {
+			t.Fatalf("%s: spends guesses %v", r.Type, r.SpendsGuesses())
 		}
 		switch r.Type {
 		case protocol.TypeLoginStart:
@@ -103,6 +127,12 @@ func FuzzRoute(f *testing.F) {
 			var m protocol.RegisterStart
 			if err := protocol.Decode(b, r.Type, &m); err != nil || !bytes.Equal(m.UserID, r.UserID) {
 				t.Fatalf("register-start user id %x, decode %x %v", r.UserID, m.UserID, err)
+			}
+		case protocol.TypeRealmProbe, protocol.TypeRealmChallenge, protocol.TypeRealmEvaluate,
+			protocol.TypeRealmUnlock, protocol.TypeRealmRegister:
+			var m protocol.RealmRequest
+			if err := protocol.Decode(b, r.Type, &m); err != nil || !bytes.Equal(m.UserID, r.UserID) {
+				t.Fatalf("%s user id %x, decode %x %v", r.Type, r.UserID, m.UserID, err)
 			}
 		default:
 			if r.UserID != nil {

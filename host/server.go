@@ -94,6 +94,7 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("/v1/vault", s.handleVault)
 	mux.HandleFunc("/v1/identity", s.handleIdentity)
 	mux.HandleFunc("/v1/account", s.handleAccount)
+	mux.HandleFunc(realmsPrefix, s.handleRealms)
 	mux.HandleFunc("/healthz", s.handleHealth)
 	mux.Handle("/metrics", s.MetricsHandler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

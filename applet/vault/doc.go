@@ -17,4 +17,10 @@
 // forgets. KE3 otherwise changes nothing durable: a login becomes a success
 // only when its client confirms, in the session, that it received the
 // release (protocol/SPEC.md, "Counting").
+//
+// The same vault is also a realm (protocol/REALMS.md): the files realm_*.go
+// keep one share of a t-of-n key per account, under its own store keys, and
+// apply the same rules to it: an evaluation is committed before the share is
+// read, the final ticket alone holds the record in RAM and revives it once,
+// and an unlock becomes a success only when its client confirms it.
 package vault

@@ -125,6 +125,27 @@ var harnessTests = []func(*testing.T){
 	TestAFullSessionTableRefusesAKE3BeforeTheRevival,
 	TestARetriedConfirmationIsANoOp,
 	TestAConfirmationWhoseCommitFailedCountsOnce,
+	// realm_test.go
+	TestRealmRegisterEvaluateUnlockConfirm,
+	// realm_counting_test.go
+	TestRealmEvaluationIsCountedBeforeTheShareIsRead,
+	TestRealmPowerCutsNeverGiveAFreeEvaluation,
+	TestRealmWithheldUnlockCannotReviveABurnedRecord,
+	TestRealmUnlockTheUserNeverConfirmedIsNotASuccess,
+	TestRealmTagIsSingleUse,
+	TestRealmFinalTicketRevivesOnce,
+	// realm_versions_test.go
+	TestRealmReplayedRegistrationCannotReviveABurnedVersion,
+	TestRealmPendingVersionIsErasedOnlyByACommit,
+	TestRealmSessionOnAnErasedVersionCannotCommit,
+	TestRealmCommitBelowCounterIsCounterOverLimit,
+	// realm_material_test.go
+	TestRealmRefusesAShareOffItsCommitments,
+	TestRealmRefusesIdentityCommitmentsAndZeroShares,
+	TestRealmRefusesAManifestForAnotherAccount,
+	// realm_tickets_test.go
+	TestRealmTicketPurposeIsChecked,
+	TestRealmTicketQuotaPerUser,
 	// register_hold_test.go
 	TestAHeldBackRegistrationCannotReviveABurnedRecord,
 	TestAHeldBackRegistrationCannotReturnAfterADelete,
@@ -209,7 +230,7 @@ func callsNewHarness(fn *ast.FuncDecl) bool {
 	found := false
 	ast.Inspect(fn, func(n ast.Node) bool {
 		if c, ok := n.(*ast.CallExpr); ok {
-			if id, ok := c.Fun.(*ast.Ident); ok && id.Name == "newHarness" {
+			if id, ok := c.Fun.(*ast.Ident); ok && (id.Name == "newHarness" || id.Name == "newRealmSet") {
 				found = true
 			}
 		}

@@ -234,3 +234,14 @@ func (t *table[T]) len() int {
 	defer t.mu.Unlock()
 	return len(t.entries)
 }
+
+// values returns the entries the table holds now.
+func (t *table[T]) values() []T {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]T, 0, len(t.entries))
+	for _, e := range t.entries {
+		out = append(out, e.value)
+	}
+	return out
+}

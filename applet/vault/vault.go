@@ -112,11 +112,16 @@ type Vault struct {
 	sessions      *table[*session]
 	registrations *table[*pendingRegistration]
 
+	realm *realms // the realm record kind's RAM state (realm.go)
+
 	admit admission
 
 	// onEvaluate, set by tests, sees every login whose KE2 evaluates a
 	// real record's key, just before the evaluation.
 	onEvaluate func(*pendingLogin)
+	// onRealmEvaluate, set by tests, sees every realm evaluation just
+	// before its share is read.
+	onRealmEvaluate func(userID []byte)
 }
 
 // New opens the vault kept in st. All pending logins, sessions and
@@ -139,6 +144,7 @@ func New(ctx context.Context, st Store, opts Options) (*Vault, error) {
 		registrations: newTable[*pendingRegistration](opts.MaxPendingRegistrations, opts.RegistrationTTL),
 		admit:         make(admission, opts.MaxConcurrent),
 	}
+	v.realm = newRealms(&v.opts)
 	if err := v.loadBundle(); err != nil {
 		return nil, err
 	}
@@ -161,6 +167,7 @@ func (v *Vault) Expire() {
 	v.finals.sweep(now)
 	v.sessions.expire(now)
 	v.registrations.expire(now)
+	v.realm.expire(now)
 }
 
 // Close wipes everything the vault holds in RAM.
@@ -168,6 +175,7 @@ func (v *Vault) Close() {
 	v.logins.clear()
 	v.sessions.clear()
 	v.registrations.clear()
+	v.realm.clear()
 }
 
 // Handle answers one request (an encoded protocol.Envelope) with one reply.
@@ -271,6 +279,9 @@ func (v *Vault) dispatch(ctx context.Context, t protocol.Type, body []byte) (pro
 			return nil, err
 		}
 		return v.sessionCommand(ctx, &m)
+	case protocol.TypeRealmProbe, protocol.TypeRealmChallenge, protocol.TypeRealmEvaluate, protocol.TypeRealmUnlock,
+		protocol.TypeRealmRegister, protocol.TypeRealmSession:
+		return v.dispatchRealm(ctx, t, body)
 	}
 	return nil, protocol.Errorf(protocol.CodeMalformed, "%s is not a request", t)
 }

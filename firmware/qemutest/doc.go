@@ -4,7 +4,9 @@
 // counted wrong passwords and lockout, state kept across a killed QEMU
 // (once, and at random moments during logins over many runs), damaged and
 // oversized frames, a rolled-back store image, and an applet's crash, hang,
-// read of the OS's memory and semihosting calls.
+// read of the OS's memory and semihosting calls; and three instances at
+// once serving one 2-of-3 realm version (protocol/REALMS.md), one of them
+// stopped, another killed right after a counted evaluation.
 //
 // The tests need qemu-system-arm and a QEMU firmware image named by
 // COFFER_FIRMWARE; they skip, saying why, when either is missing, so a plain

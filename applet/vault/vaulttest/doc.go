@@ -6,5 +6,7 @@
 //     which runs wherever the vault does (in process, over a socket, in QEMU);
 //   - memstore: the record store in RAM, with power cuts and snapshots;
 //   - measure: latency percentiles and CPU time for benchmark reports;
-//   - syncbuf: a buffer for logs and child output written concurrently.
+//   - syncbuf: a buffer for logs and child output written concurrently;
+//   - realmtest: a protocol-level driver of realms (types 16-21) and a
+//     dealer of realm versions, as a registering client makes them.
 package vaulttest

@@ -19,6 +19,7 @@ func TestEachPackageImportsOnlyItsPurpose(t *testing.T) {
 		"memstore":   nil,
 		"measure":    nil,
 		"syncbuf":    nil,
+		"realmtest":  {"protocol", "protocol/realmkey"},
 	}
 	dirs, err := os.ReadDir(".")
 	if err != nil {

@@ -53,3 +53,28 @@ func TestUntrustedCommandsLinkNoTrustedCode(t *testing.T) {
 		})
 	}
 }
+
+// cofferdAlsoLinksNone are packages cofferd must not link besides the
+// vault's code: the client (it holds the user's secrets on the user's
+// device) and the realm key schedule with its group arithmetic (REALMS.md:
+// protocol/realmkey is never imported by host/), nor anything of circl.
+var cofferdAlsoLinksNone = []string{
+	depcheck.Module + "/client",
+	depcheck.Module + "/protocol/realmkey",
+	"github.com/cloudflare/circl",
+}
+
+// TestCofferdLinksNoClientOrRealmKey: the realm relay and storage work on
+// clear routing fields and opaque bytes only; the day someone reaches for
+// the client library or the threshold VOPRF in cofferd, this fails.
+func TestCofferdLinksNoClientOrRealmKey(t *testing.T) {
+	var bad []string
+	for _, pkg := range depcheck.Deps(t, depcheck.Module+"/host/cmd/cofferd") {
+		if depcheck.Under(pkg, cofferdAlsoLinksNone...) {
+			bad = append(bad, pkg)
+		}
+	}
+	if len(bad) > 0 {
+		t.Fatalf("cofferd links:\n  %s", strings.Join(bad, "\n  "))
+	}
+}

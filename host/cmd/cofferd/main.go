@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -107,6 +108,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	listen := fs.String("listen", "127.0.0.1:8420", "HTTP address of the API")
 	metricsListen := fs.String("metrics-listen", "", "separate address for /metrics and /healthz (default: served on -listen too)")
 	accountsPath := fs.String("accounts", "cofferd-accounts.json", "accounts file (JSON; reloaded when it changes)")
+	realmsDir := fs.String("realms", "", "folder of the accounts' realm manifests and resume blobs (public or sealed; created, locked while cofferd runs) (default: cofferd-realms beside the -accounts file)")
 	vaults := fs.String("vault", "", "vault devices, comma-separated [NAME=]unix:PATH | [NAME=]serial:PATH|auto (unnamed: vault0, vault1, …); required")
 	timeout := fs.Duration("timeout", host.DefaultTimeout, "per vault request, waiting in the queue included")
 	queue := fs.Int("queue", host.DefaultQueue, "requests waiting per device before 503")
@@ -189,11 +191,22 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		}
 		log.Info("accounts reloaded", "file", *accountsPath, "accounts", n)
 	}
-	log.Info("starting cofferd", "listen", *listen, "accounts", len(accounts.All()), "devices", len(specs))
+	log.Info("starting cofferd", "listen", *listen, "accounts", len(accounts.All()), "devices", len(specs), "realms", *realmsDir)
+
+	if *realmsDir == "" {
+		// Beside the accounts file: the state folder under systemd, RUNDIR
+		// under `make run`.
+		*realmsDir = filepath.Join(filepath.Dir(*accountsPath), "cofferd-realms")
+	}
+	realms, err := host.OpenRealmStore(*realmsDir)
+	if err != nil {
+		return fmt.Errorf("-realms: %w", err)
+	}
+	defer realms.Close()
 
 	devices := host.OpenDevices(specs, host.OpenOptions{USBID: id, Log: log})
 	srv, err := host.New(host.Config{
-		Devices: devices, Accounts: accounts, Timeout: *timeout, Queue: q, InFlight: *inflight,
+		Devices: devices, Accounts: accounts, Realms: realms, Timeout: *timeout, Queue: q, InFlight: *inflight,
 		LoginRate: rate, LoginBurst: *loginBurst, PollInterval: *poll, MaxConnections: *maxConns, Log: log,
 	})
 	if err != nil {

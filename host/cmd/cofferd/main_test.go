@@ -150,6 +150,16 @@ func TestCommand(t *testing.T) {
 		t.Fatalf("metrics on the API address: %v %v", resp, err)
 	}
 
+	// Realm storage lands in the default -realms folder, beside the
+	// accounts file.
+	req, _ = http.NewRequest(http.MethodPut, "http://"+api.String()+"/v1/realms/manifest", strings.NewReader("a manifest"))
+	req.Header.Set("Authorization", "Bearer "+token[1])
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("PUT /v1/realms/manifest through the command: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+
 	stop()
 	select {
 	case err := <-done:
@@ -158,6 +168,9 @@ func TestCommand(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("cofferd did not stop")
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "cofferd-realms", "*.json")); len(files) != 1 {
+		t.Fatalf("realm files after a PUT: %v", files)
 	}
 	l := logs.String()
 	for _, want := range []string{`"level":"DEBUG"`, "INSECURE", `"msg":"request"`, "shutting down", `"msg":"stopped"`} {
@@ -227,7 +240,7 @@ func TestTLS(t *testing.T) {
 	addrs := make(chan net.Addr, 2)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-accounts", filepath.Join(dir, "a.json"), "-vault", "unix:" + softVault(t, dir),
+		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-accounts", filepath.Join(dir, "a.json"), "-realms", filepath.Join(dir, "realms"), "-vault", "unix:" + softVault(t, dir),
 			"-tls-cert", certFile, "-tls-key", keyFile}, env(nil), io.Discard, io.Discard, func(api, _ net.Addr) { addrs <- api })
 	}()
 	var api net.Addr
