@@ -609,8 +609,9 @@ func checkScheduleVector(t *testing.T, c *vectorfile.Case, byPath map[string]*ve
 }
 
 // checkEvidenceVector is the check of a lying realm's evidence (REALMS.md
-// 11.4), written here from protocol and this package because the client's
-// checker is not on main: evidence holds when the receipt verifies under
+// 11.4) from protocol and this package alone, rule by rule (the client's
+// CheckEvidence, tested on the same cases in client/, does not say which
+// check refused): evidence holds when the receipt verifies under
 // realms[index − 1] of the manifest, its evaluation_hash is recomputed from
 // the claimed manifest hash, index, Bl, E_i, π_i and handle, and the proof
 // fails for (G, Y_index, Bl, E_i).
