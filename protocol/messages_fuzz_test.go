@@ -3,6 +3,8 @@ package protocol
 import (
 	"bytes"
 	"testing"
+
+	"github.com/cofferhsm/coffer/internal/vectorfile"
 )
 
 // messageTypes lists a fresh value of every message a peer decodes.
@@ -70,6 +72,19 @@ func FuzzMessages(f *testing.F) {
 	}
 	for _, v := range realmSeeds(f) {
 		f.Add(v)
+	}
+	// The independent realm vectors: every messages/ case's bytes and its
+	// encoded inners (testdata/realms, written by gen_vectors.py there).
+	for _, c := range vectorfile.Load(f, "testdata/realms") {
+		if c.Group() != "messages" {
+			continue
+		}
+		f.Add(c.Data)
+		for _, h := range []string{"inner", "command"} {
+			if c.Has(h) {
+				f.Add(c.Hex(f, h))
+			}
+		}
 	}
 	f.Add([]byte{0xa0})
 	f.Fuzz(func(t *testing.T, b []byte) {

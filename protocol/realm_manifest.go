@@ -130,7 +130,10 @@ func SignManifest(anchor ed25519.PrivateKey, body *ManifestBody) ([]byte, error)
 // ParseManifest strictly decodes an encoded Manifest, validates its body and
 // checks the anchor signature under the anchor the body names. It does not
 // check the commitments as group elements (protocol/realmkey does), nor that
-// the anchor is the one the caller pinned.
+// the anchor is the one the caller pinned. A signature that does not verify
+// is both ErrMalformed, what a realm answers for such VersionMaterial
+// (REALMS.md 7), and ErrBadSignature, so a client can tell it from a
+// manifest that does not decode.
 func ParseManifest(encoded []byte) (*ManifestBody, error) {
 	if len(encoded) > MaxManifestSize {
 		return nil, fmt.Errorf("%w: manifest of %d bytes", ErrMalformed, len(encoded))
@@ -144,7 +147,7 @@ func ParseManifest(encoded []byte) (*ManifestBody, error) {
 		return nil, err
 	}
 	if !ed25519.Verify(body.Anchor, withContext(contextManifest, m.Body), m.AnchorSig) {
-		return nil, fmt.Errorf("%w: manifest", ErrBadSignature)
+		return nil, fmt.Errorf("%w: %w: manifest anchor signature", ErrMalformed, ErrBadSignature)
 	}
 	return &body, nil
 }

@@ -107,7 +107,7 @@ func TestManifestSignedByItsAnchor(t *testing.T) {
 	}
 	bad := bytes.Clone(m)
 	bad[len(bad)-1] ^= 1
-	if _, err := ParseManifest(bad); !errors.Is(err, ErrBadSignature) {
+	if _, err := ParseManifest(bad); !errors.Is(err, ErrBadSignature) || !errors.Is(err, ErrMalformed) {
 		t.Fatalf("a flipped signature bit: %v", err)
 	}
 	// Another key cannot sign for this anchor.

@@ -136,6 +136,19 @@ func PublicShare(commitments [][]byte, index int) ([]byte, error) {
 }
 
 func publicShare(commitments [][]byte, index int) (group.Element, error) {
+	y, err := sumCommitments(commitments, index)
+	if err != nil {
+		return nil, err
+	}
+	if y.IsIdentity() {
+		return nil, fmt.Errorf("public share Y_%d: %w", index, ErrIdentity)
+	}
+	return y, nil
+}
+
+// sumCommitments is Σ_j x_i^j·C_j with every commitment decoded and checked,
+// but the sum itself not yet checked against the identity.
+func sumCommitments(commitments [][]byte, index int) (group.Element, error) {
 	if index < 1 || index > MaxRealms {
 		return nil, fmt.Errorf("%w: index %d", ErrIndex, index)
 	}
@@ -153,16 +166,17 @@ func publicShare(commitments [][]byte, index int) (group.Element, error) {
 		y.Add(y, c.Mul(c, xj))
 		xj.Mul(xj, x)
 	}
-	if y.IsIdentity() {
-		return nil, fmt.Errorf("public share Y_%d: %w", index, ErrIdentity)
-	}
 	return y, nil
 }
 
 // CheckShare is what a realm does at registration (REALMS.md 5.5): its share
-// must be a canonical nonzero scalar with share·G = Y_index.
+// must be a canonical nonzero scalar with share·G = Y_index. The checks run
+// in REALMS.md 7's order: the commitments decode and none is the identity;
+// the share decodes canonically and is nonzero; Y_index is not the identity;
+// share·G = Y_index. So a zero share is refused as ErrZeroScalar, although
+// its Y_index is also the identity.
 func CheckShare(commitments [][]byte, index int, share []byte) error {
-	y, err := publicShare(commitments, index)
+	y, err := sumCommitments(commitments, index)
 	if err != nil {
 		return err
 	}
@@ -171,6 +185,9 @@ func CheckShare(commitments [][]byte, index int, share []byte) error {
 		return fmt.Errorf("share: %w", err)
 	}
 	defer k.SetUint64(0)
+	if y.IsIdentity() {
+		return fmt.Errorf("public share Y_%d: %w", index, ErrIdentity)
+	}
 	if !suite.NewElement().MulGen(k).IsEqual(y) {
 		return ErrShare
 	}

@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305  # noqa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat  # noqa: E402
 from r255 import G, L, add, decode, encode, mul, sbytes, scalar  # noqa: E402
 
-GROUPS = ["voprf", "sharing", "evaluate", "schedule", "messages"]
+GROUPS = ["voprf", "sharing", "evaluate", "schedule", "messages", "bounds"]
 CASES = {}
 
 
@@ -720,7 +720,8 @@ def messages(sched):
                            successes=2**33, seq_=2**60, ev=evaluation_hash,
                            versions=[{**committed, 3: 8}, {**pending, 1: seq(16, 0x77), 3: 8, 5: 3}]),
          "the longest fields: a 64-byte user id, limit 100, two-byte counts"),
-        ("smallest", fields(7, user_id=b"\x01", version=bytes(16), limit=0, tries=0, versions=[zero_version()] * 2),
+        ("smallest", fields(7, state=0, user_id=b"\x01", version=bytes(16), limit=0, tries=0,
+                            versions=[zero_version()] * 2),
          "the shortest fields: a 1-byte user id, no record"),
     ]
     pub_key = pub(realm_key)
@@ -835,6 +836,119 @@ def messages(sched):
                                      sealed_cmd).digest())
 
 
+# Guess bounds (REALMS.md 12 and 10), integer arithmetic only. The ceiling
+# on L is the realms' max_limit, 100 (SPEC.md's limit ceiling).
+BOUNDS_MAX_LIMIT = 100
+
+
+def per_realm(n, t, limit):
+    """12.3: L = floor(limit / (n - t + 1)), None (refused) if L = 0 or L >
+    the realms' max_limit."""
+    per = limit // (n - t + 1)
+    return None if per == 0 or per > BOUNDS_MAX_LIMIT else per
+
+
+def bound(n, t, c, per):
+    """12.2 Theorem 2 with nothing shown: floor((n - c) L / (t - c)), c < t;
+    c = 0 is Theorem 1's floor(n L / t)."""
+    assert 0 <= c < t
+    return (n - c) * per // (t - c)
+
+
+def tries_left(t, tries):
+    """12.5: the largest k with sum_i min(r_i, k) >= t k (k = 0 always
+    holds; the sum minus t k is concave in k, so the ks that hold are
+    0..k*). Searched over every k up to sum r_i, and checked against the
+    largest-first selection 12.5 says achieves it: each try takes one from
+    each of the t realms with the most tries left."""
+    best = max(k for k in range(sum(tries) + 1) if sum(min(r, k) for r in tries) >= t * k)
+    left, played = sorted(tries, reverse=True), 0
+    while len(left) >= t and left[t - 1] > 0:
+        left = sorted([r - 1 for r in left[:t]] + left[t:], reverse=True)
+        played += 1
+    assert played == best, (t, tries, played, best)
+    return best
+
+
+# 12.3's table (limit 10): t/n -> L, host-only bound, bound against c = t - 1.
+assert [(per_realm(n, t, 10), bound(n, t, 0, per_realm(n, t, 10)), bound(n, t, t - 1, per_realm(n, t, 10)))
+        for t, n in [(2, 3), (3, 5), (2, 2), (5, 8)]] == [(5, 7, 10), (3, 5, 9), (10, 10, 10), (2, 3, 8)]
+# 12.2: the bound is largest at c = t - 1, where it is (n - t + 1) L, at most the limit.
+assert all(bound(n, t, t - 1, per) == (n - t + 1) * per <= limit and
+           all(bound(n, t, c, per) <= bound(n, t, c + 1, per) for c in range(t - 1))
+           for n in range(2, 9) for t in range(n // 2 + 1, n + 1) for limit in range(1, 101)
+           for per in [per_realm(n, t, limit)] if per)
+# 12.5: with every realm at L the user has floor(n L / t) tries, as many as the host-only adversary.
+assert all(tries_left(t, [per] * n) == bound(n, t, 0, per)
+           for n in range(2, 9) for t in range(n // 2 + 1, n + 1) for per in range(1, 11))
+
+# Twenty tries-left cases: n, t and the tries left r_i at the reachable realms
+# holding the version (fewer than n when some do not answer).
+TRIES_LEFT = [
+    (3, 2, [5, 5, 5], "every realm at L = 5: floor(n L / t)"),
+    (3, 2, [5, 5, 0], "one realm used up: the other two pair off"),
+    (3, 2, [5, 0, 0], "one realm with tries: nothing, t = 2 are needed"),
+    (3, 2, [5, 5], "a realm unreachable: the two others"),
+    (3, 2, [5], "one reachable realm of three: no try"),
+    (3, 2, [9, 1, 1], "the capped realm: min(r_i, k) limits the large one"),
+    (3, 2, [4, 3, 2], "uneven: largest-first pairs 4 with 3, then with 2"),
+    (2, 2, [10, 7], "2 of 2: the smaller count"),
+    (3, 3, [3, 8, 5], "3 of 3: the smallest count"),
+    (5, 3, [3, 3, 3, 3, 3], "3 of 5 at L = 3: floor(15 / 3)"),
+    (5, 3, [3, 3, 3, 0, 0], "3 of 5, two realms used up: exactly t left"),
+    (5, 3, [3, 3, 2, 2, 0], "3 of 5, uneven"),
+    (5, 3, [10, 1, 1, 1, 1], "3 of 5, one large realm cannot make up for the others"),
+    (5, 4, [2, 2, 2, 2, 2], "4 of 5 at L = 2: floor(10 / 4)"),
+    (8, 5, [2] * 8, "5 of 8 at L = 2: floor(16 / 5)"),
+    (8, 5, [2, 2, 2, 2, 1, 1, 1, 0], "5 of 8, worn down unevenly"),
+    (8, 5, [100, 100, 100, 100, 1, 0, 0, 0], "5 of 8: four large realms need a fifth each try"),
+    (7, 4, [6, 5, 4, 3, 2, 1, 0], "4 of 7, a staircase"),
+    (6, 6, [4, 4, 4, 4, 4, 3], "6 of 6: the smallest"),
+    (4, 3, [0, 0, 0, 0], "every realm used up: no try"),
+]
+assert len(TRIES_LEFT) == 20
+
+
+def bounds():
+    """bounds/: per (t, n), one case whose headers list, for limit = 1..100,
+    L (12.3), the bounds against c = 0..t-1 compromised realms (12.2), the
+    host-only figure with c_ins insecure realms for c_ins = 0..n (12.4), and
+    C2's tolerance for every count of holders (10); then the twenty
+    tries-left cases (12.5). The bytes are empty: every figure is a header."""
+    limits = list(range(1, 101))
+    for n in range(2, 9):
+        for t in range(n // 2 + 1, n + 1):
+            pers = [per_realm(n, t, limit) for limit in limits]
+            h = {"threshold": t, "realms": n, "smallest_limit": n - t + 1, "limits": limits,
+                 "per_realm": ["refused" if p is None else p for p in pers]}
+            assert pers.index(next(p for p in pers if p)) + 1 == n - t + 1
+            for c in range(t):
+                h[f"bound_c{c}"] = ["refused" if p is None else bound(n, t, c, p) for p in pers]
+            for ci in range(n + 1):
+                h[f"insecure_{ci}"] = ["refused" if p is None else "no-bound" if ci >= t else bound(n, t, ci, p)
+                                       for p in pers]
+            h["holders"] = list(range(n + 1))
+            h["tolerance"] = [k - t if k >= t else "none" for k in range(n + 1)]
+            h["commit"] = ["yes" if k == n else "force" if k >= t else "no" for k in range(n + 1)]
+            case("bounds", f"{t}-of-{n}", "success", b"",
+                 f"Guess bounds of a {t}-of-{n} set (REALMS.md 12), for every limit in limits:\n"
+                 "per-realm L = floor(limit / (n - t + 1)) (12.3), refused if L = 0 or L > 100 (the realms'\n"
+                 "max_limit); bound-cC = floor((n - C) L / (t - C)), the passwords an adversary holding the\n"
+                 "hosts and C realms tests with nothing shown (12.2; bound-c0 is the host-only figure,\n"
+                 f"bound-c{t - 1} the one the limit bounds); insecure-C = the host-only figure with C insecure\n"
+                 "realms, floor((n - C) L / (t - C)), or no-bound when C >= t (12.4). For every count of\n"
+                 "holders |H| (this run's receipts of the new version, 10 C2): tolerance = |H| - t realms the\n"
+                 "key survives losing, none below t; commit yes (|H| = n), force (t <= |H| < n, --force) or no.\n"
+                 "The bytes are empty: every figure is a header.", **h)
+    for i, (n, t, tries, what) in enumerate(TRIES_LEFT, 1):
+        assert len(tries) <= n and n // 2 < t <= n
+        case("bounds", f"tries-left-{i:02d}", "success", b"",
+             f"Tries the user has left (REALMS.md 12.5): {what}.\n"
+             "tries are r_i at the reachable realms holding the version; tries-left is the largest k\n"
+             "with sum_i min(r_i, k) >= t k, which largest-first selection achieves. The bytes are empty.",
+             threshold=t, realms=n, tries=tries, tries_left=tries_left(t, tries))
+
+
 def main():
     if sys.argv[1:]:
         sys.exit("usage: gen_vectors.py")
@@ -842,6 +956,7 @@ def main():
     sharing()
     evaluate()
     messages(schedule())
+    bounds()
     casefiles.write(HERE, GROUPS, CASES)
 
 
