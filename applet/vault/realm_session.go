@@ -239,7 +239,9 @@ func (v *Vault) putVersion(s *realmSession, m *protocol.VersionMaterial) (*realm
 	}
 	sv.Status, sv.Origin = protocol.VersionPending, origin
 	rec.Versions = append(rec.Versions, sv)
+	read := rec
 	rec = rec.clone()
+	read.wipe() // the record as read holds the kept version's secrets too
 	if err := v.putRealmRecord(s.userID, rec); err != nil {
 		rec.wipe()
 		return nil, nil, err
