@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/rand"
+	"strings"
 	"testing"
 
 	"github.com/cofferhsm/coffer/protocol"
@@ -73,5 +74,44 @@ func TestRealmAttackGuessesBetweenProbeAndChallengeAreShown(t *testing.T) {
 	if rc.FailedSinceSuccess < 2 || rec.Failed < 2 {
 		t.Errorf("the confirmation at C released 2 guesses; the recovery shows %d failed there and F = %d\n%s",
 			rc.FailedSinceSuccess, rec.Failed, rec.Summary())
+	}
+}
+
+// Attack: at registration, once realm A has stored the new version pending,
+// its operator makes two counted guesses against it before the client's
+// commit arrives. The commit's session is opened by a challenge whose ticket
+// counts everything before it, so its confirmation releases the guesses. The
+// registration must show them, or they were released unseen (and the next
+// recovery starts from a clean count).
+func TestRealmAttackGuessesBeforeTheCommitAreShown(t *testing.T) {
+	f := newRealmFixture(t, 2, 3, realmOptions{})
+	a := f.realms[0]
+	done := false
+	a.dev.mu.Lock()
+	a.dev.rewrite = func(typ protocol.Type, request, reply []byte) []byte {
+		if typ == protocol.TypeRealmRegister && !done {
+			done = true
+			hostGuesses(t, a, 2)
+		}
+		return reply
+	}
+	a.dev.mu.Unlock()
+	rep, err := f.set().Register(context.Background(), []byte("correct horse"), randomKey(t), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !done || !rep.Committed {
+		t.Fatalf("the test wants the guesses made and the version committed: %s", rep.Summary())
+	}
+	st, err := a.protocolRealm().Probe(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.FailedSinceSuccess != 0 || st.AttemptsTotal != 2 {
+		t.Fatalf("realm A after the commit: %d attempts, %d held; want 2 attempts, all released", st.AttemptsTotal, st.FailedSinceSuccess)
+	}
+	sum := rep.Summary()
+	if !strings.Contains(sum, "2 evaluations") || !strings.Contains(sum, "A") {
+		t.Errorf("the commit at A released 2 guesses the registration does not show:\n%s", sum)
 	}
 }
