@@ -59,6 +59,10 @@ type realm struct {
 	// unlock; sessionErr says why not, when one was tried.
 	unlocked   bool
 	sessionErr error
+	// released is the unlocked receipt's count of failed evaluations of
+	// this run's last unlock: what its confirmation releases (N5), shown
+	// whether or not the confirmation's answer arrived.
+	released uint
 }
 
 func (r *realm) name() string { return QuoteName(r.entry.Name) }
@@ -306,6 +310,9 @@ func (r *realm) unlock(ctx context.Context, t *ticket, unlockKey []byte) (*realm
 	if err != nil {
 		return nil, err
 	}
+	// The confirmation releases what this receipt counts, which may be more
+	// than this run's probe showed: evaluations made since count too.
+	r.released = max(r.released, rc.FailedSinceSuccess)
 	x := secret.SessionExport()
 	defer clear(x)
 	ss, err := realmkey.SessionSecret(unlockKey, x, t.nonce)

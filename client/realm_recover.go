@@ -685,9 +685,12 @@ func (s *RealmSet) reports(ag *agreed, results map[*realm]*evaluation, before ma
 		if r.probe != nil {
 			// The probe's (or the attempt's) count of failures since the
 			// last success, before this recovery's confirmation released
-			// them; the tries left as the realm's last receipt says.
+			// them, or the unlocked receipt's if larger: the confirmation
+			// released every evaluation counted before its ticket, those
+			// made after the probe included. The tries left as the realm's
+			// last receipt says.
 			rr.State, rr.Versions = r.probe.State, r.probe.Versions
-			rr.FailedSinceSuccess = r.probe.FailedSinceSuccess
+			rr.FailedSinceSuccess = max(r.probe.FailedSinceSuccess, r.released)
 			rr.TriesLeft = r.last.TriesLeft
 			if r.last.State == protocol.RealmLive {
 				rr.State, rr.Versions = r.last.State, r.last.Versions

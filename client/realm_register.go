@@ -20,6 +20,11 @@ type RealmOutcome struct {
 	Committed   bool  // this run's signed committed receipt shows it committed
 	ManifestErr error // the manifest could not be stored at its host (others serve it)
 	Err         error // why it is not registered or not committed
+	// Released counts the evaluations of the new version made between its
+	// registration and its commit, none by this device: the commit's
+	// confirmation released them (rule N5), so they are shown here or
+	// nowhere.
+	Released uint
 }
 
 // RegisterReport is a registration's result, realm by realm.
@@ -39,6 +44,21 @@ type RegisterReport struct {
 	Threshold int
 }
 
+// released names the evaluations a commit's confirmation released: made
+// against the new version before its commit, none by this device. A commit
+// whose answer was lost may have released them too, so they are shown
+// whether or not it is known to have committed.
+func (r *RegisterReport) released() string {
+	var s string
+	for _, o := range r.Realms {
+		if o.Released > 0 {
+			s += fmt.Sprintf("; realm %s: %s of the new version before its commit, not by this device (someone may have tried passwords)",
+				QuoteName(o.Name), Plural(o.Released, "evaluation"))
+		}
+	}
+	return s
+}
+
 // Summary is what the CLI says after a registration (REALMS.md section 14).
 func (r *RegisterReport) Summary() string {
 	n := len(r.Realms)
@@ -50,13 +70,15 @@ func (r *RegisterReport) Summary() string {
 	}
 	if !r.Committed {
 		return fmt.Sprintf("the key is registered at %d of %d realms and waits for %s: nothing is committed yet; "+
-			"it can be committed once every realm has it (or, with --force, at %d)", n-len(r.Missing), n, realmNames(r.Missing), r.Threshold)
+			"it can be committed once every realm has it (or, with --force, at %d)", n-len(r.Missing), n, realmNames(r.Missing), r.Threshold) +
+			r.released()
 	}
 	s := fmt.Sprintf("registered at %d of %d realms; your key survives the loss of %s", committed, n, Plural(uint(r.Tolerance), "realm"))
 	if len(r.Missing) > 0 {
 		s += fmt.Sprintf(" (a realm that lies counts as lost) until %s %s it", realmNames(r.Missing),
 			map[bool]string{true: "has", false: "have"}[len(r.Missing) == 1])
 	}
+	s += r.released()
 	return s
 }
 
@@ -193,6 +215,7 @@ func (s *RealmSet) Register(ctx context.Context, password []byte, k *BackupKey, 
 		o := &report.Realms[r.pos]
 		o.Err = r.commit(ctx, versionID, materials[r.pos].UnlockKey)
 		o.Committed = o.Err == nil
+		o.Released = r.released
 	})
 	committed := 0
 	for _, o := range report.Realms {

@@ -225,6 +225,7 @@ func (v *Vault) putVersion(s *realmSession, m *protocol.VersionMaterial) (*realm
 	if own.Origin == protocol.OriginOverBurned {
 		origin = protocol.OriginOverBurned
 	}
+	committed := false
 	if p := rec.pending(); p != nil {
 		if p != own {
 			rec.wipe()
@@ -234,14 +235,22 @@ func (v *Vault) putVersion(s *realmSession, m *protocol.VersionMaterial) (*realm
 			rec.wipe()
 			return nil, nil, err
 		}
-		v.store.Shred()
+		committed = true
 	}
 	sv.Status, sv.Origin = protocol.VersionPending, origin
 	rec.Versions = append(rec.Versions, sv)
+	read := rec
 	rec = rec.clone()
+	read.wipe() // the record as read holds the kept version's secrets too
 	if err := v.putRealmRecord(s.userID, rec); err != nil {
 		rec.wipe()
 		return nil, nil, err
+	}
+	if committed {
+		// The put committed P (V3 is V4 first): older copies are shredded
+		// and, as after any commit, the user's other sessions end (N10).
+		v.store.Shred()
+		v.endOtherRealmSessions(s)
 	}
 	return rec, sv.VersionID, nil
 }

@@ -36,7 +36,7 @@ func (v *Vault) realmUnlock(ctx context.Context, req *realmRequest, m *protocol.
 	if !realmkey.TagValid(tk.unlockKey, m.Handle, tk.nonce, m.Tag) {
 		return nil, protocol.Errorf(protocol.CodeAuthentication, "unlock failed")
 	}
-	rec, err := v.recordForUnlock(tk)
+	rec, failed, err := v.recordForUnlock(tk)
 	if err != nil {
 		return nil, err
 	}
@@ -60,9 +60,7 @@ func (v *Vault) realmUnlock(ctx context.Context, req *realmRequest, m *protocol.
 	r.RequestHash, r.ClientNonce = req.secret.RequestHash, req.clientNonce
 	confirmed := min(max(rec.Watermark, tk.attempt), rec.Attempts)
 	r.TriesLeft = rec.Limit - uint(rec.Attempts-confirmed)
-	if tk.purpose == ticketEvaluation && tk.attempt > rec.Watermark {
-		r.FailedSinceSuccess-- // this ticket's own evaluation is still counted
-	}
+	r.FailedSinceSuccess = uint(failed)
 	receipt, err := protocol.SignRealmReceipt(v.id.signing, r)
 	if err != nil {
 		keys.Wipe()
@@ -86,31 +84,41 @@ func (v *Vault) realmUnlock(ctx context.Context, req *realmRequest, m *protocol.
 // tombstone (no evaluation since, the same versions): the RAM copy is
 // staged live with the watermark one past, so the counter stands at
 // limit − 1. Any other ticket finds it locked.
-func (v *Vault) recordForUnlock(tk *realmTicket) (*realmRecord, error) {
+//
+// It also returns the evaluations held against the user other than the
+// ticket's own: what the unlocked receipt shows, since the confirmation
+// releases all of them. It is counted on the record as the ticket found it:
+// the revival's watermark step releases the final ticket's own evaluation,
+// so the revived record's counter already leaves that one out.
+func (v *Vault) recordForUnlock(tk *realmTicket) (*realmRecord, uint64, error) {
 	mu := v.lockUser(tk.userID)
 	defer mu.Unlock()
 	cur, err := v.readRealmRecord(tk.userID)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if cur == nil {
-		return nil, protocol.Errorf(protocol.CodeVersion, "the record is gone")
+		return nil, 0, protocol.Errorf(protocol.CodeVersion, "the record is gone")
 	}
 	if cur.live() {
 		if cur.holds(tk.versionID, tk.manifestHash) == nil {
 			cur.wipe()
-			return nil, protocol.Errorf(protocol.CodeVersion, "the version is no longer held here")
+			return nil, 0, protocol.Errorf(protocol.CodeVersion, "the version is no longer held here")
 		}
-		return cur, nil
+		failed := cur.counter()
+		if tk.purpose == ticketEvaluation && tk.attempt > cur.Watermark {
+			failed-- // this ticket's own evaluation is still counted
+		}
+		return cur, failed, nil
 	}
 	if !tk.final || tk.rec == nil || cur.Attempts != tk.attempt || !cur.sameVersions(tk.rec) {
-		return nil, protocol.Errorf(protocol.CodeLocked, "the record is locked")
+		return nil, 0, protocol.Errorf(protocol.CodeLocked, "the record is locked")
 	}
 	rec := tk.rec.clone()
 	rec.State, rec.Attempts, rec.Successes, rec.Watermark = stateLive, cur.Attempts, cur.Successes, cur.Watermark+1
 	if err := v.putRealmRecord(tk.userID, rec); err != nil {
 		rec.wipe()
-		return nil, err
+		return nil, 0, err
 	}
-	return rec, nil
+	return rec, cur.counter() - 1, nil
 }

@@ -146,6 +146,9 @@ var harnessTests = []func(*testing.T){
 	// realm_tickets_test.go
 	TestRealmTicketPurposeIsChecked,
 	TestRealmTicketQuotaPerUser,
+	// realm_attack_counting_test.go, realm_attack_sessions_test.go
+	TestRealmAttackRevivalShowsEveryReleasedEvaluation,
+	TestRealmAttackPutVersionCommitEndsOtherSessions,
 	// register_hold_test.go
 	TestAHeldBackRegistrationCannotReviveABurnedRecord,
 	TestAHeldBackRegistrationCannotReturnAfterADelete,
