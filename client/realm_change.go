@@ -365,13 +365,7 @@ func (s *RealmSet) finishUnfinished(ctx context.Context, op *opened) (*ChangeRep
 	if !rep.Done {
 		return rep, nil, fmt.Errorf("client: %w", ErrChangeWaits)
 	}
-	if p != cur && p.resume != nil {
-		// p's unlock keys come from its blob: a later change opens sessions
-		// on p with them.
-		p.unlock = map[uint][]byte{}
-		for _, m := range p.resume.Materials {
-			p.unlock[m.Index] = bytes.Clone(m.UnlockKey)
-		}
+	if p != cur {
 		cur.wipe()
 	}
 	return rep, p, nil
@@ -466,6 +460,13 @@ func (s *RealmSet) loadResume(ctx context.Context, p *known, key []byte) error {
 			return false
 		}
 		p.resume, p.blob = body, blob
+		if p.unlock == nil {
+			// Sessions on p, where it is held, open with its unlock keys.
+			p.unlock = map[uint][]byte{}
+			for _, m := range body.Materials {
+				p.unlock[m.Index] = bytes.Clone(m.UnlockKey)
+			}
+		}
 		return true
 	}
 	if c := s.rc.Change; c != nil && c.ManifestHash == hex.EncodeToString(p.hash) {
