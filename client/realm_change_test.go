@@ -2,8 +2,11 @@ package client
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"testing"
+
+	"github.com/cofferhsm/coffer/protocol"
 )
 
 // A password change with every realm up: W is put and committed at all
@@ -32,5 +35,37 @@ func TestRealmChangePassword(t *testing.T) {
 	var wp *WrongPasswordError
 	if _, err := f.recover("old"); !errors.As(err, &wp) {
 		t.Fatalf("old password after a complete change: %v", err)
+	}
+}
+
+// A delete with every realm up erases the key everywhere, keeps each
+// realm's signed deleted receipt (what lets the totals start again, 6.3),
+// and afterwards the password opens nothing.
+func TestRealmDelete(t *testing.T) {
+	f := newRealmFixture(t, 2, 3, realmOptions{})
+	f.register("pw", 10)
+	rep, err := f.set().Delete(context.Background(), []byte("pw"))
+	if err != nil || !rep.Erased || !rep.Done {
+		t.Fatalf("delete: %v %+v", err, rep)
+	}
+	if rep.Summary() != "your key is deleted at all 3 realms" {
+		t.Errorf("summary %q", rep.Summary())
+	}
+	for i, e := range f.cfg.Realms.Set {
+		b, err := base64.StdEncoding.DecodeString(e.Deleted)
+		var sr protocol.SignedRealmReceipt
+		if err != nil || protocol.Unmarshal(b, &sr) != nil {
+			t.Fatalf("realm %s kept no deleted receipt: %q", e.Name, e.Deleted)
+		}
+		rc, err := sr.Verify(f.realms[i].dev.v.Identity().SigningKey)
+		if err != nil || rc.Kind != protocol.RealmReceiptDeleted || rc.State != protocol.RealmNoRecord {
+			t.Fatalf("realm %s: kept receipt %+v (%v)", e.Name, rc, err)
+		}
+	}
+	if f.cfg.Realms.Version != nil || f.cfg.Realms.Change != nil {
+		t.Errorf("after an erased delete the configuration holds %+v", f.cfg.Realms)
+	}
+	if _, err := f.recover("pw"); err == nil {
+		t.Fatal("the password recovers after the delete")
 	}
 }

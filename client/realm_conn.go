@@ -46,6 +46,8 @@ type realm struct {
 	// retiring: a realm a repair took out of the set (13.3), reached only
 	// to delete the old version there.
 	retiring bool
+	// deleting: this run deletes the key (13.2).
+	deleting bool
 	conn     *Conn
 	id       *protocol.Identity
 	account  []byte
@@ -216,7 +218,10 @@ func (r *realm) receipt(sr *protocol.SignedRealmReceipt, requestHash, clientNonc
 	// This device's own delete is the one thing after which the account's
 	// totals at the realm start again (6.3): the receipt is kept, and the
 	// totals it shows (none) become the ones the tripwires compare with.
-	deleted := rc.Kind == protocol.RealmReceiptDeleted && rc.State == protocol.RealmNoRecord
+	// While the user deletes the key, a realm that shows no record at all
+	// has what was asked, whoever deleted it (a delete whose receipt a cut
+	// lost, or another device's): its totals start again too.
+	deleted := rc.State == protocol.RealmNoRecord && (rc.Kind == protocol.RealmReceiptDeleted || r.deleting)
 	if last := r.entry.LastReceipt; last != nil && !deleted {
 		attempts, successes := uint64(rc.AttemptsTotal), uint64(rc.SuccessesTotal)
 		if attempts < last.AttemptsTotal || (rc.Kind == protocol.RealmReceiptAttempt && attempts == last.AttemptsTotal) {

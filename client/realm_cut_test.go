@@ -305,3 +305,92 @@ func TestChangeCutAtEveryStep(t *testing.T) {
 		})
 	}
 }
+
+func deleteOp(s *RealmSet) error {
+	_, err := s.Delete(context.Background(), []byte("old"))
+	return err
+}
+
+// liveRecords counts the realms that answer with a live record.
+func (f *realmFixture) liveRecords(t *testing.T) int {
+	n := 0
+	for _, vs := range f.versionsAt(t) {
+		if len(vs) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// TestDeleteCutAtEveryStep: a delete cut after every message, with each
+// subset of realms down. After the cut the key either still recovers with
+// any one realm removed, or the device has recorded the delete and fewer
+// than t realms hold it (complete against the servers' operators). Resumed
+// on the same device or a second one with every realm up, the delete ends
+// erased everywhere whenever t realms still held the key, and otherwise the
+// report names the realms that may still hold it.
+func TestDeleteCutAtEveryStep(t *testing.T) {
+	for mask := range 8 {
+		t.Run(fmt.Sprintf("down=%03b", mask), func(t *testing.T) {
+			t.Parallel()
+			total := -1
+			for k := -1; k <= total; k++ {
+				for _, second := range []bool{false, true} {
+					if k == 0 || (k == -1 && second) {
+						continue
+					}
+					f := newRealmFixture(t, 2, 3, realmOptions{})
+					key := f.register("old", 20)
+					pre, dev := newDevice(t, f.cfg), newDevice(t, f.cfg)
+					downs := f.down(mask)
+					tr, _ := dev.run(t, f, k, false, deleteOp)
+					if k == -1 {
+						total = tr.sent
+					}
+					f.allUp()
+					when := fmt.Sprintf("realms down %s, delete cut after %d messages", downs, k)
+					live := f.liveRecords(t)
+					recorded := dev.config(t).Realms.Change != nil && dev.config(t).Realms.Change.Kind == "delete"
+					if live > 0 && live < 3 && !recorded {
+						t.Fatalf("%s: a realm deleted the key but the device did not record the delete", when)
+					}
+					if live >= 2 {
+						f.tolerantIfAll(t, dev, key, live, when)
+					}
+					d := dev
+					if second {
+						d = pre
+					}
+					var rep *ChangeReport
+					_, err := d.run(t, f, -1, false, func(s *RealmSet) (err error) {
+						rep, err = s.Delete(context.Background(), []byte("old"))
+						return err
+					})
+					after := f.liveRecords(t)
+					switch {
+					case live >= 2 && (err != nil || after != 0 || !rep.Erased || d.config(t).Realms.Change != nil):
+						t.Fatalf("%s, resumed (second device %v): %d realms still hold the key (%v): %+v", when, second, after, err, rep)
+					case live < 2 && (err != nil || rep.Erased != (after == 0) || !rep.Complete || len(rep.OldHolders) != after):
+						t.Fatalf("%s, resumed: %d realms hold the key but the report says %+v", when, after, rep)
+					}
+					if _, err := f.recovers(t, d, key, "old"); err == nil {
+						t.Fatalf("%s: the password still recovers after the delete", when)
+					}
+				}
+			}
+		})
+	}
+}
+
+// tolerantIfAll: while all three realms still hold the key, any one may be
+// removed; with two, both are needed (the delete has begun).
+func (f *realmFixture) tolerantIfAll(t *testing.T, d *device, k *BackupKey, live int, when string) {
+	t.Helper()
+	if live == 3 {
+		f.tolerant(t, d, k, when, "old")
+		return
+	}
+	if _, err := f.recovers(t, d, k, "old"); err != nil {
+		t.Fatalf("%s: two realms hold the key but it does not recover: %v", when, err)
+	}
+}
