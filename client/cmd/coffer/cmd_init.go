@@ -32,6 +32,7 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 		realms   = fset.String("realms", "", "keep the key at a realm set: FILE lists the realms (JSON)")
 		thresh   = fset.Int("threshold", 0, "with --realms: how many realms recover the key (default a majority)")
 		force    = fset.Bool("force", false, "with --realms: commit once the threshold of realms registered, not all")
+		setCode  = fset.String("set-code", "", "with --realms --existing: the set code init printed on the first device")
 	)
 	rest, err := parse(fset, args)
 	if err != nil {
@@ -46,9 +47,15 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 	if *realms == "" && (*thresh != 0 || *force) {
 		return usagef("--threshold and --force are for init --realms")
 	}
-	if *realms != "" && (*server != "" || *provKey != "" || *existing || *keyText != "" || *keyFile != "" || *qr) {
-		return usagef("--realms takes the servers, tokens and provisioning keys from its FILE; it makes a new key behind a password " +
-			"(--server, --token, --provisioning-key, --existing, --key, --key-file and --qr are for a single vault)")
+	if *realms != "" && (*server != "" || *provKey != "" || *keyText != "" || *keyFile != "" || *qr) {
+		return usagef("--realms takes the servers, tokens and provisioning keys from its FILE and keeps a new key behind a password " +
+			"(--server, --token, --provisioning-key, --key, --key-file and --qr are for a single vault)")
+	}
+	if *setCode != "" && (*realms == "" || !*existing) {
+		return usagef("--set-code is for init --realms FILE --existing (a new device of a realm set)")
+	}
+	if *existing && *realms != "" && *force {
+		return usagef("--force is for registering a new key, not for --existing")
 	}
 	given := keyFlags{text: *keyText, file: *keyFile}
 	keyGiven := given.text != "" || given.file != ""
@@ -96,7 +103,11 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 		}
 	}
 	if *realms != "" {
-		return c.initRealms(ctx, path, realmFlags{file: *realms, threshold: *thresh, limit: *limit, insecure: *insecure, force: *force, pwFile: *pwFile})
+		rf := realmFlags{file: *realms, threshold: *thresh, limit: *limit, insecure: *insecure, force: *force, pwFile: *pwFile, setCode: *setCode}
+		if *existing {
+			return c.initRealmsExisting(ctx, path, rf)
+		}
+		return c.initRealms(ctx, path, rf)
 	}
 	cfg := &client.Config{Version: client.ConfigVersion, Server: *server, Token: *token, ProvisioningKey: strings.ToLower(*provKey)}
 

@@ -1,20 +1,18 @@
 package main
 
 // Realm mode (protocol/REALMS.md): the key behind a password at t of n
-// vaults, each behind its own cofferd and operator. `coffer init --realms`
-// registers it, `coffer restore` and `coffer key export-age` recover it,
-// `coffer realms` shows the set's health.
+// vaults, each behind its own cofferd and operator. This file: recovery for
+// restore and key export-age, `coffer realms` (the set's health), and what
+// the realm commands print; cmd_init_realms.go registers.
 
 import (
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,157 +20,6 @@ import (
 	"github.com/cofferhsm/coffer/client"
 	"github.com/cofferhsm/coffer/protocol"
 )
-
-// realmsFileEntry is one realm as the user writes it in the file given to
-// `coffer init --realms`: only what the user knows; pins come later.
-type realmsFileEntry struct {
-	Name            string `json:"name"`
-	Server          string `json:"server"`
-	Token           string `json:"token"`
-	ProvisioningKey string `json:"provisioning_key"`
-	Operator        string `json:"operator"`
-}
-
-// maxRealmsFile bounds the realms file: eight entries fit in far less.
-const maxRealmsFile = 64 << 10
-
-// readRealmsFile reads the user's list of realms. Unknown fields are refused,
-// so that a misspelt "provisioning_key" is not a realm without a pin.
-func readRealmsFile(path string) ([]*client.RealmEntry, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("realms file: %w", err)
-	}
-	if len(b) > maxRealmsFile {
-		return nil, fmt.Errorf("realms file %s is over %d bytes", client.QuoteName(path), maxRealmsFile)
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	var list []realmsFileEntry
-	if err := dec.Decode(&list); err != nil {
-		return nil, fmt.Errorf("realms file %s is not a JSON list of {name, server, token, provisioning_key, operator}: %w",
-			client.QuoteName(path), err)
-	}
-	var set []*client.RealmEntry
-	for _, e := range list {
-		set = append(set, &client.RealmEntry{Name: e.Name, Server: e.Server, Token: e.Token,
-			ProvisioningKey: strings.ToLower(e.ProvisioningKey), Operator: e.Operator})
-	}
-	return set, nil
-}
-
-// realmFlags are init's realm-mode options.
-type realmFlags struct {
-	file      string
-	threshold int
-	limit     uint
-	insecure  bool
-	force     bool
-	pwFile    string
-}
-
-// initRealms registers a new key at a realm set (REALMS.md 4, 5.2, 12.3):
-// pin and show every realm and the warnings of rule 6, derive L and print
-// the bounds, ask for the password, register, and print the set code.
-func (c *cli) initRealms(ctx context.Context, path string, rf realmFlags) error {
-	set, err := readRealmsFile(rf.file)
-	if err != nil {
-		return err
-	}
-	t := rf.threshold
-	if t == 0 {
-		t = client.DefaultThreshold(len(set))
-	}
-	cfg := &client.Config{Version: client.ConfigVersion, Mode: client.ModePassword, AllowInsecure: rf.insecure,
-		Realms: &client.RealmsConfig{Threshold: t, Set: set}}
-	k, err := client.NewBackupKey(nil)
-	if err != nil {
-		return err
-	}
-	defer k.Wipe()
-	if cfg.AgeRecipient, err = k.AgeRecipient(); err != nil {
-		return err
-	}
-	if err := cfg.Validate(); err != nil {
-		return usagef("%v", err)
-	}
-	for _, e := range set {
-		c.warnPlainHTTP(e.Server)
-	}
-	if err := checkWritable(path); err != nil {
-		return err
-	}
-	rs, err := client.OpenRealmSet(cfg, c.realmOptions(path, rf.insecure, rf.force))
-	if err != nil {
-		return err
-	}
-	// A probe counts nothing: it pins every realm and shows its state
-	// before the password is asked.
-	st, err := rs.Probe(ctx)
-	if err != nil {
-		return err
-	}
-	c.warnf("Realm set: any %d of these %d realms recover the key.\n", t, len(set))
-	for _, rr := range st.Realms {
-		c.showRealmIdentity(cfg.Realms, rr)
-	}
-	for _, w := range cfg.Realms.Warnings(nil) {
-		c.warnf("WARNING: %s.\n", w.Text)
-	}
-	for _, rr := range st.Realms {
-		if !rr.Reachable {
-			return fmt.Errorf("realm %s cannot be used (%v): every realm must be reached and verified once to pin it and learn its limits; nothing was registered",
-				client.QuoteName(rr.Name), rr.Err)
-		}
-		if rr.State != protocol.RealmNoRecord {
-			return fmt.Errorf("realm %s already holds a key record for this account (state %s): a set is registered once; nothing was registered",
-				client.QuoteName(rr.Name), realmStateName(rr.State))
-		}
-	}
-	bounds, err := rs.Bounds(rf.limit)
-	if err != nil {
-		return err
-	}
-	c.warnf("Guess bounds: %s.\n", bounds.Sentence())
-
-	pw, err := c.secret(rf.pwFile, "COFFER_PASSWORD", "New password", true)
-	if err != nil {
-		return err
-	}
-	defer clear(pw)
-	report, err := rs.Register(ctx, pw, k, rf.limit)
-	// What the device made is kept before anything else (rule C1), also
-	// when the registration did not finish.
-	if cfg.Realms.SetID != "" {
-		if serr := cfg.Save(path); serr != nil {
-			return fmt.Errorf("the configuration could not be written: %w", serr)
-		}
-	}
-	if err != nil {
-		return err
-	}
-	for _, o := range report.Realms {
-		switch {
-		case o.Committed:
-			c.warnf("realm %s: committed\n", client.QuoteName(o.Name))
-		case o.Registered:
-			c.warnf("realm %s: registered, not committed\n", client.QuoteName(o.Name))
-		default:
-			c.warnf("realm %s: not registered (%s)\n", client.QuoteName(o.Name), printable(fmt.Sprint(o.Err)))
-		}
-		if o.ManifestErr != nil {
-			c.warnf("realm %s: its host did not store the manifest (%s); the others serve it\n", client.QuoteName(o.Name), printable(o.ManifestErr.Error()))
-		}
-	}
-	if !report.Committed {
-		return fmt.Errorf("%s. Do not make backups with this configuration yet (%s)", report.Summary(), client.QuoteName(path))
-	}
-	c.printf("The realms hold this account's backup key behind your password: %s.\n", report.Summary())
-	c.printf("Guess bounds: %s.\n", report.Bounds.Sentence())
-	c.printf("\nSet code (keep it with your password; a new device needs it to trust your key's versions):\n\n    %s\n\n", report.SetCode)
-	c.printf("Backups are encrypted to %s\nConfiguration: %s\n", cfg.AgeRecipient, client.QuoteName(path))
-	return nil
-}
 
 func (c *cli) realmOptions(path string, insecure, force bool) client.RealmOptions {
 	// A lying realm's evidence goes beside the configuration, not into the
@@ -269,9 +116,7 @@ func (c *cli) recoverRealmKey(ctx context.Context, cfg *client.Config, path stri
 	if err != nil {
 		return nil, err
 	}
-	for _, line := range strings.Split(strings.TrimRight(rec.Summary(), "\n"), "\n") {
-		c.warnf("%s\n", printable(line))
-	}
+	c.printRecovery(rec)
 	k := rec.Key
 	if r, err := k.AgeRecipient(); err == nil && r != cfg.AgeRecipient {
 		c.warnf("warning: the realms released a key whose recipient is %s, but this account backs up to %s\n", r, cfg.AgeRecipient)
@@ -403,4 +248,12 @@ func operatorQuoted(e *client.RealmEntry) string {
 		return "(not given)"
 	}
 	return strconv.Quote(e.Operator)
+}
+
+// printRecovery prints a recovery's per-realm report and the figures of
+// REALMS.md 11 step 8, line by line (each made printable).
+func (c *cli) printRecovery(rec *client.Recovery) {
+	for _, line := range strings.Split(strings.TrimRight(rec.Summary(), "\n"), "\n") {
+		c.warnf("%s\n", printable(line))
+	}
 }

@@ -170,6 +170,29 @@ func TestE2ERealms(t *testing.T) {
 		t.Fatalf("coffer realms shows %d live realms, want 3:\n%s", c, r.stdout)
 	}
 
+	// A new device: without the set code it cannot tell the user's
+	// versions from the operators' and refuses; with it, it recovers K and
+	// restores.
+	code := regexp.MustCompile(`(?m)^set code:\s+(\S+)$`).FindStringSubmatch(r.stdout)
+	if code == nil {
+		t.Fatalf("coffer realms shows no set code:\n%s", r.stdout)
+	}
+	u2 := newUser(t)
+	u2.env["COFFER_PASSWORD"] = good
+	file := writeRealmsFile(t, rs)
+	if r := u2.run("init", "--realms", file, "--existing", "--insecure"); r.code != 2 || !strings.Contains(r.stderr, "needs --set-code") {
+		t.Fatalf("a new device without the set code: exit %d\n%s", r.code, r.stderr)
+	}
+	wrong := []byte(code[1])
+	wrong[0] ^= 1
+	u2.fails([]string{"a version your key did not make", "never evaluated"}, "init", "--realms", file, "--existing", "--insecure", "--set-code", string(wrong))
+	notExist(t, u2.config)
+	r = u2.ok("init", "--realms", file, "--existing", "--insecure", "--set-code", code[1])
+	t.Logf("new device:\n%s%s", r.stderr, r.stdout)
+	out4 := filepath.Join(t.TempDir(), "out4")
+	u2.ok("restore", backup, "-C", out4)
+	sameTree(t, src, filepath.Join(out4, "documents"))
+
 	// One realm's vault down: its cofferd answers, its vault does not;
 	// the other two recover the key and the report names the missing one.
 	rs[2].vault.proc.kill()

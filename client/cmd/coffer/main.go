@@ -42,6 +42,9 @@ Commands:
         Shows each realm and the guess bounds, and prints the set code to keep.
         --limit bounds the guesses of someone who controls the servers and t-1 realms
         (default 10); --force commits once t realms registered instead of all n.
+  init --realms FILE --existing --set-code CODE [--threshold t] [--insecure]
+        a new device of a realm set: recover K with the password, trusting only
+        versions whose anchor gives the set code printed on the first device.
   backup PATH... -o FILE [--force]
         write an encrypted backup of PATH... to FILE ("-" for stdout). Needs no
         password and no vault: only the public age recipient in the configuration.

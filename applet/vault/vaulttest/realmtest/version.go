@@ -178,7 +178,7 @@ func (v *Version) Recover(ctx context.Context, password []byte, indices ...int) 
 	return rec, nil
 }
 
-// UnlockKeys derives the unlock keys a recovery's output gives and reports
+// UnlockKeysFor derives the unlock keys a recovery's output gives and reports
 // whether the output passes the manifest's check (the password was right).
 func (v *Version) UnlockKeysFor(y []byte) ([][]byte, bool, error) {
 	sch, err := realmkey.NewScheduleStretched(y, v.Stretch(y), v.ID(), v.SetID)
