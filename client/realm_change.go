@@ -415,31 +415,26 @@ func (s *RealmSet) unfinished(ctx context.Context, op *opened) (*known, error) {
 	return best, nil
 }
 
-// isDone: every member shows the version committed alone, and no retiring
-// realm answers with a record.
+// isDone: every member shows the version committed alone. Realms leaving
+// the set (repair) are not waited for: once the old version is erased at
+// the members, nothing a device holds opens a session on it there any
+// more, so their delete is tried in the run that commits (carry) and what
+// is left is reported, not carried (13.3, "What repair cannot do").
 func (s *RealmSet) isDone(k *known) bool {
 	for _, r := range k.members() {
 		if !k.alone(r) {
 			return false
 		}
 	}
-	for _, r := range s.realms {
-		if r.retiring && (r.last == nil || r.last.State != protocol.RealmNoRecord) {
-			return false
-		}
-	}
 	return true
 }
 
-// settled: isDone at every realm that answered in this run.
+// settled: isDone at every realm that answered with a live record in this
+// run. A realm down, empty or burned holds nothing to finish; a new change
+// delivers to it (open registration) or waits for it.
 func (s *RealmSet) settled(k *known) bool {
 	for _, r := range k.members() {
-		if r.down == nil && r.last != nil && !k.alone(r) {
-			return false
-		}
-	}
-	for _, r := range s.realms {
-		if r.retiring && r.down == nil && r.last != nil && r.last.State != protocol.RealmNoRecord {
+		if r.down == nil && r.last != nil && r.last.State == protocol.RealmLive && !k.alone(r) {
 			return false
 		}
 	}
