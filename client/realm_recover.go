@@ -307,6 +307,14 @@ func (s *RealmSet) recoverOpen(ctx context.Context, password []byte) (*Recovery,
 			r.conn.PutManifest(ctx, ag.manifest) // the hosts keep only 4: re-PUT on every recovery (section 7)
 		}
 	})
+	if a := s.rc.anchor(); a != nil && !bytes.Equal(a, ag.body.Anchor) {
+		// A version handed over from the pinned anchor (K rotation): its
+		// key must derive its anchor before the device follows it.
+		if err := s.pinRotated(ag.body.Anchor, k); err != nil {
+			op.wipe()
+			return nil, nil, err
+		}
+	}
 	s.rc.Version = newRealmVersion(ag.manifest)
 	if s.rc.Anchor == "" {
 		s.rc.Anchor, s.rc.SetID = hex.EncodeToString(ag.body.Anchor), hex.EncodeToString(setID)
@@ -567,7 +575,10 @@ func (s *RealmSet) checkManifest(manifest, h []byte) (*agreed, error) {
 	}
 	anchor := s.rc.anchor()
 	switch {
-	case anchor != nil && !bytes.Equal(body.Anchor, anchor):
+	case anchor != nil && !bytes.Equal(body.Anchor, anchor) &&
+		!protocol.VerifyHandover(anchor, body.SetID, body.Anchor, body.Handover):
+		// Only the pinned anchor's own handover makes another anchor the
+		// set's (K rotation, 5.6).
 		return nil, errNotAnchored
 	case anchor == nil && s.opts.SetCode == "":
 		return nil, fmt.Errorf("client: %w", ErrNoAnchor)
