@@ -24,7 +24,7 @@ func anchorOf(k, setID []byte) (ed25519.PublicKey, error) {
 // and runs a change to a version W that wraps K' under the same password,
 // whose manifest carries the old anchor's handover signature over the new
 // anchor, so that every device that pinned the old anchor follows. Once W
-// is committed the configuration pins the new anchor and K''s age
+// is committed the configuration pins the new anchor and K”s age
 // recipient; the report carries the new set code. Backups made under K stay
 // readable by whoever recovers the old K until they are deleted.
 //
