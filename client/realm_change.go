@@ -62,6 +62,8 @@ type ChangeReport struct {
 	Erased       bool
 	// Done: the change is over (the configuration no longer holds it).
 	Done bool
+	// Nothing: a resume that found no unfinished change.
+	Nothing bool
 	// SetCode is the set code, new after a key rotation.
 	SetCode string
 	// Notes are further sentences for the user (what could not be
@@ -93,6 +95,8 @@ func (r *ChangeReport) Summary() string {
 		what = r.Kind
 	}
 	switch {
+	case r.Nothing:
+		return fmt.Sprintf("no unfinished change: nothing to resume; your key survives the loss of %s", realmCount(r.Tolerance))
 	case r.Kind == "delete":
 		deleted := r.names(func(o ChangeOutcome) bool { return !o.MayHoldOld })
 		if r.Erased {
@@ -118,7 +122,9 @@ func (r *ChangeReport) Summary() string {
 	default:
 		fmt.Fprintf(&b, "%s committed at %d of %d realms (%s not yet); your key survives the loss of %s", what, len(committed), n, realmNames(missing), realmCount(r.Tolerance))
 	}
-	if r.CommitSent && !r.Erased {
+	// A finished repair's leftovers are the realms that left the set, which
+	// nothing can finish: its note says so instead.
+	if r.CommitSent && !r.Erased && !(r.Kind == "repair" && r.Done) {
 		switch {
 		case !r.Complete:
 			fmt.Fprintf(&b, "\nthe old password still opens your key at up to %d realms; run `coffer password change --resume` to finish", len(r.OldHolders))
@@ -826,7 +832,7 @@ func (s *RealmSet) ChangePassword(ctx context.Context, password, newPassword []b
 	if newPW == nil {
 		if rep == nil {
 			rep = s.report("resume", cur, nil)
-			rep.Done = true
+			rep.Done, rep.Nothing, rep.CommitSent = true, true, true
 		}
 		return rep, nil
 	}
