@@ -6,6 +6,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/realmtest"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -67,5 +68,26 @@ func TestRealmDelete(t *testing.T) {
 	}
 	if _, err := f.recover("pw"); err == nil {
 		t.Fatal("the password recovers after the delete")
+	}
+}
+
+// The change with real Argon2id (no test stretching): the new version is
+// stretched as versions in use are, and opens only that way.
+func TestRealmChangePasswordRealStretching(t *testing.T) {
+	f := newRealmFixture(t, 2, 3, realmOptions{})
+	f.opts.stretch = nil
+	k := f.register("old", 10)
+	rep, err := f.set().ChangePassword(context.Background(), []byte("old"), []byte("new"))
+	if err != nil || !rep.Done {
+		t.Fatalf("change with Argon2id: %v %+v", err, rep)
+	}
+	rec, err := f.recover("new")
+	if err != nil || !rec.Key.Equal(k) {
+		t.Fatalf("new password with Argon2id: %v", err)
+	}
+	f.opts.stretch = realmtest.FastStretch
+	var wp *WrongPasswordError
+	if _, err := f.recover("new"); !errors.As(err, &wp) {
+		t.Fatalf("the new version opened with another stretching: %v", err)
 	}
 }
