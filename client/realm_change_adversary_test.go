@@ -2,6 +2,9 @@ package client
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"
@@ -244,4 +247,93 @@ func mustManifest(t *testing.T, cfg *Config) []byte {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// claim makes realm r's host rewrite every probe receipt with edit and
+// re-sign it with the realm's key: a compromised realm saying what it
+// likes about its state.
+func (r *testRealm) claim(t *testing.T, edit func(rc *protocol.RealmReceipt)) {
+	r.dev.mu.Lock()
+	defer r.dev.mu.Unlock()
+	r.dev.rewrite = func(typ protocol.Type, request, reply []byte) []byte {
+		if typ != protocol.TypeRealmProbe {
+			return reply
+		}
+		var req protocol.RealmRequest
+		if err := protocol.Decode(request, typ, &req); err != nil {
+			return reply
+		}
+		var body protocol.RealmProbe
+		_, secret, err := protocol.OpenRealmRequest(r.hpke, typ, &req, &body)
+		if err != nil {
+			return reply
+		}
+		var rr protocol.RealmReply
+		var inner protocol.RealmReceiptReply
+		if protocol.Decode(reply, typ, &rr) != nil || secret.OpenReply(&rr, &inner) != nil {
+			return reply
+		}
+		rc, err := inner.Receipt.Verify(r.signing.Public().(ed25519.PublicKey))
+		if err != nil {
+			t.Errorf("claiming host: %v", err)
+			return reply
+		}
+		edit(rc)
+		if inner.Receipt, err = protocol.SignRealmReceipt(r.signing, rc); err != nil {
+			t.Errorf("claiming host: %v", err)
+			return reply
+		}
+		sealed, err := secret.SealReply(rand.Reader, &inner)
+		if err != nil {
+			return reply
+		}
+		out, _ := protocol.Encode(typ, sealed)
+		return out
+	}
+}
+
+// A compromised realm that signs "the new version is committed here" about
+// this device's own change, which it never committed, must not make the
+// device commit where C2 does not hold: C3 counts only the device's own
+// recorded commit_sent. Here B lacks W (its host dropped the put), C
+// claims W committed alone; a resume must leave A holding the old version,
+// so that with C stopped the old password still recovers from A and B.
+func TestAClaimedCommitIsNotCommitSent(t *testing.T) {
+	f := newRealmFixture(t, 2, 3, realmOptions{})
+	k := f.register("old", 20)
+	oldHash, _, _ := f.cfg.Realms.Version.decode()
+	dev := newDevice(t, f.cfg)
+	f.realms[1].dev.setDrop(func(t protocol.Type) bool { return t == protocol.TypeRealmSession })
+	if _, err := dev.run(t, f, -1, false, changeOp); err != nil {
+		t.Fatal(err)
+	}
+	ch := dev.config(t).Realms.Change
+	if ch == nil || ch.CommitSent {
+		t.Fatalf("the change should wait for B: %+v", ch)
+	}
+	wHash, _ := hex.DecodeString(ch.ManifestHash)
+	f.realms[2].claim(t, func(rc *protocol.RealmReceipt) {
+		for i := range rc.Versions {
+			if string(rc.Versions[i].ManifestHash) == string(wHash) {
+				rc.Versions[i].Status = protocol.VersionCommitted
+			} else {
+				rc.Versions[i] = protocol.EmptyVersionState()
+			}
+		}
+	})
+	dev.run(t, f, -1, false, func(s *RealmSet) error {
+		rep, err := s.ChangePassword(context.Background(), []byte("old"), nil)
+		if rep != nil && rep.CommitSent {
+			t.Errorf("a realm's claim made the device commit: %s", rep.Summary())
+		}
+		return err
+	})
+	if a := f.versionsAt(t)["A"]; !committedOnly(a, oldHash) {
+		t.Fatalf("A lost the old version: %+v", a)
+	}
+	f.realms[1].dev.setDrop(nil)
+	f.realms[2].dev.setDown(true)
+	if _, err := f.recovers(t, dev, k, "old"); err != nil {
+		t.Fatalf("with the claiming realm stopped: %v", err)
+	}
 }
