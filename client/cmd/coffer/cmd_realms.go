@@ -118,6 +118,7 @@ func (c *cli) recoverRealmKey(ctx context.Context, cfg *client.Config, path stri
 		return nil, err
 	}
 	c.printRecovery(rec)
+	c.printRecoveryChange(rec)
 	k := rec.Key
 	if r, err := k.AgeRecipient(); err == nil && r != cfg.AgeRecipient {
 		c.warnf("warning: the realms released a key whose recipient is %s, but this account backs up to %s\n", r, cfg.AgeRecipient)

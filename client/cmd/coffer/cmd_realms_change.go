@@ -32,6 +32,20 @@ func (c *cli) printChange(rep *client.ChangeReport) {
 	}
 }
 
+// printRecoveryChange says what a recovery did about an unfinished change
+// it found and carried forward (C6), on stderr: restore may write data to
+// stdout.
+func (c *cli) printRecoveryChange(rec *client.Recovery) {
+	if rec.Change != nil {
+		for _, line := range strings.Split(rec.Change.Summary(), "\n") {
+			c.warnf("%s\n", printable(line))
+		}
+	}
+	if rec.ChangeErr != nil {
+		c.warnf("%s\n", printable(strings.TrimPrefix(rec.ChangeErr.Error(), "client: ")))
+	}
+}
+
 // unfinishedNotice is what realm commands say while a change or delete is
 // unfinished (C5).
 func (c *cli) unfinishedNotice(cfg *client.Config) {

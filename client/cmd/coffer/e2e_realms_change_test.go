@@ -52,6 +52,23 @@ func TestE2ERealmChanges(t *testing.T) {
 	}
 	u.fails([]string{"wrong password"}, "key", "export-age", "--insecure")
 	u.env["COFFER_PASSWORD"] = "third password"
+
+	// Cut short again (realm-3 down), then finished by a plain recovery:
+	// key export-age carries the change forward and says so (C6).
+	rs[2].vault.proc.kill()
+	rs[2].daemon.waitConnected(false, 10*time.Second)
+	u.env["COFFER_NEW_PASSWORD"] = "fourth password"
+	u.ok("password", "change", "--insecure")
+	rs[2].vault.serve()
+	rs[2].daemon.waitConnected(true, 10*time.Second)
+	r = u.ok("key", "export-age", "--insecure")
+	t.Logf("a recovery with a change unfinished:\n%s", r.stderr)
+	for _, want := range []string{"an unfinished change of your key is on this device", "change complete at 3 of 3 realms"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Fatalf("key export-age with a change unfinished lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	u.env["COFFER_PASSWORD"] = "fourth password"
 	r = u.ok("password", "change", "--resume", "--insecure")
 	if !strings.Contains(r.stdout, "no unfinished change: nothing to resume; your key survives the loss of 1 realm") {
 		t.Fatalf("--resume with nothing to finish:\n%s", r.stdout)
