@@ -222,6 +222,9 @@ func (c *Conn) do(ctx context.Context, method, path string, body []byte, step st
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading cofferd's reply: %w", step, err)
 	}
+	if resp.StatusCode == http.StatusNoContent && method == http.MethodDelete {
+		return nil, nil
+	}
 	if resp.StatusCode != http.StatusOK {
 		se := &ServerError{StatusCode: resp.StatusCode, Step: step}
 		var e struct {

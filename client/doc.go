@@ -26,6 +26,10 @@
 //     Register; realm_recover.go Recover (agree, exactly t evaluations,
 //     fallback, lying realms); realm_evidence.go the evidence file and
 //     CheckEvidence; realm_status.go Probe, for `coffer realms`;
+//     realm_resume.go the resume blob (5.7); realm_change.go ChangePassword
+//     and the forward-only carrying of a version (C1-C7, also what a
+//     recovery does with an unfinished change); realm_delete.go Delete;
+//     realm_repair.go Repair; realm_rotate.go RotateKey and the handover;
 //   - printing names (names.go): a name from a backup or the filesystem is
 //     escaped wherever it is printed, so it cannot fake output or drive the
 //     terminal.

@@ -27,6 +27,59 @@ type RealmsConfig struct {
 	SetID     string        `json:"set_id,omitempty"` // hex, 16 bytes: names the user inside the cryptography
 	Anchor    string        `json:"anchor,omitempty"` // hex Ed25519 public key: signs every version of the set (5.6)
 	Version   *RealmVersion `json:"version,omitempty"`
+	// Change is an unfinished change, delete, repair or key rotation
+	// (REALMS.md 10, C1-C6; 13): kept until the old version is erased
+	// everywhere, so that any later run carries it forward.
+	Change *RealmChange `json:"change,omitempty"`
+	// Retiring are realms a repair took out of the set: kept until their
+	// old version is deleted there (13.3).
+	Retiring []*RealmEntry `json:"retiring,omitempty"`
+}
+
+// RealmChange is the configuration's `change` object: the version W being
+// delivered, what this device has done about it, and the resume blob that
+// lets any device holding K finish it (5.7).
+type RealmChange struct {
+	Kind         string `json:"kind"`  // "change", "repair", "rotate" or "delete"
+	State        string `json:"state"` // "put": W is being delivered; "commit": its first commit was sent (C3); "delete": deleting
+	ManifestHash string `json:"manifest_hash,omitempty"`
+	Manifest     string `json:"manifest,omitempty"` // base64
+	// Old is the version W replaces (the set's version when the change
+	// began): the one whose holders C5 counts.
+	Old        *RealmVersion `json:"old,omitempty"`
+	CommitSent bool          `json:"commit_sent"`
+	Forced     bool          `json:"forced,omitempty"`
+	Resume     string        `json:"resume,omitempty"` // base64 of the resume blob
+	// Erased lists the signing keys (hex) of the realms whose receipts
+	// showed the old version gone (W committed alone, or deleted).
+	Erased []string `json:"erased,omitempty"`
+}
+
+func (c *RealmChange) validate() error {
+	switch c.Kind {
+	case "change", "repair", "rotate", "delete":
+	default:
+		return fmt.Errorf("change.kind %q is not change, repair, rotate or delete", c.Kind)
+	}
+	if c.Kind != "delete" {
+		if _, _, err := c.version().decode(); err != nil {
+			return fmt.Errorf("change: %w", err)
+		}
+		if _, err := base64.StdEncoding.DecodeString(c.Resume); err != nil || c.Resume == "" {
+			return errors.New("change.resume is not a base64 resume blob")
+		}
+	}
+	if c.Old != nil {
+		if _, _, err := c.Old.decode(); err != nil {
+			return fmt.Errorf("change.old: %w", err)
+		}
+	}
+	return nil
+}
+
+// version is the change's W as a RealmVersion.
+func (c *RealmChange) version() *RealmVersion {
+	return &RealmVersion{ManifestHash: c.ManifestHash, Manifest: c.Manifest}
 }
 
 // RealmEntry is one realm of the set: where it is, the key that vouches for
@@ -45,6 +98,10 @@ type RealmEntry struct {
 	HighestStoreSequence uint64            `json:"highest_store_sequence"`
 	LastReceipt          *RealmReceiptInfo `json:"last_receipt,omitempty"`
 	Account              string            `json:"account,omitempty"` // hex account_i from GET /v1/account, then pinned
+	// Deleted is this device's signed `deleted` receipt from the realm
+	// (base64 of the SignedRealmReceipt): the one thing that lets the
+	// account's totals there start again from zero (REALMS.md 6.3).
+	Deleted string `json:"deleted,omitempty"`
 }
 
 // RealmVersion is the version this device made or last opened: the public
@@ -119,6 +176,26 @@ func (rc *RealmsConfig) validate() error {
 	if rc.Version != nil {
 		if _, _, err := rc.Version.decode(); err != nil {
 			return err
+		}
+	}
+	if rc.Change != nil {
+		if err := rc.Change.validate(); err != nil {
+			return err
+		}
+	}
+	for _, e := range rc.Retiring {
+		if e == nil || e.Name == "" || names[e.Name] {
+			return errors.New("a retiring realm is empty, unnamed or named like another realm")
+		}
+		names[e.Name] = true
+		if err := e.validate(); err != nil {
+			return fmt.Errorf("retiring realm %s: %w", QuoteName(e.Name), err)
+		}
+		if e.Vault != nil {
+			if _, dup := keys[e.Vault.SigningKey]; dup {
+				return fmt.Errorf("retiring realm %s is the same device as a realm of the set", QuoteName(e.Name))
+			}
+			keys[e.Vault.SigningKey] = e.Name
 		}
 	}
 	return nil

@@ -41,12 +41,17 @@ func (c *Conn) GetManifest(ctx context.Context, manifestHash []byte) ([]byte, er
 // its connection and verified identity, and what this run learnt of it.
 // Only the goroutine working on a realm touches it.
 type realm struct {
-	entry   *RealmEntry
-	pos     int // 0-based position in the configuration
-	conn    *Conn
-	id      *protocol.Identity
-	account []byte
-	random  io.Reader
+	entry *RealmEntry
+	pos   int // 0-based position in the configuration
+	// retiring: a realm a repair took out of the set (13.3), reached only
+	// to delete the old version there.
+	retiring bool
+	// deleting: this run deletes the key (13.2).
+	deleting bool
+	conn     *Conn
+	id       *protocol.Identity
+	account  []byte
+	random   io.Reader
 	// down says why this realm is unusable in this run (nil: usable).
 	down error
 	// probe is this run's signed probe.
@@ -214,7 +219,14 @@ func (r *realm) receipt(sr *protocol.SignedRealmReceipt, requestHash, clientNonc
 	if err := r.sequence(uint64(rc.StoreSequence)); err != nil {
 		return nil, err
 	}
-	if last := r.entry.LastReceipt; last != nil {
+	// This device's own delete is the one thing after which the account's
+	// totals at the realm start again (6.3): the receipt is kept, and the
+	// totals it shows (none) become the ones the tripwires compare with.
+	// While the user deletes the key, a realm that shows no record at all
+	// has what was asked, whoever deleted it (a delete whose receipt a cut
+	// lost, or another device's): its totals start again too.
+	deleted := rc.State == protocol.RealmNoRecord && (rc.Kind == protocol.RealmReceiptDeleted || r.deleting)
+	if last := r.entry.LastReceipt; last != nil && !deleted {
 		attempts, successes := uint64(rc.AttemptsTotal), uint64(rc.SuccessesTotal)
 		if attempts < last.AttemptsTotal || (rc.Kind == protocol.RealmReceiptAttempt && attempts == last.AttemptsTotal) {
 			return nil, &RollbackError{Highest: last.AttemptsTotal, Got: attempts, Attempts: true}
@@ -294,6 +306,8 @@ type realmSession struct {
 	confirm []byte
 	// Unlocked is the realm's unlocked receipt.
 	unlocked *protocol.RealmReceipt
+	// signed is the last command's receipt as signed (a delete keeps it).
+	signed *protocol.SignedRealmReceipt
 }
 
 // unlock proves unlockKey over the ticket (type 19) and opens a session.
@@ -344,13 +358,19 @@ func (r *realm) randomUnlock(ctx context.Context, t *ticket) {
 // command runs one session command and checks its receipt, bound to the
 // command as sent (RealmCommandHash) and to its client nonce.
 func (s *realmSession) command(ctx context.Context, cmd protocol.RealmCommandCode, versionID []byte, kinds ...protocol.RealmReceiptKind) (*protocol.RealmReceipt, error) {
+	return s.send(ctx, &protocol.RealmCommand{Command: cmd, VersionID: versionID}, kinds...)
+}
+
+// send runs the session command c (its nonce and confirmation filled in
+// here) and checks its receipt.
+func (s *realmSession) send(ctx context.Context, c *protocol.RealmCommand, kinds ...protocol.RealmReceiptKind) (*protocol.RealmReceipt, error) {
 	nonce, err := s.r.nonce()
 	if err != nil {
 		return nil, err
 	}
 	s.seq++
 	seq := s.seq
-	c := &protocol.RealmCommand{Command: cmd, ClientNonce: nonce, Confirm: s.confirm, VersionID: versionID}
+	c.ClientNonce, c.Confirm = nonce, s.confirm
 	sealed, err := protocol.SealMessage(&s.keys.ToVault, seq, s.handle, c)
 	if err != nil {
 		return nil, err
@@ -367,6 +387,7 @@ func (s *realmSession) command(ctx context.Context, cmd protocol.RealmCommandCod
 		return nil, fmt.Errorf("client: the realm's session reply does not open: %w", err)
 	}
 	s.confirm = nil // answered: the realm has counted the success
+	s.signed = &inner.Receipt
 	return s.r.receipt(&inner.Receipt, protocol.RealmCommandHash(s.handle, seq, sealed), nonce, kinds...)
 }
 

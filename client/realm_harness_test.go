@@ -43,6 +43,9 @@ type testDevice struct {
 	counts map[protocol.Type]int
 	// rewrite, if set, replaces the vault's reply to a request.
 	rewrite func(t protocol.Type, request, reply []byte) []byte
+	// drop, if set, says which requests the host drops before the vault
+	// sees them.
+	drop func(t protocol.Type) bool
 }
 
 func (d *testDevice) Name() string      { return d.name }
@@ -57,6 +60,10 @@ func (d *testDevice) RoundTrip(ctx context.Context, request []byte) ([]byte, err
 	}
 	d.mu.Lock()
 	down, rewrite, v := d.down, d.rewrite, d.v
+	if d.drop != nil && d.drop(t) {
+		d.mu.Unlock()
+		return nil, fmt.Errorf("%w: dropped by the host", host.ErrDisconnected)
+	}
 	if !down {
 		d.counts[t]++
 	}

@@ -86,6 +86,10 @@ type Recovery struct {
 	// Failed is F: the failed evaluations since the last success summed
 	// over the realms that answered (11, step 8).
 	Failed uint
+	// Change is what this recovery did about an unfinished change it
+	// found (C6), nil when there was none; ChangeErr why it could not.
+	Change    *ChangeReport
+	ChangeErr error
 }
 
 // Summary is what the CLI shows after a recovery (11, step 8).
@@ -133,9 +137,43 @@ func (a *agreed) index(r *realm) uint { return a.body.IndexOf(r.id.SigningKey) }
 // unwrap K and confirm the unlock at each realm. A lying realm is named and
 // its evidence written. The configuration records the version opened.
 func (s *RealmSet) Recover(ctx context.Context, password []byte) (*Recovery, error) {
-	pw, err := NormalizePassword(password)
+	rec, op, err := s.recoverOpen(ctx, password)
 	if err != nil {
 		return nil, err
+	}
+	defer op.wipe()
+	if !s.opts.noFinish {
+		// Step 7's last part: an unfinished change found with K is carried
+		// forward, never left behind (C6).
+		rec.Change, _, err = s.finishUnfinished(ctx, op)
+		if err != nil {
+			rec.ChangeErr = err
+		}
+	}
+	return rec, nil
+}
+
+// opened is what a successful recovery leaves for a change: K, the version
+// opened and the unlock key of each of its realms.
+type opened struct {
+	key    []byte
+	ag     *agreed
+	unlock map[uint][]byte
+}
+
+func (o *opened) wipe() {
+	clear(o.key)
+	for _, k := range o.unlock {
+		clear(k)
+	}
+}
+
+// recoverOpen is Recover without carrying an unfinished change forward: it
+// returns the recovery and what a change needs.
+func (s *RealmSet) recoverOpen(ctx context.Context, password []byte) (*Recovery, *opened, error) {
+	pw, err := NormalizePassword(password)
+	if err != nil {
+		return nil, nil, err
 	}
 	defer clear(pw)
 	before := map[*realm]*RealmReceiptInfo{}
@@ -146,13 +184,13 @@ func (s *RealmSet) Recover(ctx context.Context, password []byte) (*Recovery, err
 		}
 	}
 	if err := s.probeAll(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ag, err := s.agree(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	t := s.threshold()
+	t := int(ag.body.Threshold)
 	setID := ag.body.SetID
 
 	// Step 3: the live holders with tries left, most first, ties in
@@ -169,7 +207,7 @@ func (s *RealmSet) Recover(ctx context.Context, password []byte) (*Recovery, err
 	defer clear(input)
 	blind, err := realmkey.NewBlind(input)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer blind.Wipe()
 	bl := blind.Blinded()
@@ -202,7 +240,7 @@ func (s *RealmSet) Recover(ctx context.Context, password []byte) (*Recovery, err
 		for _, r := range good {
 			r.randomUnlock(ctx, results[r].ticket)
 		}
-		return nil, s.quorumError(ag, results, len(good), "to recover your key")
+		return nil, nil, s.quorumError(ag, results, len(good), "to recover your key")
 	}
 
 	// Step 6: combine and check.
@@ -214,26 +252,30 @@ func (s *RealmSet) Recover(ctx context.Context, password []byte) (*Recovery, err
 	}
 	y, err := blind.Finalize(input, indices, evals)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer clear(y)
 	sch, err := s.schedule(y, ag.body.VersionID, setID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer sch.Wipe()
 	if !sch.CheckMatches(ag.body.Check) {
 		parallel(good, func(r *realm) { r.randomUnlock(ctx, results[r].ticket) })
-		return nil, s.wrongPassword(ag, results)
+		return nil, nil, s.wrongPassword(ag, results)
 	}
 	key, err := protocol.UnwrapKey(sch.Export[:], setID, ag.body.Wrapped)
 	if err != nil {
-		return nil, fmt.Errorf("client: %w (%v)", ErrCorruptManifest, err)
+		return nil, nil, fmt.Errorf("client: %w (%v)", ErrCorruptManifest, err)
 	}
-	defer clear(key)
+	op := &opened{key: key, ag: ag, unlock: map[uint][]byte{}}
+	for i, rk := range ag.body.Realms {
+		op.unlock[uint(i+1)] = sch.UnlockKey(i+1, rk)
+	}
 	k, err := BackupKeyFromBytes(key)
 	if err != nil {
-		return nil, err
+		op.wipe()
+		return nil, nil, err
 	}
 
 	// Step 7: unlock where evaluated; challenge and unlock at every other
@@ -265,6 +307,14 @@ func (s *RealmSet) Recover(ctx context.Context, password []byte) (*Recovery, err
 			r.conn.PutManifest(ctx, ag.manifest) // the hosts keep only 4: re-PUT on every recovery (section 7)
 		}
 	})
+	if a := s.rc.anchor(); a != nil && !bytes.Equal(a, ag.body.Anchor) {
+		// A version handed over from the pinned anchor (K rotation): its
+		// key must derive its anchor before the device follows it.
+		if err := s.pinRotated(ag.body.Anchor, k); err != nil {
+			op.wipe()
+			return nil, nil, err
+		}
+	}
 	s.rc.Version = newRealmVersion(ag.manifest)
 	if s.rc.Anchor == "" {
 		s.rc.Anchor, s.rc.SetID = hex.EncodeToString(ag.body.Anchor), hex.EncodeToString(setID)
@@ -281,7 +331,7 @@ func (s *RealmSet) Recover(ctx context.Context, password []byte) (*Recovery, err
 		}
 	}
 	rec.TriesLeft = TriesAcross(t, left)
-	return rec, nil
+	return rec, op, nil
 }
 
 // evaluation is one realm's answer to this try.
@@ -399,6 +449,9 @@ func (s *RealmSet) probeAll(ctx context.Context) error {
 // manifest comes from the configuration or any host and is checked in full.
 func (s *RealmSet) agree(ctx context.Context) (*agreed, error) {
 	t := s.threshold()
+	if w := s.changeBody(); w != nil {
+		t = min(t, int(w.Threshold))
+	}
 	holders := map[string][]*realm{}
 	var order []string
 	for _, r := range s.realms {
@@ -423,6 +476,7 @@ func (s *RealmSet) agree(ctx context.Context) (*agreed, error) {
 	}
 	var (
 		best     *agreed
+		found    []*agreed
 		notMine  []string
 		problems []string
 	)
@@ -442,16 +496,31 @@ func (s *RealmSet) agree(ctx context.Context) (*agreed, error) {
 			}
 			continue
 		}
-		if len(ag.holders) < t {
+		if len(ag.holders) < int(ag.body.Threshold) {
 			problems = append(problems, fmt.Sprintf("version %x… is held at its own index by only %d realms", h[:4], len(ag.holders)))
 			continue
 		}
-		if h == pinned {
-			best = ag
-			break
+		found = append(found, ag)
+	}
+	// The one this device last opened, else the highest sequence; with
+	// OtherVersion, the best of the others (10, `--other-version`).
+	pick := func(skip *agreed) *agreed {
+		var b *agreed
+		for _, ag := range found {
+			switch {
+			case ag == skip:
+			case string(ag.hash) == pinned:
+				return ag
+			case b == nil || ag.body.Sequence > b.body.Sequence:
+				b = ag
+			}
 		}
-		if best == nil || ag.body.Sequence > best.body.Sequence {
-			best = ag
+		return b
+	}
+	best = pick(nil)
+	if s.opts.OtherVersion && best != nil {
+		if best = pick(best); best == nil {
+			problems = append(problems, "no other version of your key is held by enough realms")
 		}
 	}
 	if best == nil {
@@ -506,7 +575,10 @@ func (s *RealmSet) checkManifest(manifest, h []byte) (*agreed, error) {
 	}
 	anchor := s.rc.anchor()
 	switch {
-	case anchor != nil && !bytes.Equal(body.Anchor, anchor):
+	case anchor != nil && !bytes.Equal(body.Anchor, anchor) &&
+		!protocol.VerifyHandover(anchor, body.SetID, body.Anchor, body.Handover):
+		// Only the pinned anchor's own handover makes another anchor the
+		// set's (K rotation, 5.6).
 		return nil, errNotAnchored
 	case anchor == nil && s.opts.SetCode == "":
 		return nil, fmt.Errorf("client: %w", ErrNoAnchor)
@@ -516,7 +588,7 @@ func (s *RealmSet) checkManifest(manifest, h []byte) (*agreed, error) {
 	if sid := s.rc.setID(); sid != nil && !bytes.Equal(body.SetID, sid) {
 		return nil, errors.New("its set id is not this set's")
 	}
-	if int(body.Threshold) != s.threshold() || len(body.Commitments) != int(body.Threshold) {
+	if !s.thresholdAllowed(h, int(body.Threshold)) || len(body.Commitments) != int(body.Threshold) {
 		return nil, fmt.Errorf("its threshold %d is not the configured %d", body.Threshold, s.threshold())
 	}
 	ag := &agreed{manifest: manifest, hash: h, body: body, byIndex: map[uint]*realm{}, shares: map[uint][]byte{}}

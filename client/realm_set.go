@@ -28,6 +28,18 @@ type RealmOptions struct {
 	// SetCode pins the set's anchor on a device that has none (5.6): the
 	// anchor of a manifest is accepted only if it gives this code.
 	SetCode string
+	// OtherVersion makes a recovery use the other version held by t
+	// realms, not the one it would choose: the password of a change made
+	// on another device and not yet finished (10, `--other-version`).
+	OtherVersion bool
+	// Checkpoint, if set, saves the configuration; a change calls it
+	// before its first put (C1) and before its first commit (C3), so that
+	// a cut leaves the device knowing what it started.
+	Checkpoint func() error
+
+	// noFinish keeps a recovery from carrying an unfinished change
+	// forward (tests that look without touching).
+	noFinish bool
 
 	// stretch replaces Argon2id in tests (nil: realmkey.Stretch, the only
 	// stretching real versions use).
@@ -61,6 +73,9 @@ func OpenRealmSet(cfg *Config, opts RealmOptions) (*RealmSet, error) {
 	}
 	for i, e := range cfg.Realms.Set {
 		s.realms = append(s.realms, &realm{entry: e, pos: i, random: s.random})
+	}
+	for _, e := range cfg.Realms.Retiring {
+		s.realms = append(s.realms, &realm{entry: e, pos: len(s.realms), random: s.random, retiring: true})
 	}
 	return s, nil
 }

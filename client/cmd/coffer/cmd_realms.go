@@ -106,6 +106,7 @@ func (c *cli) recoverRealmKey(ctx context.Context, cfg *client.Config, path stri
 	if err != nil {
 		return nil, err
 	}
+	c.unfinishedNotice(cfg)
 	pw, err := c.secret(ks.pwFile, "COFFER_PASSWORD", "Password", false)
 	if err != nil {
 		return nil, err
@@ -117,6 +118,7 @@ func (c *cli) recoverRealmKey(ctx context.Context, cfg *client.Config, path stri
 		return nil, err
 	}
 	c.printRecovery(rec)
+	c.printRecoveryChange(rec)
 	k := rec.Key
 	if r, err := k.AgeRecipient(); err == nil && r != cfg.AgeRecipient {
 		c.warnf("warning: the realms released a key whose recipient is %s, but this account backs up to %s\n", r, cfg.AgeRecipient)
@@ -126,6 +128,9 @@ func (c *cli) recoverRealmKey(ctx context.Context, cfg *client.Config, path stri
 
 // cmdRealms shows the set's health (REALMS.md 13.3). It counts nothing.
 func (c *cli) cmdRealms(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "repair" {
+		return c.cmdRealmsRepair(ctx, args[1:])
+	}
 	fset := c.flags("realms")
 	insecure := fset.Bool("insecure", false, "accept realms that say they are insecure")
 	if rest, err := parse(fset, args); err != nil {
@@ -144,6 +149,7 @@ func (c *cli) cmdRealms(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	c.unfinishedNotice(cfg)
 	st, err := rs.Probe(ctx)
 	c.save(cfg, path)
 	if err != nil {

@@ -42,6 +42,8 @@ func (c *cli) cmdPasswordChange(ctx context.Context, args []string) error {
 	fset := c.flags("password change")
 	ks := c.keySourceFlags(fset)
 	newFile := fset.String("new-password-file", "", "read the new password from FILE (else COFFER_NEW_PASSWORD, or asked)")
+	resume := fset.Bool("resume", false, "realm set: finish an unfinished change (cmd_realms_change.go)")
+	force := fset.Bool("force", false, "realm set: commit once t realms hold the new password, at a lower tolerance")
 	if rest, err := parse(fset, args); err != nil {
 		return err
 	} else if len(rest) > 0 {
@@ -52,7 +54,7 @@ func (c *cli) cmdPasswordChange(ctx context.Context, args []string) error {
 		return err
 	}
 	if cfg.Realms != nil {
-		return errRealmMode("password change")
+		return c.realmPasswordChange(ctx, cfg, path, ks, *newFile, *resume, *force)
 	}
 	s, err := c.login(ctx, cfg, path, ks, "Current vault password")
 	if err != nil {
@@ -90,7 +92,7 @@ func (c *cli) cmdDelete(ctx context.Context, args []string) error {
 		return errors.New("this account keeps its key as a 64-digit key: there is nothing in a vault to delete")
 	}
 	if cfg.Realms != nil {
-		return errRealmMode("delete")
+		return c.realmDelete(ctx, cfg, path, ks, *yes)
 	}
 	const warning = "This erases this account's backup key from the vault for ever. Backups made so far can then be\n" +
 		"opened only with an age identity exported before (coffer key export-age)."

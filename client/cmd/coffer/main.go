@@ -53,16 +53,27 @@ Commands:
         the password (vault login, or t realms of a realm set) or the 64-digit key.
   key export-age
         print the age identity that decrypts every backup (age -d -i FILE).
-  password change
-        change the vault password (K stays the same).
+  key rotate [--force]
+        realm set: replace K by a new key under the same password; devices that know the
+        old set code follow; prints the new set code. Old backups stay readable with the
+        old key until deleted.
+  password change [--resume] [--force]
+        change the vault password (K stays the same). With a realm set the new password
+        is put at every realm and committed only once every realm has it (--force: once
+        t have it, at a lower tolerance); until then both passwords work. --resume
+        finishes a change cut short here or on another device.
   delete [--yes]
-        erase K from the vault for ever.
+        erase K from the vault (or every realm of the set) for ever.
   status [--offline]
         show the account, the pinned vault, and the vault's state.
   realms [--insecure]
         probe every realm of a realm set (counting nothing) and show its health:
         per realm reachable, operator, fingerprint, state, versions, tries left;
         for the set whether it is recoverable, its tolerance, tries left, bounds.
+  realms repair --realms FILE [--threshold t] [--limit N] [--force]
+        after recovering the key with the password, move it onto the set FILE lists
+        (replace or add realms), then delete it at realms left out, where reachable.
+        A realm that cannot be reached keeps its old share: rotate the key then.
 
 Passwords are read from the terminal, or for scripts from --password-file FILE or
 COFFER_PASSWORD (and --new-password-file or COFFER_NEW_PASSWORD); a 64-digit key from
@@ -125,6 +136,10 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	case "restore":
 		err = c.cmdRestore(ctx, args)
 	case "key":
+		if len(args) > 0 && args[0] == "rotate" {
+			err = c.cmdKeyRotate(ctx, args[1:])
+			break
+		}
 		if len(args) == 0 || args[0] != "export-age" {
 			err = usagef("usage: coffer key export-age")
 			break
