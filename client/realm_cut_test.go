@@ -60,7 +60,7 @@ func newDevice(t *testing.T, cfg *Config) *device {
 	return &device{saved: b}
 }
 
-func (d *device) config(t *testing.T) *Config {
+func (d *device) config(t testing.TB) *Config {
 	var c Config
 	if err := json.Unmarshal(d.saved, &c); err != nil {
 		t.Fatal(err)
@@ -71,7 +71,7 @@ func (d *device) config(t *testing.T) *Config {
 // run opens the device's set with a transport cut after k requests, runs
 // f, and saves the configuration as the CLI would: at every checkpoint, and
 // at the end only if the run was not cut.
-func (d *device) run(t *testing.T, f *realmFixture, k int, force bool, do func(s *RealmSet) error) (*cutTransport, error) {
+func (d *device) run(t testing.TB, f *realmFixture, k int, force bool, do func(s *RealmSet) error) (*cutTransport, error) {
 	t.Helper()
 	cfg := d.config(t)
 	tr := &cutTransport{k: k}
@@ -104,7 +104,7 @@ func (d *device) run(t *testing.T, f *realmFixture, k int, force bool, do func(s
 // recovers says whether the device, as saved, recovers k with one of the
 // passwords the user knows, trying each on the version it would choose and
 // on the other one, without carrying anything forward.
-func (f *realmFixture) recovers(t *testing.T, d *device, k *BackupKey, passwords ...string) (string, error) {
+func (f *realmFixture) recovers(t testing.TB, d *device, k *BackupKey, passwords ...string) (string, error) {
 	t.Helper()
 	var errs []error
 	for _, other := range []bool{false, true} {
@@ -164,7 +164,7 @@ func (f *realmFixture) down(mask int) string {
 // finished checks the end state a finished change must reach: the new
 // password recovers with any one realm removed, every realm holds exactly
 // the device's version, committed, and the device holds no change.
-func (f *realmFixture) finished(t *testing.T, d *device, k *BackupKey, when string) {
+func (f *realmFixture) finished(t testing.TB, d *device, k *BackupKey, when string) {
 	t.Helper()
 	for _, r := range f.realms {
 		r.dev.setDown(true)
