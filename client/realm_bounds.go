@@ -56,7 +56,7 @@ func DeriveRealmBounds(limit uint, t int, realms []RealmLimitInput, allowInsecur
 	b := &RealmBounds{Threshold: t, N: n, Limit: limit, PerRealm: limit / spread}
 	if b.PerRealm == 0 {
 		return nil, fmt.Errorf("client: a limit of %d is too small: with %d of %d realms the smallest limit is %d "+
-			"(each realm must allow at least one try, and the limit counts the tries of %d realms)", limit, t, n, spread, spread)
+			"(each realm must allow at least one try, and the limit counts the tries of %s)", limit, t, n, spread, Plural(spread, "realm"))
 	}
 	var insecure []string
 	for _, r := range realms {
@@ -73,7 +73,10 @@ func DeriveRealmBounds(limit uint, t int, realms []RealmLimitInput, allowInsecur
 		if b.Insecure >= t {
 			return nil, fmt.Errorf("client: %w: realms %s are insecure, as many as the threshold; refused without --insecure", ErrNoGuessBound, realmNames(insecure))
 		}
-		return nil, fmt.Errorf("client: realms %s are INSECURE (software or emulated vaults): they count as compromised; refused without --insecure", realmNames(insecure))
+		if len(insecure) == 1 {
+			return nil, fmt.Errorf("client: %s is INSECURE (a software or emulated vault): it counts as compromised; refused without --insecure", realmSubject(insecure))
+		}
+		return nil, fmt.Errorf("client: %s are INSECURE (software or emulated vaults): they count as compromised; refused without --insecure", realmSubject(insecure))
 	}
 	if b.Insecure >= t {
 		b.NoBound = true

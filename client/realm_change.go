@@ -127,7 +127,7 @@ func (r *ChangeReport) Summary() string {
 	if r.CommitSent && !r.Erased && !(r.Kind == "repair" && r.Done) {
 		switch {
 		case !r.Complete:
-			fmt.Fprintf(&b, "\nthe old password still opens your key at up to %d realms; run `coffer password change --resume` to finish", len(r.OldHolders))
+			fmt.Fprintf(&b, "\nthe old password still opens your key at up to %s; run `coffer password change --resume` to finish", Plural(uint(len(r.OldHolders)), "realm"))
 		default:
 			fmt.Fprintf(&b, "\nthe old password no longer opens the key for the servers' operators alone; %s may still hold it, and with it anyone who also controls realms may still test the old password: finish when %s back, or repair and rotate the key",
 				describeOld(r), map[bool]string{true: "it is", false: "they are"}[len(r.OldHolders) == 1])

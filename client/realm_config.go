@@ -366,8 +366,12 @@ func (rc *RealmsConfig) Warnings(lookup func(host string) ([]string, error)) []R
 		}
 	}
 	if len(insecure) > 0 {
-		out = append(out, RealmWarning{What: "insecure", Realms: insecure, Text: fmt.Sprintf(
-			"realms %s are INSECURE (software or emulated vaults): their operators hold their keys, so each counts as a compromised realm", realmNames(insecure))})
+		text := fmt.Sprintf("%s %s INSECURE (software or emulated vaults): their operators hold their keys, so each counts as a compromised realm",
+			realmSubject(insecure), isAre(len(insecure)))
+		if len(insecure) == 1 {
+			text = fmt.Sprintf("%s is INSECURE (a software or emulated vault): its operator holds its keys, so it counts as a compromised realm", realmSubject(insecure))
+		}
+		out = append(out, RealmWarning{What: "insecure", Realms: insecure, Text: text})
 	}
 	return out
 }
@@ -392,6 +396,22 @@ func hostKeys(server string, lookup func(string) ([]string, error)) []string {
 		}
 	}
 	return keys
+}
+
+// realmSubject is "realm A" for one name, "realms A and B" for more.
+func realmSubject(names []string) string {
+	if len(names) == 1 {
+		return "realm " + realmNames(names)
+	}
+	return "realms " + realmNames(names)
+}
+
+// isAre is the verb that agrees with n things.
+func isAre(n int) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
 }
 
 // realmNames lists realm names for a sentence: "A and B", "A, B and C".

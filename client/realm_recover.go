@@ -111,8 +111,8 @@ func (r *Recovery) Summary() string {
 	}
 	fmt.Fprintf(&b, "%s left across the realms", tries(r.TriesLeft))
 	if r.Failed > 0 {
-		fmt.Fprintf(&b, "; up to %d passwords may have been tried (if someone also controlled %d realms); up to %d if only the servers' operators",
-			r.Failed, r.Threshold-1, r.Failed/uint(r.Threshold))
+		fmt.Fprintf(&b, "; up to %s may have been tried (if someone also controlled %s); up to %d if only the servers' operators",
+			Plural(r.Failed, "password"), Plural(uint(r.Threshold-1), "realm"), r.Failed/uint(r.Threshold))
 	}
 	return b.String()
 }
@@ -497,7 +497,7 @@ func (s *RealmSet) agree(ctx context.Context) (*agreed, error) {
 			continue
 		}
 		if len(ag.holders) < int(ag.body.Threshold) {
-			problems = append(problems, fmt.Sprintf("version %x… is held at its own index by only %d realms", h[:4], len(ag.holders)))
+			problems = append(problems, fmt.Sprintf("version %x… is held at its own index by only %s", h[:4], Plural(uint(len(ag.holders)), "realm")))
 			continue
 		}
 		found = append(found, ag)
@@ -524,18 +524,37 @@ func (s *RealmSet) agree(ctx context.Context) (*agreed, error) {
 		}
 	}
 	if best == nil {
-		msg := fmt.Sprintf("client: %v", ErrNoAgreedVersion)
+		var details []string
 		if len(notMine) > 0 {
-			msg += fmt.Sprintf("; a version your key did not make is held at realms %s, and is never evaluated", realmNames(dedupe(notMine)))
+			details = append(details, fmt.Sprintf("a version your key did not make is held at realms %s, and is never evaluated", realmNames(dedupe(notMine))))
 		}
-		for _, p := range problems {
-			msg += "; " + p
-		}
-		qe := s.quorumError(nil, nil, 0, "holding one version of your key")
-		return nil, fmt.Errorf("%s (%w)", msg, qe)
+		details = append(details, problems...)
+		return nil, &NoVersionError{Quorum: s.quorumError(nil, nil, 0, ""), Details: details}
 	}
 	return best, nil
 }
+
+// NoVersionError is a recovery or probe that found no version to use
+// (ErrNoAgreedVersion). When realms did not answer, it starts with the
+// counts and names each (REALMS.md 14: "2 of 3 realms needed; 1 answered:
+// realm B did not answer (…)"); Details say what else was seen.
+type NoVersionError struct {
+	Quorum  *QuorumError
+	Details []string
+}
+
+func (e *NoVersionError) Error() string {
+	rest := ErrNoAgreedVersion.Error()
+	for _, d := range e.Details {
+		rest += "; " + d
+	}
+	if len(e.Quorum.Failures) > 0 {
+		return e.Quorum.Error() + "; " + rest
+	}
+	return fmt.Sprintf("client: %s (%s)", rest, e.Quorum)
+}
+
+func (e *NoVersionError) Unwrap() []error { return []error{e.Quorum, ErrNoAgreedVersion} }
 
 var errNotAnchored = errors.New("a version your key did not make")
 
