@@ -41,13 +41,17 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 	if len(rest) > 0 {
 		return usagef("unexpected arguments %q", rest)
 	}
+	// A --token typed beside --realms would be silently unused: each
+	// realm's token is in the FILE. (COFFER_TOKEN in the environment is
+	// not the user's word for this command, and is ignored.)
+	tokenFlag := *token != ""
 	if *token == "" {
 		*token = c.getenv("COFFER_TOKEN")
 	}
 	if *realms == "" && (*thresh != 0 || *force) {
 		return usagef("--threshold and --force are for init --realms")
 	}
-	if *realms != "" && (*server != "" || *provKey != "" || *keyText != "" || *keyFile != "" || *qr) {
+	if *realms != "" && (*server != "" || tokenFlag || *provKey != "" || *keyText != "" || *keyFile != "" || *qr) {
 		return usagef("--realms takes the servers, tokens and provisioning keys from its FILE and keeps a new key behind a password " +
 			"(--server, --token, --provisioning-key, --key, --key-file and --qr are for a single vault)")
 	}

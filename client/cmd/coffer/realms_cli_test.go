@@ -119,3 +119,21 @@ func FuzzReadRealmsFile(f *testing.F) {
 }
 
 const fingerprintVector = "4915 4bf0 f5d0 1c93"
+
+// --token and --server are a single vault's: beside --realms (whose FILE
+// gives each realm's server and token) they would be silently ignored, so
+// they are a usage error, and nothing is sent or written.
+func TestInitRealmsRefusesSingleVaultFlags(t *testing.T) {
+	file := writeFile(t, `[{"name":"a","server":"http://127.0.0.1:1","token":"x","provisioning_key":"`+testProvKey+`"},
+		{"name":"b","server":"http://127.0.0.1:2","token":"y","provisioning_key":"`+testProvKey+`"}]`)
+	for _, extra := range [][]string{{"--token", "secret"}, {"--server", "http://127.0.0.1:3"}, {"--existing", "--set-code", "AAAAAAAAAAAAAAAA", "--token", "secret"}} {
+		e := newEnv(t)
+		r := e.run(append([]string{"init", "--realms", file, "--insecure"}, extra...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, extra[len(extra)-2]) || !strings.Contains(r.stderr, "FILE") {
+			t.Errorf("init --realms %v: exit %d, stderr:\n%s", extra, r.code, r.stderr)
+		}
+		if _, err := os.Stat(e.config); err == nil {
+			t.Errorf("init --realms %v wrote a configuration", extra)
+		}
+	}
+}
