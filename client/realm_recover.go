@@ -316,6 +316,7 @@ func (s *RealmSet) recoverOpen(ctx context.Context, password []byte) (*Recovery,
 		}
 	}
 	s.rc.Version = newRealmVersion(ag.manifest)
+	s.learnBounds(ag.body)
 	if s.rc.Anchor == "" {
 		s.rc.Anchor, s.rc.SetID = hex.EncodeToString(ag.body.Anchor), hex.EncodeToString(setID)
 	}
@@ -332,6 +333,22 @@ func (s *RealmSet) recoverOpen(ctx context.Context, password []byte) (*Recovery,
 	}
 	rec.TriesLeft = TriesAcross(t, left)
 	return rec, op, nil
+}
+
+// learnBounds takes the set's per-realm limit L from the version a
+// recovery opened, when no change is under way (a change's own version may
+// bring another L): a new device learns the bounds `coffer realms` shows.
+// The user's limit is kept when it gives that L; otherwise it becomes the
+// bound L spreads to, (n − t + 1)·L (12.3).
+func (s *RealmSet) learnBounds(body *protocol.ManifestBody) {
+	if s.rc.Change != nil || len(body.Realms) != len(s.rc.Set) {
+		return
+	}
+	spread := uint(len(body.Realms) - int(body.Threshold) + 1)
+	s.rc.PerRealm = body.Limit
+	if s.rc.Limit/spread != body.Limit {
+		s.rc.Limit = body.Limit * spread
+	}
 }
 
 // evaluation is one realm's answer to this try.
@@ -607,6 +624,33 @@ func (s *RealmSet) checkManifest(manifest, h []byte) (*agreed, error) {
 	if sid := s.rc.setID(); sid != nil && !bytes.Equal(body.SetID, sid) {
 		return nil, errors.New("its set id is not this set's")
 	}
+	// unpinned are the configured realms never reached (a new device whose
+	// realm was down): no identity, so no key to match. Each may stand for
+	// one realm of the manifest that no pinned realm matches, as a realm
+	// that is down in this run; it is pinned (provisioning key checked)
+	// and matched by its key once it answers.
+	var unpinned []*realm
+	members := 0
+	for _, r := range s.realms {
+		if !r.retiring {
+			members++
+			if r.entry.Vault == nil {
+				unpinned = append(unpinned, r)
+			}
+		}
+	}
+	if anchor == nil {
+		// A new device learns the set from its realms file and the user's
+		// --threshold: both must be the set's, or the counts of every
+		// later rule would be another set's.
+		if len(body.Realms) != members {
+			return nil, fmt.Errorf("your key's version lists %d realms and this configuration %d: give the realms file of the set", len(body.Realms), members)
+		}
+		if int(body.Threshold) != s.threshold() {
+			return nil, fmt.Errorf("your key's version is %d of %d realms and this configuration says %d: give --threshold %d",
+				body.Threshold, len(body.Realms), s.threshold(), body.Threshold)
+		}
+	}
 	if !s.thresholdAllowed(h, int(body.Threshold)) || len(body.Commitments) != int(body.Threshold) {
 		return nil, fmt.Errorf("its threshold %d is not the configured %d", body.Threshold, s.threshold())
 	}
@@ -618,12 +662,17 @@ func (s *RealmSet) checkManifest(manifest, h []byte) (*agreed, error) {
 				match = r
 			}
 		}
-		if match == nil {
+		if match == nil && len(unpinned) > 0 && unpinned[0].down != nil {
+			match, unpinned = unpinned[0], unpinned[1:]
+		} else if match == nil {
 			return nil, fmt.Errorf("its realm %d is not a configured realm", j+1)
-		}
-		acc, err := match.entry.account()
-		if err != nil || !bytes.Equal(acc, body.Accounts[j]) {
-			return nil, fmt.Errorf("it names another account at realm %s than the pinned one", match.name())
+		} else if match.entry.Account != "" || match.down == nil {
+			// (A realm pinned but down before its account was asked has
+			// nothing to compare; it is not used in this run.)
+			acc, err := match.entry.account()
+			if err != nil || !bytes.Equal(acc, body.Accounts[j]) {
+				return nil, fmt.Errorf("it names another account at realm %s than the pinned one", match.name())
+			}
 		}
 		y, err := realmkey.PublicShare(body.Commitments, j+1)
 		if err != nil {

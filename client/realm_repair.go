@@ -35,14 +35,14 @@ func (s *RealmSet) Repair(ctx context.Context, password []byte, newSet []*RealmE
 			threshold = DefaultThreshold(len(newSet))
 		}
 	}
-	if limit == 0 {
-		limit = s.rc.Limit
-	}
 	_, op, err := s.recoverOpen(ctx, password)
 	if err != nil {
 		return nil, err
 	}
 	defer op.wipe()
+	if limit == 0 {
+		limit = s.rc.Limit // after the recovery, which taught a new device the set's
+	}
 	fin, cur, err := s.finishUnfinished(ctx, op)
 	if err != nil {
 		return fin, err
