@@ -94,6 +94,9 @@ func (r *ChangeReport) Summary() string {
 	if r.Kind == "repair" || r.Kind == "rotate" {
 		what = r.Kind
 	}
+	if r.Kind == "register" {
+		what = "registration"
+	}
 	switch {
 	case r.Nothing:
 		return fmt.Sprintf("no unfinished change: nothing to resume; your key survives the loss of %s", realmCount(r.Tolerance))
@@ -111,6 +114,10 @@ func (r *ChangeReport) Summary() string {
 			b.WriteString("; run `coffer delete` again when they are back")
 		}
 		return b.String()
+	case !r.CommitSent && r.Kind == "register":
+		// The first version: there is no old password to fall back on.
+		fmt.Fprintf(&b, "the key is registered at %s; the registration waits for %s (%s): nothing is committed yet; "+
+			"do not back up with this configuration until `coffer password change --resume` finishes it", realmNames(holders), realmNames(lacking), waitReasons(r, lacking))
 	case !r.CommitSent:
 		fmt.Fprintf(&b, "the new password is registered at %s; the %s waits for %s (%s); both passwords work until it is finished: `coffer password change --resume`",
 			realmNames(holders), what, realmNames(lacking), waitReasons(r, lacking))
@@ -605,6 +612,7 @@ func erasedKeys(rep *ChangeReport, s *RealmSet) []string {
 func (s *RealmSet) report(kind string, p *known, errs map[*realm]error) *ChangeReport {
 	rep := &ChangeReport{Kind: kind, Threshold: int(p.body.Threshold), Tolerance: -1, SetCode: s.rc.SetCode()}
 	old := s.oldVersion(p)
+	first := kind == "register" && old == nil // no older version anywhere: nothing old to hold
 	rep.OldThreshold = s.threshold()
 	if old != nil {
 		rep.OldThreshold = int(old.Threshold)
@@ -624,6 +632,7 @@ func (s *RealmSet) report(kind string, p *known, errs map[*realm]error) *ChangeR
 			}
 		}
 		switch {
+		case first:
 		case !o.Reachable:
 			o.MayHoldOld = old == nil || r.id == nil || old.IndexOf(r.id.SigningKey) != 0
 		case r.last.State == protocol.RealmNoRecord:

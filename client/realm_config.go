@@ -40,7 +40,7 @@ type RealmsConfig struct {
 // delivered, what this device has done about it, and the resume blob that
 // lets any device holding K finish it (5.7).
 type RealmChange struct {
-	Kind         string `json:"kind"`  // "change", "repair", "rotate" or "delete"
+	Kind         string `json:"kind"`  // "register" (the first version), "change", "repair", "rotate" or "delete"
 	State        string `json:"state"` // "put": W is being delivered; "commit": its first commit was sent (C3); "delete": deleting
 	ManifestHash string `json:"manifest_hash,omitempty"`
 	Manifest     string `json:"manifest,omitempty"` // base64
@@ -57,9 +57,9 @@ type RealmChange struct {
 
 func (c *RealmChange) validate() error {
 	switch c.Kind {
-	case "change", "repair", "rotate", "delete":
+	case "register", "change", "repair", "rotate", "delete":
 	default:
-		return fmt.Errorf("change.kind %q is not change, repair, rotate or delete", c.Kind)
+		return fmt.Errorf("change.kind %q is not register, change, repair, rotate or delete", c.Kind)
 	}
 	if c.Kind != "delete" {
 		if _, _, err := c.version().decode(); err != nil {

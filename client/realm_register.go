@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -181,12 +182,29 @@ func (s *RealmSet) Register(ctx context.Context, password []byte, k *BackupKey, 
 			m.Wipe()
 		}
 	}()
+	resume := &ResumeBody{ManifestHash: manifestHash}
+	for _, m := range materials {
+		resume.Materials = append(resume.Materials, ResumeMaterial{Index: m.Index, Share: bytes.Clone(m.Share), UnlockKey: bytes.Clone(m.UnlockKey)})
+	}
+	blob, err := SealResume(s.random, key, versionID, resume)
+	resume.Wipe()
+	if err != nil {
+		return nil, err
+	}
 	dealing.Wipe()
 
-	// The device keeps what it made before anything is sent (rule C1).
+	// The device keeps what it made, with the resume blob, before anything
+	// is sent (rule C1): a cut after some registrations leaves a device
+	// that knows the version, and once t realms hold it a recovery opens
+	// the blob and finishes it (C6: `coffer password change --resume`).
 	s.rc.SetID, s.rc.Anchor = hex.EncodeToString(setID), hex.EncodeToString(body.Anchor)
 	s.rc.Limit, s.rc.PerRealm = bounds.Limit, bounds.PerRealm
 	s.rc.Version = newRealmVersion(manifest)
+	s.rc.Change = &RealmChange{Kind: "register", State: "put", ManifestHash: hex.EncodeToString(manifestHash),
+		Manifest: base64.StdEncoding.EncodeToString(manifest), Resume: base64.StdEncoding.EncodeToString(blob)}
+	if err := s.checkpoint(); err != nil {
+		return nil, err
+	}
 
 	report := &RegisterReport{Realms: make([]RealmOutcome, n), Bounds: bounds, SetCode: s.rc.SetCode(), Tolerance: -1, Threshold: t}
 	parallel(s.realms, func(r *realm) {
@@ -197,6 +215,7 @@ func (s *RealmSet) Register(ctx context.Context, password []byte, k *BackupKey, 
 			return
 		}
 		o.ManifestErr = r.conn.PutManifest(ctx, manifest)
+		r.conn.PutBlob(ctx, manifestHash, blob) // the configuration holds it too
 		o.Err = r.register(ctx, materials[r.pos], versionID, manifestHash)
 		o.Registered = o.Err == nil
 	})
@@ -211,6 +230,11 @@ func (s *RealmSet) Register(ctx context.Context, password []byte, k *BackupKey, 
 	if len(holders) < n && !(s.opts.Force && len(holders) >= t) {
 		return report, nil
 	}
+	// C3: recorded before the first commit is sent.
+	s.rc.Change.State, s.rc.Change.CommitSent, s.rc.Change.Forced = "commit", true, len(holders) < n
+	if err := s.checkpoint(); err != nil {
+		return nil, err
+	}
 	parallel(holders, func(r *realm) {
 		o := &report.Realms[r.pos]
 		o.Err = r.commit(ctx, versionID, materials[r.pos].UnlockKey)
@@ -224,6 +248,16 @@ func (s *RealmSet) Register(ctx context.Context, password []byte, k *BackupKey, 
 		}
 	}
 	report.Committed = committed == len(holders)
+	if committed == n {
+		// Committed everywhere: nothing is left to finish, and the blob,
+		// which holds every share, goes.
+		s.rc.Change = nil
+		parallel(s.realms, func(r *realm) {
+			if r.conn != nil && r.id != nil {
+				r.conn.DeleteBlob(ctx, manifestHash)
+			}
+		})
+	}
 	if committed > 0 {
 		report.Tolerance = committed - t
 	}

@@ -29,6 +29,12 @@ func (c *cli) cmdBackup(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if rc := cfg.Realms; rc != nil && rc.Change != nil && rc.Change.Kind == "register" && !rc.Change.CommitSent {
+		// Fewer than t realms may hold the key's only version: a backup to
+		// it now might never be opened.
+		return errors.New("the registration of this account's key at its realms is not committed yet, so the key may not be recoverable: " +
+			"no backup is made until `coffer password change --resume` finishes it")
+	}
 	rec, err := client.ParseRecipient(cfg.AgeRecipient)
 	if err != nil {
 		return err

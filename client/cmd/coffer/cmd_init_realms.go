@@ -90,7 +90,10 @@ func (c *cli) initRealms(ctx context.Context, path string, rf realmFlags) error 
 	if err := checkWritable(path); err != nil {
 		return err
 	}
-	rs, err := client.OpenRealmSet(cfg, c.realmOptions(path, rf.insecure, rf.force))
+	// The library saves the configuration before the first registration
+	// is sent and before the first commit (C1, C3): a cut leaves a device
+	// that knows the version and can finish it.
+	rs, err := c.realmSetFor(cfg, path, rf.insecure, rf.force)
 	if err != nil {
 		return err
 	}
@@ -152,8 +155,9 @@ func (c *cli) initRealms(ctx context.Context, path string, rf realmFlags) error 
 			c.warnf("realm %s: its host did not store the manifest (%s); the others serve it\n", client.QuoteName(o.Name), printable(o.ManifestErr.Error()))
 		}
 	}
-	if !report.Committed {
-		return fmt.Errorf("%s. Do not make backups with this configuration yet (%s)", report.Summary(), client.QuoteName(path))
+	if !report.Committed || cfg.Realms.Change != nil {
+		return fmt.Errorf("%s. Do not make backups with this configuration yet (%s): `coffer password change --resume` finishes the registration once the realms are back",
+			report.Summary(), client.QuoteName(path))
 	}
 	c.printf("The realms hold this account's backup key behind your password: %s.\n", report.Summary())
 	c.printf("Guess bounds: %s.\n", report.Bounds.Sentence())

@@ -56,6 +56,11 @@ func (c *cli) unfinishedNotice(cfg *client.Config) {
 		c.warnf("%s\n", s)
 		return
 	}
+	if cfg.Realms.Change.Kind == "register" {
+		c.warnf("the registration of your key is unfinished on this device: do not back up with this configuration until " +
+			"`coffer password change --resume` finishes it\n")
+		return
+	}
 	c.warnf("an unfinished %s of your key is on this device: the old password may still open it at some realms; "+
 		"run `coffer password change --resume` to finish\n", cfg.Realms.Change.Kind)
 }

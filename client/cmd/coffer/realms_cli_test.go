@@ -1,10 +1,15 @@
 package main
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cofferhsm/coffer/client"
+	"github.com/cofferhsm/coffer/protocol"
 )
 
 const testProvKey = "6af80aea6e7bcbe5ab95fcc42b1f28263593cdeb5f1ff08573c5ffb49b03f7bf"
@@ -136,4 +141,41 @@ func TestInitRealmsRefusesSingleVaultFlags(t *testing.T) {
 			t.Errorf("init --realms %v wrote a configuration", extra)
 		}
 	}
+}
+
+// A first registration that no realm has committed yet (the client was cut,
+// or a realm was down) may never open: fewer than t realms may hold it. A
+// backup to its key now could be lost, so `coffer backup` refuses until the
+// registration is committed, and says how to finish it.
+func TestBackupRefusedWhileTheRegistrationIsUncommitted(t *testing.T) {
+	e := newEnv(t)
+	k, err := client.NewBackupKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recipient, _ := k.AgeRecipient()
+	manifest := []byte("a manifest, as far as the configuration's checks go")
+	version := &client.RealmVersion{ManifestHash: hex.EncodeToString(protocol.ManifestHash(manifest)), Manifest: base64.StdEncoding.EncodeToString(manifest)}
+	rc := &client.RealmsConfig{Threshold: 2, SetID: strings.Repeat("11", 16), Anchor: strings.Repeat("22", 32), Version: version,
+		Change: &client.RealmChange{Kind: "register", State: "put", ManifestHash: version.ManifestHash, Manifest: version.Manifest, Resume: "AAAA"}}
+	for _, name := range []string{"a", "b", "c"} {
+		rc.Set = append(rc.Set, &client.RealmEntry{Name: name, Server: "http://127.0.0.1:1", Token: "x", ProvisioningKey: testProvKey})
+	}
+	cfg := &client.Config{Version: client.ConfigVersion, Mode: client.ModePassword, AgeRecipient: recipient, Realms: rc}
+	if err := cfg.Save(e.config); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(src, []byte("data"), 0o600)
+	out := filepath.Join(t.TempDir(), "b.age")
+	e.fails("`coffer password change --resume`", "backup", src, "-o", out)
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("a backup was written")
+	}
+	// Once its first commit was sent (C3), K opens from t realms: backups go.
+	rc.Change.CommitSent, rc.Change.State = true, "commit"
+	if err := cfg.Save(e.config); err != nil {
+		t.Fatal(err)
+	}
+	e.ok("backup", src, "-o", out)
 }
