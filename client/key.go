@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
@@ -109,4 +110,20 @@ func ParseRecipient(s string) (*age.X25519Recipient, error) {
 		return nil, fmt.Errorf("client: age recipient %q: %w", s, err)
 	}
 	return r, nil
+}
+
+// KeyOpensBackup is a RealmOptions.CheckKey: K must open the age file
+// backup (its header: K's identity unwraps the file key and the header's
+// MAC verifies). The payload is not read.
+func KeyOpensBackup(backup []byte) func(*BackupKey) error {
+	return func(k *BackupKey) error {
+		id, err := k.AgeIdentity()
+		if err != nil {
+			return err
+		}
+		if _, err := age.Decrypt(bytes.NewReader(backup), id); err != nil {
+			return fmt.Errorf("the backup does not open with it: %w", err)
+		}
+		return nil
+	}
 }

@@ -21,7 +21,13 @@ var (
 	// realms (REALMS.md 10, "Which version a recovery uses").
 	ErrNoAgreedVersion = errors.New("no version of your key that this device can use is held by enough realms")
 	// ErrNoAnchor: a device with no pinned anchor and no set code (5.6).
-	ErrNoAnchor = errors.New("this device cannot tell your key's version from one the servers' operators made; type the set code (coffer init --realms FILE --set-code CODE)")
+	ErrNoAnchor = errors.New("this device cannot tell your key's version from one the servers' operators made; " +
+		"type the set code (coffer init --realms FILE --existing --set-code CODE) or give one of your backups to check the key against (--backup FILE)")
+	// ErrBackupNotOpened: on a device without a pinned anchor, the key a
+	// version released does not open the backup given to check it (5.6):
+	// not the user's version, or not this account's backup.
+	ErrBackupNotOpened = errors.New("the key this version of the realms released does not open the backup given to check it: " +
+		"it is not your key (the servers' operators may have made this version), or the backup is not this account's; nothing was pinned or written")
 	// ErrCorruptManifest: the password matched the manifest's check value
 	// but its wrapped key does not open (5.3): never a wrong password.
 	ErrCorruptManifest = errors.New("the password is right but the manifest's wrapped key does not open: the manifest is corrupt")
@@ -276,6 +282,18 @@ func (s *RealmSet) recoverOpen(ctx context.Context, password []byte) (*Recovery,
 	if err != nil {
 		op.wipe()
 		return nil, nil, err
+	}
+	if s.rc.anchor() == nil && s.opts.CheckKey != nil {
+		// A device that knows no anchor accepts K only once K opened the
+		// user's backup (5.6), before any unlock: a version the hosts made
+		// for a guess p* then sees random tags, as for a wrong password,
+		// and learns nothing of whether p* was right.
+		if err := s.opts.CheckKey(k); err != nil {
+			parallel(good, func(r *realm) { r.randomUnlock(ctx, results[r].ticket) })
+			k.Wipe()
+			op.wipe()
+			return nil, nil, fmt.Errorf("client: %w (%v)", ErrBackupNotOpened, err)
+		}
 	}
 
 	// Step 7: unlock where evaluated; challenge and unlock at every other
@@ -616,9 +634,9 @@ func (s *RealmSet) checkManifest(manifest, h []byte) (*agreed, error) {
 		// Only the pinned anchor's own handover makes another anchor the
 		// set's (K rotation, 5.6).
 		return nil, errNotAnchored
-	case anchor == nil && s.opts.SetCode == "":
+	case anchor == nil && s.opts.SetCode == "" && s.opts.CheckKey == nil:
 		return nil, fmt.Errorf("client: %w", ErrNoAnchor)
-	case anchor == nil && !strings.EqualFold(realmkey.SetCode(body.SetID, body.Anchor), strings.TrimSpace(s.opts.SetCode)):
+	case anchor == nil && s.opts.SetCode != "" && !strings.EqualFold(realmkey.SetCode(body.SetID, body.Anchor), strings.TrimSpace(s.opts.SetCode)):
 		return nil, errNotAnchored
 	}
 	if sid := s.rc.setID(); sid != nil && !bytes.Equal(body.SetID, sid) {

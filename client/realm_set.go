@@ -28,6 +28,12 @@ type RealmOptions struct {
 	// SetCode pins the set's anchor on a device that has none (5.6): the
 	// anchor of a manifest is accepted only if it gives this code.
 	SetCode string
+	// CheckKey, on a device with no pinned anchor, must accept a recovered
+	// K before the client sends any unlock, pins the anchor or returns K
+	// (5.6, 11.6): KeyOpensBackup checks that K opens one of the user's
+	// backups. With it a device needs no set code; a K it refuses is
+	// treated at the realms as a wrong password (random tags).
+	CheckKey func(*BackupKey) error
 	// OtherVersion makes a recovery use the other version held by t
 	// realms, not the one it would choose: the password of a change made
 	// on another device and not yet finished (10, `--other-version`).

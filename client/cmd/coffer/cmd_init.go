@@ -33,6 +33,7 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 		thresh   = fset.Int("threshold", 0, "with --realms: how many realms recover the key (default a majority)")
 		force    = fset.Bool("force", false, "with --realms: commit once the threshold of realms registered, not all")
 		setCode  = fset.String("set-code", "", "with --realms --existing: the set code init printed on the first device")
+		backupF  = fset.String("backup", "", "with --realms --existing, instead of --set-code: one of your backups, which the recovered key must open")
 	)
 	rest, err := parse(fset, args)
 	if err != nil {
@@ -55,8 +56,8 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 		return usagef("--realms takes the servers, tokens and provisioning keys from its FILE and keeps a new key behind a password " +
 			"(--server, --token, --provisioning-key, --key, --key-file and --qr are for a single vault)")
 	}
-	if *setCode != "" && (*realms == "" || !*existing) {
-		return usagef("--set-code is for init --realms FILE --existing (a new device of a realm set)")
+	if (*setCode != "" || *backupF != "") && (*realms == "" || !*existing) {
+		return usagef("--set-code and --backup are for init --realms FILE --existing (a new device of a realm set)")
 	}
 	if *existing && *realms != "" && *force {
 		return usagef("--force is for registering a new key, not for --existing")
@@ -107,7 +108,7 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 		}
 	}
 	if *realms != "" {
-		rf := realmFlags{file: *realms, threshold: *thresh, limit: *limit, insecure: *insecure, force: *force, pwFile: *pwFile, setCode: *setCode}
+		rf := realmFlags{file: *realms, threshold: *thresh, limit: *limit, insecure: *insecure, force: *force, pwFile: *pwFile, setCode: *setCode, backup: *backupF}
 		if *existing {
 			return c.initRealmsExisting(ctx, path, rf)
 		}

@@ -4,12 +4,16 @@ package main
 // --existing --set-code, set up a new device of one.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strings"
+
+	"filippo.io/age"
 
 	"github.com/cofferhsm/coffer/client"
 	"github.com/cofferhsm/coffer/protocol"
@@ -62,6 +66,7 @@ type realmFlags struct {
 	force     bool
 	pwFile    string
 	setCode   string
+	backup    string // a backup the recovered key must open (5.6), instead of the set code
 }
 
 // initRealms registers a new key at a realm set (REALMS.md 4, 5.2, 12.3):
@@ -192,8 +197,11 @@ func (c *cli) initRealmsExisting(ctx context.Context, path string, rf realmFlags
 	if err != nil {
 		return err
 	}
-	if rf.setCode == "" {
-		return usagef("a new device of a realm set needs --set-code: the code init printed on the first device (it tells your key's versions from ones the servers' operators made)")
+	if rf.setCode == "" && rf.backup == "" {
+		// No "warn and go on" (REALMS.md 5.6): each try would be one online
+		// guess at a version the servers' operators made.
+		return usagef("a new device of a realm set needs --set-code: the code init printed on the first device (it tells your key's versions from ones the servers' operators made), " +
+			"or --backup FILE: one of your backups, which the recovered key must open")
 	}
 	for _, e := range cfg.Realms.Set {
 		c.warnPlainHTTP(e.Server)
@@ -203,6 +211,11 @@ func (c *cli) initRealmsExisting(ctx context.Context, path string, rf realmFlags
 	}
 	opts := c.realmOptions(path, rf.insecure, false)
 	opts.SetCode = rf.setCode
+	if rf.backup != "" {
+		if opts.CheckKey, err = backupCheck(rf.backup); err != nil {
+			return err
+		}
+	}
 	rs, err := client.OpenRealmSet(cfg, opts) // checks the set's shape
 	if err != nil {
 		return usagef("%v", strings.TrimPrefix(err.Error(), "client: "))
@@ -225,6 +238,32 @@ func (c *cli) initRealmsExisting(ctx context.Context, path string, rf realmFlags
 		return err
 	}
 	c.printf("Recovered this account's backup key from the realms; this device now trusts the set's anchor (set code %s).\n", cfg.Realms.SetCode())
+	if rf.setCode == "" {
+		c.printf("The key opened %s, so this is your key's version.\n", client.QuoteName(rf.backup))
+	}
 	c.printf("Backups are encrypted to %s\nConfiguration: %s\n", cfg.AgeRecipient, client.QuoteName(path))
 	return nil
+}
+
+// maxBackupHeader is how much of a backup is read to check a key against
+// it: the age header and the payload's nonce, far less for coffer's one
+// recipient.
+const maxBackupHeader = 64 << 10
+
+// backupCheck reads the start of the backup at path and returns the check
+// a recovered key must pass on a device without an anchor (REALMS.md 5.6).
+func backupCheck(path string) (func(*client.BackupKey) error, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	head, err := io.ReadAll(io.LimitReader(f, maxBackupHeader))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := age.ExtractHeader(bufio.NewReader(bytes.NewReader(head))); err != nil {
+		return nil, fmt.Errorf("%s is not a backup (an age file): %w", client.QuoteName(path), err)
+	}
+	return client.KeyOpensBackup(head), nil
 }

@@ -102,7 +102,17 @@ func realmStateName(s protocol.RealmState) string {
 // per-realm report and the "passwords that may have been tried" figures of
 // step 8. The configuration is saved whatever happened.
 func (c *cli) recoverRealmKey(ctx context.Context, cfg *client.Config, path string, ks *keySource) (*client.BackupKey, error) {
-	rs, err := client.OpenRealmSet(cfg, c.realmOptions(path, ks.insecure, false))
+	opts := c.realmOptions(path, ks.insecure, false)
+	if cfg.Realms.Anchor == "" && ks.checkFile != "" {
+		// No anchor pinned: the backup being restored is what tells the
+		// user's version from one the servers' operators made.
+		var err error
+		if opts.CheckKey, err = backupCheck(ks.checkFile); err != nil {
+			return nil, err
+		}
+	}
+	opts.Checkpoint = func() error { return cfg.Save(path) } // C3 while finishing a change
+	rs, err := client.OpenRealmSet(cfg, opts)
 	if err != nil {
 		return nil, err
 	}

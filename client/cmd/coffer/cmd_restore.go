@@ -18,6 +18,9 @@ type keySource struct {
 	key      keyFlags
 	pwFile   string
 	insecure bool
+	// checkFile is the backup being restored: on a realm set whose device
+	// pinned no anchor, the recovered key must open it (REALMS.md 5.6).
+	checkFile string
 }
 
 func (c *cli) keySourceFlags(fset interface {
@@ -144,6 +147,7 @@ func (c *cli) cmdRestore(ctx context.Context, args []string) error {
 		return err
 	}
 
+	ks.checkFile = rest[0]
 	k, err := c.backupKey(ctx, cfg, path, ks)
 	if err != nil {
 		return err

@@ -193,6 +193,40 @@ func TestE2ERealms(t *testing.T) {
 	u2.ok("restore", backup, "-C", out4)
 	sameTree(t, src, filepath.Join(out4, "documents"))
 
+	// A new device without the set code but with one of the user's
+	// backups (REALMS.md 5.6): the recovered key must open it. A backup of
+	// another account's key is refused and nothing is written; the user's
+	// own backup is accepted and the anchor pinned.
+	u3 := newUser(t)
+	u3.env["COFFER_PASSWORD"] = good
+	foreign := newUser(t)
+	foreign.ok("init")
+	foreignBackup := filepath.Join(t.TempDir(), "foreign.age")
+	foreign.ok("backup", src, "-o", foreignBackup)
+	u3.fails([]string{"does not open the backup given to check it"}, "init", "--realms", file, "--existing", "--insecure", "--backup", foreignBackup)
+	notExist(t, u3.config)
+	r = u3.ok("init", "--realms", file, "--existing", "--insecure", "--backup", backup)
+	if !strings.Contains(r.stdout, "set code "+code[1]) {
+		t.Fatalf("new device with a backup did not pin the set's anchor:\n%s", r.stdout)
+	}
+	u3.ok("restore", backup, "-C", filepath.Join(t.TempDir(), "out5"))
+	// A configuration without an anchor (here taken out by hand): restore
+	// checks the recovered key against the file it restores.
+	var cfg map[string]any
+	b, err := os.ReadFile(u3.config)
+	if err != nil || json.Unmarshal(b, &cfg) != nil {
+		t.Fatalf("reading the new device's configuration: %v", err)
+	}
+	delete(cfg["realms"].(map[string]any), "anchor")
+	if b, err = json.Marshal(cfg); err != nil || os.WriteFile(u3.config, b, 0o600) != nil {
+		t.Fatal("writing the configuration without its anchor")
+	}
+	u3.fails([]string{"does not open the backup given to check it"}, "restore", foreignBackup, "-C", filepath.Join(t.TempDir(), "out6"), "--insecure")
+	u3.ok("restore", backup, "-C", filepath.Join(t.TempDir(), "out7"), "--insecure")
+	if b, _ := os.ReadFile(u3.config); !strings.Contains(string(b), `"anchor"`) {
+		t.Fatal("restore with the backup as the check did not pin the anchor again")
+	}
+
 	// One realm's vault down: its cofferd answers, its vault does not;
 	// the other two recover the key and the report names the missing one.
 	rs[2].vault.proc.kill()
