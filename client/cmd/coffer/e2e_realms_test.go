@@ -242,6 +242,24 @@ func TestE2ERealms(t *testing.T) {
 	if !strings.Contains(r.stdout, "realm realm-3\n  reachable:      NO") || !strings.Contains(r.stdout, "the key survives the loss of 0 realms") {
 		t.Fatalf("coffer realms with realm-3 down:\n%s", r.stdout)
 	}
+	// A new device set up while realm-3 is down: it recovers from the two
+	// that answer, restores, and shows the set's bounds (learnt from the
+	// version, not the default limit's).
+	u4 := newUser(t)
+	u4.env["COFFER_PASSWORD"] = good
+	u4.ok("init", "--realms", file, "--existing", "--insecure", "--set-code", code[1])
+	out8 := filepath.Join(t.TempDir(), "out8")
+	u4.ok("restore", backup, "-C", out8, "--insecure")
+	sameTree(t, src, filepath.Join(out8, "documents"))
+	var cfg4 struct {
+		Realms struct {
+			Limit    uint `json:"limit"`
+			PerRealm uint `json:"per_realm"`
+		} `json:"realms"`
+	}
+	if b, err := os.ReadFile(u4.config); err != nil || json.Unmarshal(b, &cfg4) != nil || cfg4.Realms.PerRealm != 5 || cfg4.Realms.Limit != 10 {
+		t.Fatalf("new device with realm-3 down: limits %+v (%v)", cfg4.Realms, err)
+	}
 
 	// Two down: one answered of the two needed, each missing realm named.
 	rs[1].daemon.proc.kill()
