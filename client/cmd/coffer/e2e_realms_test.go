@@ -24,6 +24,17 @@ type e2eRealm struct {
 	daemon         *daemon
 	provKey        string
 	token          string
+	// server is the address the user is given for the realm when it is not
+	// its cofferd's own: a hop the test puts in between.
+	server string
+}
+
+// url is the realm's address as the user's realms file gives it.
+func (r *e2eRealm) url() string {
+	if r.server != "" {
+		return r.server
+	}
+	return r.daemon.url()
 }
 
 // newRealms starts n realms, each with one account "alice".
@@ -50,7 +61,7 @@ func writeRealmsFile(t *testing.T, rs []*e2eRealm) string {
 	t.Helper()
 	var list []realmsFileEntry
 	for _, r := range rs {
-		list = append(list, realmsFileEntry{Name: r.name, Server: r.daemon.url(), Token: r.token, ProvisioningKey: r.provKey, Operator: r.operator})
+		list = append(list, realmsFileEntry{Name: r.name, Server: r.url(), Token: r.token, ProvisioningKey: r.provKey, Operator: r.operator})
 	}
 	b, err := json.MarshalIndent(list, "", "  ")
 	if err != nil {
