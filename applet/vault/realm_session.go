@@ -2,7 +2,6 @@ package vault
 
 import (
 	"context"
-	"crypto/subtle"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,17 +101,8 @@ func (v *Vault) realmSessionCommand(ctx context.Context, m *protocol.Session) (p
 // back), one more success is counted and committed, and only then does the
 // command run. Retries of a confirmation are no-ops, as confirmOnce's.
 func (v *Vault) confirmRealmOnce(ctx context.Context, s *realmSession, confirm []byte) error {
-	if s.confirmed {
-		if len(confirm) != 0 && subtle.ConstantTimeCompare(confirm, s.unlockedHash) != 1 {
-			return protocol.Errorf(protocol.CodeAuthentication, "the confirmation names another receipt")
-		}
-		return nil
-	}
-	if len(confirm) == 0 {
-		return protocol.Errorf(protocol.CodeSequence, "the first command of a session must confirm its unlock")
-	}
-	if subtle.ConstantTimeCompare(confirm, s.unlockedHash) != 1 {
-		return protocol.Errorf(protocol.CodeAuthentication, "the confirmation names another receipt")
+	if already, err := checkConfirmation(s.confirmed, confirm, s.unlockedHash, "unlock"); already || err != nil {
+		return err
 	}
 	mu := v.lockUser(s.userID)
 	rec, _, err := v.sessionRecord(s)

@@ -115,17 +115,8 @@ func (v *Vault) sessionCommand(ctx context.Context, m *protocol.Session) (protoc
 // the same one is a no-op; the login counts once, from the moment the
 // change is staged, even if that commit fails and the command is retried.
 func (v *Vault) confirmOnce(ctx context.Context, s *session, confirm []byte) error {
-	if s.confirmed {
-		if len(confirm) != 0 && subtle.ConstantTimeCompare(confirm, s.releaseHash) != 1 {
-			return protocol.Errorf(protocol.CodeAuthentication, "the confirmation names another receipt")
-		}
-		return nil
-	}
-	if len(confirm) == 0 {
-		return protocol.Errorf(protocol.CodeSequence, "the first command of a session must confirm its login")
-	}
-	if subtle.ConstantTimeCompare(confirm, s.releaseHash) != 1 {
-		return protocol.Errorf(protocol.CodeAuthentication, "the confirmation names another receipt")
+	if already, err := checkConfirmation(s.confirmed, confirm, s.releaseHash, "login"); already || err != nil {
+		return err
 	}
 	mu := v.lockUser(s.userID)
 	rec, err := v.currentRecord(s)
@@ -306,4 +297,25 @@ func (v *Vault) deleteRecord(ctx context.Context, s *session) (*protocol.Session
 		return nil, err
 	}
 	return &protocol.SessionReplyInner{Receipt: &receipt}, nil
+}
+
+// checkConfirmation checks the confirm field of a session command against
+// the hash of the receipt that opened the session (a login's release, a
+// realm's unlock). The first command must carry it; once confirmed, a
+// retry may repeat it (a no-op, already is true) but never name another
+// receipt. The comparison is constant time.
+func checkConfirmation(confirmed bool, confirm, want []byte, opened string) (already bool, err error) {
+	if confirmed {
+		if len(confirm) != 0 && subtle.ConstantTimeCompare(confirm, want) != 1 {
+			return true, protocol.Errorf(protocol.CodeAuthentication, "the confirmation names another receipt")
+		}
+		return true, nil
+	}
+	if len(confirm) == 0 {
+		return false, protocol.Errorf(protocol.CodeSequence, "the first command of a session must confirm its %s", opened)
+	}
+	if subtle.ConstantTimeCompare(confirm, want) != 1 {
+		return false, protocol.Errorf(protocol.CodeAuthentication, "the confirmation names another receipt")
+	}
+	return false, nil
 }
