@@ -332,3 +332,17 @@ func (s *RealmSet) forgetRegistration(ctx context.Context, burned []BurnedVersio
 	})
 	return true
 }
+
+// RegisterAfterBurn gives a burned (or empty) realm of the set the user's
+// current password, by open registration (V1): a repair onto the same set
+// (13.3), which first finishes any unfinished change it can (C6), then
+// makes a new version with the same password, key, set id and anchor and
+// puts it at every realm, registering openly where a realm is burned or
+// empty, and commits it under C2.
+func (s *RealmSet) RegisterAfterBurn(ctx context.Context, password []byte) (*ChangeReport, error) {
+	var same []*RealmEntry
+	for _, e := range s.rc.Set {
+		same = append(same, &RealmEntry{Name: e.Name})
+	}
+	return s.Repair(ctx, password, same, s.rc.Threshold, 0)
+}

@@ -235,3 +235,49 @@ func TestBurnDeclinedSendsNothing(t *testing.T) {
 		t.Error("a declined burn forgot the registration")
 	}
 }
+
+// TestBurnThenRegisterAfterBurnRestoresTolerance: a change committed with
+// --force while realm C was down leaves C holding only the old version
+// (committed, 1 of 3: nothing opens it) and C refusing the new one's open
+// registration. C is burned (rule 3 allows it: the old version's sequence
+// is below the pinned one), then `coffer password change --resume` delivers
+// the user's current password there by open registration over the
+// tombstone (RegisterAfterBurn: the forced change is complete, so a repair
+// onto the same set), and the set is back at its full tolerance.
+func TestBurnThenRegisterAfterBurnRestoresTolerance(t *testing.T) {
+	f := newRealmFixture(t, 2, 3, realmOptions{})
+	k := f.register("old", 10)
+	c := f.realms[2]
+	c.dev.setDown(true)
+	f.opts.Force = true
+	if _, err := f.set().ChangePassword(context.Background(), []byte("old"), []byte("new")); err != nil {
+		t.Fatalf("forced change with C down: %v", err)
+	}
+	f.opts.Force = false
+	c.dev.setDown(false)
+	w, _, _ := f.cfg.Realms.Version.decode()
+	if held := f.versionsAt(t)["C"]; len(held) != 1 || committedOnly(held, w) {
+		t.Fatalf("C after the forced change: %+v", held)
+	}
+	rep, err := f.set().Burn(context.Background(), "C", func(string) bool { return true })
+	if err != nil || !rep.Locked || rep.Evaluations != 5 || rep.Forgotten {
+		t.Fatalf("burn of C's old version: %+v, %v", rep, err)
+	}
+	ch, err := f.set().RegisterAfterBurn(context.Background(), []byte("new"))
+	if err != nil {
+		t.Fatalf("registration after the burn: %v", err)
+	}
+	if !ch.Done || f.cfg.Realms.Change != nil {
+		t.Fatalf("registration after the burn: %s (%+v)", ch.Summary(), ch)
+	}
+	w, _, _ = f.cfg.Realms.Version.decode()
+	for name, vs := range f.versionsAt(t) {
+		if len(vs) != 1 || !committedOnly(vs, w) {
+			t.Fatalf("realm %s after the resume: %+v", name, vs)
+		}
+	}
+	if vs := f.versionsAt(t)["C"]; vs[0].Origin != protocol.OriginOverBurned {
+		t.Errorf("C's version origin %d, want registered over a burned record", vs[0].Origin)
+	}
+	f.tolerant(t, newDevice(t, f.cfg), k, "after the burn and resume", "new")
+}
