@@ -84,7 +84,9 @@ func (b *BurnReport) Summary() string {
 //     above the pinned version's (the user's current version, or a newer
 //     one another device made: finish it, never burn it), except this
 //     device's own first registration whose commit was never sent (no
-//     backup was made to it, and rule 2 shows it can never open);
+//     backup was made to it, and rule 2 shows it can never open) and,
+//     while this device deletes the key, the pinned version itself (the
+//     user asked for it to be erased);
 //  4. confirm, given a sentence naming the realm, the versions and the cost
 //     (up to L counted evaluations there), returns true.
 //
@@ -166,6 +168,7 @@ func (s *RealmSet) mayBurn(ctx context.Context, v protocol.VersionState) (*Burne
 	if ch := s.rc.Change; ch != nil && ch.Kind == "register" && !ch.CommitSent && strings.EqualFold(ch.ManifestHash, hex.EncodeToString(h)) {
 		own = true // this device's first registration, never committed: no backup was made to it
 	}
+	deleting := s.rc.Change != nil && s.rc.Change.Kind == "delete"
 	if a := s.rc.anchor(); a != nil && !own &&
 		(bytes.Equal(body.Anchor, a) || protocol.VerifyHandover(a, body.SetID, body.Anchor, body.Handover)) {
 		var pinned uint64
@@ -176,7 +179,9 @@ func (s *RealmSet) mayBurn(ctx context.Context, v protocol.VersionState) (*Burne
 				}
 			}
 		}
-		if body.Sequence >= pinned {
+		// While this device deletes the key, the version it deletes (the
+		// pinned one) is the user's to erase; a newer one is not.
+		if body.Sequence > pinned || (body.Sequence == pinned && !deleting) {
 			return nil, false, fmt.Errorf("%s is your key's (signed by its anchor, sequence %d, this device's is %d): it is your current version or a newer one made on another device; finish it (`coffer password change --resume`), never burn it",
 				short, body.Sequence, pinned)
 		}

@@ -281,3 +281,30 @@ func TestBurnThenRegisterAfterBurnRestoresTolerance(t *testing.T) {
 	}
 	f.tolerant(t, newDevice(t, f.cfg), k, "after the burn and resume", "new")
 }
+
+// TestBurnTheLastHolderAfterADelete: the user deletes the key while realm
+// C is down; A and B erase it, and C, back, is the last holder of a version
+// nobody opens any more (1 of 3). The delete under way is the user's word
+// that the version goes: rule 3 lets this device burn it, so C no longer
+// keeps the share and refuses no later registration.
+func TestBurnTheLastHolderAfterADelete(t *testing.T) {
+	f := newRealmFixture(t, 2, 3, realmOptions{})
+	f.register("pw", 10)
+	f.realms[2].dev.setDown(true)
+	rep, err := f.set().Delete(context.Background(), []byte("pw"))
+	if err != nil || rep.Erased {
+		t.Fatalf("delete with C down: %+v, %v", rep, err)
+	}
+	f.allUp()
+	if vs := f.versionsAt(t); len(vs["C"]) != 1 || len(vs["A"])+len(vs["B"]) != 0 {
+		t.Fatalf("after the delete: %+v", vs)
+	}
+	burn, err := f.set().Burn(context.Background(), "C", func(string) bool { return true })
+	if err != nil || !burn.Locked || burn.Evaluations != 5 {
+		t.Fatalf("burn of the last holder after a delete: %+v, %v", burn, err)
+	}
+	signed, err := f.realms[2].protocolRealm().Probe(context.Background())
+	if err != nil || signed.State != protocol.RealmLocked {
+		t.Fatalf("C after the burn: %+v, %v", signed, err)
+	}
+}
