@@ -66,7 +66,7 @@ func (b *BurnReport) Summary() string {
 		}
 	}
 	if b.Forgotten {
-		s += "; the unfinished first registration is held nowhere any more and this configuration forgets it: register again (`coffer init --realms`)"
+		s += "; the unfinished first registration is held nowhere any more and this configuration forgets it: no backup is made to it; register again (remove this configuration, then `coffer init --realms FILE`)"
 	}
 	return s
 }
