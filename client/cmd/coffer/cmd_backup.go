@@ -35,6 +35,13 @@ func (c *cli) cmdBackup(ctx context.Context, args []string) error {
 		return errors.New("the registration of this account's key at its realms is not committed yet, so the key may not be recoverable: " +
 			"no backup is made until `coffer password change --resume` finishes it")
 	}
+	if rc := cfg.Realms; rc != nil && rc.Version == nil {
+		// No version: the key was deleted, or a burn cleared an abandoned
+		// first registration (REALMS.md C1, 13.3). No realm holds the key
+		// of this recipient.
+		return errors.New("this account's realm set holds no registered key (deleted, or a cut first registration was burned): " +
+			"no backup is made; register a key first (`coffer init --realms`)")
+	}
 	rec, err := client.ParseRecipient(cfg.AgeRecipient)
 	if err != nil {
 		return err

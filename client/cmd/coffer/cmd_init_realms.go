@@ -120,7 +120,9 @@ func (c *cli) initRealms(ctx context.Context, path string, rf realmFlags) error 
 			return fmt.Errorf("realm %s cannot be used (%v): every realm must be reached and verified once to pin it and learn its limits; nothing was registered",
 				client.QuoteName(rr.Name), rr.Err)
 		}
-		if rr.State != protocol.RealmNoRecord {
+		// A burned record (tombstone) takes an open registration (V1):
+		// what `coffer realms burn` leaves after clearing a cut one.
+		if rr.State != protocol.RealmNoRecord && rr.State != protocol.RealmLocked {
 			return fmt.Errorf("realm %s already holds a key record for this account (state %s): a set is registered once; nothing was registered",
 				client.QuoteName(rr.Name), realmStateName(rr.State))
 		}

@@ -141,6 +141,9 @@ func (c *cli) cmdRealms(ctx context.Context, args []string) error {
 	if len(args) > 0 && args[0] == "repair" {
 		return c.cmdRealmsRepair(ctx, args[1:])
 	}
+	if len(args) > 0 && args[0] == "burn" {
+		return c.cmdRealmsBurn(ctx, args[1:])
+	}
 	fset := c.flags("realms")
 	insecure := fset.Bool("insecure", false, "accept realms that say they are insecure")
 	if rest, err := parse(fset, args); err != nil {

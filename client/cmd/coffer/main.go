@@ -74,6 +74,13 @@ Commands:
         after recovering the key with the password, move it onto the set FILE lists
         (replace or add realms), then delete it at realms left out, where reachable.
         A realm that cannot be reached keeps its old share: rotate the key then.
+  realms burn NAME [--yes] [--register]
+        clear a realm's stale record, one no password opens (a first registration
+        cut before t realms held it, a realm left out while down): only when its
+        manifest is known, fewer than its t listed realms may hold it (one that does
+        not answer counts as holding it) and it is not your current or a newer
+        version. It asks y/N (--yes for scripts), then spends up to L counted
+        evaluations there, shown. --register then registers your key there again.
 
 Passwords are read from the terminal, or for scripts from --password-file FILE or
 COFFER_PASSWORD (and --new-password-file or COFFER_NEW_PASSWORD); a 64-digit key from

@@ -178,4 +178,17 @@ func TestBackupRefusedWhileTheRegistrationIsUncommitted(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.ok("backup", src, "-o", out)
+
+	// A burn that cleared an abandoned first registration leaves the set
+	// without a version (`coffer realms burn`): its recipient is a key no
+	// realm holds, and a backup to it could never be opened.
+	rc.Change, rc.Version, rc.SetID, rc.Anchor = nil, nil, "", ""
+	if err := cfg.Save(e.config); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(out)
+	e.fails("holds no registered key", "backup", src, "-o", out)
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("a backup was written to a key no realm holds")
+	}
 }

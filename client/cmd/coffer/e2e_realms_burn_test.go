@@ -1,0 +1,48 @@
+package main
+
+// End to end of `coffer realms burn` (protocol/REALMS.md 13.3): a change
+// forced while realm-3 was down leaves realm-3 holding only the old
+// version, which nothing opens and which refuses the key's registration;
+// burning it costs L counted evaluations, shown, and --register puts the
+// key back there.
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestE2ERealmBurn(t *testing.T) {
+	rs := newRealms(t, 3)
+	u, _, _ := realmsUser(t, rs)
+	rs[2].vault.proc.kill()
+	rs[2].daemon.waitConnected(false, 10*time.Second)
+	u.env["COFFER_NEW_PASSWORD"] = "second password"
+	u.ok("password", "change", "--force", "--insecure")
+	u.env["COFFER_PASSWORD"] = "second password"
+	rs[2].vault.serve()
+	rs[2].daemon.waitConnected(true, 10*time.Second)
+
+	// The user's current version is never burned (rule 3), whatever is asked.
+	u.fails([]string{"never burn it"}, "realms", "burn", "realm-1", "--yes", "--insecure")
+	// Without a terminal and without --yes, nothing is evaluated.
+	u.fails([]string{"give --yes"}, "realms", "burn", "realm-3", "--insecure")
+	r := u.ok("realms", "burn", "realm-3", "--yes", "--register", "--insecure")
+	t.Logf("realms burn:\n%s%s", r.stderr, r.stdout)
+	for _, want := range []string{"Burn realm realm-3?", "which only 1 of the 3 realms of its manifest may hold (realm-3)"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Fatalf("realms burn's question lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	for _, want := range []string{"counted evaluations with random inputs", "its record is burned",
+		"repair complete at 3 of 3 realms; your key survives the loss of 1 realm"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("realms burn lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = u.ok("realms", "--insecure")
+	if strings.Count(r.stdout, "state:          live") != 3 || !strings.Contains(r.stdout, "registered over a burned record") {
+		t.Fatalf("coffer realms after the burn:\n%s", r.stdout)
+	}
+	u.ok("key", "export-age", "--insecure")
+}
