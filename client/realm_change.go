@@ -919,27 +919,12 @@ func (s *RealmSet) makeVersion(cur *known, pw, key []byte, _ []*realm, plan vers
 		handover = protocol.SignHandover(old, setID, anchor.Public().(ed25519.PublicKey))
 		clear(old)
 	}
-	dealing, err := realmkey.Deal(t, n)
+	dv, err := s.dealVersion(pw, setID, versionID, t, n, wrapKey)
 	if err != nil {
 		return nil, err
 	}
-	defer dealing.Wipe()
-	input := realmkey.Input(setID, pw)
-	defer clear(input)
-	y, err := dealing.Evaluate(input)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(y)
-	sch, err := s.schedule(y, versionID, setID)
-	if err != nil {
-		return nil, err
-	}
-	defer sch.Wipe()
-	wrapped, err := protocol.WrapKey(s.random, sch.Export[:], setID, wrapKey)
-	if err != nil {
-		return nil, err
-	}
+	defer dv.wipe()
+	dealing, sch, wrapped := dv.dealing, dv.sch, dv.wrapped
 	body := &protocol.ManifestBody{
 		Version: protocol.ManifestVersion, VersionID: versionID, Sequence: cur.body.Sequence + 1, SetID: bytes.Clone(setID),
 		Threshold: uint(t), Commitments: dealing.Commitments, Limit: limit, Check: bytes.Clone(sch.Check[:]), Wrapped: wrapped,

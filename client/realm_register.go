@@ -125,27 +125,12 @@ func (s *RealmSet) Register(ctx context.Context, password []byte, k *BackupKey, 
 	}
 	defer clear(anchor)
 
-	dealing, err := realmkey.Deal(t, n)
+	dv, err := s.dealVersion(pw, setID, versionID, t, n, key)
 	if err != nil {
 		return nil, err
 	}
-	defer dealing.Wipe()
-	input := realmkey.Input(setID, pw)
-	defer clear(input)
-	y, err := dealing.Evaluate(input)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(y)
-	sch, err := s.schedule(y, versionID, setID)
-	if err != nil {
-		return nil, err
-	}
-	defer sch.Wipe()
-	wrapped, err := protocol.WrapKey(s.random, sch.Export[:], setID, key)
-	if err != nil {
-		return nil, err
-	}
+	defer dv.wipe()
+	dealing, sch, wrapped := dv.dealing, dv.sch, dv.wrapped
 	body := &protocol.ManifestBody{
 		Version:     protocol.ManifestVersion,
 		VersionID:   versionID,
@@ -342,4 +327,44 @@ func (r *realm) commit(ctx context.Context, versionID, unlockKey []byte) error {
 	// The session has done its work; closing it frees the realm's slot.
 	sess.command(ctx, protocol.RealmClose, nil, protocol.RealmReceiptStatus)
 	return nil
+}
+
+// dealtVersion is what every new version needs before its manifest (5.2): a
+// fresh sharing of a new OPRF key, the key schedule of the OPRF output at
+// the password, and the backup key wrapped under its export key.
+type dealtVersion struct {
+	dealing *realmkey.Dealing
+	sch     *realmkey.Schedule
+	wrapped []byte
+}
+
+func (d *dealtVersion) wipe() { d.dealing.Wipe(); d.sch.Wipe() }
+
+// dealVersion deals a t-of-n key for version versionID of set setID and
+// derives the version's schedule from pw; key is the backup key it wraps.
+func (s *RealmSet) dealVersion(pw, setID, versionID []byte, t, n int, key []byte) (*dealtVersion, error) {
+	dealing, err := realmkey.Deal(t, n)
+	if err != nil {
+		return nil, err
+	}
+	input := realmkey.Input(setID, pw)
+	defer clear(input)
+	y, err := dealing.Evaluate(input)
+	if err != nil {
+		dealing.Wipe()
+		return nil, err
+	}
+	defer clear(y)
+	sch, err := s.schedule(y, versionID, setID)
+	if err != nil {
+		dealing.Wipe()
+		return nil, err
+	}
+	wrapped, err := protocol.WrapKey(s.random, sch.Export[:], setID, key)
+	if err != nil {
+		dealing.Wipe()
+		sch.Wipe()
+		return nil, err
+	}
+	return &dealtVersion{dealing: dealing, sch: sch, wrapped: wrapped}, nil
 }
