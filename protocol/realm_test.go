@@ -11,7 +11,7 @@ import (
 func testRealmReceipt(userID []byte, kind RealmReceiptKind) *RealmReceipt {
 	return &RealmReceipt{
 		Kind: kind, UserID: userID, State: RealmLive, VersionID: bytes.Repeat([]byte{1}, VersionIDSize),
-		Limit: MaxLimitCeiling, TriesLeft: MaxLimitCeiling, FailedSinceSuccess: 1 << 40,
+		Limit: MaxLimitCeiling, TriesLeft: MaxLimitCeiling, FailedSinceSuccess: ^uint(0),
 		StoreSequence: 1<<64 - 1, RequestHash: make([]byte, HashSize), ClientNonce: make([]byte, ClientNonceSize),
 		AttemptsTotal: 1<<64 - 1, SuccessesTotal: 1<<64 - 1,
 		Versions: []VersionState{
