@@ -36,7 +36,7 @@ func (v *Vault) realmUnlock(ctx context.Context, req *realmRequest, m *protocol.
 	if !realmkey.TagValid(tk.unlockKey, m.Handle, tk.nonce, m.Tag) {
 		return nil, protocol.Errorf(protocol.CodeAuthentication, "unlock failed")
 	}
-	rec, err := v.recordForUnlock(tk)
+	rec, revived, err := v.recordForUnlock(tk)
 	if err != nil {
 		return nil, err
 	}
@@ -60,8 +60,11 @@ func (v *Vault) realmUnlock(ctx context.Context, req *realmRequest, m *protocol.
 	r.RequestHash, r.ClientNonce = req.secret.RequestHash, req.clientNonce
 	confirmed := min(max(rec.Watermark, tk.attempt), rec.Attempts)
 	r.TriesLeft = rec.Limit - uint(rec.Attempts-confirmed)
-	if tk.purpose == ticketEvaluation && tk.attempt > rec.Watermark {
-		r.FailedSinceSuccess-- // this ticket's own evaluation is still counted
+	if tk.purpose == ticketEvaluation && tk.attempt > rec.Watermark && !revived {
+		// This ticket's own evaluation is still counted. A revival has
+		// already released it (the watermark one past), so subtracting it
+		// again would hide one of the others.
+		r.FailedSinceSuccess--
 	}
 	receipt, err := protocol.SignRealmReceipt(v.id.signing, r)
 	if err != nil {
@@ -85,32 +88,32 @@ func (v *Vault) realmUnlock(ctx context.Context, req *realmRequest, m *protocol.
 // ticket whose evaluation made it, and only while it is that same
 // tombstone (no evaluation since, the same versions): the RAM copy is
 // staged live with the watermark one past, so the counter stands at
-// limit − 1. Any other ticket finds it locked.
-func (v *Vault) recordForUnlock(tk *realmTicket) (*realmRecord, error) {
+// limit − 1. Any other ticket finds it locked. revived says which.
+func (v *Vault) recordForUnlock(tk *realmTicket) (rec *realmRecord, revived bool, err error) {
 	mu := v.lockUser(tk.userID)
 	defer mu.Unlock()
 	cur, err := v.readRealmRecord(tk.userID)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if cur == nil {
-		return nil, protocol.Errorf(protocol.CodeVersion, "the record is gone")
+		return nil, false, protocol.Errorf(protocol.CodeVersion, "the record is gone")
 	}
 	if cur.live() {
 		if cur.holds(tk.versionID, tk.manifestHash) == nil {
 			cur.wipe()
-			return nil, protocol.Errorf(protocol.CodeVersion, "the version is no longer held here")
+			return nil, false, protocol.Errorf(protocol.CodeVersion, "the version is no longer held here")
 		}
-		return cur, nil
+		return cur, false, nil
 	}
 	if !tk.final || tk.rec == nil || cur.Attempts != tk.attempt || !cur.sameVersions(tk.rec) {
-		return nil, protocol.Errorf(protocol.CodeLocked, "the record is locked")
+		return nil, false, protocol.Errorf(protocol.CodeLocked, "the record is locked")
 	}
-	rec := tk.rec.clone()
+	rec = tk.rec.clone()
 	rec.State, rec.Attempts, rec.Successes, rec.Watermark = stateLive, cur.Attempts, cur.Successes, cur.Watermark+1
 	if err := v.putRealmRecord(tk.userID, rec); err != nil {
 		rec.wipe()
-		return nil, err
+		return nil, false, err
 	}
-	return rec, nil
+	return rec, true, nil
 }
