@@ -457,7 +457,7 @@ func (v *Vault) cloneForModel(st Store, opts Options) *Vault {
 		registrations: newTable[*pendingRegistration](opts.MaxPendingRegistrations, opts.RegistrationTTL),
 		admit:         make(admission, opts.MaxConcurrent),
 	}
-	c.realm = newRealms(&c.opts) // the model drives no realm requests
+	c.realm = v.realm.cloneForModel(&c.opts) // realm_model_test.go
 	c.bundle.Store(v.bundle.Load())
 	copies := map[*pendingLogin]*pendingLogin{}
 	v.logins.mu.Lock()

@@ -185,3 +185,30 @@ func TestRealmFinalTicketRevivesOnce(t *testing.T) {
 	_, err = sess.Status(ctx)
 	wantCode(t, err, protocol.CodeLocked)
 }
+
+// What the revival's unlock tells the user: the operator guessed once, then
+// the user's final evaluation burned the record and its unlock revived it.
+// The revival already released the user's own evaluation (watermark one
+// past), so the unlocked receipt must still report the operator's guess,
+// not subtract the user's evaluation a second time.
+func TestRealmRevivalReportsTheOperatorsGuess(t *testing.T) {
+	const limit = 2
+	s := newRealmSet(t, 3, 2, "pw", limit)
+	if got := s.operatorEvaluations(1, 1); got != 1 {
+		t.Fatalf("%d operator evaluations answered", got)
+	}
+	final := s.userTicket(1)
+	if c := s.committedRealm(1); c.live() {
+		t.Fatal("the user's evaluation did not burn the record")
+	}
+	sess, err := s.unlock(1, final)
+	if err != nil {
+		t.Fatalf("the final ticket did not revive the record: %v", err)
+	}
+	if got := sess.Receipt.FailedSinceSuccess; got != 1 {
+		t.Fatalf("the revival's unlocked receipt reports %d failed attempts; the operator made 1", got)
+	}
+	if got := sess.Receipt.TriesLeft; got != limit {
+		t.Fatalf("the revival's unlocked receipt reports %d tries left once confirmed, want %d", got, limit)
+	}
+}

@@ -134,6 +134,7 @@ var harnessTests = []func(*testing.T){
 	TestRealmUnlockTheUserNeverConfirmedIsNotASuccess,
 	TestRealmTagIsSingleUse,
 	TestRealmFinalTicketRevivesOnce,
+	TestRealmRevivalReportsTheOperatorsGuess,
 	// realm_versions_test.go
 	TestRealmReplayedRegistrationCannotReviveABurnedVersion,
 	TestRealmPendingVersionIsErasedOnlyByACommit,
