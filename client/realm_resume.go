@@ -110,15 +110,10 @@ func SealResume(random io.Reader, backupKey, versionID []byte, body *ResumeBody)
 		return nil, err
 	}
 	defer clear(key)
-	aead, err := chacha20poly1305.NewX(key)
+	blob, err := protocol.SealWithNonce(random, key, plain, resumeAAD(body.ManifestHash))
 	if err != nil {
 		return nil, err
 	}
-	nonce := make([]byte, chacha20poly1305.NonceSizeX, chacha20poly1305.NonceSizeX+len(plain)+aead.Overhead())
-	if _, err := io.ReadFull(random, nonce); err != nil {
-		return nil, err
-	}
-	blob := aead.Seal(nonce, nonce, plain, resumeAAD(body.ManifestHash))
 	if len(blob) > maxResumeBlob {
 		return nil, fmt.Errorf("client: a resume blob of %d bytes is over cofferd's %d", len(blob), maxResumeBlob)
 	}
@@ -141,12 +136,7 @@ func OpenResume(blob, backupKey, versionID, manifestHash []byte) (*ResumeBody, e
 		return nil, err
 	}
 	defer clear(key)
-	aead, err := chacha20poly1305.NewX(key)
-	if err != nil {
-		return nil, err
-	}
-	nonce, sealed := blob[:chacha20poly1305.NonceSizeX], blob[chacha20poly1305.NonceSizeX:]
-	plain, err := aead.Open(nil, nonce, sealed, resumeAAD(manifestHash))
+	plain, err := protocol.OpenWithNonce(key, blob, resumeAAD(manifestHash))
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", ErrBadResume)
 	}

@@ -27,34 +27,51 @@ func WrapKey(random io.Reader, exportKey, userID, backupKey []byte) ([]byte, err
 		return nil, err
 	}
 	defer clear(key)
-	aead, err := chacha20poly1305.NewX(key)
-	if err != nil {
-		return nil, err
-	}
-	nonce := make([]byte, chacha20poly1305.NonceSizeX, chacha20poly1305.NonceSizeX+len(backupKey)+aead.Overhead())
-	if _, err := io.ReadFull(random, nonce); err != nil {
-		return nil, err
-	}
-	return aead.Seal(nonce, nonce, backupKey, userID), nil
+	return SealWithNonce(random, key, backupKey, userID)
 }
 
 // UnwrapKey opens what WrapKey produced.
 func UnwrapKey(exportKey, userID, wrapped []byte) ([]byte, error) {
-	if len(wrapped) < chacha20poly1305.NonceSizeX+chacha20poly1305.Overhead {
-		return nil, ErrUnwrap
-	}
 	key, err := hkdf.Key(sha512.New, exportKey, nil, contextWrap, chacha20poly1305.KeySize)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(key)
-	aead, err := chacha20poly1305.NewX(key)
-	if err != nil {
-		return nil, err
-	}
-	k, err := aead.Open(nil, wrapped[:chacha20poly1305.NonceSizeX], wrapped[chacha20poly1305.NonceSizeX:], userID)
+	k, err := OpenWithNonce(key, wrapped, userID)
 	if err != nil {
 		return nil, ErrUnwrap
 	}
 	return k, nil
+}
+
+// SealWithNonce is the one layout of what Coffer seals at rest under a
+// 32-byte key (a wrapped key, a realm resume blob): a random 24-byte nonce
+// read from random, then XChaCha20-Poly1305 of plaintext with aad.
+func SealWithNonce(random io.Reader, key, plaintext, aad []byte) ([]byte, error) {
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, chacha20poly1305.NonceSizeX, chacha20poly1305.NonceSizeX+len(plaintext)+aead.Overhead())
+	if _, err := io.ReadFull(random, nonce); err != nil {
+		return nil, err
+	}
+	return aead.Seal(nonce, nonce, plaintext, aad), nil
+}
+
+// OpenWithNonce opens what SealWithNonce produced; anything too short or
+// that does not authenticate is ErrOpen.
+func OpenWithNonce(key, sealed, aad []byte) ([]byte, error) {
+	if len(sealed) < chacha20poly1305.NonceSizeX+chacha20poly1305.Overhead {
+		return nil, ErrOpen
+	}
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := aead.Open(nil, sealed[:chacha20poly1305.NonceSizeX], sealed[chacha20poly1305.NonceSizeX:], aad)
+	if err != nil {
+		return nil, ErrOpen
+	}
+	return plain, nil
 }
