@@ -557,15 +557,7 @@ func exploreModel(t *testing.T, b modelBounds) (modelStats, [][]modelEvent) {
 // replayOnRecordStore plays path from scratch on the real record store,
 // with the same checks.
 func replayOnRecordStore(t *testing.T, b modelBounds, path []modelEvent) {
-	anchor, _ := storetest.NewMemAnchor([32]byte{7})
-	dev := storetest.NewMemDevice(4096)
-	if err := store.Format(dev, anchor, store.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	s, err := store.Open(dev, anchor, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := freshRecordStore(t, 7)
 	defer s.Close()
 	r := newModelRun(t, b, newModelWorld(t, s, b.limit))
 	for _, e := range path {
@@ -604,4 +596,20 @@ func TestCountingModel(t *testing.T) {
 			}
 		}
 	}
+}
+
+// freshRecordStore formats an in-memory device under an anchor seeded with
+// seed: where a model's paths are replayed on the real record store.
+func freshRecordStore(t *testing.T, seed byte) *store.Store {
+	t.Helper()
+	anchor, _ := storetest.NewMemAnchor([32]byte{seed})
+	dev := storetest.NewMemDevice(4096)
+	if err := store.Format(dev, anchor, store.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := store.Open(dev, anchor, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhsm/coffer/applet/store"
-	"github.com/cofferhsm/coffer/applet/store/storetest"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/realmtest"
 	"github.com/cofferhsm/coffer/protocol"
 )
@@ -910,15 +908,7 @@ func exploreRealmModel(t *testing.T, b realmModelBounds) (modelStats, [][]realmM
 // replayRealmModel plays path from scratch on the real record store, with
 // the same checks.
 func replayRealmModel(t *testing.T, b realmModelBounds, path []realmModelEvent) {
-	anchor, _ := storetest.NewMemAnchor([32]byte{9})
-	dev := storetest.NewMemDevice(4096)
-	if err := store.Format(dev, anchor, store.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	s, err := store.Open(dev, anchor, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := freshRecordStore(t, 9)
 	defer s.Close()
 	vv, w := newRealmModel(t, s, b.limit)
 	r := newRealmModelRun(t, b, vv, w)
