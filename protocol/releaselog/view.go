@@ -43,7 +43,13 @@ func (v *View) Extend(cp *Checkpoint, entries [][]byte) error {
 		}
 		return nil
 	}
-	r, err := rangeFactory.NewRange(0, v.Size, v.Range)
+	// The range works in place on the hashes it is given: give it a copy,
+	// so that a refused extension leaves the view as it was.
+	saved := make([][]byte, len(v.Range))
+	for i, h := range v.Range {
+		saved[i] = bytes.Clone(h)
+	}
+	r, err := rangeFactory.NewRange(0, v.Size, saved)
 	if err != nil {
 		return fmt.Errorf("releaselog: the saved view does not decode: %v", err)
 	}

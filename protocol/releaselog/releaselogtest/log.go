@@ -5,6 +5,7 @@
 package releaselogtest
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"testing"
@@ -139,4 +140,28 @@ func Release(version uint64, board string, firmware []byte) *releaselog.Entry {
 		Version: version, Name: fmt.Sprintf("v%d", version), Commit: "0000000000000000000000000000000000000000",
 		Toolchain: "tamago-go1.26.0", Board: board, Firmware: firmware, Applet: applet,
 	}}
+}
+
+// Source serves the log as client/logcheck reads it: the checkpoint
+// cosigned by the first Cosigners witnesses, and its entries.
+type Source struct {
+	Log       *Log
+	Cosigners int
+	// Tamper, when set, rewrites the served entries (an adversary).
+	Tamper func(from uint64, entries [][]byte) [][]byte
+}
+
+func (s *Source) Checkpoint(context.Context) ([]byte, error) {
+	return s.Log.Checkpoint(s.Cosigners), nil
+}
+
+func (s *Source) Entries(_ context.Context, from, to, _ uint64) ([][]byte, error) {
+	if to > s.Log.Size() || from > to {
+		return nil, fmt.Errorf("entries %d to %d of %d", from, to, s.Log.Size())
+	}
+	e := s.Log.Entries(from, to)
+	if s.Tamper != nil {
+		e = s.Tamper(from, e)
+	}
+	return e, nil
 }
