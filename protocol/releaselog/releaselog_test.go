@@ -24,8 +24,8 @@ func TestEntryRoundTripAndStrictness(t *testing.T) {
 		t.Fatalf("round trip: %v %+v", err, got)
 	}
 	bad := []*releaselog.Entry{
-		{Kind: releaselog.KindIdentity, Release: e.Release},                          // kind does not match its part
-		{Kind: releaselog.KindRelease},                                                // no part
+		{Kind: releaselog.KindIdentity, Release: e.Release}, // kind does not match its part
+		{Kind: releaselog.KindRelease},                      // no part
 		{Kind: releaselog.KindRevocation, Revocation: &releaselog.Revocation{Target: releaselog.KindRevocation, Hash: hash("x")}},
 		{Kind: releaselog.KindRevocation, Revocation: &releaselog.Revocation{Target: releaselog.KindRelease, Hash: []byte{1}}},
 		releaselogtest.Release(0, "usbarmory", hash("os")),
@@ -98,9 +98,9 @@ func TestPolicyText(t *testing.T) {
 		t.Fatalf("round trip: %v\n%s", err, back)
 	}
 	bad := []string{
-		p.String() + "witness " + l.WitnessKeys[0] + "\n",                      // a witness listed twice
-		strings.Replace(p.String(), "quorum 2", "quorum 3", 1),                 // cannot be met
-		strings.Replace(p.String(), "quorum 2", "quorum 0", 1),                 // no witness needed
+		p.String() + "witness " + l.WitnessKeys[0] + "\n",                         // a witness listed twice
+		strings.Replace(p.String(), "quorum 2", "quorum 3", 1),                    // cannot be met
+		strings.Replace(p.String(), "quorum 2", "quorum 0", 1),                    // no witness needed
 		strings.Replace(p.String(), "origin releases.coffer.test", "origin x", 1), // key not named after the origin
 		p.String() + "extra line\n",
 	}
