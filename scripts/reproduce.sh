@@ -100,6 +100,7 @@ $as env -i PATH="$(dirname "$gobin"):/usr/local/bin:/usr/bin:/bin" HOME="$b/home
 	TAMAGO="$tamago_b" FW_GO="$FW_GO" BOARD="$BOARD" $targets >"$tmp/b.log" 2>&1 ||
 	{ cat "$tmp/b.log"; die "build B failed"; }
 say "build B took $(($(date +%s) - start)) s"
+say "build B filled its cold GOCACHE with $(du -sm "$b/gocache" | cut -f1) MB"
 
 # --- compare -----------------------------------------------------------------
 out_a=$tmp/a/build/firmware/$BOARD
