@@ -120,8 +120,8 @@ for f in $images; do
 	elif ! cmp "$out_a/$f" "$out_b/$f" >"$tmp/cmp" 2>&1; then
 		say "MISMATCH: $f differs: $(cat "$tmp/cmp")"
 		case $f in *.elf)
-			"$FW_GO" version -m "$out_a/$f" >"$tmp/va" 2>&1 || true
-			"$FW_GO" version -m "$out_b/$f" >"$tmp/vb" 2>&1 || true
+			"$FW_GO" version -m "$out_a/$f" 2>&1 | sed 1s/^[^:]*:// >"$tmp/va" || true
+			"$FW_GO" version -m "$out_b/$f" 2>&1 | sed 1s/^[^:]*:// >"$tmp/vb" || true
 			diff "$tmp/va" "$tmp/vb" | sed 's/^/  build info: /' || true ;;
 		esac
 		bad="$bad $f"
