@@ -136,6 +136,8 @@ imx:
 	echo "DATA 4 0x020e4024 0x00000001  # TZASC_BYPASS" >> $(FW_BUILD)/coffer-os.dcd
 	SOURCE_DATE_EPOCH=$(FW_SOURCE_DATE_EPOCH) $(MKIMAGE) -n $(FW_BUILD)/coffer-os.dcd -T imximage -e $(OS_TEXT) -d $(FW_BUILD)/coffer-os.bin $(FW_BUILD)/coffer-os.imx
 	cd $(FW_ROOT) && $(FW_GO) run ./firmware/cmd/fwimage patch-entry $(FW_BUILD)/coffer-os.elf $(FW_BUILD)/coffer-os.imx
+	@# The layout HAB signing needs (IVT, boot data, DCD, CSF pointer and room), and the payload is the ELF.
+	cd $(FW_ROOT) && $(FW_GO) run ./firmware/cmd/fwimage check-imx $(FW_BUILD)/coffer-os.imx $(FW_BUILD)/coffer-os.elf
 	@echo "imx: $(FW_BUILD)/coffer-os.imx (unsigned; to sign it for HAB see firmware/README-firmware.md)"
 	@$(call fw-sums,$(FW_OS_IMAGES) $(FW_OS_IMX))
 
@@ -154,7 +156,10 @@ reproduce: fw-toolchain
 # applet panics on one magic request, to test the OS restarting it) in its own
 # folder. First the USB armory firmware is built, in its own folder too, so
 # that the hardware code, which no other test compiles, fails the run when it
-# does not build. Without QEMU or the toolchain: one line, exit 0.
+# does not build; with mkimage its .imx too, which check-imx holds to the
+# layout HAB signing needs; then `make reproduce` (REPRODUCE=0 skips it, and
+# says so). Without QEMU or the toolchain: one line, exit 0.
+REPRODUCE ?= 1
 FW_TEST_BUILD  := $(FW_ROOT)/build/firmware/qemu-test
 FW_CHECK_BUILD := $(FW_ROOT)/build/firmware/usbarmory-check
 
@@ -166,6 +171,12 @@ test-firmware:
 		echo "test-firmware: SKIPPED: $(FW_TAMAGO_MISSING) (see firmware/README-firmware.md)"; exit 0; \
 	fi; \
 	$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware TAMAGO=$(TAMAGO) BOARD=usbarmory FW_BUILD=$(FW_CHECK_BUILD) FW_TAGS= && \
+	if command -v $(MKIMAGE) >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk imx TAMAGO=$(TAMAGO) BOARD=usbarmory FW_BUILD=$(FW_CHECK_BUILD) FW_TAGS=; \
+	else echo "test-firmware: .imx layout not checked: $(MKIMAGE) not found (apt-get install u-boot-tools)"; fi && \
+	if [ "$(REPRODUCE)" = 1 ]; then \
+		$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk reproduce TAMAGO=$(TAMAGO); \
+	else echo "test-firmware: reproduce SKIPPED (REPRODUCE=$(REPRODUCE))"; fi && \
 	$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware TAMAGO=$(TAMAGO) BOARD=qemu FW_BUILD=$(FW_TEST_BUILD) FW_TAGS=coffer_crashtest && \
 	cd $(FW_ROOT) && COFFER_FIRMWARE=$(FW_TEST_BUILD)/coffer-os.elf COFFER_QEMU=$(QEMU) \
 		$(FW_GO) test -count=1 -timeout 30m -v ./firmware/qemutest && \
