@@ -293,7 +293,7 @@ func TestCheckIMXMatchesELF(t *testing.T) {
 // FuzzCheckIMX: any bytes either get an error or a layout whose promises
 // hold, checked here again from the raw bytes.
 func FuzzCheckIMX(f *testing.F) {
-	f.Add(validIMX())
+	f.Add(testIMX(0x8000f000, 0x80011000, make([]byte, 0x200), 120))
 	f.Add(testIMX(0x8000f000, 0x80010000, []byte{1}, 1))
 	f.Add(testIMX(0xfffff000, 0x80010000, make([]byte, 0x100), 2))
 	f.Add(make([]byte, imxHeaderRoom))
