@@ -7,8 +7,11 @@
 #   make qemu                              boot the QEMU firmware (console here,
 #                                          protocol UART on a unix socket)
 #   make imx BOARD=usbarmory               flashable .imx (mkimage, u-boot-tools)
-#   make test-firmware                     BOARD=usbarmory must build, then the
-#                                          QEMU integration tests (skip cleanly
+#   make reproduce                         build the committed HEAD twice in two
+#                                          fresh clones and compare every image
+#   make test-firmware                     BOARD=usbarmory must build and be
+#                                          reproducible, then the QEMU
+#                                          integration tests (skip cleanly
 #                                          without QEMU or the toolchain)
 #   TAMAGO=DIR|GO                          another toolchain (see below)
 
@@ -44,9 +47,45 @@ OS_TEXT     := 0x80010000
 APPLET_TEXT := 0x98010000
 
 FW_BUILD   ?= $(FW_ROOT)/build/firmware/$(BOARD)
-FW_VERSION ?= $(shell cd $(FW_ROOT) && git describe --always --dirty 2>/dev/null || echo dev)
-FW_GOENV   := GOOS=tamago GOARCH=arm GOARM=7 GOOSPKG=github.com/usbarmory/tamago CGO_ENABLED=0 GO_EXTLINK_ENABLED=0
+# The version stamped into the OS (-X main.Version). It is part of the image,
+# so it must be the same in every clone of a commit: a fixed abbreviation
+# length (git's default grows with the number of objects, which differs
+# between clones), and "-dirty" only for uncommitted changes to tracked files.
+FW_VERSION ?= $(shell cd $(FW_ROOT) && git describe --always --dirty --abbrev=12 2>/dev/null || echo dev)
+# Everything that can change the images is set here, not taken from the
+# environment: GOFLAGS too (non-empty, so that neither the environment's nor
+# `go env -w`'s GOFLAGS, e.g. -gcflags or -race, reaches the build), and
+# GOTOOLCHAIN=local so that go.mod's go line never swaps tamago-go for a
+# downloaded stock Go. -trimpath drops the clone's, GOROOT's and the module
+# cache's paths; -buildvcs=false the VCS stamp (the commit is in Version).
 FW_GOFLAGS := -trimpath -buildvcs=false
+FW_GOENV   := GOOS=tamago GOARCH=arm GOARM=7 GOOSPKG=github.com/usbarmory/tamago CGO_ENABLED=0 GO_EXTLINK_ENABLED=0 \
+	GOTOOLCHAIN=local GOFLAGS="$(FW_GOFLAGS)"
+# mkimage stamps nothing in an imximage today; should it ever, it takes the
+# time from SOURCE_DATE_EPOCH, which is the commit's.
+FW_SOURCE_DATE_EPOCH ?= $(shell cd $(FW_ROOT) && git log -1 --format=%ct 2>/dev/null || echo 0)
+
+# The images of a release, relative to FW_BUILD. Each target prints the
+# SHA-256 of what it built, $(call fw-sums,...), kept in FW_BUILD/SHA256SUMS:
+# `make firmware` FW_OS_IMAGES, `make imx` FW_OS_IMX too. `make reproduce`
+# runs FW_REPRO_TARGETS (and FW_REPRO_IMX_TARGETS when mkimage is there) in
+# two fresh clones and compares every file of FW_IMAGES (and FW_IMX_IMAGES).
+# Another image (a bootloader) joins by appending its files to FW_IMAGES or
+# FW_IMX_IMAGES and its target to FW_REPRO_TARGETS or FW_REPRO_IMX_TARGETS.
+FW_OS_IMAGES         := applet.elf coffer-os.elf
+FW_OS_IMX            := coffer-os.imx
+FW_IMAGES            := $(FW_OS_IMAGES)
+FW_IMX_IMAGES        := $(FW_OS_IMX)
+FW_REPRO_TARGETS     := firmware
+FW_REPRO_IMX_TARGETS := imx
+REPRO_BOARD          ?= usbarmory
+
+# $(call fw-sums,FILES): print the SHA-256 of FILES (relative to FW_BUILD)
+# and put them in FW_BUILD/SHA256SUMS, replacing those files' old lines and
+# keeping the lines of images other targets built there.
+fw-sums = cd $(FW_BUILD) && sha256sum $(1) > SHA256SUMS.new && cat SHA256SUMS.new && \
+	{ if [ -f SHA256SUMS ]; then awk 'NR == FNR { new[$$2] = 1; next } !($$2 in new)' SHA256SUMS.new SHA256SUMS; fi; \
+	  cat SHA256SUMS.new; } | sort -k 2 > SHA256SUMS.tmp && mv SHA256SUMS.tmp SHA256SUMS && rm SHA256SUMS.new
 # Extra build tags for both images (test-firmware adds coffer_crashtest).
 FW_TAGS    ?=
 
@@ -59,7 +98,7 @@ QEMU_ARGS   = -machine mcimx6ul-evk -cpu cortex-a7 -m 512M -nographic -monitor n
 
 MKIMAGE ?= mkimage
 
-.PHONY: firmware qemu imx test-firmware fw-toolchain fw-clean
+.PHONY: firmware qemu imx reproduce test-firmware fw-toolchain fw-clean
 
 fw-toolchain:
 	@if ! $(FW_TAMAGO_OK); then \
@@ -75,7 +114,7 @@ firmware: fw-toolchain
 	cp $(FW_BUILD)/applet.elf $(FW_DIR)/os/applet.elf
 	cd $(FW_ROOT) && $(FW_GOENV) $(FW_TAMAGO_RUN) build $(FW_GOFLAGS) -tags board_$(BOARD),linkramsize$(if $(FW_TAGS),$(FW_COMMA)$(FW_TAGS)) \
 		-ldflags "-T $(OS_TEXT) -R 0x1000 -X main.Version=$(FW_VERSION)" -o $(FW_BUILD)/coffer-os.elf ./firmware/os
-	@ls -l $(FW_BUILD)/applet.elf $(FW_BUILD)/coffer-os.elf
+	@$(call fw-sums,$(FW_OS_IMAGES))
 
 qemu:
 	@if [ "$(BOARD)" != qemu ]; then echo "qemu: needs BOARD=qemu"; exit 1; fi
@@ -95,15 +134,32 @@ imx:
 	chmod 644 $(FW_BUILD)/coffer-os.dcd
 	@# GoTEE: keep TrustZone memory protection (disable the TZASC bypass) from DDR init on.
 	echo "DATA 4 0x020e4024 0x00000001  # TZASC_BYPASS" >> $(FW_BUILD)/coffer-os.dcd
-	$(MKIMAGE) -n $(FW_BUILD)/coffer-os.dcd -T imximage -e $(OS_TEXT) -d $(FW_BUILD)/coffer-os.bin $(FW_BUILD)/coffer-os.imx
+	SOURCE_DATE_EPOCH=$(FW_SOURCE_DATE_EPOCH) $(MKIMAGE) -n $(FW_BUILD)/coffer-os.dcd -T imximage -e $(OS_TEXT) -d $(FW_BUILD)/coffer-os.bin $(FW_BUILD)/coffer-os.imx
 	cd $(FW_ROOT) && $(FW_GO) run ./firmware/cmd/fwimage patch-entry $(FW_BUILD)/coffer-os.elf $(FW_BUILD)/coffer-os.imx
-	@echo "imx: $(FW_BUILD)/coffer-os.imx (unsigned; HAB signing not done here)"
+	@# The layout HAB signing needs (IVT, boot data, DCD, CSF pointer and room), and the payload is the ELF.
+	cd $(FW_ROOT) && $(FW_GO) run ./firmware/cmd/fwimage check-imx $(FW_BUILD)/coffer-os.imx $(FW_BUILD)/coffer-os.elf
+	@echo "imx: $(FW_BUILD)/coffer-os.imx (unsigned; to sign it for HAB see firmware/README-firmware.md)"
+	@$(call fw-sums,$(FW_OS_IMAGES) $(FW_OS_IMX))
+
+# Build the committed HEAD twice, in two fresh clones, by two users where we
+# can (root runs the second build as nobody), with two Go build caches, two
+# module caches and two toolchain paths, and compare every image byte for
+# byte: scripts/reproduce.sh says what differs and exits non-zero if any
+# image does. Without mkimage the .imx images are left out, and it says so.
+reproduce: fw-toolchain
+	@FW_GO="$(FW_GO)" TAMAGO="$(TAMAGO)" MKIMAGE="$(MKIMAGE)" BOARD="$(REPRO_BOARD)" \
+		IMAGES="$(FW_IMAGES)" IMX_IMAGES="$(FW_IMX_IMAGES)" \
+		TARGETS="$(FW_REPRO_TARGETS)" IMX_TARGETS="$(FW_REPRO_IMX_TARGETS)" \
+		$(FW_ROOT)/scripts/reproduce.sh $(FW_ROOT)
 
 # QEMU integration tests, on an image built with the coffer_crashtest tag (the
 # applet panics on one magic request, to test the OS restarting it) in its own
 # folder. First the USB armory firmware is built, in its own folder too, so
 # that the hardware code, which no other test compiles, fails the run when it
-# does not build. Without QEMU or the toolchain: one line, exit 0.
+# does not build; with mkimage its .imx too, which check-imx holds to the
+# layout HAB signing needs; then `make reproduce` (REPRODUCE=0 skips it, and
+# says so). Without QEMU or the toolchain: one line, exit 0.
+REPRODUCE ?= 1
 FW_TEST_BUILD  := $(FW_ROOT)/build/firmware/qemu-test
 FW_CHECK_BUILD := $(FW_ROOT)/build/firmware/usbarmory-check
 
@@ -115,6 +171,12 @@ test-firmware:
 		echo "test-firmware: SKIPPED: $(FW_TAMAGO_MISSING) (see firmware/README-firmware.md)"; exit 0; \
 	fi; \
 	$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware TAMAGO=$(TAMAGO) BOARD=usbarmory FW_BUILD=$(FW_CHECK_BUILD) FW_TAGS= && \
+	if command -v $(MKIMAGE) >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk imx TAMAGO=$(TAMAGO) BOARD=usbarmory FW_BUILD=$(FW_CHECK_BUILD) FW_TAGS=; \
+	else echo "test-firmware: .imx layout not checked: $(MKIMAGE) not found (apt-get install u-boot-tools)"; fi && \
+	if [ "$(REPRODUCE)" = 1 ]; then \
+		$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk reproduce TAMAGO=$(TAMAGO); \
+	else echo "test-firmware: reproduce SKIPPED (REPRODUCE=$(REPRODUCE))"; fi && \
 	$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware TAMAGO=$(TAMAGO) BOARD=qemu FW_BUILD=$(FW_TEST_BUILD) FW_TAGS=coffer_crashtest && \
 	cd $(FW_ROOT) && COFFER_FIRMWARE=$(FW_TEST_BUILD)/coffer-os.elf COFFER_QEMU=$(QEMU) \
 		$(FW_GO) test -count=1 -timeout 30m -v ./firmware/qemutest && \

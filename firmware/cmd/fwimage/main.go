@@ -2,13 +2,19 @@
 // that building a flashable image needs no cross binutils:
 //
 //	fwimage bin  IN.elf OUT.bin   the loadable segments as one flat image,
-//	                              from the lowest load address, gaps and
-//	                              .bss zero-filled (what objcopy -O binary
-//	                              gives for these sections)
+//	                              from the first section of the program
+//	                              (.text: not the headers the linker puts
+//	                              below it), gaps and .bss zero-filled (what
+//	                              objcopy -O binary gives for tamago's
+//	                              section list)
 //	fwimage entry IN.elf          print the entry point (hex)
 //	fwimage patch-entry IN.elf OUT.imx
 //	                              write the ELF entry point into the IVT of
 //	                              an imximage made by mkimage (offset 4)
+//	fwimage check-imx IN.imx [IN.elf]
+//	                              check that an unsigned image has the
+//	                              layout HAB signing needs (imx.go), and,
+//	                              given the ELF, that it boots exactly it
 //	fwimage toolchain-path TAMAGO_MODULE_VERSION
 //	                              print where the tamago tool keeps the
 //	                              matching tamago-go (firmware.mk's default
@@ -32,7 +38,13 @@ func main() {
 
 func run(args []string) error {
 	if len(args) < 2 {
-		return errors.New("usage: fwimage bin IN.elf OUT.bin | entry IN.elf | patch-entry IN.elf OUT.imx | toolchain-path VERSION")
+		return errors.New("usage: fwimage bin IN.elf OUT.bin | entry IN.elf | patch-entry IN.elf OUT.imx | check-imx IN.imx [IN.elf] | toolchain-path VERSION")
+	}
+	if args[0] == "check-imx" {
+		if len(args) > 3 {
+			return errors.New("usage: fwimage check-imx IN.imx [IN.elf]")
+		}
+		return runCheckIMX(args[1], args[2:])
 	}
 	if args[0] == "toolchain-path" {
 		if len(args) != 2 {
@@ -82,13 +94,46 @@ func run(args []string) error {
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
-// flat lays the PT_LOAD segments out from the lowest load address.
+func runCheckIMX(path string, elfPath []string) error {
+	img, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	l, err := checkIMX(img)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if len(elfPath) == 1 {
+		f, err := elf.Open(elfPath[0])
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := checkIMXMatchesELF(img, l, f); err != nil {
+			return fmt.Errorf("%s against %s: %w", path, elfPath[0], err)
+		}
+	}
+	fmt.Printf("check-imx: %s: IVT at self %#x, entry %#x, boot data start %#x length %#x, DCD %d bytes, CSF at %#x with %#x bytes of room: ready for habtool\n",
+		path, l.Self, l.Entry, l.Start, l.Length, l.DCDLen, l.CSF, l.CSFRoom)
+	return nil
+}
+
+// flat lays the PT_LOAD segments out from the lowest address of a section
+// that is part of the program (allocated, not a note), as objcopy -O binary
+// does for the sections tamago's own Makefiles name (.text, .rodata, ...).
+// Go's linker puts the ELF and program headers and its notes in the first
+// segment, a page below .text; they are not part of the program, and
+// starting there would put every byte one page away from its link address
+// once mkimage loads the flat image at -e (.text's address).
 func flat(f *elf.File) ([]byte, uint64, error) {
 	var lo, hi uint64
 	first := true
 	for _, p := range f.Progs {
 		if p.Type != elf.PT_LOAD || p.Memsz == 0 {
 			continue
+		}
+		if p.Paddr != p.Vaddr {
+			return nil, 0, fmt.Errorf("segment at %#x loads at %#x: not supported", p.Vaddr, p.Paddr)
 		}
 		if first || p.Paddr < lo {
 			lo = p.Paddr
@@ -101,6 +146,12 @@ func flat(f *elf.File) ([]byte, uint64, error) {
 	if first {
 		return nil, 0, errors.New("no loadable segment")
 	}
+	if start, ok := programStart(f); ok {
+		if start < lo || start >= hi {
+			return nil, 0, fmt.Errorf("first section at %#x outside the segments [%#x, %#x)", start, lo, hi)
+		}
+		lo = start
+	}
 	if hi-lo > 256<<20 {
 		return nil, 0, fmt.Errorf("image spans %d MiB", (hi-lo)>>20)
 	}
@@ -109,9 +160,35 @@ func flat(f *elf.File) ([]byte, uint64, error) {
 		if p.Type != elf.PT_LOAD || p.Filesz == 0 {
 			continue
 		}
-		if _, err := p.ReadAt(b[p.Paddr-lo:p.Paddr-lo+p.Filesz], 0); err != nil {
+		seg := make([]byte, p.Filesz)
+		if _, err := p.ReadAt(seg, 0); err != nil {
 			return nil, 0, err
 		}
+		addr := p.Paddr
+		if addr < lo { // the headers before the program: left out
+			skip := lo - addr
+			if skip >= uint64(len(seg)) {
+				continue
+			}
+			seg, addr = seg[skip:], lo
+		}
+		copy(b[addr-lo:], seg)
 	}
 	return b, lo, nil
+}
+
+// programStart is the lowest address of an allocated section other than a
+// note, if the ELF has section headers.
+func programStart(f *elf.File) (uint64, bool) {
+	var lo uint64
+	found := false
+	for _, s := range f.Sections {
+		if s.Flags&elf.SHF_ALLOC == 0 || s.Type == elf.SHT_NOTE || s.Size == 0 {
+			continue
+		}
+		if !found || s.Addr < lo {
+			lo, found = s.Addr, true
+		}
+	}
+	return lo, found
 }
