@@ -7,7 +7,9 @@
 package notekey
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -88,4 +90,25 @@ func Matches(signer note.Signer, vkey string) bool {
 	probe := []byte("coffer notekey probe\n")
 	sig, err := signer.Sign(probe)
 	return err == nil && v.Verify(probe, sig)
+}
+
+// VerifierKey derives the verifier key (vkey) of a private key (skey), so
+// that a key file alone gives the policy its release key.
+func VerifierKey(skey string) (string, error) {
+	parts := strings.SplitN(skey, "+", 5)
+	if len(parts) != 5 || parts[0] != "PRIVATE" || parts[1] != "KEY" {
+		return "", errors.New("notekey: not a note private key")
+	}
+	name, hash, key64 := parts[2], parts[3], parts[4]
+	key, err := base64.StdEncoding.DecodeString(key64)
+	if err != nil || len(key) != 1+ed25519.SeedSize || key[0] != 1 {
+		return "", errors.New("notekey: not an Ed25519 note private key")
+	}
+	pub := ed25519.NewKeyFromSeed(key[1:]).Public().(ed25519.PublicKey)
+	vkey := name + "+" + hash + "+" + base64.StdEncoding.EncodeToString(append([]byte{1}, pub...))
+	// NewVerifier checks the key hash against the name and key.
+	if _, err := note.NewVerifier(vkey); err != nil {
+		return "", errors.New("notekey: the private key's hash does not match its key")
+	}
+	return vkey, nil
 }

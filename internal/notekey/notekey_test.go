@@ -24,6 +24,13 @@ func TestKeyFileRoundTripAndRefusals(t *testing.T) {
 	if s.Name() != "example.org/coffer" || !Matches(s, vkey) {
 		t.Fatalf("the key read back (%q) is not the key written (%q)", s.Name(), vkey)
 	}
+	skey, _ := Read(path)
+	if v, err := VerifierKey(skey); err != nil || v != vkey {
+		t.Fatalf("VerifierKey gave %q, %v; want %q", v, err, vkey)
+	}
+	if _, err := VerifierKey(strings.Replace(skey, "+", "+x", 3)); err == nil {
+		t.Fatal("VerifierKey accepted a mangled key")
+	}
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("key file mode %v, %v; want 0600", fi.Mode().Perm(), err)
 	}
