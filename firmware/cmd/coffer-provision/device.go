@@ -19,8 +19,10 @@ import (
 // connected to directly (a USB armory on the station's own USB port, or the
 // firmware in QEMU): read the vault's identity, show it, sign it with the
 // offline provisioning key and install the signed bundle, then read it back
-// as a client would.
-func provisionDevice(connect, keyFile string, yes bool, stdin io.Reader, stdout io.Writer) error {
+// as a client would. With bundleFile set, the bundle read back is written
+// there: the release log operator logs it (coffer-release add-identity),
+// so that every vault the provisioning key vouches for is public.
+func provisionDevice(connect, keyFile, bundleFile string, yes bool, stdin io.Reader, stdout io.Writer) error {
 	key, err := provision.ReadKey(keyFile)
 	if err != nil {
 		return err
@@ -80,5 +82,11 @@ func provisionDevice(connect, keyFile string, yes bool, stdin io.Reader, stdout 
 		return fmt.Errorf("the vault serves a bundle that does not verify: %w", err)
 	}
 	fmt.Fprintf(stdout, "provisioned: the vault serves its identity signed by %x\n", key.Public())
+	if bundleFile != "" {
+		if err := provision.WriteCBOR(bundleFile, &got); err != nil {
+			return fmt.Errorf("provisioned, but writing the bundle: %w", err)
+		}
+		fmt.Fprintf(stdout, "bundle → %s (log it: coffer-release add-identity -bundle %s …)\n", bundleFile, bundleFile)
+	}
 	return nil
 }

@@ -7,7 +7,7 @@
 //	coffer-provision public -key FILE              print a provisioning key's public half (hex)
 //	coffer-provision sign -key FILE -in IDENTITY -o BUNDLE
 //	                                               sign an unsigned identity (softvault identity)
-//	coffer-provision device -key FILE -connect unix:PATH|serial:PATH|serial:auto
+//	coffer-provision device -key FILE -connect unix:PATH|serial:PATH|serial:auto [-o BUNDLE]
 //	                                               read, sign and install the identity of a vault
 //	                                               connected directly (cofferd never relays provisioning)
 package main
@@ -70,10 +70,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		keyFile := fs.String("key", "", "provisioning private key file")
 		connect := fs.String("connect", "", "the vault: unix:PATH (software vault, QEMU UART) or serial:PATH|auto (USB armory)")
 		yes := fs.Bool("yes", false, "sign without asking")
+		bundle := fs.String("o", "", "also write the signed bundle here, for the release log (coffer-release add-identity)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		return provisionDevice(*connect, *keyFile, *yes, stdin, stdout)
+		return provisionDevice(*connect, *keyFile, *bundle, *yes, stdin, stdout)
 	case "sign":
 		keyFile := fs.String("key", "", "provisioning private key file")
 		in := fs.String("in", "", "unsigned identity (from softvault identity, or a device)")

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -109,13 +110,21 @@ func TestProvisionDeviceOverASocket(t *testing.T) {
 		t.Fatal("an unprovisioned vault served an identity")
 	}
 	var out bytes.Buffer
-	err := provisionDevice("unix:"+sock, filepath.Join(dir, "prov.key"), false, strings.NewReader("n\n"), &out)
+	err := provisionDevice("unix:"+sock, filepath.Join(dir, "prov.key"), "", false, strings.NewReader("n\n"), &out)
 	if err == nil {
 		t.Fatal("provisioned although the operator answered no")
 	}
 	// Through the command, as the station runs it.
-	if err := run([]string{"device", "-key", filepath.Join(dir, "prov.key"), "-connect", "unix:" + sock}, strings.NewReader("y\n"), &out, io.Discard); err != nil {
+	bundleFile := filepath.Join(dir, "vault.bundle")
+	if err := run([]string{"device", "-key", filepath.Join(dir, "prov.key"), "-connect", "unix:" + sock, "-o", bundleFile}, strings.NewReader("y\n"), &out, io.Discard); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
+	}
+	var saved protocol.SignedIdentity
+	if b, err := os.ReadFile(bundleFile); err != nil || protocol.Unmarshal(b, &saved) != nil {
+		t.Fatalf("the bundle file for the release log: %v", err)
+	}
+	if _, err := saved.Verify(key.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatalf("the saved bundle does not verify: %v", err)
 	}
 	if !strings.Contains(out.String(), "INSECURE") || !strings.Contains(out.String(), "provisioned:") {
 		t.Fatalf("provision device said:\n%s", out.String())
