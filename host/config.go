@@ -103,6 +103,10 @@ type Config struct {
 	// (API.md, "Realm storage"); nil: those endpoints answer 501.
 	Realms *RealmStore
 
+	// ReleaseLog is the release log served read-only under /v1/log/
+	// (API.md, "The release log"); nil: those paths answer 404.
+	ReleaseLog *ReleaseLog
+
 	Timeout  time.Duration // per vault request, queueing included: 10 s
 	Queue    int           // requests waiting per device before 503: 256 (negative: none may wait)
 	InFlight int           // requests in flight per device: 64

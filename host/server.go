@@ -95,6 +95,7 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("/v1/identity", s.handleIdentity)
 	mux.HandleFunc("/v1/account", s.handleAccount)
 	mux.HandleFunc(realmsPrefix, s.handleRealms)
+	mux.HandleFunc(logPrefix, s.handleLog)
 	mux.HandleFunc("/healthz", s.handleHealth)
 	mux.Handle("/metrics", s.MetricsHandler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -111,6 +112,15 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	return s, nil
+}
+
+// handleLog serves the release log's files, without authentication: the
+// log is public, and whoever reads it verifies it.
+func (s *Server) handleLog(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	o := &outcome{typ: "log"}
+	defer s.record(r, o, start)
+	s.cfg.ReleaseLog.serve(w, r, o)
 }
 
 // Handler serves the whole API (API.md), /healthz and /metrics.

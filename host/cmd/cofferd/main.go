@@ -109,6 +109,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	metricsListen := fs.String("metrics-listen", "", "separate address for /metrics and /healthz (default: served on -listen too)")
 	accountsPath := fs.String("accounts", "cofferd-accounts.json", "accounts file (JSON; reloaded when it changes)")
 	realmsDir := fs.String("realms", "", "folder of the accounts' realm manifests and resume blobs (public or sealed; created, locked while cofferd runs) (default: cofferd-realms beside the -accounts file)")
+	logDir := fs.String("log", "", "release log directory (tessera POSIX layout) to serve read-only under /v1/log/ (default: none, 404)")
 	vaults := fs.String("vault", "", "vault devices, comma-separated [NAME=]unix:PATH | [NAME=]serial:PATH|auto (unnamed: vault0, vault1, …); required")
 	timeout := fs.Duration("timeout", host.DefaultTimeout, "per vault request, waiting in the queue included")
 	queue := fs.Int("queue", host.DefaultQueue, "requests waiting per device before 503")
@@ -204,9 +205,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	defer realms.Close()
 
+	var releaseLog *host.ReleaseLog
+	if *logDir != "" {
+		if releaseLog, err = host.OpenReleaseLog(*logDir); err != nil {
+			return fmt.Errorf("-log: %w", err)
+		}
+		defer releaseLog.Close()
+		log.Info("serving the release log read-only under /v1/log/", "dir", *logDir)
+	}
+
 	devices := host.OpenDevices(specs, host.OpenOptions{USBID: id, Log: log})
 	srv, err := host.New(host.Config{
-		Devices: devices, Accounts: accounts, Realms: realms, Timeout: *timeout, Queue: q, InFlight: *inflight,
+		Devices: devices, Accounts: accounts, Realms: realms, ReleaseLog: releaseLog, Timeout: *timeout, Queue: q, InFlight: *inflight,
 		LoginRate: rate, LoginBurst: *loginBurst, PollInterval: *poll, MaxConnections: *maxConns, Log: log,
 	})
 	if err != nil {

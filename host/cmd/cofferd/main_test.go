@@ -74,6 +74,16 @@ func TestCommand(t *testing.T) {
 		t.Fatal("removed bob twice")
 	}
 
+	// A release log directory, served from -log (here COFFERD_LOG).
+	logDir := filepath.Join(dir, "release-log")
+	checkpoint := []byte("releases.coffer.test\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n\n— releases.coffer.test AAAA\n")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(logDir, "checkpoint"), checkpoint, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
 	// The daemon: the listen address and device from the environment, a
 	// flag overriding the environment's log level.
 	ctx, stop := context.WithCancel(context.Background())
@@ -86,6 +96,7 @@ func TestCommand(t *testing.T) {
 		"COFFERD_VAULT":          "main=unix:" + softVault(t, dir),
 		"COFFERD_LOG_LEVEL":      "error",
 		"COFFERD_LOG_FORMAT":     "json",
+		"COFFERD_LOG":            logDir,
 	})
 	go func() {
 		done <- run(ctx, []string{"-accounts", accounts, "-log-level", "debug", "-poll", "50ms"}, e, io.Discard, &logs,
@@ -148,6 +159,17 @@ func TestCommand(t *testing.T) {
 	// With a metrics address, the API address does not serve metrics.
 	if resp, err := http.Get("http://" + api.String() + "/metrics"); err != nil || resp.StatusCode != 404 {
 		t.Fatalf("metrics on the API address: %v %v", resp, err)
+	}
+
+	// The release log, without a token, byte for byte.
+	if resp, err := http.Get("http://" + api.String() + "/v1/log/checkpoint"); err != nil {
+		t.Fatal(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !bytes.Equal(b, checkpoint) {
+			t.Fatalf("GET /v1/log/checkpoint through the command: %d %q", resp.StatusCode, b)
+		}
 	}
 
 	// Realm storage lands in the default -realms folder, beside the

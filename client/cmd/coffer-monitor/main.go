@@ -1,0 +1,407 @@
+// Command coffer-monitor checks what Coffer's release log holds
+// (protocol/RELEASES.md), for an operator's users or an auditor:
+//
+//	coffer-monitor [follow] -policy FILE -log URL -state FILE [-provisioning-key HEX] [-rebuild CMD] [-once] [-interval D]
+//	coffer-monitor vaults -policy FILE -log URL -state FILE [-provisioning-key HEX]
+//
+// follow (the default) reads the log at URL (cofferd's /v1/log/, or any
+// mirror: nothing it serves is believed) with client/logcheck: every
+// checkpoint must carry the release key's signature and the policy's
+// quorum of witness cosignatures, and the entries added since the last
+// run must hash to it. It prints each new entry once. It rebuilds each
+// logged release from its source commit by running CMD COMMIT BOARD OUTDIR
+// (default scripts/rebuild-release.sh; "" skips rebuilding), which must
+// write OUTDIR/SHA256SUMS in sha256sum's format naming coffer-os.elf and
+// applet.elf (softvault for a software release, and coffer-boot.imx when
+// the release logs a boot image), and compares them with the logged
+// hashes: a difference prints MISMATCH. It flags every identity bundle not
+// signed by the provisioning key (with -provisioning-key) and prints every
+// revocation. The view of the log, the catalog of what it held and the
+// releases still to rebuild are kept in the state file (replaced
+// atomically). With -once it makes one pass; otherwise one every -interval
+// until interrupted.
+//
+// vaults updates the same way (without rebuilding) and lists every vault
+// identity ever logged: index, name, signing key, firmware (and the logged
+// release it is), the insecure flag, whether its signature verifies under
+// -provisioning-key, and whether it is revoked; then the revocations.
+//
+// Exit status: 0 all is well; 1 a finding (a MISMATCH, an identity not
+// signed by the provisioning key), reported after the whole pass and with
+// the state saved; 2 usage; 3 a release could not be rebuilt yet (it is
+// retried next run); 4 the log forked or rolled back (the state is not
+// advanced: keep it, it is the evidence); 5 any other failure (the log
+// unreachable, a checkpoint that does not verify).
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cofferhsm/coffer/client"
+	"github.com/cofferhsm/coffer/client/logcheck"
+	"github.com/cofferhsm/coffer/protocol"
+	"github.com/cofferhsm/coffer/protocol/releaselog"
+)
+
+// Exit statuses (see the package doc).
+const (
+	exitOK         = 0
+	exitFinding    = 1
+	exitUsage      = 2
+	exitNotRebuilt = 3
+	exitFork       = 4
+	exitFailure    = 5
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// monitor is one configured run.
+type monitor struct {
+	policy    *releaselog.Policy
+	src       logcheck.Source
+	statePath string
+	provKey   ed25519.PublicKey // nil: signatures not checked
+	rebuild   []string          // nil: no rebuilds
+	out, errs io.Writer
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := "follow"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	if cmd != "follow" && cmd != "vaults" {
+		fmt.Fprintf(stderr, "coffer-monitor: unknown command %q (follow or vaults)\n", cmd)
+		return exitUsage
+	}
+	fs := flag.NewFlagSet("coffer-monitor "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	policyPath := fs.String("policy", "", "the log policy file (origin, release key, witnesses, quorum; RELEASES.md)")
+	logURL := fs.String("log", "", "the log's URL: cofferd's http(s)://HOST/v1/log/ or a mirror")
+	statePath := fs.String("state", "", "the monitor's state file (created on the first run)")
+	provKey := fs.String("provisioning-key", "", "the provisioning key (hex Ed25519) every logged identity must be signed by")
+	var rebuildCmd *string
+	var once *bool
+	var interval *time.Duration
+	if cmd == "follow" {
+		rebuildCmd = fs.String("rebuild", "scripts/rebuild-release.sh", `command run as CMD COMMIT BOARD OUTDIR to rebuild a release ("" to skip)`)
+		once = fs.Bool("once", false, "one pass, then exit")
+		interval = fs.Duration("interval", 10*time.Minute, "time between passes without -once")
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 || *policyPath == "" || *logURL == "" || *statePath == "" {
+		fmt.Fprintln(stderr, "coffer-monitor: -policy, -log and -state are required, and nothing else")
+		return exitUsage
+	}
+	m := &monitor{statePath: *statePath, out: stdout, errs: stderr}
+	text, err := os.ReadFile(*policyPath)
+	if err == nil {
+		m.policy, err = releaselog.ParsePolicy(text)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "coffer-monitor: -policy:", err)
+		return exitUsage
+	}
+	u, err := url.Parse(*logURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		fmt.Fprintf(stderr, "coffer-monitor: -log %q is not an http(s) URL\n", *logURL)
+		return exitUsage
+	}
+	m.src = logcheck.HTTPSource(u, nil)
+	if *provKey != "" {
+		if m.provKey, err = client.ParseProvisioningKey(*provKey); err != nil {
+			fmt.Fprintln(stderr, "coffer-monitor: -provisioning-key:", err)
+			return exitUsage
+		}
+	}
+	if cmd == "vaults" {
+		return m.vaults(ctx)
+	}
+	if *rebuildCmd != "" {
+		m.rebuild = strings.Fields(*rebuildCmd)
+	}
+	if *once {
+		return m.pass(ctx)
+	}
+	for {
+		code := m.pass(ctx)
+		if code == exitFork {
+			return code
+		}
+		select {
+		case <-ctx.Done():
+			return code
+		case <-time.After(*interval):
+		}
+	}
+}
+
+// update moves the state to the log's newest checkpoint and catalogs the
+// new entries. On a fork or rollback it says so and returns exitFork; the
+// state is then left as it was.
+func (m *monitor) update(ctx context.Context, st *state) ([]logcheck.Logged, int) {
+	cp, logged, err := logcheck.Update(ctx, m.src, m.policy, &st.View)
+	switch {
+	case errors.Is(err, releaselog.ErrInconsistent):
+		fmt.Fprintf(m.out, "FORK OR ROLLBACK: the log is not consistent with the checkpoint this monitor verified before (size %d, root %x): %v\n", st.View.Size, st.View.Root, err)
+		fmt.Fprintf(m.out, "The state file %s is NOT advanced: keep it (it holds the last verified checkpoint) as evidence.\n", m.statePath)
+		return nil, exitFork
+	case err != nil:
+		fmt.Fprintln(m.errs, "coffer-monitor:", err)
+		return nil, exitFailure
+	}
+	st.Checkpoint = string(cp.Raw)
+	fmt.Fprintf(m.out, "checkpoint: %d entries, root %x, cosigned by %s\n", cp.Size, cp.Hash, strings.Join(cp.Witnessed, ", "))
+	for _, l := range logged {
+		switch l.Entry.Kind {
+		case releaselog.KindRelease:
+			st.Releases = append(st.Releases, loggedRelease{Index: l.Index, Release: *l.Entry.Release})
+		case releaselog.KindIdentity:
+			st.Identities = append(st.Identities, loggedIdentity{Index: l.Index, Signed: *l.Entry.Identity})
+		case releaselog.KindRevocation:
+			st.Revocations = append(st.Revocations, loggedRevocation{Index: l.Index, Revocation: *l.Entry.Revocation})
+		}
+	}
+	return logged, exitOK
+}
+
+// pass is one run of follow.
+func (m *monitor) pass(ctx context.Context) int {
+	st, err := loadState(m.statePath)
+	if err != nil {
+		fmt.Fprintln(m.errs, "coffer-monitor:", err)
+		return exitFailure
+	}
+	logged, code := m.update(ctx, st)
+	if code != exitOK {
+		return code
+	}
+	findings := 0
+	for _, l := range logged {
+		switch l.Entry.Kind {
+		case releaselog.KindRelease:
+			m.printRelease(l.Index, l.Entry.Release)
+			st.Pending = append(st.Pending, l.Index)
+		case releaselog.KindIdentity:
+			if !m.printIdentity(st, l.Index, l.Entry.Identity) {
+				findings++
+			}
+		case releaselog.KindRevocation:
+			m.printRevocation(st, l.Index, l.Entry.Revocation)
+		}
+	}
+	var pending []uint64
+	for _, i := range st.Pending {
+		switch match, err := m.rebuildOne(ctx, st, i); {
+		case err != nil:
+			pending = append(pending, i)
+		case !match:
+			findings++
+		}
+	}
+	st.Pending = pending
+	if err := st.save(m.statePath); err != nil {
+		fmt.Fprintln(m.errs, "coffer-monitor: saving the state:", err)
+		return exitFailure
+	}
+	switch {
+	case findings > 0:
+		fmt.Fprintf(m.out, "%d FINDING(S): see MISMATCH and NOT SIGNED above\n", findings)
+		return exitFinding
+	case len(pending) > 0:
+		fmt.Fprintf(m.out, "%d release(s) not rebuilt yet; retried next run\n", len(pending))
+		return exitNotRebuilt
+	}
+	return exitOK
+}
+
+func (m *monitor) printRelease(i uint64, r *releaselog.Release) {
+	fmt.Fprintf(m.out, "#%d release %s: version %d, board %s, commit %s, toolchain %s\n", i, r.Name, r.Version, r.Board, r.Commit, r.Toolchain)
+	fmt.Fprintf(m.out, "    firmware %x\n    applet   %x\n", r.Firmware, r.Applet)
+	if len(r.BootImage) > 0 {
+		fmt.Fprintf(m.out, "    boot     %x\n", r.BootImage)
+	}
+}
+
+// rebuildOne rebuilds the release at index i and records the verdict; an
+// error leaves it pending.
+func (m *monitor) rebuildOne(ctx context.Context, st *state, i uint64) (bool, error) {
+	r := st.release(i)
+	if r == nil {
+		return false, fmt.Errorf("no release at %d", i)
+	}
+	if m.rebuild == nil {
+		fmt.Fprintf(m.out, "#%d release %s: NOT REBUILT (-rebuild \"\")\n", i, r.Name)
+		return false, errNotRebuilt
+	}
+	var log bytes.Buffer
+	cs, err := rebuild(ctx, m.rebuild, r, &log)
+	if err != nil {
+		fmt.Fprintf(m.out, "#%d release %s: NOT REBUILT: %v\n", i, r.Name, err)
+		fmt.Fprintf(m.errs, "rebuild of #%d (%s %s), its output:\n%s\n", i, r.Commit, r.Board, tail(log.Bytes(), 4096))
+		return false, err
+	}
+	match := true
+	for _, c := range cs {
+		if !bytes.Equal(c.logged, c.rebuilt) {
+			match = false
+			fmt.Fprintf(m.out, "MISMATCH #%d release %s (commit %s, board %s): %s (%s) logged %x, rebuilt %x\n",
+				i, r.Name, r.Commit, r.Board, c.part, c.file, c.logged, c.rebuilt)
+		}
+	}
+	if match {
+		fmt.Fprintf(m.out, "#%d release %s: rebuilt, every image matches\n", i, r.Name)
+	}
+	if st.Results == nil {
+		st.Results = map[uint64]rebuildOK{}
+	}
+	st.Results[i] = rebuildOK{Match: match}
+	return match, nil
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// identityInfo is what `vaults` and follow say about a logged identity.
+type identityInfo struct {
+	id        *protocol.Identity // nil: the body does not decode
+	signature string             // valid, NOT SIGNED BY THE PROVISIONING KEY, unchecked
+	signedOK  bool
+	release   string // the logged release its firmware is, or "NOT A LOGGED RELEASE"
+	revoked   string // "" or the revocation's reason
+}
+
+func (m *monitor) describe(st *state, si *protocol.SignedIdentity) identityInfo {
+	var info identityInfo
+	var id protocol.Identity
+	if protocol.Unmarshal(si.Body, &id) == nil {
+		info.id = &id
+	}
+	switch {
+	case m.provKey == nil:
+		info.signature, info.signedOK = "unchecked (no -provisioning-key)", true
+	default:
+		if _, err := si.Verify(m.provKey); err != nil {
+			info.signature = "NOT SIGNED BY THE PROVISIONING KEY"
+		} else {
+			info.signature, info.signedOK = "valid", true
+		}
+	}
+	info.release = "NOT A LOGGED RELEASE"
+	if info.id != nil {
+		for _, r := range st.Releases {
+			if bytes.Equal(r.Release.Firmware, info.id.FirmwareHash) {
+				info.release = fmt.Sprintf("release %s (#%d)", r.Release.Name, r.Index)
+			}
+		}
+	}
+	bh := releaselog.BundleHash(si)
+	for _, r := range st.Revocations {
+		if r.Revocation.Target == releaselog.KindIdentity && bytes.Equal(r.Revocation.Hash, bh) {
+			info.revoked = fmt.Sprintf("REVOKED (#%d: %s)", r.Index, r.Revocation.Reason)
+		}
+	}
+	return info
+}
+
+// printIdentity prints a newly logged identity; false if it is a finding.
+func (m *monitor) printIdentity(st *state, i uint64, si *protocol.SignedIdentity) bool {
+	info := m.describe(st, si)
+	if info.id == nil {
+		fmt.Fprintf(m.out, "#%d identity: its body does not decode; signature %s\n", i, info.signature)
+		return info.signedOK
+	}
+	insecure := ""
+	if info.id.Insecure {
+		insecure = ", INSECURE (software or emulator)"
+	}
+	fmt.Fprintf(m.out, "#%d identity %q: signing key %x, firmware %x (%s)%s, signature %s\n",
+		i, info.id.Name, info.id.SigningKey, info.id.FirmwareHash, info.release, insecure, info.signature)
+	return info.signedOK
+}
+
+func (m *monitor) printRevocation(st *state, i uint64, r *releaselog.Revocation) {
+	what := "identity bundle"
+	if r.Target == releaselog.KindRelease {
+		what = "release firmware"
+		for _, rel := range st.Releases {
+			if bytes.Equal(rel.Release.Firmware, r.Hash) {
+				what = fmt.Sprintf("release %s (#%d), firmware", rel.Release.Name, rel.Index)
+			}
+		}
+	}
+	fmt.Fprintf(m.out, "#%d REVOCATION of %s %x: %s\n", i, what, r.Hash, r.Reason)
+}
+
+// vaults updates the catalog and lists every logged identity.
+func (m *monitor) vaults(ctx context.Context) int {
+	st, err := loadState(m.statePath)
+	if err != nil {
+		fmt.Fprintln(m.errs, "coffer-monitor:", err)
+		return exitFailure
+	}
+	logged, code := m.update(ctx, st)
+	if code != exitOK {
+		return code
+	}
+	for _, l := range logged {
+		if l.Entry.Kind == releaselog.KindRelease {
+			st.Pending = append(st.Pending, l.Index) // rebuilt by the next follow
+		}
+	}
+	if err := st.save(m.statePath); err != nil {
+		fmt.Fprintln(m.errs, "coffer-monitor: saving the state:", err)
+		return exitFailure
+	}
+	findings := 0
+	fmt.Fprintf(m.out, "%d vault identities logged:\n", len(st.Identities))
+	fmt.Fprintln(m.out, "INDEX\tNAME\tSIGNING KEY\tFIRMWARE\tINSECURE\tSIGNATURE\tREVOKED")
+	for _, li := range st.Identities {
+		info := m.describe(st, &li.Signed)
+		if !info.signedOK {
+			findings++
+		}
+		revoked := "no"
+		if info.revoked != "" {
+			revoked = info.revoked
+		}
+		if info.id == nil {
+			fmt.Fprintf(m.out, "%d\t(body does not decode)\t-\t-\t-\t%s\t%s\n", li.Index, info.signature, revoked)
+			continue
+		}
+		fmt.Fprintf(m.out, "%d\t%q\t%s\t%s %s\t%v\t%s\t%s\n", li.Index, info.id.Name, hex.EncodeToString(info.id.SigningKey),
+			hex.EncodeToString(info.id.FirmwareHash), info.release, info.id.Insecure, info.signature, revoked)
+	}
+	fmt.Fprintf(m.out, "%d revocations logged:\n", len(st.Revocations))
+	for _, r := range st.Revocations {
+		m.printRevocation(st, r.Index, &r.Revocation)
+	}
+	if findings > 0 {
+		fmt.Fprintf(m.out, "%d identities NOT SIGNED BY THE PROVISIONING KEY\n", findings)
+		return exitFinding
+	}
+	return exitOK
+}
