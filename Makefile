@@ -50,6 +50,7 @@ test-arm:
 # python3-cryptography), and the age command-line tool (Debian: age) for the
 # client's backup vectors; PYTHON_VECTORS picks another interpreter.
 PYTHON_VECTORS ?= python3
+VECTOR_DIRS = protocol/testdata applet/store/testdata/format applet/opaque/testdata/vectors client/testdata/vectors
 vectors:
 	cd protocol/testdata/vectors && $(PYTHON_VECTORS) gen_vectors.py
 	cd protocol/testdata/registration && $(PYTHON_VECTORS) gen_vectors.py > vectors.json
@@ -58,7 +59,11 @@ vectors:
 	cd applet/opaque/testdata/vectors && $(GO) run gen_opaque.go
 	cd client/testdata/vectors && $(PYTHON_VECTORS) gen_vectors.py
 	cd protocol/testdata/realms && $(PYTHON_VECTORS) gen_vectors.py
-	git diff --exit-code -- protocol/testdata applet/store/testdata/format applet/opaque/testdata/vectors client/testdata/vectors
+	cd protocol/testdata/releaselog && $(PYTHON_VECTORS) gen_vectors.py
+	git diff --exit-code -- $(VECTOR_DIRS)
+	@# git diff does not see a case the generator added: no untracked file either.
+	@test -z "$$(git status --porcelain --untracked-files=all -- $(VECTOR_DIRS))" || \
+		{ git status --short --untracked-files=all -- $(VECTOR_DIRS); echo "vectors: files not in git"; exit 1; }
 
 # Every fuzz target for FUZZTIME each (not part of `make test`).
 fuzz:

@@ -149,8 +149,9 @@ type Checkpoint struct {
 
 // VerifyCheckpoint checks a signed checkpoint against the policy: signed by
 // the release key, for the pinned origin, and cosigned by at least Quorum
-// distinct witnesses of the policy. Signatures by keys it does not know are
-// ignored.
+// distinct witnesses of the policy, its size and root lines spelled as
+// tlog-checkpoint spells them (no leading zeroes, canonical base64).
+// Signatures by keys it does not know are ignored.
 func (p *Policy) VerifyCheckpoint(raw []byte) (*Checkpoint, error) {
 	logV, ws, err := p.verifiers()
 	if err != nil {
@@ -165,6 +166,13 @@ func (p *Policy) VerifyCheckpoint(raw []byte) (*Checkpoint, error) {
 	}
 	if len(cp.Hash) != 32 {
 		return nil, fmt.Errorf("%w: root hash of %d bytes", ErrBadCheckpoint, len(cp.Hash))
+	}
+	// One tree, one text: tlog-checkpoint's size line has no leading
+	// zeroes and its root is standard base64, but the parser also reads
+	// "007" and base64 with non-zero padding bits. Two spellings of one
+	// checkpoint would be two notes to compare, cache and cosign.
+	if !strings.HasPrefix(n.Text, string(cp.Marshal())) {
+		return nil, fmt.Errorf("%w: the size or root line is not in its canonical form", ErrBadCheckpoint)
 	}
 	got := map[string]bool{}
 	var names []string
