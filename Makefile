@@ -13,7 +13,7 @@ BUILD   := build
 
 # The portable packages that must also run as 32-bit ARM code (the device's
 # architecture) under qemu-user.
-ARM_PKGS := protocol protocol/realmkey applet/opaque applet/vault applet/store
+ARM_PKGS := protocol protocol/realmkey protocol/releaselog applet/opaque applet/vault applet/store
 
 .PHONY: all test test-go test-arm vectors fuzz bench bench-login bench-realms soak soak-host vault run run-hint clean
 

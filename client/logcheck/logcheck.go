@@ -1,0 +1,79 @@
+// Package logcheck follows Coffer's release log for a client or a monitor:
+// it fetches the newest checkpoint from an untrusted source (cofferd, or
+// the log's own address), verifies it against the pinned policy, fetches
+// every entry added since the verifier's View, and moves the View only
+// when those entries hash to the checkpoint's root. The verifier thereby
+// sees every entry the log ever held — each release, each vault identity,
+// each revocation — and never accepts a checkpoint inconsistent with one
+// it accepted before.
+package logcheck
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cofferhsm/coffer/protocol/releaselog"
+)
+
+// Source serves a log. Nothing it returns is believed before Update
+// verifies it.
+type Source interface {
+	// Checkpoint returns the newest signed checkpoint.
+	Checkpoint(ctx context.Context) ([]byte, error)
+	// Entries returns the leaf data of entries [from, to) of the tree
+	// of size treeSize (to <= treeSize).
+	Entries(ctx context.Context, from, to, treeSize uint64) ([][]byte, error)
+}
+
+// Logged is one entry, where it is in the log, and its leaf data.
+type Logged struct {
+	Index uint64
+	Entry *releaselog.Entry
+	Data  []byte
+}
+
+// MaxEntriesPerUpdate bounds what one Update fetches and keeps in memory.
+const MaxEntriesPerUpdate = 1 << 20
+
+// Update fetches and verifies the newest checkpoint and the entries added
+// since v, moves v to it, and returns the checkpoint and the new entries.
+// On any error v is unchanged. An entry that does not parse is still part
+// of the tree (its hash is checked) but is reported as an error: a log
+// that holds one is not one this client understands.
+func Update(ctx context.Context, src Source, p *releaselog.Policy, v *releaselog.View) (*releaselog.Checkpoint, []Logged, error) {
+	raw, err := src.Checkpoint(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("logcheck: fetching the release log's checkpoint: %w", err)
+	}
+	cp, err := p.VerifyCheckpoint(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cp.Size < v.Size {
+		next := *v
+		return nil, nil, next.Extend(cp, nil) // ErrInconsistent, naming the sizes
+	}
+	if cp.Size-v.Size > MaxEntriesPerUpdate {
+		return nil, nil, fmt.Errorf("logcheck: the log grew by %d entries since this verifier's last view; refusing to fetch more than %d at once", cp.Size-v.Size, MaxEntriesPerUpdate)
+	}
+	var data [][]byte
+	if cp.Size > v.Size {
+		if data, err = src.Entries(ctx, v.Size, cp.Size, cp.Size); err != nil {
+			return nil, nil, fmt.Errorf("logcheck: fetching entries %d to %d: %w", v.Size, cp.Size, err)
+		}
+	}
+	next := *v
+	if err := next.Extend(cp, data); err != nil {
+		return nil, nil, err
+	}
+	logged := make([]Logged, len(data))
+	for i, d := range data {
+		e, err := releaselog.ParseEntry(d)
+		if err != nil {
+			return nil, nil, fmt.Errorf("logcheck: entry %d: %w", v.Size+uint64(i), err)
+		}
+		logged[i] = Logged{Index: v.Size + uint64(i), Entry: e, Data: d}
+	}
+	*v = next
+	return cp, logged, nil
+}
