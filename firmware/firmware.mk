@@ -77,6 +77,24 @@ firmware: fw-toolchain
 		-ldflags "-T $(OS_TEXT) -R 0x1000 -X main.Version=$(FW_VERSION)" -o $(FW_BUILD)/coffer-os.elf ./firmware/os
 	@ls -l $(FW_BUILD)/applet.elf $(FW_BUILD)/coffer-os.elf
 
+# The bootloader (firmware/boot), built with `make firmware` before the
+# applet and the OS: build/firmware/$(BOARD)/coffer-boot.elf, linked in its
+# own region (board/layout.go BootText), with the release log policy
+# BOOT_POLICY compiled in (copied to firmware/boot/policy.txt, ignored by
+# git). The default is the QEMU tests' TEST policy, whose private keys are
+# committed: a bootloader built with it checks nothing, and says so at boot.
+# A release passes its own log's policy: make firmware BOOT_POLICY=FILE.
+BOOT_TEXT   := 0x91010000
+BOOT_POLICY ?= $(FW_DIR)/qemutest/testdata/boot-policy-TEST-ONLY.txt
+
+.PHONY: fw-bootloader
+firmware: fw-bootloader
+fw-bootloader: fw-toolchain
+	@mkdir -p $(FW_BUILD)
+	cp $(BOOT_POLICY) $(FW_DIR)/boot/policy.txt
+	cd $(FW_ROOT) && $(FW_GOENV) $(FW_TAMAGO_RUN) build $(FW_GOFLAGS) -tags board_$(BOARD),linkramsize,linkramstart \
+		-ldflags "-T $(BOOT_TEXT) -R 0x1000 -X main.Version=$(FW_VERSION)" -o $(FW_BUILD)/coffer-boot.elf ./firmware/boot
+
 qemu:
 	@if [ "$(BOARD)" != qemu ]; then echo "qemu: needs BOARD=qemu"; exit 1; fi
 	@$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware BOARD=qemu
@@ -117,6 +135,7 @@ test-firmware:
 	$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware TAMAGO=$(TAMAGO) BOARD=usbarmory FW_BUILD=$(FW_CHECK_BUILD) FW_TAGS= && \
 	$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware TAMAGO=$(TAMAGO) BOARD=qemu FW_BUILD=$(FW_TEST_BUILD) FW_TAGS=coffer_crashtest && \
 	cd $(FW_ROOT) && COFFER_FIRMWARE=$(FW_TEST_BUILD)/coffer-os.elf COFFER_QEMU=$(QEMU) \
+		COFFER_BOOTLOADER=$(FW_TEST_BUILD)/coffer-boot.elf \
 		$(FW_GO) test -count=1 -timeout 30m -v ./firmware/qemutest && \
 	COFFER_FIRMWARE=$(FW_TEST_BUILD)/coffer-os.elf COFFER_QEMU=$(QEMU) \
 		$(FW_GO) test -count=1 -timeout 10m -v -run 'TestE2EQEMUVault' ./client/cmd/coffer
