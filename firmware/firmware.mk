@@ -6,6 +6,8 @@
 #   make firmware [BOARD=qemu|usbarmory]   applet ELF, then the OS ELF embedding it
 #   make qemu                              boot the QEMU firmware (console here,
 #                                          protocol UART on a unix socket)
+#   make qemu BOOT=1                       the same through the bootloader, with
+#                                          a proof signed by the TEST keys
 #   make imx BOARD=usbarmory               flashable .imx (mkimage, u-boot-tools)
 #   make test-firmware                     BOARD=usbarmory must build, then the
 #                                          QEMU integration tests (skip cleanly
@@ -101,7 +103,8 @@ qemu:
 	@mkdir -p $(QEMU_STATE) && rm -f $(QEMU_SOCK)
 	@echo "qemu: protocol UART on unix socket $(QEMU_SOCK)"
 	@echo "qemu: store and anchor files in $(QEMU_STATE); console below, quit with Ctrl-A X"
-	cd $(QEMU_STATE) && $(QEMU) $(QEMU_ARGS) -kernel $(FW_BUILD)/coffer-os.elf
+	$(if $(BOOT),cp $(FW_BUILD)/coffer-os.elf $(QEMU_STATE)/coffer-os.elf && cd $(FW_ROOT) && $(FW_GO) run ./firmware/cmd/fwimage dev-proof $(FW_DIR)/qemutest/testdata qemu $(FW_BUILD)/coffer-os.elf $(QEMU_STATE)/coffer-os.proof)
+	cd $(QEMU_STATE) && $(QEMU) $(QEMU_ARGS) -kernel $(FW_BUILD)/$(if $(BOOT),coffer-boot.elf,coffer-os.elf)
 
 imx:
 	@if [ "$(BOARD)" != usbarmory ]; then echo "imx: a flashable image is for hardware: make imx BOARD=usbarmory"; exit 1; fi
