@@ -81,3 +81,24 @@ func Current() (Board, error) {
 	}
 	return current, nil
 }
+
+// Booter is what the bootloader (firmware/boot) needs from a board beyond
+// Board's Init, DeviceKey, RPMBKeyFuse and Halt: where the OS image and its
+// proof bundle are kept, and the RPMB partition alone (the bootloader never
+// opens the record store).
+type Booter interface {
+	// ReleaseBoard is the board's name in release entries
+	// (releaselog.Release.Board): "usbarmory", "qemu".
+	ReleaseBoard() string
+	// BootImage reads the OS's ELF image and its proof bundle from the
+	// board's boot storage. Neither is trusted: the bootloader checks both.
+	BootImage() (osELF, proof []byte, err error)
+	// RPMB returns the RPMB partition.
+	RPMB() (storage.RPMBTransport, error)
+}
+
+// Bounds of what BootImage reads.
+const (
+	MaxOSImage   = 64 << 20
+	MaxProofSize = 64 << 10
+)

@@ -34,6 +34,7 @@ func TestMakefileAgrees(t *testing.T) {
 	want := map[string]uint64{
 		"OS_TEXT":     OSText,
 		"APPLET_TEXT": AppletText,
+		"BOOT_TEXT":   BootText,
 	}
 	for name, v := range want {
 		m := regexp.MustCompile(`(?m)^` + name + `\s*:?=\s*(0x[0-9a-fA-F]+)`).FindSubmatch(b)

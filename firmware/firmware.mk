@@ -6,6 +6,8 @@
 #   make firmware [BOARD=qemu|usbarmory]   applet ELF, then the OS ELF embedding it
 #   make qemu                              boot the QEMU firmware (console here,
 #                                          protocol UART on a unix socket)
+#   make qemu BOOT=1                       the same through the bootloader, with
+#                                          a proof signed by the TEST keys
 #   make imx BOARD=usbarmory               flashable .imx (mkimage, u-boot-tools)
 #   make reproduce                         build the committed HEAD twice in two
 #                                          fresh clones and compare every image
@@ -116,13 +118,32 @@ firmware: fw-toolchain
 		-ldflags "-T $(OS_TEXT) -R 0x1000 -X main.Version=$(FW_VERSION)" -o $(FW_BUILD)/coffer-os.elf ./firmware/os
 	@$(call fw-sums,$(FW_OS_IMAGES))
 
+# The bootloader (firmware/boot), built with `make firmware` before the
+# applet and the OS: build/firmware/$(BOARD)/coffer-boot.elf, linked in its
+# own region (board/layout.go BootText), with the release log policy
+# BOOT_POLICY compiled in (copied to firmware/boot/policy.txt, ignored by
+# git). The default is the QEMU tests' TEST policy, whose private keys are
+# committed: a bootloader built with it checks nothing, and says so at boot.
+# A release passes its own log's policy: make firmware BOOT_POLICY=FILE.
+BOOT_TEXT   := 0x91010000
+BOOT_POLICY ?= $(FW_DIR)/qemutest/testdata/boot-policy-TEST-ONLY.txt
+
+.PHONY: fw-bootloader
+firmware: fw-bootloader
+fw-bootloader: fw-toolchain
+	@mkdir -p $(FW_BUILD)
+	cp $(BOOT_POLICY) $(FW_DIR)/boot/policy.txt
+	cd $(FW_ROOT) && $(FW_GOENV) $(FW_TAMAGO_RUN) build $(FW_GOFLAGS) -tags board_$(BOARD),linkramsize,linkramstart \
+		-ldflags "-T $(BOOT_TEXT) -R 0x1000 -X main.Version=$(FW_VERSION)" -o $(FW_BUILD)/coffer-boot.elf ./firmware/boot
+
 qemu:
 	@if [ "$(BOARD)" != qemu ]; then echo "qemu: needs BOARD=qemu"; exit 1; fi
 	@$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware BOARD=qemu
 	@mkdir -p $(QEMU_STATE) && rm -f $(QEMU_SOCK)
 	@echo "qemu: protocol UART on unix socket $(QEMU_SOCK)"
 	@echo "qemu: store and anchor files in $(QEMU_STATE); console below, quit with Ctrl-A X"
-	cd $(QEMU_STATE) && $(QEMU) $(QEMU_ARGS) -kernel $(FW_BUILD)/coffer-os.elf
+	$(if $(BOOT),cp $(FW_BUILD)/coffer-os.elf $(QEMU_STATE)/coffer-os.elf && cd $(FW_ROOT) && $(FW_GO) run ./firmware/cmd/fwimage dev-proof $(FW_DIR)/qemutest/testdata qemu $(FW_BUILD)/coffer-os.elf $(QEMU_STATE)/coffer-os.proof)
+	cd $(QEMU_STATE) && $(QEMU) $(QEMU_ARGS) -kernel $(FW_BUILD)/$(if $(BOOT),coffer-boot.elf,coffer-os.elf)
 
 imx:
 	@if [ "$(BOARD)" != usbarmory ]; then echo "imx: a flashable image is for hardware: make imx BOARD=usbarmory"; exit 1; fi
@@ -179,6 +200,7 @@ test-firmware:
 	else echo "test-firmware: reproduce SKIPPED (REPRODUCE=$(REPRODUCE))"; fi && \
 	$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware TAMAGO=$(TAMAGO) BOARD=qemu FW_BUILD=$(FW_TEST_BUILD) FW_TAGS=coffer_crashtest && \
 	cd $(FW_ROOT) && COFFER_FIRMWARE=$(FW_TEST_BUILD)/coffer-os.elf COFFER_QEMU=$(QEMU) \
+		COFFER_BOOTLOADER=$(FW_TEST_BUILD)/coffer-boot.elf \
 		$(FW_GO) test -count=1 -timeout 30m -v ./firmware/qemutest && \
 	COFFER_FIRMWARE=$(FW_TEST_BUILD)/coffer-os.elf COFFER_QEMU=$(QEMU) \
 		$(FW_GO) test -count=1 -timeout 10m -v -run 'TestE2EQEMUVault' ./client/cmd/coffer

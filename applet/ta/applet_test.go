@@ -48,7 +48,7 @@ func newMachine(t *testing.T) *machine {
 // RPMB partition part against the fuse (provisioning it on the first boot),
 // and prepare the applet's services on dev. Console lines go to the test log.
 func bootOS(t *testing.T, dev storage.Device, part storage.RPMBTransport, fuse tos.Fuse) *tos.Service {
-	keys := tos.DeriveKeys(&qemu.DevSealingKey)
+	keys := tos.DeriveKeys(&qemu.DevSealingKey, tos.ReleaseKeyID{})
 	defer keys.Wipe()
 	anchor, _ := tos.OpenAnchor(tos.RPMBSetup{
 		Transport:        part,

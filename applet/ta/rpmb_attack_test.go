@@ -19,7 +19,7 @@ import (
 // fieldSecrets are the device's keys, none of which may ever appear on the
 // eMMC bus once the device is provisioned.
 func fieldSecrets() map[string][]byte {
-	keys := tos.DeriveKeys(&qemu.DevSealingKey)
+	keys := tos.DeriveKeys(&qemu.DevSealingKey, tos.ReleaseKeyID{})
 	return map[string][]byte{
 		"RPMB authentication key": keys.RPMB[:],
 		"store sealing key":       keys.Store[:],

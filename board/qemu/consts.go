@@ -25,3 +25,11 @@ var DevSealingKey = sha256.Sum256([]byte("coffer/qemu development sealing key (I
 // key an emulated vault signs its own identity with. Clients that pin its
 // public key accept only vaults flagged insecure (and only with --insecure).
 var DevProvisioningSeed = sha256.Sum256([]byte("coffer/qemu development provisioning key (INSECURE) v1"))
+
+// The boot chain's files (firmware/boot), next to the others: the OS image
+// the bootloader checks and starts, and its proof bundle
+// (releaselog.Proof, CBOR).
+const (
+	OSImageFile = "coffer-os.elf"
+	OSProofFile = "coffer-os.proof"
+)

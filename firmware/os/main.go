@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	_ "embed"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -50,9 +51,24 @@ func main() {
 	}
 	initIdle()
 	initSlices()
-	hash := sha256.Sum256(appletELF)
+	appletHash := sha256.Sum256(appletELF)
 	logf("coffer trusted OS %s (%s %s/%s) on %s", Version, runtime.Version(), runtime.GOOS, runtime.GOARCH, b.Name())
-	logf("applet image %d bytes, sha256 %x", len(appletELF), hash)
+	logf("applet image %d bytes, sha256 %x", len(appletELF), appletHash)
+	boot, bootErr := takeBootInfo()
+	// The firmware hash a vault reports: the OS image's, as the
+	// bootloader measured it; without a bootloader, only the applet's.
+	hash := appletHash
+	var releaseKey tos.ReleaseKeyID
+	switch {
+	case bootErr == nil:
+		hash, releaseKey = boot.OSHash, boot.ReleaseKey
+		logf("booted by the bootloader: OS image sha256 %x, release %d, release key id %x", boot.OSHash, boot.Release, boot.ReleaseKey)
+	case errors.Is(bootErr, tos.ErrNoBootInfo):
+		shout("NOT BOOTED THROUGH THE BOOTLOADER",
+			"no boot info: this OS was started directly, not checked against the release log",
+			"its firmware hash is the applet's and its keys are not bound to a release key;",
+			"no logged release matches it, so clients refuse it unless told --insecure")
+	}
 
 	flags := uint32(0)
 	if why := b.Insecure(); why != "" {
@@ -65,13 +81,17 @@ func main() {
 	if err != nil {
 		halt(b, "transport: %v", err)
 	}
+	if bootErr != nil && !errors.Is(bootErr, tos.ErrNoBootInfo) {
+		shout("VAULT REFUSES SERVICE", "the bootloader's boot info is damaged: "+bootErr.Error(), "every request is answered with an error")
+		refuseForever(link, protocol.Errorf(protocol.CodeUnavailable, "boot info damaged"))
+	}
 	deviceKey, err := b.DeviceKey()
 	if err != nil {
 		shout("VAULT DISABLED", err.Error(), "every request is answered with an error")
 		refuseForever(link, protocol.Errorf(protocol.CodeUnavailable, "this device cannot protect secrets (%v)", err))
 	}
 	// One key per purpose; the device key itself goes no further.
-	keys := tos.DeriveKeys(&deviceKey)
+	keys := tos.DeriveKeys(&deviceKey, releaseKey)
 	clear(deviceKey[:])
 	seed, dev := b.DevProvisioningSeed()
 	if dev {
@@ -104,6 +124,18 @@ func main() {
 	if err != nil {
 		shout("VAULT REFUSES SERVICE", "RPMB: "+err.Error(),
 			"the RPMB key is never sent in the field; every request is answered with an error")
+	} else if bootErr == nil {
+		// No downgrade below this release from now on. Before the
+		// applet starts: nothing else uses the RPMB yet.
+		// A partition that fails it now is failing or tampered with, as
+		// for the anchor: no service.
+		if err := tos.RaiseMinVersion(rpmb, keys.RPMB, boot.Release); err != nil {
+			shout("VAULT REFUSES SERVICE", fmt.Sprintf("RPMB: raising the minimum release version to %d: %v", boot.Release, err),
+				"every request is answered with an error")
+			refuseForever(link, protocol.Errorf(protocol.CodeTampered, "the RPMB partition failed the device's integrity checks"))
+		} else {
+			logf("RPMB: minimum release version is now at least %d", boot.Release)
+		}
 	}
 
 	relay := tos.NewRelay()

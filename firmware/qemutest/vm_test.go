@@ -69,10 +69,37 @@ type vm struct {
 	exited  chan struct{}
 }
 
-// boot starts QEMU in dir and waits until the vault reports ready.
+// boot starts QEMU on the OS image in dir and waits until the vault reports
+// ready.
 func boot(t *testing.T, dir string) *vm {
 	t.Helper()
-	img, q := firmwareImage(t), qemuBinary(t)
+	return bootKernel(t, dir, firmwareImage(t))
+}
+
+// bootKernel starts QEMU on the ELF image kernel (the OS, or the
+// bootloader) in dir and waits until the vault reports ready.
+func bootKernel(t *testing.T, dir, kernel string) *vm {
+	t.Helper()
+	v, start := startKernel(t, dir, kernel)
+	select {
+	case v.status = <-v.ready:
+		v.booted = time.Since(start)
+	case <-v.exited:
+		t.Fatalf("QEMU exited before ready:\n%s", v.Console())
+	case <-time.After(bootTimeout):
+		t.Fatalf("no ready line after %v:\n%s", bootTimeout, v.Console())
+	}
+	t.Logf("booted to ready in %v: %s", v.booted.Round(time.Millisecond), v.status)
+	v.client = protocol.NewStreamClient(v.dial())
+	return v
+}
+
+// startKernel starts QEMU on kernel in dir and returns at once, with the
+// time it started.
+func startKernel(t *testing.T, dir, kernel string) (*vm, time.Time) {
+	t.Helper()
+	q := qemuBinary(t)
+	img := kernel
 	sock := filepath.Join(dir, "protocol.sock")
 	os.Remove(sock)
 	v := &vm{t: t, dir: dir, ready: make(chan string, 1), exited: make(chan struct{})}
@@ -94,18 +121,8 @@ func boot(t *testing.T, dir string) *vm {
 	}
 	t.Cleanup(v.kill)
 	go v.readConsole(out)
-	select {
-	case v.status = <-v.ready:
-		v.booted = time.Since(start)
-	case <-v.exited:
-		t.Fatalf("QEMU exited before ready:\n%s", v.Console())
-	case <-time.After(bootTimeout):
-		t.Fatalf("no ready line after %v:\n%s", bootTimeout, v.Console())
-	}
-	t.Logf("booted to ready in %v: %s", v.booted.Round(time.Millisecond), v.status)
 	v.sock = sock
-	v.client = protocol.NewStreamClient(v.dial())
-	return v
+	return v, start
 }
 
 // dial connects to the protocol UART. QEMU's socket serves one connection

@@ -86,3 +86,42 @@ func FuzzServiceCall(f *testing.F) {
 		}
 	})
 }
+
+// Whatever the bus answers, a device whose fuse is blown never reads a
+// minimum version from forged frames (the MAC cannot be forged): it refuses.
+// With the fuse not blown, the only forged answer taken is "key not
+// programmed", as minimum 0, which is what an unprovisioned device has.
+func FuzzReadMinVersionForgedAnswers(f *testing.F) {
+	notProgrammed := make([]byte, storage.RPMBFrameSize)
+	binary.BigEndian.PutUint16(notProgrammed[storage.RPMBOffResult:], storage.RPMBKeyNotProgrammed)
+	binary.BigEndian.PutUint16(notProgrammed[storage.RPMBOffType:], storage.RPMBReqCounter<<storage.RPMBRespShift)
+	f.Add(notProgrammed, true)
+	f.Add(bytes.Repeat(notProgrammed, 2), false)
+	f.Add(make([]byte, 2*storage.RPMBFrameSize), true)
+	f.Fuzz(func(t *testing.T, answers []byte, blown bool) {
+		v, err := ReadMinVersion(&forger{answers: answers}, testKey, &memFuse{blown: blown})
+		if blown && err == nil {
+			t.Fatalf("fuse blown: forged answers read as minimum %d", v)
+		}
+		if err == nil && v != 0 {
+			t.Fatalf("forged answers read as minimum %d", v)
+		}
+	})
+}
+
+// Any block parses or fails without panicking; what parses re-encodes to
+// the same bytes (nothing in it is ignored).
+func FuzzParseBootInfo(f *testing.F) {
+	enc := (&BootInfo{OSHash: [32]byte{1}, Release: 3, ReleaseKey: ReleaseKeyID{2}}).Marshal()
+	f.Add(enc[:])
+	f.Add(make([]byte, BootInfoSize))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		b, err := ParseBootInfo(p)
+		if err != nil {
+			return
+		}
+		if again := b.Marshal(); !bytes.Equal(again[:], p[:BootInfoSize]) {
+			t.Fatal("parsed block does not re-encode to itself")
+		}
+	})
+}

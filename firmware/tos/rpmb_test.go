@@ -2,6 +2,8 @@ package tos
 
 import (
 	"bytes"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"sync"
@@ -237,16 +239,42 @@ func TestAnchorLatchesFailures(t *testing.T) {
 
 func TestDeriveKeysSeparatesPurposes(t *testing.T) {
 	dk := [32]byte{1}
-	k := DeriveKeys(&dk)
-	k2 := DeriveKeys(&[32]byte{2})
+	k := DeriveKeys(&dk, ReleaseKeyID{})
+	k2 := DeriveKeys(&[32]byte{2}, ReleaseKeyID{})
 	if k.Store == k.RPMB || k.Store == dk || k.RPMB == dk || k.Store == k2.Store || k.RPMB == k2.RPMB {
 		t.Fatal("keys not separated")
 	}
-	if again := DeriveKeys(&dk); again != k {
+	if again := DeriveKeys(&dk, ReleaseKeyID{}); again != k {
 		t.Fatal("derivation not deterministic")
 	}
 	k.Wipe()
 	if k.Store != ([32]byte{}) || k.RPMB != ([32]byte{}) {
 		t.Fatal("Wipe left keys")
+	}
+}
+
+// An OS signed by another release key must not derive the vault's sealing
+// key: the store's key depends on the release key's ID, the RPMB key (which
+// the bootloader needs before any OS runs) does not, and an OS no
+// bootloader checked (zero ID) derives the original key, not a released one.
+func TestStoreKeyBoundToReleaseKey(t *testing.T) {
+	dk := [32]byte{7}
+	ours := ReleaseKeyID(sha256.Sum256([]byte("coffer.test/log+01234567+AAAA")))
+	theirs := ReleaseKeyID(sha256.Sum256([]byte("evil.test/log+89abcdef+BBBB")))
+	a, b, none := DeriveKeys(&dk, ours), DeriveKeys(&dk, theirs), DeriveKeys(&dk, ReleaseKeyID{})
+	if a.Store == b.Store || a.Store == none.Store || b.Store == none.Store {
+		t.Fatal("the store key does not depend on the release key")
+	}
+	if a.RPMB != b.RPMB || a.RPMB != none.RPMB || a.RPMB != DeriveRPMBKey(&dk) {
+		t.Fatal("the RPMB key must be the device's alone")
+	}
+	// The unchecked derivation is the one from before release keys, so
+	// the vaults of directly booted development images still open.
+	legacy, err := hkdf.Key(sha256.New, dk[:], nil, "coffer/os store sealing v1", 32)
+	if err != nil || [32]byte(legacy) != none.Store {
+		t.Fatal("the zero release key ID changed the original store key")
+	}
+	if again := DeriveKeys(&dk, ours); again != a {
+		t.Fatal("not deterministic")
 	}
 }

@@ -19,6 +19,13 @@
 //	                              print where the tamago tool keeps the
 //	                              matching tamago-go (firmware.mk's default
 //	                              TAMAGO; the tool itself cannot be asked)
+//	fwimage dev-proof TESTDIR BOARD OS.elf OUT.proof
+//	                              a proof bundle logging OS.elf as release 1
+//	                              of BOARD, signed with the public TEST keys
+//	                              in TESTDIR (make qemu BOOT=1)
+//	fwimage boot-area OS.elf OS.proof OUT.img
+//	                              the USB armory's eMMC boot area, to write
+//	                              at sector 131072 (64 MiB)
 package main
 
 import (
@@ -38,13 +45,18 @@ func main() {
 
 func run(args []string) error {
 	if len(args) < 2 {
-		return errors.New("usage: fwimage bin IN.elf OUT.bin | entry IN.elf | patch-entry IN.elf OUT.imx | check-imx IN.imx [IN.elf] | toolchain-path VERSION")
+		return errors.New("usage: fwimage bin IN.elf OUT.bin | entry IN.elf | patch-entry IN.elf OUT.imx | check-imx IN.imx [IN.elf] | toolchain-path VERSION | dev-proof TESTDIR BOARD OS.elf OUT.proof | boot-area OS.elf OS.proof OUT.img")
 	}
-	if args[0] == "check-imx" {
+	switch {
+	case args[0] == "check-imx":
 		if len(args) > 3 {
 			return errors.New("usage: fwimage check-imx IN.imx [IN.elf]")
 		}
 		return runCheckIMX(args[1], args[2:])
+	case args[0] == "dev-proof" && len(args) == 5:
+		return devProof(args[1], args[2], args[3], args[4])
+	case args[0] == "boot-area" && len(args) == 4:
+		return bootArea(args[1], args[2], args[3])
 	}
 	if args[0] == "toolchain-path" {
 		if len(args) != 2 {

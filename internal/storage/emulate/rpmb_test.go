@@ -374,3 +374,67 @@ func TestOpenRPMBEmulatorSharesFileFormat(t *testing.T) {
 		t.Fatalf("junk file: %v, now %q", err, junk.Bytes())
 	}
 }
+
+// cutFile is a MemFile that takes only budget more bytes of writes, then
+// fails: a power cut in the middle of a write.
+type cutFile struct {
+	*MemFile
+	budget int
+}
+
+func (c *cutFile) WriteAt(p []byte, off int64) (int, error) {
+	if len(p) > c.budget {
+		n, _ := c.MemFile.WriteAt(p[:c.budget], off)
+		c.budget = 0
+		return n, errors.New("power cut")
+	}
+	c.budget -= len(p)
+	return c.MemFile.WriteAt(p, off)
+}
+
+// A partition file written for fewer blocks (the QEMU board's, before it
+// grew a block for the boot chain's minimum version) opens as the larger
+// partition with the same key, counter and blocks, the new blocks zero; a
+// power cut at any byte of the growth loses nothing.
+func TestOpenRPMBEmulatorGrowsAnOlderFile(t *testing.T) {
+	old := &MemFile{}
+	e, err := OpenRPMBEmulator(old, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := storage.NewRPMBAnchor(e, testAuthKey, 0)
+	if err := a.ProgramKey(); err != nil {
+		t.Fatal(err)
+	}
+	var d [storage.AnchorSize]byte
+	d[0] = 7
+	if _, err := a.Write(d); err != nil {
+		t.Fatal(err)
+	}
+	check := func(f RPMBBacking) {
+		t.Helper()
+		g, err := OpenRPMBEmulator(f, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, c, err := storage.NewRPMBAnchor(g, testAuthKey, 0).Read(); err != nil || c != 1 || got != d {
+			t.Fatalf("block 0 after growing: %d %d %v", got[0], c, err)
+		}
+		if got, _, err := storage.NewRPMBAnchor(g, testAuthKey, 1).Read(); err != nil || got != ([storage.AnchorSize]byte{}) {
+			t.Fatalf("new block 1: %v", err)
+		}
+	}
+	grown := NewMemFile(old.Bytes())
+	check(grown)
+	check(grown) // and again, now in the new format
+	if _, err := OpenRPMBEmulator(NewMemFile(grown.Bytes()), 1); err == nil {
+		t.Fatal("a grown file opened as the smaller partition")
+	}
+	for cut := 0; cut < 2*fileRPMBSlotLen(2); cut += 7 {
+		f := &cutFile{MemFile: NewMemFile(old.Bytes()), budget: cut}
+		if _, err := OpenRPMBEmulator(f, 2); err == nil {
+			t.Fatalf("cut after %d bytes: no error", cut)
+		}
+		check(NewMemFile(f.Bytes()))
+	}
+}

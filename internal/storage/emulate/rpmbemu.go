@@ -313,13 +313,18 @@ func OpenRPMBEmulator(f RPMBBacking, blocks int) (*RPMBEmulator, error) {
 		}
 	}
 	good := -1
+	grown := false
 	switch {
 	case ok[0] && (!ok[1] || slots[0].gen >= slots[1].gen):
 		e.st, good = slots[0], 0
 	case ok[1]:
 		e.st, good = slots[1], 1
 	case !empty:
-		return nil, errors.New("rpmb: the file holds no valid state")
+		st, found := readSmallerRPMBState(f, blocks)
+		if !found {
+			return nil, errors.New("rpmb: the file holds no valid state")
+		}
+		e.st, grown = st, true
 	}
 	write := func(st *rpmbState, slots ...int64) error {
 		b := encodeRPMBState(st)
@@ -342,11 +347,17 @@ func OpenRPMBEmulator(f RPMBBacking, blocks int) (*RPMBEmulator, error) {
 	// during the repair cannot damage the good one.
 	if !ok[0] || !ok[1] || slots[0].gen != slots[1].gen {
 		var err error
-		switch good {
-		case 0:
+		switch {
+		case good == 0:
 			err = write(&e.st, 1)
-		case 1:
+		case good == 1:
 			err = write(&e.st, 0)
+		case grown:
+			// A partition grown from an older file: the new second
+			// copy first, which lies past the old first copy, so a
+			// cut leaves either the old file's first copy or the
+			// new second copy intact.
+			err = write(&e.st, 1, 0)
 		default:
 			err = write(&e.st, 0, 1)
 		}
@@ -356,6 +367,37 @@ func OpenRPMBEmulator(f RPMBBacking, blocks int) (*RPMBEmulator, error) {
 	}
 	e.persist = func(st *rpmbState) error { return write(st, 0, 1) }
 	return e, nil
+}
+
+// readSmallerRPMBState reads the state of a file written for a partition of
+// fewer blocks (by an older build: the QEMU board's partition grew from one
+// block to two for the boot chain's minimum version), grown to blocks with
+// zeroed blocks, which is what the new blocks of a real partition hold.
+func readSmallerRPMBState(f RPMBBacking, blocks int) (rpmbState, bool) {
+	var hdr [fileRPMBHeader]byte
+	if n, _ := f.ReadAt(hdr[:], 0); n != len(hdr) || string(hdr[:8]) != fileRPMBMagic {
+		return rpmbState{}, false
+	}
+	old := int(binary.BigEndian.Uint32(hdr[24:]))
+	if old < 1 || old >= blocks {
+		return rpmbState{}, false
+	}
+	var best rpmbState
+	found := false
+	for i := int64(0); i < 2; i++ {
+		b := make([]byte, fileRPMBSlotLen(old))
+		if _, err := f.ReadAt(b, i*fileRPMBStride(old)); err != nil {
+			continue
+		}
+		st, err := decodeRPMBState(b, old)
+		if err == nil && (!found || st.gen > best.gen) {
+			best, found = st, true
+		}
+	}
+	if found {
+		best.blocks = append(best.blocks, make([][storage.RPMBBlockSize]byte, blocks-old)...)
+	}
+	return best, found
 }
 
 // Clone returns an independent copy of the partition, in memory: what
