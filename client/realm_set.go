@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/cofferhsm/coffer/client/logcheck"
 	"github.com/cofferhsm/coffer/protocol/realmkey"
 )
 
@@ -19,6 +20,12 @@ type RealmOptions struct {
 	// AllowInsecure accepts insecure realms (also accepted when the
 	// configuration's AllowInsecure is set); they count as compromised.
 	AllowInsecure bool
+	// AllowUnlogged, LogSource and Notice are Options': every realm is
+	// checked against the configuration's release log as the single vault
+	// is. Notice may be called from several realms' goroutines at once.
+	AllowUnlogged bool
+	LogSource     logcheck.Source
+	Notice        func(Notice)
 	// Force lets a registration commit once at least t realms signed it,
 	// instead of all n (REALMS.md rule C2), at a lower tolerance.
 	Force bool

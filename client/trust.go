@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/cofferhsm/coffer/client/logcheck"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -28,6 +29,16 @@ var (
 	// ErrBadReceipt: a receipt does not verify or does not say what the
 	// client asked for.
 	ErrBadReceipt = errors.New("the vault's receipt does not check out")
+	// ErrNotLogged: the vault's identity bundle, or the release its
+	// firmware hash names, is not in the pinned release log. Refused
+	// unless AllowUnlogged (--insecure).
+	ErrNotLogged = errors.New("the vault is not in the release log")
+	// ErrRevoked: the release log revokes the vault's release or its
+	// identity. Refused always.
+	ErrRevoked = errors.New("the release log REVOKES this vault")
+	// ErrNoLogPolicy: no release-log policy is pinned, so the vault cannot
+	// be checked; refused unless insecure vaults are allowed.
+	ErrNoLogPolicy = errors.New("no release-log policy is pinned, so the vault cannot be checked against the release log")
 )
 
 // RollbackError is returned when the vault signs a store sequence lower than
@@ -55,8 +66,24 @@ type Options struct {
 	HTTPClient *http.Client // nil: a default with a timeout
 	Rand       io.Reader    // nil: crypto/rand
 	// AllowInsecure accepts a vault whose bundle says insecure (also
-	// accepted when the configuration's AllowInsecure is set).
+	// accepted when the configuration's AllowInsecure is set), and, with
+	// no release-log policy pinned, a vault that cannot be checked.
 	AllowInsecure bool
+	// AllowUnlogged accepts a vault whose bundle or release is not in the
+	// pinned release log (the CLI's --insecure; never saved). A revoked
+	// one is refused all the same. Notice says so at every contact.
+	AllowUnlogged bool
+	// LogSource serves the release log (nil: cofferd's /v1/log/).
+	// Nothing it serves is believed before it verifies.
+	LogSource logcheck.Source
+	// Notice receives what the user must be told at this contact: an
+	// unverified or unlogged vault let through, an upgrade accepted.
+	Notice func(Notice)
+	// AcceptNewIdentity is asked, when set, about a bundle whose keys
+	// differ from the pinned ones (logged and unrevoked, or let through by
+	// AllowUnlogged): returning nil pins it. Unset, such a bundle is
+	// refused with ErrBundleChanged.
+	AcceptNewIdentity func(*IdentityChange) error
 
 	// ksfParameters overrides Argon2id's (passes, KiB, lanes) in tests;
 	// nil means SPEC.md's values, the only ones real records use.
