@@ -43,11 +43,11 @@ type vaultPin struct {
 
 // check decides whether the vault behind conn, which served si, may be
 // used, and pins it. In order: the bundle's signature under the
-// provisioning key; the release log (the bundle and its release logged,
+// provisioning key; an insecure vault needs AllowInsecure; the release log (the bundle and its release logged,
 // neither revoked: revoked is refused always, unlogged only passes with
 // AllowUnlogged); a changed bundle with the pinned keys is an upgrade,
-// accepted once logged, one with other keys needs the user's consent; an
-// insecure vault needs AllowInsecure. Nothing is pinned unless all pass.
+// accepted once logged, one with other keys needs the user's consent.
+// Nothing is pinned unless all pass.
 func (vt *vaultTrust) check(ctx context.Context, conn *Conn, p vaultPin, si *protocol.SignedIdentity) (*protocol.Identity, error) {
 	pk, err := ParseProvisioningKey(p.provisioningKey)
 	if err != nil {
@@ -62,6 +62,9 @@ func (vt *vaultTrust) check(ctx context.Context, conn *Conn, p vaultPin, si *pro
 	changed := pinned != "" && pinned != h
 	sameKeys := changed && old.sameKeys(id)
 
+	if id.Insecure && !vt.allowInsecure {
+		return nil, fmt.Errorf("client: %w (vault %s)", ErrInsecureVault, strconv.Quote(id.Name))
+	}
 	var logged *LoggedInfo
 	var unlogged error // why the vault is let through unverified
 	if vt.pin == nil {
@@ -84,9 +87,6 @@ func (vt *vaultTrust) check(ctx context.Context, conn *Conn, p vaultPin, si *pro
 			return nil, err
 		}
 	}
-	if id.Insecure && !vt.allowInsecure {
-		return nil, fmt.Errorf("client: %w (vault %s)", ErrInsecureVault, strconv.Quote(id.Name))
-	}
 	upgrade := sameKeys && logged != nil
 	if changed && !upgrade {
 		if err := vt.consent(p, id, h, logged); err != nil {
@@ -102,12 +102,12 @@ func (vt *vaultTrust) check(ctx context.Context, conn *Conn, p vaultPin, si *pro
 	case unlogged != nil:
 		vt.note(p, Notice{Kind: NoticeUnlogged, Vault: id.Name, Text: fmt.Sprintf(
 			"INSECURE: vault %s is not in the release log (%s); continuing only because of --insecure",
-			strconv.Quote(id.Name), strings.TrimPrefix(unlogged.Error(), "client: "))})
+			strconv.Quote(id.Name), strings.TrimPrefix(unlogged.Error(), "client: "+ErrNotLogged.Error()+": "))})
 	}
 	if upgrade {
 		vt.note(p, Notice{Kind: NoticeUpgraded, Vault: id.Name, Logged: logged, Firmware: id.FirmwareHash, Text: fmt.Sprintf(
 			"vault %s upgraded to release %s (version %d), firmware %x, logged at index %d (its new identity bundle at index %d); same keys, pin moved",
-			strconv.Quote(id.Name), QuoteName(logged.ReleaseName), logged.ReleaseVersion, id.FirmwareHash, logged.ReleaseIndex, logged.BundleIndex)})
+			strconv.Quote(id.Name), strconv.Quote(logged.ReleaseName), logged.ReleaseVersion, id.FirmwareHash, logged.ReleaseIndex, logged.BundleIndex)})
 	}
 	if pinned == "" || changed {
 		*p.bundleHash = h
