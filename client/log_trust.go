@@ -106,7 +106,7 @@ func (vt *vaultTrust) check(ctx context.Context, conn *Conn, p vaultPin, si *pro
 	}
 	if upgrade {
 		vt.note(p, Notice{Kind: NoticeUpgraded, Vault: id.Name, Logged: logged, Firmware: id.FirmwareHash, Text: fmt.Sprintf(
-			"vault %s upgraded to release %s (version %d), firmware %x, logged at index %d (its new identity bundle at index %d); same keys, pin moved",
+			"NOTE: vault %s upgraded to release %s (version %d), firmware %x, logged at index %d (its new identity bundle at index %d); same keys, pin moved",
 			strconv.Quote(id.Name), strconv.Quote(logged.ReleaseName), logged.ReleaseVersion, id.FirmwareHash, logged.ReleaseIndex, logged.BundleIndex)})
 	}
 	if pinned == "" || changed {
@@ -199,7 +199,10 @@ func (vt *vaultTrust) note(p vaultPin, n Notice) {
 	}
 	n.Realm = p.realm
 	if p.realm != "" {
-		n.Text = "realm " + QuoteName(p.realm) + ": " + n.Text
+		// After the tag, so that no notice line reads like the per-realm
+		// report lines ("realm NAME: ...") printed after a run.
+		tag, rest, _ := strings.Cut(n.Text, ": ")
+		n.Text = tag + ": realm " + QuoteName(p.realm) + ", " + rest
 	}
 	vt.notice(n)
 }
