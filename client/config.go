@@ -56,6 +56,11 @@ type Config struct {
 	// Realms, in password mode instead of Server and its trust state: the
 	// key spread over t of n vaults (realm_config.go).
 	Realms *RealmsConfig `json:"realms,omitempty"`
+
+	// Log pins the release log every vault of this configuration is
+	// checked against (log_config.go); nil: none pinned, and vaults are
+	// used unverified only when insecure vaults are allowed.
+	Log *LogPin `json:"log,omitempty"`
 }
 
 // VaultInfo is what the pinned identity bundle says about the vault, kept
@@ -66,6 +71,14 @@ type VaultInfo struct {
 	MaxLimit     uint   `json:"max_limit"`
 	SigningKey   string `json:"signing_key"`
 	FirmwareHash string `json:"firmware_hash"`
+	// The bundle's other keys (hex), pinned with the signing key: an
+	// upgrade that keeps all three is shown and accepted once logged; one
+	// that changes any needs the user's consent.
+	AKEKey  string `json:"ake_key,omitempty"`
+	HPKEKey string `json:"hpke_key,omitempty"`
+	// Logged is where the bundle and its release were found in the release
+	// log (nil: not checked against one).
+	Logged *LoggedInfo `json:"logged,omitempty"`
 }
 
 // ReceiptInfo is the last receipt the vault signed for this account.
@@ -132,6 +145,11 @@ func (c *Config) Validate() error {
 		}
 		return nil
 	case ModePassword:
+		if c.Log != nil {
+			if err := c.Log.validate(); err != nil {
+				return err
+			}
+		}
 		if c.Realms != nil {
 			if c.Server != "" || c.UserID != "" || c.BundleHash != "" {
 				return errors.New("a realm set replaces server, user_id and bundle_hash: give one or the other")

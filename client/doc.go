@@ -15,6 +15,12 @@
 //   - the vault (conn.go, trust.go, vault.go): cofferd's HTTP API, the
 //     identity bundle pinned under the provisioning key, OPAQUE (RFC 9807)
 //     through github.com/bytemare/opaque, and every receipt checked;
+//   - the release log (log_config.go, log_trust.go, log_notice.go): the
+//     configuration's pin of a log policy and its view of the log, and the
+//     check every contact makes, after the provisioning signature: the
+//     vault's bundle and release logged under a witnessed, consistent
+//     checkpoint and neither revoked (client/logcheck follows the log);
+//     upgrades with the same keys shown, new keys only with consent;
 //   - the configuration file (config.go);
 //   - realm sets (protocol/REALMS.md): K behind a password at t of n vaults.
 //     realm_config.go is the configuration's `realms` object, its checks and

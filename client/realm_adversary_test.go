@@ -293,6 +293,7 @@ func TestPinnedDeviceNeverEvaluatesAVersionItsAnchorDidNotSign(t *testing.T) {
 	// too; without any, it refuses to choose.
 	fresh := newRealmFixture(t, 2, 3, realmOptions{})
 	fresh.realms = f.realms
+	fresh.useLogOf(f)
 	for i, r := range f.realms {
 		fresh.cfg.Realms.Set[i] = r.entry()
 	}
@@ -316,6 +317,7 @@ func TestFreshDeviceRecoversWithSetCode(t *testing.T) {
 	k := f.register("pw", 10)
 	fresh := newRealmFixture(t, 2, 3, realmOptions{})
 	fresh.realms = f.realms
+	fresh.useLogOf(f)
 	for i, r := range f.realms {
 		fresh.cfg.Realms.Set[i] = r.entry()
 	}

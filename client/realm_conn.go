@@ -73,12 +73,14 @@ type realm struct {
 func (r *realm) name() string { return QuoteName(r.entry.Name) }
 
 // connect checks the realm before anything is sent to it, exactly as the
-// single vault (trust.go): the identity bundle verified under the realm's
-// provisioning key and pinned on first use, a changed one refused, an
-// insecure one refused unless allowed. The account at its host is asked on
+// single vault (trust.go, log_trust.go): the identity bundle verified under
+// the realm's provisioning key, checked against the configuration's release
+// log and pinned on first use, a changed one refused (an upgrade with the
+// same keys, logged, accepted and shown), an insecure one refused unless
+// allowed. The account at its host is asked on
 // first use and pinned. On first contact it also reads the realm's signed
 // status (REALMS.md 11, step 1).
-func (r *realm) connect(ctx context.Context, httpClient *http.Client, allowInsecure bool) error {
+func (r *realm) connect(ctx context.Context, httpClient *http.Client, vt *vaultTrust) error {
 	e := r.entry
 	conn, err := NewConn(e.Server, e.Token, httpClient)
 	if err != nil {
@@ -91,11 +93,10 @@ func (r *realm) connect(ctx context.Context, httpClient *http.Client, allowInsec
 	}
 	r.bundle, _ = protocol.Encode(protocol.TypeIdentity, si)
 	firstContact := e.BundleHash == ""
-	pin := Config{ProvisioningKey: e.ProvisioningKey, BundleHash: e.BundleHash, Vault: e.Vault}
-	if r.id, err = pin.trustBundle(si, allowInsecure); err != nil {
+	pin := vaultPin{realm: e.Name, provisioningKey: e.ProvisioningKey, bundleHash: &e.BundleHash, vault: &e.Vault}
+	if r.id, err = vt.check(ctx, conn, pin, si); err != nil {
 		return err
 	}
-	e.BundleHash, e.Vault = pin.BundleHash, pin.Vault
 	if e.Account == "" {
 		a, err := conn.Account(ctx)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -95,6 +96,8 @@ type testRealm struct {
 	userID []byte
 
 	provisioning ed25519.PublicKey
+	// bundle is its identity bundle, as its provisioning key signed it.
+	bundle *protocol.SignedIdentity
 	// The vault's own keys, read from its store as a host that holds a
 	// software realm's files can: what a compromised realm's operator has.
 	signing ed25519.PrivateKey
@@ -127,7 +130,7 @@ func newTestRealm(t testing.TB, name string, o realmOptions) *testRealm {
 	if err := v.InstallIdentity(ctx, signed); err != nil {
 		t.Fatal(err)
 	}
-	r := &testRealm{name: name, store: st, provisioning: pub, dev: &testDevice{name: "dev-" + name, v: v, counts: map[protocol.Type]int{}}}
+	r := &testRealm{name: name, store: st, provisioning: pub, bundle: &signed, dev: &testDevice{name: "dev-" + name, v: v, counts: map[protocol.Type]int{}}}
 	r.readKeys(t)
 
 	dir := t.TempDir()
@@ -197,11 +200,21 @@ type realmFixture struct {
 	realms []*testRealm
 	cfg    *Config
 	opts   RealmOptions
+	// log is the release log the configuration pins, in which every
+	// realm's vault is logged.
+	log *devLog
 }
 
 func newRealmFixture(t testing.TB, threshold, n int, o realmOptions) *realmFixture {
 	t.Helper()
-	f := &realmFixture{t: t}
+	return newRealmFixtureUnlogged(t, threshold, n, o)
+}
+
+// newRealmFixtureUnlogged is newRealmFixture with the realms named
+// unlogged left out of the log.
+func newRealmFixtureUnlogged(t testing.TB, threshold, n int, o realmOptions, unlogged ...string) *realmFixture {
+	t.Helper()
+	f := &realmFixture{t: t, log: newDevLog(t)}
 	rc := &RealmsConfig{Threshold: threshold}
 	for i := range n {
 		r := newTestRealm(t, string(rune('A'+i)), o)
@@ -211,8 +224,36 @@ func newRealmFixture(t testing.TB, threshold, n int, o realmOptions) *realmFixtu
 	k := randomKey(t)
 	rec, _ := k.AgeRecipient()
 	f.cfg = &Config{Version: ConfigVersion, Mode: ModePassword, AgeRecipient: rec, Realms: rc, AllowInsecure: o.insecure}
-	f.opts = RealmOptions{stretch: realmtest.FastStretch, EvidenceDir: t.TempDir()}
+	f.opts = RealmOptions{stretch: realmtest.FastStretch, EvidenceDir: t.TempDir(), LogSource: f.log.src}
+	f.log.pin(f.cfg)
+	for _, r := range f.realms {
+		if !slices.Contains(unlogged, r.name) {
+			f.logRealm(r)
+		}
+	}
 	return f
+}
+
+// useLogOf makes g pin and read f's log: g is another device of the
+// user's, of f's realms.
+func (g *realmFixture) useLogOf(f *realmFixture) {
+	g.log, g.opts.LogSource, g.cfg.Log = f.log, f.log.src, nil
+	g.log.pin(g.cfg)
+}
+
+// logRealm logs a realm's release and bundle.
+func (f *realmFixture) logRealm(r *testRealm) {
+	f.log.vault(r.bundle, r.dev.v.Identity())
+}
+
+func (f *realmFixture) realmByName(name string) *testRealm {
+	for _, r := range f.realms {
+		if r.name == name {
+			return r
+		}
+	}
+	f.t.Fatalf("no realm %s", name)
+	return nil
 }
 
 func (f *realmFixture) set() *RealmSet {

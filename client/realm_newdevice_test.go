@@ -13,12 +13,13 @@ func (f *realmFixture) freshDevice(t *testing.T, threshold int, realms ...*testR
 	if realms == nil {
 		realms = f.realms
 	}
-	g := &realmFixture{t: t, realms: realms, opts: f.opts}
+	g := &realmFixture{t: t, realms: realms, opts: f.opts, log: f.log}
 	rc := &RealmsConfig{Threshold: threshold}
 	for _, r := range realms {
 		rc.Set = append(rc.Set, r.entry())
 	}
 	g.cfg = &Config{Version: ConfigVersion, Mode: ModePassword, Realms: rc}
+	g.log.pin(g.cfg)
 	g.opts.SetCode = f.cfg.Realms.SetCode()
 	return g
 }

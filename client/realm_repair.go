@@ -73,7 +73,7 @@ func (s *RealmSet) Repair(ctx context.Context, password []byte, newSet []*RealmE
 		members, fresh = append(members, r), append(fresh, r)
 	}
 	parallel(fresh, func(r *realm) {
-		if r.down = r.connect(ctx, s.opts.HTTPClient, s.allowInsecure()); r.down == nil {
+		if r.down = r.connect(ctx, s.opts.HTTPClient, s.trust); r.down == nil {
 			r.probe, r.down = r.doProbe(ctx)
 		}
 	})

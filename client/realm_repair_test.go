@@ -21,6 +21,7 @@ func TestRepairReplacesARealm(t *testing.T) {
 		f := newRealmFixture(t, 2, 3, realmOptions{})
 		k := f.register("pw", 10)
 		d := newTestRealm(t, "D", realmOptions{})
+		f.logRealm(d)
 		c := f.realms[2]
 		if cReachable {
 			f.burn(t, f.realms[1])

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/cofferhsm/coffer/client/logcheck"
 	"github.com/cofferhsm/coffer/protocol/realmkey"
 )
 
@@ -19,6 +20,12 @@ type RealmOptions struct {
 	// AllowInsecure accepts insecure realms (also accepted when the
 	// configuration's AllowInsecure is set); they count as compromised.
 	AllowInsecure bool
+	// AllowUnlogged, LogSource and Notice are Options': every realm is
+	// checked against the configuration's release log as the single vault
+	// is. Notice may be called from several realms' goroutines at once.
+	AllowUnlogged bool
+	LogSource     logcheck.Source
+	Notice        func(Notice)
 	// Force lets a registration commit once at least t realms signed it,
 	// instead of all n (REALMS.md rule C2), at a lower tolerance.
 	Force bool
@@ -62,6 +69,7 @@ type RealmSet struct {
 	opts   RealmOptions
 	random io.Reader
 	realms []*realm
+	trust  *vaultTrust
 }
 
 // OpenRealmSet prepares the set of cfg. Nothing is sent until a method
@@ -74,6 +82,8 @@ func OpenRealmSet(cfg *Config, opts RealmOptions) (*RealmSet, error) {
 		return nil, fmt.Errorf("client: configuration: %w", err)
 	}
 	s := &RealmSet{cfg: cfg, rc: cfg.Realms, opts: opts, random: opts.Rand}
+	s.trust = &vaultTrust{pin: cfg.Log, allowInsecure: s.allowInsecure(), allowUnlogged: opts.AllowUnlogged,
+		source: opts.LogSource, notice: opts.Notice}
 	if s.random == nil {
 		s.random = rand.Reader
 	}
@@ -93,7 +103,7 @@ func (s *RealmSet) allowInsecure() bool { return s.opts.AllowInsecure || s.cfg.A
 // stop everything (REALMS.md 4, rule 3).
 func (s *RealmSet) connectAll(ctx context.Context) error {
 	parallel(s.realms, func(r *realm) {
-		r.down = r.connect(ctx, s.opts.HTTPClient, s.allowInsecure())
+		r.down = r.connect(ctx, s.opts.HTTPClient, s.trust)
 	})
 	seen := map[string]*realm{}
 	for _, r := range s.realms {

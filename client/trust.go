@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/cofferhsm/coffer/client/logcheck"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -28,6 +29,16 @@ var (
 	// ErrBadReceipt: a receipt does not verify or does not say what the
 	// client asked for.
 	ErrBadReceipt = errors.New("the vault's receipt does not check out")
+	// ErrNotLogged: the vault's identity bundle, or the release its
+	// firmware hash names, is not in the pinned release log. Refused
+	// unless AllowUnlogged (--insecure).
+	ErrNotLogged = errors.New("the vault is not in the release log")
+	// ErrRevoked: the release log revokes the vault's release or its
+	// identity. Refused always.
+	ErrRevoked = errors.New("the release log REVOKES this vault")
+	// ErrNoLogPolicy: no release-log policy is pinned, so the vault cannot
+	// be checked; refused unless insecure vaults are allowed.
+	ErrNoLogPolicy = errors.New("no release-log policy is pinned, so the vault cannot be checked against the release log")
 )
 
 // RollbackError is returned when the vault signs a store sequence lower than
@@ -55,8 +66,24 @@ type Options struct {
 	HTTPClient *http.Client // nil: a default with a timeout
 	Rand       io.Reader    // nil: crypto/rand
 	// AllowInsecure accepts a vault whose bundle says insecure (also
-	// accepted when the configuration's AllowInsecure is set).
+	// accepted when the configuration's AllowInsecure is set), and, with
+	// no release-log policy pinned, a vault that cannot be checked.
 	AllowInsecure bool
+	// AllowUnlogged accepts a vault whose bundle or release is not in the
+	// pinned release log (the CLI's --insecure; never saved). A revoked
+	// one is refused all the same. Notice says so at every contact.
+	AllowUnlogged bool
+	// LogSource serves the release log (nil: cofferd's /v1/log/).
+	// Nothing it serves is believed before it verifies.
+	LogSource logcheck.Source
+	// Notice receives what the user must be told at this contact: an
+	// unverified or unlogged vault let through, an upgrade accepted.
+	Notice func(Notice)
+	// AcceptNewIdentity is asked, when set, about a bundle whose keys
+	// differ from the pinned ones (logged and unrevoked, or let through by
+	// AllowUnlogged): returning nil pins it. Unset, such a bundle is
+	// refused with ErrBundleChanged.
+	AcceptNewIdentity func(*IdentityChange) error
 
 	// ksfParameters overrides Argon2id's (passes, KiB, lanes) in tests;
 	// nil means SPEC.md's values, the only ones real records use.
@@ -77,8 +104,10 @@ type Client struct {
 
 // Connect checks the vault behind cofferd before anything is sent to it:
 // it fetches the identity bundle, verifies it against the provisioning key,
-// pins it on first use (its hash goes into cfg) or refuses one that changed,
-// and refuses an insecure vault unless allowed.
+// checks it and its release against the pinned release log (log_trust.go),
+// pins it on first use (its hash goes into cfg) or refuses one that changed
+// (an upgrade with the same keys, logged, is accepted and shown), and
+// refuses an insecure vault unless allowed.
 func Connect(ctx context.Context, cfg *Config, opts Options) (*Client, error) {
 	if cfg.Mode != ModePassword {
 		return nil, errors.New("client: this account keeps its key as a 64-digit key, not in the vault")
@@ -99,7 +128,14 @@ func Connect(ctx context.Context, cfg *Config, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.id, err = cfg.trustBundle(si, opts.AllowInsecure || cfg.AllowInsecure); err != nil {
+	vt := &vaultTrust{pin: cfg.Log, allowInsecure: opts.AllowInsecure || cfg.AllowInsecure, allowUnlogged: opts.AllowUnlogged,
+		source: opts.LogSource, notice: opts.Notice, accept: opts.AcceptNewIdentity}
+	pin := vaultPin{provisioningKey: cfg.ProvisioningKey, bundleHash: &cfg.BundleHash, vault: &cfg.Vault, reset: func() {
+		// New keys are another store: its sequence and receipts start
+		// again (the account's key, if any, is not in it).
+		cfg.HighestStoreSequence, cfg.LastReceipt = 0, nil
+	}}
+	if c.id, err = vt.check(ctx, conn, pin, si); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -110,42 +146,6 @@ func Connect(ctx context.Context, cfg *Config, opts Options) (*Client, error) {
 func BundleHash(si *protocol.SignedIdentity) string {
 	sum := sha256.Sum256(si.Body)
 	return hex.EncodeToString(sum[:])
-}
-
-// trustBundle verifies si and pins it on first use.
-func (cfg *Config) trustBundle(si *protocol.SignedIdentity, allowInsecure bool) (*protocol.Identity, error) {
-	pk, err := cfg.provisioningKey()
-	if err != nil {
-		return nil, err
-	}
-	id, err := si.Verify(pk)
-	if err != nil {
-		return nil, fmt.Errorf("client: %w: %v", ErrUntrustedBundle, err)
-	}
-	h := BundleHash(si)
-	if cfg.BundleHash != "" && cfg.BundleHash != h {
-		was := "the pinned vault"
-		if cfg.Vault != nil {
-			was = fmt.Sprintf("vault %q", cfg.Vault.Name)
-		}
-		return nil, fmt.Errorf("client: %w: pinned %s (%s), now %s from vault %q (firmware %x, insecure=%v). "+
-			"A firmware update or a new device changes it; if you expected that, remove bundle_hash from the configuration to pin the new one",
-			ErrBundleChanged, cfg.BundleHash, was, h, id.Name, id.FirmwareHash, id.Insecure)
-	}
-	if id.Insecure && !allowInsecure {
-		return nil, fmt.Errorf("client: %w (vault %q)", ErrInsecureVault, id.Name)
-	}
-	if cfg.BundleHash == "" {
-		cfg.BundleHash = h
-		cfg.Vault = &VaultInfo{
-			Name:         id.Name,
-			Insecure:     id.Insecure,
-			MaxLimit:     id.MaxLimit,
-			SigningKey:   hex.EncodeToString(id.SigningKey),
-			FirmwareHash: hex.EncodeToString(id.FirmwareHash),
-		}
-	}
-	return id, nil
 }
 
 // Identity is the vault's verified identity.

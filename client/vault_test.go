@@ -28,14 +28,26 @@ type fixture struct {
 	host *fakehost.Host
 	cfg  *Config
 	opts Options
+	// log is the release log the configuration pins; the host's vault is
+	// logged in it (its release and its bundle).
+	log *devLog
 }
 
 func newFixture(t *testing.T, hostOpts fakehost.Options) *fixture {
 	t.Helper()
+	f := newUnloggedFixture(t, hostOpts)
+	f.log.vault(hostBundle(t, f.host), f.host.VaultIdentity())
+	return f
+}
+
+// newUnloggedFixture is newFixture with nothing in the log yet.
+func newUnloggedFixture(t *testing.T, hostOpts fakehost.Options) *fixture {
+	t.Helper()
 	h := fakehost.New(t, hostOpts)
 	k := randomKey(t)
 	r, _ := k.AgeRecipient()
-	return &fixture{t: t, host: h, cfg: &Config{
+	log := newDevLog(t)
+	f := &fixture{t: t, host: h, log: log, cfg: &Config{
 		Version:         ConfigVersion,
 		Mode:            ModePassword,
 		AgeRecipient:    r,
@@ -43,7 +55,9 @@ func newFixture(t *testing.T, hostOpts fakehost.Options) *fixture {
 		Token:           h.Token,
 		ProvisioningKey: h.ProvisioningKeyHex(),
 		UserID:          hex.EncodeToString(h.UserID),
-	}, opts: Options{AllowInsecure: hostOpts.Insecure, ksfParameters: cheapKSF}}
+	}, opts: Options{AllowInsecure: hostOpts.Insecure, ksfParameters: cheapKSF, LogSource: log.src}}
+	log.pin(f.cfg)
+	return f
 }
 
 func (f *fixture) connect() *Client {
@@ -276,6 +290,7 @@ func TestIdentityPinning(t *testing.T) {
 		f.connect()
 		pinned := f.cfg.BundleHash
 		f.host.Replace(fakehost.Options{Name: "another device"})
+		f.log.vault(hostBundle(t, f.host), f.host.VaultIdentity()) // logged: TestChangedKeysNeedConsent has the unlogged case
 		_, err := Connect(ctx, f.cfg, f.opts)
 		if !errors.Is(err, ErrBundleChanged) || !strings.Contains(err.Error(), "another device") {
 			t.Fatalf("changed bundle: %v", err)
@@ -283,7 +298,8 @@ func TestIdentityPinning(t *testing.T) {
 		if f.cfg.BundleHash != pinned {
 			t.Error("the pin moved")
 		}
-		// Only an explicit unpin accepts it.
+		// Only an explicit unpin accepts it (or the user's consent,
+		// TestChangedKeysNeedConsent).
 		f.cfg.BundleHash = ""
 		f.connect()
 		if f.cfg.BundleHash == pinned || f.cfg.Vault.Name != "another device" {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cofferhsm/coffer/client"
 	"github.com/cofferhsm/coffer/client/internal/fakehost"
+	"github.com/cofferhsm/coffer/client/logcheck"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -32,6 +33,8 @@ type env struct {
 	t      *testing.T
 	config string
 	vars   map[string]string
+	// logSource serves the release log to every run (pinLog).
+	logSource logcheck.Source
 }
 
 func newEnv(t *testing.T) *env {
@@ -46,7 +49,7 @@ func (e *env) run(args ...string) result {
 func (e *env) runCtx(ctx context.Context, args ...string) result {
 	e.t.Helper()
 	var out, errb bytes.Buffer
-	c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(k string) string { return e.vars[k] }}
+	c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(k string) string { return e.vars[k] }, logSource: e.logSource}
 	code := c.run(ctx, append([]string{"-config", e.config}, args...))
 	return result{code, out.String(), errb.String()}
 }
@@ -242,7 +245,8 @@ func passwordEnv(t *testing.T, host *fakehost.Host, insecure bool, extra ...stri
 	t.Helper()
 	e := newEnv(t)
 	e.vars["COFFER_PASSWORD"] = "first password"
-	args := []string{"init", "--password", "--server", host.URL, "--token", host.Token, "--provisioning-key", host.ProvisioningKeyHex()}
+	args := append([]string{"init", "--password", "--server", host.URL, "--token", host.Token, "--provisioning-key", host.ProvisioningKeyHex()},
+		e.pinLog(host).args()...)
 	if insecure {
 		args = append(args, "--insecure")
 	}

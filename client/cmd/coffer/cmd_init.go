@@ -24,7 +24,8 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 		password = fset.Bool("password", false, "keep the key in the vault behind a password")
 		pwFile   = fset.String("password-file", "", "read the password from FILE")
 		limit    = fset.Uint("limit", 0, "wrong passwords before the vault erases the key (default 10, at most the vault's maximum)")
-		insecure = fset.Bool("insecure", false, "accept a vault that says it is insecure (software vault, QEMU)")
+		insecure = fset.Bool("insecure", false, insecureHelp+" (software vault, QEMU); recorded in the configuration, except for the release log")
+		logPol   = fset.String("log-policy", "", "pin the release log's policy in FILE: every vault is checked against that log")
 		qr       = fset.Bool("qr", false, "also show the 64-digit key as a QR code")
 		existing = fset.Bool("existing", false, "the account already has a key in the vault (a new device): log in to fetch it")
 		keyText  = fset.String("key", "", "with --password: put this existing 64-digit key in the vault instead of making a new one")
@@ -67,6 +68,18 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 	if keyGiven && (!*password || *existing) {
 		return usagef("--key and --key-file are for init --password: they put an existing 64-digit key in the vault")
 	}
+	if *logPol != "" && *realms == "" && !*password && !*existing {
+		return usagef("--log-policy is for a vault (--password, --existing or --realms): a 64-digit key needs none")
+	}
+	var logPin []byte
+	if *logPol != "" {
+		if logPin, err = os.ReadFile(*logPol); err != nil {
+			return err
+		}
+		if _, err := client.NewLogPin(logPin); err != nil {
+			return usagef("--log-policy %s: %v", client.QuoteName(*logPol), err)
+		}
+	}
 	path, err := c.path()
 	if err != nil {
 		return err
@@ -108,7 +121,7 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 		}
 	}
 	if *realms != "" {
-		rf := realmFlags{file: *realms, threshold: *thresh, limit: *limit, insecure: *insecure, force: *force, pwFile: *pwFile, setCode: *setCode, backup: *backupF}
+		rf := realmFlags{file: *realms, threshold: *thresh, limit: *limit, insecure: *insecure, force: *force, pwFile: *pwFile, setCode: *setCode, backup: *backupF, logPolicy: logPin}
 		if *existing {
 			return c.initRealmsExisting(ctx, path, rf)
 		}
@@ -140,6 +153,11 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 	}
 	cfg.Mode = client.ModePassword
 	cfg.AllowInsecure = *insecure
+	if logPin != nil {
+		if _, err := cfg.PinLogPolicy(logPin); err != nil {
+			return err
+		}
+	}
 	conn, err := client.NewConn(cfg.Server, cfg.Token, c.httpClient)
 	if err != nil {
 		return err
@@ -149,7 +167,7 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.UserID = hex.EncodeToString(acct.UserID)
-	vc, err := client.Connect(ctx, cfg, client.Options{HTTPClient: c.httpClient, AllowInsecure: *insecure})
+	vc, err := client.Connect(ctx, cfg, c.vaultOptions(*insecure))
 	if err != nil {
 		return err
 	}
@@ -212,6 +230,16 @@ func checkWritable(path string) error {
 
 func isLoopback(host string) bool {
 	return host == "localhost" || strings.HasPrefix(host, "127.") || host == "::1"
+}
+
+// insecureHelp is what --insecure does, for every command's help.
+const insecureHelp = "accept an insecure vault, or one not in the release log (said at every contact)"
+
+// vaultOptions are the single vault's options: --insecure lets an insecure
+// vault through (as the configuration's allow_insecure does) and, for this
+// run only, a vault not in the release log.
+func (c *cli) vaultOptions(insecure bool) client.Options {
+	return client.Options{HTTPClient: c.httpClient, AllowInsecure: insecure, AllowUnlogged: insecure, LogSource: c.logSource, Notice: c.notice}
 }
 
 func (c *cli) showVault(id *protocol.Identity) {

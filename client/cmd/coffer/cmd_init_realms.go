@@ -67,6 +67,7 @@ type realmFlags struct {
 	pwFile    string
 	setCode   string
 	backup    string // a backup the recovered key must open (5.6), instead of the set code
+	logPolicy []byte // --log-policy FILE's text, or nil
 }
 
 // initRealms registers a new key at a realm set (REALMS.md 4, 5.2, 12.3):
@@ -184,8 +185,14 @@ func newRealmsConfig(rf realmFlags) (*client.Config, error) {
 	if t == 0 {
 		t = client.DefaultThreshold(len(set))
 	}
-	return &client.Config{Version: client.ConfigVersion, Mode: client.ModePassword, AllowInsecure: rf.insecure,
-		Realms: &client.RealmsConfig{Threshold: t, Set: set}}, nil
+	cfg := &client.Config{Version: client.ConfigVersion, Mode: client.ModePassword, AllowInsecure: rf.insecure,
+		Realms: &client.RealmsConfig{Threshold: t, Set: set}}
+	if rf.logPolicy != nil {
+		if _, err := cfg.PinLogPolicy(rf.logPolicy); err != nil {
+			return nil, err
+		}
+	}
+	return cfg, nil
 }
 
 // initRealmsExisting sets up a new device of an existing realm set: it

@@ -24,7 +24,8 @@ import (
 func (c *cli) realmOptions(path string, insecure, force bool) client.RealmOptions {
 	// A lying realm's evidence goes beside the configuration, not into the
 	// folder a restore writes.
-	return client.RealmOptions{HTTPClient: c.httpClient, AllowInsecure: insecure, Force: force, EvidenceDir: filepath.Dir(path)}
+	return client.RealmOptions{HTTPClient: c.httpClient, AllowInsecure: insecure, AllowUnlogged: insecure, LogSource: c.logSource,
+		Notice: c.notice, Force: force, EvidenceDir: filepath.Dir(path)}
 }
 
 func (c *cli) warnPlainHTTP(server string) {
@@ -145,7 +146,7 @@ func (c *cli) cmdRealms(ctx context.Context, args []string) error {
 		return c.cmdRealmsBurn(ctx, args[1:])
 	}
 	fset := c.flags("realms")
-	insecure := fset.Bool("insecure", false, "accept realms that say they are insecure")
+	insecure := fset.Bool("insecure", false, insecureHelp)
 	if rest, err := parse(fset, args); err != nil {
 		return err
 	} else if len(rest) > 0 {
@@ -187,6 +188,9 @@ func (c *cli) cmdRealms(ctx context.Context, args []string) error {
 		c.printf("  provisioning key fingerprint: %s\n", provisioningFingerprint(e.ProvisioningKey))
 		if v := e.Vault; v != nil {
 			c.printf("  vault:          %s, firmware %s, insecure=%v, at most %d tries\n", client.QuoteName(v.Name), v.FirmwareHash, v.Insecure, v.MaxLimit)
+			if cfg.Log != nil {
+				c.printf("  in the log:     %s\n", loggedText(v.Logged))
+			}
 		}
 		if !rr.Reachable {
 			continue

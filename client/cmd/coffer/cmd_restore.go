@@ -31,7 +31,7 @@ func (c *cli) keySourceFlags(fset interface {
 	fset.StringVar(&ks.key.text, "key", "", "the 64-digit key (else COFFER_KEY, or asked)")
 	fset.StringVar(&ks.key.file, "key-file", "", "read the 64-digit key from FILE")
 	fset.StringVar(&ks.pwFile, "password-file", "", "read the vault password from FILE (else COFFER_PASSWORD, or asked)")
-	fset.BoolVar(&ks.insecure, "insecure", false, "accept a vault that says it is insecure")
+	fset.BoolVar(&ks.insecure, "insecure", false, insecureHelp)
 	return ks
 }
 
@@ -98,11 +98,13 @@ func (c *cli) connect(ctx context.Context, cfg *client.Config, path string, inse
 	if cfg.Realms != nil {
 		return nil, errRealmMode("this command")
 	}
-	vc, err := client.Connect(ctx, cfg, client.Options{HTTPClient: c.httpClient, AllowInsecure: insecure})
+	vc, err := client.Connect(ctx, cfg, c.vaultOptions(insecure))
+	// Saved also after a refusal: what the log taught (its view, the
+	// revocations read) is kept; the vault's pin moves only on success.
+	c.save(cfg, path)
 	if err != nil {
 		return nil, err
 	}
-	c.save(cfg, path) // a pin made on first use
 	return vc, nil
 }
 

@@ -129,7 +129,7 @@ func (c *cli) cmdDelete(ctx context.Context, args []string) error {
 func (c *cli) cmdStatus(ctx context.Context, args []string) error {
 	fset := c.flags("status")
 	offline := fset.Bool("offline", false, "show only what the configuration holds")
-	insecure := fset.Bool("insecure", false, "accept a vault that says it is insecure")
+	insecure := fset.Bool("insecure", false, insecureHelp)
 	if rest, err := parse(fset, args); err != nil {
 		return err
 	} else if len(rest) > 0 {
@@ -147,6 +147,7 @@ func (c *cli) cmdStatus(ctx context.Context, args []string) error {
 		return nil
 	}
 	if rc := cfg.Realms; rc != nil {
+		c.printf("release log:      %s\n", logPinText(cfg.Log))
 		c.printf("realm set:        any %d of %d realms (%s)\n", rc.Threshold, len(rc.Set), realmNameList(rc))
 		c.printf("limit:            %d (each realm counts to %d)\n", rc.Limit, rc.PerRealm)
 		c.printf("set code:         %s\n", orNone(rc.SetCode()))
@@ -168,10 +169,14 @@ func (c *cli) cmdStatus(ctx context.Context, args []string) error {
 		}
 		online = err
 	}
+	c.printf("release log:      %s\n", logPinText(cfg.Log))
 	if v := cfg.Vault; v != nil {
 		c.printf("vault:            %q, insecure=%v, max %d attempts\n", v.Name, v.Insecure, v.MaxLimit)
 		c.printf("vault signing key: %s\n", v.SigningKey)
 		c.printf("vault firmware:   %s\n", v.FirmwareHash)
+		if cfg.Log != nil {
+			c.printf("vault in the log: %s\n", loggedText(v.Logged))
+		}
 	}
 	c.printf("pinned bundle:    %s\n", orNone(cfg.BundleHash))
 	c.printf("highest store sequence seen: %d\n", cfg.HighestStoreSequence)
@@ -186,7 +191,13 @@ func (c *cli) cmdStatus(ctx context.Context, args []string) error {
 	case online != nil:
 		return fmt.Errorf("vault check failed: %w", online)
 	default:
-		c.printf("vault check:      bundle verified and pinned, signed status verified, no rollback\n")
+		logged := "NOT checked against a release log"
+		if cfg.Log != nil && cfg.Vault != nil && cfg.Vault.Logged != nil {
+			logged = "bundle and release in the release log, not revoked"
+		} else if cfg.Log != nil {
+			logged = "NOT in the release log (accepted with --insecure)"
+		}
+		c.printf("vault check:      bundle verified and pinned, %s, signed status verified, no rollback\n", logged)
 	}
 	return nil
 }

@@ -507,7 +507,7 @@ func TestE2EVaultTrust(t *testing.T) {
 		v    *softVault
 		want []string
 	}{
-		{"another vault signed by the same key", sibling, []string{"the vault's identity bundle changed since it was pinned", "remove bundle_hash"}},
+		{"another vault signed by the same key", sibling, []string{"the vault's identity bundle changed since it was pinned", "coffer vault accept-new-identity"}},
 		{"a vault signed by another key", foreign, []string{"the vault's identity bundle is not signed by the pinned provisioning key"}},
 		{"an unprovisioned vault", unsigned, []string{"identity bundle", "not provisioned"}},
 	} {

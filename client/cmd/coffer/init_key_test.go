@@ -20,9 +20,9 @@ func TestInitPasswordWithExistingKey(t *testing.T) {
 		t.Skip("real Argon2id on every login")
 	}
 	host := fakehost.New(t, fakehost.Options{})
-	vaultArgs := []string{"--server", host.URL, "--token", host.Token, "--provisioning-key", host.ProvisioningKeyHex()}
-
 	e := newEnv(t)
+	vaultArgs := append([]string{"--server", host.URL, "--token", host.Token, "--provisioning-key", host.ProvisioningKeyHex()}, e.pinLog(host).args()...)
+
 	key := shownKey(t, e.ok("init").stdout)
 	recipient := e.configFile().AgeRecipient
 	src := tree(t)
@@ -79,7 +79,8 @@ func TestInitPasswordWithExistingKey(t *testing.T) {
 	e2 := newEnv(t)
 	e2.vars["COFFER_PASSWORD"] = "another password"
 	host2 := fakehost.New(t, fakehost.Options{})
-	e2.ok("init", "--password", "--key", other.KeyText(), "--server", host2.URL, "--token", host2.Token, "--provisioning-key", host2.ProvisioningKeyHex())
+	e2.ok(append([]string{"init", "--password", "--key", other.KeyText(), "--server", host2.URL, "--token", host2.Token, "--provisioning-key", host2.ProvisioningKeyHex()},
+		e2.pinLog(host2).args()...)...)
 	want, _ := other.AgeRecipient()
 	if got := e2.configFile().AgeRecipient; got != want {
 		t.Errorf("recipient %s, want the given key's %s", got, want)

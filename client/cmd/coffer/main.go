@@ -20,22 +20,24 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/cofferhsm/coffer/client"
+	"github.com/cofferhsm/coffer/client/logcheck"
 )
 
 const usage = `usage: coffer [-config FILE] COMMAND [flags] [args]
 
 Commands:
-  init --server URL --token T --provisioning-key HEX [--password] [--limit N] [--insecure] [--qr]
+  init --server URL --token T --provisioning-key HEX [--password] [--limit N] [--log-policy FILE] [--insecure] [--qr]
         make this account's backup key K (once). Without --password: show it as a
         64-digit key (with --qr also as a QR code) for you to keep. With --password:
         store it in the vault behind a password. With --existing: this account already
         has a key in the vault (a new device): log in to fetch it. With --password
         --key KEY (or --key-file FILE): store an existing 64-digit key instead of a new
         one, which moves an account from the 64-digit key to password mode.
-  init --realms FILE [--threshold t] [--limit N] [--insecure] [--force]
+  init --realms FILE [--threshold t] [--limit N] [--log-policy FILE] [--insecure] [--force]
         make K and keep it behind a password at a realm set: any t (default a majority)
         of the n vaults FILE lists recover it, each behind its own cofferd and operator.
         FILE is JSON: [{"name", "server", "token", "provisioning_key", "operator"}, ...].
@@ -66,6 +68,14 @@ Commands:
         erase K from the vault (or every realm of the set) for ever.
   status [--offline]
         show the account, the pinned vault, and the vault's state.
+  log pin FILE
+        pin the release log's policy in FILE (its origin, release key, witnesses and
+        quorum) for an existing account. From then on every vault of the account must
+        have its identity bundle and its release in that log, and neither revoked.
+  vault accept-new-identity [--yes] [--insecure]
+        the vault's identity keys changed (a new device, keys rotated): show the old
+        and new keys and where each is in the release log, and pin the new identity
+        if you confirm (--yes for scripts). An upgrade that keeps the keys needs none.
   realms [--insecure]
         probe every realm of a realm set (counting nothing) and show its health:
         per realm reachable, operator, fingerprint, state, versions, tries left;
@@ -81,6 +91,15 @@ Commands:
         not answer counts as holding it) and it is not your current or a newer
         version. It asks y/N (--yes for scripts), then spends up to L counted
         evaluations there, shown. --register then registers your key there again.
+
+Release log: every vault is checked, at init and at every contact, against the release
+log whose policy --log-policy or "coffer log pin" pinned: its identity bundle and its firmware
+release must be logged, under a checkpoint cosigned by the policy's quorum of witnesses
+and consistent with every checkpoint seen before. A revoked release or identity is
+refused always. Coffer ships no default policy yet: get one from your log's operator.
+--insecure accepts an insecure vault (software vault, QEMU; init records that) and, for
+that run only, a vault not in the log, saying so every time. With no policy pinned, a
+vault is used unchecked only when insecure vaults are allowed, with a warning.
 
 Passwords are read from the terminal, or for scripts from --password-file FILE or
 COFFER_PASSWORD (and --new-password-file or COFFER_NEW_PASSWORD); a 64-digit key from
@@ -100,6 +119,10 @@ type cli struct {
 	// progress says whether to draw progress bars on stderr.
 	progress   bool
 	httpClient *http.Client
+	// logSource serves the release log instead of each cofferd (tests).
+	logSource logcheck.Source
+	// warnMu keeps warnings from realms' goroutines whole.
+	warnMu sync.Mutex
 
 	configPath string
 }
@@ -164,6 +187,10 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		err = c.cmdStatus(ctx, args)
 	case "realms":
 		err = c.cmdRealms(ctx, args)
+	case "log":
+		err = c.cmdLog(ctx, args)
+	case "vault":
+		err = c.cmdVault(ctx, args)
 	case "help", "-h", "--help":
 		fmt.Fprint(c.stdout, usage)
 		return 0
@@ -274,4 +301,13 @@ func (c *cli) loadConfig() (*client.Config, string, error) {
 }
 
 func (c *cli) printf(format string, args ...any) { fmt.Fprintf(c.stdout, format, args...) }
-func (c *cli) warnf(format string, args ...any)  { fmt.Fprintf(c.stderr, format, args...) }
+func (c *cli) warnf(format string, args ...any) {
+	c.warnMu.Lock()
+	defer c.warnMu.Unlock()
+	fmt.Fprintf(c.stderr, format, args...)
+}
+
+// notice prints what the library says the user must be told about a vault
+// at this contact (an unverified or unlogged vault let through, an
+// upgrade), every time.
+func (c *cli) notice(n client.Notice) { c.warnf("%s\n", printable(n.Text)) }

@@ -1,0 +1,151 @@
+package main
+
+// The release log (client/SPEC.md, "Release log"): `coffer log pin FILE`
+// pins the policy of the log every vault is checked against, and `coffer
+// vault accept-new-identity` is the user's consent to a vault whose keys
+// changed.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cofferhsm/coffer/client"
+	"github.com/cofferhsm/coffer/protocol/releaselog"
+)
+
+func (c *cli) cmdLog(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "pin" {
+		return usagef("usage: coffer log pin FILE")
+	}
+	fset := c.flags("log pin")
+	rest, err := parse(fset, args[1:])
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		return usagef("usage: coffer log pin FILE")
+	}
+	text, err := os.ReadFile(rest[0])
+	if err != nil {
+		return err
+	}
+	cfg, path, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	if cfg.Mode != client.ModePassword {
+		return errors.New("this account keeps its key as a 64-digit key: there is no vault to check against a release log")
+	}
+	changed, err := cfg.PinLogPolicy(text)
+	if err != nil {
+		return err
+	}
+	if !changed {
+		c.printf("This policy is already pinned; nothing changed.\n")
+		return nil
+	}
+	if err := cfg.Save(path); err != nil {
+		return err
+	}
+	c.printf("Pinned the release log's policy:\n%s", indent(cfg.Log.Policy))
+	c.printf("From the next contact on, every vault of this account must be in that log (its identity bundle and its release), and none revoked.\n")
+	return nil
+}
+
+// logPinText is the release-log line of `coffer status`.
+func logPinText(lp *client.LogPin) string {
+	if lp == nil {
+		return "NONE pinned: vaults are not checked against a release log (`coffer log pin FILE`)"
+	}
+	p, err := releaselog.ParsePolicy([]byte(lp.Policy))
+	if err != nil {
+		return "(invalid policy)"
+	}
+	return fmt.Sprintf("%s, %d of %d witnesses; %d entries verified, %d revocations", p.Origin, p.Quorum, len(p.Witnesses), lp.View.Size, len(lp.Revoked))
+}
+
+func indent(s string) string {
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(s, "\n") {
+		if l != "" {
+			b.WriteString("    " + l)
+		}
+	}
+	return b.String()
+}
+
+func (c *cli) cmdVault(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "accept-new-identity" {
+		return usagef("usage: coffer vault accept-new-identity [--yes] [--insecure]")
+	}
+	fset := c.flags("vault accept-new-identity")
+	yes := fset.Bool("yes", false, "do not ask for confirmation")
+	insecure := fset.Bool("insecure", false, insecureHelp)
+	if rest, err := parse(fset, args[1:]); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return usagef("unexpected arguments %q", rest)
+	}
+	cfg, path, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	if cfg.Mode != client.ModePassword {
+		return errors.New("this account keeps its key as a 64-digit key, not in a vault")
+	}
+	if cfg.Realms != nil {
+		return errors.New("a realm whose vault changed its keys is a new realm: replace it with `coffer realms repair`")
+	}
+	asked := false
+	opts := c.vaultOptions(*insecure)
+	opts.AcceptNewIdentity = func(ch *client.IdentityChange) error {
+		asked = true
+		c.showIdentityChange(ch)
+		if *yes {
+			return nil
+		}
+		if c.terminal == nil {
+			return errors.New("confirm with --yes")
+		}
+		answer, err := c.terminal("Type accept to pin the new identity: ")
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(string(answer)) != "accept" {
+			return errors.New("not confirmed")
+		}
+		return nil
+	}
+	_, err = client.Connect(ctx, cfg, opts)
+	c.save(cfg, path)
+	if err != nil {
+		return err
+	}
+	if !asked {
+		c.printf("The vault's identity is the pinned one (or an upgrade with the same keys, shown above): nothing to accept.\n")
+		return nil
+	}
+	c.printf("Pinned the new identity of vault %q (bundle %s).\n", cfg.Vault.Name, cfg.BundleHash)
+	c.printf("Its store is not the old vault's: if your key was registered on the old one, this vault does not hold it.\n")
+	return nil
+}
+
+// showIdentityChange prints both identities, their keys and where each
+// is in the release log.
+func (c *cli) showIdentityChange(ch *client.IdentityChange) {
+	c.warnf("The vault's identity keys CHANGED. Pin the new identity only if you know why (a new device, keys rotated after a compromise).\n")
+	c.warnf("  old: bundle %s, logged %s\n", orNone(ch.OldBundle), loggedText(ch.OldLogged))
+	c.warnf("       signing key %s\n       AKE key     %s\n       HPKE key    %s\n", orNone(ch.Old.Signing), orNone(ch.Old.AKE), orNone(ch.Old.HPKE))
+	c.warnf("  new: vault %q, bundle %s, firmware %x, insecure=%v, logged %s\n", ch.Vault, ch.NewBundle, ch.NewFirmware, ch.NewInsecure, loggedText(ch.NewLogged))
+	c.warnf("       signing key %s\n       AKE key     %s\n       HPKE key    %s\n", ch.New.Signing, ch.New.AKE, ch.New.HPKE)
+}
+
+func loggedText(l *client.LoggedInfo) string {
+	if l == nil {
+		return "NOWHERE (not found in a release log)"
+	}
+	return fmt.Sprintf("at index %d (its release %q, version %d, %s, at index %d)", l.BundleIndex, l.ReleaseName, l.ReleaseVersion, l.Board, l.ReleaseIndex)
+}

@@ -1,0 +1,131 @@
+package client
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/cofferhsm/coffer/protocol/releaselog"
+)
+
+// LogPin is the configuration's `log` object (SPEC.md, "Release log"): the
+// release log this account checks every vault against, and what the client
+// has verified of it. One per configuration: a realm set's realms are all
+// checked against it.
+type LogPin struct {
+	// Policy is the pinned policy's text form (releaselog.ParsePolicy):
+	// the log's origin and release key, its witnesses and the quorum.
+	Policy string `json:"policy"`
+	// View is this device's verified copy of the log's tree: every
+	// checkpoint it accepts must extend it.
+	View releaselog.View `json:"view"`
+	// Checkpoint is the last checkpoint accepted, as signed (with its
+	// cosignatures): evidence if the log is later seen to contradict it.
+	Checkpoint string `json:"checkpoint,omitempty"`
+	// Revoked is every revocation entry seen in the log. Remembered, so
+	// that a vault reached for the first time after its revocation was
+	// read (another realm's contact read it) is still refused.
+	Revoked []*RevokedInfo `json:"revoked,omitempty"`
+}
+
+// RevokedInfo is one revocation entry of the log.
+type RevokedInfo struct {
+	Target string `json:"target"` // "release" or "identity"
+	Hash   string `json:"hash"`   // hex: a release's firmware hash, or an identity's bundle hash
+	Index  uint64 `json:"index"`
+	Reason string `json:"reason"`
+}
+
+// LoggedInfo is where a pinned vault's bundle and release were found in the
+// log (VaultInfo.Logged).
+type LoggedInfo struct {
+	BundleIndex    uint64 `json:"bundle_index"`
+	ReleaseIndex   uint64 `json:"release_index"`
+	ReleaseName    string `json:"release_name"`
+	ReleaseVersion uint64 `json:"release_version"`
+	Board          string `json:"board"`
+}
+
+// NewLogPin pins the policy in text (as `coffer init --log-policy FILE` and
+// `coffer log pin FILE` read it). Nothing of the log is known yet: the first
+// contact reads it from its first entry.
+func NewLogPin(text []byte) (*LogPin, error) {
+	p, err := releaselog.ParsePolicy(text)
+	if err != nil {
+		return nil, err
+	}
+	return &LogPin{Policy: p.String()}, nil
+}
+
+// policy parses the pinned policy.
+func (lp *LogPin) policy() (*releaselog.Policy, error) {
+	return releaselog.ParsePolicy([]byte(lp.Policy))
+}
+
+func (lp *LogPin) validate() error {
+	if _, err := lp.policy(); err != nil {
+		return fmt.Errorf("log.policy: %w", err)
+	}
+	v := lp.View
+	if v.Size == 0 && (len(v.Root) != 0 || len(v.Range) != 0) || v.Size > 0 && len(v.Root) != 32 {
+		return errors.New("log.view is not a view of the log (size, 32-byte root, range)")
+	}
+	for _, r := range lp.Revoked {
+		if r == nil || r.Target != "release" && r.Target != "identity" {
+			return errors.New("log.revoked holds an entry that is not a release's or an identity's revocation")
+		}
+		if b, err := hex.DecodeString(r.Hash); err != nil || len(b) != 32 {
+			return errors.New("log.revoked holds a hash that is not a hex SHA-256")
+		}
+	}
+	return nil
+}
+
+// PinLogPolicy pins the policy in text for this configuration. The same
+// policy again changes nothing; another one starts the log's view afresh
+// and forgets where every vault was found (the indexes were of another
+// log), so that the next contact checks each vault against the new log.
+func (c *Config) PinLogPolicy(text []byte) (changed bool, err error) {
+	lp, err := NewLogPin(text)
+	if err != nil {
+		return false, err
+	}
+	if c.Log != nil && c.Log.Policy == lp.Policy {
+		return false, nil
+	}
+	c.Log = lp
+	for _, v := range c.vaults() {
+		if *v != nil {
+			(*v).Logged = nil
+		}
+	}
+	return true, nil
+}
+
+// vaults are the pinned vault infos of the configuration: the single
+// vault's, or every realm's.
+func (c *Config) vaults() []**VaultInfo {
+	if c.Realms == nil {
+		return []**VaultInfo{&c.Vault}
+	}
+	var out []**VaultInfo
+	for _, e := range append(append([]*RealmEntry{}, c.Realms.Set...), c.Realms.Retiring...) {
+		out = append(out, &e.Vault)
+	}
+	return out
+}
+
+// revoked finds the remembered revocation of a release (its firmware hash)
+// or an identity (its bundle hash), or nil.
+func (lp *LogPin) revoked(target releaselog.Kind, hash []byte) *RevokedInfo {
+	for _, r := range lp.Revoked {
+		if r.Target != target.String() {
+			continue
+		}
+		if b, _ := hex.DecodeString(r.Hash); bytes.Equal(b, hash) {
+			return r
+		}
+	}
+	return nil
+}

@@ -1,0 +1,374 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/transparency-dev/formats/log"
+
+	"github.com/cofferhsm/coffer/client/logcheck"
+	"github.com/cofferhsm/coffer/protocol"
+	"github.com/cofferhsm/coffer/protocol/releaselog"
+)
+
+// vaultTrust is what checking vaults needs in one run: the user's choices,
+// and the account's release-log pin, which every realm of a set shares.
+// Realms are contacted in parallel; mu keeps the pin to one at a time.
+type vaultTrust struct {
+	mu            sync.Mutex
+	pin           *LogPin // nil: no policy pinned
+	allowInsecure bool
+	allowUnlogged bool
+	source        logcheck.Source // nil: each vault's cofferd serves the log
+	notice        func(Notice)
+	accept        func(*IdentityChange) error
+}
+
+// vaultPin is one vault's pinned state: the single vault's, or a realm's.
+type vaultPin struct {
+	realm           string // "" : the single vault
+	provisioningKey string
+	bundleHash      *string
+	vault           **VaultInfo
+	// reset forgets the vault's store counters when the user accepts new
+	// keys: they were another store's (nil: nothing to forget).
+	reset func()
+}
+
+// check decides whether the vault behind conn, which served si, may be
+// used, and pins it. In order: the bundle's signature under the
+// provisioning key; an insecure vault needs AllowInsecure; the release log (the bundle and its release logged,
+// neither revoked: revoked is refused always, unlogged only passes with
+// AllowUnlogged); a changed bundle with the pinned keys is an upgrade,
+// accepted once logged, one with other keys needs the user's consent.
+// Nothing is pinned unless all pass.
+func (vt *vaultTrust) check(ctx context.Context, conn *Conn, p vaultPin, si *protocol.SignedIdentity) (*protocol.Identity, error) {
+	pk, err := ParseProvisioningKey(p.provisioningKey)
+	if err != nil {
+		return nil, err
+	}
+	id, err := si.Verify(pk)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w: %v", ErrUntrustedBundle, err)
+	}
+	h := BundleHash(si)
+	pinned, old := *p.bundleHash, *p.vault
+	changed := pinned != "" && pinned != h
+	sameKeys := changed && old.sameKeys(id)
+
+	if id.Insecure && !vt.allowInsecure {
+		return nil, fmt.Errorf("client: %w (vault %s)", ErrInsecureVault, strconv.Quote(id.Name))
+	}
+	var logged *LoggedInfo
+	var unlogged error // why the vault is let through unverified
+	if vt.pin == nil {
+		if !vt.allowInsecure {
+			return nil, fmt.Errorf("client: %w (vault %s): pin the policy of the log you trust with `coffer log pin FILE` "+
+				"(see README, \"Verifying Coffer\"), or use it unverified with --insecure", ErrNoLogPolicy, strconv.Quote(id.Name))
+		}
+		unlogged = ErrNoLogPolicy
+	} else {
+		var known *LoggedInfo
+		if !changed && pinned != "" && old != nil {
+			known = old.Logged
+		}
+		logged, err = vt.logged(ctx, conn, si, id, h, known)
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrNotLogged) && vt.allowUnlogged:
+			unlogged = err
+		default:
+			return nil, err
+		}
+	}
+	upgrade := sameKeys && logged != nil
+	if changed && !upgrade {
+		if err := vt.consent(p, id, h, logged); err != nil {
+			return nil, err
+		}
+	}
+
+	switch {
+	case errors.Is(unlogged, ErrNoLogPolicy):
+		vt.note(p, Notice{Kind: NoticeUnverified, Vault: id.Name, Text: fmt.Sprintf(
+			"WARNING: vault %s is NOT checked against a release log (no policy pinned; `coffer log pin FILE` pins one); continuing only because insecure vaults are allowed",
+			strconv.Quote(id.Name))})
+	case unlogged != nil:
+		vt.note(p, Notice{Kind: NoticeUnlogged, Vault: id.Name, Text: fmt.Sprintf(
+			"INSECURE: vault %s is not in the release log (%s); continuing only because of --insecure",
+			strconv.Quote(id.Name), strings.TrimPrefix(unlogged.Error(), "client: "+ErrNotLogged.Error()+": "))})
+	}
+	if upgrade {
+		vt.note(p, Notice{Kind: NoticeUpgraded, Vault: id.Name, Logged: logged, Firmware: id.FirmwareHash, Text: fmt.Sprintf(
+			"NOTE: vault %s upgraded to release %s (version %d), firmware %x, logged at index %d (its new identity bundle at index %d); same keys, pin moved",
+			strconv.Quote(id.Name), strconv.Quote(logged.ReleaseName), logged.ReleaseVersion, id.FirmwareHash, logged.ReleaseIndex, logged.BundleIndex)})
+	}
+	if pinned == "" || changed {
+		*p.bundleHash = h
+		*p.vault = newVaultInfo(id, logged)
+		if changed && !sameKeys && p.reset != nil {
+			p.reset()
+		}
+		return id, nil
+	}
+	if old == nil { // a configuration holding a hash and nothing else
+		*p.vault = newVaultInfo(id, logged)
+		return id, nil
+	}
+	if old.AKEKey == "" && old.HPKEKey == "" { // pinned before these were
+		old.AKEKey, old.HPKEKey = hex.EncodeToString(id.AKEKey), hex.EncodeToString(id.HPKEKey)
+	}
+	if vt.pin != nil {
+		old.Logged = logged
+	}
+	return id, nil
+}
+
+func newVaultInfo(id *protocol.Identity, logged *LoggedInfo) *VaultInfo {
+	return &VaultInfo{
+		Name:         id.Name,
+		Insecure:     id.Insecure,
+		MaxLimit:     id.MaxLimit,
+		SigningKey:   hex.EncodeToString(id.SigningKey),
+		AKEKey:       hex.EncodeToString(id.AKEKey),
+		HPKEKey:      hex.EncodeToString(id.HPKEKey),
+		FirmwareHash: hex.EncodeToString(id.FirmwareHash),
+		Logged:       logged,
+	}
+}
+
+// sameKeys reports whether id has all three pinned keys. A pin made before
+// the AKE and HPKE keys were kept cannot tell, and says no.
+func (v *VaultInfo) sameKeys(id *protocol.Identity) bool {
+	if v == nil || v.AKEKey == "" || v.HPKEKey == "" {
+		return false
+	}
+	return strings.EqualFold(v.SigningKey, hex.EncodeToString(id.SigningKey)) &&
+		strings.EqualFold(v.AKEKey, hex.EncodeToString(id.AKEKey)) &&
+		strings.EqualFold(v.HPKEKey, hex.EncodeToString(id.HPKEKey))
+}
+
+func (v *VaultInfo) keys() VaultKeys {
+	if v == nil {
+		return VaultKeys{}
+	}
+	return VaultKeys{Signing: v.SigningKey, AKE: v.AKEKey, HPKE: v.HPKEKey}
+}
+
+// consent asks the user about a bundle whose keys are not the pinned ones
+// (or an upgrade that is not logged): refused without a way to ask.
+func (vt *vaultTrust) consent(p vaultPin, id *protocol.Identity, h string, logged *LoggedInfo) error {
+	old := *p.vault
+	was := "the pinned vault"
+	if old != nil {
+		was = "vault " + QuoteName(old.Name)
+	}
+	if vt.accept == nil {
+		how := "`coffer vault accept-new-identity` shows both and asks you"
+		if p.realm != "" {
+			how = "a realm whose vault changed is replaced with `coffer realms repair`"
+		}
+		return fmt.Errorf("client: %w: pinned %s (%s), now %s from vault %s (firmware %x, insecure=%v), with %s keys. "+
+			"A new device or new keys change it; if you expected that, %s",
+			ErrBundleChanged, *p.bundleHash, was, h, strconv.Quote(id.Name), id.FirmwareHash, id.Insecure,
+			map[bool]string{true: "the same", false: "other"}[old.sameKeys(id)], how)
+	}
+	change := &IdentityChange{
+		Vault: id.Name, Old: old.keys(),
+		New:       VaultKeys{Signing: hex.EncodeToString(id.SigningKey), AKE: hex.EncodeToString(id.AKEKey), HPKE: hex.EncodeToString(id.HPKEKey)},
+		OldBundle: *p.bundleHash, NewBundle: h, NewLogged: logged, NewFirmware: id.FirmwareHash, NewInsecure: id.Insecure,
+	}
+	if old != nil {
+		change.OldLogged = old.Logged
+	}
+	if err := vt.accept(change); err != nil {
+		return fmt.Errorf("client: the new identity of vault %s was not accepted: %w", strconv.Quote(id.Name), err)
+	}
+	return nil
+}
+
+func (vt *vaultTrust) note(p vaultPin, n Notice) {
+	if vt.notice == nil {
+		return
+	}
+	n.Realm = p.realm
+	if p.realm != "" {
+		// After the tag, so that no notice line reads like the per-realm
+		// report lines ("realm NAME: ...") printed after a run.
+		tag, rest, _ := strings.Cut(n.Text, ": ")
+		n.Text = tag + ": realm " + QuoteName(p.realm) + ", " + rest
+	}
+	vt.notice(n)
+}
+
+// logged brings the log pin up to date through the vault's log source and
+// finds the vault's bundle and release in it. known is where they were
+// found before (the same bundle, pinned): then only the revocations are
+// new to check. Errors: the log's own (releaselog.ErrNotWitnessed,
+// ErrInconsistent, ...: the pin is unchanged), ErrRevoked, ErrNotLogged.
+func (vt *vaultTrust) logged(ctx context.Context, conn *Conn, si *protocol.SignedIdentity, id *protocol.Identity, h string, known *LoggedInfo) (*LoggedInfo, error) {
+	vt.mu.Lock()
+	defer vt.mu.Unlock()
+	policy, err := vt.pin.policy()
+	if err != nil {
+		return nil, fmt.Errorf("client: configuration: %w", err)
+	}
+	src := vt.source
+	if src == nil {
+		src = logcheck.HTTPSource(conn.base.JoinPath("/v1/log/"), conn.http)
+	}
+	before := vt.pin.View.Size
+	cp, fresh, err := logcheck.Update(ctx, src, policy, &vt.pin.View)
+	if err != nil {
+		if unreadable(err) {
+			// Nothing says the log lies: it could not be read. The vault
+			// is unverified; only remembered revocations can be checked.
+			if rerr := vt.pin.checkRevoked(id, si, h); rerr != nil {
+				return nil, rerr
+			}
+			return nil, fmt.Errorf("client: %w: the release log could not be read: %v", ErrNotLogged, err)
+		}
+		return nil, fmt.Errorf("client: the release log: %w", err)
+	}
+	vt.pin.Checkpoint = string(cp.Raw)
+	vt.pin.remember(fresh)
+	if err := vt.pin.checkRevoked(id, si, h); err != nil {
+		return nil, err
+	}
+	if known != nil && known.BundleIndex < vt.pin.View.Size && known.ReleaseIndex < vt.pin.View.Size {
+		return known, nil
+	}
+	found := find(fresh, id, si)
+	if (found.bundle == nil || found.release == nil) && before > 0 {
+		// Not among the new entries, and the older ones were read once
+		// and not kept: read them again, and believe them only if they
+		// hash to the view's root.
+		all, err := rescan(ctx, src, vt.pin.View)
+		if err != nil {
+			return nil, fmt.Errorf("client: the release log, read again from its first entry: %w", err)
+		}
+		found = find(all, id, si)
+	}
+	return found.result(id, h)
+}
+
+// unreadable: the log could not be fetched, as opposed to served and found
+// wrong (a bad or unwitnessed checkpoint, entries that do not hash to it,
+// an entry that does not parse), which is refused whatever the user allows.
+func unreadable(err error) bool {
+	for _, bad := range []error{releaselog.ErrInconsistent, releaselog.ErrNotWitnessed, releaselog.ErrBadCheckpoint,
+		releaselog.ErrBadPolicy, releaselog.ErrMalformedEntry} {
+		if errors.Is(err, bad) {
+			return false
+		}
+	}
+	return !errors.Is(err, context.Canceled)
+}
+
+// rescan reads entries [0, v.Size) again and checks that they hash to v's
+// root: the source is believed in nothing.
+func rescan(ctx context.Context, src logcheck.Source, v releaselog.View) ([]logcheck.Logged, error) {
+	if v.Size > logcheck.MaxEntriesPerUpdate {
+		return nil, fmt.Errorf("the log holds %d entries, more than the %d read at once", v.Size, logcheck.MaxEntriesPerUpdate)
+	}
+	data, err := src.Entries(ctx, 0, v.Size, v.Size)
+	if err != nil {
+		return nil, err
+	}
+	var again releaselog.View
+	if err := again.Extend(&releaselog.Checkpoint{Checkpoint: log.Checkpoint{Size: v.Size, Hash: v.Root}}, data); err != nil {
+		return nil, err
+	}
+	out := make([]logcheck.Logged, len(data))
+	for i, d := range data {
+		e, err := releaselog.ParseEntry(d)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
+		}
+		out[i] = logcheck.Logged{Index: uint64(i), Entry: e, Data: d}
+	}
+	return out, nil
+}
+
+// remember keeps every revocation among entries.
+func (lp *LogPin) remember(entries []logcheck.Logged) {
+	have := map[uint64]bool{}
+	for _, r := range lp.Revoked {
+		have[r.Index] = true
+	}
+	for _, l := range entries {
+		if r := l.Entry.Revocation; r != nil && !have[l.Index] {
+			lp.Revoked = append(lp.Revoked, &RevokedInfo{Target: r.Target.String(), Hash: hex.EncodeToString(r.Hash), Index: l.Index, Reason: r.Reason})
+		}
+	}
+}
+
+// checkRevoked refuses a vault whose release or bundle the log revokes.
+func (lp *LogPin) checkRevoked(id *protocol.Identity, si *protocol.SignedIdentity, h string) error {
+	if r := lp.revoked(releaselog.KindRelease, id.FirmwareHash); r != nil {
+		return fmt.Errorf("client: %w: the release with firmware %x that vault %s runs is revoked by the log's entry at index %d: %q",
+			ErrRevoked, id.FirmwareHash, strconv.Quote(id.Name), r.Index, r.Reason)
+	}
+	if r := lp.revoked(releaselog.KindIdentity, releaselog.BundleHash(si)); r != nil {
+		return fmt.Errorf("client: %w: the identity bundle %s of vault %s is revoked by the log's entry at index %d: %q",
+			ErrRevoked, h, strconv.Quote(id.Name), r.Index, r.Reason)
+	}
+	return nil
+}
+
+// findings is what find found of a vault in the log.
+type findings struct {
+	bundle, release *logcheck.Logged
+	// otherBoard is a release with the vault's firmware hash for a board
+	// its bundle contradicts.
+	otherBoard *logcheck.Logged
+}
+
+// find looks for the identity entry of si's bundle and a release entry of
+// id's firmware for a board that agrees with id's insecure flag (a
+// hardware bundle's firmware must be a usbarmory release; an insecure
+// one's a qemu or software release).
+func find(entries []logcheck.Logged, id *protocol.Identity, si *protocol.SignedIdentity) findings {
+	var f findings
+	want := releaselog.BundleHash(si)
+	for i := range entries {
+		l := &entries[i]
+		switch e := l.Entry; {
+		case e.Identity != nil && f.bundle == nil && bytes.Equal(releaselog.BundleHash(e.Identity), want):
+			f.bundle = l
+		case e.Release != nil && f.release == nil && bytes.Equal(e.Release.Firmware, id.FirmwareHash):
+			if (e.Release.Board == "usbarmory") == !id.Insecure {
+				f.release = l
+			} else if f.otherBoard == nil {
+				f.otherBoard = l
+			}
+		}
+	}
+	return f
+}
+
+func (f findings) result(id *protocol.Identity, h string) (*LoggedInfo, error) {
+	var missing []string
+	if f.bundle == nil {
+		missing = append(missing, fmt.Sprintf("no identity entry holds the bundle %s of vault %s", h, strconv.Quote(id.Name)))
+	}
+	if f.release == nil {
+		s := fmt.Sprintf("no release entry has the firmware %x that vault %s reports", id.FirmwareHash, strconv.Quote(id.Name))
+		if o := f.otherBoard; o != nil {
+			s += fmt.Sprintf(" for its board (the release at index %d with that firmware is for board %s, but the bundle says insecure=%v)",
+				o.Index, QuoteName(o.Entry.Release.Board), id.Insecure)
+		}
+		missing = append(missing, s)
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("client: %w: %s", ErrNotLogged, strings.Join(missing, "; "))
+	}
+	r := f.release.Entry.Release
+	return &LoggedInfo{BundleIndex: f.bundle.Index, ReleaseIndex: f.release.Index, ReleaseName: r.Name, ReleaseVersion: r.Version, Board: r.Board}, nil
+}
