@@ -40,7 +40,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// e2eBinaries builds coffer, cofferd, softvault and coffer-provision once
+// e2eBinaries builds coffer, cofferd, softvault, coffer-provision,
+// coffer-release and coffer-witness once
 // per test run and returns the folder holding them. Short runs skip: the
 // e2e tests are processes and real Argon2id.
 func e2eBinaries(t *testing.T) string {
@@ -63,7 +64,9 @@ func e2eBinaries(t *testing.T) string {
 			"github.com/cofferhsm/coffer/client/cmd/coffer",
 			"github.com/cofferhsm/coffer/host/cmd/cofferd",
 			"github.com/cofferhsm/coffer/applet/softvault/cmd/softvault",
-			"github.com/cofferhsm/coffer/firmware/cmd/coffer-provision")
+			"github.com/cofferhsm/coffer/firmware/cmd/coffer-provision",
+			"github.com/cofferhsm/coffer/firmware/cmd/coffer-release",
+			"github.com/cofferhsm/coffer/firmware/cmd/coffer-witness")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			e2eBuildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
