@@ -13,6 +13,10 @@ const (
 	// NoticeUpgraded: the vault's bundle changed, its keys did not, and
 	// its new bundle and release are logged: the pin moved.
 	NoticeUpgraded
+	// NoticeStaleLog: the vault's host serves an older copy of the log
+	// than this device has seen; the vault was checked against the
+	// device's own view (it was found there before).
+	NoticeStaleLog
 )
 
 // Notice is something the user must be told about a vault at this

@@ -78,7 +78,13 @@ func (vt *vaultTrust) check(ctx context.Context, conn *Conn, p vaultPin, si *pro
 		if !changed && pinned != "" && old != nil {
 			known = old.Logged
 		}
-		logged, err = vt.logged(ctx, conn, si, id, h, known)
+		var stale string
+		logged, stale, err = vt.logged(ctx, conn, si, id, h, known)
+		if stale != "" {
+			vt.note(p, Notice{Kind: NoticeStaleLog, Vault: id.Name, Logged: logged, Text: fmt.Sprintf(
+				"NOTE: vault %s: its host serves an older copy of the release log (%s); checked against this device's own view of the log",
+				strconv.Quote(id.Name), stale)})
+		}
 		switch {
 		case err == nil:
 		case errors.Is(err, ErrNotLogged) && vt.allowUnlogged:
@@ -212,12 +218,18 @@ func (vt *vaultTrust) note(p vaultPin, n Notice) {
 // found before (the same bundle, pinned): then only the revocations are
 // new to check. Errors: the log's own (releaselog.ErrNotWitnessed,
 // ErrInconsistent, ...: the pin is unchanged), ErrRevoked, ErrNotLogged.
-func (vt *vaultTrust) logged(ctx context.Context, conn *Conn, si *protocol.SignedIdentity, id *protocol.Identity, h string, known *LoggedInfo) (*LoggedInfo, error) {
+//
+// A source serving an older witnessed checkpoint than the view
+// (logcheck.ErrStale: a lagging mirror, as realms' hosts may be) is
+// accepted for a vault already found in the view, after the remembered
+// revocations are checked; stale then says so. A vault the view does not
+// hold cannot be found through such a source: ErrNotLogged.
+func (vt *vaultTrust) logged(ctx context.Context, conn *Conn, si *protocol.SignedIdentity, id *protocol.Identity, h string, known *LoggedInfo) (logged *LoggedInfo, stale string, err error) {
 	vt.mu.Lock()
 	defer vt.mu.Unlock()
 	policy, err := vt.pin.policy()
 	if err != nil {
-		return nil, fmt.Errorf("client: configuration: %w", err)
+		return nil, "", fmt.Errorf("client: configuration: %w", err)
 	}
 	src := vt.source
 	if src == nil {
@@ -225,24 +237,33 @@ func (vt *vaultTrust) logged(ctx context.Context, conn *Conn, si *protocol.Signe
 	}
 	before := vt.pin.View.Size
 	cp, fresh, err := logcheck.Update(ctx, src, policy, &vt.pin.View)
+	if errors.Is(err, logcheck.ErrStale) {
+		if rerr := vt.pin.checkRevoked(id, si, h); rerr != nil {
+			return nil, "", rerr
+		}
+		if known != nil && known.BundleIndex < vt.pin.View.Size && known.ReleaseIndex < vt.pin.View.Size {
+			return known, strings.TrimPrefix(err.Error(), logcheck.ErrStale.Error()+": "), nil
+		}
+		return nil, "", fmt.Errorf("client: %w: %v", ErrNotLogged, err)
+	}
 	if err != nil {
 		if unreadable(err) {
 			// Nothing says the log lies: it could not be read. The vault
 			// is unverified; only remembered revocations can be checked.
 			if rerr := vt.pin.checkRevoked(id, si, h); rerr != nil {
-				return nil, rerr
+				return nil, "", rerr
 			}
-			return nil, fmt.Errorf("client: %w: the release log could not be read: %v", ErrNotLogged, err)
+			return nil, "", fmt.Errorf("client: %w: the release log could not be read: %v", ErrNotLogged, err)
 		}
-		return nil, fmt.Errorf("client: the release log: %w", err)
+		return nil, "", fmt.Errorf("client: the release log: %w", err)
 	}
 	vt.pin.Checkpoint = string(cp.Raw)
 	vt.pin.remember(fresh)
 	if err := vt.pin.checkRevoked(id, si, h); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if known != nil && known.BundleIndex < vt.pin.View.Size && known.ReleaseIndex < vt.pin.View.Size {
-		return known, nil
+		return known, "", nil
 	}
 	found := find(fresh, id, si)
 	if (found.bundle == nil || found.release == nil) && before > 0 {
@@ -251,11 +272,12 @@ func (vt *vaultTrust) logged(ctx context.Context, conn *Conn, si *protocol.Signe
 		// hash to the view's root.
 		all, err := rescan(ctx, src, vt.pin.View)
 		if err != nil {
-			return nil, fmt.Errorf("client: the release log, read again from its first entry: %w", err)
+			return nil, "", fmt.Errorf("client: the release log, read again from its first entry: %w", err)
 		}
 		found = find(all, id, si)
 	}
-	return found.result(id, h)
+	logged, err = found.result(id, h)
+	return logged, "", err
 }
 
 // unreadable: the log could not be fetched, as opposed to served and found

@@ -10,6 +10,7 @@ package logcheck
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/cofferhsm/coffer/protocol/releaselog"
@@ -32,12 +33,21 @@ type Logged struct {
 	Data  []byte
 }
 
+// ErrStale: the source serves a checkpoint, signed and witnessed, of a
+// smaller tree than the verifier's view: an older copy of the log (a
+// mirror that lags, or a host withholding newer entries). It is not
+// evidence of a fork — the witnesses vouch that it is a prefix of the
+// tree they cosigned later — and the view keeps what it has already
+// seen, but nothing new can be learnt from this source. Update returns it
+// with the verified checkpoint.
+var ErrStale = errors.New("logcheck: the source serves an older checkpoint than this verifier has seen")
+
 // MaxEntriesPerUpdate bounds what one Update fetches and keeps in memory.
 const MaxEntriesPerUpdate = 1 << 20
 
 // Update fetches and verifies the newest checkpoint and the entries added
 // since v, moves v to it, and returns the checkpoint and the new entries.
-// On any error v is unchanged. An entry that does not parse is still part
+// On any error v is unchanged; with ErrStale the checkpoint is returned. An entry that does not parse is still part
 // of the tree (its hash is checked) but is reported as an error: a log
 // that holds one is not one this client understands.
 func Update(ctx context.Context, src Source, p *releaselog.Policy, v *releaselog.View) (*releaselog.Checkpoint, []Logged, error) {
@@ -50,8 +60,7 @@ func Update(ctx context.Context, src Source, p *releaselog.Policy, v *releaselog
 		return nil, nil, err
 	}
 	if cp.Size < v.Size {
-		next := *v
-		return nil, nil, next.Extend(cp, nil) // ErrInconsistent, naming the sizes
+		return cp, nil, fmt.Errorf("%w: a witnessed tree of %d entries after one of %d", ErrStale, cp.Size, v.Size)
 	}
 	if cp.Size-v.Size > MaxEntriesPerUpdate {
 		return nil, nil, fmt.Errorf("logcheck: the log grew by %d entries since this verifier's last view; refusing to fetch more than %d at once", cp.Size-v.Size, MaxEntriesPerUpdate)

@@ -50,3 +50,34 @@ func TestUpdateSeesEveryEntryOnceAndRefusesTampering(t *testing.T) {
 		t.Fatalf("the revocation: %v %+v", err, got)
 	}
 }
+
+// olderSource serves the log's checkpoint at an older size.
+type olderSource struct {
+	*releaselogtest.Source
+	size uint64
+}
+
+func (s olderSource) Checkpoint(context.Context) ([]byte, error) {
+	return s.Log.CheckpointAt(s.size, s.Cosigners), nil
+}
+
+func TestUpdateReportsAnOlderCopyAsStaleAndKeepsTheView(t *testing.T) {
+	ctx := context.Background()
+	l := releaselogtest.New(t, "releases.coffer.test", 2)
+	p := l.Policy(2)
+	for i := range 3 {
+		l.Append(releaselogtest.Release(uint64(i+1), "qemu", hash(string(rune('a'+i)))))
+	}
+	var v releaselog.View
+	if _, _, err := logcheck.Update(ctx, &releaselogtest.Source{Log: l, Cosigners: 2}, p, &v); err != nil {
+		t.Fatal(err)
+	}
+	cp, got, err := logcheck.Update(ctx, olderSource{&releaselogtest.Source{Log: l, Cosigners: 2}, 2}, p, &v)
+	if !errors.Is(err, logcheck.ErrStale) || errors.Is(err, releaselog.ErrInconsistent) || cp == nil || cp.Size != 2 || got != nil || v.Size != 3 {
+		t.Fatalf("older copy: %v %v %v (view %d)", err, cp, got, v.Size)
+	}
+	// Unwitnessed, it is not even stale: refused as such.
+	if _, _, err := logcheck.Update(ctx, olderSource{&releaselogtest.Source{Log: l, Cosigners: 1}, 2}, p, &v); !errors.Is(err, releaselog.ErrNotWitnessed) {
+		t.Fatalf("unwitnessed older copy: %v", err)
+	}
+}

@@ -165,6 +165,12 @@ func (m *monitor) update(ctx context.Context, st *state) ([]logcheck.Logged, int
 		fmt.Fprintf(m.out, "FORK OR ROLLBACK: the log is not consistent with the checkpoint this monitor verified before (size %d, root %x): %v\n", st.View.Size, st.View.Root, err)
 		fmt.Fprintf(m.out, "The state file %s is NOT advanced: keep it (it holds the last verified checkpoint) as evidence.\n", m.statePath)
 		return nil, exitFork
+	case errors.Is(err, logcheck.ErrStale):
+		// Witnessed, so not a fork; but a log's own address never goes
+		// back, and a mirror that does is not worth following.
+		fmt.Fprintf(m.out, "FORK OR ROLLBACK: the log serves an older checkpoint (size %d) than this monitor verified before (size %d, root %x): a rollback of the log or a stale mirror: %v\n", cp.Size, st.View.Size, st.View.Root, err)
+		fmt.Fprintf(m.out, "The state file %s is NOT advanced.\n", m.statePath)
+		return nil, exitFork
 	case err != nil:
 		fmt.Fprintln(m.errs, "coffer-monitor:", err)
 		return nil, exitFailure
