@@ -133,7 +133,6 @@ func TestLogSourceLiesRefused(t *testing.T) {
 	}
 	unchanged("a fork")
 
-
 	// A hidden revocation: the log revokes the vault's release, the host
 	// serves another entry in its place.
 	f.log.revoke(releaselog.KindRelease, id.FirmwareHash, "key extraction bug")
