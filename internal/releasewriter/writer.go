@@ -52,6 +52,13 @@ type Config struct {
 	// (if 0: one interval and two witnessing rounds).
 	PublishTimeout time.Duration
 	HTTPClient     *http.Client // for the witnesses (http.DefaultClient's transport if nil)
+	// NewDriver, if set, makes the tessera storage driver instead of the
+	// POSIX one at Dir: an operator who wants the log in a database or
+	// in cloud storage passes tessera's MySQL, GCP or AWS driver here
+	// (their modules are not linked into coffer-release). witnesses is
+	// the client the driver must use for the witnesses' HTTP calls, so
+	// that Add can name those that do not answer.
+	NewDriver func(ctx context.Context, witnesses *http.Client) (tessera.Driver, error)
 }
 
 // Log is an open release log, for writing. One Add at a time.
@@ -80,8 +87,8 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 // open with witnessed false makes a log no witness cosigns: only the
 // benchmark that measures what witnessing costs uses it.
 func open(ctx context.Context, cfg Config, witnessed bool) (*Log, error) {
-	if cfg.Dir == "" || cfg.Signer == nil || cfg.Policy == nil {
-		return nil, errors.New("releasewriter: a folder, a release key and a policy are required")
+	if cfg.Dir == "" && cfg.NewDriver == nil || cfg.Signer == nil || cfg.Policy == nil {
+		return nil, errors.New("releasewriter: a folder (or a driver), a release key and a policy are required")
 	}
 	p := cfg.Policy
 	if err := p.Check(); err != nil {
@@ -120,7 +127,13 @@ func open(ctx context.Context, cfg Config, witnessed bool) (*Log, error) {
 		// FailOpen false: a checkpoint the quorum did not cosign is never published.
 		opts.WithWitnesses(group, &tessera.WitnessOptions{Timeout: cfg.WitnessTimeout, FailOpen: false})
 	}
-	driver, err := posix.New(ctx, posix.Config{Path: cfg.Dir, HTTPClient: client})
+	newDriver := cfg.NewDriver
+	if newDriver == nil {
+		newDriver = func(ctx context.Context, c *http.Client) (tessera.Driver, error) {
+			return posix.New(ctx, posix.Config{Path: cfg.Dir, HTTPClient: c})
+		}
+	}
+	driver, err := newDriver(ctx, client)
 	if err != nil {
 		return nil, fmt.Errorf("releasewriter: %s: %w", cfg.Dir, err)
 	}

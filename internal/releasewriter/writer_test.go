@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/transparency-dev/tessera"
+	"github.com/transparency-dev/tessera/storage/posix"
 )
 
 // mustAdd adds e and checks what Add promises: a checkpoint that verifies
@@ -186,5 +190,33 @@ func TestOpenRefusesAPolicyThatDoesNotPinTheKey(t *testing.T) {
 	delete(cfg.WitnessURLs, f.policy.Witnesses[1])
 	if _, err := Open(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "no URL") {
 		t.Fatalf("opened without a witness's URL: %v", err)
+	}
+}
+
+// An operator's own tessera driver (a database's, a cloud's) plugs in
+// through NewDriver and gets the client that reaches the witnesses: its
+// checkpoints are witnessed like the POSIX log's.
+func TestOperatorDriverIsUsedAndWitnessed(t *testing.T) {
+	f := newFixture(t, 2, 2)
+	where := t.TempDir()
+	calls := 0
+	cfg := f.config("")
+	cfg.NewDriver = func(ctx context.Context, witnesses *http.Client) (tessera.Driver, error) {
+		calls++
+		return posix.New(ctx, posix.Config{Path: where, HTTPClient: witnesses})
+	}
+	ctx := context.Background()
+	l, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, cp, err := l.Add(ctx, release(1)); err != nil || calls != 1 {
+		t.Fatalf("add through the operator's driver: %v (driver made %d times)", err, calls)
+	} else if c, err := f.policy.VerifyCheckpoint(cp); err != nil || c.Size != 1 {
+		t.Fatalf("its checkpoint: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(where, "checkpoint")); err != nil {
+		t.Fatalf("the driver's storage holds no checkpoint: %v", err)
 	}
 }
