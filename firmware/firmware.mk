@@ -8,7 +8,10 @@
 #                                          protocol UART on a unix socket)
 #   make qemu BOOT=1                       the same through the bootloader, with
 #                                          a proof signed by the TEST keys
-#   make imx BOARD=usbarmory               flashable .imx (mkimage, u-boot-tools)
+#   make imx BOARD=usbarmory [OS_PROOF=F]  the bootloader's .imx, the one image
+#                                          HAB signs (mkimage, u-boot-tools),
+#                                          and with the OS's proof bundle F
+#                                          the eMMC boot area holding the OS
 #   make reproduce                         build the committed HEAD twice in two
 #                                          fresh clones and compare every image
 #   make test-firmware                     BOARD=usbarmory must build and be
@@ -69,15 +72,15 @@ FW_SOURCE_DATE_EPOCH ?= $(shell cd $(FW_ROOT) && git log -1 --format=%ct 2>/dev/
 
 # The images of a release, relative to FW_BUILD. Each target prints the
 # SHA-256 of what it built, $(call fw-sums,...), kept in FW_BUILD/SHA256SUMS:
-# `make firmware` FW_OS_IMAGES, `make imx` FW_OS_IMX too. `make reproduce`
+# `make firmware` FW_IMAGES, `make imx` FW_IMX_IMAGES too. `make reproduce`
 # runs FW_REPRO_TARGETS (and FW_REPRO_IMX_TARGETS when mkimage is there) in
 # two fresh clones and compares every file of FW_IMAGES (and FW_IMX_IMAGES).
-# Another image (a bootloader) joins by appending its files to FW_IMAGES or
-# FW_IMX_IMAGES and its target to FW_REPRO_TARGETS or FW_REPRO_IMX_TARGETS.
-FW_OS_IMAGES         := applet.elf coffer-os.elf
-FW_OS_IMX            := coffer-os.imx
-FW_IMAGES            := $(FW_OS_IMAGES)
-FW_IMX_IMAGES        := $(FW_OS_IMX)
+# Another image joins by appending its files to FW_IMAGES or FW_IMX_IMAGES
+# and its target to FW_REPRO_TARGETS or FW_REPRO_IMX_TARGETS. The eMMC boot
+# area is not among them: it holds the OS's proof bundle, which changes with
+# every checkpoint, and is made of images already compared.
+FW_IMAGES            := applet.elf coffer-os.elf coffer-boot.elf
+FW_IMX_IMAGES        := coffer-boot.imx
 FW_REPRO_TARGETS     := firmware
 FW_REPRO_IMX_TARGETS := imx
 REPRO_BOARD          ?= usbarmory
@@ -116,7 +119,7 @@ firmware: fw-toolchain
 	cp $(FW_BUILD)/applet.elf $(FW_DIR)/os/applet.elf
 	cd $(FW_ROOT) && $(FW_GOENV) $(FW_TAMAGO_RUN) build $(FW_GOFLAGS) -tags board_$(BOARD),linkramsize$(if $(FW_TAGS),$(FW_COMMA)$(FW_TAGS)) \
 		-ldflags "-T $(OS_TEXT) -R 0x1000 -X main.Version=$(FW_VERSION)" -o $(FW_BUILD)/coffer-os.elf ./firmware/os
-	@$(call fw-sums,$(FW_OS_IMAGES))
+	@$(call fw-sums,$(FW_IMAGES))
 
 # The bootloader (firmware/boot), built with `make firmware` before the
 # applet and the OS: build/firmware/$(BOARD)/coffer-boot.elf, linked in its
@@ -125,6 +128,9 @@ firmware: fw-toolchain
 # git). The default is the QEMU tests' TEST policy, whose private keys are
 # committed: a bootloader built with it checks nothing, and says so at boot.
 # A release passes its own log's policy: make firmware BOOT_POLICY=FILE.
+# The policy's bytes are in coffer-boot.elf and .imx, so the file is an
+# input of the build: whoever rebuilds a release needs the same file
+# (make reproduce and scripts/rebuild-release.sh take BOOT_POLICY too).
 BOOT_TEXT   := 0x91010000
 BOOT_POLICY ?= $(FW_DIR)/qemutest/testdata/boot-policy-TEST-ONLY.txt
 
@@ -145,30 +151,49 @@ qemu:
 	$(if $(BOOT),cp $(FW_BUILD)/coffer-os.elf $(QEMU_STATE)/coffer-os.elf && cd $(FW_ROOT) && $(FW_GO) run ./firmware/cmd/fwimage dev-proof $(FW_DIR)/qemutest/testdata qemu $(FW_BUILD)/coffer-os.elf $(QEMU_STATE)/coffer-os.proof)
 	cd $(QEMU_STATE) && $(QEMU) $(QEMU_ARGS) -kernel $(FW_BUILD)/$(if $(BOOT),coffer-boot.elf,coffer-os.elf)
 
+# HAB signs only the bootloader: coffer-boot.imx is coffer-boot.elf's flat
+# image behind an IVT, boot data and tamago's Mk II DCD (plus the TZASC
+# line), with the room for a CSF that habtool fills. The OS is not in it:
+# the bootloader reads the OS and its proof bundle from the eMMC boot area
+# (board/usbarmory/bootarea.go), which OS_PROOF=FILE (the bundle
+# `coffer-release proof` writes for coffer-os.elf) lays out here.
+OS_PROOF ?=
+
 imx:
 	@if [ "$(BOARD)" != usbarmory ]; then echo "imx: a flashable image is for hardware: make imx BOARD=usbarmory"; exit 1; fi
 	@command -v $(MKIMAGE) >/dev/null 2>&1 || { echo "imx: mkimage not found (apt-get install u-boot-tools)"; exit 1; }
 	@$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware BOARD=usbarmory
-	cd $(FW_ROOT) && $(FW_GO) run ./firmware/cmd/fwimage bin $(FW_BUILD)/coffer-os.elf $(FW_BUILD)/coffer-os.bin
+	cd $(FW_ROOT) && $(FW_GO) run ./firmware/cmd/fwimage bin $(FW_BUILD)/coffer-boot.elf $(FW_BUILD)/coffer-boot.bin
 	cd $(FW_ROOT) && $(FW_GO) mod download github.com/usbarmory/tamago
-	cp -f "$$(cd $(FW_ROOT) && $(FW_GO) list -m -f '{{.Dir}}' github.com/usbarmory/tamago)/board/usbarmory/mk2/imximage.cfg" $(FW_BUILD)/coffer-os.dcd
-	chmod 644 $(FW_BUILD)/coffer-os.dcd
+	cp -f "$$(cd $(FW_ROOT) && $(FW_GO) list -m -f '{{.Dir}}' github.com/usbarmory/tamago)/board/usbarmory/mk2/imximage.cfg" $(FW_BUILD)/coffer-boot.dcd
+	chmod 644 $(FW_BUILD)/coffer-boot.dcd
 	@# GoTEE: keep TrustZone memory protection (disable the TZASC bypass) from DDR init on.
-	echo "DATA 4 0x020e4024 0x00000001  # TZASC_BYPASS" >> $(FW_BUILD)/coffer-os.dcd
-	SOURCE_DATE_EPOCH=$(FW_SOURCE_DATE_EPOCH) $(MKIMAGE) -n $(FW_BUILD)/coffer-os.dcd -T imximage -e $(OS_TEXT) -d $(FW_BUILD)/coffer-os.bin $(FW_BUILD)/coffer-os.imx
-	cd $(FW_ROOT) && $(FW_GO) run ./firmware/cmd/fwimage patch-entry $(FW_BUILD)/coffer-os.elf $(FW_BUILD)/coffer-os.imx
+	echo "DATA 4 0x020e4024 0x00000001  # TZASC_BYPASS" >> $(FW_BUILD)/coffer-boot.dcd
+	SOURCE_DATE_EPOCH=$(FW_SOURCE_DATE_EPOCH) $(MKIMAGE) -n $(FW_BUILD)/coffer-boot.dcd -T imximage -e $(BOOT_TEXT) -d $(FW_BUILD)/coffer-boot.bin $(FW_BUILD)/coffer-boot.imx
+	cd $(FW_ROOT) && $(FW_GO) run ./firmware/cmd/fwimage patch-entry $(FW_BUILD)/coffer-boot.elf $(FW_BUILD)/coffer-boot.imx
 	@# The layout HAB signing needs (IVT, boot data, DCD, CSF pointer and room), and the payload is the ELF.
-	cd $(FW_ROOT) && $(FW_GO) run ./firmware/cmd/fwimage check-imx $(FW_BUILD)/coffer-os.imx $(FW_BUILD)/coffer-os.elf
-	@echo "imx: $(FW_BUILD)/coffer-os.imx (unsigned; to sign it for HAB see firmware/README-firmware.md)"
-	@$(call fw-sums,$(FW_OS_IMAGES) $(FW_OS_IMX))
+	cd $(FW_ROOT) && $(FW_GO) run ./firmware/cmd/fwimage check-imx $(FW_BUILD)/coffer-boot.imx $(FW_BUILD)/coffer-boot.elf
+	@# On the boot medium the image and its CSF go from byte 1024 up; the OS's boot area starts at 64 MiB.
+	@size=$$(stat -c %s $(FW_BUILD)/coffer-boot.imx); if [ $$((1024 + size + 0x4000)) -gt $$((131072 * 512)) ]; then \
+		echo "imx: coffer-boot.imx ($$size bytes) and its CSF would run into the eMMC boot area at sector 131072"; exit 1; fi
+	@echo "imx: $(FW_BUILD)/coffer-boot.imx (the bootloader, unsigned; to sign it for HAB see firmware/README-firmware.md)"
+	@$(call fw-sums,$(FW_IMAGES) $(FW_IMX_IMAGES))
+ifneq ($(strip $(OS_PROOF)),)
+	cd $(FW_ROOT) && $(FW_GO) run ./firmware/cmd/fwimage boot-area $(FW_BUILD)/coffer-os.elf $(abspath $(OS_PROOF)) $(FW_BUILD)/coffer-os-boot-area.img
+	@echo "imx: $(FW_BUILD)/coffer-os-boot-area.img (coffer-os.elf and its proof; write it at eMMC sector 131072)"
+else
+	@echo "imx: no eMMC boot area for the OS: it needs the OS's proof bundle from coffer-release proof (make imx BOARD=usbarmory OS_PROOF=FILE)"
+endif
 
 # Build the committed HEAD twice, in two fresh clones, by two users where we
 # can (root runs the second build as nobody), with two Go build caches, two
 # module caches and two toolchain paths, and compare every image byte for
 # byte: scripts/reproduce.sh says what differs and exits non-zero if any
 # image does. Without mkimage the .imx images are left out, and it says so.
+# Both builds embed the same BOOT_POLICY file (a copy of it; by default the
+# TEST policy): make reproduce BOOT_POLICY=FILE for a release's.
 reproduce: fw-toolchain
-	@FW_GO="$(FW_GO)" TAMAGO="$(TAMAGO)" MKIMAGE="$(MKIMAGE)" BOARD="$(REPRO_BOARD)" \
+	@FW_GO="$(FW_GO)" TAMAGO="$(TAMAGO)" MKIMAGE="$(MKIMAGE)" BOARD="$(REPRO_BOARD)" BOOT_POLICY="$(abspath $(BOOT_POLICY))" \
 		IMAGES="$(FW_IMAGES)" IMX_IMAGES="$(FW_IMX_IMAGES)" \
 		TARGETS="$(FW_REPRO_TARGETS)" IMX_TARGETS="$(FW_REPRO_IMX_TARGETS)" \
 		$(FW_ROOT)/scripts/reproduce.sh $(FW_ROOT)

@@ -8,8 +8,17 @@
 #
 #   BOARD usbarmory or qemu: `make firmware BOARD=BOARD` (the TamaGo
 #     toolchain, see firmware/README-firmware.md): applet.elf and
-#     coffer-os.elf, and coffer-boot.imx if that commit's build makes one.
+#     coffer-os.elf. With BOOT_POLICY set, also the bootloader built with
+#     it, coffer-boot.elf, and for usbarmory `make imx` (mkimage,
+#     u-boot-tools) its coffer-boot.imx, the release's BootImage.
 #   BOARD software: the software vault binary, softvault.
+#
+# BOOT_POLICY (environment): the release log policy file the release was
+# built with, byte for byte (the bootloader embeds it): the log's own
+# published policy, the file coffer-monitor -policy reads. Without it the
+# bootloader is not rebuilt and coffer-boot.* is not reported, so a release
+# that logs a boot image stays "not rebuilt" instead of being compared
+# with a bootloader that pins another policy.
 #
 # Exits non-zero, with the build's output, if the build fails.
 set -eu
@@ -18,6 +27,11 @@ commit=$1 board=$2 out=$3
 case $commit in *[!0-9a-f]*|"") echo "rebuild-release: commit $commit is not a hex commit id" >&2; exit 2 ;; esac
 case $board in usbarmory|qemu|software) ;; *) echo "rebuild-release: unknown board $board" >&2; exit 2 ;; esac
 repo=${COFFER_REPO:-$(cd "$(dirname "$0")/.." && pwd)}
+policy=${BOOT_POLICY:-}
+if [ -n "$policy" ]; then
+	[ -f "$policy" ] || { echo "rebuild-release: BOOT_POLICY $policy: no such file" >&2; exit 2; }
+	policy=$(cd "$(dirname "$policy")" && pwd)/$(basename "$policy")
+fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/coffer-rebuild.XXXXXX")
 cleanup() { chmod -R u+w "$tmp" 2>/dev/null || true; rm -rf "$tmp"; }
@@ -36,11 +50,22 @@ software)
 *)
 	# The commit's own make decides how its images are built; the clone's
 	# default build folder keeps every path as a release build has it.
-	unset MAKEFLAGS MFLAGS MAKELEVEL FW_BUILD FW_TAGS FW_VERSION 2>/dev/null || true
-	make -C "$tmp/src" --no-print-directory firmware BOARD="$board"
+	unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES FW_BUILD FW_TAGS FW_VERSION BOOT_POLICY OS_PROOF 2>/dev/null || true
 	build=$tmp/src/build/firmware/$board
 	images="applet.elf coffer-os.elf"
-	[ -f "$build/coffer-boot.imx" ] && images="$images coffer-boot.imx"
+	if [ -z "$policy" ]; then
+		make -C "$tmp/src" --no-print-directory firmware BOARD="$board"
+		echo "rebuild-release: BOOT_POLICY not set: the bootloader (coffer-boot.elf, coffer-boot.imx) embeds the release's policy file and is not reported" >&2
+	elif [ "$board" = usbarmory ] && command -v "${MKIMAGE:-mkimage}" >/dev/null 2>&1; then
+		make -C "$tmp/src" --no-print-directory imx BOARD="$board" BOOT_POLICY="$policy"
+		images="$images coffer-boot.elf coffer-boot.imx"
+	else
+		make -C "$tmp/src" --no-print-directory firmware BOARD="$board" BOOT_POLICY="$policy"
+		images="$images coffer-boot.elf"
+		[ "$board" = qemu ] || echo "rebuild-release: mkimage not found (apt-get install u-boot-tools): coffer-boot.imx not rebuilt" >&2
+	fi
+	# An older commit may not build a bootloader.
+	[ -f "$build/coffer-boot.elf" ] || images="applet.elf coffer-os.elf"
 	(cd "$build" && sha256sum $images) > "$out/SHA256SUMS"
 	;;
 esac

@@ -11,7 +11,9 @@
 # two and still reaches an image is a reproducibility bug.
 #
 # Environment (set by firmware.mk): FW_GO (host go), TAMAGO (a tamago-go
-# folder or go command), MKIMAGE, BOARD, IMAGES and IMX_IMAGES (files under
+# folder or go command), MKIMAGE, BOARD, BOOT_POLICY (the release log policy
+# the bootloader embeds: an input of the build, copied once and given to
+# both builds, which must embed the same bytes), IMAGES and IMX_IMAGES (files under
 # build/firmware/BOARD to compare), TARGETS and IMX_TARGETS (make goals that
 # build them). Exits non-zero, naming the file, when any image differs or is
 # missing.
@@ -49,6 +51,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 chmod 755 "$tmp"
 
+# The bootloader's policy: one copy, readable by build B's user, for both.
+[ -f "${BOOT_POLICY:-}" ] || die "BOOT_POLICY (${BOOT_POLICY:-unset}): no such file; it is the release log policy the bootloader embeds"
+policy=$tmp/boot-policy.txt
+cp "$BOOT_POLICY" "$policy"
+chmod 644 "$policy"
+say "bootloader policy: $BOOT_POLICY (SHA-256 $(sha256sum "$policy" | cut -d' ' -f1))"
+
 clone() {
 	git clone --quiet --no-local --no-checkout "$root" "$1"
 	git -C "$1" -c advice.detachedHead=false checkout --quiet --detach "$commit" 2>/dev/null ||
@@ -59,7 +68,7 @@ clone() {
 clone "$tmp/a"
 say "build A: $(id -un), $tmp/a, GOCACHE $("$FW_GO" env GOCACHE), toolchain $TAMAGO"
 start=$(date +%s)
-make --no-print-directory -C "$tmp/a" TAMAGO="$TAMAGO" FW_GO="$FW_GO" BOARD="$BOARD" $targets >"$tmp/a.log" 2>&1 ||
+make --no-print-directory -C "$tmp/a" TAMAGO="$TAMAGO" FW_GO="$FW_GO" BOARD="$BOARD" BOOT_POLICY="$policy" $targets >"$tmp/a.log" 2>&1 ||
 	{ cat "$tmp/a.log"; die "build A failed"; }
 say "build A took $(($(date +%s) - start)) s"
 
@@ -97,7 +106,7 @@ $as env -i PATH="$(dirname "$gobin"):/usr/local/bin:/usr/bin:/bin" HOME="$b/home
 	GOCACHE="$b/gocache" GOMODCACHE="$b/gomod" GOPROXY="file://$tmp/proxy" GOSUMDB=sum.golang.org \
 	TZ=Pacific/Kiritimati LC_ALL=C \
 	sh -c 'umask 077; cd "$1" && shift && exec make --no-print-directory "$@"' sh "$b/src" \
-	TAMAGO="$tamago_b" FW_GO="$FW_GO" BOARD="$BOARD" $targets >"$tmp/b.log" 2>&1 ||
+	TAMAGO="$tamago_b" FW_GO="$FW_GO" BOARD="$BOARD" BOOT_POLICY="$policy" $targets >"$tmp/b.log" 2>&1 ||
 	{ cat "$tmp/b.log"; die "build B failed"; }
 say "build B took $(($(date +%s) - start)) s"
 say "build B filled its cold GOCACHE with $(du -sm "$b/gocache" | cut -f1) MB"

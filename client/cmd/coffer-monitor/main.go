@@ -13,8 +13,10 @@
 // (default scripts/rebuild-release.sh; "" skips rebuilding), which must
 // write OUTDIR/SHA256SUMS in sha256sum's format naming coffer-os.elf and
 // applet.elf (softvault for a software release, and coffer-boot.imx when
-// the release logs a boot image), and compares them with the logged
-// hashes: a difference prints MISMATCH. It flags every identity bundle not
+// the release logs a boot image: the default script rebuilds the
+// bootloader only with BOOT_POLICY set to the policy file the release was
+// built with, which the bootloader embeds), and compares them with the
+// logged hashes: a difference prints MISMATCH. It flags every identity bundle not
 // signed by the provisioning key (with -provisioning-key) and prints every
 // revocation. The view of the log, the catalog of what it held and the
 // releases still to rebuild are kept in the state file (replaced

@@ -81,7 +81,7 @@ func addRelease(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.
 	board := fs.String("board", "", "usbarmory, qemu or software")
 	osELF := fs.String("os", "", "the unsigned OS ELF (what the bootloader measures; for software: the softvault binary)")
 	appletELF := fs.String("applet", "", "the applet ELF")
-	bootImage := fs.String("boot-image", "", "the unsigned bootloader .imx (optional)")
+	bootImage := fs.String("boot-image", "", "the unsigned bootloader image, coffer-boot.imx from make imx (optional)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

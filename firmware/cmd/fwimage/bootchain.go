@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -89,7 +90,11 @@ func devProof(dir, board, elfPath, out string) error {
 }
 
 // bootArea writes the USB armory's eMMC boot area for an OS image and its
-// proof (board/usbarmory BootAreaImage).
+// proof (board/usbarmory BootAreaImage). It refuses a proof whose entry is
+// not a release of exactly this image: the bootloader would refuse it at
+// boot, and a stale proof is easier to see here than on the device. It
+// does not verify the proof's signatures (it has no policy); the
+// bootloader does.
 func bootArea(elfPath, proofPath, out string) error {
 	img, err := os.ReadFile(elfPath)
 	if err != nil {
@@ -98,6 +103,22 @@ func bootArea(elfPath, proofPath, out string) error {
 	proof, err := os.ReadFile(proofPath)
 	if err != nil {
 		return err
+	}
+	pr, err := releaselog.ParseProof(proof)
+	if err != nil {
+		return fmt.Errorf("%s: %w", proofPath, err)
+	}
+	e, err := releaselog.ParseEntry(pr.Entry)
+	if err != nil {
+		return fmt.Errorf("%s: its entry: %w", proofPath, err)
+	}
+	sum := sha256.Sum256(img)
+	if e.Kind != releaselog.KindRelease || e.Release == nil || !bytes.Equal(e.Release.Firmware, sum[:]) {
+		logged := "no release"
+		if e.Release != nil {
+			logged = fmt.Sprintf("firmware %x", e.Release.Firmware)
+		}
+		return fmt.Errorf("%s does not log %s (SHA-256 %x): its entry is %s, %s", proofPath, elfPath, sum, e.Kind, logged)
 	}
 	area, err := usbarmory.BootAreaImage(img, proof)
 	if err != nil {
