@@ -97,6 +97,8 @@ func TestCommand(t *testing.T) {
 		"COFFERD_LOG_LEVEL":      "error",
 		"COFFERD_LOG_FORMAT":     "json",
 		"COFFERD_LOG":            logDir,
+		// A software vault, which cofferd serves only when told to.
+		"COFFERD_ALLOW_INSECURE_VAULT": "true",
 	})
 	go func() {
 		done <- run(ctx, []string{"-accounts", accounts, "-log-level", "debug", "-poll", "50ms"}, e, io.Discard, &logs,
@@ -240,6 +242,10 @@ func TestBadFlags(t *testing.T) {
 		e := env(map[string]string{"COFFERD_VAULT": "unix:" + filepath.Join(t.TempDir(), "none.sock")})
 		if err := run(context.Background(), args, e, io.Discard, io.Discard, nil); err == nil {
 			t.Errorf("%q accepted", args)
+		} else if usage := args[0] == "serve" || args[0] == "frobnicate" || args[0] == "account"; usage != (exitCode(err, io.Discard) == 2) {
+			// Words that are not cofferd's are usage errors (status 2);
+			// a bad value of a flag (often from the environment) is 1.
+			t.Errorf("%q: %v: status %d", args, err, exitCode(err, io.Discard))
 		}
 	}
 	// No device at all: cofferd has no vault of its own to fall back on.
@@ -263,7 +269,7 @@ func TestTLS(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-accounts", filepath.Join(dir, "a.json"), "-realms", filepath.Join(dir, "realms"), "-vault", "unix:" + softVault(t, dir),
-			"-tls-cert", certFile, "-tls-key", keyFile}, env(nil), io.Discard, io.Discard, func(api, _ net.Addr) { addrs <- api })
+			"-tls-cert", certFile, "-tls-key", keyFile, "-allow-insecure-vault"}, env(nil), io.Discard, io.Discard, func(api, _ net.Addr) { addrs <- api })
 	}()
 	var api net.Addr
 	select {
