@@ -23,7 +23,7 @@ func (c *cli) cmdBackup(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(paths) == 0 || *out == "" {
-		return usagef("usage: coffer backup PATH... -o FILE")
+		return usagef("needs PATH... and -o FILE")
 	}
 	cfg, _, err := c.loadConfig()
 	if err != nil {

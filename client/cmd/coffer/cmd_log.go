@@ -16,17 +16,14 @@ import (
 	"github.com/cofferhsm/coffer/protocol/releaselog"
 )
 
-func (c *cli) cmdLog(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "pin" {
-		return usagef("usage: coffer log pin FILE")
-	}
+func (c *cli) cmdLogPin(ctx context.Context, args []string) error {
 	fset := c.flags("log pin")
-	rest, err := parse(fset, args[1:])
+	rest, err := parse(fset, args)
 	if err != nil {
 		return err
 	}
 	if len(rest) != 1 {
-		return usagef("usage: coffer log pin FILE")
+		return usagef("needs the policy FILE")
 	}
 	text, err := os.ReadFile(rest[0])
 	if err != nil {
@@ -77,14 +74,11 @@ func indent(s string) string {
 	return b.String()
 }
 
-func (c *cli) cmdVault(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "accept-new-identity" {
-		return usagef("usage: coffer vault accept-new-identity [--yes] [--insecure]")
-	}
+func (c *cli) cmdVaultAccept(ctx context.Context, args []string) error {
 	fset := c.flags("vault accept-new-identity")
 	yes := fset.Bool("yes", false, "do not ask for confirmation")
 	insecure := fset.Bool("insecure", false, insecureHelp)
-	if rest, err := parse(fset, args[1:]); err != nil {
+	if rest, err := parse(fset, args); err != nil {
 		return err
 	} else if len(rest) > 0 {
 		return usagef("unexpected arguments %q", rest)
@@ -107,10 +101,10 @@ func (c *cli) cmdVault(ctx context.Context, args []string) error {
 		if *yes {
 			return nil
 		}
-		if c.terminal == nil {
+		if c.ask == nil {
 			return errors.New("confirm with --yes")
 		}
-		answer, err := c.terminal("Type accept to pin the new identity: ")
+		answer, err := c.ask("Type accept to pin the new identity: ")
 		if err != nil {
 			return err
 		}

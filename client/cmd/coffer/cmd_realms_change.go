@@ -132,11 +132,11 @@ func (c *cli) confirmDelete(warning string, yes bool) error {
 	if yes {
 		return nil
 	}
-	if c.terminal == nil {
+	if c.ask == nil {
 		return errors.New(strings.ReplaceAll(warning, "\n", " ") + " Confirm with --yes.")
 	}
 	c.warnf("%s\n", warning)
-	answer, err := c.terminal("Type delete to go on: ")
+	answer, err := c.ask("Type delete to go on: ")
 	if err != nil {
 		return err
 	}
@@ -161,6 +161,9 @@ func (c *cli) cmdRealmsRepair(ctx context.Context, args []string) error {
 		return err
 	} else if len(rest) > 0 {
 		return usagef("unexpected arguments %q", rest)
+	}
+	if *limit == 1 {
+		c.warnLimitOne()
 	}
 	if *file == "" {
 		return usagef("realms repair needs --realms FILE, the new set")

@@ -124,7 +124,7 @@ func (c *cli) cmdRestore(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(rest) != 1 {
-		return usagef("usage: coffer restore FILE [-C DIR] [--force]")
+		return usagef("needs one backup FILE")
 	}
 	cfg, path, err := c.loadConfig()
 	if errors.Is(err, client.ErrNoConfig) {

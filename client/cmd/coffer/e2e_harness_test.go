@@ -355,6 +355,7 @@ func newUser(t *testing.T) *user {
 
 func (u *user) run(args ...string) e2eResult {
 	u.t.Helper()
+	e2eBinaries(u.t) // built before the minute starts
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	return u.runCtx(ctx, args...)
