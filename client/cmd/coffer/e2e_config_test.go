@@ -5,15 +5,8 @@ package main
 // real binaries against a real cofferd and software vault.
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/client"
+	"github.com/cofferhsm/coffer/internal/testcert"
 )
 
 // TestE2EConfig: an account kept as the 64-digit key, whose init kept the
@@ -129,7 +123,7 @@ func TestE2EPrivateCA(t *testing.T) {
 	v, provKey := newDevVault(t, filepath.Join(dir, "vault"))
 	acc := filepath.Join(dir, "accounts.json")
 	tokens := newAccounts(t, acc, "alice")
-	caPEM, certPEM, keyPEM := privateCA(t)
+	caPEM, certPEM, keyPEM := testcert.New(t)
 	caFile, certFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	os.WriteFile(caFile, caPEM, 0o644)
 	os.WriteFile(certFile, certPEM, 0o600)
@@ -208,45 +202,4 @@ func waitHealthyTLS(t *testing.T, server string, caPEM []byte) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// privateCA makes a CA and a server certificate for 127.0.0.1 signed by
-// it: the CA's certificate, the server's, and the server's key (PEM).
-func privateCA(t *testing.T) (caPEM, certPEM, keyPEM []byte) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "coffer test private CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "cofferd"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 }

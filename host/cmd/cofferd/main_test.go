@@ -3,16 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -24,6 +18,7 @@ import (
 
 	"github.com/cofferhsm/coffer/applet/softvault/softvaulttest"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
+	"github.com/cofferhsm/coffer/internal/testcert"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -260,7 +255,9 @@ func TestBadFlags(t *testing.T) {
 // TestTLS serves the API over TLS with a self-signed certificate.
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
-	certPEM, keyPEM, pool := selfSigned(t)
+	caPEM, certPEM, keyPEM := testcert.New(t)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	os.WriteFile(certFile, certPEM, 0o600)
 	os.WriteFile(keyFile, keyPEM, 0o600)
@@ -301,30 +298,4 @@ func TestTLS(t *testing.T) {
 	if err := run(context.Background(), []string{"-tls-cert", certFile}, env(nil), io.Discard, io.Discard, nil); err == nil {
 		t.Fatal("-tls-cert without -tls-key accepted")
 	}
-}
-
-func selfSigned(t *testing.T) (certPEM, keyPEM []byte, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cofferd test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), pool
 }
