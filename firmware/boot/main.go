@@ -59,7 +59,10 @@ func main() {
 	if err != nil {
 		halt(b, "the compiled-in release log policy: %v", err)
 	}
-	keyID := bootcheck.ReleaseKeyID(policy)
+	keyID, err := bootcheck.ReleaseKeyID(policy)
+	if err != nil {
+		halt(b, "the compiled-in release log policy: %v", err)
+	}
 	logf("release log %q, release key %s (id %x), %d of %d witnesses", policy.Origin, policy.LogKey, keyID, policy.Quorum, len(policy.Witnesses))
 	if strings.Contains(policy.Origin, "TEST-ONLY") {
 		logf("WARNING: this bootloader was built with a TEST policy whose private keys are public: it checks nothing")

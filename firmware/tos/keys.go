@@ -22,8 +22,8 @@ type Keys struct {
 }
 
 // ReleaseKeyID names the release key of the log a booted OS was checked
-// against: the SHA-256 of its note verifier key (firmware/bootcheck). The
-// zero ID is an OS that no bootloader checked (started directly, as QEMU's
+// against: a labelled SHA-256 of the key's name and public key
+// (bootcheck.ReleaseKeyID). The zero ID is an OS that no bootloader checked (started directly, as QEMU's
 // -kernel does).
 type ReleaseKeyID [32]byte
 

@@ -96,7 +96,8 @@ Release log: every vault is checked, at init and at every contact, against the r
 log whose policy --log-policy or "coffer log pin" pinned: its identity bundle and its firmware
 release must be logged, under a checkpoint cosigned by the policy's quorum of witnesses
 and consistent with every checkpoint seen before. A revoked release or identity is
-refused always. Coffer ships no default policy yet: get one from your log's operator.
+refused always; a revoked identity's keys are refused in any bundle. Coffer ships no
+default policy yet: get one from your log's operator.
 --insecure accepts an insecure vault (software vault, QEMU; init records that) and, for
 that run only, a vault not in the log, saying so every time. With no policy pinned, a
 vault is used unchecked only when insecure vaults are allowed, with a warning.
