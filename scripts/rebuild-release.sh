@@ -20,11 +20,16 @@
 # that logs a boot image stays "not rebuilt" instead of being compared
 # with a bootloader that pins another policy.
 #
-# Exits non-zero, with the build's output, if the build fails.
+# Exits 10 if COMMIT does not resolve to a commit in the repository (after
+# a clone, and a fetch of that commit by id): coffer-monitor flags such a
+# release, since nobody can rebuild it from the published source. Exits
+# another non-zero status, with the build's output, if anything else fails
+# (usage 2; the clone, the build): the release is retried later.
 set -eu
 [ $# -eq 3 ] || { echo "usage: rebuild-release.sh COMMIT BOARD OUTDIR" >&2; exit 2; }
 commit=$1 board=$2 out=$3
 case $commit in *[!0-9a-f]*|"") echo "rebuild-release: commit $commit is not a hex commit id" >&2; exit 2 ;; esac
+case ${#commit} in 40|64) ;; *) echo "rebuild-release: commit $commit is not a full commit id (40 or 64 hex digits)" >&2; exit 2 ;; esac
 case $board in usbarmory|qemu|software) ;; *) echo "rebuild-release: unknown board $board" >&2; exit 2 ;; esac
 repo=${COFFER_REPO:-$(cd "$(dirname "$0")/.." && pwd)}
 policy=${BOOT_POLICY:-}
@@ -34,11 +39,27 @@ if [ -n "$policy" ]; then
 fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/coffer-rebuild.XXXXXX")
-cleanup() { chmod -R u+w "$tmp" 2>/dev/null || true; rm -rf "$tmp"; }
+# Status 10 means "the commit does not resolve" only before it resolved: a
+# build step that happens to exit 10 later is an ordinary failure.
+resolved=
+cleanup() {
+	rc=$?
+	chmod -R u+w "$tmp" 2>/dev/null || true
+	rm -rf "$tmp"
+	if [ "$rc" -eq 10 ] && [ -n "$resolved" ]; then exit 1; fi
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 git clone --quiet --no-checkout "$repo" "$tmp/src"
+# A commit no branch or tag reaches is not in the clone: ask for it by id.
+git -C "$tmp/src" cat-file -e "$commit^{commit}" 2>/dev/null ||
+	git -C "$tmp/src" fetch --quiet origin "$commit" 2>/dev/null || true
+if ! git -C "$tmp/src" cat-file -e "$commit^{commit}" 2>/dev/null; then
+	echo "rebuild-release: commit $commit does not resolve in $repo" >&2
+	exit 10
+fi
+resolved=1
 git -C "$tmp/src" -c advice.detachedHead=false checkout --quiet --detach "$commit"
 mkdir -p "$out"
 case $board in
