@@ -16,9 +16,9 @@
 # BOOT_POLICY (environment): the release log policy file the release was
 # built with, byte for byte (the bootloader embeds it): the log's own
 # published policy, the file coffer-monitor -policy reads. Without it the
-# bootloader is not rebuilt and coffer-boot.* is not reported, so a release
-# that logs a boot image stays "not rebuilt" instead of being compared
-# with a bootloader that pins another policy.
+# bootloader is not reported (coffer-boot.*), so a release that logs a boot
+# image stays "not rebuilt" instead of being compared with a bootloader
+# that pins another policy; its OS and applet are still compared.
 #
 # Exits 10 if COMMIT does not resolve to a commit in the repository (after
 # a clone, and a fetch of that commit by id): coffer-monitor flags such a
@@ -71,17 +71,21 @@ software)
 *)
 	# The commit's own make decides how its images are built; the clone's
 	# default build folder keeps every path as a release build has it.
-	unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES FW_BUILD FW_TAGS FW_VERSION BOOT_POLICY OS_PROOF 2>/dev/null || true
+	unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES FW_BUILD FW_TAGS FW_VERSION BOOT_POLICY OS_PROOF DEV 2>/dev/null || true
 	build=$tmp/src/build/firmware/$board
 	images="applet.elf coffer-os.elf"
+	# DEV=1: the build of a USB armory bootloader refuses a TEST policy
+	# without it; a rebuild reproduces whatever was released (DEV changes
+	# no byte of any image), and without BOOT_POLICY builds the bootloader
+	# with the TEST policy, not reported.
 	if [ -z "$policy" ]; then
-		make -C "$tmp/src" --no-print-directory firmware BOARD="$board"
+		make -C "$tmp/src" --no-print-directory firmware BOARD="$board" DEV=1
 		echo "rebuild-release: BOOT_POLICY not set: the bootloader (coffer-boot.elf, coffer-boot.imx) embeds the release's policy file and is not reported" >&2
 	elif [ "$board" = usbarmory ] && command -v "${MKIMAGE:-mkimage}" >/dev/null 2>&1; then
-		make -C "$tmp/src" --no-print-directory imx BOARD="$board" BOOT_POLICY="$policy"
+		make -C "$tmp/src" --no-print-directory imx BOARD="$board" BOOT_POLICY="$policy" DEV=1
 		images="$images coffer-boot.elf coffer-boot.imx"
 	else
-		make -C "$tmp/src" --no-print-directory firmware BOARD="$board" BOOT_POLICY="$policy"
+		make -C "$tmp/src" --no-print-directory firmware BOARD="$board" BOOT_POLICY="$policy" DEV=1
 		images="$images coffer-boot.elf"
 		[ "$board" = qemu ] || echo "rebuild-release: mkimage not found (apt-get install u-boot-tools): coffer-boot.imx not rebuilt" >&2
 	fi

@@ -9,7 +9,6 @@ import (
 	"log"
 	"os"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/usbarmory/tamago/dma"
@@ -61,7 +60,10 @@ func main() {
 	}
 	keyID := bootcheck.ReleaseKeyID(policy)
 	logf("release log %q, release key %s (id %x), %d of %d witnesses", policy.Origin, policy.LogKey, keyID, policy.Quorum, len(policy.Witnesses))
-	if strings.Contains(policy.Origin, "TEST-ONLY") {
+	if err := bootcheck.CheckPolicy(policy, b.SecureBootClosed()); err != nil {
+		refuse(b, "%v: this bootloader must not have been signed for this device", err)
+	}
+	if bootcheck.IsTestPolicy(policy) {
 		logf("WARNING: this bootloader was built with a TEST policy whose private keys are public: it checks nothing")
 	}
 
