@@ -8,10 +8,11 @@
 // mirror: nothing it serves is believed) with client/logcheck: every
 // checkpoint must carry the release key's signature and the policy's
 // quorum of witness cosignatures, and the entries added since the last
-// run must hash to it. It prints each new entry once, and FLAGGED a release
-// whose Version is not above every earlier release's for the same board
-// (the bootloader's anti-rollback counts on it growing). It rebuilds each
-// logged release from its source commit by running CMD COMMIT BOARD OUTDIR
+// run must hash to it. It prints each new entry once, and flags (FLAGGED)
+// a release whose Version is not above every earlier release's for the
+// same board (the bootloader's anti-rollback counts on it growing). It
+// rebuilds each logged release from its source commit by running CMD
+// COMMIT BOARD OUTDIR
 // (default scripts/rebuild-release.sh; "" skips rebuilding), which must
 // write OUTDIR/SHA256SUMS in sha256sum's format naming coffer-os.elf and
 // applet.elf (softvault for a software release, and coffer-boot.imx when
