@@ -113,12 +113,6 @@ type Entry struct {
 //
 // It needs only the recipient: no vault and no secret.
 func WriteBackup(w io.Writer, recipient age.Recipient, paths []string, opts *BackupOptions) (*BackupStats, error) {
-	if opts == nil {
-		opts = &BackupOptions{}
-	}
-	if len(paths) == 0 {
-		return nil, errors.New("client: nothing to back up")
-	}
 	tops, err := backupRoots(paths)
 	if err != nil {
 		return nil, err
@@ -130,10 +124,8 @@ func WriteBackup(w io.Writer, recipient age.Recipient, paths []string, opts *Bac
 	}
 	cw := &countingWriter{w: aw}
 	b := &backupWriter{tw: tar.NewWriter(cw), opts: opts}
-	for _, t := range tops {
-		if err := b.tree(t); err != nil {
-			return nil, err
-		}
+	if err := b.trees(tops); err != nil {
+		return nil, err
 	}
 	if err := b.tw.Close(); err != nil {
 		return nil, err
@@ -156,23 +148,28 @@ func WriteBackup(w io.Writer, recipient age.Recipient, paths []string, opts *Bac
 // no file's content (each file is opened, to find those it cannot read):
 // what a backup would hold and leave out.
 func ScanBackup(paths []string, opts *BackupOptions) (*BackupStats, error) {
-	if opts == nil {
-		opts = &BackupOptions{}
-	}
-	if len(paths) == 0 {
-		return nil, errors.New("client: nothing to back up")
-	}
 	tops, err := backupRoots(paths)
 	if err != nil {
 		return nil, err
 	}
 	b := &backupWriter{opts: opts}
-	for _, t := range tops {
-		if err := b.tree(t); err != nil {
-			return nil, err
-		}
+	if err := b.trees(tops); err != nil {
+		return nil, err
 	}
 	return &b.stats, nil
+}
+
+// trees walks every top-level path in turn.
+func (b *backupWriter) trees(tops []backupRoot) error {
+	if b.opts == nil {
+		b.opts = &BackupOptions{}
+	}
+	for _, t := range tops {
+		if err := b.tree(t); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type countingWriter struct {
@@ -205,8 +202,11 @@ type backupRoot struct {
 }
 
 // backupRoots resolves the paths given and names their top-level entries,
-// refusing two with the same name.
+// refusing none and two with the same name.
 func backupRoots(paths []string) ([]backupRoot, error) {
+	if len(paths) == 0 {
+		return nil, errors.New("client: nothing to back up")
+	}
 	var tops []backupRoot
 	seen := map[string]string{}
 	for _, p := range paths {
