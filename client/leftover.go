@@ -76,16 +76,12 @@ func CreatePartial(out string) (*os.File, error) {
 		if err != nil {
 			return nil, err
 		}
-		ok, err := lockOwn(f)
-		if ok {
+		if lockOwn(f) {
 			return f, nil
 		}
 		// Another run's cleanup took it for a leftover between its
 		// creation and the lock, and removes it.
 		f.Close()
-		if err != nil {
-			return nil, err
-		}
 	}
 	return nil, errors.New("client: could not lock a temporary file: another coffer keeps removing them")
 }
@@ -105,14 +101,10 @@ func mkdirLocked(dir, pattern string) (name string, lock *os.File, err error) {
 			os.Remove(name)
 			return "", nil, err
 		}
-		ok, err := lockOwn(f)
-		if ok {
+		if lockOwn(f) {
 			return name, f, nil
 		}
 		f.Close()
-		if err != nil {
-			return "", nil, err
-		}
 	}
 	return "", nil, errors.New("client: could not lock a temporary folder: another coffer keeps removing them")
 }
@@ -121,15 +113,19 @@ func mkdirLocked(dir, pattern string) (name string, lock *os.File, err error) {
 // that the name still is f: a cleanup that took it for a leftover between
 // its creation and the lock removed it (under the lock, so once f is
 // locked and still there, no cleanup touches it).
-func lockOwn(f *os.File) (bool, error) {
+//
+// Where the filesystem has no flock (the lock fails other than by being
+// held), f goes on unlocked: a cleanup there cannot take any lock either,
+// so it removes nothing.
+func lockOwn(f *os.File) bool {
 	if !canLock {
-		return true, nil
+		return true
 	}
 	ok, err := tryLock(f)
-	if !ok || err != nil {
-		return false, err
+	if err != nil {
+		return true
 	}
-	return sameAsName(f), nil
+	return ok && sameAsName(f)
 }
 
 func sameAsName(f *os.File) bool {
