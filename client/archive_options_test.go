@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -481,4 +482,54 @@ func TestReadBackupRefusesWhatRestoreRefuses(t *testing.T) {
 			t.Errorf("%s: restore %v, read %v", name, rerr, lerr)
 		}
 	}
+}
+
+// matchNaive is matchElems by recursion, the obvious reading of "**".
+func matchNaive(pat, name []string) bool {
+	if len(pat) == 0 {
+		return len(name) == 0
+	}
+	if pat[0] == "**" {
+		for i := 0; i <= len(name); i++ {
+			if matchNaive(pat[1:], name[i:]) {
+				return true
+			}
+		}
+		return false
+	}
+	if len(name) == 0 {
+		return false
+	}
+	ok, _ := path.Match(pat[0], name[0])
+	return ok && matchNaive(pat[1:], name[1:])
+}
+
+// FuzzExcludes: any pattern either parses or is refused, and matching
+// never panics and agrees with the recursive reading of "**".
+func FuzzExcludes(f *testing.F) {
+	f.Add("**/a/*.o", "x/a/b.o")
+	f.Add("*.log", "home/b.log")
+	f.Add("/x/**/tmp", "home/tmp")
+	f.Add("a/**/**/b/**", "a/b/c/b")
+	f.Add("[", "a")
+	f.Add(`\*`, "*")
+	f.Fuzz(func(t *testing.T, pattern, name string) {
+		x, err := ParseExcludes([]string{pattern})
+		if err != nil {
+			return
+		}
+		x.Match(name, "/"+name)
+		if strings.Count(pattern, "/") > 8 || strings.Count(name, "/") > 12 {
+			return // the naive reading is exponential
+		}
+		p, nm := strings.Split(pattern, "/"), strings.Split(name, "/")
+		for _, el := range p {
+			if _, err := path.Match(el, ""); err != nil {
+				return
+			}
+		}
+		if got, want := matchElems(p, nm), matchNaive(p, nm); got != want {
+			t.Fatalf("%q on %q: %v, recursion says %v", pattern, name, got, want)
+		}
+	})
 }

@@ -122,24 +122,23 @@ func (x *Excludes) Match(name, disk string) (pattern string, ok bool) {
 }
 
 // matchElems matches path elements against pattern elements, "**"
-// matching any number of elements.
+// matching any number of elements: m[j] says whether pat[i:] matches
+// name[j:], for i from the end, so that no pattern takes more than
+// len(pat)·len(name) element matches.
 func matchElems(pat, name []string) bool {
-	for len(pat) > 0 {
-		if pat[0] == "**" {
-			for i := 0; i <= len(name); i++ {
-				if matchElems(pat[1:], name[i:]) {
-					return true
-				}
+	n := len(name)
+	next := make([]bool, n+1)
+	next[n] = true // the empty pattern matches only the empty name
+	for i := len(pat) - 1; i >= 0; i-- {
+		cur := make([]bool, n+1)
+		for j := n; j >= 0; j-- {
+			if pat[i] == "**" {
+				cur[j] = next[j] || (j < n && cur[j+1])
+			} else if j < n && next[j+1] {
+				cur[j], _ = path.Match(pat[i], name[j])
 			}
-			return false
 		}
-		if len(name) == 0 {
-			return false
-		}
-		if ok, _ := path.Match(pat[0], name[0]); !ok {
-			return false
-		}
-		pat, name = pat[1:], name[1:]
+		next = cur
 	}
-	return len(name) == 0
+	return next[0]
 }
