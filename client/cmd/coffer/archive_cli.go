@@ -6,12 +6,16 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"filippo.io/age"
 
@@ -118,10 +122,32 @@ type jsonLeftover struct {
 }
 
 // printJSON writes v as one JSON object on a line of standard output.
+// JSON escapes control characters and replaces bytes that are not UTF-8;
+// every other character that is not printable (format characters such as
+// bidirectional overrides) is escaped too, as \uXXXX, so that names in the
+// output cannot drive a terminal it is shown on. They can only be inside
+// strings: the rest of the output is ASCII.
 func (c *cli) printJSON(v any) error {
-	enc := json.NewEncoder(c.stdout)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	var out []byte
+	for _, r := range buf.String() {
+		if r < utf8.RuneSelf || strconv.IsPrint(r) {
+			out = utf8.AppendRune(out, r)
+			continue
+		}
+		if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
+			out = fmt.Appendf(out, `\u%04x\u%04x`, r1, r2)
+		} else {
+			out = fmt.Appendf(out, `\u%04x`, r)
+		}
+	}
+	_, err := c.stdout.Write(out)
+	return err
 }
 
 // cleanLeftovers finds, in dir, what killed backups or restores (what)
