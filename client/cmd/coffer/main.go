@@ -47,12 +47,22 @@ Commands:
   init --realms FILE --existing --set-code CODE [--threshold t] [--insecure]
         a new device of a realm set: recover K with the password, trusting only
         versions whose anchor gives the set code printed on the first device.
-  backup PATH... -o FILE [--force]
+  backup PATH... -o FILE [--force] [--exclude PATTERN]... [--exclude-file FILE] [--dry-run] [--json]
         write an encrypted backup of PATH... to FILE ("-" for stdout). Needs no
         password and no vault: only the public age recipient in the configuration.
-  restore FILE [-C DIR] [--force] [--key KEY]
-        restore a backup into DIR (default: the current folder), getting K with
-        the password (vault login, or t realms of a realm set) or the 64-digit key.
+        --exclude leaves out what PATTERN matches (a base name, or a path in the
+        backup); --dry-run lists what would be backed up and left out. Exit status
+        3: done, but some entries were left out (each is named).
+  restore FILE [PATH...] [-C DIR] [--force] [--dry-run] [--json] [--key KEY]
+        restore a backup into DIR (default: the current folder), or only the PATHs
+        given (as ls shows them), getting K with the password (vault login, or t
+        realms of a realm set) or the 64-digit key. --dry-run lists what would be
+        restored and replaced, writing nothing.
+  ls FILE [--json] [--key KEY]
+        list a backup's entries (type, mode, size, time, path) without restoring.
+  verify FILE [--json] [--key KEY]
+        decrypt and check a whole backup, writing nothing: exit status 1 if any byte
+        or entry is wrong.
   key export-age
         print the age identity that decrypts every backup (age -d -i FILE).
   key rotate [--force]
@@ -106,6 +116,9 @@ Passwords are read from the terminal, or for scripts from --password-file FILE o
 COFFER_PASSWORD (and --new-password-file or COFFER_NEW_PASSWORD); a 64-digit key from
 --key, --key-file FILE, COFFER_KEY or the terminal. The configuration is
 $XDG_CONFIG_HOME/coffer/config.json unless -config or COFFER_CONFIG says otherwise.
+
+Exit status: 0 done, 1 failed, 2 a mistake on the command line, 3 a backup made
+but incomplete. --json prints one JSON object on standard output (README.md).
 `
 
 // cli is one run of the command, with everything it touches injectable for
@@ -166,6 +179,10 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		err = c.cmdBackup(ctx, args)
 	case "restore":
 		err = c.cmdRestore(ctx, args)
+	case "ls":
+		err = c.cmdLs(ctx, args)
+	case "verify":
+		err = c.cmdVerify(ctx, args)
 	case "key":
 		if len(args) > 0 && args[0] == "rotate" {
 			err = c.cmdKeyRotate(ctx, args[1:])
@@ -210,6 +227,9 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		return 2
 	}
 	fmt.Fprintf(c.stderr, "coffer %s: %s\n", cmd, printable(strings.TrimPrefix(err.Error(), "client: ")))
+	if ee := (errExit{}); errors.As(err, &ee) {
+		return ee.code
+	}
 	return 1
 }
 
