@@ -43,6 +43,7 @@ type outcome struct {
 	typ     string
 	status  int
 	account string
+	acct    *Account // the authenticated account, if any
 	device  string
 	note    string // for the log: why, never a body
 }
@@ -76,7 +77,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, o *outcome
 		writeError(w, o.status, "unknown token", "")
 		return nil
 	}
-	o.account = a.Name
+	o.account, o.acct = a.Name, a
 	return a
 }
 
@@ -174,6 +175,9 @@ func (s *Server) relay(w http.ResponseWriter, r *http.Request, q *deviceQueue, r
 	}
 	if info.locked {
 		s.metrics.lockouts.Inc()
+		if o.acct != nil {
+			s.events.locked(ctx, r, o.acct, dev, info)
+		}
 	}
 	o.status = http.StatusOK
 	w.Header().Set("Content-Type", "application/cbor")
@@ -236,6 +240,7 @@ func (s *Server) handleVault(w http.ResponseWriter, r *http.Request) {
 	if route.SpendsGuesses() {
 		if ok, wait := s.limiter.allow(a.Name); !ok {
 			s.metrics.rateLimited.Inc()
+			s.events.rateLimited(r, a, route.Type, wait, s.limiter)
 			o.status = http.StatusTooManyRequests
 			writeError(w, o.status, "too many login starts (or realm challenges and evaluations) for this account", retryAfter(wait))
 			return

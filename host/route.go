@@ -3,6 +3,8 @@ package host
 import (
 	"errors"
 	"fmt"
+	"math"
+	"time"
 
 	"github.com/cofferhsm/coffer/protocol"
 )
@@ -102,13 +104,18 @@ func ParseRoute(body []byte) (Route, error) {
 	return r, nil
 }
 
-// replyInfo is what cofferd notes about a vault reply, for metrics only: the
-// error code of an error reply, and whether a login-start reply carries a
-// "locked" receipt. It reads only clear, signed fields and never fails: a
-// reply it cannot read is relayed all the same.
+// replyInfo is what cofferd notes about a vault reply, for metrics and the
+// log: the error code of an error reply, and whether a login-start reply
+// carries a "locked" receipt, with that receipt's clear counters. It reads
+// only clear, signed fields and never fails: a reply it cannot read is
+// relayed all the same.
 type replyInfo struct {
 	errCode protocol.Code // 0 unless the reply is an error
 	locked  bool
+	// Of a locked receipt: its limit, the failed attempts since the last
+	// success, and how long the record may still be revived (0: erased).
+	limit, failedSinceSuccess uint
+	revivable                 time.Duration
 }
 
 func inspectReply(reqType protocol.Type, reply []byte) replyInfo {
@@ -135,7 +142,11 @@ func inspectReply(reqType protocol.Type, reply []byte) replyInfo {
 		if protocol.Unmarshal(m.Receipt.Body, &r) != nil {
 			return replyInfo{}
 		}
-		return replyInfo{locked: r.Kind == protocol.ReceiptLocked}
+		if r.Kind != protocol.ReceiptLocked {
+			return replyInfo{}
+		}
+		return replyInfo{locked: true, limit: r.Limit, failedSinceSuccess: r.FailedSinceSuccess,
+			revivable: time.Duration(min(uint64(r.RevivableMillis), uint64(math.MaxInt64/int64(time.Millisecond)))) * time.Millisecond}
 	}
 	return replyInfo{}
 }

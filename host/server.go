@@ -24,6 +24,7 @@ type Server struct {
 	devices  []*deviceQueue
 	byName   map[string]*deviceQueue
 	limiter  *limiter
+	events   *eventLog
 	metrics  *metrics
 	handler  http.Handler
 	identReq []byte
@@ -70,6 +71,7 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Log,
 		byName:  map[string]*deviceQueue{},
 		limiter: newLimiter(cfg.LoginRate, cfg.LoginBurst, cfg.Now),
+		events:  newEventLog(cfg.Log, cfg.Now),
 	}
 	for _, d := range cfg.Devices {
 		if _, dup := s.byName[d.Name()]; dup {
