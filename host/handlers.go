@@ -210,7 +210,7 @@ func (s *Server) handleVault(w http.ResponseWriter, r *http.Request) {
 		writeError(w, o.status, fmt.Sprintf("body over %d bytes", protocol.MaxMessageSize), "")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, protocol.MaxMessageSize))
+	body, err := readBody(w, r, protocol.MaxMessageSize)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -251,6 +251,23 @@ func (s *Server) handleVault(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.relay(w, r, q, route.Type, body, o)
+}
+
+// readBody reads a request body of at most max bytes: into a buffer of
+// exactly its Content-Length when it states one (one allocation, no copy as
+// the buffer grows), else, chunked, as it comes. A body over max fails with
+// *http.MaxBytesError, one shorter than its Content-Length with
+// io.ErrUnexpectedEOF.
+func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, max)
+	if n := r.ContentLength; n >= 0 && n <= max {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(body, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	return io.ReadAll(body)
 }
 
 func (s *Server) handleIdentity(w http.ResponseWriter, r *http.Request) {

@@ -119,6 +119,11 @@ type replyInfo struct {
 }
 
 func inspectReply(reqType protocol.Type, reply []byte) replyInfo {
+	// Most replies say nothing worth counting: skip their strict decode
+	// (four passes over the reply) when the type alone tells.
+	if t, ok := peekReplyType(reply); ok && t != protocol.TypeError && (t != protocol.TypeLoginStart || reqType != protocol.TypeLoginStart) {
+		return replyInfo{}
+	}
 	var env protocol.Envelope
 	if protocol.Unmarshal(reply, &env) != nil {
 		return replyInfo{}
@@ -149,6 +154,19 @@ func inspectReply(reqType protocol.Type, reply []byte) replyInfo {
 			revivable: time.Duration(min(uint64(r.RevivableMillis), uint64(math.MaxInt64/int64(time.Millisecond)))) * time.Millisecond}
 	}
 	return replyInfo{}
+}
+
+// peekReplyType reads an envelope's type from its first five bytes, where
+// its one encoding (SPEC.md, "Conventions": core deterministic CBOR) puts
+// it: a map of three entries {1: version, 2: type, 3: body}, so a3 01 01
+// 02 T for a type below 24. ok is false for anything else, which only a
+// strict decode can judge. For any reply that decodes strictly, T is its
+// type.
+func peekReplyType(b []byte) (t protocol.Type, ok bool) {
+	if len(b) < 5 || b[0] != 0xa3 || b[1] != 0x01 || b[2] != protocol.Version || b[3] != 0x02 || b[4] >= 24 {
+		return 0, false
+	}
+	return protocol.Type(b[4]), true
 }
 
 // codeLabel names a vault error code for metrics, as SPEC.md names it.
