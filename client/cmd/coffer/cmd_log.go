@@ -78,8 +78,11 @@ func indent(s string) string {
 }
 
 func (c *cli) cmdVault(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "recover-rollback" {
+		return c.cmdRecoverRollback(ctx, args[1:])
+	}
 	if len(args) == 0 || args[0] != "accept-new-identity" {
-		return usagef("usage: coffer vault accept-new-identity [--yes] [--insecure]")
+		return usagef("usage: coffer vault accept-new-identity [--yes] [--insecure] | coffer vault recover-rollback [--yes] [--key-file FILE] [--insecure]")
 	}
 	fset := c.flags("vault accept-new-identity")
 	yes := fset.Bool("yes", false, "do not ask for confirmation")

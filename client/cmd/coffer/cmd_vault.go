@@ -189,7 +189,7 @@ func (c *cli) cmdStatus(ctx context.Context, args []string) error {
 	switch {
 	case *offline:
 	case online != nil:
-		return fmt.Errorf("vault check failed: %w", online)
+		return fmt.Errorf("vault check failed: %w", rollbackAdvice(online))
 	default:
 		logged := "NOT checked against a release log"
 		if cfg.Log != nil && cfg.Vault != nil && cfg.Vault.Logged != nil {
