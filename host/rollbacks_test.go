@@ -86,6 +86,18 @@ func TestRollbackDeclarations(t *testing.T) {
 		t.Fatalf("bob was served %+v", b)
 	}
 
+	// A declaration for a device that is not configured reaches nobody:
+	// cofferd says so at start.
+	if _, err := DeclareRollback(rollbacks, "vault9", "restored (a typo for vault0)", when); err != nil {
+		t.Fatal(err)
+	}
+	var startLog syncbuf.Buffer
+	testServer(t, Config{Devices: []Device{newStub("a"), newStub("b")}, Accounts: accounts, Rollbacks: rollbacks,
+		Log: slog.New(slog.NewTextHandler(&startLog, nil))})
+	if !strings.Contains(startLog.String(), "rollback declaration for a device that is not configured") || !strings.Contains(startLog.String(), "device=vault9") {
+		t.Fatalf("start log:\n%s", startLog.String())
+	}
+
 	// A file edited by hand into something a terminal would obey is not
 	// served; cofferd says why in its log.
 	b, err := os.ReadFile(rollbacks)
