@@ -93,6 +93,11 @@ func (c *Conn) RollbackDeclarations(ctx context.Context) ([]RollbackDeclaration,
 	if err != nil {
 		return nil, err
 	}
+	return parseDeclarations(b)
+}
+
+// parseDeclarations reads cofferd's GET /v1/rollbacks body.
+func parseDeclarations(b []byte) ([]RollbackDeclaration, error) {
 	var body struct {
 		Declarations []struct {
 			DeclaredAt time.Time `json:"declared_at"`

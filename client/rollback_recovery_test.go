@@ -6,8 +6,10 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/cofferhsm/coffer/client/internal/fakehost"
 	"github.com/cofferhsm/coffer/protocol"
@@ -298,4 +300,38 @@ func TestRegisterAfterRollbackWhenTheRecordIsLost(t *testing.T) {
 	if _, err := c2.RegisterAfterRollback(ctx, st2, k2, []byte("new password"), 0); !errors.Is(err, &protocol.Error{Code: protocol.CodeExists}) {
 		t.Fatalf("registering over a record the vault holds: %v", err)
 	}
+}
+
+// FuzzRollbackDeclarations: whatever cofferd sends as its declarations, the
+// client keeps at most 10, each a reason of printable text of at most 500
+// characters, or refuses the lot.
+func FuzzRollbackDeclarations(f *testing.F) {
+	for _, s := range []string{
+		`{"device":"vault0","declarations":[]}`,
+		`{"device":"vault0","declarations":[{"device":"vault0","declared_at":"2026-12-01T09:30:00Z","reason":"restored from last night's backup"}]}`,
+		`{"declarations":[{"declared_at":"2026-12-01T09:30:00Z","reason":"a\u001b[2Jb"}]}`,
+		`{"declarations":[{"declared_at":"2026-12-01T09:30:00Z","reason":"évité \u202e"}]}`,
+		`{"declarations":null}`, `{}`, `[]`, `null`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ds, err := parseDeclarations(b)
+		if err != nil {
+			return
+		}
+		if len(ds) > maxDeclarations {
+			t.Fatalf("%d declarations kept", len(ds))
+		}
+		for _, d := range ds {
+			if checkDeclarationReason(d.Reason) != nil || !utf8.ValidString(d.Reason) || utf8.RuneCountInString(d.Reason) > MaxDeclarationReason {
+				t.Fatalf("kept the reason %q", d.Reason)
+			}
+			for _, r := range d.Reason {
+				if !strconv.IsPrint(r) {
+					t.Fatalf("kept the reason %q with %q in it", d.Reason, r)
+				}
+			}
+		}
+	})
 }

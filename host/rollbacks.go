@@ -90,6 +90,12 @@ func readRollbacksFile(path string) (*rollbacksFile, error) {
 	if len(b) > maxRollbacksFile {
 		return nil, fmt.Errorf("%s: over %d bytes", path, maxRollbacksFile)
 	}
+	return decodeRollbacks(path, b)
+}
+
+// decodeRollbacks reads a rollbacks file's bytes strictly: its layout, its
+// version, and each declaration's device name, reason and time.
+func decodeRollbacks(path string, b []byte) (*rollbacksFile, error) {
 	var rf rollbacksFile
 	dec := json.NewDecoder(strings.NewReader(string(b)))
 	dec.DisallowUnknownFields()

@@ -120,3 +120,29 @@ func TestRollbackDeclarations(t *testing.T) {
 		t.Fatalf("without a rollbacks file: %d", resp.StatusCode)
 	}
 }
+
+// FuzzRollbacksFile: the rollbacks file's decoder never panics, and what
+// it accepts is what cofferd serves: valid device names, reasons a terminal
+// prints as they are, a time for each.
+func FuzzRollbacksFile(f *testing.F) {
+	for _, s := range []string{
+		`{"version":1,"declarations":[]}`,
+		`{"version":1,"declarations":[{"device":"vault0","declared_at":"2026-12-01T09:30:00Z","reason":"restored"}]}`,
+		`{"version":1,"declarations":[{"device":"vault0","declared_at":"2026-12-01T09:30:00Z","reason":"a\u001bb"}]}`,
+		`{"version":2,"declarations":[]}`, `{"version":1,"declarations":[{"device":"../x","declared_at":"2026-12-01T09:30:00Z","reason":"r"}]}`,
+		`{"version":1,"extra":1}`, `{}`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rf, err := decodeRollbacks("f", b)
+		if err != nil {
+			return
+		}
+		for _, d := range rf.Declarations {
+			if !deviceNameRE.MatchString(d.Device) || CheckRollbackReason(d.Reason) != nil || d.DeclaredAt.IsZero() {
+				t.Fatalf("accepted %+v", d)
+			}
+		}
+	})
+}
