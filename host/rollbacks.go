@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/cofferhsm/coffer/internal/filelock"
 )
 
 // A rollback declaration is the operator's statement, on record, that a
@@ -131,15 +129,9 @@ func writeRollbacksFile(path string, rf *rollbacksFile) error {
 // that it belongs to the daemon's user and `cofferd vault declare-rollback`
 // run as root keeps that.
 func CreateRollbacksFile(path string) error {
-	unlock, err := filelock.Lock(path + ".lock")
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return writeRollbacksFile(path, &rollbacksFile{Version: rollbacksVersion, Declarations: []RollbackDeclaration{}})
+	return createOnce(path, func() error {
+		return writeRollbacksFile(path, &rollbacksFile{Version: rollbacksVersion, Declarations: []RollbackDeclaration{}})
+	})
 }
 
 // DeclareRollback records, in the rollbacks file at path, that device's
@@ -153,17 +145,18 @@ func DeclareRollback(path, device, reason string, now time.Time) (RollbackDeclar
 		return RollbackDeclaration{}, err
 	}
 	d := RollbackDeclaration{Device: device, DeclaredAt: now.UTC().Truncate(time.Second), Reason: reason}
-	unlock, err := filelock.Lock(path + ".lock")
+	err := underLock(path, func() error {
+		rf, err := readRollbacksFile(path)
+		if err != nil {
+			return err
+		}
+		rf.Declarations = append(rf.Declarations, d)
+		return writeRollbacksFile(path, rf)
+	})
 	if err != nil {
 		return RollbackDeclaration{}, err
 	}
-	defer unlock()
-	rf, err := readRollbacksFile(path)
-	if err != nil {
-		return RollbackDeclaration{}, err
-	}
-	rf.Declarations = append(rf.Declarations, d)
-	return d, writeRollbacksFile(path, rf)
+	return d, nil
 }
 
 // LoadRollbacks reads the rollback declarations in path, oldest first.

@@ -124,6 +124,12 @@ func inspectReply(reqType protocol.Type, reply []byte) replyInfo {
 	if t, ok := peekReplyType(reply); ok && t != protocol.TypeError && (t != protocol.TypeLoginStart || reqType != protocol.TypeLoginStart) {
 		return replyInfo{}
 	}
+	return inspectReplyStrict(reqType, reply)
+}
+
+// inspectReplyStrict is inspectReply without its shortcut: the reply
+// decoded strictly, whatever its type.
+func inspectReplyStrict(reqType protocol.Type, reply []byte) replyInfo {
 	var env protocol.Envelope
 	if protocol.Unmarshal(reply, &env) != nil {
 		return replyInfo{}

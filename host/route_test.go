@@ -178,35 +178,6 @@ func replySeeds(t testing.TB) [][]byte {
 	return seeds
 }
 
-// inspectReplyStrict is inspectReply without its shortcut: every reply
-// decoded strictly. The fuzz target holds inspectReply to it.
-func inspectReplyStrict(reqType protocol.Type, reply []byte) replyInfo {
-	var env protocol.Envelope
-	if protocol.Unmarshal(reply, &env) != nil {
-		return replyInfo{}
-	}
-	switch env.Type {
-	case protocol.TypeError:
-		var e protocol.Error
-		if protocol.Unmarshal(env.Body, &e) != nil {
-			return replyInfo{errCode: protocol.CodeInternal}
-		}
-		return replyInfo{errCode: e.Code}
-	case protocol.TypeLoginStart:
-		var m protocol.LoginStartReply
-		if reqType != protocol.TypeLoginStart || protocol.Unmarshal(env.Body, &m) != nil {
-			return replyInfo{}
-		}
-		var r protocol.Receipt
-		if protocol.Unmarshal(m.Receipt.Body, &r) != nil || r.Kind != protocol.ReceiptLocked {
-			return replyInfo{}
-		}
-		return replyInfo{locked: true, limit: r.Limit, failedSinceSuccess: r.FailedSinceSuccess,
-			revivable: time.Duration(r.RevivableMillis) * time.Millisecond}
-	}
-	return replyInfo{}
-}
-
 // FuzzInspectReply: what cofferd reads of a vault reply for its metrics
 // and log is what a strict decode of the whole reply finds; the shortcut
 // that skips the decode of replies with nothing to count changes nothing.

@@ -107,20 +107,7 @@ func (c *cli) cmdVault(ctx context.Context, args []string) error {
 	opts.AcceptNewIdentity = func(ch *client.IdentityChange) error {
 		asked = true
 		c.showIdentityChange(ch)
-		if *yes {
-			return nil
-		}
-		if c.terminal == nil {
-			return errors.New("confirm with --yes")
-		}
-		answer, err := c.terminal("Type accept to pin the new identity: ")
-		if err != nil {
-			return err
-		}
-		if strings.TrimSpace(string(answer)) != "accept" {
-			return errors.New("not confirmed")
-		}
-		return nil
+		return c.confirmWord(*yes, "accept", "confirm with --yes", "not confirmed")
 	}
 	_, err = client.Connect(ctx, cfg, opts)
 	c.save(cfg, path)

@@ -165,18 +165,7 @@ func (c *cli) showRollback(cfg *client.Config, st *client.RollbackState, declara
 // confirmRollback asks the user to accept the rollback in so many words:
 // nothing the vault or cofferd sends can.
 func (c *cli) confirmRollback(yes bool) error {
-	if yes {
-		return nil
-	}
-	if c.terminal == nil {
-		return errors.New("a rollback is accepted only on your word: run this in a terminal, or add --yes once you have read the above; nothing was changed")
-	}
-	answer, err := c.terminal("Type accept-rollback to go on: ")
-	if err != nil {
-		return err
-	}
-	if strings.TrimSpace(string(answer)) != "accept-rollback" {
-		return errors.New("not confirmed; nothing was changed")
-	}
-	return nil
+	return c.confirmWord(yes, "accept-rollback",
+		"a rollback is accepted only on your word: run this in a terminal, or add --yes once you have read the above; nothing was changed",
+		"not confirmed; nothing was changed")
 }
