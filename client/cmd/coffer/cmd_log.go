@@ -78,8 +78,11 @@ func indent(s string) string {
 }
 
 func (c *cli) cmdVault(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "recover-rollback" {
+		return c.cmdRecoverRollback(ctx, args[1:])
+	}
 	if len(args) == 0 || args[0] != "accept-new-identity" {
-		return usagef("usage: coffer vault accept-new-identity [--yes] [--insecure]")
+		return usagef("usage: coffer vault accept-new-identity [--yes] [--insecure] | coffer vault recover-rollback [--yes] [--key-file FILE] [--insecure]")
 	}
 	fset := c.flags("vault accept-new-identity")
 	yes := fset.Bool("yes", false, "do not ask for confirmation")
@@ -104,20 +107,7 @@ func (c *cli) cmdVault(ctx context.Context, args []string) error {
 	opts.AcceptNewIdentity = func(ch *client.IdentityChange) error {
 		asked = true
 		c.showIdentityChange(ch)
-		if *yes {
-			return nil
-		}
-		if c.terminal == nil {
-			return errors.New("confirm with --yes")
-		}
-		answer, err := c.terminal("Type accept to pin the new identity: ")
-		if err != nil {
-			return err
-		}
-		if strings.TrimSpace(string(answer)) != "accept" {
-			return errors.New("not confirmed")
-		}
-		return nil
+		return c.confirmWord(*yes, "accept", "confirm with --yes", "not confirmed")
 	}
 	_, err = client.Connect(ctx, cfg, opts)
 	c.save(cfg, path)

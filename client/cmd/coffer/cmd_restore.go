@@ -80,7 +80,7 @@ func (c *cli) login(ctx context.Context, cfg *client.Config, path string, ks *ke
 	s, err := vc.Login(ctx, pw)
 	c.save(cfg, path)
 	if err != nil {
-		return nil, err
+		return nil, rollbackAdvice(err)
 	}
 	c.reportRelease(s)
 	return s, nil

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/cofferhsm/coffer/client"
 )
@@ -96,18 +95,8 @@ func (c *cli) cmdDelete(ctx context.Context, args []string) error {
 	}
 	const warning = "This erases this account's backup key from the vault for ever. Backups made so far can then be\n" +
 		"opened only with an age identity exported before (coffer key export-age)."
-	if !*yes {
-		if c.terminal == nil {
-			return errors.New(strings.ReplaceAll(warning, "\n", " ") + " Confirm with --yes.")
-		}
-		c.warnf("%s\n", warning)
-		answer, err := c.terminal("Type delete to go on: ")
-		if err != nil {
-			return err
-		}
-		if strings.TrimSpace(string(answer)) != "delete" {
-			return errors.New("not confirmed; nothing was deleted")
-		}
+	if err := c.confirmDelete(warning, *yes); err != nil {
+		return err
 	}
 	s, err := c.login(ctx, cfg, path, ks, "Vault password")
 	if err != nil {
@@ -189,7 +178,7 @@ func (c *cli) cmdStatus(ctx context.Context, args []string) error {
 	switch {
 	case *offline:
 	case online != nil:
-		return fmt.Errorf("vault check failed: %w", online)
+		return fmt.Errorf("vault check failed: %w", rollbackAdvice(online))
 	default:
 		logged := "NOT checked against a release log"
 		if cfg.Log != nil && cfg.Vault != nil && cfg.Vault.Logged != nil {

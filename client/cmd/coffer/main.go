@@ -86,6 +86,11 @@ Commands:
         the vault's identity keys changed (a new device, keys rotated): show the old
         and new keys and where each is in the release log, and pin the new identity
         if you confirm (--yes for scripts). An upgrade that keeps the keys needs none.
+  vault recover-rollback [--yes] [--key KEY | --key-file FILE [--limit N]] [--insecure]
+        after the vault's store was rolled back (commands stop with ROLLBACK): show what the
+        vault signs now and whether its operator declared the rollback, and only on your word
+        (typed, or --yes) accept that state and move the key to a NEW password. If the rollback
+        lost the key, --key or --key-file registers the 64-digit key again, if you kept it.
   realms [--insecure]
         probe every realm of a realm set (counting nothing) and show its health:
         per realm reachable, operator, fingerprint, state, versions, tries left;

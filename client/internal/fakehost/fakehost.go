@@ -261,6 +261,14 @@ func (h *Host) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/cbor")
 		w.Write(identity)
 		return
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/rollbacks":
+		// Served only by an interceptor: by default this host is an
+		// older cofferd, without rollback declarations.
+		if intercept != nil && intercept(w, r, 0, nil) {
+			return
+		}
+		jsonError(w, http.StatusNotFound, "no such endpoint")
+		return
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/vault":
 	default:
 		jsonError(w, http.StatusNotFound, "no such endpoint")

@@ -6,6 +6,8 @@
 //	cofferd account add    -accounts FILE [-device NAME] NAME  new account; prints its bearer token once
 //	cofferd account list   -accounts FILE
 //	cofferd account remove -accounts FILE NAME
+//	cofferd vault declare-rollback [-accounts FILE] [-rollbacks FILE] [-device NAME] -reason TEXT
+//	                                                           the vault's store went back or was lost: say so to its users
 //
 // Every flag may also be given in the environment as COFFERD_ and the flag
 // name in upper case with '-' as '_' (-login-rate ⇔ COFFERD_LOGIN_RATE); a
@@ -47,7 +49,7 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage: cofferd [serve] [flags] | cofferd account add|list|remove … (see -h)")
+var errUsage = errors.New("usage: cofferd [serve] [flags] | cofferd account add|list|remove … | cofferd vault declare-rollback … (see -h)")
 
 // run is main without the process: ready, if not nil, is told the
 // addresses the daemon listens on (tests).
@@ -58,6 +60,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return serve(ctx, args[1:], getenv, stderr, ready)
 		case "account":
 			return account(args[1:], getenv, stdout, stderr)
+		case "vault":
+			return vault(args[1:], getenv, stdout, stderr)
 		}
 		return errUsage
 	}
@@ -108,6 +112,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	listen := fs.String("listen", "127.0.0.1:8420", "HTTP address of the API")
 	metricsListen := fs.String("metrics-listen", "", "separate address for /metrics and /healthz (default: served on -listen too)")
 	accountsPath := fs.String("accounts", "cofferd-accounts.json", "accounts file (JSON; reloaded when it changes)")
+	rollbacksPath := fs.String("rollbacks", "", "file of the operator's rollback declarations, served under /v1/rollbacks (cofferd vault declare-rollback) (default: cofferd-rollbacks.json beside the -accounts file)")
 	realmsDir := fs.String("realms", "", "folder of the accounts' realm manifests and resume blobs (public or sealed; created, locked while cofferd runs) (default: cofferd-realms beside the -accounts file)")
 	logDir := fs.String("log", "", "release log directory (tessera POSIX layout) to serve read-only under /v1/log/ (default: none, 404)")
 	vaults := fs.String("vault", "", "vault devices, comma-separated [NAME=]unix:PATH | [NAME=]serial:PATH|auto (unnamed: vault0, vault1, …); required")
@@ -192,6 +197,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		}
 		log.Info("accounts reloaded", "file", *accountsPath, "accounts", n)
 	}
+	if *rollbacksPath == "" {
+		*rollbacksPath = host.DefaultRollbacksPath(*accountsPath)
+	}
+	if err := host.CreateRollbacksFile(*rollbacksPath); err != nil {
+		log.Warn("could not create an empty rollbacks file", "file", *rollbacksPath, "err", err)
+	}
 	log.Info("starting cofferd", "listen", *listen, "accounts", len(accounts.All()), "devices", len(specs), "realms", *realmsDir)
 
 	if *realmsDir == "" {
@@ -216,7 +227,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 
 	devices := host.OpenDevices(specs, host.OpenOptions{USBID: id, Log: log})
 	srv, err := host.New(host.Config{
-		Devices: devices, Accounts: accounts, Realms: realms, ReleaseLog: releaseLog, Timeout: *timeout, Queue: q, InFlight: *inflight,
+		Devices: devices, Accounts: accounts, Realms: realms, ReleaseLog: releaseLog, Rollbacks: *rollbacksPath, Timeout: *timeout, Queue: q, InFlight: *inflight,
 		LoginRate: rate, LoginBurst: *loginBurst, PollInterval: *poll, MaxConnections: *maxConns, Log: log,
 	})
 	if err != nil {
@@ -360,4 +371,41 @@ func account(args []string, getenv func(string) string, stdout, stderr io.Writer
 		return nil
 	}
 	return errUsage
+}
+
+// vault runs `cofferd vault declare-rollback`: the operator's statement
+// that a device's store went back to an older state or was lost, served
+// to the users of that device (host/OPERATIONS.md, "Recovering from a
+// rollback").
+func vault(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "declare-rollback" {
+		return fmt.Errorf("%w: cofferd vault declare-rollback [-accounts FILE] [-rollbacks FILE] [-device NAME] -reason TEXT", errUsage)
+	}
+	fs := flag.NewFlagSet("cofferd vault declare-rollback", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	accountsPath := fs.String("accounts", "cofferd-accounts.json", "accounts file (the rollbacks file is beside it unless -rollbacks says otherwise)")
+	path := fs.String("rollbacks", "", "rollbacks file (default: cofferd-rollbacks.json beside the -accounts file)")
+	device := fs.String("device", "vault0", "the device whose store went back (its name in -vault)")
+	reason := fs.String("reason", "", "what happened, shown to every user of the device: restored from which backup, or the store lost (required)")
+	pos, err := parse(fs, args[1:], getenv)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return fmt.Errorf("%w: unexpected %q", errUsage, pos[0])
+	}
+	if *path == "" {
+		*path = host.DefaultRollbacksPath(*accountsPath)
+	}
+	d, err := host.DeclareRollback(*path, *device, *reason, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "declared: device %s's store was rolled back or lost (%s)\n  reason  %s\n  file    %s\n\n"+
+		"A running cofferd serves it at once under GET /v1/rollbacks. Users whose clients stop with ROLLBACK\n"+
+		"see it when they run `coffer vault recover-rollback`, which accepts the vault's state only on their word\n"+
+		"and moves their key to a new password. Declare only what you will not restore: restoring the latest\n"+
+		"state, if you have it, needs nothing from them.\n",
+		d.Device, d.DeclaredAt.Format(time.RFC3339), d.Reason, *path)
+	return nil
 }
