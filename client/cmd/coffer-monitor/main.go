@@ -377,9 +377,13 @@ type identityInfo struct {
 	signedOK  bool
 	release   string // the logged release its firmware is, or "NOT A LOGGED RELEASE"
 	revoked   string // "" or the revocation's reason
+	// relogged: the bundle carries keys an earlier identity revocation
+	// withdrew. No honest writer logs it (coffer-release add-identity
+	// refuses to): a finding.
+	relogged bool
 }
 
-func (m *monitor) describe(st *state, si *protocol.SignedIdentity) identityInfo {
+func (m *monitor) describe(st *state, index uint64, si *protocol.SignedIdentity) identityInfo {
 	var info identityInfo
 	var id protocol.Identity
 	if protocol.Unmarshal(si.Body, &id) == nil {
@@ -405,16 +409,46 @@ func (m *monitor) describe(st *state, si *protocol.SignedIdentity) identityInfo 
 	}
 	bh := releaselog.BundleHash(si)
 	for _, r := range st.Revocations {
-		if r.Revocation.Target == releaselog.KindIdentity && bytes.Equal(r.Revocation.Hash, bh) {
+		if r.Revocation.Target != releaselog.KindIdentity {
+			continue
+		}
+		if bytes.Equal(r.Revocation.Hash, bh) {
 			info.revoked = fmt.Sprintf("REVOKED (#%d: %s)", r.Index, r.Revocation.Reason)
+			break
+		}
+		// A revocation withdraws the revoked bundle's keys: the same keys
+		// in any other bundle are the same vault (RELEASES.md).
+		if info.id == nil {
+			continue
+		}
+		if at, keys := revokedBundle(st, r.Revocation.Hash); keys != nil && keys.Shared(info.id) != "" {
+			info.revoked = fmt.Sprintf("REVOKED (keys of #%d, by #%d: %s)", at, r.Index, r.Revocation.Reason)
+			if index > r.Index {
+				info.revoked = fmt.Sprintf("REVOKED KEYS LOGGED AGAIN (keys of #%d, revoked by #%d: %s)", at, r.Index, r.Revocation.Reason)
+				info.relogged = true
+				break
+			}
 		}
 	}
 	return info
 }
 
+// revokedBundle finds the logged bundle an identity revocation names and
+// returns its index and keys (nil when no logged bundle has that hash).
+func revokedBundle(st *state, hash []byte) (uint64, *releaselog.IdentityKeys) {
+	for _, li := range st.Identities {
+		if bytes.Equal(releaselog.BundleHash(&li.Signed), hash) {
+			if keys, err := releaselog.KeysOf(&li.Signed); err == nil {
+				return li.Index, keys
+			}
+		}
+	}
+	return 0, nil
+}
+
 // printIdentity prints a newly logged identity; false if it is a finding.
 func (m *monitor) printIdentity(st *state, i uint64, si *protocol.SignedIdentity) bool {
-	info := m.describe(st, si)
+	info := m.describe(st, i, si)
 	if info.id == nil {
 		fmt.Fprintf(m.out, "#%d identity: its body does not decode; signature %s\n", i, info.signature)
 		return info.signedOK
@@ -425,7 +459,10 @@ func (m *monitor) printIdentity(st *state, i uint64, si *protocol.SignedIdentity
 	}
 	fmt.Fprintf(m.out, "#%d identity %q: signing key %x, firmware %x (%s)%s, signature %s\n",
 		i, info.id.Name, info.id.SigningKey, info.id.FirmwareHash, info.release, insecure, info.signature)
-	return info.signedOK
+	if info.relogged {
+		fmt.Fprintf(m.out, "#%d %s\n", i, info.revoked)
+	}
+	return info.signedOK && !info.relogged
 }
 
 func (m *monitor) printRevocation(st *state, i uint64, r *releaselog.Revocation) {
@@ -469,8 +506,8 @@ func (m *monitor) vaults(ctx context.Context) int {
 	fmt.Fprintf(m.out, "%d vault identities logged:\n", len(st.Identities))
 	fmt.Fprintln(m.out, "INDEX\tNAME\tSIGNING KEY\tFIRMWARE\tINSECURE\tSIGNATURE\tREVOKED")
 	for _, li := range st.Identities {
-		info := m.describe(st, &li.Signed)
-		if !info.signedOK {
+		info := m.describe(st, li.Index, &li.Signed)
+		if !info.signedOK || info.relogged {
 			findings++
 		}
 		revoked := "no"

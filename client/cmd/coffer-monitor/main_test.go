@@ -421,3 +421,42 @@ func TestRebuildScriptSaysACommitDoesNotResolve(t *testing.T) {
 		t.Fatalf("the monitor with rebuild-release.sh: exit %d\n%s", code, out)
 	}
 }
+
+// TestMonitorFlagsRevokedKeysUnderAnotherBundle: an identity revocation
+// withdraws the vault's keys, not one bundle. The same keys logged again in
+// another bundle (here a newer firmware, as an upgrade would) are listed as
+// revoked too, naming the revocation and the revoked bundle's index.
+func TestMonitorFlagsRevokedKeysUnderAnotherBundle(t *testing.T) {
+	f := newFixture(t)
+	c1, c2 := strings.Repeat("a", 40), strings.Repeat("b", 40)
+	rel1 := f.release(1, c1, c1+"os")
+	rel2 := f.release(2, c2, c2+"os")
+	first := f.identity("vault-lost", rel1.Release.Firmware, f.provPriv)
+	f.log.AddEntries(rel1, first, &releaselog.Entry{Kind: releaselog.KindRevocation, Revocation: &releaselog.Revocation{
+		Target: releaselog.KindIdentity, Hash: releaselog.BundleHash(first.Identity), Reason: "device lost"}})
+	again := f.identity("vault-lost", rel2.Release.Firmware, f.provPriv) // same keys, another bundle
+	f.log.AddEntries(rel2, again)
+	// follow flags it as it is logged, with a non-zero exit.
+	if code, out := f.run(); code != exitFinding || !strings.Contains(out, "#4 REVOKED KEYS LOGGED AGAIN") {
+		t.Errorf("follow: exit %d\n%s", code, out)
+	}
+	code, out := f.run("vaults")
+	if code != exitFinding {
+		t.Fatalf("vaults: exit %d\n%s", code, out)
+	}
+	var rows []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, `"vault-lost"`) {
+			rows = append(rows, line)
+		}
+	}
+	if len(rows) != 2 {
+		t.Fatalf("want 2 rows for the vault, got %d:\n%s", len(rows), out)
+	}
+	if !strings.Contains(rows[0], "REVOKED (#2: device lost)") {
+		t.Errorf("the revoked bundle's row: %q", rows[0])
+	}
+	if !strings.Contains(rows[1], "REVOKED KEYS LOGGED AGAIN (keys of #1, revoked by #2: device lost)") {
+		t.Errorf("the same keys under another bundle are not flagged: %q", rows[1])
+	}
+}
