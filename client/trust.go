@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/cofferhsm/coffer/client/logcheck"
 	"github.com/cofferhsm/coffer/protocol"
@@ -88,6 +89,9 @@ type Options struct {
 	// ksfParameters overrides Argon2id's (passes, KiB, lanes) in tests;
 	// nil means SPEC.md's values, the only ones real records use.
 	ksfParameters []uint64
+	// now replaces, in tests, the clock the release log's freshness is
+	// judged by.
+	now func() time.Time
 }
 
 // Client is one account's connection to its vault through cofferd. It
@@ -129,7 +133,8 @@ func Connect(ctx context.Context, cfg *Config, opts Options) (*Client, error) {
 		return nil, err
 	}
 	vt := &vaultTrust{pin: cfg.Log, allowInsecure: opts.AllowInsecure || cfg.AllowInsecure, allowUnlogged: opts.AllowUnlogged,
-		source: opts.LogSource, notice: opts.Notice, accept: opts.AcceptNewIdentity}
+		source: opts.LogSource, notice: opts.Notice, accept: opts.AcceptNewIdentity,
+		httpClient: opts.HTTPClient, now: opts.now}
 	pin := vaultPin{provisioningKey: cfg.ProvisioningKey, bundleHash: &cfg.BundleHash, vault: &cfg.Vault, reset: func() {
 		// New keys are another store: its sequence and receipts start
 		// again (the account's key, if any, is not in it).

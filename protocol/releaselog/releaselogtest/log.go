@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	fnote "github.com/transparency-dev/formats/note"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/merkle/testonly"
+	"github.com/transparency-dev/tessera/api/layout"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/cofferhsm/coffer/protocol/releaselog"
@@ -224,4 +226,41 @@ func (s *Source) Entries(_ context.Context, from, to, _ uint64) ([][]byte, error
 		e = s.Tamper(from, e)
 	}
 	return e, nil
+}
+
+// ServeHTTP serves the source as a C2SP tlog-tiles log: its checkpoint at
+// checkpoint and its entry bundles at tile/entries/N[.p/W], under any
+// base path (cofferd's /v1/log/, or a mirror's root). It serves no hash
+// tiles: a client following the log reads only entries.
+func (s *Source) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rest := strings.TrimPrefix(r.URL.Path, "/")
+	if i := strings.Index(r.URL.Path, "/v1/log/"); i >= 0 {
+		rest = r.URL.Path[i+len("/v1/log/"):]
+	}
+	if rest == layout.CheckpointPath {
+		b, _ := s.Checkpoint(r.Context())
+		w.Write(b)
+		return
+	}
+	idx, ok := strings.CutPrefix(rest, "tile/entries/")
+	n, p, err := layout.ParseTileIndexPartial(idx)
+	if !ok || err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	from, to := n*layout.EntryBundleWidth, (n+1)*layout.EntryBundleWidth
+	if p > 0 {
+		to = from + uint64(p)
+	}
+	entries, err := s.Entries(r.Context(), from, to, to)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	var bundle []byte
+	for _, e := range entries {
+		bundle = binary.BigEndian.AppendUint16(bundle, uint16(len(e)))
+		bundle = append(bundle, e...)
+	}
+	w.Write(bundle)
 }
