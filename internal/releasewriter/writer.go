@@ -53,8 +53,9 @@ type Config struct {
 	PublishTimeout time.Duration
 	// RepublishInterval is how long an unchanged checkpoint stays
 	// published before it is sent to the witnesses again, to be cosigned
-	// anew (if 0: tessera's default, ten minutes). Refresh, which keeps a
-	// quiet log fresh, opens the log with it at CheckpointInterval.
+	// anew (if 0: tessera's default, ten minutes; never less than
+	// CheckpointInterval). For Refresh, which keeps a quiet log fresh,
+	// coffer-release refresh sets it to CheckpointInterval.
 	RepublishInterval time.Duration
 	HTTPClient        *http.Client // for the witnesses (http.DefaultClient's transport if nil)
 	// NewDriver, if set, makes the tessera storage driver instead of the
