@@ -46,6 +46,17 @@ func withMaxAge(t *testing.T, cfg *Config, d *devLog) *freshClock {
 	return c
 }
 
+// newFreshFixture is a vault under a policy with max-age 168h, on the
+// test's clock, contacted once: pinned, with the log's checkpoint fresh.
+func newFreshFixture(t *testing.T) (*fixture, *freshClock) {
+	t.Helper()
+	f := newFixture(t, fakehost.Options{})
+	clock := withMaxAge(t, f.cfg, f.log)
+	f.opts.now = clock.get
+	f.connect()
+	return f, clock
+}
+
 // The adversary runs the vault's host: after the log revokes the vault's
 // release, it keeps serving the last checkpoint from before, properly
 // signed and witnessed. Without max-age the client cannot tell; with
@@ -53,10 +64,7 @@ func withMaxAge(t *testing.T, cfg *Config, d *devLog) *freshClock {
 // the vault is refused, naming the age and the ways past.
 func TestOldWitnessedCheckpointRefused(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t, fakehost.Options{})
-	clock := withMaxAge(t, f.cfg, f.log)
-	f.opts.now = clock.get
-	f.connect()
+	f, clock := newFreshFixture(t)
 	id := f.host.VaultIdentity()
 	frozen := f.log.l.Checkpoint(2) // the last one before the revocation
 	f.log.revoke(releaselog.KindRelease, id.FirmwareHash, "key extraction bug")
@@ -134,10 +142,7 @@ func TestStaleCheckpointCosignatures(t *testing.T) {
 // stale, and the client says its host serves an older copy.
 func TestPinnedLogURLOutrunsAStaleHost(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t, fakehost.Options{})
-	clock := withMaxAge(t, f.cfg, f.log)
-	f.opts.now = clock.get
-	f.connect()
+	f, clock := newFreshFixture(t)
 	id := f.host.VaultIdentity()
 	frozen := f.log.l.Checkpoint(2)
 	f.opts.LogSource = &releaselogtest.Source{Log: f.log.l, Frozen: frozen}
