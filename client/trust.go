@@ -71,11 +71,14 @@ type Options struct {
 	// no release-log policy pinned, a vault that cannot be checked.
 	AllowInsecure bool
 	// AllowUnlogged accepts a vault whose bundle or release is not in the
-	// pinned release log (the CLI's --insecure; never saved). A revoked
-	// one is refused all the same. Notice says so at every contact.
+	// pinned release log, or that can only be checked against a log older
+	// than its policy's max-age (the CLI's --insecure; never saved). A
+	// revoked one is refused all the same. Notice says so at every contact.
 	AllowUnlogged bool
-	// LogSource serves the release log (nil: cofferd's /v1/log/).
-	// Nothing it serves is believed before it verifies.
+	// LogSource serves the release log instead of the vault's cofferd
+	// (nil: cofferd's /v1/log/); the configuration's log URL, if any, is
+	// read besides it. Nothing either serves is believed before it
+	// verifies.
 	LogSource logcheck.Source
 	// Notice receives what the user must be told at this contact: an
 	// unverified or unlogged vault let through, an upgrade accepted.
