@@ -23,9 +23,11 @@ type LogPin struct {
 	// Checkpoint is the last checkpoint accepted, as signed (with its
 	// cosignatures): evidence if the log is later seen to contradict it.
 	Checkpoint string `json:"checkpoint,omitempty"`
-	// Revoked is every revocation entry seen in the log. Remembered, so
-	// that a vault reached for the first time after its revocation was
-	// read (another realm's contact read it) is still refused.
+	// Revoked is every revocation entry seen in the log, an identity's
+	// with the keys it revokes. Remembered, so that a vault reached for
+	// the first time after its revocation was read (another realm's
+	// contact read it), or presenting the revoked keys in another bundle,
+	// is still refused.
 	Revoked []*RevokedInfo `json:"revoked,omitempty"`
 	// URL, if set, is an address of the log itself or a mirror (its
 	// tlog-tiles root: URL/checkpoint), read at every contact besides the
@@ -40,6 +42,24 @@ type RevokedInfo struct {
 	Hash   string `json:"hash"`   // hex: a release's firmware hash, or an identity's bundle hash
 	Index  uint64 `json:"index"`
 	Reason string `json:"reason"`
+	// Keys, of an identity revocation: the keys of the bundle it names,
+	// once found in the log (before or after the revocation). They are
+	// what is revoked: a bundle carrying any of them is refused.
+	Keys *RevokedKeys `json:"keys,omitempty"`
+	// Searched, of an identity revocation: the log's entries before the
+	// ones it was read with were searched for its bundle too (the entries
+	// read with it and after it always are). Until then the keys it
+	// revokes may be unknown, and no vault is trusted.
+	Searched bool `json:"searched,omitempty"`
+}
+
+// RevokedKeys are a revoked identity's keys (hex) and where its bundle is
+// in the log.
+type RevokedKeys struct {
+	BundleIndex uint64 `json:"bundle_index"`
+	SigningKey  string `json:"signing_key"`
+	AKEKey      string `json:"ake_key"`
+	HPKEKey     string `json:"hpke_key"`
 }
 
 // LoggedInfo is where a pinned vault's bundle and release were found in the
@@ -88,8 +108,27 @@ func (lp *LogPin) validate() error {
 		if b, err := hex.DecodeString(r.Hash); err != nil || len(b) != 32 {
 			return errors.New("log.revoked holds a hash that is not a hex SHA-256")
 		}
+		if (r.Keys != nil || r.Searched) && r.Target != "identity" {
+			return errors.New("log.revoked holds keys or a search state for a release's revocation")
+		}
+		if r.Keys != nil && r.Keys.identityKeys() == nil {
+			return errors.New("log.revoked holds a revoked key that is not 32 hex-encoded bytes")
+		}
 	}
 	return nil
+}
+
+// identityKeys decodes the keys, or nil if any is not 32 hex bytes.
+func (k *RevokedKeys) identityKeys() *releaselog.IdentityKeys {
+	var out [3][]byte
+	for i, s := range []string{k.SigningKey, k.AKEKey, k.HPKEKey} {
+		b, err := hex.DecodeString(s)
+		if err != nil || len(b) != 32 {
+			return nil
+		}
+		out[i] = b
+	}
+	return &releaselog.IdentityKeys{Signing: out[0], AKE: out[1], HPKE: out[2]}
 }
 
 // PinLogPolicy pins the policy in text for this configuration. The same

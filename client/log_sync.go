@@ -29,8 +29,15 @@ type logRun struct {
 	read    map[string]*logcheck.Read // by source name
 	src     map[string]logcheck.Source
 	entries []logcheck.Logged // entries new to the view in this run, in order
-	fresh   bool              // some sync of this run found the view fresh
-	stale   error             // why the view is not fresh (nil: it is, or no max-age)
+	// all is the whole log, read again in this run (by remember or
+	// logged), at the size it was read; nil: not read again.
+	all   []logcheck.Logged
+	fresh bool  // some sync of this run found the view fresh
+	stale error // why the view is not fresh (nil: it is, or no max-age)
+	// unresolved is why an identity revocation is not yet resolved to
+	// keys (LogPin.remember's error): it could be any vault's, and every
+	// vault is refused, --insecure or not. nil: every one is.
+	unresolved error
 }
 
 // hostLog is the release log as the vault behind conn's cofferd serves it
@@ -118,8 +125,10 @@ func (vt *vaultTrust) prefetchRealms(ctx context.Context, entries []*RealmEntry,
 
 // syncLocked reads, with logcheck.Sync, the pinned URL and the hosts given
 // that this run has not read yet, moves the view, remembers every new
-// revocation and keeps the freshest checkpoint of the view's tree. vt.mu
-// is held.
+// revocation (resolving identity revocations to keys, LogPin.remember,
+// from the first host given if it serves the view's tree, else from
+// another source that does) and keeps the freshest checkpoint of the
+// view's tree. vt.mu is held.
 func (vt *vaultTrust) syncLocked(ctx context.Context, policy *releaselog.Policy, hosts []logcheck.Named) error {
 	if vt.run == nil {
 		vt.run = &logRun{read: map[string]*logcheck.Read{}, src: map[string]logcheck.Source{}}
@@ -151,7 +160,26 @@ func (vt *vaultTrust) syncLocked(ctx context.Context, policy *releaselog.Policy,
 		run.read[s.Reads[i].Name], run.src[s.Reads[i].Name] = &s.Reads[i], todo[i].Source
 	}
 	run.entries = append(run.entries, s.Entries...)
-	vt.pin.remember(s.Entries)
+	prefer := ""
+	if len(hosts) > 0 {
+		prefer = hosts[0].Name
+	}
+	// Each source that serves the view's tree in turn: one that will not
+	// serve its entries again cannot keep the revocation unresolved when
+	// another can.
+	srcs := run.atView(prefer, vt.pin.View.Size)
+	var src logcheck.Source
+	if len(srcs) > 0 {
+		src = srcs[0]
+	}
+	all, err := vt.pin.remember(ctx, src, s.Entries)
+	for i := 1; err != nil && i < len(srcs); i++ {
+		all, err = vt.pin.remember(ctx, srcs[i], nil)
+	}
+	run.unresolved = err
+	if all != nil {
+		run.all = all
+	}
 	if s.Newest != nil {
 		vt.pin.Checkpoint = string(s.Newest.Raw)
 	}
@@ -193,21 +221,28 @@ func (run *logRun) anyRead() bool {
 	return false
 }
 
-// atView is a source that served the view's tree in this run, to read its
-// entries again: the host's own if it did, else any.
-func (run *logRun) atView(host string, size uint64) logcheck.Source {
+// atView is every source that served the view's tree in this run, to read
+// its entries again: the host's own first if it did, then the others by
+// name.
+func (run *logRun) atView(host string, size uint64) []logcheck.Source {
 	ok := func(r *logcheck.Read) bool {
 		return r != nil && r.Err == nil && r.Checkpoint != nil && r.Checkpoint.Size == size
 	}
-	if ok(run.read[host]) {
-		return run.src[host]
-	}
+	var names []string
 	for name, r := range run.read {
-		if ok(r) {
-			return run.src[name]
+		if name != host && ok(r) {
+			names = append(names, name)
 		}
 	}
-	return nil
+	slices.Sort(names)
+	if ok(run.read[host]) {
+		names = append([]string{host}, names...)
+	}
+	out := make([]logcheck.Source, len(names))
+	for i, n := range names {
+		out[i] = run.src[n]
+	}
+	return out
 }
 
 // staleError refuses vault name for a log older than the policy's max-age,

@@ -258,6 +258,11 @@ func (vt *vaultTrust) logged(ctx context.Context, conn *Conn, si *protocol.Signe
 	if err := run.refused(host.Name, pinned.Name); err != nil {
 		return nil, "", err
 	}
+	if run.unresolved != nil {
+		// An identity revocation not resolved to keys could be this
+		// vault's: refused, whatever the user allows.
+		return nil, "", run.unresolved
+	}
 	if err := vt.pin.checkRevoked(id, si, h); err != nil {
 		return nil, "", err
 	}
@@ -280,21 +285,24 @@ func (vt *vaultTrust) logged(ctx context.Context, conn *Conn, si *protocol.Signe
 	found := find(run.entries, id, si)
 	if (found.bundle == nil || found.release == nil) && uint64(len(run.entries)) < size {
 		// Not among this run's entries, and the older ones were read
-		// once and not kept: read them again, and believe them only if
-		// they hash to the view's root.
-		src := run.atView(host.Name, size)
-		if src == nil {
-			why := "no source serves the tree of the log this device has seen"
-			if hostRead.Err != nil {
-				why = hostRead.Err.Error()
+		// once and not kept: read them again (unless remember just did),
+		// and believe them only if they hash to the view's root.
+		if uint64(len(run.all)) != size {
+			srcs := run.atView(host.Name, size)
+			if len(srcs) == 0 {
+				why := "no source serves the tree of the log this device has seen"
+				if hostRead.Err != nil {
+					why = hostRead.Err.Error()
+				}
+				return nil, "", fmt.Errorf("client: %w: %s", ErrNotLogged, why)
 			}
-			return nil, "", fmt.Errorf("client: %w: %s", ErrNotLogged, why)
+			all, err := rescan(ctx, srcs[0], vt.pin.View)
+			if err != nil {
+				return nil, "", fmt.Errorf("client: the release log, read again from its first entry: %w", err)
+			}
+			run.all = all
 		}
-		all, err := rescan(ctx, src, vt.pin.View)
-		if err != nil {
-			return nil, "", fmt.Errorf("client: the release log, read again from its first entry: %w", err)
-		}
-		found = find(all, id, si)
+		found = find(run.all, id, si)
 	}
 	logged, err = found.result(id, h)
 	return logged, stale, err
@@ -338,20 +346,75 @@ func rescan(ctx context.Context, src logcheck.Source, v releaselog.View) ([]logc
 	return out, nil
 }
 
-// remember keeps every revocation among entries.
-func (lp *LogPin) remember(entries []logcheck.Logged) {
+// remember keeps every revocation among the entries fresh from the log,
+// and resolves each identity revocation, new or remembered, to the keys
+// of the bundle it names, wherever that bundle is in the log: among fresh
+// (before or after the revocation), or further back. The entries before
+// fresh were read once and not kept: while an identity revocation was not
+// searched for there, the whole log is read again (rescan, believed only
+// if it hashes to the view's root) and returned. An error leaves that
+// revocation unsearched, and checkRevoked then trusts no vault; so does a
+// nil src (no source serves the view's tree) when the log must be read
+// again.
+func (lp *LogPin) remember(ctx context.Context, src logcheck.Source, fresh []logcheck.Logged) (all []logcheck.Logged, err error) {
 	have := map[uint64]bool{}
 	for _, r := range lp.Revoked {
 		have[r.Index] = true
 	}
-	for _, l := range entries {
+	whole := len(fresh) > 0 && fresh[0].Index == 0 // nothing before fresh
+	for _, l := range fresh {
 		if r := l.Entry.Revocation; r != nil && !have[l.Index] {
-			lp.Revoked = append(lp.Revoked, &RevokedInfo{Target: r.Target.String(), Hash: hex.EncodeToString(r.Hash), Index: l.Index, Reason: r.Reason})
+			lp.Revoked = append(lp.Revoked, &RevokedInfo{Target: r.Target.String(), Hash: hex.EncodeToString(r.Hash), Index: l.Index, Reason: r.Reason,
+				Searched: whole && r.Target == releaselog.KindIdentity})
+		}
+	}
+	lp.resolve(fresh)
+	for _, r := range lp.Revoked {
+		if r.Target != releaselog.KindIdentity.String() || r.Searched {
+			continue
+		}
+		if all == nil {
+			if src == nil {
+				return nil, fmt.Errorf("client: the release log must be read again from its first entry to find the bundle that the identity revocation at index %d names, "+
+					"and no source read in this run serves the tree of the log this device has seen", r.Index)
+			}
+			if all, err = rescan(ctx, src, lp.View); err != nil {
+				return nil, fmt.Errorf("client: the release log, read again from its first entry to find the bundle that the identity revocation at index %d names: %w", r.Index, err)
+			}
+			lp.resolve(all)
+		}
+		r.Searched = true
+	}
+	return all, nil
+}
+
+// resolve records, for every identity revocation not yet resolved, the
+// keys of a bundle among entries that it names.
+func (lp *LogPin) resolve(entries []logcheck.Logged) {
+	for _, l := range entries {
+		si := l.Entry.Identity
+		if si == nil {
+			continue
+		}
+		h := hex.EncodeToString(releaselog.BundleHash(si))
+		for _, r := range lp.Revoked {
+			if r.Target != releaselog.KindIdentity.String() || r.Keys != nil || !strings.EqualFold(r.Hash, h) {
+				continue
+			}
+			k, err := releaselog.KeysOf(si)
+			if err != nil {
+				continue // ParseEntry decoded it: cannot happen
+			}
+			r.Keys = &RevokedKeys{BundleIndex: l.Index, SigningKey: hex.EncodeToString(k.Signing),
+				AKEKey: hex.EncodeToString(k.AKE), HPKEKey: hex.EncodeToString(k.HPKE)}
 		}
 	}
 }
 
-// checkRevoked refuses a vault whose release or bundle the log revokes.
+// checkRevoked refuses a vault whose release or bundle the log revokes, or
+// that carries any key of a revoked identity (under any bundle). While an
+// identity revocation is not resolved to keys nor searched for in the
+// whole log, it could be this vault's: no vault is trusted.
 func (lp *LogPin) checkRevoked(id *protocol.Identity, si *protocol.SignedIdentity, h string) error {
 	if r := lp.revoked(releaselog.KindRelease, id.FirmwareHash); r != nil {
 		return fmt.Errorf("client: %w: the release with firmware %x that vault %s runs is revoked by the log's entry at index %d: %q",
@@ -361,29 +424,55 @@ func (lp *LogPin) checkRevoked(id *protocol.Identity, si *protocol.SignedIdentit
 		return fmt.Errorf("client: %w: the identity bundle %s of vault %s is revoked by the log's entry at index %d: %q",
 			ErrRevoked, h, strconv.Quote(id.Name), r.Index, r.Reason)
 	}
+	for _, r := range lp.Revoked {
+		if r.Target != releaselog.KindIdentity.String() {
+			continue
+		}
+		if r.Keys == nil {
+			if !r.Searched {
+				return fmt.Errorf("client: the release log revokes an identity (its entry at index %d: %q) whose bundle this device has not yet looked for in the whole log, "+
+					"so it cannot tell whether vault %s is that identity; refused until the log can be read again from its first entry", r.Index, r.Reason, strconv.Quote(id.Name))
+			}
+			continue
+		}
+		if k := r.Keys.identityKeys(); k != nil {
+			if role := k.Shared(id); role != "" {
+				return fmt.Errorf("client: %w: vault %s (bundle %s) carries the %s key of the identity bundle %s logged at index %d, whose keys the log's entry at index %d revokes: %q",
+					ErrRevoked, strconv.Quote(id.Name), h, role, r.Hash, r.Keys.BundleIndex, r.Index, r.Reason)
+			}
+		}
+	}
 	return nil
 }
 
 // findings is what find found of a vault in the log.
 type findings struct {
 	bundle, release *logcheck.Logged
+	// otherSignature is an identity entry with the bundle's body but
+	// another signature: not the bundle the vault serves.
+	otherSignature *logcheck.Logged
 	// otherBoard is a release with the vault's firmware hash for a board
 	// its bundle contradicts.
 	otherBoard *logcheck.Logged
 }
 
-// find looks for the identity entry of si's bundle and a release entry of
-// id's firmware for a board that agrees with id's insecure flag (a
-// hardware bundle's firmware must be a usbarmory release; an insecure
-// one's a qemu or software release).
+// find looks for the identity entry that holds si exactly (its body and
+// its signature: the bundle served is the one logged, so what anyone reads
+// in the log is what this client trusted) and a release entry of id's
+// firmware for a board that agrees with id's insecure flag (a hardware
+// bundle's firmware must be a usbarmory release; an insecure one's a qemu
+// or software release).
 func find(entries []logcheck.Logged, id *protocol.Identity, si *protocol.SignedIdentity) findings {
 	var f findings
-	want := releaselog.BundleHash(si)
 	for i := range entries {
 		l := &entries[i]
 		switch e := l.Entry; {
-		case e.Identity != nil && f.bundle == nil && bytes.Equal(releaselog.BundleHash(e.Identity), want):
-			f.bundle = l
+		case e.Identity != nil && f.bundle == nil && bytes.Equal(e.Identity.Body, si.Body):
+			if bytes.Equal(e.Identity.Signature, si.Signature) {
+				f.bundle = l
+			} else if f.otherSignature == nil {
+				f.otherSignature = l
+			}
 		case e.Release != nil && f.release == nil && bytes.Equal(e.Release.Firmware, id.FirmwareHash):
 			if (e.Release.Board == "usbarmory") == !id.Insecure {
 				f.release = l
@@ -398,7 +487,11 @@ func find(entries []logcheck.Logged, id *protocol.Identity, si *protocol.SignedI
 func (f findings) result(id *protocol.Identity, h string) (*LoggedInfo, error) {
 	var missing []string
 	if f.bundle == nil {
-		missing = append(missing, fmt.Sprintf("no identity entry holds the bundle %s of vault %s", h, strconv.Quote(id.Name)))
+		s := fmt.Sprintf("no identity entry holds the bundle %s of vault %s", h, strconv.Quote(id.Name))
+		if o := f.otherSignature; o != nil {
+			s += fmt.Sprintf(" as it is served (the identity entry at index %d holds its body with another signature)", o.Index)
+		}
+		missing = append(missing, s)
 	}
 	if f.release == nil {
 		s := fmt.Sprintf("no release entry has the firmware %x that vault %s reports", id.FirmwareHash, strconv.Quote(id.Name))

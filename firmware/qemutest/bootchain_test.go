@@ -20,6 +20,7 @@ import (
 
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/board/qemu"
+	"github.com/cofferhsm/coffer/firmware/bootcheck"
 	"github.com/cofferhsm/coffer/firmware/tos"
 	"github.com/cofferhsm/coffer/internal/storage/emulate"
 	"github.com/cofferhsm/coffer/protocol"
@@ -191,7 +192,12 @@ func minVersionIn(t *testing.T, dir string) uint64 {
 		t.Fatal(err)
 	}
 	defer ff.Close()
-	v, err := tos.ReadMinVersion(part, tos.DeriveRPMBKey(&qemu.DevSealingKey), qemu.NewFileFuse(emulate.OSFile{File: ff}))
+	_, pol := testReleaseLog(t)
+	owner, err := bootcheck.ReleaseKeyID(pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := tos.ReadMinVersion(part, tos.DeriveRPMBKey(&qemu.DevSealingKey), qemu.NewFileFuse(emulate.OSFile{File: ff}), owner)
 	if err != nil {
 		t.Fatal(err)
 	}

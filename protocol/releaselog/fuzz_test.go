@@ -2,19 +2,28 @@ package releaselog_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"testing"
 	"time"
 
+	"github.com/cofferhsm/coffer/protocol"
 	"github.com/cofferhsm/coffer/protocol/releaselog"
 	"github.com/cofferhsm/coffer/protocol/releaselog/releaselogtest"
 )
 
 // The log's bytes come from cofferd, which is untrusted: every parser of
-// them is fuzzed. An entry that parses must encode back to the same bytes.
+// them is fuzzed. An entry that parses must encode back to the same bytes,
+// and an identity entry's keys must read (what a revocation revokes).
 func FuzzParseEntry(f *testing.F) {
+	si, err := protocol.SignIdentity(ed25519.NewKeyFromSeed(hash("provisioning")), &protocol.Identity{Version: protocol.Version,
+		SigningKey: hash("s"), AKEKey: hash("a"), HPKEKey: hash("h"), FirmwareHash: hash("os"), MaxLimit: 10, Name: "v"})
+	if err != nil {
+		f.Fatal(err)
+	}
 	for _, e := range []*releaselog.Entry{
 		releaselogtest.Release(1, "usbarmory", hash("os")),
 		{Kind: releaselog.KindRevocation, Revocation: &releaselog.Revocation{Target: releaselog.KindRelease, Hash: hash("x"), Reason: "r"}},
+		{Kind: releaselog.KindIdentity, Identity: &si},
 	} {
 		b, _ := e.Marshal()
 		f.Add(b)
@@ -27,6 +36,12 @@ func FuzzParseEntry(f *testing.F) {
 		again, err := e.Marshal()
 		if err != nil || !bytes.Equal(again, b) {
 			t.Fatalf("parsed entry does not encode back: %v", err)
+		}
+		if e.Identity != nil {
+			k, err := releaselog.KeysOf(e.Identity)
+			if err != nil || len(k.Signing) != 32 || len(k.AKE) != 32 || len(k.HPKE) != 32 {
+				t.Fatalf("the keys of a parsed identity entry do not read: %v", err)
+			}
 		}
 	})
 }

@@ -99,10 +99,10 @@ Release log: every vault is checked, at init and at every contact, against the r
 log whose policy --log-policy or "coffer log pin" pinned: its identity bundle and its firmware
 release must be logged, under a checkpoint cosigned by the policy's quorum of witnesses
 and consistent with every checkpoint seen before. A revoked release or identity is
-refused always. A policy with a max-age also needs the newest checkpoint this device can
-get (from any vault's host or the --url of "coffer log pin") to be that recent: an older
-one could be hiding a revocation. Coffer ships no default policy yet: get one from your
-log's operator.
+refused always; a revoked identity's keys are refused in any bundle. A policy with a
+max-age also needs the newest checkpoint this device can get (from any vault's host or
+the --url of "coffer log pin") to be that recent: an older one could be hiding a
+revocation. Coffer ships no default policy yet: get one from your log's operator.
 --insecure accepts an insecure vault (software vault, QEMU; init records that) and, for
 that run only, a vault not in the log or checked against a log older than its max-age,
 saying so every time. With no policy pinned, a vault is used unchecked only when

@@ -145,10 +145,13 @@ func addIdentity(ctx context.Context, fs *flag.FlagSet, args []string, stdout io
 		if why, bad := l.revoked(releaselog.KindRelease, id.FirmwareHash); bad {
 			return "", fmt.Errorf("add-identity: the vault runs release %s (firmware %x), which is revoked: %q", r.Name, id.FirmwareHash, why)
 		}
+		if why := l.revokedKeys(id, releaselog.BundleHash(&si)); why != "" {
+			return "", fmt.Errorf("add-identity: the bundle carries a revoked identity's keys: %s; a revoked vault is never logged again, provision new keys", why)
+		}
 		if (r.Board == "software" || r.Board == "qemu") && !id.Insecure {
 			return "", fmt.Errorf("add-identity: the bundle claims hardware-protected keys, but its firmware is a %s release: refusing to log a software vault as secure", r.Board)
 		}
-		return fmt.Sprintf("bundle %x verified: signed by provisioning key %s; vault %q runs release %s (version %d, %s, index %d), logged and not revoked (insecure=%v)",
+		return fmt.Sprintf("bundle %x verified: signed by provisioning key %s; vault %q runs release %s (version %d, %s, index %d), logged and not revoked; its keys are no revoked identity's (insecure=%v)",
 			releaselog.BundleHash(&si), *provKey, id.Name, r.Name, r.Version, r.Board, idx, id.Insecure), nil
 	}, stdout)
 }
