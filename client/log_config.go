@@ -29,6 +29,11 @@ type LogPin struct {
 	// contact read it), or presenting the revoked keys in another bundle,
 	// is still refused.
 	Revoked []*RevokedInfo `json:"revoked,omitempty"`
+	// URL, if set, is an address of the log itself or a mirror (its
+	// tlog-tiles root: URL/checkpoint), read at every contact besides the
+	// vaults' cofferds, which a host cannot hold back. Untrusted like
+	// them: nothing it serves is believed before it verifies.
+	URL string `json:"url,omitempty"`
 }
 
 // RevokedInfo is one revocation entry of the log.
@@ -87,6 +92,11 @@ func (lp *LogPin) validate() error {
 	if _, err := lp.policy(); err != nil {
 		return fmt.Errorf("log.policy: %w", err)
 	}
+	if lp.URL != "" {
+		if _, err := parseLogURL(lp.URL); err != nil {
+			return err
+		}
+	}
 	v := lp.View
 	if v.Size == 0 && (len(v.Root) != 0 || len(v.Range) != 0) || v.Size > 0 && len(v.Root) != 32 {
 		return errors.New("log.view is not a view of the log (size, 32-byte root, range)")
@@ -122,9 +132,11 @@ func (k *RevokedKeys) identityKeys() *releaselog.IdentityKeys {
 }
 
 // PinLogPolicy pins the policy in text for this configuration. The same
-// policy again changes nothing; another one starts the log's view afresh
-// and forgets where every vault was found (the indexes were of another
-// log), so that the next contact checks each vault against the new log.
+// policy again changes nothing, and one that differs only in its max-age
+// keeps what was verified of the log (the same log, witnesses and quorum).
+// Another one starts the log's view afresh, forgets the log URL and where
+// every vault was found (the indexes were of another log), so that the
+// next contact checks each vault against the new log.
 func (c *Config) PinLogPolicy(text []byte) (changed bool, err error) {
 	lp, err := NewLogPin(text)
 	if err != nil {
@@ -132,6 +144,10 @@ func (c *Config) PinLogPolicy(text []byte) (changed bool, err error) {
 	}
 	if c.Log != nil && c.Log.Policy == lp.Policy {
 		return false, nil
+	}
+	if c.Log != nil && sameLog(c.Log.Policy, lp.Policy) {
+		c.Log.Policy = lp.Policy
+		return true, nil
 	}
 	c.Log = lp
 	for _, v := range c.vaults() {
@@ -167,4 +183,32 @@ func (lp *LogPin) revoked(target releaselog.Kind, hash []byte) *RevokedInfo {
 		}
 	}
 	return nil
+}
+
+// sameLog: two policies of the same log, witnesses and quorum, which may
+// differ in their max-age.
+func sameLog(a, b string) bool {
+	pa, errA := releaselog.ParsePolicy([]byte(a))
+	pb, errB := releaselog.ParsePolicy([]byte(b))
+	if errA != nil || errB != nil {
+		return false
+	}
+	pa.MaxAge, pb.MaxAge = 0, 0
+	return pa.String() == pb.String()
+}
+
+// PinLogURL sets the log URL read besides the vaults' cofferds ("": none).
+// A policy must be pinned first.
+func (c *Config) PinLogURL(u string) (changed bool, err error) {
+	if c.Log == nil {
+		return false, errors.New("client: pin the release log's policy before its URL")
+	}
+	if u != "" {
+		if _, err := parseLogURL(u); err != nil {
+			return false, fmt.Errorf("client: %w", err)
+		}
+	}
+	changed = c.Log.URL != u
+	c.Log.URL = u
+	return changed, nil
 }

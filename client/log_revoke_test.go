@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/cofferhsm/coffer/client/internal/fakehost"
 	"github.com/cofferhsm/coffer/protocol"
 	"github.com/cofferhsm/coffer/protocol/releaselog"
+	"github.com/cofferhsm/coffer/protocol/releaselog/releaselogtest"
 )
 
 // The adversary is the provisioning-key holder, or a host with a stolen
@@ -119,24 +121,11 @@ func TestIdentityRevocationBeforeItsBundle(t *testing.T) {
 // keys are unknown and every vault is refused until it can.
 func TestRevokedKeysRemembered(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t, fakehost.Options{})
-	f.connect()
-	revoked := hostBundle(t, f.host)
-	id := *f.host.VaultIdentity()
-	id.FirmwareHash = sum256("release 2")
-	alt := serveIdentity(t, f.host, &id)
-	f.log.release(2, "usbarmory", id.FirmwareHash)
-	f.log.bundle(alt)
-	idx := f.log.revoke(releaselog.KindIdentity, releaselog.BundleHash(revoked), "device stolen")
+	f, idx := newRevokedUpgradeFixture(t)
 
 	// The revoked bundle is behind the view: found by reading the log
 	// again from entry 0. A host that tampers with that read fails it.
-	f.log.src.Tamper = func(from uint64, e [][]byte) [][]byte {
-		if from == 0 {
-			e[0] = e[1]
-		}
-		return e
-	}
+	f.log.src.Tamper = tamperFromZero
 	if _, err := Connect(ctx, f.cfg, f.opts); err == nil {
 		t.Fatal("a vault accepted while an identity revocation could not be resolved to its keys")
 	}
@@ -159,6 +148,65 @@ func TestRevokedKeysRemembered(t *testing.T) {
 	f.cfg = cfg
 	f.opts.LogSource = &rollbackSource{Source: f.log.src, size: f.cfg.Log.View.Size - 1}
 	f.refusedRevoked(ctx, idx, "behind an older copy of the log, after a reload")
+}
+
+// The log is read from every source of the run; so is the whole log read
+// again to resolve an identity revocation to its keys. The adversary runs
+// the vault's host: it serves the newest checkpoint, and tampers with the
+// log when it is read from entry 0, so that the revoked bundle (behind the
+// view) is never found and the vault's upgrade bundle, carrying its keys,
+// passes. Through that host alone every vault is refused, --insecure or
+// not; with a pinned log URL that serves the log, the keys are found
+// there and the bundle is refused as revoked.
+func TestRevokedKeysResolvedThroughAnotherSource(t *testing.T) {
+	ctx := context.Background()
+	f, idx := newRevokedUpgradeFixture(t)
+	pinned := f.cfg.BundleHash
+	f.opts.LogSource = &releaselogtest.Source{Log: f.log.l, Cosigners: 2, Tamper: tamperFromZero}
+
+	opts := f.opts
+	opts.AllowUnlogged = true
+	for _, o := range []Options{f.opts, opts} {
+		_, err := Connect(ctx, f.cfg, o)
+		if err == nil || errors.Is(err, ErrNotLogged) || errors.Is(err, ErrStaleLog) {
+			t.Fatalf("insecure=%v: the revocation unresolved: %v", o.AllowUnlogged, err)
+		}
+	}
+	mirror := httptest.NewServer(f.log.src)
+	defer mirror.Close()
+	if _, err := f.cfg.PinLogURL(mirror.URL + "/"); err != nil {
+		t.Fatal(err)
+	}
+	f.refusedRevoked(ctx, idx, "the upgrade bundle, its keys found through the pinned log URL")
+	if f.cfg.BundleHash != pinned {
+		t.Fatal("the pin moved to a bundle with revoked keys")
+	}
+}
+
+// newRevokedUpgradeFixture is a vault pinned at its first bundle, whose
+// host then serves an upgrade bundle with the same keys, logged with its
+// release, after which the log revokes the first bundle (at idx): behind
+// the view, its keys are found only by reading the log again from entry 0.
+func newRevokedUpgradeFixture(t *testing.T) (f *fixture, idx uint64) {
+	t.Helper()
+	f = newFixture(t, fakehost.Options{})
+	f.connect()
+	revoked := hostBundle(t, f.host)
+	id := *f.host.VaultIdentity()
+	id.FirmwareHash = sum256("release 2")
+	alt := serveIdentity(t, f.host, &id)
+	f.log.release(2, "usbarmory", id.FirmwareHash)
+	f.log.bundle(alt)
+	return f, f.log.revoke(releaselog.KindIdentity, releaselog.BundleHash(revoked), "device stolen")
+}
+
+// tamperFromZero is a source's Tamper that corrupts the log read from its
+// first entry, and only that read.
+func tamperFromZero(from uint64, e [][]byte) [][]byte {
+	if from == 0 {
+		e[0] = e[1]
+	}
+	return e
 }
 
 // The identity entry must hold the served bundle exactly: the same body

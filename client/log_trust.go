@@ -6,9 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/transparency-dev/formats/log"
 
@@ -28,6 +30,11 @@ type vaultTrust struct {
 	source        logcheck.Source // nil: each vault's cofferd serves the log
 	notice        func(Notice)
 	accept        func(*IdentityChange) error
+	// The release log read in this run (log_sync.go), the HTTP client for
+	// the pinned log URL, and the clock (tests': nil is time.Now).
+	run        *logRun
+	httpClient *http.Client
+	now        func() time.Time
 }
 
 // vaultPin is one vault's pinned state: the single vault's, or a realm's.
@@ -87,7 +94,7 @@ func (vt *vaultTrust) check(ctx context.Context, conn *Conn, p vaultPin, si *pro
 		}
 		switch {
 		case err == nil:
-		case errors.Is(err, ErrNotLogged) && vt.allowUnlogged:
+		case (errors.Is(err, ErrNotLogged) || errors.Is(err, ErrStaleLog)) && vt.allowUnlogged:
 			unlogged = err
 		default:
 			return nil, err
@@ -105,6 +112,10 @@ func (vt *vaultTrust) check(ctx context.Context, conn *Conn, p vaultPin, si *pro
 		vt.note(p, Notice{Kind: NoticeUnverified, Vault: id.Name, Text: fmt.Sprintf(
 			"WARNING: vault %s is NOT checked against a release log (no policy pinned; `coffer log pin FILE` pins one); continuing only because insecure vaults are allowed",
 			strconv.Quote(id.Name))})
+	case errors.Is(unlogged, ErrStaleLog):
+		vt.note(p, Notice{Kind: NoticeUnlogged, Vault: id.Name, Text: fmt.Sprintf(
+			"INSECURE: vault %s is NOT checked against a fresh release log (%s); continuing only because of --insecure",
+			strconv.Quote(id.Name), unlogged)})
 	case unlogged != nil:
 		vt.note(p, Notice{Kind: NoticeUnlogged, Vault: id.Name, Text: fmt.Sprintf(
 			"INSECURE: vault %s is not in the release log (%s); continuing only because of --insecure",
@@ -213,17 +224,24 @@ func (vt *vaultTrust) note(p vaultPin, n Notice) {
 	vt.notice(n)
 }
 
-// logged brings the log pin up to date through the vault's log source and
-// finds the vault's bundle and release in it. known is where they were
-// found before (the same bundle, pinned): then only the revocations are
-// new to check. Errors: the log's own (releaselog.ErrNotWitnessed,
-// ErrInconsistent, ...: the pin is unchanged), ErrRevoked, ErrNotLogged.
+// logged brings the log pin up to date and finds the vault's bundle and
+// release in it. The log is read from every source of this run at once
+// (syncLocked: the pinned log URL, this vault's host, and, for a realm
+// set, every realm's host, read before any realm is checked), so that the
+// view holds the newest tree any of them serves. known is where the
+// vault's entries were found before (the same bundle, pinned): then only
+// the revocations are new to check. Errors: the log's own, when this
+// vault's host or the pinned URL serves it wrong (releaselog.ErrNotWitnessed,
+// ErrInconsistent, ...: the view does not move to it), ErrRevoked,
+// ErrStaleLog (a policy's max-age not met), ErrNotLogged.
 //
-// A source serving an older witnessed checkpoint than the view
-// (logcheck.ErrStale: a lagging mirror, as realms' hosts may be) is
-// accepted for a vault already found in the view, after the remembered
-// revocations are checked; stale then says so. A vault the view does not
-// hold cannot be found through such a source: ErrNotLogged.
+// A host serving an older witnessed checkpoint than the view
+// (logcheck.ErrStale: a lagging mirror, as realms' hosts may be) is no
+// evidence of a fork: the vault is checked against the view, its
+// revocations included, and stale says so. A vault the view holds but that
+// was not found in this run's entries is looked for again in the whole
+// log, read from a source that serves the view's tree; with none, it is
+// ErrNotLogged.
 func (vt *vaultTrust) logged(ctx context.Context, conn *Conn, si *protocol.SignedIdentity, id *protocol.Identity, h string, known *LoggedInfo) (logged *LoggedInfo, stale string, err error) {
 	vt.mu.Lock()
 	defer vt.mu.Unlock()
@@ -231,57 +249,63 @@ func (vt *vaultTrust) logged(ctx context.Context, conn *Conn, si *protocol.Signe
 	if err != nil {
 		return nil, "", fmt.Errorf("client: configuration: %w", err)
 	}
-	src := vt.source
-	if src == nil {
-		src = logcheck.HTTPSource(conn.base.JoinPath("/v1/log/"), conn.http)
+	host := vt.hostLog(conn)
+	if err := vt.syncLocked(ctx, policy, []logcheck.Named{host}); err != nil {
+		return nil, "", fmt.Errorf("client: configuration: %w", err)
 	}
-	before := vt.pin.View.Size
-	cp, fresh, err := logcheck.Update(ctx, src, policy, &vt.pin.View)
-	if errors.Is(err, logcheck.ErrStale) {
-		if rerr := vt.pin.checkRevoked(id, si, h); rerr != nil {
-			return nil, "", rerr
-		}
-		if known != nil && known.BundleIndex < vt.pin.View.Size && known.ReleaseIndex < vt.pin.View.Size {
-			return known, strings.TrimPrefix(err.Error(), logcheck.ErrStale.Error()+": "), nil
-		}
-		return nil, "", fmt.Errorf("client: %w: %v", ErrNotLogged, err)
-	}
-	if err != nil {
-		if unreadable(err) {
-			// Nothing says the log lies: it could not be read. The vault
-			// is unverified; only remembered revocations can be checked.
-			if rerr := vt.pin.checkRevoked(id, si, h); rerr != nil {
-				return nil, "", rerr
-			}
-			return nil, "", fmt.Errorf("client: %w: the release log could not be read: %v", ErrNotLogged, err)
-		}
-		return nil, "", fmt.Errorf("client: the release log: %w", err)
-	}
-	vt.pin.Checkpoint = string(cp.Raw)
-	all, err := vt.pin.remember(ctx, src, fresh)
-	if err != nil {
+	run := vt.run
+	pinned, _, _ := vt.pinnedLog()
+	if err := run.refused(host.Name, pinned.Name); err != nil {
 		return nil, "", err
+	}
+	if run.unresolved != nil {
+		// An identity revocation not resolved to keys could be this
+		// vault's: refused, whatever the user allows.
+		return nil, "", run.unresolved
 	}
 	if err := vt.pin.checkRevoked(id, si, h); err != nil {
 		return nil, "", err
 	}
-	if known != nil && known.BundleIndex < vt.pin.View.Size && known.ReleaseIndex < vt.pin.View.Size {
-		return known, "", nil
+	hostRead := run.read[host.Name]
+	if !run.anyRead() {
+		// Nothing says the log lies: it could not be read. The vault
+		// is unverified; only remembered revocations were checked.
+		return nil, "", fmt.Errorf("client: %w: the release log could not be read: %v", ErrNotLogged, hostRead.Err)
 	}
-	found := find(fresh, id, si)
-	if (found.bundle == nil || found.release == nil) && before > 0 {
-		// Not among the new entries, and the older ones were read once
-		// and not kept: read them again, and believe them only if they
-		// hash to the view's root.
-		if all == nil {
-			if all, err = rescan(ctx, src, vt.pin.View); err != nil {
+	if run.stale != nil {
+		return nil, "", run.staleError(id.Name)
+	}
+	if errors.Is(hostRead.Err, logcheck.ErrStale) {
+		stale = strings.TrimPrefix(hostRead.Err.Error(), logcheck.ErrStale.Error()+": ")
+	}
+	size := vt.pin.View.Size
+	if known != nil && known.BundleIndex < size && known.ReleaseIndex < size {
+		return known, stale, nil
+	}
+	found := find(run.entries, id, si)
+	if (found.bundle == nil || found.release == nil) && uint64(len(run.entries)) < size {
+		// Not among this run's entries, and the older ones were read
+		// once and not kept: read them again (unless remember just did),
+		// and believe them only if they hash to the view's root.
+		if uint64(len(run.all)) != size {
+			srcs := run.atView(host.Name, size)
+			if len(srcs) == 0 {
+				why := "no source serves the tree of the log this device has seen"
+				if hostRead.Err != nil {
+					why = hostRead.Err.Error()
+				}
+				return nil, "", fmt.Errorf("client: %w: %s", ErrNotLogged, why)
+			}
+			all, err := rescan(ctx, srcs[0], vt.pin.View)
+			if err != nil {
 				return nil, "", fmt.Errorf("client: the release log, read again from its first entry: %w", err)
 			}
+			run.all = all
 		}
-		found = find(all, id, si)
+		found = find(run.all, id, si)
 	}
 	logged, err = found.result(id, h)
-	return logged, "", err
+	return logged, stale, err
 }
 
 // unreadable: the log could not be fetched, as opposed to served and found
@@ -329,7 +353,9 @@ func rescan(ctx context.Context, src logcheck.Source, v releaselog.View) ([]logc
 // fresh were read once and not kept: while an identity revocation was not
 // searched for there, the whole log is read again (rescan, believed only
 // if it hashes to the view's root) and returned. An error leaves that
-// revocation unsearched, and checkRevoked then trusts no vault.
+// revocation unsearched, and checkRevoked then trusts no vault; so does a
+// nil src (no source serves the view's tree) when the log must be read
+// again.
 func (lp *LogPin) remember(ctx context.Context, src logcheck.Source, fresh []logcheck.Logged) (all []logcheck.Logged, err error) {
 	have := map[uint64]bool{}
 	for _, r := range lp.Revoked {
@@ -348,6 +374,10 @@ func (lp *LogPin) remember(ctx context.Context, src logcheck.Source, fresh []log
 			continue
 		}
 		if all == nil {
+			if src == nil {
+				return nil, fmt.Errorf("client: the release log must be read again from its first entry to find the bundle that the identity revocation at index %d names, "+
+					"and no source read in this run serves the tree of the log this device has seen", r.Index)
+			}
 			if all, err = rescan(ctx, src, lp.View); err != nil {
 				return nil, fmt.Errorf("client: the release log, read again from its first entry to find the bundle that the identity revocation at index %d names: %w", r.Index, err)
 			}

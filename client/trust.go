@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/cofferhsm/coffer/client/logcheck"
 	"github.com/cofferhsm/coffer/protocol"
@@ -70,11 +71,14 @@ type Options struct {
 	// no release-log policy pinned, a vault that cannot be checked.
 	AllowInsecure bool
 	// AllowUnlogged accepts a vault whose bundle or release is not in the
-	// pinned release log (the CLI's --insecure; never saved). A revoked
-	// one is refused all the same. Notice says so at every contact.
+	// pinned release log, or that can only be checked against a log older
+	// than its policy's max-age (the CLI's --insecure; never saved). A
+	// revoked one is refused all the same. Notice says so at every contact.
 	AllowUnlogged bool
-	// LogSource serves the release log (nil: cofferd's /v1/log/).
-	// Nothing it serves is believed before it verifies.
+	// LogSource serves the release log instead of the vault's cofferd
+	// (nil: cofferd's /v1/log/); the configuration's log URL, if any, is
+	// read besides it. Nothing either serves is believed before it
+	// verifies.
 	LogSource logcheck.Source
 	// Notice receives what the user must be told at this contact: an
 	// unverified or unlogged vault let through, an upgrade accepted.
@@ -88,6 +92,9 @@ type Options struct {
 	// ksfParameters overrides Argon2id's (passes, KiB, lanes) in tests;
 	// nil means SPEC.md's values, the only ones real records use.
 	ksfParameters []uint64
+	// now replaces, in tests, the clock the release log's freshness is
+	// judged by.
+	now func() time.Time
 }
 
 // Client is one account's connection to its vault through cofferd. It
@@ -129,7 +136,8 @@ func Connect(ctx context.Context, cfg *Config, opts Options) (*Client, error) {
 		return nil, err
 	}
 	vt := &vaultTrust{pin: cfg.Log, allowInsecure: opts.AllowInsecure || cfg.AllowInsecure, allowUnlogged: opts.AllowUnlogged,
-		source: opts.LogSource, notice: opts.Notice, accept: opts.AcceptNewIdentity}
+		source: opts.LogSource, notice: opts.Notice, accept: opts.AcceptNewIdentity,
+		httpClient: opts.HTTPClient, now: opts.now}
 	pin := vaultPin{provisioningKey: cfg.ProvisioningKey, bundleHash: &cfg.BundleHash, vault: &cfg.Vault, reset: func() {
 		// New keys are another store: its sequence and receipts start
 		// again (the account's key, if any, is not in it).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"testing"
+	"time"
 
 	"github.com/cofferhsm/coffer/protocol"
 	"github.com/cofferhsm/coffer/protocol/releaselog"
@@ -70,13 +71,24 @@ func FuzzParsePolicy(f *testing.F) {
 	l := releaselogtest.New(f, "releases.coffer.test", 2)
 	f.Add([]byte(l.Policy(1).String()))
 	f.Add([]byte("origin a\nlog b\nquorum 1\n"))
+	for _, line := range []string{"max-age 168h", "max-age 90m", "max-age 3600s", "max-age 07h", "max-age 1h30m", "max-age 8761h"} {
+		f.Add([]byte(l.Policy(2).String() + line + "\n"))
+	}
+	f.Add([]byte("max-age 1m\n# first\n" + l.Policy(1).String()))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := releaselog.ParsePolicy(b)
 		if err != nil {
 			return
 		}
-		if _, err := releaselog.ParsePolicy([]byte(p.String())); err != nil {
+		back, err := releaselog.ParsePolicy([]byte(p.String()))
+		if err != nil {
 			t.Fatalf("a parsed policy does not parse back: %v", err)
+		}
+		if back.String() != p.String() || back.MaxAge != p.MaxAge {
+			t.Fatalf("a policy prints back as another:\n%s\n%s", p, back)
+		}
+		if p.MaxAge != 0 && (p.MaxAge < releaselog.MinMaxAge || p.MaxAge > releaselog.MaxMaxAge) {
+			t.Fatalf("max-age %v out of bounds", p.MaxAge)
 		}
 	})
 }
@@ -85,12 +97,29 @@ func FuzzVerifyCheckpoint(f *testing.F) {
 	l := releaselogtest.New(f, "releases.coffer.test", 2)
 	l.Append(releaselogtest.Release(1, "qemu", hash("a")))
 	p := l.Policy(2)
+	p.MaxAge = 168 * time.Hour
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	f.Add(l.Checkpoint(2))
 	f.Add(l.Checkpoint(1))
+	f.Add(l.CheckpointAtTimes(1, now, now.Add(-time.Hour)))
+	f.Add(l.CheckpointAtTimes(1, now, now.Add(-30*24*time.Hour)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cp, err := p.VerifyCheckpoint(b)
-		if err == nil && (cp.Size != 1 || len(cp.Witnessed) < 2) {
+		if err == nil && (cp.Size != 1 || len(cp.Witnessed) < 2 || len(cp.Cosigned) != len(cp.Witnessed)) {
 			t.Fatalf("a forged checkpoint verified: %+v", cp)
+		}
+		if cp, err := p.VerifyCheckpointAt(b, now); err == nil {
+			// Fresh: two of its cosignatures within the week before now
+			// and none of those more than MaxFutureSkew ahead.
+			n := 0
+			for _, ts := range cp.Cosigned {
+				if now.Sub(ts) <= p.MaxAge && !ts.After(now.Add(releaselog.MaxFutureSkew)) {
+					n++
+				}
+			}
+			if n < 2 {
+				t.Fatalf("a stale checkpoint passed as fresh: %v", cp.Cosigned)
+			}
 		}
 	})
 }

@@ -78,10 +78,13 @@ Commands:
         erase K from the vault (or every realm of the set) for ever.
   status [--offline]
         show the account, the pinned vault, and the vault's state.
-  log pin FILE
-        pin the release log's policy in FILE (its origin, release key, witnesses and
-        quorum) for an existing account. From then on every vault of the account must
-        have its identity bundle and its release in that log, and neither revoked.
+  log pin FILE [--url URL]
+        pin the release log's policy in FILE (its origin, release key, witnesses,
+        quorum and max-age) for an existing account. From then on every vault of the
+        account must have its identity bundle and its release in that log, and neither
+        revoked. --url also reads the log at URL (its own address or a mirror) at every
+        contact, besides each vault's cofferd, so that no one host can hold back a
+        revocation ("" forgets it).
   vault accept-new-identity [--yes] [--insecure]
         the vault's identity keys changed (a new device, keys rotated): show the old
         and new keys and where each is in the release log, and pin the new identity
@@ -111,11 +114,14 @@ Release log: every vault is checked, at init and at every contact, against the r
 log whose policy --log-policy or "coffer log pin" pinned: its identity bundle and its firmware
 release must be logged, under a checkpoint cosigned by the policy's quorum of witnesses
 and consistent with every checkpoint seen before. A revoked release or identity is
-refused always; a revoked identity's keys are refused in any bundle. Coffer ships no
-default policy yet: get one from your log's operator.
+refused always; a revoked identity's keys are refused in any bundle. A policy with a
+max-age also needs the newest checkpoint this device can get (from any vault's host or
+the --url of "coffer log pin") to be that recent: an older one could be hiding a
+revocation. Coffer ships no default policy yet: get one from your log's operator.
 --insecure accepts an insecure vault (software vault, QEMU; init records that) and, for
-that run only, a vault not in the log, saying so every time. With no policy pinned, a
-vault is used unchecked only when insecure vaults are allowed, with a warning.
+that run only, a vault not in the log or checked against a log older than its max-age,
+saying so every time. With no policy pinned, a vault is used unchecked only when
+insecure vaults are allowed, with a warning.
 
 Passwords are read from the terminal, or for scripts from --password-file FILE or
 COFFER_PASSWORD (and --new-password-file or COFFER_NEW_PASSWORD); a 64-digit key from

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
@@ -241,6 +242,51 @@ func TestOperatorWithAWitnessDown(t *testing.T) {
 	}
 	if cp := o.checkpoint(); cp.Size != 2 {
 		t.Fatalf("checkpoint size %d after the retry, want 2", cp.Size)
+	}
+}
+
+// A quiet log: `refresh` has the unchanged checkpoint cosigned again, so
+// that clients whose policy has a max-age keep accepting it; the policy
+// command prints the max-age; with a witness down (quorum 2 of 2) refresh
+// fails naming it and publishes nothing.
+func TestOperatorRefreshesAQuietLog(t *testing.T) {
+	o := newOperator(t)
+	args := []string{"policy", "-key", o.key, "-quorum", "2", "-max-age", "168h"}
+	for _, w := range o.witness {
+		args = append(args, "-witness", w)
+	}
+	p, err := releaselog.ParsePolicy([]byte(o.must(args...)))
+	if err != nil || p.MaxAge != 168*time.Hour {
+		t.Fatalf("policy -max-age 168h: %v %v", err, p)
+	}
+	if _, err := o.run(append(args[:len(args):len(args)], "-max-age", "30s")...); err == nil {
+		t.Fatal("a max-age of 30s was printed")
+	}
+	osELF, _ := o.image("os.elf")
+	o.must(o.logArgs("add-release", "-version", "1", "-name", "v1", "-commit", "c", "-toolchain", "t", "-board", "qemu", "-os", osELF, "-applet", osELF)...)
+	before := o.checkpoint()
+	at, _ := before.WitnessedAt(2, time.Now())
+	for time.Now().Unix() <= at.Unix() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	out := o.must(o.logArgs("refresh")...)
+	after := o.checkpoint()
+	again, _ := after.WitnessedAt(2, time.Now())
+	if !strings.Contains(out, "cosigned again by") || after.Size != before.Size || !again.After(at) {
+		t.Fatalf("refresh said %q; checkpoint of %d cosigned at %v, was %d at %v", out, after.Size, again, before.Size, at)
+	}
+	if _, err := p.VerifyCheckpointAt([]byte(after.Raw), time.Now().Add(167*time.Hour)); err != nil {
+		t.Fatalf("a week on, the refreshed checkpoint: %v", err)
+	}
+	o.down[0].Store(true)
+	for time.Now().Unix() <= again.Unix() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := o.run(o.logArgs("refresh")...); err == nil || !strings.Contains(err.Error(), o.names[0]) {
+		t.Fatalf("refresh with %s down: %v", o.names[0], err)
+	}
+	if got, _ := o.checkpoint().WitnessedAt(2, time.Now()); !got.Equal(again) {
+		t.Fatalf("a checkpoint without its quorum was published (cosigned at %v, was %v)", got, again)
 	}
 }
 
