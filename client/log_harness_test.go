@@ -75,19 +75,6 @@ func hostBundle(t testing.TB, h *fakehost.Host) *protocol.SignedIdentity {
 	return &si
 }
 
-// serveIdentity makes the host serve id, signed by its provisioning key,
-// and returns the bundle.
-func serveIdentity(t testing.TB, h *fakehost.Host, id *protocol.Identity) *protocol.SignedIdentity {
-	t.Helper()
-	b := h.SignIdentity(nil, id)
-	h.SetIdentity(b)
-	var si protocol.SignedIdentity
-	if err := protocol.Decode(b, protocol.TypeIdentity, &si); err != nil {
-		t.Fatal(err)
-	}
-	return &si
-}
-
 func sum256(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
 
 // rollbackSource serves the log's checkpoint at an older size: a host that
