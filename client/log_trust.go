@@ -50,19 +50,23 @@ type vaultPin struct {
 
 // check decides whether the vault behind conn, which served si, may be
 // used, and pins it. In order: the bundle's signature under the
-// provisioning key; an insecure vault needs AllowInsecure; the release log (the bundle and its release logged,
-// neither revoked: revoked is refused always, unlogged only passes with
-// AllowUnlogged); a changed bundle with the pinned keys is an upgrade,
-// accepted once logged, one with other keys needs the user's consent.
-// Nothing is pinned unless all pass.
-func (vt *vaultTrust) check(ctx context.Context, conn *Conn, p vaultPin, si *protocol.SignedIdentity) (*protocol.Identity, error) {
+// provisioning key; an insecure vault needs AllowInsecure; the release log
+// (the bundle and its release logged, neither revoked: revoked is refused
+// always, unlogged only passes with AllowUnlogged); the vault's signed
+// status for this contact (fetchStatus: fresh, and running the firmware
+// the bundle names); a changed bundle with the pinned keys is an upgrade,
+// accepted once logged with a release version above the pinned one (equal
+// or lower is a downgrade, refused always), one with other keys needs the
+// user's consent. Nothing is pinned unless all pass. It returns the
+// status; the caller applies the store sequence tripwire to it.
+func (vt *vaultTrust) check(ctx context.Context, conn *Conn, p vaultPin, si *protocol.SignedIdentity) (*protocol.Identity, *protocol.Status, error) {
 	pk, err := ParseProvisioningKey(p.provisioningKey)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	id, err := si.Verify(pk)
 	if err != nil {
-		return nil, fmt.Errorf("client: %w: %v", ErrUntrustedBundle, err)
+		return nil, nil, fmt.Errorf("client: %w: %v", ErrUntrustedBundle, err)
 	}
 	h := BundleHash(si)
 	pinned, old := *p.bundleHash, *p.vault
@@ -70,13 +74,13 @@ func (vt *vaultTrust) check(ctx context.Context, conn *Conn, p vaultPin, si *pro
 	sameKeys := changed && old.sameKeys(id)
 
 	if id.Insecure && !vt.allowInsecure {
-		return nil, fmt.Errorf("client: %w (vault %s)", ErrInsecureVault, strconv.Quote(id.Name))
+		return nil, nil, fmt.Errorf("client: %w (vault %s)", ErrInsecureVault, strconv.Quote(id.Name))
 	}
 	var logged *LoggedInfo
 	var unlogged error // why the vault is let through unverified
 	if vt.pin == nil {
 		if !vt.allowInsecure {
-			return nil, fmt.Errorf("client: %w (vault %s): pin the policy of the log you trust with `coffer log pin FILE` "+
+			return nil, nil, fmt.Errorf("client: %w (vault %s): pin the policy of the log you trust with `coffer log pin FILE` "+
 				"(see README, \"Verifying Coffer\"), or use it unverified with --insecure", ErrNoLogPolicy, strconv.Quote(id.Name))
 		}
 		unlogged = ErrNoLogPolicy
@@ -97,13 +101,32 @@ func (vt *vaultTrust) check(ctx context.Context, conn *Conn, p vaultPin, si *pro
 		case (errors.Is(err, ErrNotLogged) || errors.Is(err, ErrStaleLog)) && vt.allowUnlogged:
 			unlogged = err
 		default:
-			return nil, err
+			return nil, nil, err
 		}
 	}
+	// The log judged the bundle, which says what the vault ran when it was
+	// provisioned (a revoked or unlogged one is named as such, first); the
+	// status says what it runs now, and must agree before anything is
+	// pinned or offered for consent.
+	st, err := fetchStatus(ctx, conn, id)
+	if err != nil {
+		return nil, nil, err
+	}
 	upgrade := sameKeys && logged != nil
+	floor := old.releaseFloor()
+	if upgrade && logged.ReleaseVersion <= floor {
+		was := fmt.Sprintf("release version %d", floor)
+		if old.Logged != nil && old.Logged.ReleaseVersion == floor {
+			was = fmt.Sprintf("release %s (version %d)", strconv.Quote(old.Logged.ReleaseName), floor)
+		}
+		return nil, nil, fmt.Errorf("client: %w: vault %s, with the pinned keys, now serves bundle %s of release %s (version %d, firmware %x), "+
+			"but it was pinned at %s: an upgrade goes to a higher version; the device was booted back into an older release, "+
+			"or its host serves an old bundle; refused",
+			ErrDowngrade, strconv.Quote(id.Name), h, strconv.Quote(logged.ReleaseName), logged.ReleaseVersion, id.FirmwareHash, was)
+	}
 	if changed && !upgrade {
 		if err := vt.consent(p, id, h, logged); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 
@@ -128,27 +151,47 @@ func (vt *vaultTrust) check(ctx context.Context, conn *Conn, p vaultPin, si *pro
 	}
 	if pinned == "" || changed {
 		*p.bundleHash = h
-		*p.vault = newVaultInfo(id, logged)
+		nv := newVaultInfo(id, logged)
+		if sameKeys { // the same device: its floor stays, even through an unlogged bundle
+			nv.ReleaseFloor = max(nv.ReleaseFloor, floor)
+		}
+		*p.vault = nv
 		if changed && !sameKeys && p.reset != nil {
 			p.reset()
 		}
-		return id, nil
+		return id, st, nil
 	}
 	if old == nil { // a configuration holding a hash and nothing else
 		*p.vault = newVaultInfo(id, logged)
-		return id, nil
+		return id, st, nil
 	}
 	if old.AKEKey == "" && old.HPKEKey == "" { // pinned before these were
 		old.AKEKey, old.HPKEKey = hex.EncodeToString(id.AKEKey), hex.EncodeToString(id.HPKEKey)
 	}
-	if vt.pin != nil {
+	// A contact that did not find the bundle (let through unlogged) keeps
+	// where it was found before: its release version is the floor.
+	if vt.pin != nil && logged != nil {
 		old.Logged = logged
 	}
-	return id, nil
+	old.ReleaseFloor = old.releaseFloor()
+	return id, st, nil
+}
+
+// releaseFloor is the highest release version the pinned keys were seen to
+// run (0: none known, as for a vault never found in a log).
+func (v *VaultInfo) releaseFloor() uint64 {
+	if v == nil {
+		return 0
+	}
+	f := v.ReleaseFloor
+	if v.Logged != nil {
+		f = max(f, v.Logged.ReleaseVersion)
+	}
+	return f
 }
 
 func newVaultInfo(id *protocol.Identity, logged *LoggedInfo) *VaultInfo {
-	return &VaultInfo{
+	v := &VaultInfo{
 		Name:         id.Name,
 		Insecure:     id.Insecure,
 		MaxLimit:     id.MaxLimit,
@@ -158,6 +201,10 @@ func newVaultInfo(id *protocol.Identity, logged *LoggedInfo) *VaultInfo {
 		FirmwareHash: hex.EncodeToString(id.FirmwareHash),
 		Logged:       logged,
 	}
+	if logged != nil {
+		v.ReleaseFloor = logged.ReleaseVersion
+	}
+	return v
 }
 
 // sameKeys reports whether id has all three pinned keys. A pin made before

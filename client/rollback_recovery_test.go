@@ -87,7 +87,7 @@ func TestRecoverRollback(t *testing.T) {
 	recoveryStart := f.host.Snapshot()
 	wantRollback(t, func() error { _, err := f.login("pw"); return err }(), "login after the rollback")
 
-	c := f.connect()
+	c := f.connectForRecovery()
 	st, err := c.CheckRollback(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -117,12 +117,12 @@ func TestRecoverRollback(t *testing.T) {
 		t.Fatalf("after recovery: receipt %+v, configuration generation %x highest %d (before %d)",
 			rec.Receipt, f.cfg.Generation, f.cfg.HighestStoreSequence, before.HighestStoreSequence)
 	}
-	// The rolled-back record has on record the login that stopped at its
-	// rollback (the vault counted its KE1; the client sent no KE3) and the
-	// recovery's own wrong password, and none of the two guesses the
-	// rollback undid.
-	if rec.Released.FailedSinceSuccess != 2 {
-		t.Errorf("the recovery's login was shown %d failed attempts, want 2", rec.Released.FailedSinceSuccess)
+	// The rolled-back record has on record only the recovery's own wrong
+	// password: the login tried after the rollback stopped at the contact,
+	// whose signed status showed the rollback, before any KE1 was sent;
+	// and none of the two guesses the rollback undid.
+	if rec.Released.FailedSinceSuccess != 1 {
+		t.Errorf("the recovery's login was shown %d failed attempts, want 1", rec.Released.FailedSinceSuccess)
 	}
 	if err := f.mustLogin("new password", k).Close(ctx); err != nil {
 		t.Fatal(err)
@@ -155,7 +155,7 @@ func TestRecoveryAcceptsNothingElse(t *testing.T) {
 		f.login("wrong")
 		shown() // back by a login and a guess: what the user is shown...
 		before := cloneConfig(f.cfg)
-		c := f.connect()
+		c := f.connectForRecovery()
 		st, err := c.CheckRollback(ctx)
 		if err != nil || !st.Behind() {
 			t.Fatalf("check: %+v, %v", st, err)
@@ -169,7 +169,7 @@ func TestRecoveryAcceptsNothingElse(t *testing.T) {
 		f := newFixture(t, fakehost.Options{})
 		rolledBack(t, f)
 		before := cloneConfig(f.cfg)
-		c := f.connect()
+		c := f.connectForRecovery()
 		st, err := c.CheckRollback(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -192,12 +192,12 @@ func TestRecoveryAcceptsNothingElse(t *testing.T) {
 		}
 		sameTrust(t, f, before, "the recovery cut short")
 		f.host.Intercept(nil)
-		wantRollback(t, func() error { _, err := f.connect().Status(ctx); return err }(), "status after the recovery was cut short")
+		wantRollback(t, func() error { _, err := Connect(ctx, f.cfg, f.opts); return err }(), "a contact after the recovery was cut short")
 	})
 	t.Run("a rollback state read before the configuration changed", func(t *testing.T) {
 		f := newFixture(t, fakehost.Options{})
 		rolledBack(t, f)
-		c := f.connect()
+		c := f.connectForRecovery()
 		st, err := c.CheckRollback(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -232,7 +232,7 @@ func TestADeclarationAcceptsNothing(t *testing.T) {
 		})
 	}
 	serve(`{"device":"test","declarations":[{"declared_at":"2026-12-01T09:30:00Z","reason":"restored from last night's backup"}]}`)
-	c := f.connect()
+	c := f.connectForRecovery()
 	d, err := c.RollbackDeclarations(ctx)
 	if err != nil || len(d) != 1 || d[0].Reason != "restored from last night's backup" || d[0].DeclaredAt.Year() != 2026 {
 		t.Fatalf("declarations: %+v, %v", d, err)
@@ -266,7 +266,7 @@ func TestRegisterAfterRollbackWhenTheRecordIsLost(t *testing.T) {
 	f.mustLogin("pw", k).Close(ctx)
 	empty()
 	before := cloneConfig(f.cfg)
-	c := f.connect()
+	c := f.connectForRecovery()
 	st, err := c.CheckRollback(ctx)
 	if err != nil || !st.Behind() {
 		t.Fatalf("check: %+v, %v", st, err)
@@ -292,7 +292,7 @@ func TestRegisterAfterRollbackWhenTheRecordIsLost(t *testing.T) {
 	// While the vault holds a record, the key is not registered over it.
 	f2 := newFixture(t, fakehost.Options{})
 	k2, _, _ := rolledBack(t, f2)
-	c2 := f2.connect()
+	c2 := f2.connectForRecovery()
 	st2, err := c2.CheckRollback(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -334,4 +334,18 @@ func FuzzRollbackDeclarations(f *testing.F) {
 			}
 		}
 	})
+}
+
+// connectForRecovery connects as `coffer vault recover-rollback` does: the
+// vault is checked as at every contact, but a rollback is left to
+// CheckRollback instead of stopping the contact.
+func (f *fixture) connectForRecovery() *Client {
+	f.t.Helper()
+	opts := f.opts
+	opts.RecoverRollback = true
+	c, err := Connect(context.Background(), f.cfg, opts)
+	if err != nil {
+		f.t.Fatalf("connect for the recovery: %v", err)
+	}
+	return c
 }

@@ -248,8 +248,12 @@ func TestBootChainLoggedOSBoots(t *testing.T) {
 	if err := protocol.Decode(reply, protocol.TypeStatus, &st); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Verify(id.SigningKey, challenge.Nonce); err != nil {
+	status, err := st.Verify(id.SigningKey, challenge.Nonce)
+	if err != nil {
 		t.Fatalf("status: %v", err)
+	}
+	if !bytes.Equal(status.FirmwareHash, hash) {
+		t.Fatalf("status firmware hash %x, want the OS image's %x, as the bootloader measured it", status.FirmwareHash, hash)
 	}
 	alice := &testclient.Client{RoundTrip: v.rt, Identity: id, UserID: []byte("alice")}
 	key := bytes.Repeat([]byte{5}, 32)

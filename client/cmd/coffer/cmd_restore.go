@@ -87,13 +87,17 @@ func (c *cli) login(ctx context.Context, cfg *client.Config, path string, ks *ke
 }
 
 func (c *cli) connect(ctx context.Context, cfg *client.Config, path string, insecure bool) (*client.Client, error) {
+	return c.connectWith(ctx, cfg, path, c.vaultOptions(insecure))
+}
+
+func (c *cli) connectWith(ctx context.Context, cfg *client.Config, path string, opts client.Options) (*client.Client, error) {
 	if cfg.Mode != client.ModePassword {
 		return nil, errors.New("this account keeps its key as a 64-digit key, not in a vault")
 	}
 	if cfg.Realms != nil {
 		return nil, errRealmMode("this command")
 	}
-	vc, err := client.Connect(ctx, cfg, c.vaultOptions(insecure))
+	vc, err := client.Connect(ctx, cfg, opts)
 	// Saved also after a refusal: what the log taught (its view, the
 	// revocations read) is kept; the vault's pin moves only on success.
 	c.save(cfg, path)

@@ -52,7 +52,9 @@ func (c *cli) cmdRecoverRollback(ctx context.Context, args []string) error {
 	if cfg.Realms != nil {
 		return errors.New("a realm set survives a rollback at fewer than t realms: replace the rolled-back realm with `coffer realms repair`")
 	}
-	vc, err := c.connect(ctx, cfg, path, ks.insecure)
+	opts := c.vaultOptions(ks.insecure)
+	opts.RecoverRollback = true // the rollback is shown below, not refused at the contact
+	vc, err := c.connectWith(ctx, cfg, path, opts)
 	if err != nil {
 		return err
 	}

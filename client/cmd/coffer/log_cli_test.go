@@ -206,10 +206,11 @@ func TestUpgradeAndNewIdentityThroughTheCLI(t *testing.T) {
 	host := fakehost.New(t, fakehost.Options{})
 	e := passwordEnv(t, host, false)
 	lg := &testLog{t: t, l: e.logSource.(*releaselogtest.Source).Log}
+	fw := make([]byte, 32)
+	fw[0] = 7
+	host.Boot(fw) // the device runs the new release, same keys
+	host.Provision()
 	id := *host.VaultIdentity()
-	id.FirmwareHash = make([]byte, 32)
-	id.FirmwareHash[0] = 7
-	host.SetIdentity(host.SignIdentity(nil, &id))
 	ri := lg.l.Append(releaselogtest.Release(5, "usbarmory", id.FirmwareHash))
 	lg.logBundle(host, &id)
 	r := e.ok("status")
