@@ -84,6 +84,10 @@ type VaultInfo struct {
 	// Logged is where the bundle and its release were found in the release
 	// log (nil: not checked against one).
 	Logged *LoggedInfo `json:"logged,omitempty"`
+	// ReleaseFloor is the highest logged release version these keys were
+	// seen to run: a changed bundle with the same keys is an upgrade only
+	// to a logged release above it (0: none known).
+	ReleaseFloor uint64 `json:"release_floor,omitempty"`
 }
 
 // ReceiptInfo is the last receipt the vault signed for this account.

@@ -1,10 +1,16 @@
 package client
 
 import (
+	"context"
 	"errors"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/cofferhsm/coffer/client/internal/fakehost"
 	"github.com/cofferhsm/coffer/protocol"
@@ -41,5 +47,74 @@ func TestOutcomeUnknownIsExplained(t *testing.T) {
 				t.Errorf("%d %s requests sent: the client retried", n, tc.step)
 			}
 		})
+	}
+}
+
+// A Conn keeps its connections to cofferd for the next requests, also
+// when several requests run at once (an application with several
+// accounts, or a realm set whose realms share a cofferd): a second wave of
+// as many concurrent requests opens no new TCP connection. (Go's default
+// transport kept 2 per host and redialled the rest, a TCP handshake and
+// TLS handshake per request in a deployment.)
+func TestConnReusesConnectionsUnderConcurrency(t *testing.T) {
+	const parallel = 8
+	var (
+		mu      sync.Mutex
+		dialled int
+		arrived int
+		release = make(chan struct{})
+	)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrived++
+		if arrived%parallel == 0 {
+			close(release) // the whole wave is in flight, each on a connection of its own
+			release = make(chan struct{})
+		}
+		wait := release
+		if arrived%parallel == 0 {
+			wait = nil
+		}
+		mu.Unlock()
+		if wait != nil {
+			select {
+			case <-wait:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"user_id":"00112233","device":"vault0"}`)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			dialled++
+			mu.Unlock()
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c, err := NewConn(srv.URL, "token", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for wave := range 3 {
+		var wg sync.WaitGroup
+		for range parallel {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := c.Account(context.Background()); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		mu.Lock()
+		n := dialled
+		mu.Unlock()
+		if n > parallel {
+			t.Fatalf("after wave %d of %d concurrent requests: %d connections opened, want at most %d", wave+1, parallel, n, parallel)
+		}
 	}
 }

@@ -9,9 +9,14 @@
 //     public recipient and stock age can decrypt with the exported identity;
 //   - the 64-digit key (keytext.go, qr.go): K written as 64 hex digits and a
 //     check group, for users who keep K themselves;
-//   - backups (archive.go, extract.go): an age file of a tar stream, made
-//     and restored in constant memory, restored into a temporary folder and
-//     moved into place only once the whole file has verified;
+//   - backups (archive.go, extract.go): an age file of a tar stream padded
+//     to its Padmé length (padme.go), made and restored in constant memory,
+//     restored into a temporary folder and moved into place only once the
+//     whole file has verified, in whole or some paths only; read without
+//     writing for ls and verify (ReadBackup); exclude patterns
+//     (exclude.go); the temporary files and folders of backups and
+//     restores, locked while in use, and the cleanup of those killed runs
+//     left (leftover.go);
 //   - the vault (conn.go, trust.go, vault.go): cofferd's HTTP API, the
 //     identity bundle pinned under the provisioning key, OPAQUE (RFC 9807)
 //     through github.com/bytemare/opaque, and every receipt checked;

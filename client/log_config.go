@@ -23,10 +23,17 @@ type LogPin struct {
 	// Checkpoint is the last checkpoint accepted, as signed (with its
 	// cosignatures): evidence if the log is later seen to contradict it.
 	Checkpoint string `json:"checkpoint,omitempty"`
-	// Revoked is every revocation entry seen in the log. Remembered, so
-	// that a vault reached for the first time after its revocation was
-	// read (another realm's contact read it) is still refused.
+	// Revoked is every revocation entry seen in the log, an identity's
+	// with the keys it revokes. Remembered, so that a vault reached for
+	// the first time after its revocation was read (another realm's
+	// contact read it), or presenting the revoked keys in another bundle,
+	// is still refused.
 	Revoked []*RevokedInfo `json:"revoked,omitempty"`
+	// URL, if set, is an address of the log itself or a mirror (its
+	// tlog-tiles root: URL/checkpoint), read at every contact besides the
+	// vaults' cofferds, which a host cannot hold back. Untrusted like
+	// them: nothing it serves is believed before it verifies.
+	URL string `json:"url,omitempty"`
 }
 
 // RevokedInfo is one revocation entry of the log.
@@ -35,6 +42,24 @@ type RevokedInfo struct {
 	Hash   string `json:"hash"`   // hex: a release's firmware hash, or an identity's bundle hash
 	Index  uint64 `json:"index"`
 	Reason string `json:"reason"`
+	// Keys, of an identity revocation: the keys of the bundle it names,
+	// once found in the log (before or after the revocation). They are
+	// what is revoked: a bundle carrying any of them is refused.
+	Keys *RevokedKeys `json:"keys,omitempty"`
+	// Searched, of an identity revocation: the log's entries before the
+	// ones it was read with were searched for its bundle too (the entries
+	// read with it and after it always are). Until then the keys it
+	// revokes may be unknown, and no vault is trusted.
+	Searched bool `json:"searched,omitempty"`
+}
+
+// RevokedKeys are a revoked identity's keys (hex) and where its bundle is
+// in the log.
+type RevokedKeys struct {
+	BundleIndex uint64 `json:"bundle_index"`
+	SigningKey  string `json:"signing_key"`
+	AKEKey      string `json:"ake_key"`
+	HPKEKey     string `json:"hpke_key"`
 }
 
 // LoggedInfo is where a pinned vault's bundle and release were found in the
@@ -67,6 +92,11 @@ func (lp *LogPin) validate() error {
 	if _, err := lp.policy(); err != nil {
 		return fmt.Errorf("log.policy: %w", err)
 	}
+	if lp.URL != "" {
+		if _, err := parseLogURL(lp.URL); err != nil {
+			return err
+		}
+	}
 	v := lp.View
 	if v.Size == 0 && (len(v.Root) != 0 || len(v.Range) != 0) || v.Size > 0 && len(v.Root) != 32 {
 		return errors.New("log.view is not a view of the log (size, 32-byte root, range)")
@@ -78,14 +108,35 @@ func (lp *LogPin) validate() error {
 		if b, err := hex.DecodeString(r.Hash); err != nil || len(b) != 32 {
 			return errors.New("log.revoked holds a hash that is not a hex SHA-256")
 		}
+		if (r.Keys != nil || r.Searched) && r.Target != "identity" {
+			return errors.New("log.revoked holds keys or a search state for a release's revocation")
+		}
+		if r.Keys != nil && r.Keys.identityKeys() == nil {
+			return errors.New("log.revoked holds a revoked key that is not 32 hex-encoded bytes")
+		}
 	}
 	return nil
 }
 
+// identityKeys decodes the keys, or nil if any is not 32 hex bytes.
+func (k *RevokedKeys) identityKeys() *releaselog.IdentityKeys {
+	var out [3][]byte
+	for i, s := range []string{k.SigningKey, k.AKEKey, k.HPKEKey} {
+		b, err := hex.DecodeString(s)
+		if err != nil || len(b) != 32 {
+			return nil
+		}
+		out[i] = b
+	}
+	return &releaselog.IdentityKeys{Signing: out[0], AKE: out[1], HPKE: out[2]}
+}
+
 // PinLogPolicy pins the policy in text for this configuration. The same
-// policy again changes nothing; another one starts the log's view afresh
-// and forgets where every vault was found (the indexes were of another
-// log), so that the next contact checks each vault against the new log.
+// policy again changes nothing, and one that differs only in its max-age
+// keeps what was verified of the log (the same log, witnesses and quorum).
+// Another one starts the log's view afresh, forgets the log URL and where
+// every vault was found (the indexes were of another log), so that the
+// next contact checks each vault against the new log.
 func (c *Config) PinLogPolicy(text []byte) (changed bool, err error) {
 	lp, err := NewLogPin(text)
 	if err != nil {
@@ -93,6 +144,10 @@ func (c *Config) PinLogPolicy(text []byte) (changed bool, err error) {
 	}
 	if c.Log != nil && c.Log.Policy == lp.Policy {
 		return false, nil
+	}
+	if c.Log != nil && sameLog(c.Log.Policy, lp.Policy) {
+		c.Log.Policy = lp.Policy
+		return true, nil
 	}
 	c.Log = lp
 	for _, v := range c.vaults() {
@@ -128,4 +183,32 @@ func (lp *LogPin) revoked(target releaselog.Kind, hash []byte) *RevokedInfo {
 		}
 	}
 	return nil
+}
+
+// sameLog: two policies of the same log, witnesses and quorum, which may
+// differ in their max-age.
+func sameLog(a, b string) bool {
+	pa, errA := releaselog.ParsePolicy([]byte(a))
+	pb, errB := releaselog.ParsePolicy([]byte(b))
+	if errA != nil || errB != nil {
+		return false
+	}
+	pa.MaxAge, pb.MaxAge = 0, 0
+	return pa.String() == pb.String()
+}
+
+// PinLogURL sets the log URL read besides the vaults' cofferds ("": none).
+// A policy must be pinned first.
+func (c *Config) PinLogURL(u string) (changed bool, err error) {
+	if c.Log == nil {
+		return false, errors.New("client: pin the release log's policy before its URL")
+	}
+	if u != "" {
+		if _, err := parseLogURL(u); err != nil {
+			return false, fmt.Errorf("client: %w", err)
+		}
+	}
+	changed = c.Log.URL != u
+	c.Log.URL = u
+	return changed, nil
 }

@@ -76,7 +76,9 @@ func hostBundle(t testing.TB, h *fakehost.Host) *protocol.SignedIdentity {
 }
 
 // serveIdentity makes the host serve id, signed by its provisioning key,
-// and returns the bundle.
+// and returns the bundle. The device keeps running its own firmware: a
+// bundle naming other firmware is refused at the contact unless the device
+// was booted into it (fakehost).
 func serveIdentity(t testing.TB, h *fakehost.Host, id *protocol.Identity) *protocol.SignedIdentity {
 	t.Helper()
 	b := h.SignIdentity(nil, id)

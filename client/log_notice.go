@@ -8,7 +8,8 @@ const (
 	// used unverified because insecure vaults are allowed.
 	NoticeUnverified NoticeKind = iota + 1
 	// NoticeUnlogged: the vault is not in the release log (or the log
-	// could not be read) and was used only because of AllowUnlogged.
+	// could not be read, or is older than its policy's max-age) and was
+	// used only because of AllowUnlogged.
 	NoticeUnlogged
 	// NoticeUpgraded: the vault's bundle changed, its keys did not, and
 	// its new bundle and release are logged: the pin moved.

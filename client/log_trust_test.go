@@ -239,17 +239,18 @@ func TestNoPolicyPinned(t *testing.T) {
 	}
 }
 
-// An upgrade: the vault's bundle changes (new firmware), its keys stay.
-// Refused while the new release is not logged; accepted and shown once the
-// new release and bundle are; the pin moves and the vault keeps working.
+// An upgrade: the device runs new firmware and is provisioned a new
+// bundle for it, its keys stay. Refused while the new release is not
+// logged; accepted and shown once the new release (of a higher version)
+// and bundle are; the pin moves and the vault keeps working.
 func TestUpgradeSameKeysAccepted(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, fakehost.Options{})
 	k := f.register("pw", 5)
 	oldHash := f.cfg.BundleHash
+	f.host.Boot(sum256("release 2"))
+	si := f.host.Provision()
 	id := *f.host.VaultIdentity()
-	id.FirmwareHash = sum256("release 2")
-	si := serveIdentity(t, f.host, &id)
 	bi := f.log.bundle(si)
 	if _, err := Connect(ctx, f.cfg, f.opts); !errors.Is(err, ErrNotLogged) || !strings.Contains(err.Error(), hex.EncodeToString(id.FirmwareHash)) {
 		t.Fatalf("an upgrade to an unlogged release: %v", err)
@@ -288,8 +289,8 @@ func TestUpgradeSameKeysAccepted(t *testing.T) {
 func TestChangedKeysNeedConsent(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, fakehost.Options{})
-	f.connect()
-	old, oldHash := *f.cfg.Vault, f.cfg.BundleHash
+	f.mustLogin("pw", f.register("pw", 5)).Close(ctx)
+	old, oldHash, oldSeq := *f.cfg.Vault, f.cfg.BundleHash, f.cfg.HighestStoreSequence
 	f.host.Replace(fakehost.Options{Name: "replacement"})
 	_, bi := f.log.vault(hostBundle(t, f.host), f.host.VaultIdentity())
 	if _, err := Connect(ctx, f.cfg, f.opts); !errors.Is(err, ErrBundleChanged) || !strings.Contains(err.Error(), "accept-new-identity") {
@@ -306,8 +307,10 @@ func TestChangedKeysNeedConsent(t *testing.T) {
 	}
 	f.opts.AcceptNewIdentity = func(*IdentityChange) error { return nil }
 	f.connect()
-	if f.cfg.Vault.Name != "replacement" || f.cfg.Vault.Logged.BundleIndex != bi || f.cfg.HighestStoreSequence != 0 {
-		t.Fatalf("not pinned: %+v", f.cfg.Vault)
+	// The new store's counters start again: its status's sequence, below
+	// the old store's, is no rollback.
+	if f.cfg.Vault.Name != "replacement" || f.cfg.Vault.Logged.BundleIndex != bi || f.cfg.HighestStoreSequence >= oldSeq || f.cfg.LastReceipt != nil {
+		t.Fatalf("not pinned: %+v (highest sequence %d, was %d)", f.cfg.Vault, f.cfg.HighestStoreSequence, oldSeq)
 	}
 	// A consent is no way past the log: an unlogged new identity is
 	// refused before anyone is asked.

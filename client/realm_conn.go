@@ -77,9 +77,10 @@ func (r *realm) name() string { return QuoteName(r.entry.Name) }
 // the realm's provisioning key, checked against the configuration's release
 // log and pinned on first use, a changed one refused (an upgrade with the
 // same keys, logged, accepted and shown), an insecure one refused unless
-// allowed. The account at its host is asked on
-// first use and pinned. On first contact it also reads the realm's signed
-// status (REALMS.md 11, step 1).
+// allowed, and its signed status read, fresh for this contact, naming the
+// firmware the bundle names (REALMS.md 11, step 1); the store sequence
+// tripwire applies to it. The account at its host is asked on first use
+// and pinned.
 func (r *realm) connect(ctx context.Context, httpClient *http.Client, vt *vaultTrust) error {
 	e := r.entry
 	conn, err := NewConn(e.Server, e.Token, httpClient)
@@ -92,9 +93,13 @@ func (r *realm) connect(ctx context.Context, httpClient *http.Client, vt *vaultT
 		return err
 	}
 	r.bundle, _ = protocol.Encode(protocol.TypeIdentity, si)
-	firstContact := e.BundleHash == ""
 	pin := vaultPin{realm: e.Name, provisioningKey: e.ProvisioningKey, bundleHash: &e.BundleHash, vault: &e.Vault}
-	if r.id, err = vt.check(ctx, conn, pin, si); err != nil {
+	id, st, err := vt.check(ctx, conn, pin, si)
+	if err != nil {
+		return err
+	}
+	r.id = id
+	if err := r.sequence(st.StoreSequence); err != nil {
 		return err
 	}
 	if e.Account == "" {
@@ -104,33 +109,8 @@ func (r *realm) connect(ctx context.Context, httpClient *http.Client, vt *vaultT
 		}
 		e.Account = hex.EncodeToString(a.UserID)
 	}
-	if r.account, err = e.account(); err != nil {
-		return err
-	}
-	if firstContact {
-		if err := r.status(ctx); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// status reads the realm's signed status, bound to a fresh nonce, and
-// applies the store sequence tripwire to it.
-func (r *realm) status(ctx context.Context) error {
-	req := protocol.NewStatusRequest()
-	var reply protocol.StatusReply
-	if err := r.conn.Call(ctx, protocol.TypeStatus, req, &reply); err != nil {
-		return err
-	}
-	st, err := reply.Verify(r.id.SigningKey, req.Nonce)
-	if err != nil {
-		return fmt.Errorf("client: the realm's status does not verify: %w", err)
-	}
-	if st.Insecure != r.id.Insecure {
-		return errors.New("client: the realm's signed status contradicts its bundle's insecure flag")
-	}
-	return r.sequence(st.StoreSequence)
+	r.account, err = e.account()
+	return err
 }
 
 func (r *realm) sequence(seq uint64) error {

@@ -72,6 +72,11 @@ func (s *RealmSet) Repair(ctx context.Context, password []byte, newSet []*RealmE
 		r := &realm{entry: e, random: s.random}
 		members, fresh = append(members, r), append(fresh, r)
 	}
+	var freshEntries []*RealmEntry
+	for _, r := range fresh {
+		freshEntries = append(freshEntries, r.entry)
+	}
+	s.trust.prefetchRealms(ctx, freshEntries, s.opts.HTTPClient, false)
 	parallel(fresh, func(r *realm) {
 		if r.down = r.connect(ctx, s.opts.HTTPClient, s.trust); r.down == nil {
 			r.probe, r.down = r.doProbe(ctx)

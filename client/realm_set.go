@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/cofferhsm/coffer/client/logcheck"
 	"github.com/cofferhsm/coffer/protocol/realmkey"
@@ -57,6 +58,8 @@ type RealmOptions struct {
 	// stretch replaces Argon2id in tests (nil: realmkey.Stretch, the only
 	// stretching real versions use).
 	stretch func(y []byte) []byte
+	// now is Options'.
+	now func() time.Time
 }
 
 // RealmSet is a password-mode account whose key is held by a realm set
@@ -83,7 +86,7 @@ func OpenRealmSet(cfg *Config, opts RealmOptions) (*RealmSet, error) {
 	}
 	s := &RealmSet{cfg: cfg, rc: cfg.Realms, opts: opts, random: opts.Rand}
 	s.trust = &vaultTrust{pin: cfg.Log, allowInsecure: s.allowInsecure(), allowUnlogged: opts.AllowUnlogged,
-		source: opts.LogSource, notice: opts.Notice}
+		source: opts.LogSource, notice: opts.Notice, httpClient: opts.HTTPClient, now: opts.now}
 	if s.random == nil {
 		s.random = rand.Reader
 	}
@@ -102,6 +105,13 @@ func (s *RealmSet) allowInsecure() bool { return s.opts.AllowInsecure || s.cfg.A
 // fails is marked down with the reason. Two realms showing one signing key
 // stop everything (REALMS.md 4, rule 3).
 func (s *RealmSet) connectAll(ctx context.Context) error {
+	// The release log from every realm's host (and the pinned log URL)
+	// first: one host's old copy cannot hide a revocation another serves.
+	var entries []*RealmEntry
+	for _, r := range s.realms {
+		entries = append(entries, r.entry)
+	}
+	s.trust.prefetchRealms(ctx, entries, s.opts.HTTPClient, true)
 	parallel(s.realms, func(r *realm) {
 		r.down = r.connect(ctx, s.opts.HTTPClient, s.trust)
 	})

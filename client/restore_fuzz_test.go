@@ -17,7 +17,10 @@ import (
 // FuzzRestore feeds arbitrary tar streams through the whole restore:
 // decryption, extraction and the move into place. Whatever the input,
 // nothing may appear outside the restore folder, no symlink restored may
-// point outside it, and a failed restore leaves nothing behind.
+// point outside it, and a failed restore leaves nothing behind. ReadBackup
+// (ls, verify) must accept exactly what the restore accepts, and list
+// exactly what it restored. The seeds include padded archives (SPEC.md,
+// "Padding"), with and without a stray byte in the padding.
 //
 // The fuzzed bytes are a packed tar stream (unpackTar): runs of zeros, which
 // fill most of every 512-byte tar block, are written as two bytes, and a
@@ -46,16 +49,35 @@ func FuzzRestore(f *testing.F) {
 	f.Add(packTar(craft(f, rawEntry{typ: tar.TypeDir, name: "a/"}, rawEntry{typ: tar.TypeReg, name: "a/f", body: "x"},
 		rawEntry{typ: tar.TypeSymlink, name: "a/s", linkname: "f"}, rawEntry{typ: tar.TypeLink, name: "h", linkname: "a/f"})))
 	f.Add([]byte{})
+	for _, padded := range paddedSeeds(f) {
+		f.Add(packTar(padded))
+	}
 	f.Fuzz(func(t *testing.T, packed []byte) {
 		plain := unpackTar(packed)
 		parent := t.TempDir()
 		outside := filepath.Join(parent, "outside")
 		os.Mkdir(outside, 0o755)
 		dst := filepath.Join(parent, "out")
-		_, err := RestoreBackup(bytes.NewReader(encrypt(t, fuzzRecipient{}, plain)), fuzzIdentity{}, dst, nil)
+		data := encrypt(t, fuzzRecipient{}, plain)
+		_, err := RestoreBackup(bytes.NewReader(data), fuzzIdentity{}, dst, nil)
+		listed := map[string]bool{}
+		_, lerr := ReadBackup(bytes.NewReader(data), fuzzIdentity{}, func(e Entry) { listed[e.Name] = true })
+		if (err == nil) != (lerr == nil) {
+			t.Fatalf("restore: %v; ReadBackup: %v", err, lerr)
+		}
 		if err != nil {
 			assertOnly(t, parent, "outside")
 		} else {
+			filepath.WalkDir(dst, func(p string, d fs.DirEntry, err error) error {
+				if rel, _ := filepath.Rel(dst, p); err == nil && rel != "." && !listed[filepath.ToSlash(rel)] {
+					t.Fatalf("restored %s, which ReadBackup did not list", rel)
+				}
+				delete(listed, filepath.ToSlash(must(filepath.Rel(dst, p))))
+				return nil
+			})
+			if len(listed) > 0 {
+				t.Fatalf("ReadBackup listed %v, which the restore did not make", listed)
+			}
 			assertOnly(t, outside)
 			filepath.WalkDir(dst, func(p string, d fs.DirEntry, err error) error {
 				if err != nil {
@@ -81,6 +103,33 @@ func FuzzRestore(f *testing.F) {
 			return nil
 		})
 	})
+}
+
+// paddedSeeds are archives padded as a writer pads them, to their Padmé
+// length, and the same with one stray byte in the padding.
+func paddedSeeds(t testing.TB) [][]byte {
+	var out [][]byte
+	for _, a := range [][]byte{
+		craft(t, rawEntry{typ: tar.TypeDir, name: "a/"}, rawEntry{typ: tar.TypeReg, name: "a/f", body: strings.Repeat("x", 600)}),
+		craft(t, rawEntry{typ: tar.TypeReg, name: "f", body: "x"}),
+	} {
+		p := append(a, make([]byte, PadmeLength(int64(len(a)))-int64(len(a)))...)
+		if len(p) == len(a) {
+			p = append(a, make([]byte, 512)...)
+		}
+		out = append(out, p)
+		bad := bytes.Clone(p)
+		bad[len(a)+(len(p)-len(a))/2] = 'x'
+		out = append(out, bad)
+	}
+	return out
+}
+
+func must(s string, err error) string {
+	if err != nil {
+		panic(err)
+	}
+	return s
 }
 
 // A packed tar stream is a flags byte, then the stream with every run of

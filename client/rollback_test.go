@@ -33,8 +33,8 @@ func TestOffHardwareRollbackIsSeenOnlyAsFarAsTheClientSaw(t *testing.T) {
 		highest := f.cfg.HighestStoreSequence
 		rollback()
 		var rb *RollbackError
-		if _, err := f.connect().Status(ctx); !errors.As(err, &rb) {
-			t.Fatalf("status right after the rollback: %v", err)
+		if _, err := Connect(ctx, f.cfg, f.opts); !errors.As(err, &rb) {
+			t.Fatalf("the contact right after the rollback (its signed status): %v", err)
 		}
 		// Registrations of the host's own accounts push the sequence
 		// (restarting the vault would too: each start anchors once).

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,6 +11,8 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
+	"time"
 
 	"github.com/cofferhsm/coffer/client/logcheck"
 	"github.com/cofferhsm/coffer/protocol"
@@ -39,6 +42,16 @@ var (
 	// ErrNoLogPolicy: no release-log policy is pinned, so the vault cannot
 	// be checked; refused unless insecure vaults are allowed.
 	ErrNoLogPolicy = errors.New("no release-log policy is pinned, so the vault cannot be checked against the release log")
+	// ErrFirmwareMismatch: the vault's signed status, fresh for this
+	// contact, names other firmware than its identity bundle: the host
+	// serves a bundle of another release than the device runs. Refused
+	// always.
+	ErrFirmwareMismatch = errors.New("the vault runs other firmware than its identity bundle names")
+	// ErrDowngrade: a changed bundle with the pinned keys names a logged
+	// release whose version is not above the pinned one's: the device
+	// was booted back into an older release. Refused always; no consent
+	// is asked.
+	ErrDowngrade = errors.New("DOWNGRADE: the vault's new identity bundle names no newer release than the pinned one")
 )
 
 // RollbackError is returned when the vault signs a store sequence lower than
@@ -70,11 +83,20 @@ type Options struct {
 	// no release-log policy pinned, a vault that cannot be checked.
 	AllowInsecure bool
 	// AllowUnlogged accepts a vault whose bundle or release is not in the
-	// pinned release log (the CLI's --insecure; never saved). A revoked
-	// one is refused all the same. Notice says so at every contact.
+	// pinned release log, or that can only be checked against a log older
+	// than its policy's max-age (the CLI's --insecure; never saved). A
+	// revoked one is refused all the same. Notice says so at every contact.
 	AllowUnlogged bool
-	// LogSource serves the release log (nil: cofferd's /v1/log/).
-	// Nothing it serves is believed before it verifies.
+	// RecoverRollback is for the rollback recovery only (CheckRollback,
+	// `coffer vault recover-rollback`): Connect checks the vault as always
+	// but leaves the store-sequence tripwire to CheckRollback, so that the
+	// user can be shown the rollback and decide. Every other use stops at a
+	// rollback.
+	RecoverRollback bool
+	// LogSource serves the release log instead of the vault's cofferd
+	// (nil: cofferd's /v1/log/); the configuration's log URL, if any, is
+	// read besides it. Nothing either serves is believed before it
+	// verifies.
 	LogSource logcheck.Source
 	// Notice receives what the user must be told at this contact: an
 	// unverified or unlogged vault let through, an upgrade accepted.
@@ -88,6 +110,9 @@ type Options struct {
 	// ksfParameters overrides Argon2id's (passes, KiB, lanes) in tests;
 	// nil means SPEC.md's values, the only ones real records use.
 	ksfParameters []uint64
+	// now replaces, in tests, the clock the release log's freshness is
+	// judged by.
+	now func() time.Time
 }
 
 // Client is one account's connection to its vault through cofferd. It
@@ -102,12 +127,15 @@ type Client struct {
 	ksf    []uint64
 }
 
-// Connect checks the vault behind cofferd before anything is sent to it:
-// it fetches the identity bundle, verifies it against the provisioning key,
-// checks it and its release against the pinned release log (log_trust.go),
-// pins it on first use (its hash goes into cfg) or refuses one that changed
-// (an upgrade with the same keys, logged, is accepted and shown), and
-// refuses an insecure vault unless allowed.
+// Connect checks the vault behind cofferd before anything else is sent to
+// it: it fetches the identity bundle, verifies it against the provisioning
+// key, reads the vault's signed status for this contact (fresh, running the
+// firmware the bundle names, its store sequence not below the highest
+// seen), checks the bundle and its release against the pinned release log
+// (log_trust.go), pins it on first use (its hash goes into cfg) or refuses
+// one that changed (an upgrade with the same keys to a logged, higher
+// release is accepted and shown; a lower one is a downgrade), and refuses
+// an insecure vault unless allowed.
 func Connect(ctx context.Context, cfg *Config, opts Options) (*Client, error) {
 	if cfg.Mode != ModePassword {
 		return nil, errors.New("client: this account keeps its key as a 64-digit key, not in the vault")
@@ -129,13 +157,22 @@ func Connect(ctx context.Context, cfg *Config, opts Options) (*Client, error) {
 		return nil, err
 	}
 	vt := &vaultTrust{pin: cfg.Log, allowInsecure: opts.AllowInsecure || cfg.AllowInsecure, allowUnlogged: opts.AllowUnlogged,
-		source: opts.LogSource, notice: opts.Notice, accept: opts.AcceptNewIdentity}
+		source: opts.LogSource, notice: opts.Notice, accept: opts.AcceptNewIdentity,
+		httpClient: opts.HTTPClient, now: opts.now}
 	pin := vaultPin{provisioningKey: cfg.ProvisioningKey, bundleHash: &cfg.BundleHash, vault: &cfg.Vault, reset: func() {
 		// New keys are another store: its sequence and receipts start
 		// again (the account's key, if any, is not in it).
 		cfg.HighestStoreSequence, cfg.LastReceipt = 0, nil
 	}}
-	if c.id, err = vt.check(ctx, conn, pin, si); err != nil {
+	id, st, err := vt.check(ctx, conn, pin, si)
+	if err != nil {
+		return nil, err
+	}
+	c.id = id
+	if opts.RecoverRollback {
+		return c, nil
+	}
+	if err := c.sequence(st.StoreSequence); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -255,25 +292,54 @@ func (c *Client) sequence(seq uint64) error {
 	return nil
 }
 
-// Status asks the vault for its signed status, checks it like a receipt
-// (signature, insecure flag, store sequence) and that it answers this very
-// request (it echoes a fresh nonce: the host cannot replay an old one), and
-// returns it.
+// Status asks the vault for its signed status again (Connect already read
+// one), checks it as at every contact (fetchStatus) and against the highest
+// store sequence seen, and returns it.
 func (c *Client) Status(ctx context.Context) (*protocol.Status, error) {
-	req := protocol.NewStatusRequest()
-	var reply protocol.StatusReply
-	if err := c.conn.Call(ctx, protocol.TypeStatus, req, &reply); err != nil {
-		return nil, err
-	}
-	st, err := reply.Verify(c.id.SigningKey, req.Nonce)
+	st, err := c.status(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("client: the vault's status does not verify: %w", err)
-	}
-	if st.Insecure != c.id.Insecure {
-		return nil, errors.New("client: the vault's signed status contradicts its bundle's insecure flag")
+		return nil, err
 	}
 	if err := c.sequence(st.StoreSequence); err != nil {
 		return nil, err
+	}
+	return st, nil
+}
+
+// status fetches and checks a fresh signed status (fetchStatus), without
+// comparing its store sequence with the highest seen.
+func (c *Client) status(ctx context.Context) (*protocol.Status, error) {
+	st, err := fetchStatus(ctx, c.conn, c.id)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// fetchStatus asks the vault behind conn for its signed status and checks
+// it against id, the bundle it serves: signed by the bundle's signing key,
+// answering this very request (it echoes a fresh nonce: the host cannot
+// replay an old one), the same insecure flag, and the same firmware hash.
+// The bundle says which firmware the vault ran when it was provisioned;
+// only this says which firmware answers now. The caller applies the store
+// sequence tripwire.
+func fetchStatus(ctx context.Context, conn *Conn, id *protocol.Identity) (*protocol.Status, error) {
+	req := protocol.NewStatusRequest()
+	var reply protocol.StatusReply
+	if err := conn.Call(ctx, protocol.TypeStatus, req, &reply); err != nil {
+		return nil, err
+	}
+	st, err := reply.Verify(id.SigningKey, req.Nonce)
+	if err != nil {
+		return nil, fmt.Errorf("client: the signed status of vault %s does not verify: %w", strconv.Quote(id.Name), err)
+	}
+	if st.Insecure != id.Insecure {
+		return nil, fmt.Errorf("client: the signed status of vault %s contradicts its bundle's insecure flag", strconv.Quote(id.Name))
+	}
+	if !bytes.Equal(st.FirmwareHash, id.FirmwareHash) {
+		return nil, fmt.Errorf("client: %w: vault %s signs that it runs firmware %x, but its identity bundle names firmware %x: "+
+			"its host serves the bundle of another release than the device runs (or booted it into another release); refused",
+			ErrFirmwareMismatch, strconv.Quote(id.Name), st.FirmwareHash, id.FirmwareHash)
 	}
 	return st, nil
 }

@@ -32,7 +32,7 @@ func clientVectors(t *testing.T, group string) []vectorfile.Case {
 	var cases []vectorfile.Case
 	for _, c := range vectorfile.Load(t, vectorDir) {
 		switch c.Group() {
-		case "keys", "keytext", "backup":
+		case "keys", "keytext", "backup", "padme":
 		default:
 			t.Errorf("%s: a folder no test reads", c.Path)
 		}
@@ -245,7 +245,22 @@ func TestBackupVector(t *testing.T) {
 
 			parent := t.TempDir()
 			dst := filepath.Join(parent, "out")
-			_, err = RestoreBackup(bytes.NewReader(c.Data), id, dst, nil)
+			st, err := RestoreBackup(bytes.NewReader(c.Data), id, dst, nil)
+			if c.Has("payload-length") {
+				// The padded layout: the archive, then zeros (or, for the
+				// failure, not) to its Padmé length.
+				var plain bytes.Buffer
+				if err := decryptTo(&plain, bytes.NewReader(c.Data), id); err != nil {
+					t.Fatal(err)
+				}
+				archive, payload := int64(c.Uint(t, "archive-length")), int64(c.Uint(t, "payload-length"))
+				if int64(plain.Len()) != payload || PadmeLength(archive) != payload {
+					t.Fatalf("payload %d bytes, header %d, PadmeLength(%d) = %d", plain.Len(), payload, archive, PadmeLength(archive))
+				}
+				if c.Expect == "success" && (st == nil || st.Archive != archive || st.Payload != payload) {
+					t.Fatalf("restore read %+v, want archive %d payload %d", st, archive, payload)
+				}
+			}
 			want := map[string]error{
 				"wrong-key":      ErrWrongKey,
 				"authentication": ErrDamaged,
@@ -357,6 +372,18 @@ func checkVectorArchive(t *testing.T, plain []byte, entries []vectorEntry) {
 		content, err := io.ReadAll(tr)
 		if err != nil || !bytes.Equal(content, e.Content) {
 			t.Fatalf("entry %d: content %q (%v), want %q", i, content, err, e.Content)
+		}
+	}
+}
+
+// padme/: lengths and their padded lengths, from SPEC.md's construction.
+func TestPadmeVectors(t *testing.T) {
+	cases := clientVectors(t, "padme")
+	expectAll(t, cases, "success")
+	for _, c := range cases {
+		l, want := c.Uint(t, "length"), c.Uint(t, "padded-length")
+		if got := PadmeLength(int64(l)); got != int64(want) {
+			t.Errorf("%s: PadmeLength(%d) = %d, want %d", c.Path, l, got, want)
 		}
 	}
 }

@@ -126,17 +126,29 @@ firmware: fw-toolchain
 # own region (board/layout.go BootText), with the release log policy
 # BOOT_POLICY compiled in (copied to firmware/boot/policy.txt, ignored by
 # git). The default is the QEMU tests' TEST policy, whose private keys are
-# committed: a bootloader built with it checks nothing, and says so at boot.
-# A release passes its own log's policy: make firmware BOOT_POLICY=FILE.
-# The policy's bytes are in coffer-boot.elf and .imx, so the file is an
-# input of the build: whoever rebuilds a release needs the same file
-# (make reproduce and scripts/rebuild-release.sh take BOOT_POLICY too).
+# committed: a bootloader built with it checks nothing, says so at boot,
+# and on a device whose secure boot is closed refuses to boot anything
+# (bootcheck.CheckPolicy). For BOARD=usbarmory the build refuses a TEST
+# policy (one whose origin, log or witness line names TEST-ONLY, as
+# bootcheck.IsTestPolicy decides) unless DEV=1 says it is a development
+# image. A release passes its own log's policy: make firmware
+# BOOT_POLICY=FILE. The policy's bytes are in coffer-boot.elf and .imx, so
+# the file is an input of the build: whoever rebuilds a release needs the
+# same file (make reproduce and scripts/rebuild-release.sh take BOOT_POLICY
+# too).
 BOOT_TEXT   := 0x91010000
 BOOT_POLICY ?= $(FW_DIR)/qemutest/testdata/boot-policy-TEST-ONLY.txt
+DEV         ?=
+FW_POLICY_IS_TEST = $(shell grep -Eq '^[[:space:]]*(origin|log|witness)[[:space:]].*TEST-ONLY' '$(BOOT_POLICY)' 2>/dev/null && echo yes)
+FW_TEST_POLICY_REFUSED = fw-bootloader: BOOT_POLICY $(BOOT_POLICY) is a TEST policy (its private keys are committed): \
+	a USB armory bootloader built with it boots any OS anyone signs. Pass your release log's policy \
+	(BOOT_POLICY=FILE, see firmware/README-firmware.md), or DEV=1 for a development image that must never be HAB-signed
 
 .PHONY: fw-bootloader
 firmware: fw-bootloader
 fw-bootloader: fw-toolchain
+	$(if $(and $(filter usbarmory,$(BOARD)),$(FW_POLICY_IS_TEST),$(if $(filter 1,$(DEV)),,refuse)),$(error $(FW_TEST_POLICY_REFUSED)))
+	$(if $(and $(filter usbarmory,$(BOARD)),$(FW_POLICY_IS_TEST)),@echo "fw-bootloader: WARNING: DEV=1: coffer-boot.elf embeds the TEST policy $(BOOT_POLICY); never HAB-sign it")
 	@mkdir -p $(FW_BUILD)
 	cp $(BOOT_POLICY) $(FW_DIR)/boot/policy.txt
 	cd $(FW_ROOT) && $(FW_GOENV) $(FW_TAMAGO_RUN) build $(FW_GOFLAGS) -tags board_$(BOARD),linkramsize,linkramstart \
@@ -191,9 +203,10 @@ endif
 # byte: scripts/reproduce.sh says what differs and exits non-zero if any
 # image does. Without mkimage the .imx images are left out, and it says so.
 # Both builds embed the same BOOT_POLICY file (a copy of it; by default the
-# TEST policy): make reproduce BOOT_POLICY=FILE for a release's.
+# TEST policy, which for the default REPRO_BOARD=usbarmory needs DEV=1):
+# make reproduce BOOT_POLICY=FILE for a release's.
 reproduce: fw-toolchain
-	@FW_GO="$(FW_GO)" TAMAGO="$(TAMAGO)" MKIMAGE="$(MKIMAGE)" BOARD="$(REPRO_BOARD)" BOOT_POLICY="$(abspath $(BOOT_POLICY))" \
+	@FW_GO="$(FW_GO)" TAMAGO="$(TAMAGO)" MKIMAGE="$(MKIMAGE)" BOARD="$(REPRO_BOARD)" BOOT_POLICY="$(abspath $(BOOT_POLICY))" DEV="$(DEV)" \
 		IMAGES="$(FW_IMAGES)" IMX_IMAGES="$(FW_IMX_IMAGES)" \
 		TARGETS="$(FW_REPRO_TARGETS)" IMX_TARGETS="$(FW_REPRO_IMX_TARGETS)" \
 		$(FW_ROOT)/scripts/reproduce.sh $(FW_ROOT)
@@ -216,12 +229,12 @@ test-firmware:
 	if ! $(FW_TAMAGO_OK); then \
 		echo "test-firmware: SKIPPED: $(FW_TAMAGO_MISSING) (see firmware/README-firmware.md)"; exit 0; \
 	fi; \
-	$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware TAMAGO=$(TAMAGO) BOARD=usbarmory FW_BUILD=$(FW_CHECK_BUILD) FW_TAGS= && \
+	$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware TAMAGO=$(TAMAGO) BOARD=usbarmory FW_BUILD=$(FW_CHECK_BUILD) FW_TAGS= DEV=1 && \
 	if command -v $(MKIMAGE) >/dev/null 2>&1; then \
-		$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk imx TAMAGO=$(TAMAGO) BOARD=usbarmory FW_BUILD=$(FW_CHECK_BUILD) FW_TAGS=; \
+		$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk imx TAMAGO=$(TAMAGO) BOARD=usbarmory FW_BUILD=$(FW_CHECK_BUILD) FW_TAGS= DEV=1; \
 	else echo "test-firmware: .imx layout not checked: $(MKIMAGE) not found (apt-get install u-boot-tools)"; fi && \
 	if [ "$(REPRODUCE)" = 1 ]; then \
-		$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk reproduce TAMAGO=$(TAMAGO); \
+		$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk reproduce TAMAGO=$(TAMAGO) DEV=1; \
 	else echo "test-firmware: reproduce SKIPPED (REPRODUCE=$(REPRODUCE))"; fi && \
 	$(MAKE) --no-print-directory -f $(FW_DIR)/firmware.mk firmware TAMAGO=$(TAMAGO) BOARD=qemu FW_BUILD=$(FW_TEST_BUILD) FW_TAGS=coffer_crashtest && \
 	cd $(FW_ROOT) && COFFER_FIRMWARE=$(FW_TEST_BUILD)/coffer-os.elf COFFER_QEMU=$(QEMU) \

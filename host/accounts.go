@@ -165,19 +165,37 @@ func syncDir(dir string) {
 // updateAccounts runs fn on the accounts file under an exclusive lock and
 // writes the result back.
 func updateAccounts(path string, fn func(*accountsFile) error) error {
+	return underLock(path, func() error {
+		f, err := readAccountsFile(path)
+		if err != nil {
+			return err
+		}
+		if err := fn(f); err != nil {
+			return err
+		}
+		return writeAccountsFile(path, f)
+	})
+}
+
+// underLock runs fn holding the advisory lock of the file at path
+// (path.lock), which every command that rewrites the file takes.
+func underLock(path string, fn func() error) error {
 	unlock, err := filelock.Lock(path + ".lock")
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	f, err := readAccountsFile(path)
-	if err != nil {
-		return err
-	}
-	if err := fn(f); err != nil {
-		return err
-	}
-	return writeAccountsFile(path, f)
+	return fn()
+}
+
+// createOnce runs write, under path's lock, if there is no file at path.
+func createOnce(path string, write func() error) error {
+	return underLock(path, func() error {
+		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return write()
+	})
 }
 
 // AddAccount creates an account routed to device ("" for the first
@@ -406,13 +424,7 @@ func (a *Accounts) All() []Account {
 
 // CreateAccountsFile writes an empty accounts file at path, unless one exists.
 func CreateAccountsFile(path string) error {
-	unlock, err := filelock.Lock(path + ".lock")
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return writeAccountsFile(path, &accountsFile{Version: accountsVersion, Accounts: []Account{}})
+	return createOnce(path, func() error {
+		return writeAccountsFile(path, &accountsFile{Version: accountsVersion, Accounts: []Account{}})
+	})
 }

@@ -107,6 +107,11 @@ type Config struct {
 	// (API.md, "The release log"); nil: those paths answer 404.
 	ReleaseLog *ReleaseLog
 
+	// Rollbacks is the file of the operator's rollback declarations
+	// (rollbacks.go), served under GET /v1/rollbacks and read at each
+	// request; "": that endpoint answers 501.
+	Rollbacks string
+
 	Timeout  time.Duration // per vault request, queueing included: 10 s
 	Queue    int           // requests waiting per device before 503: 256 (negative: none may wait)
 	InFlight int           // requests in flight per device: 64

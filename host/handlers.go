@@ -43,6 +43,7 @@ type outcome struct {
 	typ     string
 	status  int
 	account string
+	acct    *Account // the authenticated account, if any
 	device  string
 	note    string // for the log: why, never a body
 }
@@ -76,7 +77,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, o *outcome
 		writeError(w, o.status, "unknown token", "")
 		return nil
 	}
-	o.account = a.Name
+	o.account, o.acct = a.Name, a
 	return a
 }
 
@@ -181,6 +182,9 @@ func (s *Server) relay(w http.ResponseWriter, r *http.Request, q *deviceQueue, r
 	}
 	if info.locked {
 		s.metrics.lockouts.Inc()
+		if o.acct != nil {
+			s.events.locked(ctx, r, o.acct, dev, info)
+		}
 	}
 	o.status = http.StatusOK
 	w.Header().Set("Content-Type", "application/cbor")
@@ -213,7 +217,7 @@ func (s *Server) handleVault(w http.ResponseWriter, r *http.Request) {
 		writeError(w, o.status, fmt.Sprintf("body over %d bytes", protocol.MaxMessageSize), "")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, protocol.MaxMessageSize))
+	body, err := readBody(w, r, protocol.MaxMessageSize)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -243,6 +247,7 @@ func (s *Server) handleVault(w http.ResponseWriter, r *http.Request) {
 	if route.SpendsGuesses() {
 		if ok, wait := s.limiter.allow(a.Name); !ok {
 			s.metrics.rateLimited.Inc()
+			s.events.rateLimited(r, a, route.Type, wait, s.limiter)
 			o.status = http.StatusTooManyRequests
 			writeError(w, o.status, "too many login starts (or realm challenges and evaluations) for this account", retryAfter(wait))
 			return
@@ -253,6 +258,23 @@ func (s *Server) handleVault(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.relay(w, r, q, route.Type, body, o)
+}
+
+// readBody reads a request body of at most max bytes: into a buffer of
+// exactly its Content-Length when it states one (one allocation, no copy as
+// the buffer grows), else, chunked, as it comes. A body over max fails with
+// *http.MaxBytesError, one shorter than its Content-Length with
+// io.ErrUnexpectedEOF.
+func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, max)
+	if n := r.ContentLength; n >= 0 && n <= max {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(body, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	return io.ReadAll(body)
 }
 
 func (s *Server) handleIdentity(w http.ResponseWriter, r *http.Request) {

@@ -89,10 +89,12 @@ func (l *limiter) allow(key string) (bool, time.Duration) {
 
 // retryAfter renders a wait as whole seconds for a Retry-After header,
 // rounded up and at least 1.
-func retryAfter(d time.Duration) string {
+func retryAfter(d time.Duration) string { return strconv.FormatInt(retrySeconds(d), 10) }
+
+func retrySeconds(d time.Duration) int64 {
 	s := int64(math.Ceil(d.Seconds()))
 	if s < 1 {
 		s = 1
 	}
-	return strconv.FormatInt(s, 10)
+	return s
 }

@@ -3,6 +3,8 @@ package host
 import (
 	"errors"
 	"fmt"
+	"math"
+	"time"
 
 	"github.com/cofferhsm/coffer/protocol"
 )
@@ -102,16 +104,32 @@ func ParseRoute(body []byte) (Route, error) {
 	return r, nil
 }
 
-// replyInfo is what cofferd notes about a vault reply, for metrics only: the
-// error code of an error reply, and whether a login-start reply carries a
-// "locked" receipt. It reads only clear, signed fields and never fails: a
-// reply it cannot read is relayed all the same.
+// replyInfo is what cofferd notes about a vault reply, for metrics and the
+// log: the error code of an error reply, and whether a login-start reply
+// carries a "locked" receipt, with that receipt's clear counters. It reads
+// only clear, signed fields and never fails: a reply it cannot read is
+// relayed all the same.
 type replyInfo struct {
 	errCode protocol.Code // 0 unless the reply is an error
 	locked  bool
+	// Of a locked receipt: its limit, the failed attempts since the last
+	// success, and how long the record may still be revived (0: erased).
+	limit, failedSinceSuccess uint
+	revivable                 time.Duration
 }
 
 func inspectReply(reqType protocol.Type, reply []byte) replyInfo {
+	// Most replies say nothing worth counting: skip their strict decode
+	// (four passes over the reply) when the type alone tells.
+	if t, ok := peekReplyType(reply); ok && t != protocol.TypeError && (t != protocol.TypeLoginStart || reqType != protocol.TypeLoginStart) {
+		return replyInfo{}
+	}
+	return inspectReplyStrict(reqType, reply)
+}
+
+// inspectReplyStrict is inspectReply without its shortcut: the reply
+// decoded strictly, whatever its type.
+func inspectReplyStrict(reqType protocol.Type, reply []byte) replyInfo {
 	var env protocol.Envelope
 	if protocol.Unmarshal(reply, &env) != nil {
 		return replyInfo{}
@@ -135,9 +153,26 @@ func inspectReply(reqType protocol.Type, reply []byte) replyInfo {
 		if protocol.Unmarshal(m.Receipt.Body, &r) != nil {
 			return replyInfo{}
 		}
-		return replyInfo{locked: r.Kind == protocol.ReceiptLocked}
+		if r.Kind != protocol.ReceiptLocked {
+			return replyInfo{}
+		}
+		return replyInfo{locked: true, limit: r.Limit, failedSinceSuccess: r.FailedSinceSuccess,
+			revivable: time.Duration(min(uint64(r.RevivableMillis), uint64(math.MaxInt64/int64(time.Millisecond)))) * time.Millisecond}
 	}
 	return replyInfo{}
+}
+
+// peekReplyType reads an envelope's type from its first five bytes, where
+// its one encoding (SPEC.md, "Conventions": core deterministic CBOR) puts
+// it: a map of three entries {1: version, 2: type, 3: body}, so a3 01 01
+// 02 T for a type below 24. ok is false for anything else, which only a
+// strict decode can judge. For any reply that decodes strictly, T is its
+// type.
+func peekReplyType(b []byte) (t protocol.Type, ok bool) {
+	if len(b) < 5 || b[0] != 0xa3 || b[1] != 0x01 || b[2] != protocol.Version || b[3] != 0x02 || b[4] >= 24 {
+		return 0, false
+	}
+	return protocol.Type(b[4]), true
 }
 
 // codeLabel names a vault error code for metrics, as SPEC.md names it.

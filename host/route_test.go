@@ -2,9 +2,11 @@ package host
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cofferhsm/coffer/protocol"
 )
@@ -147,14 +149,68 @@ func FuzzRoute(f *testing.F) {
 	})
 }
 
+// replySeeds are vault replies worth counting or not: login-start replies
+// with an attempt, a locked-for-ever and a locked-for-now receipt, an
+// error, a session reply, and the same bytes altered.
+func replySeeds(t testing.TB) [][]byte {
+	_, key, _ := ed25519.GenerateKey(nil)
+	start := func(r *protocol.Receipt) []byte {
+		sr, err := protocol.SignReceipt(key, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mustEncode(t, protocol.TypeLoginStart, &protocol.LoginStartReply{Handle: bytes.Repeat([]byte{7}, 16),
+			KE2: make([]byte, protocol.KE2Size), Receipt: sr})
+	}
+	uid := []byte("0123456789abcdef")
+	seeds := [][]byte{
+		start(&protocol.Receipt{Kind: protocol.ReceiptAttempt, UserID: uid, Generation: 1 << 63, Limit: 10, TriesLeft: 9, StoreSequence: 3}),
+		start(&protocol.Receipt{Kind: protocol.ReceiptLocked, UserID: uid, Generation: 1 << 63, Limit: 3, FailedSinceSuccess: 3, StoreSequence: 9}),
+		start(&protocol.Receipt{Kind: protocol.ReceiptLocked, UserID: uid, Generation: 1 << 63, Limit: 3, FailedSinceSuccess: 2, StoreSequence: 9, RevivableMillis: 29_000}),
+		mustEncode(t, protocol.TypeSession, &protocol.SessionReply{Seq: 1, Sealed: make([]byte, 40)}),
+		protocol.EncodeError(protocol.Errorf(protocol.CodeTampered, "store")),
+	}
+	for _, b := range seeds[:3] {
+		c := bytes.Clone(b)
+		c[4] = byte(protocol.TypeLoginFinish) // another type, same body
+		seeds = append(seeds, c)
+	}
+	return seeds
+}
+
+// FuzzInspectReply: what cofferd reads of a vault reply for its metrics
+// and log is what a strict decode of the whole reply finds; the shortcut
+// that skips the decode of replies with nothing to count changes nothing.
 func FuzzInspectReply(f *testing.F) {
 	for _, s := range routeSeeds(f) {
-		f.Add(uint8(4), s)
+		f.Add(uint8(protocol.TypeLoginStart), s)
+	}
+	for _, s := range replySeeds(f) {
+		f.Add(uint8(protocol.TypeLoginStart), s)
+		f.Add(uint8(protocol.TypeSession), s)
 	}
 	f.Fuzz(func(t *testing.T, typ uint8, b []byte) {
 		info := inspectReply(protocol.Type(typ), b)
 		if info.errCode != 0 && codeLabel(info.errCode) == "" {
 			t.Fatal("empty label")
 		}
+		if want := inspectReplyStrict(protocol.Type(typ), b); info != want {
+			t.Fatalf("inspectReply = %+v, a strict decode says %+v", info, want)
+		}
 	})
+}
+
+// The seeds above mean what they say: a locked receipt is counted, with its
+// counters, and the rest is not.
+func TestInspectReply(t *testing.T) {
+	s := replySeeds(t)
+	for i, want := range []replyInfo{{}, {locked: true, limit: 3, failedSinceSuccess: 3},
+		{locked: true, limit: 3, failedSinceSuccess: 2, revivable: 29 * time.Second}, {}, {errCode: protocol.CodeTampered}, {}, {}, {}} {
+		if got := inspectReply(protocol.TypeLoginStart, s[i]); got != want {
+			t.Errorf("seed %d: %+v, want %+v", i, got, want)
+		}
+	}
+	if got := inspectReply(protocol.TypeSession, s[1]); got != (replyInfo{}) {
+		t.Errorf("a login-start reply to another request counted: %+v", got)
+	}
 }

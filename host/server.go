@@ -24,6 +24,7 @@ type Server struct {
 	devices  []*deviceQueue
 	byName   map[string]*deviceQueue
 	limiter  *limiter
+	events   *eventLog
 	metrics  *metrics
 	handler  http.Handler
 	identReq []byte
@@ -73,6 +74,7 @@ func New(cfg Config) (*Server, error) {
 		byName:  map[string]*deviceQueue{},
 		limiter: newLimiter(cfg.LoginRate, cfg.LoginBurst, cfg.Now),
 		refused: make(chan error, 1),
+		events:  newEventLog(cfg.Log, cfg.Now),
 	}
 	for _, d := range cfg.Devices {
 		if _, dup := s.byName[d.Name()]; dup {
@@ -90,6 +92,7 @@ func New(cfg Config) (*Server, error) {
 			s.log.Error("account routed to a device that is not configured; its requests will fail", "account", a.Name, "device", a.Device)
 		}
 	}
+	s.checkRollbacks()
 	s.identReq, _ = protocol.Encode(protocol.TypeIdentity, &protocol.Empty{})
 	s.metrics = newMetrics(s)
 
@@ -97,6 +100,7 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("/v1/vault", s.handleVault)
 	mux.HandleFunc("/v1/identity", s.handleIdentity)
 	mux.HandleFunc("/v1/account", s.handleAccount)
+	mux.HandleFunc("/v1/rollbacks", s.handleRollbacks)
 	mux.HandleFunc(realmsPrefix, s.handleRealms)
 	mux.HandleFunc(logPrefix, s.handleLog)
 	mux.HandleFunc("/healthz", s.handleHealth)

@@ -403,13 +403,20 @@ type Status struct {
 	PendingLogins uint   `cbor:"5,keyasint"`
 	OpenSessions  uint   `cbor:"6,keyasint"`
 	Nonce         []byte `cbor:"7,keyasint"` // the StatusRequest's, echoed
+	// FirmwareHash is the measurement of the firmware the vault runs now
+	// (what the boot chain measured: a release entry's firmware hash), so
+	// that a client can hold the bundle it is shown to what answers.
+	FirmwareHash []byte `cbor:"8,keyasint"`
 }
 
 func (m *Status) validate() error {
 	if m.Version != Version {
 		return fmt.Errorf("%w: status version %d", ErrMalformed, m.Version)
 	}
-	return checkLen("status nonce", m.Nonce, StatusNonceSize)
+	if len(m.FirmwareHash) == 0 {
+		return fmt.Errorf("%w: the status carries no firmware hash (a vault firmware from before the running firmware was signed in every status)", ErrMalformed)
+	}
+	return firstErr(checkLen("status nonce", m.Nonce, StatusNonceSize), checkLen("status firmware hash", m.FirmwareHash, HashSize))
 }
 
 func checkUserID(id []byte) error { return checkRange("user id", id, 1, MaxUserIDSize) }

@@ -211,7 +211,7 @@ type Identity struct {
 	SigningKey   []byte `cbor:"2,keyasint"` // Ed25519: receipts and status
 	AKEKey       []byte `cbor:"3,keyasint"` // ristretto255: the OPAQUE server public key
 	HPKEKey      []byte `cbor:"4,keyasint"` // X25519: the registration channel
-	FirmwareHash []byte `cbor:"5,keyasint"` // SHA-256 of the running firmware (or software vault binary)
+	FirmwareHash []byte `cbor:"5,keyasint"` // the firmware measurement provisioned (Status.FirmwareHash says what runs)
 	MaxLimit     uint   `cbor:"6,keyasint"` // the highest attempt limit this vault accepts
 	Insecure     bool   `cbor:"7,keyasint"` // software vault or emulator: keys are not hardware-protected
 	Name         string `cbor:"8,keyasint"`

@@ -13,7 +13,8 @@
 # Environment (set by firmware.mk): FW_GO (host go), TAMAGO (a tamago-go
 # folder or go command), MKIMAGE, BOARD, BOOT_POLICY (the release log policy
 # the bootloader embeds: an input of the build, copied once and given to
-# both builds, which must embed the same bytes), IMAGES and IMX_IMAGES (files under
+# both builds, which must embed the same bytes), DEV (1: a TEST policy is
+# accepted for a USB armory bootloader, firmware.mk), IMAGES and IMX_IMAGES (files under
 # build/firmware/BOARD to compare), TARGETS and IMX_TARGETS (make goals that
 # build them). Exits non-zero, naming the file, when any image differs or is
 # missing.
@@ -68,7 +69,7 @@ clone() {
 clone "$tmp/a"
 say "build A: $(id -un), $tmp/a, GOCACHE $("$FW_GO" env GOCACHE), toolchain $TAMAGO"
 start=$(date +%s)
-make --no-print-directory -C "$tmp/a" TAMAGO="$TAMAGO" FW_GO="$FW_GO" BOARD="$BOARD" BOOT_POLICY="$policy" $targets >"$tmp/a.log" 2>&1 ||
+make --no-print-directory -C "$tmp/a" TAMAGO="$TAMAGO" FW_GO="$FW_GO" BOARD="$BOARD" BOOT_POLICY="$policy" DEV="${DEV:-}" $targets >"$tmp/a.log" 2>&1 ||
 	{ cat "$tmp/a.log"; die "build A failed"; }
 say "build A took $(($(date +%s) - start)) s"
 
@@ -106,7 +107,7 @@ $as env -i PATH="$(dirname "$gobin"):/usr/local/bin:/usr/bin:/bin" HOME="$b/home
 	GOCACHE="$b/gocache" GOMODCACHE="$b/gomod" GOPROXY="file://$tmp/proxy" GOSUMDB=sum.golang.org \
 	TZ=Pacific/Kiritimati LC_ALL=C \
 	sh -c 'umask 077; cd "$1" && shift && exec make --no-print-directory "$@"' sh "$b/src" \
-	TAMAGO="$tamago_b" FW_GO="$FW_GO" BOARD="$BOARD" BOOT_POLICY="$policy" $targets >"$tmp/b.log" 2>&1 ||
+	TAMAGO="$tamago_b" FW_GO="$FW_GO" BOARD="$BOARD" BOOT_POLICY="$policy" DEV="${DEV:-}" $targets >"$tmp/b.log" 2>&1 ||
 	{ cat "$tmp/b.log"; die "build B failed"; }
 say "build B took $(($(date +%s) - start)) s"
 say "build B filled its cold GOCACHE with $(du -sm "$b/gocache" | cut -f1) MB"

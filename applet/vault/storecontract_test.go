@@ -162,6 +162,8 @@ var harnessTests = []func(*testing.T){
 	TestIdentityAndStatus,
 	TestNewRefusesAnEmptyStoreUnlessCreating,
 	TestProvisioningOverTheProtocol,
+	// status_test.go
+	TestStatusSignsTheRunningFirmware,
 	// register_test.go
 	TestRegistrationChannelRejectsTampering,
 	TestRegisterFinishRejectsTamperingReplayAndLimits,

@@ -27,9 +27,12 @@ type Options struct {
 	Now  func() time.Time // time.Now; only durations matter
 	Log  *slog.Logger     // slog.Default(); never given secrets
 
-	MaxLimit     uint   // highest attempt limit a client may choose: protocol.DefaultLimit
-	Insecure     bool   // software vault or emulator: set in the identity bundle
-	FirmwareHash []byte // SHA-256 of what runs; zero if unset
+	MaxLimit uint // highest attempt limit a client may choose: protocol.DefaultLimit
+	Insecure bool // software vault or emulator: set in the identity bundle
+	// FirmwareHash is the measurement of what runs (on the device, what the
+	// boot chain measured; for the software vault, its binary's SHA-256):
+	// in the identity bundle and signed in every status. Zero if unset.
+	FirmwareHash []byte
 	Name         string // a label in the identity bundle
 
 	LoginTTL        time.Duration // KE2 → KE3: 30 s
@@ -295,6 +298,10 @@ func (v *Vault) status(ctx context.Context, nonce []byte) (*protocol.StatusReply
 		Insecure:      v.opts.Insecure,
 		PendingLogins: uint(v.logins.len()),
 		OpenSessions:  uint(v.sessions.len()),
+		// What the boot chain measured (Options.FirmwareHash), never
+		// anything the host sends: the client compares it with the
+		// bundle's at every contact.
+		FirmwareHash: v.opts.FirmwareHash,
 	}
 	seq, err := v.commit(ctx)
 	if err != nil {

@@ -47,6 +47,8 @@ const MaxEntriesPerUpdate = 1 << 20
 
 // Update fetches and verifies the newest checkpoint and the entries added
 // since v, moves v to it, and returns the checkpoint and the new entries.
+// It does not look at the checkpoint's age: Sync does, for a policy with
+// a max-age, over every source a verifier has.
 // On any error v is unchanged; with ErrStale the checkpoint is returned. An entry that does not parse is still part
 // of the tree (its hash is checked) but is reported as an error: a log
 // that holds one is not one this client understands.
@@ -59,30 +61,44 @@ func Update(ctx context.Context, src Source, p *releaselog.Policy, v *releaselog
 	if err != nil {
 		return nil, nil, err
 	}
+	logged, err := advance(ctx, src, cp, v)
+	if errors.Is(err, ErrStale) {
+		return cp, nil, err
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return cp, logged, nil
+}
+
+// advance moves v to cp, verified, with the entries src serves: Update
+// after the checkpoint. On any error v is unchanged.
+func advance(ctx context.Context, src Source, cp *releaselog.Checkpoint, v *releaselog.View) ([]Logged, error) {
 	if cp.Size < v.Size {
-		return cp, nil, fmt.Errorf("%w: a witnessed tree of %d entries after one of %d", ErrStale, cp.Size, v.Size)
+		return nil, fmt.Errorf("%w: a witnessed tree of %d entries after one of %d", ErrStale, cp.Size, v.Size)
 	}
 	if cp.Size-v.Size > MaxEntriesPerUpdate {
-		return nil, nil, fmt.Errorf("logcheck: the log grew by %d entries since this verifier's last view; refusing to fetch more than %d at once", cp.Size-v.Size, MaxEntriesPerUpdate)
+		return nil, fmt.Errorf("logcheck: the log grew by %d entries since this verifier's last view; refusing to fetch more than %d at once", cp.Size-v.Size, MaxEntriesPerUpdate)
 	}
 	var data [][]byte
 	if cp.Size > v.Size {
+		var err error
 		if data, err = src.Entries(ctx, v.Size, cp.Size, cp.Size); err != nil {
-			return nil, nil, fmt.Errorf("logcheck: fetching entries %d to %d: %w", v.Size, cp.Size, err)
+			return nil, fmt.Errorf("logcheck: fetching entries %d to %d: %w", v.Size, cp.Size, err)
 		}
 	}
 	next := *v
 	if err := next.Extend(cp, data); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	logged := make([]Logged, len(data))
 	for i, d := range data {
 		e, err := releaselog.ParseEntry(d)
 		if err != nil {
-			return nil, nil, fmt.Errorf("logcheck: entry %d: %w", v.Size+uint64(i), err)
+			return nil, fmt.Errorf("logcheck: entry %d: %w", v.Size+uint64(i), err)
 		}
 		logged[i] = Logged{Index: v.Size + uint64(i), Entry: e, Data: d}
 	}
 	*v = next
-	return cp, logged, nil
+	return logged, nil
 }

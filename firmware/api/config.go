@@ -25,7 +25,11 @@ type Config struct {
 	// DeriveKeys). The device-unique key itself, and the RPMB key, never
 	// reach the applet.
 	StoreKey [32]byte
-	// FirmwareHash is the SHA-256 of the applet image the OS loaded.
+	// FirmwareHash is the measurement of the running firmware: the OS
+	// image's SHA-256 as the bootloader measured it (a release entry's
+	// firmware hash); when the OS was started without the bootloader, the
+	// applet image's, which the OS measured itself. The vault puts it in
+	// its identity and signs it in every status.
 	FirmwareHash [32]byte
 	// DevProvisioningSeed is an Ed25519 seed with which an emulated vault
 	// signs its own identity bundle (FlagDevProvisioning only).

@@ -5,9 +5,12 @@
 //  1. reads the OS's ELF image and its proof bundle from the board's boot
 //     storage (board.Booter: QEMU host files through semihosting, the USB
 //     armory's eMMC boot area);
-//  2. reads the minimum release version from the RPMB partition
+//  2. refuses to go on with a TEST policy on a device whose secure boot is
+//     closed (bootcheck.CheckPolicy), then reads the minimum release
+//     version for its policy's release key from the RPMB partition
 //     (tos.ReadMinVersion, under the device-only RPMB key), failing closed
-//     on any answer that is not authenticated;
+//     on any answer that is not authenticated and on a block another
+//     release key owns;
 //  3. checks the proof against the release log policy compiled into it
 //     (policy.txt, which `make firmware BOOT_POLICY=FILE` copies here): the
 //     release key's signature, the witnesses' cosignatures, inclusion, a

@@ -9,7 +9,6 @@ import (
 	"log"
 	"os"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/usbarmory/tamago/dma"
@@ -59,13 +58,19 @@ func main() {
 	if err != nil {
 		halt(b, "the compiled-in release log policy: %v", err)
 	}
-	keyID := bootcheck.ReleaseKeyID(policy)
+	keyID, err := bootcheck.ReleaseKeyID(policy)
+	if err != nil {
+		halt(b, "the compiled-in release log policy: %v", err)
+	}
 	logf("release log %q, release key %s (id %x), %d of %d witnesses", policy.Origin, policy.LogKey, keyID, policy.Quorum, len(policy.Witnesses))
-	if strings.Contains(policy.Origin, "TEST-ONLY") {
+	if err := bootcheck.CheckPolicy(policy, b.SecureBootClosed()); err != nil {
+		refuse(b, "%v: this bootloader must not have been signed for this device", err)
+	}
+	if bootcheck.IsTestPolicy(policy) {
 		logf("WARNING: this bootloader was built with a TEST policy whose private keys are public: it checks nothing")
 	}
 
-	minVersion, err := readMinVersion(b, bt)
+	minVersion, err := readMinVersion(b, bt, keyID)
 	if err != nil {
 		refuse(b, "minimum release version: %v", err)
 	}
@@ -99,12 +104,13 @@ func main() {
 	startOS(entry)
 }
 
-// readMinVersion reads the minimum release version from RPMB under the
-// device's RPMB key. A board without its device key (a USB armory whose
-// secure boot is open) can only have an RPMB partition Coffer never
-// provisioned: that is minimum 0 while the provisioning fuse is not blown,
-// and a refusal once it is.
-func readMinVersion(b board.Board, bt board.Booter) (uint64, error) {
+// readMinVersion reads the minimum release version for release key keyID
+// from RPMB under the device's RPMB key; a block another release key owns
+// is a refusal (tos.ErrForeignReleaseKey). A board without its device key
+// (a USB armory whose secure boot is open) can only have an RPMB partition
+// Coffer never provisioned: that is minimum 0 while the provisioning fuse
+// is not blown, and a refusal once it is.
+func readMinVersion(b board.Board, bt board.Booter, keyID tos.ReleaseKeyID) (uint64, error) {
 	fuse, _, err := b.RPMBKeyFuse()
 	if err != nil {
 		return 0, fmt.Errorf("RPMB key fuse: %w", err)
@@ -125,7 +131,7 @@ func readMinVersion(b board.Board, bt board.Booter) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return tos.ReadMinVersion(part, key, fuse)
+	return tos.ReadMinVersion(part, key, fuse, keyID)
 }
 
 // readOnlyFuse: the bootloader never blows the provisioning fuse.

@@ -2,10 +2,16 @@ package bootcheck
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
+	"strings"
 	"testing"
 
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/cofferhsm/coffer/firmware/tos"
 	"github.com/cofferhsm/coffer/protocol/releaselog"
 	"github.com/cofferhsm/coffer/protocol/releaselog/releaselogtest"
 )
@@ -43,13 +49,62 @@ func TestLoggedReleaseBoots(t *testing.T) {
 		if err != nil {
 			t.Fatalf("minimum %d: %v", min, err)
 		}
-		if res.Info.Release != 3 || !bytes.Equal(res.Info.OSHash[:], hashOf(osImage)) || res.Info.ReleaseKey != ReleaseKeyID(p) {
+		if res.Info.Release != 3 || !bytes.Equal(res.Info.OSHash[:], hashOf(osImage)) || res.Info.ReleaseKey != keyID(t, p) {
 			t.Fatalf("boot info %+v", res.Info)
 		}
 	}
-	if ReleaseKeyID(p) != sha256.Sum256([]byte(l.LogKey)) {
-		t.Fatal("the release key ID is not the SHA-256 of the log's vkey")
+}
+
+// The release key's ID is the key's, not its spelling's: a policy that
+// writes the same key otherwise (the key hash in upper case, a carriage
+// return inside the base64, both of which the note library reads as the
+// same key) gives the same ID, so a bootloader rebuilt with it opens the
+// same vault. Another key, or the same key material under another name, is
+// another ID.
+func TestReleaseKeyIDIsTheKeys(t *testing.T) {
+	l, _ := testLog(t)
+	p := l.Policy(2)
+	id := keyID(t, p)
+	name, rest, _ := strings.Cut(p.LogKey, "+")
+	hash, key64, _ := strings.Cut(rest, "+")
+	for _, spelling := range []string{
+		name + "+" + strings.ToUpper(hash) + "+" + key64,
+		name + "+" + hash + "+" + key64[:20] + "\r" + key64[20:],
+	} {
+		q := *p
+		q.LogKey = spelling
+		if err := q.Check(); err != nil || spelling == p.LogKey {
+			t.Fatalf("%q is not another valid spelling of the release key: %v", spelling, err)
+		}
+		if got := keyID(t, &q); got != id {
+			t.Errorf("the release key spelled %q has ID %x, spelled %q %x", spelling, got, p.LogKey, id)
+		}
 	}
+	raw, _ := base64.StdEncoding.DecodeString(key64)
+	renamed, err := note.NewEd25519VerifierKey("another.test/releases", ed25519.PublicKey(raw[1:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, other := range []*releaselog.Policy{
+		releaselogtest.New(t, l.Origin, 3).Policy(2),
+		{Origin: "another.test/releases", LogKey: renamed, Witnesses: p.Witnesses, Quorum: 2},
+	} {
+		if err := other.Check(); err != nil {
+			t.Fatal(err)
+		}
+		if keyID(t, other) == id {
+			t.Errorf("the release keys %q and %q have one ID", other.LogKey, p.LogKey)
+		}
+	}
+}
+
+func keyID(t *testing.T, p *releaselog.Policy) tos.ReleaseKeyID {
+	t.Helper()
+	id, err := ReleaseKeyID(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // Each way an attacker with the boot storage could try to boot something

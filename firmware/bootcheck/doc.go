@@ -15,6 +15,7 @@
 //  4. its Version is not below the minimum in RPMB (no downgrade).
 //
 // The boot info carries the OS hash, the release's Version and the release
-// key's ID (SHA-256 of the policy's note verifier key), under which the OS
-// derives its store key (tos.DeriveKeys).
+// key's ID (ReleaseKeyID: a hash of the key's name and public key, however
+// the policy spells them), under which the OS derives its store key
+// (tos.DeriveKeys).
 package bootcheck

@@ -129,7 +129,14 @@ func main() {
 		// applet starts: nothing else uses the RPMB yet.
 		// A partition that fails it now is failing or tampered with, as
 		// for the anchor: no service.
-		if err := tos.RaiseMinVersion(rpmb, keys.RPMB, boot.Release); err != nil {
+		// A block another release key owns: the bootloader refused it
+		// already, unless it is another bootloader; the OS never writes
+		// the partition for a foreign release key either.
+		if err := tos.RaiseMinVersion(rpmb, keys.RPMB, boot.ReleaseKey, boot.Release); errors.Is(err, tos.ErrForeignReleaseKey) {
+			shout("VAULT REFUSES SERVICE", "RPMB: "+err.Error(),
+				"this device belongs to another release log; every request is answered with an error")
+			refuseForever(link, protocol.Errorf(protocol.CodeUnavailable, "this device's RPMB partition belongs to another release key"))
+		} else if err != nil {
 			shout("VAULT REFUSES SERVICE", fmt.Sprintf("RPMB: raising the minimum release version to %d: %v", boot.Release, err),
 				"every request is answered with an error")
 			refuseForever(link, protocol.Errorf(protocol.CodeTampered, "the RPMB partition failed the device's integrity checks"))

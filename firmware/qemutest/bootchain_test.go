@@ -20,6 +20,7 @@ import (
 
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/board/qemu"
+	"github.com/cofferhsm/coffer/firmware/bootcheck"
 	"github.com/cofferhsm/coffer/firmware/tos"
 	"github.com/cofferhsm/coffer/internal/storage/emulate"
 	"github.com/cofferhsm/coffer/protocol"
@@ -191,7 +192,12 @@ func minVersionIn(t *testing.T, dir string) uint64 {
 		t.Fatal(err)
 	}
 	defer ff.Close()
-	v, err := tos.ReadMinVersion(part, tos.DeriveRPMBKey(&qemu.DevSealingKey), qemu.NewFileFuse(emulate.OSFile{File: ff}))
+	_, pol := testReleaseLog(t)
+	owner, err := bootcheck.ReleaseKeyID(pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := tos.ReadMinVersion(part, tos.DeriveRPMBKey(&qemu.DevSealingKey), qemu.NewFileFuse(emulate.OSFile{File: ff}), owner)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,8 +248,12 @@ func TestBootChainLoggedOSBoots(t *testing.T) {
 	if err := protocol.Decode(reply, protocol.TypeStatus, &st); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Verify(id.SigningKey, challenge.Nonce); err != nil {
+	status, err := st.Verify(id.SigningKey, challenge.Nonce)
+	if err != nil {
 		t.Fatalf("status: %v", err)
+	}
+	if !bytes.Equal(status.FirmwareHash, hash) {
+		t.Fatalf("status firmware hash %x, want the OS image's %x, as the bootloader measured it", status.FirmwareHash, hash)
 	}
 	alice := &testclient.Client{RoundTrip: v.rt, Identity: id, UserID: []byte("alice")}
 	key := bytes.Repeat([]byte{5}, 32)

@@ -45,8 +45,13 @@ func TestBootIdentityInsecure(t *testing.T) {
 	if err := protocol.Decode(reply, protocol.TypeStatus, &st); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Verify(id.SigningKey, challenge.Nonce); err != nil {
+	status, err := st.Verify(id.SigningKey, challenge.Nonce)
+	if err != nil {
 		t.Fatalf("the firmware's status: %v", err)
+	}
+	// Started without the bootloader, it measures its applet image.
+	if !bytes.Equal(status.FirmwareHash, id.FirmwareHash) {
+		t.Fatalf("status firmware hash %x, identity's %x", status.FirmwareHash, id.FirmwareHash)
 	}
 }
 

@@ -99,7 +99,7 @@ func FuzzReadMinVersionForgedAnswers(f *testing.F) {
 	f.Add(bytes.Repeat(notProgrammed, 2), false)
 	f.Add(make([]byte, 2*storage.RPMBFrameSize), true)
 	f.Fuzz(func(t *testing.T, answers []byte, blown bool) {
-		v, err := ReadMinVersion(&forger{answers: answers}, testKey, &memFuse{blown: blown})
+		v, err := ReadMinVersion(&forger{answers: answers}, testKey, &memFuse{blown: blown}, relA)
 		if blown && err == nil {
 			t.Fatalf("fuse blown: forged answers read as minimum %d", v)
 		}
@@ -121,6 +121,29 @@ func FuzzParseBootInfo(f *testing.F) {
 			return
 		}
 		if again := b.Marshal(); !bytes.Equal(again[:], p[:BootInfoSize]) {
+			t.Fatal("parsed block does not re-encode to itself")
+		}
+	})
+}
+
+// FuzzParseMinVersion: a block parses only as a blank block or exactly as
+// encodeMinVersion writes it, with an owner.
+func FuzzParseMinVersion(f *testing.F) {
+	blk := encodeMinVersion(7, relA)
+	f.Add(blk[:])
+	f.Add(make([]byte, storage.RPMBBlockSize))
+	f.Add([]byte("CMINVER1\x00\x00\x00\x00\x00\x00\x00\x09"))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		var b [storage.RPMBBlockSize]byte
+		copy(b[:], p)
+		v, owner, err := parseMinVersion(b)
+		switch {
+		case err != nil:
+		case owner == (ReleaseKeyID{}):
+			if b != ([storage.RPMBBlockSize]byte{}) || v != 0 {
+				t.Fatalf("an ownerless block parsed as %d", v)
+			}
+		case encodeMinVersion(v, owner) != b:
 			t.Fatal("parsed block does not re-encode to itself")
 		}
 	})

@@ -16,14 +16,18 @@ type Keys struct {
 	Store [32]byte
 	// RPMB authenticates every RPMB frame. It stays in the OS, which owns
 	// the partition, and crosses the eMMC bus once: when it is programmed
-	// at provisioning (see OpenAnchor). It depends on the device only: the
-	// bootloader needs it too, to read the minimum release version.
+	// at provisioning (see OpenAnchor). It depends on the device only (the
+	// bootloader needs it too, to read the minimum release version): the
+	// eMMC takes its key once, so one bound to the release key would leave
+	// the partition unusable under any later release key for ever. Another
+	// release key is kept off the partition by the owner of the minimum
+	// version block instead (ReadMinVersion, RaiseMinVersion).
 	RPMB [32]byte
 }
 
 // ReleaseKeyID names the release key of the log a booted OS was checked
-// against: the SHA-256 of its note verifier key (firmware/bootcheck). The
-// zero ID is an OS that no bootloader checked (started directly, as QEMU's
+// against: a labelled SHA-256 of the key's name and public key
+// (bootcheck.ReleaseKeyID). The zero ID is an OS that no bootloader checked (started directly, as QEMU's
 // -kernel does).
 type ReleaseKeyID [32]byte
 
@@ -40,9 +44,10 @@ const (
 // DeriveKeys derives the per-purpose keys from the device-unique key. The
 // store's sealing key is diversified by the release key's identity: an OS
 // signed by another release key (or not checked at all) derives another
-// key and cannot open the vault's records. The RPMB key is not: it guards
-// the partition whoever runs, and the store's anchor and the minimum
-// release version in it.
+// key and does not open the vault's records (that binds honest software:
+// an OS that runs holds the device key; no bootloader runs another release
+// key's OS on a device whose minimum version block this key owns). The
+// RPMB key is not diversified (see Keys.RPMB).
 func DeriveKeys(deviceKey *[32]byte, release ReleaseKeyID) Keys {
 	k := Keys{RPMB: DeriveRPMBKey(deviceKey)}
 	if release == (ReleaseKeyID{}) {

@@ -12,6 +12,10 @@
 // next witnessed checkpoint covers it (Add of the same entry again waits
 // for that, rather than logging it twice).
 //
+// Refresh has the unchanged checkpoint cosigned again (tessera republishes
+// it every Config.RepublishInterval): a log that adds nothing stays fresh
+// for verifiers whose policy has a max-age.
+//
 // Proof builds the proof bundle (releaselog.Proof) the bootloader checks,
 // from the log's own tiles and its published checkpoint; Read does the same
 // for a log folder opened read-only (no key, no witnesses). Only the log's

@@ -51,7 +51,13 @@ type Config struct {
 	// PublishTimeout bounds how long Add waits for a witnessed checkpoint
 	// (if 0: one interval and two witnessing rounds).
 	PublishTimeout time.Duration
-	HTTPClient     *http.Client // for the witnesses (http.DefaultClient's transport if nil)
+	// RepublishInterval is how long an unchanged checkpoint stays
+	// published before it is sent to the witnesses again, to be cosigned
+	// anew (if 0: tessera's default, ten minutes; never less than
+	// CheckpointInterval). For Refresh, which keeps a quiet log fresh,
+	// coffer-release refresh sets it to CheckpointInterval.
+	RepublishInterval time.Duration
+	HTTPClient        *http.Client // for the witnesses (http.DefaultClient's transport if nil)
 	// NewDriver, if set, makes the tessera storage driver instead of the
 	// POSIX one at Dir: an operator who wants the log in a database or
 	// in cloud storage passes tessera's MySQL, GCP or AWS driver here
@@ -70,7 +76,10 @@ type Log struct {
 	awaiter  *tessera.PublicationAwaiter
 	rec      *witnessRecorder // nil without witnesses (tests only)
 	timeout  time.Duration
-	cancel   context.CancelFunc
+	// refreshTimeout bounds Refresh: a republication's wait and a
+	// publication.
+	refreshTimeout time.Duration
+	cancel         context.CancelFunc
 
 	mu     sync.Mutex
 	leaves [][]byte          // every integrated entry, in order
@@ -110,10 +119,17 @@ func open(ctx context.Context, cfg Config, witnessed bool) (*Log, error) {
 	if cfg.HTTPClient != nil {
 		base = cfg.HTTPClient.Transport
 	}
-	l := &Log{policy: p, timeout: cfg.PublishTimeout, index: map[string]uint64{}}
+	republish := cfg.RepublishInterval
+	if republish == 0 {
+		republish = tessera.DefaultCheckpointRepublishInterval
+	}
+	republish = max(republish, cfg.CheckpointInterval) // tessera refuses less
+	l := &Log{policy: p, timeout: cfg.PublishTimeout, refreshTimeout: republish + cfg.CheckpointInterval + cfg.PublishTimeout,
+		index: map[string]uint64{}}
 	opts := tessera.NewAppendOptions().
 		WithCheckpointSigner(cfg.Signer).
 		WithCheckpointInterval(cfg.CheckpointInterval).
+		WithCheckpointRepublishInterval(republish).
 		WithBatching(1, 10*time.Millisecond). // one release at a time: sequence it at once
 		WithShutdownTimeout(cfg.PublishTimeout)
 	client := &http.Client{}
@@ -255,6 +271,44 @@ func (l *Log) Add(ctx context.Context, e *releaselog.Entry) (uint64, []byte, err
 		}
 	}
 	return idx, raw, nil
+}
+
+// Refresh has the log's checkpoint cosigned again by the witnesses, with
+// no new entry, so that a quiet log stays fresh for verifiers whose policy
+// has a max-age (RELEASES.md, section 4). It returns once the published
+// checkpoint verifies against the policy and its quorum of witnesses
+// cosigned it no earlier than the second Refresh started; tessera
+// republishes an unchanged checkpoint every RepublishInterval. A
+// checkpoint the quorum does not cosign is never published: the last
+// witnessed one stays, and Refresh fails with ErrUnwitnessed naming the
+// witnesses that did not answer.
+func (l *Log) Refresh(ctx context.Context) (*releaselog.Checkpoint, error) {
+	if l.rec == nil {
+		return nil, errors.New("releasewriter: a log without witnesses has nothing to refresh")
+	}
+	start := time.Now().Truncate(time.Second)
+	wctx, cancel := context.WithTimeout(ctx, l.refreshTimeout)
+	defer cancel()
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if raw, err := l.reader.ReadCheckpoint(wctx); err == nil {
+			if cp, err := l.policy.VerifyCheckpoint(raw); err == nil {
+				if at, ok := cp.WitnessedAt(l.policy.Quorum, time.Now()); ok && !at.Before(start) {
+					return cp, nil
+				}
+			}
+		}
+		select {
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("%w: the checkpoint was not cosigned again by %d of the policy's witnesses within %v: %s",
+				ErrUnwitnessed, l.policy.Quorum, l.refreshTimeout, l.rec.silent())
+		case <-tick.C:
+		}
+	}
 }
 
 // refresh reads the entries integrated since the last look (by this

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/storage/posix"
@@ -218,5 +219,69 @@ func TestOperatorDriverIsUsedAndWitnessed(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(where, "checkpoint")); err != nil {
 		t.Fatalf("the driver's storage holds no checkpoint: %v", err)
+	}
+}
+
+// A quiet log: no entry for a while. Refresh has its unchanged checkpoint
+// cosigned anew (a witness cosigns the same tree again, with a new time),
+// so that verifiers whose policy has a max-age still accept it; with the
+// quorum down, nothing new is published and Refresh names who is silent.
+func TestRefreshRecosignsAQuietLog(t *testing.T) {
+	f := newFixture(t, 3, 2)
+	dir := t.TempDir()
+	cfg := f.config(dir)
+	cfg.RepublishInterval = cfg.CheckpointInterval
+	l, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	r := release(1)
+	rdata, _ := r.Marshal()
+	mustAdd(t, f, l, 0, rdata, func() (uint64, []byte, error) { return l.Add(ctx, r) })
+	before, err := l.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, _ := before.WitnessedAt(f.policy.Quorum, time.Now())
+	// Cosignature times are whole seconds: start Refresh in a later one,
+	// so that a new cosignature is told from the old.
+	for time.Now().Unix() <= at.Unix() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	after, err := l.Refresh(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := after.WitnessedAt(f.policy.Quorum, time.Now())
+	if after.Size != before.Size || !bytes.Equal(after.Hash, before.Hash) || !again.After(at) {
+		t.Fatalf("refreshed: size %d root %x at %v; before: size %d root %x at %v", after.Size, after.Hash, again, before.Size, before.Hash, at)
+	}
+	if es, _ := l.Entries(ctx); len(es) != 1 {
+		t.Fatalf("%d entries after a refresh, want 1", len(es))
+	}
+
+	// Two of three witnesses down: below the quorum. Refresh fails naming
+	// them, and the published checkpoint is still the last witnessed one.
+	f.witnesses[0].down.Store(true)
+	f.witnesses[2].down.Store(true)
+	for time.Now().Unix() <= again.Unix() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, err = l.Refresh(ctx)
+	if !errors.Is(err, ErrUnwitnessed) || !strings.Contains(err.Error(), "witness-1.test") || !strings.Contains(err.Error(), "witness-3.test") {
+		t.Fatalf("Refresh with the quorum down: %v", err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "checkpoint"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := f.policy.VerifyCheckpoint(raw)
+	if err != nil {
+		t.Fatalf("the published checkpoint is not witnessed: %v", err)
+	}
+	if got, _ := pub.WitnessedAt(f.policy.Quorum, time.Now()); !got.Equal(again) {
+		t.Fatalf("the published checkpoint changed without its quorum: cosigned at %v, was %v", got, again)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/transparency-dev/formats/log"
 	fnote "github.com/transparency-dev/formats/note"
@@ -38,6 +39,11 @@ type Policy struct {
 	LogKey    string   // the release key, as a note verifier key (Ed25519)
 	Witnesses []string // witness keys, as cosignature/v1 verifier keys
 	Quorum    int      // how many distinct witnesses must cosign
+	// MaxAge, when not 0, is how old a checkpoint's witnessing may be:
+	// VerifyCheckpointAt requires Quorum of the witnesses to have
+	// cosigned it within MaxAge of the verifier's clock (freshness.go).
+	// 0: the policy sets no bound (no max-age line).
+	MaxAge time.Duration
 }
 
 // ParsePolicy reads a policy's text form (RELEASES.md):
@@ -46,6 +52,7 @@ type Policy struct {
 //	log VKEY
 //	witness VKEY        (one line per witness)
 //	quorum K
+//	max-age DURATION    (optional: N followed by s, m or h, e.g. 168h)
 //
 // Blank lines and lines starting with # are ignored.
 func ParsePolicy(text []byte) (*Policy, error) {
@@ -71,6 +78,12 @@ func ParsePolicy(text []byte) (*Policy, error) {
 				return nil, fmt.Errorf("%w: line %d: quorum %q", ErrBadPolicy, n, value)
 			}
 			p.Quorum = q
+		case key == "max-age" && p.MaxAge == 0:
+			d, err := parseMaxAge(value)
+			if err != nil {
+				return nil, fmt.Errorf("%w: line %d: %v", ErrBadPolicy, n, err)
+			}
+			p.MaxAge = d
 		default:
 			return nil, fmt.Errorf("%w: line %d: unexpected %q", ErrBadPolicy, n, key)
 		}
@@ -92,18 +105,25 @@ func (p *Policy) String() string {
 		fmt.Fprintf(&b, "witness %s\n", w)
 	}
 	fmt.Fprintf(&b, "quorum %d\n", p.Quorum)
+	if p.MaxAge != 0 {
+		fmt.Fprintf(&b, "max-age %s\n", formatMaxAge(p.MaxAge))
+	}
 	return b.String()
 }
 
 // Check reports whether the policy is complete and can be met: its keys
 // parse, the release key is named after the origin, no witness is listed
-// twice, and the quorum is at least 1 and at most the witnesses.
+// twice, the quorum is at least 1 and at most the witnesses, and a max-age,
+// if any, is within its bounds.
 func (p *Policy) Check() error {
 	_, _, err := p.verifiers()
 	return err
 }
 
 func (p *Policy) verifiers() (note.Verifier, []note.Verifier, error) {
+	if p.MaxAge != 0 && (p.MaxAge < MinMaxAge || p.MaxAge > MaxMaxAge || p.MaxAge%time.Second != 0) {
+		return nil, nil, fmt.Errorf("%w: max-age %v (whole seconds, from %v to %v)", ErrBadPolicy, p.MaxAge, MinMaxAge, MaxMaxAge)
+	}
 	if p.Origin == "" || strings.ContainsAny(p.Origin, "\n+ ") {
 		return nil, nil, fmt.Errorf("%w: origin %q", ErrBadPolicy, p.Origin)
 	}
@@ -145,13 +165,18 @@ type Checkpoint struct {
 	log.Checkpoint
 	Raw       []byte   // the signed note, as received
 	Witnessed []string // names of the witnesses whose cosignatures verified
+	// Cosigned[i] is when Witnessed[i] cosigned, as its cosignature/v1
+	// timestamp says (whole seconds, the witness's clock).
+	Cosigned []time.Time
 }
 
 // VerifyCheckpoint checks a signed checkpoint against the policy: signed by
 // the release key, for the pinned origin, and cosigned by at least Quorum
 // distinct witnesses of the policy, its size and root lines spelled as
 // tlog-checkpoint spells them (no leading zeroes, canonical base64).
-// Signatures by keys it does not know are ignored.
+// Signatures by keys it does not know are ignored. It does not look at the
+// cosignatures' times: VerifyCheckpointAt does, for a policy with a
+// max-age.
 func (p *Policy) VerifyCheckpoint(raw []byte) (*Checkpoint, error) {
 	logV, ws, err := p.verifiers()
 	if err != nil {
@@ -176,11 +201,19 @@ func (p *Policy) VerifyCheckpoint(raw []byte) (*Checkpoint, error) {
 	}
 	got := map[string]bool{}
 	var names []string
+	var times []time.Time
 	for _, s := range n.Sigs {
 		for _, w := range ws {
 			if s.Name == w.Name() && s.Hash == w.KeyHash() && !got[witnessID(s.Name, s.Hash)] {
+				// Verified, so it has the cosignature/v1 layout: key ID,
+				// 8-byte timestamp, signature over a message holding it.
+				t, err := fnote.CoSigV1Timestamp(s)
+				if err != nil {
+					return nil, fmt.Errorf("%w: the cosignature of %q: %v", ErrBadCheckpoint, s.Name, err)
+				}
 				got[witnessID(s.Name, s.Hash)] = true
 				names = append(names, s.Name)
+				times = append(times, t)
 			}
 		}
 	}
@@ -188,7 +221,7 @@ func (p *Policy) VerifyCheckpoint(raw []byte) (*Checkpoint, error) {
 		return nil, fmt.Errorf("%w: %d of the %d required cosignatures (from %d witnesses); cosigned by %q",
 			ErrNotWitnessed, len(names), p.Quorum, len(ws), names)
 	}
-	return &Checkpoint{Checkpoint: *cp, Raw: bytes.Clone(raw), Witnessed: names}, nil
+	return &Checkpoint{Checkpoint: *cp, Raw: bytes.Clone(raw), Witnessed: names, Cosigned: times}, nil
 }
 
 // maxCheckpointSize bounds a signed checkpoint: a few lines and one

@@ -3,8 +3,10 @@ package releaselog_test
 import (
 	"bytes"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/transparency-dev/merkle/compact"
@@ -24,7 +26,8 @@ const releaseLogVectorDir = "../testdata/releaselog"
 // lose its refusals.
 var releaseLogOutcomes = map[string][]string{
 	"entry":      {"valid", "malformed"},
-	"checkpoint": {"valid", "not-witnessed", "bad-checkpoint", "bad-policy"},
+	"checkpoint": {"valid", "not-witnessed", "bad-checkpoint", "bad-policy", "stale"},
+	"policy":     {"valid", "bad-policy"},
 	"proof":      {"included", "not-included", "malformed", "not-witnessed", "bad-checkpoint"},
 	"view":       {"consistent", "inconsistent"},
 }
@@ -46,6 +49,8 @@ func TestReleaseLogVectors(t *testing.T) {
 			check = checkProofVector
 		case "view":
 			check = checkViewVector
+		case "policy":
+			check = checkPolicyVector
 		default:
 			t.Errorf("%s: a folder this test does not know", c.Path)
 			continue
@@ -100,6 +105,8 @@ func outcome(err error, success string) string {
 		return "bad-policy"
 	case errors.Is(err, releaselog.ErrInconsistent):
 		return "inconsistent"
+	case errors.Is(err, releaselog.ErrStaleCheckpoint):
+		return "stale"
 	}
 	return "unexpected error: " + err.Error()
 }
@@ -149,15 +156,32 @@ func checkEntryVector(t *testing.T, c *vectorfile.Case) string {
 }
 
 // checkCheckpointVector: a valid checkpoint commits to the case's size and
-// root, cosigned by exactly the witnesses it names, in signature order.
+// root, cosigned by exactly the witnesses it names, in signature order, at
+// the times it names. A case with a `now` is verified with that clock
+// (VerifyCheckpointAt: the policy's max-age); the others without.
 func checkCheckpointVector(t *testing.T, c *vectorfile.Case) string {
 	p, err := vectorPolicy(t, c)
 	if err != nil {
 		return outcome(err, "valid")
 	}
-	cp, err := p.VerifyCheckpoint(c.Data)
+	var cp *releaselog.Checkpoint
+	if c.Has("now") {
+		cp, err = p.VerifyCheckpointAt(c.Data, time.Unix(int64(c.Uint(t, "now")), 0))
+	} else {
+		if p.MaxAge != 0 {
+			t.Fatal("a case whose policy has a max-age and no now")
+		}
+		cp, err = p.VerifyCheckpoint(c.Data)
+	}
 	if err != nil || c.Expect != "valid" {
 		return outcome(err, "valid")
+	}
+	var times []string
+	for _, ts := range cp.Cosigned {
+		times = append(times, strconv.FormatInt(ts.Unix(), 10))
+	}
+	if got := strings.Join(times, ","); got != c.Header["cosigned"] {
+		t.Errorf("cosigned at %s, the vector has %q", got, c.Header["cosigned"])
 	}
 	if cp.Size != c.Uint(t, "size") || cp.Origin != p.Origin {
 		t.Errorf("checkpoint of %q size %d, the vector has size %s", cp.Origin, cp.Size, c.Header["size"])
@@ -254,4 +278,20 @@ func checkViewVector(t *testing.T, c *vectorfile.Case) string {
 		equalHex(t, "the root of the view's range", root, v.Root)
 	}
 	return result
+}
+
+// checkPolicyVector: a valid policy has the case's max-age and prints as
+// its canonical text.
+func checkPolicyVector(t *testing.T, c *vectorfile.Case) string {
+	p, err := releaselog.ParsePolicy(c.Data)
+	if err != nil || c.Expect != "valid" {
+		return outcome(err, "valid")
+	}
+	if got := uint64(p.MaxAge / time.Second); got != c.Uint(t, "max-age-seconds") || p.MaxAge%time.Second != 0 {
+		t.Errorf("max-age %v, the vector has %s seconds", p.MaxAge, c.Header["max-age-seconds"])
+	}
+	if p.String() != string(c.Hex(t, "canonical")) {
+		t.Errorf("prints as\n%s\nthe vector has\n%s", p, c.Hex(t, "canonical"))
+	}
+	return "valid"
 }

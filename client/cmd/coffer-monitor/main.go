@@ -8,32 +8,43 @@
 // mirror: nothing it serves is believed) with client/logcheck: every
 // checkpoint must carry the release key's signature and the policy's
 // quorum of witness cosignatures, and the entries added since the last
-// run must hash to it. It prints each new entry once. It rebuilds each
-// logged release from its source commit by running CMD COMMIT BOARD OUTDIR
+// run must hash to it. It prints each new entry once, and flags (FLAGGED)
+// a release whose Version is not above every earlier release's for the
+// same board (the bootloader's anti-rollback counts on it growing). It
+// rebuilds each logged release from its source commit by running CMD
+// COMMIT BOARD OUTDIR
 // (default scripts/rebuild-release.sh; "" skips rebuilding), which must
 // write OUTDIR/SHA256SUMS in sha256sum's format naming coffer-os.elf and
 // applet.elf (softvault for a software release, and coffer-boot.imx when
 // the release logs a boot image: the default script rebuilds the
 // bootloader only with BOOT_POLICY set to the policy file the release was
-// built with, which the bootloader embeds), and compares them with the
-// logged hashes: a difference prints MISMATCH. It flags every identity bundle not
-// signed by the provisioning key (with -provisioning-key) and prints every
-// revocation. The view of the log, the catalog of what it held and the
-// releases still to rebuild are kept in the state file (replaced
-// atomically). With -once it makes one pass; otherwise one every -interval
-// until interrupted.
+// built with, which the bootloader embeds), and compares every image it
+// reports with the logged hash: a difference prints MISMATCH, even when
+// another image is missing. A release whose images all match but one was
+// not reported stays NOT REBUILT. A commit that is not a full hex commit id
+// (40 or 64 digits) is FLAGGED NOT A COMMIT ID and never rebuilt; one the
+// command says does not resolve (exit status 10) is FLAGGED UNRESOLVED
+// COMMIT, and flagged again every run until it resolves. It flags every
+// identity bundle not signed by the provisioning key (with
+// -provisioning-key) and prints every revocation. The view of the log, the
+// catalog of what it held and the releases still to rebuild are kept in
+// the state file (replaced atomically). With -once it makes one pass;
+// otherwise one every -interval until interrupted.
 //
-// vaults updates the same way (without rebuilding) and lists every vault
-// identity ever logged: index, name, signing key, firmware (and the logged
-// release it is), the insecure flag, whether its signature verifies under
-// -provisioning-key, and whether it is revoked; then the revocations.
+// vaults updates the same way (without rebuilding, but flagging a version
+// that does not increase) and lists every vault identity ever logged:
+// index, name, signing key, firmware (and the logged release it is), the
+// insecure flag, whether its signature verifies under -provisioning-key,
+// and whether it is revoked; then the revocations.
 //
-// Exit status: 0 all is well; 1 a finding (a MISMATCH, an identity not
-// signed by the provisioning key), reported after the whole pass and with
-// the state saved; 2 usage; 3 a release could not be rebuilt yet (it is
-// retried next run); 4 the log forked or rolled back (the state is not
-// advanced: keep it, it is the evidence); 5 any other failure (the log
-// unreachable, a checkpoint that does not verify).
+// Exit status: 0 all is well; 1 a finding (MISMATCH, FLAGGED: a version
+// that does not increase, a commit that is not a commit id or does not
+// resolve; an identity not signed by the provisioning key), reported after
+// the whole pass and with the state saved; 2 usage; 3 a release could not
+// be rebuilt yet and there is no finding (it is retried next run); 4 the
+// log forked or rolled back (the state is not advanced: keep it, it is the
+// evidence); 5 any other failure (the log unreachable, a checkpoint that
+// does not verify).
 package main
 
 import (
@@ -213,6 +224,9 @@ func (m *monitor) pass(ctx context.Context) int {
 		switch l.Entry.Kind {
 		case releaselog.KindRelease:
 			m.printRelease(l.Index, l.Entry.Release)
+			if !m.checkVersion(st, l.Index, l.Entry.Release) {
+				findings++
+			}
 			st.Pending = append(st.Pending, l.Index)
 		case releaselog.KindIdentity:
 			if !m.printIdentity(st, l.Index, l.Entry.Identity) {
@@ -223,11 +237,16 @@ func (m *monitor) pass(ctx context.Context) int {
 		}
 	}
 	var pending []uint64
+	notRebuilt := 0
 	for _, i := range st.Pending {
-		switch match, err := m.rebuildOne(ctx, st, i); {
-		case err != nil:
+		switch m.rebuildOne(ctx, st, i) {
+		case verdictPending:
 			pending = append(pending, i)
-		case !match:
+			notRebuilt++
+		case verdictUnresolved:
+			pending = append(pending, i) // flagged again until it resolves
+			findings++
+		case verdictMismatch, verdictNotACommit:
 			findings++
 		}
 	}
@@ -238,13 +257,32 @@ func (m *monitor) pass(ctx context.Context) int {
 	}
 	switch {
 	case findings > 0:
-		fmt.Fprintf(m.out, "%d FINDING(S): see MISMATCH and NOT SIGNED above\n", findings)
+		fmt.Fprintf(m.out, "%d FINDING(S): see MISMATCH, FLAGGED and NOT SIGNED above\n", findings)
 		return exitFinding
-	case len(pending) > 0:
-		fmt.Fprintf(m.out, "%d release(s) not rebuilt yet; retried next run\n", len(pending))
+	case notRebuilt > 0:
+		fmt.Fprintf(m.out, "%d release(s) not rebuilt yet; retried next run\n", notRebuilt)
 		return exitNotRebuilt
 	}
 	return exitOK
+}
+
+// checkVersion flags (false) a newly logged release whose Version is not
+// above that of every release logged before it for the same board: the
+// bootloader's anti-rollback (the RPMB minimum) counts on it growing.
+func (m *monitor) checkVersion(st *state, i uint64, r *releaselog.Release) bool {
+	var prev *loggedRelease
+	for j := range st.Releases {
+		p := &st.Releases[j]
+		if p.Index < i && p.Release.Board == r.Board && (prev == nil || p.Release.Version > prev.Release.Version) {
+			prev = p
+		}
+	}
+	if prev == nil || r.Version > prev.Release.Version {
+		return true
+	}
+	fmt.Fprintf(m.out, "FLAGGED #%d release %s: VERSION %d for board %s does not increase over #%d release %s (version %d)\n",
+		i, r.Name, r.Version, r.Board, prev.Index, prev.Release.Name, prev.Release.Version)
+	return false
 }
 
 func (m *monitor) printRelease(i uint64, r *releaselog.Release) {
@@ -255,40 +293,79 @@ func (m *monitor) printRelease(i uint64, r *releaselog.Release) {
 	}
 }
 
-// rebuildOne rebuilds the release at index i and records the verdict; an
-// error leaves it pending.
-func (m *monitor) rebuildOne(ctx context.Context, st *state, i uint64) (bool, error) {
+// verdict is what one pass concluded about a release's rebuild.
+type verdict int
+
+const (
+	verdictPending    verdict = iota // no verdict yet: retried next run
+	verdictMatch                     // every logged image rebuilt and equal
+	verdictMismatch                  // an image rebuilt and different: final
+	verdictUnresolved                // the commit does not resolve: flagged, retried
+	verdictNotACommit                // the commit is not a full commit id: flagged, final
+)
+
+// rebuildOne rebuilds the release at index i and records a final verdict
+// in st.Results.
+func (m *monitor) rebuildOne(ctx context.Context, st *state, i uint64) verdict {
 	r := st.release(i)
 	if r == nil {
-		return false, fmt.Errorf("no release at %d", i)
+		fmt.Fprintf(m.errs, "coffer-monitor: the state names no release at %d\n", i)
+		return verdictPending
+	}
+	final := func(v verdict, note string) verdict {
+		if st.Results == nil {
+			st.Results = map[uint64]rebuildOK{}
+		}
+		st.Results[i] = rebuildOK{Match: v == verdictMatch, Note: note}
+		return v
+	}
+	if !fullCommit(r.Commit) {
+		fmt.Fprintf(m.out, "FLAGGED #%d release %s: NOT A COMMIT ID %q (a release logs its full hex commit): nobody can rebuild it\n", i, r.Name, r.Commit)
+		return final(verdictNotACommit, "not a full commit id")
 	}
 	if m.rebuild == nil {
 		fmt.Fprintf(m.out, "#%d release %s: NOT REBUILT (-rebuild \"\")\n", i, r.Name)
-		return false, errNotRebuilt
+		return verdictPending
 	}
 	var log bytes.Buffer
 	cs, err := rebuild(ctx, m.rebuild, r, &log)
-	if err != nil {
+	switch {
+	case errors.Is(err, errCommitUnknown):
+		fmt.Fprintf(m.out, "FLAGGED #%d release %s: UNRESOLVED COMMIT %s: %v; nobody can rebuild it from the published source (retried next run)\n", i, r.Name, r.Commit, err)
+		fmt.Fprintf(m.errs, "rebuild of #%d (%s %s), its output:\n%s\n", i, r.Commit, r.Board, tail(log.Bytes(), 4096))
+		return verdictUnresolved
+	case err != nil:
 		fmt.Fprintf(m.out, "#%d release %s: NOT REBUILT: %v\n", i, r.Name, err)
 		fmt.Fprintf(m.errs, "rebuild of #%d (%s %s), its output:\n%s\n", i, r.Commit, r.Board, tail(log.Bytes(), 4096))
-		return false, err
+		return verdictPending
 	}
-	match := true
+	// Every image that was rebuilt is compared, whatever else is missing:
+	// a missing image never hides another's mismatch.
+	var mismatched, missing []string
 	for _, c := range cs {
-		if !bytes.Equal(c.logged, c.rebuilt) {
-			match = false
+		switch {
+		case c.rebuilt == nil:
+			missing = append(missing, fmt.Sprintf("%s (%s)", c.part, c.file))
+		case !bytes.Equal(c.logged, c.rebuilt):
+			mismatched = append(mismatched, c.part)
 			fmt.Fprintf(m.out, "MISMATCH #%d release %s (commit %s, board %s): %s (%s) logged %x, rebuilt %x\n",
 				i, r.Name, r.Commit, r.Board, c.part, c.file, c.logged, c.rebuilt)
 		}
 	}
-	if match {
-		fmt.Fprintf(m.out, "#%d release %s: rebuilt, every image matches\n", i, r.Name)
+	switch {
+	case len(mismatched) > 0:
+		if len(missing) > 0 {
+			fmt.Fprintf(m.out, "#%d release %s: also not rebuilt: %s\n", i, r.Name, strings.Join(missing, ", "))
+		}
+		return final(verdictMismatch, "mismatch: "+strings.Join(mismatched, ", "))
+	case len(missing) > 0:
+		fmt.Fprintf(m.out, "#%d release %s: NOT REBUILT: the rebuild reported no %s; the %d image(s) it did report match (retried next run)\n",
+			i, r.Name, strings.Join(missing, ", "), len(cs)-len(missing))
+		fmt.Fprintf(m.errs, "rebuild of #%d (%s %s), its output:\n%s\n", i, r.Commit, r.Board, tail(log.Bytes(), 4096))
+		return verdictPending
 	}
-	if st.Results == nil {
-		st.Results = map[uint64]rebuildOK{}
-	}
-	st.Results[i] = rebuildOK{Match: match}
-	return match, nil
+	fmt.Fprintf(m.out, "#%d release %s: rebuilt, every image matches\n", i, r.Name)
+	return final(verdictMatch, "")
 }
 
 func tail(b []byte, n int) []byte {
@@ -305,9 +382,13 @@ type identityInfo struct {
 	signedOK  bool
 	release   string // the logged release its firmware is, or "NOT A LOGGED RELEASE"
 	revoked   string // "" or the revocation's reason
+	// relogged: the bundle carries keys an earlier identity revocation
+	// withdrew. No honest writer logs it (coffer-release add-identity
+	// refuses to): a finding.
+	relogged bool
 }
 
-func (m *monitor) describe(st *state, si *protocol.SignedIdentity) identityInfo {
+func (m *monitor) describe(st *state, index uint64, si *protocol.SignedIdentity) identityInfo {
 	var info identityInfo
 	var id protocol.Identity
 	if protocol.Unmarshal(si.Body, &id) == nil {
@@ -333,16 +414,46 @@ func (m *monitor) describe(st *state, si *protocol.SignedIdentity) identityInfo 
 	}
 	bh := releaselog.BundleHash(si)
 	for _, r := range st.Revocations {
-		if r.Revocation.Target == releaselog.KindIdentity && bytes.Equal(r.Revocation.Hash, bh) {
+		if r.Revocation.Target != releaselog.KindIdentity {
+			continue
+		}
+		if bytes.Equal(r.Revocation.Hash, bh) {
 			info.revoked = fmt.Sprintf("REVOKED (#%d: %s)", r.Index, r.Revocation.Reason)
+			break
+		}
+		// A revocation withdraws the revoked bundle's keys: the same keys
+		// in any other bundle are the same vault (RELEASES.md).
+		if info.id == nil {
+			continue
+		}
+		if at, keys := revokedBundle(st, r.Revocation.Hash); keys != nil && keys.Shared(info.id) != "" {
+			info.revoked = fmt.Sprintf("REVOKED (keys of #%d, by #%d: %s)", at, r.Index, r.Revocation.Reason)
+			if index > r.Index {
+				info.revoked = fmt.Sprintf("REVOKED KEYS LOGGED AGAIN (keys of #%d, revoked by #%d: %s)", at, r.Index, r.Revocation.Reason)
+				info.relogged = true
+				break
+			}
 		}
 	}
 	return info
 }
 
+// revokedBundle finds the logged bundle an identity revocation names and
+// returns its index and keys (nil when no logged bundle has that hash).
+func revokedBundle(st *state, hash []byte) (uint64, *releaselog.IdentityKeys) {
+	for _, li := range st.Identities {
+		if bytes.Equal(releaselog.BundleHash(&li.Signed), hash) {
+			if keys, err := releaselog.KeysOf(&li.Signed); err == nil {
+				return li.Index, keys
+			}
+		}
+	}
+	return 0, nil
+}
+
 // printIdentity prints a newly logged identity; false if it is a finding.
 func (m *monitor) printIdentity(st *state, i uint64, si *protocol.SignedIdentity) bool {
-	info := m.describe(st, si)
+	info := m.describe(st, i, si)
 	if info.id == nil {
 		fmt.Fprintf(m.out, "#%d identity: its body does not decode; signature %s\n", i, info.signature)
 		return info.signedOK
@@ -353,7 +464,10 @@ func (m *monitor) printIdentity(st *state, i uint64, si *protocol.SignedIdentity
 	}
 	fmt.Fprintf(m.out, "#%d identity %q: signing key %x, firmware %x (%s)%s, signature %s\n",
 		i, info.id.Name, info.id.SigningKey, info.id.FirmwareHash, info.release, insecure, info.signature)
-	return info.signedOK
+	if info.relogged {
+		fmt.Fprintf(m.out, "#%d %s\n", i, info.revoked)
+	}
+	return info.signedOK && !info.relogged
 }
 
 func (m *monitor) printRevocation(st *state, i uint64, r *releaselog.Revocation) {
@@ -380,8 +494,12 @@ func (m *monitor) vaults(ctx context.Context) int {
 	if code != exitOK {
 		return code
 	}
+	findings := 0
 	for _, l := range logged {
 		if l.Entry.Kind == releaselog.KindRelease {
+			if !m.checkVersion(st, l.Index, l.Entry.Release) {
+				findings++
+			}
 			st.Pending = append(st.Pending, l.Index) // rebuilt by the next follow
 		}
 	}
@@ -389,12 +507,12 @@ func (m *monitor) vaults(ctx context.Context) int {
 		fmt.Fprintln(m.errs, "coffer-monitor: saving the state:", err)
 		return exitFailure
 	}
-	findings := 0
+	flagged := findings
 	fmt.Fprintf(m.out, "%d vault identities logged:\n", len(st.Identities))
 	fmt.Fprintln(m.out, "INDEX\tNAME\tSIGNING KEY\tFIRMWARE\tINSECURE\tSIGNATURE\tREVOKED")
 	for _, li := range st.Identities {
-		info := m.describe(st, &li.Signed)
-		if !info.signedOK {
+		info := m.describe(st, li.Index, &li.Signed)
+		if !info.signedOK || info.relogged {
 			findings++
 		}
 		revoked := "no"
@@ -412,8 +530,13 @@ func (m *monitor) vaults(ctx context.Context) int {
 	for _, r := range st.Revocations {
 		m.printRevocation(st, r.Index, &r.Revocation)
 	}
+	if n := findings - flagged; n > 0 {
+		fmt.Fprintf(m.out, "%d identities NOT SIGNED BY THE PROVISIONING KEY\n", n)
+	}
+	if flagged > 0 {
+		fmt.Fprintf(m.out, "%d new release(s) FLAGGED above\n", flagged)
+	}
 	if findings > 0 {
-		fmt.Fprintf(m.out, "%d identities NOT SIGNED BY THE PROVISIONING KEY\n", findings)
 		return exitFinding
 	}
 	return exitOK

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -73,7 +74,8 @@ func newFixture(t *testing.T) *fixture {
 	f.calls = filepath.Join(f.dir, "calls")
 	os.Mkdir(f.sumsDir, 0o755)
 	f.rebuild = filepath.Join(f.dir, "fake-rebuild.sh")
-	script := fmt.Sprintf("#!/bin/sh\nset -eu\necho \"$1 $2\" >> %s\ncp %s/\"$1\" \"$3/SHA256SUMS\"\n", f.calls, f.sumsDir)
+	// COMMIT.unknown in sumsDir: the commit does not resolve (exit 10).
+	script := fmt.Sprintf("#!/bin/sh\nset -eu\necho \"$1 $2\" >> %s\n[ ! -e %s/\"$1\".unknown ] || exit 10\ncp %s/\"$1\" \"$3/SHA256SUMS\"\n", f.calls, f.sumsDir, f.sumsDir)
 	if err := os.WriteFile(f.rebuild, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -292,4 +294,169 @@ func FuzzParseSums(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestMonitorFlagsAMismatchEvenWithoutTheBootImage: a release that logs a
+// boot image, rebuilt without one (no BOOT_POLICY), whose rebuilt OS
+// differs from the logged hash. The missing boot image must not hide the
+// OS mismatch behind "not rebuilt": MISMATCH, exit 1, final.
+func TestMonitorFlagsAMismatchEvenWithoutTheBootImage(t *testing.T) {
+	f := newFixture(t)
+	commit := strings.Repeat("1", 40)
+	e := f.release(1, commit, "a backdoored OS")
+	e.Release.Board, e.Release.BootImage = "usbarmory", sum(commit+"boot")
+	f.log.AddEntries(e)
+	code, out := f.run()
+	if code != exitFinding || !strings.Contains(out, "MISMATCH #0 release v1") ||
+		!strings.Contains(out, fmt.Sprintf("firmware (coffer-os.elf) logged %x, rebuilt %x", sum(commit+"os"), sum("a backdoored OS"))) {
+		t.Fatalf("an OS mismatch with no boot image rebuilt: exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, "applet (applet.elf) logged") {
+		t.Errorf("the matching applet reported as a mismatch:\n%s", out)
+	}
+	st, err := loadState(f.state)
+	if err != nil || len(st.Pending) != 0 || st.Results[0].Match {
+		t.Fatalf("state: %v %+v", err, st)
+	}
+	// Every image that was rebuilt matches, the boot image is missing:
+	// not a verdict yet, retried.
+	good := strings.Repeat("2", 40)
+	e = f.release(2, good, good+"os")
+	e.Release.Board, e.Release.BootImage = "usbarmory", sum(good+"boot")
+	f.log.AddEntries(e)
+	code, out = f.run()
+	if code != exitNotRebuilt || !strings.Contains(out, "#1 release v2: NOT REBUILT") || !strings.Contains(out, "boot image") || strings.Contains(out, "MISMATCH") {
+		t.Fatalf("a matching OS with no boot image rebuilt: exit %d\n%s", code, out)
+	}
+}
+
+// TestMonitorFlagsACommitThatDoesNotResolve: a release whose commit the
+// rebuild cannot find (the rebuild command's exit status 10), or that is
+// not a full hex commit id, cannot be checked by anyone: a finding, not a
+// release silently pending for ever. An unresolved commit is retried (and
+// flagged) every run until it resolves.
+func TestMonitorFlagsACommitThatDoesNotResolve(t *testing.T) {
+	f := newFixture(t)
+	secret := strings.Repeat("3", 40)
+	e := f.release(1, secret, secret+"os")
+	unknown := filepath.Join(f.sumsDir, secret+".unknown")
+	if err := os.WriteFile(unknown, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	short := f.release(2, "abc123", "abc123os")
+	f.log.AddEntries(e, short)
+	code, out := f.run()
+	if code != exitFinding || !strings.Contains(out, "FLAGGED #0 release v1: UNRESOLVED COMMIT "+secret) ||
+		!strings.Contains(out, `FLAGGED #1 release v2: NOT A COMMIT ID "abc123"`) {
+		t.Fatalf("unresolvable commits: exit %d\n%s", code, out)
+	}
+	if calls := f.rebuildCalls(); len(calls) != 2 || calls[0] != secret {
+		t.Fatalf("rebuilds: %v (a malformed commit is never given to the rebuild)", calls)
+	}
+	// Still unresolved: flagged again.
+	if code, out = f.run(); code != exitFinding || !strings.Contains(out, "UNRESOLVED COMMIT "+secret) || strings.Contains(out, "abc123") {
+		t.Fatalf("second run: exit %d\n%s", code, out)
+	}
+	// The commit is published: rebuilt and compared.
+	os.Remove(unknown)
+	if code, out = f.run(); code != exitOK || !strings.Contains(out, "#0 release v1: rebuilt, every image matches") {
+		t.Fatalf("after the commit resolves: exit %d\n%s", code, out)
+	}
+}
+
+// TestMonitorFlagsAVersionThatDoesNotIncrease: the bootloader's
+// anti-rollback trusts Version to grow per board; a release logged with a
+// version not above an earlier release's for the same board is flagged
+// (by follow and by vaults, whichever sees it first), another board's
+// numbering is its own.
+func TestMonitorFlagsAVersionThatDoesNotIncrease(t *testing.T) {
+	f := newFixture(t)
+	c := func(b string) string { return strings.Repeat(b, 40) }
+	sw := f.release(1, c("7"), c("7")+"os")
+	sw.Release.Board = "usbarmory"
+	f.log.AddEntries(f.release(5, c("4"), c("4")+"os"), f.release(6, c("5"), c("5")+"os"), sw)
+	if code, out := f.run(); code != exitOK || strings.Contains(out, "FLAGGED") {
+		t.Fatalf("increasing versions: exit %d\n%s", code, out)
+	}
+	f.log.AddEntries(f.release(6, c("6"), c("6")+"os"))
+	code, out := f.run()
+	if code != exitFinding || !strings.Contains(out, "FLAGGED #3 release v6: VERSION 6 for board qemu does not increase over #1 release v6 (version 6)") {
+		t.Fatalf("a repeated version: exit %d\n%s", code, out)
+	}
+	f.log.AddEntries(f.release(4, c("8"), c("8")+"os"))
+	code, out = f.run("vaults")
+	if code != exitFinding || !strings.Contains(out, "FLAGGED #4 release v4: VERSION 4 for board qemu does not increase over #1 release v6 (version 6)") {
+		t.Fatalf("a lower version, seen by vaults: exit %d\n%s", code, out)
+	}
+}
+
+// TestRebuildScriptSaysACommitDoesNotResolve: the default rebuild command
+// exits 10 (which the monitor flags) for a commit its repository does not
+// hold, and the monitor run with it flags the release.
+func TestRebuildScriptSaysACommitDoesNotResolve(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("SKIPPED: git not found")
+	}
+	script, err := filepath.Abs("../../../scripts/rebuild-release.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := t.TempDir()
+	for _, args := range [][]string{{"init", "--quiet"}, {"-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "--quiet", "--allow-empty", "-m", "x"}} {
+		if out, err := exec.Command("git", append([]string{"-C", repo}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	t.Setenv("COFFER_REPO", repo)
+	missing := strings.Repeat("9", 40)
+	c := exec.Command(script, missing, "qemu", t.TempDir())
+	out, err := c.CombinedOutput()
+	if c.ProcessState == nil || c.ProcessState.ExitCode() != exitCommitUnknown || !strings.Contains(string(out), "does not resolve") {
+		t.Fatalf("rebuild-release.sh of a commit the repository lacks: %v\n%s", err, out)
+	}
+	f := newFixture(t)
+	f.rebuild = script
+	f.log.AddEntries(f.release(1, missing, missing+"os"))
+	if code, out := f.run(); code != exitFinding || !strings.Contains(out, "UNRESOLVED COMMIT "+missing) {
+		t.Fatalf("the monitor with rebuild-release.sh: exit %d\n%s", code, out)
+	}
+}
+
+// TestMonitorFlagsRevokedKeysUnderAnotherBundle: an identity revocation
+// withdraws the vault's keys, not one bundle. The same keys logged again in
+// another bundle (here a newer firmware, as an upgrade would) are listed as
+// revoked too, naming the revocation and the revoked bundle's index.
+func TestMonitorFlagsRevokedKeysUnderAnotherBundle(t *testing.T) {
+	f := newFixture(t)
+	c1, c2 := strings.Repeat("a", 40), strings.Repeat("b", 40)
+	rel1 := f.release(1, c1, c1+"os")
+	rel2 := f.release(2, c2, c2+"os")
+	first := f.identity("vault-lost", rel1.Release.Firmware, f.provPriv)
+	f.log.AddEntries(rel1, first, &releaselog.Entry{Kind: releaselog.KindRevocation, Revocation: &releaselog.Revocation{
+		Target: releaselog.KindIdentity, Hash: releaselog.BundleHash(first.Identity), Reason: "device lost"}})
+	again := f.identity("vault-lost", rel2.Release.Firmware, f.provPriv) // same keys, another bundle
+	f.log.AddEntries(rel2, again)
+	// follow flags it as it is logged, with a non-zero exit.
+	if code, out := f.run(); code != exitFinding || !strings.Contains(out, "#4 REVOKED KEYS LOGGED AGAIN") {
+		t.Errorf("follow: exit %d\n%s", code, out)
+	}
+	code, out := f.run("vaults")
+	if code != exitFinding {
+		t.Fatalf("vaults: exit %d\n%s", code, out)
+	}
+	var rows []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, `"vault-lost"`) {
+			rows = append(rows, line)
+		}
+	}
+	if len(rows) != 2 {
+		t.Fatalf("want 2 rows for the vault, got %d:\n%s", len(rows), out)
+	}
+	if !strings.Contains(rows[0], "REVOKED (#2: device lost)") {
+		t.Errorf("the revoked bundle's row: %q", rows[0])
+	}
+	if !strings.Contains(rows[1], "REVOKED KEYS LOGGED AGAIN (keys of #1, revoked by #2: device lost)") {
+		t.Errorf("the same keys under another bundle are not flagged: %q", rows[1])
+	}
 }

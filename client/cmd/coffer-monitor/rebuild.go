@@ -27,9 +27,35 @@ const (
 // maxSumsFile bounds the SHA256SUMS the rebuild command writes.
 const maxSumsFile = 64 << 10
 
-// errNotRebuilt: the rebuild did not run to the end or did not report an
-// image the release logs; the release stays pending.
+// errNotRebuilt: the rebuild did not run to the end; the release stays
+// pending.
 var errNotRebuilt = errors.New("not rebuilt")
+
+// exitCommitUnknown is the rebuild command's exit status for "COMMIT does
+// not resolve in the repository" (scripts/rebuild-release.sh); any other
+// failure is a rebuild that could not run.
+const exitCommitUnknown = 10
+
+// errCommitUnknown: the rebuild command says the release's commit does not
+// resolve. Nobody can rebuild such a release: a finding, retried in case
+// the repository catches up.
+var errCommitUnknown = errors.New("the commit does not resolve in the source repository")
+
+// fullCommit reports whether s is a full git object name, as a release
+// must log its commit: 40 (SHA-1) or 64 (SHA-256) lower-case hex digits.
+// An abbreviation may name another commit tomorrow, and anything else
+// names none.
+func fullCommit(s string) bool {
+	if len(s) != 40 && len(s) != 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // parseSums reads sha256sum's output: "HEX  NAME" or "HEX *NAME" lines.
 func parseSums(b []byte) (map[string][]byte, error) {
@@ -57,7 +83,8 @@ func parseSums(b []byte) (map[string][]byte, error) {
 	return sums, sc.Err()
 }
 
-// comparison is one logged hash and the rebuilt one.
+// comparison is one logged hash and the rebuilt one (nil: the rebuild did
+// not report that image).
 type comparison struct {
 	part            string // firmware, applet, boot image
 	file            string
@@ -81,9 +108,10 @@ func expected(r *releaselog.Release) []comparison {
 	return cs
 }
 
-// rebuild runs cmd COMMIT BOARD OUTDIR in a fresh OUTDIR and compares
-// what it reports with what the release logs. The command's output goes
-// to log. An error (errNotRebuilt) means no verdict yet.
+// rebuild runs cmd COMMIT BOARD OUTDIR in a fresh OUTDIR and returns every
+// image the release logs with what the rebuild reported for it (rebuilt
+// nil where it reported nothing). The command's output goes to log. An
+// error: errNotRebuilt (no verdict yet) or errCommitUnknown.
 func rebuild(ctx context.Context, cmd []string, r *releaselog.Release, log *bytes.Buffer) ([]comparison, error) {
 	out, err := os.MkdirTemp("", "coffer-monitor-rebuild-")
 	if err != nil {
@@ -93,6 +121,10 @@ func rebuild(ctx context.Context, cmd []string, r *releaselog.Release, log *byte
 	c := exec.CommandContext(ctx, cmd[0], append(cmd[1:], r.Commit, r.Board, out)...)
 	c.Stdout, c.Stderr = log, log
 	if err := c.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() == exitCommitUnknown {
+			return nil, fmt.Errorf("%w (%s exited %d)", errCommitUnknown, strings.Join(cmd, " "), exitCommitUnknown)
+		}
 		return nil, fmt.Errorf("%w: %s: %v", errNotRebuilt, strings.Join(cmd, " "), err)
 	}
 	b, err := os.ReadFile(filepath.Join(out, "SHA256SUMS"))
@@ -105,11 +137,7 @@ func rebuild(ctx context.Context, cmd []string, r *releaselog.Release, log *byte
 	}
 	cs := expected(r)
 	for i := range cs {
-		got, ok := sums[cs[i].file]
-		if !ok {
-			return nil, fmt.Errorf("%w: the rebuild reported no %s (%s)", errNotRebuilt, cs[i].part, cs[i].file)
-		}
-		cs[i].rebuilt = got
+		cs[i].rebuilt = sums[cs[i].file]
 	}
 	return cs, nil
 }

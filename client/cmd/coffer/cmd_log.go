@@ -1,16 +1,19 @@
 package main
 
-// The release log (client/SPEC.md, "Release log"): `coffer log pin FILE`
-// pins the policy of the log every vault is checked against, and `coffer
+// The release log (client/SPEC.md, "Release log"): `coffer log pin FILE
+// [--url URL]` pins the policy of the log every vault is checked against
+// (and a log address read besides each vault's cofferd), and `coffer
 // vault accept-new-identity` is the user's consent to a vault whose keys
 // changed.
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/cofferhsm/coffer/client"
 	"github.com/cofferhsm/coffer/protocol/releaselog"
@@ -18,6 +21,7 @@ import (
 
 func (c *cli) cmdLogPin(ctx context.Context, args []string) error {
 	fset := c.flags("log pin")
+	logURL := fset.String("url", "", `also read the log at URL (its own address or a mirror: the tlog-tiles root), besides each vault's cofferd; "" forgets it`)
 	rest, err := parse(fset, args)
 	if err != nil {
 		return err
@@ -25,6 +29,8 @@ func (c *cli) cmdLogPin(ctx context.Context, args []string) error {
 	if len(rest) != 1 {
 		return usagef("needs the policy FILE")
 	}
+	urlGiven := false
+	fset.Visit(func(f *flag.Flag) { urlGiven = urlGiven || f.Name == "url" })
 	text, err := os.ReadFile(rest[0])
 	if err != nil {
 		return err
@@ -40,15 +46,33 @@ func (c *cli) cmdLogPin(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if !changed {
+	urlChanged := false
+	if urlGiven {
+		if urlChanged, err = cfg.PinLogURL(*logURL); err != nil {
+			return err
+		}
+	}
+	if !changed && !urlChanged {
 		c.printf("This policy is already pinned; nothing changed.\n")
 		return nil
 	}
 	if err := cfg.Save(path); err != nil {
 		return err
 	}
-	c.printf("Pinned the release log's policy:\n%s", indent(cfg.Log.Policy))
-	c.printf("From the next contact on, every vault of this account must be in that log (its identity bundle and its release), and none revoked.\n")
+	if changed {
+		c.printf("Pinned the release log's policy:\n%s", indent(cfg.Log.Policy))
+		c.printf("From the next contact on, every vault of this account must be in that log (its identity bundle and its release), and none revoked.\n")
+		if p, err := releaselog.ParsePolicy([]byte(cfg.Log.Policy)); err == nil && p.MaxAge != 0 {
+			c.printf("The log must be fresh: a vault is refused unless %d of the witnesses cosigned the newest checkpoint this device can get within %s.\n",
+				p.Quorum, releaselog.Age(p.MaxAge))
+		}
+	}
+	switch {
+	case urlChanged && cfg.Log.URL != "":
+		c.printf("The log is also read at %s at every contact, besides each vault's cofferd.\n", cfg.Log.URL)
+	case urlChanged:
+		c.printf("Forgot the log URL: the log is read from each vault's cofferd only.\n")
+	}
 	return nil
 }
 
@@ -61,7 +85,19 @@ func logPinText(lp *client.LogPin) string {
 	if err != nil {
 		return "(invalid policy)"
 	}
-	return fmt.Sprintf("%s, %d of %d witnesses; %d entries verified, %d revocations", p.Origin, p.Quorum, len(p.Witnesses), lp.View.Size, len(lp.Revoked))
+	s := fmt.Sprintf("%s, %d of %d witnesses; %d entries verified, %d revocations", p.Origin, p.Quorum, len(p.Witnesses), lp.View.Size, len(lp.Revoked))
+	if cp, err := p.VerifyCheckpoint([]byte(lp.Checkpoint)); err == nil {
+		if at, ok := cp.WitnessedAt(p.Quorum, time.Now()); ok {
+			s += fmt.Sprintf("; checkpoint cosigned %s ago", releaselog.Age(time.Since(at)))
+		}
+	}
+	if p.MaxAge != 0 {
+		s += fmt.Sprintf(" (max-age %s)", releaselog.Age(p.MaxAge))
+	}
+	if lp.URL != "" {
+		s += "; also read at " + lp.URL
+	}
+	return s
 }
 
 func indent(s string) string {
@@ -98,20 +134,7 @@ func (c *cli) cmdVaultAccept(ctx context.Context, args []string) error {
 	opts.AcceptNewIdentity = func(ch *client.IdentityChange) error {
 		asked = true
 		c.showIdentityChange(ch)
-		if *yes {
-			return nil
-		}
-		if c.ask == nil {
-			return errors.New("confirm with --yes")
-		}
-		answer, err := c.ask("Type accept to pin the new identity: ")
-		if err != nil {
-			return err
-		}
-		if strings.TrimSpace(string(answer)) != "accept" {
-			return errors.New("not confirmed")
-		}
-		return nil
+		return c.confirmWord(*yes, "accept", "confirm with --yes", "not confirmed")
 	}
 	_, err = client.Connect(ctx, cfg, opts)
 	c.save(cfg, path)

@@ -129,21 +129,10 @@ func (c *cli) realmDelete(ctx context.Context, cfg *client.Config, path string, 
 }
 
 func (c *cli) confirmDelete(warning string, yes bool) error {
-	if yes {
-		return nil
+	if !yes && c.ask != nil {
+		c.warnf("%s\n", warning)
 	}
-	if c.ask == nil {
-		return errors.New(strings.ReplaceAll(warning, "\n", " ") + " Confirm with --yes.")
-	}
-	c.warnf("%s\n", warning)
-	answer, err := c.ask("Type delete to go on: ")
-	if err != nil {
-		return err
-	}
-	if strings.TrimSpace(string(answer)) != "delete" {
-		return errors.New("not confirmed; nothing was deleted")
-	}
-	return nil
+	return c.confirmWord(yes, "delete", strings.ReplaceAll(warning, "\n", " ")+" Confirm with --yes.", "not confirmed; nothing was deleted")
 }
 
 // cmdRealmsRepair is `coffer realms repair --realms FILE [--threshold t]

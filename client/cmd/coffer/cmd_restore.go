@@ -1,14 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"fmt"
-	"os"
 	"strings"
-
-	"filippo.io/age"
 
 	"github.com/cofferhsm/coffer/client"
 )
@@ -85,25 +80,32 @@ func (c *cli) login(ctx context.Context, cfg *client.Config, path string, ks *ke
 	s, err := vc.Login(ctx, pw)
 	c.save(cfg, path)
 	if err != nil {
-		return nil, err
+		return nil, rollbackAdvice(err)
 	}
 	c.reportRelease(s)
 	return s, nil
 }
 
 func (c *cli) connect(ctx context.Context, cfg *client.Config, path string, insecure bool) (*client.Client, error) {
+	return c.connectWith(ctx, cfg, path, c.vaultOptions(insecure))
+}
+
+func (c *cli) connectWith(ctx context.Context, cfg *client.Config, path string, opts client.Options) (*client.Client, error) {
 	if cfg.Mode != client.ModePassword {
 		return nil, errors.New("this account keeps its key as a 64-digit key, not in a vault")
 	}
 	if cfg.Realms != nil {
 		return nil, errRealmMode("this command")
 	}
-	vc, err := client.Connect(ctx, cfg, c.vaultOptions(insecure))
+	vc, err := client.Connect(ctx, cfg, opts)
 	// Saved also after a refusal: what the log taught (its view, the
 	// revocations read) is kept; the vault's pin moves only on success.
 	c.save(cfg, path)
 	if err != nil {
-		return nil, err
+		// Connect checks the store sequence of the vault's signed status
+		// (since the firmware binding): say what to do about a rollback
+		// here too, not only after a login.
+		return nil, rollbackAdvice(err)
 	}
 	return vc, nil
 }
@@ -117,59 +119,101 @@ func (c *cli) save(cfg *client.Config, path string) {
 func (c *cli) cmdRestore(ctx context.Context, args []string) error {
 	fset := c.flags("restore")
 	dir := fset.String("C", ".", "restore into `DIR`")
-	force := fset.Bool("force", false, "replace existing files or folders named like the backup's top-level entries")
+	force := fset.Bool("force", false, "replace existing files or folders named like what the restore puts in place")
+	dryRun := fset.Bool("dry-run", false, "list what would be restored and replaced; write nothing")
+	jsonOut := fset.Bool("json", false, "print a JSON summary on standard output")
 	ks := c.keySourceFlags(fset)
 	rest, err := parse(fset, args)
 	if err != nil {
 		return err
 	}
-	if len(rest) != 1 {
-		return usagef("needs one backup FILE")
+	if len(rest) < 1 {
+		return usagef("needs a backup FILE")
 	}
-	cfg, path, err := c.loadConfig()
-	if errors.Is(err, client.ErrNoConfig) {
-		cfg = nil // a 64-digit key restores without any configuration
-	} else if err != nil {
-		return err
-	}
-	// Look at the file before a vault login spends an attempt on it.
-	f, err := os.Open(rest[0])
+	// What restores into DIR that were killed left: plaintext.
+	left := c.cleanLeftovers(client.RestoreLeftovers, "restore", *dir, !*dryRun)
+
+	f, fsize, id, wipe, err := c.backupIdentity(ctx, rest[0], ks)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if _, err := age.ExtractHeader(bufio.NewReader(f)); err != nil {
-		return fmt.Errorf("%s is not a backup (an age file): %w", client.QuoteName(rest[0]), err)
+	defer wipe()
+	var entries []client.Entry
+	opts := &client.RestoreOptions{Force: *force, Paths: rest[1:], DryRun: *dryRun}
+	if *dryRun {
+		opts.Entry = func(e client.Entry) { entries = append(entries, e) }
 	}
-	if _, err := f.Seek(0, 0); err != nil {
-		return err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-
-	ks.checkFile = rest[0]
-	k, err := c.backupKey(ctx, cfg, path, ks)
-	if err != nil {
-		return err
-	}
-	defer k.Wipe()
-	id, err := k.AgeIdentity()
-	if err != nil {
-		return err
-	}
-	bar := c.newProgress("restore", fi.Size())
-	st, err := client.RestoreBackup(countingReader{ctx, f, bar}, id, *dir, &client.RestoreOptions{Force: *force})
+	bar := c.newProgress("restore", fsize)
+	st, err := client.RestoreBackup(countingReader{ctx, f, bar}, id, *dir, opts)
 	bar.Finish()
 	if err != nil {
 		return err
+	}
+	if *jsonOut {
+		j := restoreJSON{Command: "restore", DryRun: *dryRun, File: rest[0], Into: *dir, Files: st.Files, Dirs: st.Dirs,
+			Symlinks: st.Symlinks, HardLinks: st.Links, Bytes: st.Bytes, Restored: st.Top, Replaced: st.Replaced,
+			Leftovers: left}
+		if j.Restored == nil {
+			j.Restored = []string{}
+		}
+		if j.Replaced == nil {
+			j.Replaced = []string{}
+		}
+		if *dryRun {
+			list := []jsonEntry{}
+			for _, e := range entries {
+				list = append(list, toJSONEntry(e))
+			}
+			j.Entries = &list
+		}
+		return c.printJSON(j)
 	}
 	top := make([]string, len(st.Top))
 	for i, name := range st.Top {
 		top[i] = client.QuoteName(name)
 	}
+	if *dryRun {
+		for _, e := range entries {
+			c.printf("%s\n", listLine(e))
+		}
+		c.warnf("Dry run: would restore %d files (%s), %d folders, %d symlinks, %d hard links into %s: %s",
+			st.Files, size(st.Bytes), st.Dirs, st.Symlinks, st.Links, client.QuoteName(*dir), strings.Join(top, ", "))
+		if len(st.Replaced) > 0 {
+			c.warnf("; would replace %s", quoteAll(st.Replaced))
+		}
+		c.warnf(". Nothing was written.\n")
+		return nil
+	}
 	c.warnf("Restored %d files (%s), %d folders, %d symlinks, %d hard links into %s: %s\n",
 		st.Files, size(st.Bytes), st.Dirs, st.Symlinks, st.Links, client.QuoteName(*dir), strings.Join(top, ", "))
+	if len(st.Replaced) > 0 {
+		c.warnf("Replaced %s.\n", quoteAll(st.Replaced))
+	}
 	return nil
+}
+
+// restoreJSON is restore's --json summary (README.md, "JSON output").
+type restoreJSON struct {
+	Command   string         `json:"command"`
+	DryRun    bool           `json:"dry_run"`
+	File      string         `json:"file"`
+	Into      string         `json:"into"`
+	Files     int            `json:"files"`
+	Dirs      int            `json:"dirs"`
+	Symlinks  int            `json:"symlinks"`
+	HardLinks int            `json:"hard_links"`
+	Bytes     int64          `json:"bytes"`
+	Restored  []string       `json:"restored"`
+	Replaced  []string       `json:"replaced"`
+	Leftovers []jsonLeftover `json:"leftovers,omitempty"`
+	Entries   *[]jsonEntry   `json:"entries,omitempty"` // dry runs
+}
+
+func quoteAll(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = client.QuoteName(n)
+	}
+	return strings.Join(q, ", ")
 }

@@ -195,11 +195,10 @@ func (c *cli) cmdStatus(ctx context.Context, args []string) error {
 	c.printf("insecure allowed: %v\n", cfg.AllowInsecure)
 	var online error
 	if !*offline {
-		// Fetch and check the bundle and the signed status first, so that
-		// what is shown below is fresh.
-		vc, err := c.connect(ctx, cfg, path, *insecure)
+		// Fetch and check the bundle and the signed status first (the
+		// contact does both), so that what is shown below is fresh.
+		_, err := c.connect(ctx, cfg, path, *insecure)
 		if err == nil {
-			_, err = vc.Status(ctx)
 			c.save(cfg, path)
 		}
 		online = err
@@ -224,7 +223,7 @@ func (c *cli) cmdStatus(ctx context.Context, args []string) error {
 	switch {
 	case *offline:
 	case online != nil:
-		return fmt.Errorf("vault check failed: %w", online)
+		return fmt.Errorf("vault check failed: %w", rollbackAdvice(online))
 	default:
 		logged := "NOT checked against a release log"
 		if cfg.Log != nil && cfg.Vault != nil && cfg.Vault.Logged != nil {
@@ -232,7 +231,7 @@ func (c *cli) cmdStatus(ctx context.Context, args []string) error {
 		} else if cfg.Log != nil {
 			logged = "NOT in the release log (accepted with --insecure)"
 		}
-		c.printf("vault check:      bundle verified and pinned, %s, signed status verified, no rollback\n", logged)
+		c.printf("vault check:      bundle verified and pinned, %s, signed status verified (fresh, running the bundle's firmware), no rollback\n", logged)
 	}
 	return nil
 }

@@ -72,20 +72,45 @@ cofferd, and keeps that in the configuration.`,
 	{
 		name:    "backup",
 		summary: "write an encrypted backup of files and folders",
-		usage:   []string{"backup PATH... -o FILE [--force]"},
+		usage:   []string{"backup PATH... -o FILE [--force] [--exclude PATTERN]... [--exclude-file FILE]... [--dry-run] [--json]"},
 		help: `Write an encrypted backup of PATH... to FILE ("-" for stdout; --force replaces
 FILE). Needs no password and no vault: only the public age recipient in the
-configuration.`,
+configuration. --exclude leaves out what PATTERN matches (a base name, or a path
+in the backup); --exclude-file reads such patterns from FILE, one a line.
+--dry-run lists what would be backed up and left out, writing nothing (-o is
+then optional). --json prints a JSON summary on standard output. Exit status 3:
+done, but some entries were left out (each is named).`,
 		run: (*cli).cmdBackup,
 	},
 	{
 		name:    "restore",
-		summary: "restore a backup",
-		usage:   []string{"restore FILE [-C DIR] [--force] " + keyFlagsUsage},
-		help: `Restore a backup into DIR (default: the current folder), getting K with the
-password (vault login, or t realms of a realm set) or the 64-digit key.
---force replaces files or folders named like the backup's top-level entries.`,
+		summary: "restore a backup, or some of its entries",
+		usage:   []string{"restore FILE [PATH...] [-C DIR] [--force] [--dry-run] [--json] " + keyFlagsUsage},
+		help: `Restore a backup into DIR (default: the current folder), or only the PATHs
+given (as ls shows them), getting K with the password (vault login, or t realms
+of a realm set) or the 64-digit key. --force replaces files or folders named
+like what the restore puts in place. --dry-run lists what would be restored and
+replaced, writing nothing. --json prints a JSON summary on standard output.`,
 		run: (*cli).cmdRestore,
+	},
+	{
+		name:    "ls",
+		summary: "list a backup's entries without restoring",
+		usage:   []string{"ls FILE [--json] " + keyFlagsUsage},
+		help: `List a backup's entries (type, mode, size, time, path) without restoring. It
+needs K, as restore does, and authenticates the whole file first: it lists
+nothing from a file that fails. --json prints the entries and a summary as one
+JSON object.`,
+		run: (*cli).cmdLs,
+	},
+	{
+		name:    "verify",
+		summary: "decrypt and check a whole backup, writing nothing",
+		usage:   []string{"verify FILE [--json] " + keyFlagsUsage},
+		help: `Decrypt and check a whole backup, with every rule a restore checks, writing
+nothing: exit status 1, saying what is wrong, if any byte or entry is wrong.
+Needs K, as restore does. --json prints a JSON summary.`,
+		run: (*cli).cmdVerify,
 	},
 	{
 		name:    "key export-age",
@@ -154,10 +179,13 @@ when a check fails. To move from the 64-digit key to a vault: init --password
 	{
 		name:    "log pin",
 		summary: "pin the release log's policy",
-		usage:   []string{"log pin FILE"},
-		help: `Pin the release log's policy in FILE (its origin, release key, witnesses and
-quorum) for an existing account. From then on every vault of the account must
-have its identity bundle and its release in that log, and neither revoked.`,
+		usage:   []string{"log pin FILE [--url URL]"},
+		help: `Pin the release log's policy in FILE (its origin, release key, witnesses,
+quorum and max-age) for an existing account. From then on every vault of the
+account must have its identity bundle and its release in that log, and neither
+revoked. --url also reads the log at URL (its own address or a mirror) at every
+contact, besides each vault's cofferd, so that no one host can hold back a
+revocation ("" forgets it).`,
 		run: (*cli).cmdLogPin,
 	},
 	{
@@ -168,6 +196,18 @@ have its identity bundle and its release in that log, and neither revoked.`,
 new keys and where each is in the release log, and pin the new identity if you
 confirm (--yes for scripts). An upgrade that keeps the keys needs none.`,
 		run: (*cli).cmdVaultAccept,
+	},
+	{
+		name:    "vault recover-rollback",
+		summary: "after ROLLBACK: accept the vault's state on your word, new password",
+		usage:   []string{"vault recover-rollback [--yes] [--new-password-file FILE] [--limit N] " + keyFlagsUsage},
+		help: `After the vault's store was rolled back (commands stop with ROLLBACK): show
+what the vault signs now and whether its operator declared the rollback, and
+only on your word (typed, or --yes) accept that state and move the key to a NEW
+password. If the rollback lost the key, --key or --key-file registers the
+64-digit key again, if you kept it (--limit: that registration's attempt limit;
+default the account's).`,
+		run: (*cli).cmdRecoverRollback,
 	},
 	{
 		name:    "realms",
@@ -221,10 +261,14 @@ Release log: every vault is checked, at init and at every contact, against the r
 log whose policy --log-policy or "coffer log pin" pinned: its identity bundle and its firmware
 release must be logged, under a checkpoint cosigned by the policy's quorum of witnesses
 and consistent with every checkpoint seen before. A revoked release or identity is
-refused always. Coffer ships no default policy yet: get one from your log's operator.
+refused always; a revoked identity's keys are refused in any bundle. A policy with a
+max-age also needs the newest checkpoint this device can get (from any vault's host or
+the --url of "coffer log pin") to be that recent: an older one could be hiding a
+revocation. Coffer ships no default policy yet: get one from your log's operator.
 --insecure accepts an insecure vault (software vault, QEMU; init records that) and, for
-that run only, a vault not in the log, saying so every time. With no policy pinned, a
-vault is used unchecked only when insecure vaults are allowed, with a warning.
+that run only, a vault not in the log or checked against a log older than its max-age,
+saying so every time. With no policy pinned, a vault is used unchecked only when
+insecure vaults are allowed, with a warning.
 
 Passwords are read from the terminal without echo, or for scripts from --password-file FILE
 or COFFER_PASSWORD (and --new-password-file or COFFER_NEW_PASSWORD); a 64-digit key from
@@ -232,7 +276,9 @@ the terminal without echo, --key-file FILE, COFFER_KEY, or --key (which other us
 machine can read in the process list). The configuration is
 $XDG_CONFIG_HOME/coffer/config.json unless --config or COFFER_CONFIG says otherwise.
 
-Exit status: 0 done (and for help), 1 failed, 2 a mistake on the command line.
+Exit status: 0 done (and for help), 1 failed, 2 a mistake on the command line, 3 a
+backup made but incomplete. --json prints one JSON object on standard output
+(README.md).
 `
 
 // globalFlags are flags every command takes, said once in the whole help.

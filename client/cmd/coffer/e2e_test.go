@@ -80,6 +80,13 @@ func TestE2EBackupRestore(t *testing.T) {
 	if entries, _ := os.ReadDir(dst); len(entries) != 1 {
 		t.Errorf("restore left more than the backup's top folder in %s: %v", dst, entries)
 	}
+	// ls and verify get K as restore does: here a vault login each.
+	if r := u.ok("verify", backup); !strings.Contains(r.stdout, "is a good backup for this key: 6 files") {
+		t.Errorf("verify:\n%s%s", r.stdout, r.stderr)
+	}
+	if r := u.ok("ls", backup); !strings.Contains(r.stdout, " documents/private/diary.md\n") {
+		t.Errorf("ls:\n%s%s", r.stdout, r.stderr)
+	}
 
 	t.Run("age CLI decrypts with the exported identity", func(t *testing.T) {
 		agePath := lookAge()

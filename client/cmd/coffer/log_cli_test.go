@@ -3,10 +3,12 @@ package main
 import (
 	"encoding/hex"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cofferhsm/coffer/client"
 	"github.com/cofferhsm/coffer/client/internal/fakehost"
@@ -171,7 +173,7 @@ func TestNoPolicyAndLogPin(t *testing.T) {
 	if r := e.ok("status"); strings.Contains(r.stderr, "WARNING") || !strings.Contains(r.stdout, "vault in the log: at index 1") {
 		t.Fatalf("status after pinning:\n%s\n%s", r.stdout, r.stderr)
 	}
-	e.fails("usage: coffer log pin FILE", "log")
+	e.fails("usage: coffer log pin FILE [--url URL]", "log")
 }
 
 // Revocation reaches the CLI; --insecure does not get past it.
@@ -204,10 +206,11 @@ func TestUpgradeAndNewIdentityThroughTheCLI(t *testing.T) {
 	host := fakehost.New(t, fakehost.Options{})
 	e := passwordEnv(t, host, false)
 	lg := &testLog{t: t, l: e.logSource.(*releaselogtest.Source).Log}
+	fw := make([]byte, 32)
+	fw[0] = 7
+	host.Boot(fw) // the device runs the new release, same keys
+	host.Provision()
 	id := *host.VaultIdentity()
-	id.FirmwareHash = make([]byte, 32)
-	id.FirmwareHash[0] = 7
-	host.SetIdentity(host.SignIdentity(nil, &id))
 	ri := lg.l.Append(releaselogtest.Release(5, "usbarmory", id.FirmwareHash))
 	lg.logBundle(host, &id)
 	r := e.ok("status")
@@ -234,5 +237,60 @@ func TestUpgradeAndNewIdentityThroughTheCLI(t *testing.T) {
 	}
 	if r := e.ok("vault", "accept-new-identity"); !strings.Contains(r.stdout, "nothing to accept") {
 		t.Fatalf("again:\n%s", r.stdout)
+	}
+}
+
+// A policy with a max-age, and a host that keeps serving an old
+// checkpoint: refused, saying how old and how to get past; a log URL the
+// user pins (a mirror that serves the log fresh) gets past it.
+func TestStaleLogAndLogURLThroughTheCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real Argon2id at init")
+	}
+	host := fakehost.New(t, fakehost.Options{})
+	e := passwordEnv(t, host, false)
+	src := e.logSource.(*releaselogtest.Source)
+	p := src.Log.Policy(2)
+	p.MaxAge = 168 * time.Hour
+	file := filepath.Join(t.TempDir(), "policy-max-age.txt")
+	if err := os.WriteFile(file, []byte(p.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.ok("log", "pin", file); !strings.Contains(r.stdout, "max-age 168h") || !strings.Contains(r.stdout, "within 7 days") {
+		t.Fatalf("log pin:\n%s", r.stdout)
+	}
+	// Ten days on (this device's last checkpoint is as old as the one its
+	// host keeps serving), the log has moved on; the host has not.
+	old := time.Now().Add(-10 * 24 * time.Hour)
+	frozen := src.Log.CheckpointAtTimes(src.Log.Size(), old, old)
+	cfg := e.configFile()
+	cfg.Log.Checkpoint = string(frozen)
+	if err := cfg.Save(e.config); err != nil {
+		t.Fatal(err)
+	}
+	src.Log.Append(releaselogtest.Release(9, "qemu", make([]byte, 32)))
+	e.logSource = &releaselogtest.Source{Log: src.Log, Frozen: frozen}
+	r := e.fails("older than its policy's max-age", "status")
+	for _, want := range []string{"10 days ago", "coffer log pin FILE --url URL", "--insecure"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("the refusal does not say %q:\n%s", want, r.stderr)
+		}
+	}
+	mirror := httptest.NewServer(src)
+	defer mirror.Close()
+	if r := e.ok("log", "pin", file, "--url", mirror.URL); !strings.Contains(r.stdout, "also read at "+mirror.URL) {
+		t.Fatalf("log pin --url:\n%s", r.stdout)
+	}
+	if r := e.ok("status"); !strings.Contains(r.stdout, "also read at "+mirror.URL) || !strings.Contains(r.stdout, "checkpoint cosigned") {
+		t.Fatalf("status with a log URL:\n%s\n%s", r.stdout, r.stderr)
+	}
+	e.fails("not an http(s) URL", "log", "pin", file, "--url", "ftp://log.example/")
+	if r := e.ok("log", "pin", file, "--url", ""); !strings.Contains(r.stdout, "Forgot the log URL") {
+		t.Fatalf("log pin --url '':\n%s", r.stdout)
+	}
+	// What the mirror showed a moment ago is fresh: the host's old copy
+	// is only noted, until max-age has passed since.
+	if r := e.ok("status"); !strings.Contains(r.stderr, "its host serves an older copy of the release log") {
+		t.Fatalf("status after the mirror:\n%s", r.stderr)
 	}
 }

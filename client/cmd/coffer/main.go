@@ -137,6 +137,9 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		return 2
 	}
 	fmt.Fprintf(c.stderr, "coffer %s: %s\n", cmd.name, printable(strings.TrimPrefix(err.Error(), "client: ")))
+	if ee := (errExit{}); errors.As(err, &ee) {
+		return ee.code
+	}
 	return 1
 }
 

@@ -10,8 +10,10 @@ import (
 	"time"
 )
 
-// progressBar draws "label [#####     ]  45%  1.2 GiB / 2.6 GiB  310 MiB/s"
-// on a terminal, at most five times a second, from another goroutine.
+// progressBar draws
+// "label [#####     ]  45%  1.2 GiB / 2.6 GiB  310 MiB/s  ETA 0:04"
+// on a terminal, at most five times a second, from another goroutine, and
+// clears its line when done.
 type progressBar struct {
 	w     io.Writer
 	label string
@@ -20,6 +22,8 @@ type progressBar struct {
 	start time.Time
 	stop  chan struct{}
 	wg    sync.WaitGroup
+	mu    sync.Mutex // the line: drawing, clearing, printing over it
+	drawn bool
 }
 
 // newProgress starts a bar, or returns nil (a valid, silent bar) when
@@ -53,28 +57,72 @@ func (p *progressBar) Add(n int64) {
 	}
 }
 
-// Finish draws the final state and ends the line.
+// Interrupt runs print (which writes whole lines) with the bar's line
+// cleared; the bar comes back at its next tick.
+func (p *progressBar) Interrupt(print func()) {
+	if p == nil {
+		print()
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clear()
+	print()
+}
+
+// Finish stops the bar and clears its line, so that what follows is
+// printed on a clean line.
 func (p *progressBar) Finish() {
 	if p == nil {
 		return
 	}
 	close(p.stop)
 	p.wg.Wait()
-	p.draw()
-	fmt.Fprintln(p.w)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clear()
+}
+
+// clear erases the bar's line (carriage return, ANSI erase to end of
+// line); the caller holds mu.
+func (p *progressBar) clear() {
+	if p.drawn {
+		fmt.Fprint(p.w, "\r\x1b[K")
+		p.drawn = false
+	}
 }
 
 func (p *progressBar) draw() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprint(p.w, "\r"+p.line(p.done.Load(), time.Since(p.start))+"\x1b[K")
+	p.drawn = true
+}
+
+// line is the bar after elapsed with done bytes of total.
+func (p *progressBar) line(done int64, elapsed time.Duration) string {
 	const width = 30
-	done := p.done.Load()
 	frac := 1.0
 	if p.total > 0 {
 		frac = min(float64(done)/float64(p.total), 1)
 	}
 	n := int(frac * width)
-	rate := float64(done) / max(time.Since(p.start).Seconds(), 0.001)
-	fmt.Fprintf(p.w, "\r%s [%s%s] %3.0f%%  %s / %s  %s/s ", p.label, strings.Repeat("#", n), strings.Repeat(" ", width-n),
+	rate := float64(done) / max(elapsed.Seconds(), 0.001)
+	s := fmt.Sprintf("%s [%s%s] %3.0f%%  %s / %s  %s/s", p.label, strings.Repeat("#", n), strings.Repeat(" ", width-n),
 		100*frac, size(done), size(p.total), size(int64(rate)))
+	if done > 0 && done < p.total {
+		s += "  ETA " + eta(time.Duration(float64(p.total-done)/rate*float64(time.Second)))
+	}
+	return s
+}
+
+// eta is a remaining time as M:SS, or H:MM:SS from an hour.
+func eta(d time.Duration) string {
+	s := int64(d.Round(time.Second) / time.Second)
+	if s >= 3600 {
+		return fmt.Sprintf("%d:%02d:%02d", s/3600, s/60%60, s%60)
+	}
+	return fmt.Sprintf("%d:%02d", s/60, s%60)
 }
 
 func size(n int64) string {

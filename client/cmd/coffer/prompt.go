@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"golang.org/x/term"
 
@@ -128,4 +129,24 @@ func (c *cli) typedKey(k keyFlags) (*client.BackupKey, error) {
 	}
 	defer clear(text)
 	return client.ParseKeyText(string(text))
+}
+
+// confirmWord asks the user to type word to go on, unless yes (the
+// command's --yes). Without a terminal it refuses with noTerminal; an
+// answer other than word is refused with refused.
+func (c *cli) confirmWord(yes bool, word, noTerminal, refused string) error {
+	if yes {
+		return nil
+	}
+	if c.ask == nil {
+		return errors.New(noTerminal)
+	}
+	answer, err := c.ask("Type " + word + " to go on: ")
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(string(answer)) != word {
+		return errors.New(refused)
+	}
+	return nil
 }

@@ -23,6 +23,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/fxamacker/cbor/v2"
+
 	"github.com/cofferhsm/coffer/applet/vault"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/memstore"
 	"github.com/cofferhsm/coffer/protocol"
@@ -33,6 +35,9 @@ type Options struct {
 	Insecure bool
 	MaxLimit uint   // 0: protocol.DefaultLimit
 	Name     string // "" : "test vault"
+	// FirmwareHash is what the vault measures itself running (nil: the
+	// vault's default, all zeros).
+	FirmwareHash []byte
 }
 
 // Interceptor sees every request before the vault does. It may answer it
@@ -57,6 +62,7 @@ type Host struct {
 	accounts  map[string][]byte // token → user id
 	store     *memstore.Store
 	v         *vault.Vault
+	opts      Options // the device's, as Replace or Boot last set them
 	intercept Interceptor
 	identity  []byte // if set, served for GET /v1/identity instead of the vault's
 	counts    map[protocol.Type]int
@@ -116,23 +122,36 @@ func (h *Host) Replace(opts Options) {
 		h.v.Close()
 	}
 	h.store = memstore.New()
-	name := opts.Name
-	if name == "" {
-		name = "test vault"
+	if opts.Name == "" {
+		opts.Name = "test vault"
 	}
-	v, err := vault.New(context.Background(), h.store, vault.Options{Create: true, Insecure: opts.Insecure, MaxLimit: opts.MaxLimit, Name: name})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	signed, err := protocol.SignIdentity(h.provisioning, v.Identity())
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	if err := v.InstallIdentity(context.Background(), signed); err != nil {
-		h.t.Fatal(err)
-	}
-	h.v = v
+	h.opts = opts
+	h.v = h.open(true)
+	h.provisionLocked()
 	h.identity = nil
+}
+
+// open starts a vault on the store with h.opts.
+func (h *Host) open(create bool) *vault.Vault {
+	h.t.Helper()
+	v, err := vault.New(context.Background(), h.store, vault.Options{Create: create, Insecure: h.opts.Insecure,
+		MaxLimit: h.opts.MaxLimit, Name: h.opts.Name, FirmwareHash: h.opts.FirmwareHash})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return v
+}
+
+func (h *Host) provisionLocked() *protocol.SignedIdentity {
+	h.t.Helper()
+	signed, err := protocol.SignIdentity(h.provisioning, h.v.Identity())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := h.v.InstallIdentity(context.Background(), signed); err != nil {
+		h.t.Fatal(err)
+	}
+	return &signed
 }
 
 // Reboot restarts the vault on its store: everything in its RAM (pending
@@ -142,12 +161,50 @@ func (h *Host) Reboot() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.v.Close()
-	v, err := vault.New(context.Background(), h.store, vault.Options{Insecure: h.v.Identity().Insecure,
-		MaxLimit: h.v.Identity().MaxLimit, Name: h.v.Identity().Name})
-	if err != nil {
-		h.t.Fatal(err)
+	h.v = h.open(false)
+}
+
+// Boot restarts the device on its store running other firmware (an
+// upgrade, or a host booting it into another logged release): its keys
+// are the same, its identity names the new firmware hash, and it serves no
+// bundle until one is provisioned for it (Provision).
+func (h *Host) Boot(firmware []byte) {
+	h.t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.v.Close()
+	h.opts.FirmwareHash = firmware
+	h.v = h.open(false)
+}
+
+// Provision signs the vault's current identity with the provisioning key
+// and installs it, as the provisioning station does after an upgrade.
+func (h *Host) Provision() *protocol.SignedIdentity {
+	h.t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.provisionLocked()
+}
+
+// SigningKey is the vault's signing key, read from its store as the host of
+// a software vault, which holds its files, can.
+func (h *Host) SigningKey() ed25519.PrivateKey {
+	h.t.Helper()
+	b, ok := h.store.Committed([]byte{'i'})
+	if !ok {
+		h.t.Fatal("no identity record in the vault's store")
 	}
-	h.v = v
+	var keys struct {
+		Signing []byte `cbor:"1,keyasint"`
+	}
+	if err := cbor.Unmarshal(b, &keys); err != nil || len(keys.Signing) != ed25519.SeedSize {
+		h.t.Fatalf("the identity record's layout changed: %v", err)
+	}
+	key := ed25519.NewKeyFromSeed(keys.Signing)
+	if !key.Public().(ed25519.PublicKey).Equal(ed25519.PublicKey(h.VaultIdentity().SigningKey)) {
+		h.t.Fatal("the identity record's layout changed: the signing key read is not the vault's")
+	}
+	return key
 }
 
 // Snapshot copies the vault's committed store (and its sequence); calling
@@ -260,6 +317,14 @@ func (h *Host) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Content-Type", "application/cbor")
 		w.Write(identity)
+		return
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/rollbacks":
+		// Served only by an interceptor: by default this host is an
+		// older cofferd, without rollback declarations.
+		if intercept != nil && intercept(w, r, 0, nil) {
+			return
+		}
+		jsonError(w, http.StatusNotFound, "no such endpoint")
 		return
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/vault":
 	default:

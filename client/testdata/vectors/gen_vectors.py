@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "internal", "vectorfile"))
 import casefiles  # noqa: E402  the case-file writer the generators share
-GROUPS = ["keys", "keytext", "backup"]
+GROUPS = ["keys", "keytext", "backup", "padme"]
 
 
 def seq(n, start):
@@ -281,9 +281,12 @@ ENTRIES = [
 ESCAPING = ENTRIES[:-1] + [("symlink", "coffer-vector/sub/link", 0o777, "../../../outside")]
 
 
-def build_tar(entries):
+def build_tar(entries, end_marker_only=False):
     """A POSIX ustar archive of entries as SPEC.md says a writer makes it:
-    permission bits, whole-second mtimes, uid and gid 0, no owner names."""
+    permission bits, whole-second mtimes, uid and gid 0, no owner names.
+    tarfile pads the archive to its 10240-byte records; end_marker_only
+    cuts it after the end-of-archive marker (two zero blocks), as Coffer's
+    writer ends it before its own padding."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
         for typ, name, mode, content in entries:
@@ -298,7 +301,39 @@ def build_tar(entries):
             else:
                 ti.type, ti.linkname = tarfile.SYMTYPE, content
                 tf.addfile(ti)
-    return buf.getvalue()
+        end = tf.offset + 2 * 512
+    data = buf.getvalue()
+    assert data[end - 1024:].count(0) == len(data) - end + 1024
+    return data[:end] if end_marker_only else data
+
+
+# ---- padding (SPEC.md, "Padding") -------------------------------------------------
+
+
+def padme(length):
+    """Padmé: E = floor(log2 L), S = floor(log2 E) + 1, lastBits = E - S,
+    bitMask = 2^lastBits - 1, padded = (L + bitMask) & ~bitMask; L < 2 is
+    not padded."""
+    if length < 2:
+        return length
+    e = length.bit_length() - 1
+    s = e.bit_length()
+    mask = (1 << (e - s)) - 1
+    return (length + mask) & ~mask
+
+
+PADME_LENGTHS = [0, 1, 2, 3, 7, 8, 9, 10, 15, 16, 17, 100, 128, 129, 130, 143, 144, 145, 1000, 1023, 1024, 1025,
+                 2048, 3072, 3073, 4096, 4097, 65535, 65536, 65537, 1000000, 2**31 - 1, 2**32 + 1, 10**12 + 7,
+                 2**62 + 1]
+
+
+def padme_cases():
+    for n in PADME_LENGTHS:
+        p = padme(n)
+        assert p >= n and (n < 2 or (p - n) * 100 <= 12 * n), n
+        case("padme", f"length-{n}", "success", b"",
+             "A payload of `length` bytes is padded with zeros to `padded-length` (SPEC.md, \"Padding\").\n"
+             "No bytes: the case is its two headers.", length=str(n), padded_length=str(p))
 
 
 def entry_headers(entries):
@@ -350,6 +385,22 @@ def backup(new):
     plain = build_tar(ENTRIES)
     good = age_file("backup.age", BACKUP_K, plain, new)
     escaping = age_file("backup-escaping-link.age", BACKUP_K, build_tar(ESCAPING), new)
+    # Padme pads a length of 2^14 or more to a multiple of 1024 or more,
+    # so whole 512-byte blocks of padding need an archive that long: the
+    # entries above and enough empty files (a chat's message files).
+    n = 28
+    while True:
+        padded_entries = ENTRIES + [("dir", "coffer-vector/messages/", 0o700, None)] + [
+            ("file", f"coffer-vector/messages/{i:03d}", 0o600, b"") for i in range(n)]
+        archive = build_tar(padded_entries, end_marker_only=True)
+        if padme(len(archive)) > len(archive):
+            break
+        n += 1
+    padded_plain = archive + bytes(padme(len(archive)) - len(archive))
+    stray = bytearray(padded_plain)
+    stray[len(archive) + (len(padded_plain) - len(archive)) // 2] = 0x01
+    padded = age_file("backup-padded.age", BACKUP_K, padded_plain, new)
+    bad_padding = age_file("backup-padding-not-zero.age", BACKUP_K, bytes(stray), new)
     identity, recipient = age_keys(BACKUP_K)
     common = dict(backup_key=BACKUP_K, age_identity=identity, age_recipient=recipient)
     what = "The bytes are an age file (backup.age) of a tar archive of the entries listed."
@@ -375,6 +426,16 @@ def backup(new):
          "An age file (backup-escaping-link.age), to K, whose archive has a link that climbs out of the\n"
          "restore folder (SPEC.md rule 5: at depth 2, at most two leading ..). Nothing is restored.",
          file="backup-escaping-link.age", **common, **entry_headers(ESCAPING))
+    lengths = dict(archive_length=str(len(archive)), payload_length=str(len(padded_plain)))
+    case("backup", "padded", "success", padded,
+         "An age file (backup-padded.age) of the entries listed as Coffer writes them since padding:\n"
+         "the archive, cut after its end marker (`archive-length` bytes), then zero bytes up to its Padme\n"
+         "length (`payload-length`). Restores to exactly these entries; stock age opens it.",
+         file="backup-padded.age", **common, **lengths, **entry_headers(padded_entries))
+    case("backup", "padding-not-zero", "bad-archive", bad_padding,
+         "backup-padded.age's payload with one byte of the padding set to 0x01: only zeros may follow\n"
+         "the end marker (SPEC.md rule 7). Nothing is restored.",
+         file="backup-padding-not-zero.age", **common, **lengths, **entry_headers(padded_entries))
 
 
 def main():
@@ -384,6 +445,7 @@ def main():
     keys()
     keytext()
     backup(new)
+    padme_cases()
     casefiles.write(HERE, GROUPS, CASES)
 
 

@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
+	"github.com/cofferhsm/coffer/internal/releasewriter"
 	"github.com/cofferhsm/coffer/protocol"
 	"github.com/cofferhsm/coffer/protocol/releaselog"
 )
@@ -143,10 +145,13 @@ func addIdentity(ctx context.Context, fs *flag.FlagSet, args []string, stdout io
 		if why, bad := l.revoked(releaselog.KindRelease, id.FirmwareHash); bad {
 			return "", fmt.Errorf("add-identity: the vault runs release %s (firmware %x), which is revoked: %q", r.Name, id.FirmwareHash, why)
 		}
+		if why := l.revokedKeys(id, releaselog.BundleHash(&si)); why != "" {
+			return "", fmt.Errorf("add-identity: the bundle carries a revoked identity's keys: %s; a revoked vault is never logged again, provision new keys", why)
+		}
 		if (r.Board == "software" || r.Board == "qemu") && !id.Insecure {
 			return "", fmt.Errorf("add-identity: the bundle claims hardware-protected keys, but its firmware is a %s release: refusing to log a software vault as secure", r.Board)
 		}
-		return fmt.Sprintf("bundle %x verified: signed by provisioning key %s; vault %q runs release %s (version %d, %s, index %d), logged and not revoked (insecure=%v)",
+		return fmt.Sprintf("bundle %x verified: signed by provisioning key %s; vault %q runs release %s (version %d, %s, index %d), logged and not revoked; its keys are no revoked identity's (insecure=%v)",
 			releaselog.BundleHash(&si), *provKey, id.Name, r.Name, r.Version, r.Board, idx, id.Insecure), nil
 	}, stdout)
 }
@@ -189,4 +194,32 @@ func revoke(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writ
 		}
 		return "", nil
 	}, stdout)
+}
+
+// refresh has the log's checkpoint cosigned again, with no new entry:
+// clients whose policy has a max-age refuse a checkpoint its witnesses
+// cosigned longer ago, so the operator of a quiet log runs this from cron
+// well within it.
+func refresh(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) (err error) {
+	lf := addLogFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	l, err := lf.openWith(ctx, func(c *releasewriter.Config) { c.RepublishInterval = c.CheckpointInterval })
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := l.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	cp, err := l.Refresh(ctx)
+	if err != nil {
+		return err
+	}
+	at, _ := cp.WitnessedAt(l.Policy().Quorum, time.Now())
+	fmt.Fprintf(stdout, "checkpoint: size %d, root %x, cosigned again by %q; %d of them by %s\n",
+		cp.Size, cp.Hash, cp.Witnessed, l.Policy().Quorum, at.UTC().Format(time.RFC3339))
+	return nil
 }

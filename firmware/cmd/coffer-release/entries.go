@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/cofferhsm/coffer/protocol"
 	"github.com/cofferhsm/coffer/protocol/releaselog"
 )
 
@@ -68,6 +69,35 @@ func (l *logged) revoked(target releaselog.Kind, h []byte) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// revokedKeys finds an identity revocation that id's bundle falls under:
+// one naming the bundle itself (h), or one naming a logged bundle (before
+// or after the revocation) that shares any key with id. It describes the
+// revocation, or returns "".
+func (l *logged) revokedKeys(id *protocol.Identity, h []byte) string {
+	for i, e := range l.entries {
+		r := e.Revocation
+		if e.Kind != releaselog.KindRevocation || r.Target != releaselog.KindIdentity {
+			continue
+		}
+		if bytes.Equal(r.Hash, h) {
+			return fmt.Sprintf("the bundle itself is revoked by entry %d: %q", i, r.Reason)
+		}
+		for j, b := range l.entries {
+			if b.Kind != releaselog.KindIdentity || !bytes.Equal(releaselog.BundleHash(b.Identity), r.Hash) {
+				continue
+			}
+			k, err := releaselog.KeysOf(b.Identity)
+			if err != nil {
+				continue // ParseEntry decoded it: cannot happen
+			}
+			if role := k.Shared(id); role != "" {
+				return fmt.Sprintf("its %s key is the revoked identity's (bundle %x at index %d, revoked by entry %d: %q)", role, r.Hash, j, i, r.Reason)
+			}
+		}
+	}
+	return ""
 }
 
 func hashFile(path string) ([]byte, error) {

@@ -104,6 +104,11 @@ func addLogFlags(fs *flag.FlagSet) *logFlags {
 
 // open opens the log for writing.
 func (f *logFlags) open(ctx context.Context) (*releasewriter.Log, error) {
+	return f.openWith(ctx, nil)
+}
+
+// openWith is open with the writer's configuration adjusted by set.
+func (f *logFlags) openWith(ctx context.Context, set func(*releasewriter.Config)) (*releasewriter.Log, error) {
 	if *f.dir == "" {
 		return nil, errors.New("-log is required")
 	}
@@ -116,10 +121,14 @@ func (f *logFlags) open(ctx context.Context) (*releasewriter.Log, error) {
 			return nil, fmt.Errorf("witness %s has no URL (-witness VKEY=URL)", k)
 		}
 	}
-	return releasewriter.Open(ctx, releasewriter.Config{
+	cfg := releasewriter.Config{
 		Dir: *f.dir, Signer: signer, Policy: pol, WitnessURLs: f.witnesses.urls,
 		CheckpointInterval: *f.interval, PublishTimeout: *f.timeout,
-	})
+	}
+	if set != nil {
+		set(&cfg)
+	}
+	return releasewriter.Open(ctx, cfg)
 }
 
 // readPolicy reads a policy file (the text `policy` prints).

@@ -28,11 +28,17 @@ func keygen(_ context.Context, fs *flag.FlagSet, args []string, stdout io.Writer
 
 func printPolicy(_ context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	p := addPolicyFlags(fs)
+	maxAge := fs.Duration("max-age", 0, "how old a checkpoint's witnessing may be for a client to accept it, e.g. 168h "+
+		"(run `refresh` well within it, e.g. daily); 0: no bound")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	pol, _, err := p.policy()
 	if err != nil {
+		return err
+	}
+	pol.MaxAge = *maxAge
+	if err := pol.Check(); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "# coffer release log policy: pin it in clients and the bootloader\n%s", pol.String())

@@ -6,12 +6,15 @@
 //
 //	coffer-release keygen -origin ORIGIN -o FILE
 //	        make the release key (named after the log's origin); prints its vkey
-//	coffer-release policy -key FILE -witness VKEY[=URL] … -quorum K
+//	coffer-release policy -key FILE -witness VKEY[=URL] … -quorum K [-max-age D]
 //	        print the policy clients and the bootloader pin
 //	coffer-release add-release LOG -version N -name NAME -commit C -toolchain T -board B
 //	        -os ELF -applet ELF [-boot-image IMX]
 //	coffer-release add-identity LOG -bundle FILE -provisioning-key HEX
 //	coffer-release revoke LOG (-release HEX | -identity HEX) -reason TEXT
+//	coffer-release refresh LOG
+//	        have the unchanged checkpoint cosigned again (a quiet log stays
+//	        fresh for policies with a max-age; run it from cron)
 //	coffer-release proof -log DIR -policy FILE -firmware HEX -o FILE
 //	coffer-release list -log DIR -policy FILE
 //
@@ -57,7 +60,7 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage: coffer-release keygen|policy|add-release|add-identity|revoke|proof|list … (see -h of each)")
+var errUsage = errors.New("usage: coffer-release keygen|policy|add-release|add-identity|revoke|refresh|proof|list … (see -h of each)")
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -78,6 +81,7 @@ var commands = map[string]func(context.Context, *flag.FlagSet, []string, io.Writ
 	"add-release":  addRelease,
 	"add-identity": addIdentity,
 	"revoke":       revoke,
+	"refresh":      refresh,
 	"proof":        writeProof,
 	"list":         list,
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
@@ -126,15 +127,7 @@ func (o *operator) image(name string) (string, []byte) {
 func (o *operator) bundle(name string, firmware []byte, insecure bool, key ed25519.PrivateKey) string {
 	k := make([]byte, 32)
 	rand.Read(k)
-	si, err := protocol.SignIdentity(key, &protocol.Identity{Version: protocol.Version, SigningKey: k, AKEKey: k, HPKEKey: k, FirmwareHash: firmware, MaxLimit: 10, Insecure: insecure, Name: name})
-	if err != nil {
-		o.t.Fatal(err)
-	}
-	p := filepath.Join(o.dir, name+".bundle")
-	if err := provision.WriteCBOR(p, &si); err != nil {
-		o.t.Fatal(err)
-	}
-	return p
+	return o.signed(name, key, &protocol.Identity{Version: protocol.Version, SigningKey: k, AKEKey: k, HPKEKey: k, FirmwareHash: firmware, MaxLimit: 10, Insecure: insecure, Name: name})
 }
 
 // checkpoint reads the published checkpoint and verifies it with the policy.
@@ -250,4 +243,110 @@ func TestOperatorWithAWitnessDown(t *testing.T) {
 	if cp := o.checkpoint(); cp.Size != 2 {
 		t.Fatalf("checkpoint size %d after the retry, want 2", cp.Size)
 	}
+}
+
+// A quiet log: `refresh` has the unchanged checkpoint cosigned again, so
+// that clients whose policy has a max-age keep accepting it; the policy
+// command prints the max-age; with a witness down (quorum 2 of 2) refresh
+// fails naming it and publishes nothing.
+func TestOperatorRefreshesAQuietLog(t *testing.T) {
+	o := newOperator(t)
+	args := []string{"policy", "-key", o.key, "-quorum", "2", "-max-age", "168h"}
+	for _, w := range o.witness {
+		args = append(args, "-witness", w)
+	}
+	p, err := releaselog.ParsePolicy([]byte(o.must(args...)))
+	if err != nil || p.MaxAge != 168*time.Hour {
+		t.Fatalf("policy -max-age 168h: %v %v", err, p)
+	}
+	if _, err := o.run(append(args[:len(args):len(args)], "-max-age", "30s")...); err == nil {
+		t.Fatal("a max-age of 30s was printed")
+	}
+	osELF, _ := o.image("os.elf")
+	o.must(o.logArgs("add-release", "-version", "1", "-name", "v1", "-commit", "c", "-toolchain", "t", "-board", "qemu", "-os", osELF, "-applet", osELF)...)
+	before := o.checkpoint()
+	at, _ := before.WitnessedAt(2, time.Now())
+	for time.Now().Unix() <= at.Unix() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	out := o.must(o.logArgs("refresh")...)
+	after := o.checkpoint()
+	again, _ := after.WitnessedAt(2, time.Now())
+	if !strings.Contains(out, "cosigned again by") || after.Size != before.Size || !again.After(at) {
+		t.Fatalf("refresh said %q; checkpoint of %d cosigned at %v, was %d at %v", out, after.Size, again, before.Size, at)
+	}
+	if _, err := p.VerifyCheckpointAt([]byte(after.Raw), time.Now().Add(167*time.Hour)); err != nil {
+		t.Fatalf("a week on, the refreshed checkpoint: %v", err)
+	}
+	o.down[0].Store(true)
+	for time.Now().Unix() <= again.Unix() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := o.run(o.logArgs("refresh")...); err == nil || !strings.Contains(err.Error(), o.names[0]) {
+		t.Fatalf("refresh with %s down: %v", o.names[0], err)
+	}
+	if got, _ := o.checkpoint().WitnessedAt(2, time.Now()); !got.Equal(again) {
+		t.Fatalf("a checkpoint without its quorum was published (cosigned at %v, was %v)", got, again)
+	}
+}
+
+// An identity revocation withdraws the vault's keys: the operator (or
+// whoever feeds it bundles) cannot log them again in another bundle, on
+// another release, under another name, or sharing only one key.
+func TestAddIdentityRefusesRevokedKeys(t *testing.T) {
+	o := newOperator(t)
+	osELF, fw := o.image("os.elf")
+	o.must(o.logArgs("add-release", "-version", "1", "-name", "v1", "-commit", "c", "-toolchain", "t", "-board", "usbarmory", "-os", osELF, "-applet", osELF)...)
+	os2, fw2 := o.image("os2.elf")
+	o.must(o.logArgs("add-release", "-version", "2", "-name", "v2", "-commit", "c", "-toolchain", "t", "-board", "usbarmory", "-os", os2, "-applet", os2)...)
+	id := protocol.Identity{Version: protocol.Version, SigningKey: sum("signing"), AKEKey: sum("ake"), HPKEKey: sum("hpke"), FirmwareHash: fw, MaxLimit: 10, Name: "stolen"}
+	stolen := o.signed("stolen", o.provPriv, &id)
+	o.must(o.logArgs("add-identity", "-bundle", stolen, "-provisioning-key", o.provPub)...)
+	si := readBundle(t, stolen)
+	o.must(o.logArgs("revoke", "-identity", hex.EncodeToString(releaselog.BundleHash(si)), "-reason", "device stolen")...)
+
+	for _, tc := range []struct {
+		name  string
+		alter func(*protocol.Identity)
+	}{
+		{"upgrade", func(id *protocol.Identity) { id.FirmwareHash = fw2 }},
+		{"renamed", func(id *protocol.Identity) { id.Name = "fresh" }},
+		{"only the AKE key", func(id *protocol.Identity) { id.SigningKey, id.HPKEKey = sum("s2"), sum("h2") }},
+	} {
+		again := id
+		tc.alter(&again)
+		o.refused(tc.name, "revoked", o.logArgs("add-identity", "-bundle", o.signed(tc.name, o.provPriv, &again), "-provisioning-key", o.provPub)...)
+	}
+	fresh := id
+	fresh.SigningKey, fresh.AKEKey, fresh.HPKEKey, fresh.Name = sum("s3"), sum("a3"), sum("h3"), "new device"
+	o.must(o.logArgs("add-identity", "-bundle", o.signed("new", o.provPriv, &fresh), "-provisioning-key", o.provPub)...)
+}
+
+func sum(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
+
+// signed writes id, signed by key, to a bundle file.
+func (o *operator) signed(name string, key ed25519.PrivateKey, id *protocol.Identity) string {
+	o.t.Helper()
+	si, err := protocol.SignIdentity(key, id)
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	p := filepath.Join(o.dir, name+".bundle")
+	if err := provision.WriteCBOR(p, &si); err != nil {
+		o.t.Fatal(err)
+	}
+	return p
+}
+
+func readBundle(t *testing.T, path string) *protocol.SignedIdentity {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var si protocol.SignedIdentity
+	if err := protocol.Unmarshal(b, &si); err != nil {
+		t.Fatal(err)
+	}
+	return &si
 }

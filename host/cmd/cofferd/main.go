@@ -6,6 +6,8 @@
 //	cofferd account add    -accounts FILE [-device NAME] NAME  new account; prints its bearer token once
 //	cofferd account list   -accounts FILE
 //	cofferd account remove -accounts FILE NAME
+//	cofferd vault declare-rollback -accounts FILE [-rollbacks FILE] [-device NAME] -reason TEXT
+//	                                                           the vault's store went back or was lost: say so to its users
 //	cofferd --version                                          what it was built from
 //
 // Every flag may also be given in the environment as COFFERD_ and the flag
@@ -61,7 +63,7 @@ func exitCode(err error, stderr io.Writer) int {
 
 // errUsage marks a mistake on the command line (status 2); its text is the
 // short usage.
-var errUsage = errors.New("usage: cofferd [serve] [flags] | cofferd account add|list|remove … | cofferd --version (cofferd --help for more)")
+var errUsage = errors.New("usage: cofferd [serve] [flags] | cofferd account add|list|remove … | cofferd vault declare-rollback … | cofferd --version (cofferd --help for more)")
 
 // errHelpShown: the help asked for was printed (status 0).
 var errHelpShown = errors.New("help shown")
@@ -71,12 +73,14 @@ const usage = `usage: cofferd [serve] [flags]                                   
        cofferd account add    -accounts FILE [-device NAME] NAME  a new account; prints its bearer token once
        cofferd account list   -accounts FILE                      the accounts
        cofferd account remove -accounts FILE NAME                 remove an account (its vault record stays)
+       cofferd vault declare-rollback -accounts FILE [-rollbacks FILE] [-device NAME] -reason TEXT
+                                                                  the vault's store went back or was lost: say so to its users
        cofferd --version                                          what this cofferd was built from
 
 Every flag may also be given in the environment as COFFERD_ and the flag name
 in upper case with '-' as '_' (-login-rate: COFFERD_LOGIN_RATE); a flag on the
-command line wins. The account commands work on the file the daemon reads, so
-they need -accounts (or COFFERD_ACCOUNTS). See host/API.md and
+command line wins. The account and vault commands work on the files the daemon
+reads, so they need -accounts (or COFFERD_ACCOUNTS). See host/API.md and
 host/OPERATIONS.md.
 `
 
@@ -100,6 +104,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return serve(ctx, args[1:], getenv, stdout, stderr, ready)
 		case "account":
 			return account(args[1:], getenv, stdout)
+		case "vault":
+			return vault(args[1:], getenv, stdout)
 		case "help":
 			return serve(ctx, []string{"-h"}, getenv, stdout, stderr, ready)
 		}
@@ -165,6 +171,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	listen := fs.String("listen", "127.0.0.1:8420", "HTTP address of the API")
 	metricsListen := fs.String("metrics-listen", "", "separate address for /metrics and /healthz (default: served on -listen too)")
 	accountsPath := fs.String("accounts", "cofferd-accounts.json", "accounts file (JSON; reloaded when it changes)")
+	rollbacksPath := fs.String("rollbacks", "", "file of the operator's rollback declarations, served under /v1/rollbacks (cofferd vault declare-rollback) (default: cofferd-rollbacks.json beside the -accounts file)")
 	realmsDir := fs.String("realms", "", "folder of the accounts' realm manifests and resume blobs (public or sealed; created, locked while cofferd runs) (default: cofferd-realms beside the -accounts file)")
 	logDir := fs.String("log", "", "release log directory (tessera POSIX layout) to serve read-only under /v1/log/ (default: none, 404)")
 	vaults := fs.String("vault", "", "vault devices, comma-separated [NAME=]unix:PATH | [NAME=]serial:PATH|auto (unnamed: vault0, vault1, …); required")
@@ -255,6 +262,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		log.Info("accounts reloaded", "file", *accountsPath, "accounts", n)
 	}
+	if *rollbacksPath == "" {
+		*rollbacksPath = host.DefaultRollbacksPath(*accountsPath)
+	}
+	if err := host.CreateRollbacksFile(*rollbacksPath); err != nil {
+		log.Warn("could not create an empty rollbacks file", "file", *rollbacksPath, "err", err)
+	}
 	log.Info("starting cofferd", "listen", *listen, "accounts", len(accounts.All()), "devices", len(specs), "realms", *realmsDir)
 
 	if *realmsDir == "" {
@@ -279,7 +292,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	devices := host.OpenDevices(specs, host.OpenOptions{USBID: id, Log: log})
 	srv, err := host.New(host.Config{
-		Devices: devices, Accounts: accounts, Realms: realms, ReleaseLog: releaseLog, Timeout: *timeout, Queue: q, InFlight: *inflight,
+		Devices: devices, Accounts: accounts, Realms: realms, ReleaseLog: releaseLog, Rollbacks: *rollbacksPath, Timeout: *timeout, Queue: q, InFlight: *inflight,
 		LoginRate: rate, LoginBurst: *loginBurst, PollInterval: *poll, MaxConnections: *maxConns, Log: log,
 		RefuseInsecure: !*allowInsecure,
 	})
@@ -452,4 +465,65 @@ func account(args []string, getenv func(string) string, stdout io.Writer) error 
 		fmt.Fprintf(stdout, "removed account %s (its vault record stays; only its owner can delete it)\n", pos[0])
 		return nil
 	}
+}
+
+// declareRollbackUsage is `cofferd vault declare-rollback --help`.
+const declareRollbackUsage = `usage: cofferd vault declare-rollback -accounts FILE [-rollbacks FILE] [-device NAME] -reason TEXT
+
+Records that the device's store went back to an older state or was lost, and
+serves it to that device's users under GET /v1/rollbacks; their clients show it
+in ` + "`coffer vault recover-rollback`" + `. Declare only what you will not restore
+(host/OPERATIONS.md, "Recovering from a rollback").
+`
+
+// vault runs `cofferd vault declare-rollback`: the operator's statement
+// that a device's store went back to an older state or was lost, served
+// to the users of that device (host/OPERATIONS.md, "Recovering from a
+// rollback").
+func vault(args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("no vault command; %w", errUsage)
+	}
+	switch args[0] {
+	case "declare-rollback":
+	case "-h", "--help", "-help", "help":
+		fmt.Fprint(stdout, usage)
+		return errHelpShown
+	default:
+		return fmt.Errorf("unknown vault command %q; %w", args[0], errUsage)
+	}
+	fs := flag.NewFlagSet("cofferd vault declare-rollback", flag.ContinueOnError)
+	// No default: run from another folder than the daemon's, the
+	// declaration would go to a file the daemon never serves.
+	accountsPath := fs.String("accounts", "", "the daemon's accounts file (required, or -rollbacks; or COFFERD_ACCOUNTS); the rollbacks file is beside it unless -rollbacks says otherwise")
+	path := fs.String("rollbacks", "", "rollbacks file (default: cofferd-rollbacks.json beside the -accounts file)")
+	device := fs.String("device", "vault0", "the device whose store went back (its name in -vault)")
+	reason := fs.String("reason", "", "what happened, shown to every user of the device: restored from which backup, or the store lost (required)")
+	pos, err := parse(fs, args[1:], getenv, stdout, declareRollbackUsage)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return fmt.Errorf("unexpected %q; %w", pos[0], errUsage)
+	}
+	if *path == "" {
+		if *accountsPath == "" {
+			return fmt.Errorf("cofferd vault declare-rollback needs -accounts FILE (or COFFERD_ACCOUNTS) or -rollbacks FILE: the files the daemon reads; %w", errUsage)
+		}
+		*path = host.DefaultRollbacksPath(*accountsPath)
+	}
+	if *reason == "" {
+		return fmt.Errorf("cofferd vault declare-rollback needs -reason TEXT; %w", errUsage)
+	}
+	d, err := host.DeclareRollback(*path, *device, *reason, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "declared: device %s's store was rolled back or lost (%s)\n  reason  %s\n  file    %s\n\n"+
+		"A running cofferd serves it at once under GET /v1/rollbacks. Users whose clients stop with ROLLBACK\n"+
+		"see it when they run `coffer vault recover-rollback`, which accepts the vault's state only on their word\n"+
+		"and moves their key to a new password. Declare only what you will not restore: restoring the latest\n"+
+		"state, if you have it, needs nothing from them.\n",
+		d.Device, d.DeclaredAt.Format(time.RFC3339), d.Reason, *path)
+	return nil
 }

@@ -232,12 +232,16 @@ func TestBadFlags(t *testing.T) {
 		{"frobnicate"},
 		{"account"},
 		{"account", "add"},
+		{"vault"},
+		{"vault", "frobnicate"},
+		{"vault", "declare-rollback", "-reason", "restored from last night's copy"},
+		{"vault", "declare-rollback", "-accounts", "a.json"},
 	} {
 		// A good device, so that each is refused for its own flag.
 		e := env(map[string]string{"COFFERD_VAULT": "unix:" + filepath.Join(t.TempDir(), "none.sock")})
 		if err := run(context.Background(), args, e, io.Discard, io.Discard, nil); err == nil {
 			t.Errorf("%q accepted", args)
-		} else if usage := args[0] == "serve" || args[0] == "frobnicate" || args[0] == "account"; usage != (exitCode(err, io.Discard) == 2) {
+		} else if usage := args[0] == "serve" || args[0] == "frobnicate" || args[0] == "account" || args[0] == "vault"; usage != (exitCode(err, io.Discard) == 2) {
 			// Words that are not cofferd's are usage errors (status 2);
 			// a bad value of a flag (often from the environment) is 1.
 			t.Errorf("%q: %v: status %d", args, err, exitCode(err, io.Discard))

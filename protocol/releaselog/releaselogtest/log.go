@@ -6,14 +6,21 @@ package releaselogtest
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
 	"fmt"
+	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/transparency-dev/formats/log"
 	fnote "github.com/transparency-dev/formats/note"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/merkle/testonly"
+	"github.com/transparency-dev/tessera/api/layout"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/cofferhsm/coffer/protocol/releaselog"
@@ -28,6 +35,10 @@ type Log struct {
 	Witnesses []*fnote.Signer
 	// WitnessKeys are the witnesses' cosignature/v1 verifier keys.
 	WitnessKeys []string
+	// Now, when set, is the witnesses' clock: every cosignature is dated
+	// Now() (nil: the wall clock).
+	Now         func() time.Time
+	witnessKeys []ed25519.PrivateKey
 	tree        *testonly.Tree
 	data        [][]byte
 }
@@ -65,6 +76,12 @@ func (l *Log) AddWitness(name string) {
 	if err != nil {
 		l.t.Fatal(err)
 	}
+	// PRIVATE+KEY+name+hash+base64(type || seed)
+	seed, err := base64.StdEncoding.DecodeString(strings.SplitN(skey, "+", 5)[4])
+	if err != nil || len(seed) != 1+ed25519.SeedSize {
+		l.t.Fatalf("witness key %q: %v", name, err)
+	}
+	l.witnessKeys = append(l.witnessKeys, ed25519.NewKeyFromSeed(seed[1:]))
 	l.Witnesses = append(l.Witnesses, s)
 	l.WitnessKeys = append(l.WitnessKeys, cosigKey)
 }
@@ -109,16 +126,55 @@ func (l *Log) Checkpoint(cosigners int) []byte {
 // CheckpointAt is Checkpoint for the tree's first size entries.
 func (l *Log) CheckpointAt(size uint64, cosigners int) []byte {
 	l.t.Helper()
-	cp := log.Checkpoint{Origin: l.Origin, Size: size, Hash: l.tree.HashAt(size)}
+	if l.Now != nil {
+		times := make([]time.Time, cosigners)
+		for i := range times {
+			times[i] = l.Now()
+		}
+		return l.CheckpointAtTimes(size, times...)
+	}
 	signers := []note.Signer{l.LogSigner}
 	for _, w := range l.Witnesses[:cosigners] {
 		signers = append(signers, w)
 	}
+	return l.sign(size, signers)
+}
+
+// CheckpointAtTimes is CheckpointAt cosigned by the first len(times)
+// witnesses, witness i at times[i]: a checkpoint as old (or as far in the
+// future) as a test needs.
+func (l *Log) CheckpointAtTimes(size uint64, times ...time.Time) []byte {
+	l.t.Helper()
+	signers := []note.Signer{l.LogSigner}
+	for i, t := range times {
+		signers = append(signers, &timedCosigner{Signer: l.Witnesses[i], key: l.witnessKeys[i], at: t})
+	}
+	return l.sign(size, signers)
+}
+
+func (l *Log) sign(size uint64, signers []note.Signer) []byte {
+	l.t.Helper()
+	cp := log.Checkpoint{Origin: l.Origin, Size: size, Hash: l.tree.HashAt(size)}
 	b, err := note.Sign(&note.Note{Text: string(cp.Marshal())}, signers...)
 	if err != nil {
 		l.t.Fatal(err)
 	}
 	return b
+}
+
+// timedCosigner is a witness's cosignature/v1 signer with a set clock
+// (C2SP tlog-cosignature: the signature is the 8-byte big-endian time and
+// Ed25519 over "cosignature/v1", the time line and the note's text).
+type timedCosigner struct {
+	*fnote.Signer // name and key hash
+	key           ed25519.PrivateKey
+	at            time.Time
+}
+
+func (s *timedCosigner) Sign(msg []byte) ([]byte, error) {
+	t := uint64(s.at.Unix())
+	signed := append([]byte(fmt.Sprintf("cosignature/v1\ntime %d\n", t)), msg...)
+	return append(binary.BigEndian.AppendUint64(nil, t), ed25519.Sign(s.key, signed)...), nil
 }
 
 // Proof is the proof bundle of entry index in the current tree, with a
@@ -149,9 +205,15 @@ type Source struct {
 	Cosigners int
 	// Tamper, when set, rewrites the served entries (an adversary).
 	Tamper func(from uint64, entries [][]byte) [][]byte
+	// Frozen, when set, is the checkpoint served instead of the log's
+	// newest: a host that keeps serving an old one.
+	Frozen []byte
 }
 
 func (s *Source) Checkpoint(context.Context) ([]byte, error) {
+	if s.Frozen != nil {
+		return s.Frozen, nil
+	}
 	return s.Log.Checkpoint(s.Cosigners), nil
 }
 
@@ -164,4 +226,41 @@ func (s *Source) Entries(_ context.Context, from, to, _ uint64) ([][]byte, error
 		e = s.Tamper(from, e)
 	}
 	return e, nil
+}
+
+// ServeHTTP serves the source as a C2SP tlog-tiles log: its checkpoint at
+// checkpoint and its entry bundles at tile/entries/N[.p/W], under any
+// base path (cofferd's /v1/log/, or a mirror's root). It serves no hash
+// tiles: a client following the log reads only entries.
+func (s *Source) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rest := strings.TrimPrefix(r.URL.Path, "/")
+	if i := strings.Index(r.URL.Path, "/v1/log/"); i >= 0 {
+		rest = r.URL.Path[i+len("/v1/log/"):]
+	}
+	if rest == layout.CheckpointPath {
+		b, _ := s.Checkpoint(r.Context())
+		w.Write(b)
+		return
+	}
+	idx, ok := strings.CutPrefix(rest, "tile/entries/")
+	n, p, err := layout.ParseTileIndexPartial(idx)
+	if !ok || err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	from, to := n*layout.EntryBundleWidth, (n+1)*layout.EntryBundleWidth
+	if p > 0 {
+		to = from + uint64(p)
+	}
+	entries, err := s.Entries(r.Context(), from, to, to)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	var bundle []byte
+	for _, e := range entries {
+		bundle = binary.BigEndian.AppendUint16(bundle, uint16(len(e)))
+		bundle = append(bundle, e...)
+	}
+	w.Write(bundle)
 }

@@ -47,7 +47,7 @@ import cbor2  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat  # noqa: E402
 
-GROUPS = ["entry", "checkpoint", "proof", "view"]
+GROUPS = ["entry", "checkpoint", "proof", "view", "policy"]
 CASES = {}
 
 
@@ -251,15 +251,20 @@ LOG = Key(ORIGIN, seq(32, 0x60), ALG_ED25519)
 OTHER_LOG = Key(ORIGIN, seq(32, 0x68), ALG_ED25519)  # another release key, same name
 W = [Key(f"witness{i + 1}.example/w", seq(32, 0x70 + 8 * i), ALG_COSIGNATURE_V1) for i in range(3)]
 OUTSIDE = Key("witness4.example/w", seq(32, 0x88), ALG_COSIGNATURE_V1)  # not in the policy
-T0 = 1767225600  # 2026-01-01T00:00:00Z: every cosignature's time is T0 + a few seconds
+T0 = 1767225600  # 2026-01-01T00:00:00Z: cosignatures are dated T0 + a few seconds (the freshness cases: around NOW)
 
 
-def policy_text(origin=ORIGIN, log_key=None, witnesses=None, quorum=2):
+def policy_text(origin=ORIGIN, log_key=None, witnesses=None, quorum=2, max_age=None):
+    """The policy's text form, in the order a verifier prints it back; the
+    max-age line (a string such as "168h") only when given."""
     log_key = log_key or LOG.vkey()
     witnesses = [w.vkey() for w in W] if witnesses is None else witnesses
     s = f"origin {origin}\nlog {log_key}\n"
     s += "".join(f"witness {w}\n" for w in witnesses)
-    return (s + f"quorum {quorum}\n").encode()
+    s += f"quorum {quorum}\n"
+    if max_age is not None:
+        s += f"max-age {max_age}\n"
+    return s.encode()
 
 
 POLICY = policy_text()
@@ -437,22 +442,24 @@ def checkpoint_cases():
     ls = LOG.sign(text)
     c = [W[i].sign(text, T0 + i) for i in range(3)]
 
-    def ok(name, raw, names, comment, size=7, rt=root):
-        case("checkpoint", name, "valid", raw, comment, policy=POLICY, size=size, root=rt, witnessed=",".join(names))
+    def ok(name, raw, names, times, comment, size=7, rt=root):
+        case("checkpoint", name, "valid", raw, comment, policy=POLICY, size=size, root=rt, witnessed=",".join(names),
+             cosigned=times)
 
-    ok("log-and-2-witnesses", note(text, ls, c[0], c[1]), [w1, w2], "Signed by the release key, cosigned by witnesses 1 and 2 (quorum 2).")
-    ok("log-and-3-witnesses", note(text, ls, c[0], c[1], c[2]), [w1, w2, w3], "Cosigned by all three witnesses.")
-    ok("witnesses-first", note(text, c[2], c[0], ls), [w3, w1],
+    ok("log-and-2-witnesses", note(text, ls, c[0], c[1]), [w1, w2], [T0, T0 + 1],
+       "Signed by the release key, cosigned by witnesses 1 and 2 (quorum 2).")
+    ok("log-and-3-witnesses", note(text, ls, c[0], c[1], c[2]), [w1, w2, w3], [T0, T0 + 1, T0 + 2], "Cosigned by all three witnesses.")
+    ok("witnesses-first", note(text, c[2], c[0], ls), [w3, w1], [T0 + 2, T0],
        "The cosignatures before the log's signature: signature lines are in no set order.")
-    ok("outside-witness-ignored", note(text, ls, c[0], OUTSIDE.sign(text, T0 + 9), c[2]), [w1, w3],
+    ok("outside-witness-ignored", note(text, ls, c[0], OUTSIDE.sign(text, T0 + 9), c[2]), [w1, w3], [T0, T0 + 2],
        "Witnesses 1 and 3 and a witness outside the policy, whose cosignature is ignored (signed-note: unknown keys are ignored).")
-    ok("other-release-key-ignored", note(text, ls, OTHER_LOG.sign(text), c[0], c[1]), [w1, w2],
+    ok("other-release-key-ignored", note(text, ls, OTHER_LOG.sign(text), c[0], c[1]), [w1, w2], [T0, T0 + 1],
        "Also signed by another key of the same name as the release key: another key ID, so an unknown key, ignored.")
     ext = text + b"extension line\n"
-    ok("extension-line", note(ext, LOG.sign(ext), W[0].sign(ext, T0), W[1].sign(ext, T0 + 1)), [w1, w2],
+    ok("extension-line", note(ext, LOG.sign(ext), W[0].sign(ext, T0), W[1].sign(ext, T0 + 1)), [w1, w2], [T0, T0 + 1],
        "A checkpoint with one extension line (tlog-checkpoint allows them; both kinds of signature cover it).")
     empty = checkpoint_text(ORIGIN, 0, sha256(b""))
-    ok("empty-tree", witnessed(empty), [w1, w2], "The empty tree: size 0 and the root SHA-256 of nothing.", 0, sha256(b""))
+    ok("empty-tree", witnessed(empty), [w1, w2], [T0, T0 + 1], "The empty tree: size 0 and the root SHA-256 of nothing.", 0, sha256(b""))
 
     def refused(name, expect, raw, comment, policy=POLICY):
         case("checkpoint", name, expect, raw, comment, policy=policy)
@@ -513,6 +520,88 @@ def checkpoint_cases():
     bad_policy("policy-witness-twice", policy_text(witnesses=[W[0].vkey(), W[0].vkey(), W[1].vkey()]), "Witness 1 listed twice.")
     bad_policy("policy-log-key-other-name", policy_text(log_key=Key("other.example/log", seq(32, 0x60), ALG_ED25519).vkey()),
                "A release key whose name is not the origin.")
+
+
+# ---- Freshness (max-age) -------------------------------------------------------
+
+NOW = T0 + 30 * 86400  # the verifier's clock in the freshness cases: 2026-01-31T00:00:00Z
+MAX_AGE = 168 * 3600   # the policy's "max-age 168h"
+SKEW = 3600            # a cosignature dated more than this after the clock does not count
+
+
+def freshness_cases():
+    """Checkpoints verified with a clock (the case's now) under a policy
+    with max-age 168h and quorum 2: fresh when at least 2 distinct policy
+    witnesses cosigned within 168h before now, a cosignature dated more
+    than an hour after now not counting."""
+    text = checkpoint_text(ORIGIN, 7, LOG_TREE.root(7))
+    root = LOG_TREE.root(7)
+    ls = LOG.sign(text)
+    policy = policy_text(max_age="168h")
+
+    def fresh(name, expect, cosigs, comment, pol=policy):
+        """cosigs: (witness index, time) in signature order."""
+        raw = note(text, ls, *(W[i].sign(text, t) for i, t in cosigs))
+        headers = {"now": NOW}
+        if expect == "valid":
+            seen, names, times = set(), [], []
+            for i, t in cosigs:
+                if i not in seen:
+                    seen.add(i)
+                    names.append(W[i].name)
+                    times.append(t)
+            headers.update(size=7, root=root, witnessed=",".join(names), cosigned=times)
+        case("checkpoint", name, expect, raw, comment, policy=pol, **headers)
+
+    fresh("fresh-recent", "valid", [(0, NOW - 3600), (1, NOW - 60)], "Witnesses 1 and 2 cosigned an hour and a minute before now.")
+    fresh("fresh-at-max-age", "valid", [(0, NOW - MAX_AGE), (1, NOW - MAX_AGE)],
+          "Both cosignatures exactly 168h before now: at most max-age old is fresh.")
+    fresh("stale-one-second-over", "stale", [(0, NOW - MAX_AGE - 1), (1, NOW - MAX_AGE)],
+          "Witness 1 cosigned 168h and one second before now: only one of the two required is within max-age.")
+    fresh("stale-both-old", "stale", [(0, NOW - 8 * 86400), (1, NOW - 9 * 86400), (2, NOW - 10 * 86400)],
+          "All three witnesses cosigned 8 to 10 days before now: a validly witnessed checkpoint, but old\n"
+          "(a host that keeps serving it could hide what the log added since).")
+    fresh("stale-one-fresh-quorum-2", "stale", [(0, NOW), (1, NOW - 30 * 86400)],
+          "Witness 1 cosigned now, witness 2 thirty days ago: one fresh cosignature of the two the quorum needs.")
+    fresh("stale-future-dated", "stale", [(0, NOW), (1, NOW + SKEW + 1)],
+          "Witness 2's cosignature is dated an hour and a second after now: it does not count, leaving one.")
+    fresh("fresh-future-within-skew", "valid", [(0, NOW), (1, NOW + SKEW)],
+          "Witness 2's cosignature is dated exactly an hour after now: within the allowed skew, it counts.")
+    fresh("fresh-third-witness", "valid", [(0, NOW - 20 * 86400), (1, NOW - 86400), (2, NOW - 120)],
+          "Witness 1 is old, witnesses 2 and 3 fresh: any 2 of the policy's witnesses will do.")
+    fresh("stale-same-witness-twice", "stale", [(0, NOW - 60), (0, NOW - 30), (1, NOW - 20 * 86400)],
+          "Witness 1 cosigned twice (both recent), witness 2 long ago: one witness is one witness, one fresh of two.")
+    fresh("no-max-age-old", "valid", [(0, NOW - 300 * 86400), (1, NOW - 300 * 86400)],
+          "A policy without max-age: cosignatures 300 days old, and the time is not checked.", pol=POLICY)
+
+
+def policy_cases():
+    """The policy's text form, max-age line included: a valid one must give
+    max-age-seconds (0: none) and print back as canonical."""
+    def valid(name, text, max_age_s, canonical, comment):
+        case("policy", name, "valid", text, comment, max_age_seconds=max_age_s, canonical=canonical)
+
+    valid("no-max-age", POLICY, 0, POLICY, "The example policy: no max-age line, no bound on a checkpoint's age.")
+    valid("max-age-168h", policy_text(max_age="168h"), MAX_AGE, policy_text(max_age="168h"), "max-age 168h: a week.")
+    valid("max-age-90m", policy_text(max_age="90m"), 5400, policy_text(max_age="90m"), "90 minutes: not whole hours, printed in minutes.")
+    valid("max-age-3600s", policy_text(max_age="3600s"), 3600, policy_text(max_age="1h"),
+          "3600s reads as an hour and prints as 1h (the largest unit that divides it).")
+    valid("max-age-120m", policy_text(max_age="120m"), 7200, policy_text(max_age="2h"), "120m prints as 2h.")
+    valid("max-age-min", policy_text(max_age="60s"), 60, policy_text(max_age="1m"), "The smallest max-age, a minute.")
+    valid("max-age-max", policy_text(max_age="8760h"), 8760 * 3600, policy_text(max_age="8760h"), "The largest max-age, 365 days.")
+    first = b"# pinned\nmax-age 24h\n" + POLICY
+    valid("max-age-first", first, 86400, policy_text(max_age="24h"),
+          "A comment and the max-age line before the others: lines are in any order; printed last.")
+    for name, value, why in [
+        ("zero", "0h", "zero"), ("59s", "59s", "under a minute"), ("8761h", "8761h", "over 365 days"),
+        ("525601m", "525601m", "over 365 days, in minutes"), ("leading-zero", "07h", "a leading zero"),
+        ("fraction", "1.5h", "a fraction"), ("two-units", "1h30m", "two units"), ("days", "7d", "a unit that is not s, m or h"),
+        ("upper-case", "5H", "an upper-case unit"), ("plus", "+5h", "a sign"), ("minus", "-5h", "a negative"),
+        ("no-number", "h", "no number"), ("no-unit", "168", "no unit"), ("empty", "", "no value"),
+        ("space-inside", "5 h", "a space between number and unit"), ("huge", "99999999999h", "eleven digits"),
+    ]:
+        case("policy", f"max-age-{name}", "bad-policy", POLICY + f"max-age {value}\n".encode(), f"max-age {value!r}: {why}.")
+    case("policy", "max-age-twice", "bad-policy", POLICY + b"max-age 168h\nmax-age 168h\n", "Two max-age lines.")
 
 
 # ---- Proof bundles ---------------------------------------------------------------
@@ -629,6 +718,8 @@ def view_cases():
 
 entry_cases()
 checkpoint_cases()
+freshness_cases()
+policy_cases()
 proof_cases()
 view_cases()
 casefiles.write(HERE, GROUPS, CASES)

@@ -140,7 +140,7 @@ IDENTITY_BODY = enc(IDENTITY_MAP)
 SIGNED_IDENTITY = {1: IDENTITY_BODY, 2: sign(PROVISIONING, b"coffer/v1 identity", IDENTITY_BODY)}
 
 STATUS_NONCE = seq(32, 0xA0)
-STATUS_MAP = {1: 1, 2: 42, 3: 43, 4: True, 5: 1, 6: 2, 7: STATUS_NONCE}
+STATUS_MAP = {1: 1, 2: 42, 3: 43, 4: True, 5: 1, 6: 2, 7: STATUS_NONCE, 8: IDENTITY_MAP[5]}
 STATUS_BODY = enc(STATUS_MAP)
 STATUS_REPLY = {1: STATUS_BODY, 2: sign(SIGNING, b"coffer/v1 status", STATUS_BODY)}
 
@@ -356,6 +356,11 @@ def bodies():
     case("bodies", "status-version-2", "malformed", enc({**STATUS_MAP, 1: 2}), "A status of version 2.", body="status")
     case("bodies", "status-without-pending-logins", "malformed", enc({k: v for k, v in STATUS_MAP.items() if k != 5}),
          "A status without its field 5 (pending_logins): every field of a Status is required.", body="status")
+    case("bodies", "status-without-firmware-hash", "malformed", enc({k: v for k, v in STATUS_MAP.items() if k != 8}),
+         "A status without its field 8 (firmware_hash), as firmware from before it was signed in every status sends.",
+         body="status")
+    case("bodies", "status-firmware-hash-31", "malformed", enc({**STATUS_MAP, 8: STATUS_MAP[8][:31]}),
+         "A 31-byte firmware hash.", body="status")
     case("bodies", "identity", "success", IDENTITY_BODY, "An identity bundle's body.", body="identity")
     case("bodies", "identity-name-65", "malformed", enc({**IDENTITY_MAP, 8: "n" * 65}),
          "An identity name of 65 bytes (at most 64).", body="identity")
@@ -476,6 +481,9 @@ def signed():
                 "A genuine status answering another request's nonce.", nonce=seq(32, 0xB0))
     status_case("status-signed-as-receipt", "authentication", STATUS_BODY,
                 sign(sk, b"coffer/v1 receipt", STATUS_BODY), "Signed under the receipt context.")
+    no_fw = enc({k: v for k, v in STATUS_MAP.items() if k != 8})
+    status_case("status-without-firmware-hash", "malformed", no_fw, sign(sk, b"coffer/v1 status", no_fw),
+                "A validly signed status without a firmware hash (older firmware): it cannot say what runs.")
     i = STATUS_BODY.index(bytes([0x02, 0x18, 0x2A]))
     longseq = STATUS_BODY[:i] + bytes([0x02, 0x19, 0x00, 0x2A]) + STATUS_BODY[i + 3:]
     status_case("status-signed-noncanonical", "malformed", longseq, sign(sk, b"coffer/v1 status", longseq),
