@@ -155,7 +155,7 @@ ifeq ($(VAULT),qemu)
 	 for i in $$(seq 100); do grep -q 'provisioning public key' $(abspath $(RUNDIR))/qemu-console.log && break; sleep 0.1; done; \
 	 key=$$(sed -n 's/.*provisioning public key[^:]*: *\([0-9a-f]\{64\}\).*/\1/p' $(abspath $(RUNDIR))/qemu-console.log | head -1); \
 	 $(MAKE) --no-print-directory -C $(CURDIR) run-hint RUN_VAULT="the firmware in QEMU (INSECURE), console in $(RUNDIR)/qemu-console.log" RUN_KEY=$$key; \
-	 $(abspath $(BIN))/cofferd -listen $(ADDR) -accounts $(abspath $(RUNDIR))/accounts.json -vault unix:$(QEMU_SOCK)
+	 $(abspath $(BIN))/cofferd -listen $(ADDR) -accounts $(abspath $(RUNDIR))/accounts.json -vault unix:$(QEMU_SOCK) -allow-insecure-vault
 else
 	@rm -f $(RUNDIR)/vault.sock
 	@set -e; \
@@ -170,7 +170,7 @@ else
 	 $(MAKE) --no-print-directory -C $(CURDIR) run-hint \
 		RUN_VAULT="INSECURE software vault process (softvault dev) in $(RUNDIR)/vault, log in $(RUNDIR)/vault.log" \
 		RUN_KEY=$$($(BIN)/coffer-provision public -key $(RUNDIR)/vault/provisioning.key); \
-	 $(BIN)/cofferd -listen $(ADDR) -accounts $(RUNDIR)/accounts.json -vault unix:$(RUNDIR)/vault.sock
+	 $(BIN)/cofferd -listen $(ADDR) -accounts $(RUNDIR)/accounts.json -vault unix:$(RUNDIR)/vault.sock -allow-insecure-vault
 endif
 endif
 

@@ -42,6 +42,11 @@ type Config struct {
 	UserID          string `json:"user_id,omitempty"`          // hex, from cofferd's GET /v1/account
 	Limit           uint   `json:"limit,omitempty"`            // attempt limit chosen at registration
 	AllowInsecure   bool   `json:"allow_insecure,omitempty"`   // the user accepted an insecure vault (--insecure)
+	// CA is a file of PEM certificates trusted, besides the system's, for
+	// TLS to cofferd (a private CA): set by init --ca or `coffer config
+	// set ca`. A path, not the certificates: replacing the file renews
+	// them.
+	CA string `json:"ca,omitempty"`
 	// Generation names the registration that holds this account's key
 	// (from the vault's signed receipts). A receipt for another one means
 	// the vault no longer holds that key.

@@ -126,6 +126,15 @@ type Config struct {
 	// included; more are answered 503 and closed: DefaultMaxConnections.
 	MaxConnections int
 
+	// RefuseInsecure refuses every device known to be insecure (its
+	// identity bundle says so: a software vault or an emulator, whose keys
+	// are files on the operator's machine): no request is relayed to it
+	// (503), and Server.Refused reports it. cofferd sets it unless run
+	// with -allow-insecure-vault. Clients refuse an insecure vault on their
+	// own unless told --insecure; this keeps an operator from serving one
+	// by mistake.
+	RefuseInsecure bool
+
 	Log *slog.Logger     // slog.Default(); never given a body
 	Now func() time.Time // time.Now
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -187,4 +188,47 @@ func TestStatusPollResetsAStreamThatStopsAnswering(t *testing.T) {
 	if _, err := post(context.Background(), http.DefaultClient, hs.URL, tokens["alice"], mustEncode(t, protocol.TypeIdentity, &protocol.Empty{})); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRefuseInsecure: with RefuseInsecure (cofferd without
+// -allow-insecure-vault), a device whose identity bundle turns out to say
+// insecure gets no more requests: they are answered 503 by cofferd itself,
+// and Refused reports the device so that the daemon stops.
+func TestRefuseInsecure(t *testing.T) {
+	sock := shortSocket(t)
+	softvaulttest.ServeDev(t, t.TempDir(), sock)
+	accounts, accts, tokens := testAccounts(t, "alice")
+	login := loginStart(t, accts["alice"].UserID)
+	dev := &requestCounter{Device: NewStreamDevice("sv", transport.UnixDialer(sock), StreamOptions{MinBackoff: 10 * time.Millisecond, Log: quiet}), req: login}
+	srv, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts, PollInterval: 20 * time.Millisecond, RefuseInsecure: true})
+	var refused error
+	select {
+	case refused = <-srv.Refused():
+	case <-time.After(10 * time.Second):
+		t.Fatal("an insecure device was not refused")
+	}
+	if !strings.Contains(refused.Error(), "sv") || !strings.Contains(refused.Error(), "-allow-insecure-vault") {
+		t.Fatalf("refusal: %v", refused)
+	}
+	_, err := post(context.Background(), hs.Client(), hs.URL, tokens["alice"], login)
+	if statusOf(err) != http.StatusServiceUnavailable || !strings.Contains(err.Error(), "insecure") {
+		t.Fatalf("a request to a refused device: %v", err)
+	}
+	if n := dev.calls.Load(); n != 0 {
+		t.Fatalf("%d login starts reached the refused device", n)
+	}
+}
+
+// requestCounter counts the requests equal to req that reach a device.
+type requestCounter struct {
+	Device
+	req   []byte
+	calls atomic.Int64
+}
+
+func (d *requestCounter) RoundTrip(ctx context.Context, req []byte) ([]byte, error) {
+	if string(req) == string(d.req) {
+		d.calls.Add(1)
+	}
+	return d.Device.RoundTrip(ctx, req)
 }

@@ -133,10 +133,17 @@ const (
 // relay sends req to the device and answers with the vault's reply, or
 // with cofferd's own error.
 func (s *Server) relay(w http.ResponseWriter, r *http.Request, q *deviceQueue, reqType protocol.Type, req []byte, o *outcome) {
+	dev := q.dev.Name()
+	if insecure, _ := q.insecure(); insecure && s.cfg.RefuseInsecure {
+		o.status = http.StatusServiceUnavailable
+		o.note = "insecure device refused"
+		s.metrics.deviceFailures.WithLabelValues(dev, "refused_insecure").Inc()
+		writeError(w, o.status, "cofferd refuses this vault device: it is insecure (a software vault or an emulator)", "")
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
 	reply, err := q.do(ctx, req)
-	dev := q.dev.Name()
 	if err != nil {
 		var reason string
 		switch {

@@ -3,6 +3,8 @@ package host
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/cofferhsm/coffer/internal/buildinfo"
 )
 
 // metrics are cofferd's Prometheus series, on a registry of its own. Their
@@ -62,7 +64,17 @@ func newMetrics(s *Server) *metrics {
 			Help: "The vault's store commit sequence, from its signed status, polled.",
 		}, []string{"device"}),
 	}
-	m.reg.MustRegister(m.requests, m.requestSeconds, m.vaultErrors, m.deviceFailures, m.lockouts,
+	bi := buildinfo.Read()
+	rev := bi.Revision
+	if rev == "" {
+		rev = "unknown"
+	}
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "cofferd_build_info",
+		Help: "Always 1; its labels say what this cofferd was built from (cofferd --version).",
+	}, []string{"version", "revision", "go_version"})
+	build.WithLabelValues(bi.Version, rev, bi.GoVersion).Set(1)
+	m.reg.MustRegister(build, m.requests, m.requestSeconds, m.vaultErrors, m.deviceFailures, m.lockouts,
 		m.rateLimited, m.connRefused, m.anchorWrites, m.storeSequence, &deviceCollector{s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

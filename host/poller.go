@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
-	"log/slog"
 	"time"
 
 	"github.com/cofferhsm/coffer/protocol"
@@ -79,14 +78,14 @@ func (s *Server) pollOnce(ctx context.Context, q *deviceQueue, conn uint64) bool
 			s.log.Warn("vault device sent an unreadable identity", "device", name, "err", err)
 		default:
 			st.identity, st.notProvision = &id, false
-			level, msg := slog.LevelInfo, "vault device identity"
+			attrs := []any{"vault_name", id.Name, "insecure", id.Insecure, "max_limit", id.MaxLimit, "signing_key", hex.EncodeToString(id.SigningKey)}
 			if id.Insecure {
-				// Said as loudly as the configuration-time warning above:
-				// a software vault or emulator is only known from here.
-				level, msg = slog.LevelWarn, "INSECURE vault device identity: clients must refuse it unless told --insecure"
+				// Said as loudly as at configuration time (New): a
+				// software vault or emulator is only known from here.
+				s.insecureDevice(name, attrs...)
+			} else {
+				s.log.Info("vault device identity", append([]any{"device", name}, attrs...)...)
 			}
-			s.log.Log(ctx, level, msg, "device", name, "vault_name", id.Name,
-				"insecure", id.Insecure, "max_limit", id.MaxLimit, "signing_key", hex.EncodeToString(id.SigningKey))
 		}
 	}
 	// A fresh nonce per poll: the vault signs it back, so a status that a

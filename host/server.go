@@ -29,6 +29,8 @@ type Server struct {
 	handler  http.Handler
 	identReq []byte
 
+	refused chan error // RefuseInsecure: the first insecure device seen
+
 	pollCancel context.CancelFunc
 	pollWG     sync.WaitGroup
 	closeOnce  sync.Once
@@ -71,6 +73,7 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Log,
 		byName:  map[string]*deviceQueue{},
 		limiter: newLimiter(cfg.LoginRate, cfg.LoginBurst, cfg.Now),
+		refused: make(chan error, 1),
 		events:  newEventLog(cfg.Log, cfg.Now),
 	}
 	for _, d := range cfg.Devices {
@@ -81,7 +84,7 @@ func New(cfg Config) (*Server, error) {
 		s.devices = append(s.devices, q)
 		s.byName[d.Name()] = q
 		if q.info().Insecure {
-			s.log.Warn("INSECURE vault device: clients must refuse it unless told --insecure", "device", d.Name())
+			s.insecureDevice(d.Name())
 		}
 	}
 	for _, a := range cfg.Accounts.All() {
@@ -137,6 +140,28 @@ func (s *Server) MetricsHandler() http.Handler {
 
 // HealthHandler serves /healthz alone, for a separate listener.
 func (s *Server) HealthHandler() http.Handler { return http.HandlerFunc(s.handleHealth) }
+
+// insecureDevice says that the device is insecure, as loudly as it must:
+// a warning when insecure devices are allowed, an error and a refusal
+// (Refused) when they are not.
+func (s *Server) insecureDevice(name string, attrs ...any) {
+	attrs = append([]any{"device", name}, attrs...)
+	if !s.cfg.RefuseInsecure {
+		s.log.Warn("INSECURE vault device: clients must refuse it unless told --insecure", attrs...)
+		return
+	}
+	s.log.Error("INSECURE vault device (a software vault or an emulator): refusing to serve it", attrs...)
+	select {
+	case s.refused <- fmt.Errorf("vault device %s is INSECURE (a software vault or an emulator: its keys are files on this machine); "+
+		"cofferd serves one only with -allow-insecure-vault (COFFERD_ALLOW_INSECURE_VAULT=true)", name):
+	default:
+	}
+}
+
+// Refused receives an error when Config.RefuseInsecure is set and a device
+// turned out to be insecure: its requests are refused from then on, and
+// cofferd stops.
+func (s *Server) Refused() <-chan error { return s.refused }
 
 // Close stops polling and closes every device. Call it after the HTTP
 // server has finished its requests (Serve does not close devices).

@@ -48,7 +48,7 @@ for i in $(seq 1 "$n"); do
 		chmod 600 "$d/demo.token"
 	fi
 	port=$((base + i))
-	"$bin/cofferd" -listen "$host:$port" -accounts "$d/accounts.json" -vault "unix:$d/vault.sock" >"$d/cofferd.log" 2>&1 &
+	"$bin/cofferd" -listen "$host:$port" -accounts "$d/accounts.json" -vault "unix:$d/vault.sock" -allow-insecure-vault >"$d/cofferd.log" 2>&1 &
 	daemon=$!
 	pids="$pids $daemon"
 	echo "$daemon" >"$d/cofferd.pid"

@@ -65,6 +65,7 @@ import (
 
 	"github.com/cofferhsm/coffer/client"
 	"github.com/cofferhsm/coffer/client/logcheck"
+	"github.com/cofferhsm/coffer/internal/buildinfo"
 	"github.com/cofferhsm/coffer/protocol"
 	"github.com/cofferhsm/coffer/protocol/releaselog"
 )
@@ -80,6 +81,10 @@ const (
 )
 
 func main() {
+	if len(os.Args) > 1 && buildinfo.IsVersionFlag(os.Args[1]) {
+		fmt.Print(buildinfo.Line("coffer-monitor"))
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))

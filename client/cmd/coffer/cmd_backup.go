@@ -28,7 +28,7 @@ func (c *cli) cmdBackup(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(paths) == 0 || (*out == "" && !*dryRun) {
-		return usagef("usage: coffer backup PATH... -o FILE [--exclude PATTERN]... [--exclude-file FILE] [--dry-run] [--json] [--force]")
+		return usagef("needs PATH... and -o FILE (or --dry-run)")
 	}
 	if *jsonOut && *out == "-" && !*dryRun {
 		return usagef("--json needs -o FILE: with -o - the backup itself is on standard output")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -35,6 +36,8 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 		force    = fset.Bool("force", false, "with --realms: commit once the threshold of realms registered, not all")
 		setCode  = fset.String("set-code", "", "with --realms --existing: the set code init printed on the first device")
 		backupF  = fset.String("backup", "", "with --realms --existing, instead of --set-code: one of your backups, which the recovered key must open")
+		fromKey  = fset.Bool("from-key", false, "with --password: move this account from the 64-digit key to a vault, with the server, token and provisioning key of the configuration; asks for the key")
+		caFile   = fset.String("ca", "", "trust the CA certificates (PEM) in FILE too for TLS to cofferd; kept in the configuration")
 	)
 	rest, err := parse(fset, args)
 	if err != nil {
@@ -68,6 +71,18 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 	if keyGiven && (!*password || *existing) {
 		return usagef("--key and --key-file are for init --password: they put an existing 64-digit key in the vault")
 	}
+	if *fromKey && (!*password || *existing || *realms != "") {
+		return usagef("--from-key goes with --password: it moves an account from the 64-digit key to a vault")
+	}
+	if *limit == 1 {
+		c.warnLimitOne()
+	}
+	ca := ""
+	if *caFile != "" {
+		if ca, err = absCA(*caFile); err != nil {
+			return err
+		}
+	}
 	if *logPol != "" && *realms == "" && !*password && !*existing {
 		return usagef("--log-policy is for a vault (--password, --existing or --realms): a 64-digit key needs none")
 	}
@@ -88,7 +103,7 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 	// password mode with that same key: its backups stay as they are.
 	var moving *client.Config
 	if _, err := os.Lstat(path); err == nil {
-		if keyGiven {
+		if keyGiven || *fromKey {
 			old, err := client.LoadConfig(path)
 			if err != nil {
 				return err
@@ -103,10 +118,27 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
+	} else if *fromKey {
+		return fmt.Errorf("no configuration at %s: --from-key moves an account initialised with the 64-digit key", client.QuoteName(path))
+	}
+	if moving != nil {
+		// What the configuration holds need not be typed again; a flag
+		// (or COFFER_TOKEN) says otherwise.
+		*server = cmp.Or(*server, moving.Server)
+		*token = cmp.Or(*token, moving.Token)
+		*provKey = cmp.Or(*provKey, moving.ProvisioningKey)
+		ca = cmp.Or(ca, moving.CA)
+	}
+	c.useCA(ca)
+	if *realms == "" && (*password || *existing) && (*server == "" || *token == "" || *provKey == "") {
+		if moving != nil {
+			return usagef("the configuration lacks a server, a token or a provisioning key: give them with --server, --token and --provisioning-key")
+		}
+		return usagef("--password and --existing need --server, --token and --provisioning-key")
 	}
 	// The typed key is checked (its check group) before anything is sent.
 	var given64 *client.BackupKey
-	if keyGiven {
+	if keyGiven || *fromKey {
 		if given64, err = c.typedKey(given); err != nil {
 			return err
 		}
@@ -121,13 +153,13 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 		}
 	}
 	if *realms != "" {
-		rf := realmFlags{file: *realms, threshold: *thresh, limit: *limit, insecure: *insecure, force: *force, pwFile: *pwFile, setCode: *setCode, backup: *backupF, logPolicy: logPin}
+		rf := realmFlags{ca: ca, file: *realms, threshold: *thresh, limit: *limit, insecure: *insecure, force: *force, pwFile: *pwFile, setCode: *setCode, backup: *backupF, logPolicy: logPin}
 		if *existing {
 			return c.initRealmsExisting(ctx, path, rf)
 		}
 		return c.initRealms(ctx, path, rf)
 	}
-	cfg := &client.Config{Version: client.ConfigVersion, Server: *server, Token: *token, ProvisioningKey: strings.ToLower(*provKey)}
+	cfg := &client.Config{Version: client.ConfigVersion, Server: *server, Token: *token, ProvisioningKey: strings.ToLower(*provKey), CA: ca}
 
 	if !*password && !*existing {
 		if *pwFile != "" || *limit != 0 {
@@ -137,9 +169,6 @@ func (c *cli) cmdInit(ctx context.Context, args []string) error {
 	}
 	if *qr {
 		return usagef("--qr is for the 64-digit key (init without --password)")
-	}
-	if *server == "" || *token == "" || *provKey == "" {
-		return usagef("--password and --existing need --server, --token and --provisioning-key")
 	}
 	if _, err := client.ParseProvisioningKey(cfg.ProvisioningKey); err != nil {
 		return usagef("%v", err)
@@ -284,6 +313,14 @@ func (c *cli) initKeyMode(cfg *client.Config, path string, qr bool) error {
 	c.printf("    check: %s\n\n", g[16])
 	if qr {
 		c.printf("%s\n", qrText)
+	}
+	if err := c.typeBackGroup(k); err != nil {
+		// No backup relies on this key yet: better no key than one not
+		// written down.
+		if rerr := os.Remove(path); rerr != nil {
+			return fmt.Errorf("%w; and %s could not be removed: %v", err, client.QuoteName(path), rerr)
+		}
+		return fmt.Errorf("%w: nothing was kept (%s removed); run coffer init again, with the key written down", err, client.QuoteName(path))
 	}
 	c.printf("Backups are encrypted to %s\nConfiguration: %s\n", cfg.AgeRecipient, client.QuoteName(path))
 	return nil

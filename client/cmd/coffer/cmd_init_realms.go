@@ -59,6 +59,7 @@ func readRealmsFile(path string) ([]*client.RealmEntry, error) {
 
 // realmFlags are init's realm-mode options.
 type realmFlags struct {
+	ca        string // --ca FILE, absolute
 	file      string
 	threshold int
 	limit     uint
@@ -185,7 +186,7 @@ func newRealmsConfig(rf realmFlags) (*client.Config, error) {
 	if t == 0 {
 		t = client.DefaultThreshold(len(set))
 	}
-	cfg := &client.Config{Version: client.ConfigVersion, Mode: client.ModePassword, AllowInsecure: rf.insecure,
+	cfg := &client.Config{Version: client.ConfigVersion, Mode: client.ModePassword, AllowInsecure: rf.insecure, CA: rf.ca,
 		Realms: &client.RealmsConfig{Threshold: t, Set: set}}
 	if rf.logPolicy != nil {
 		if _, err := cfg.PinLogPolicy(rf.logPolicy); err != nil {

@@ -19,20 +19,15 @@ import (
 	"github.com/cofferhsm/coffer/protocol/releaselog"
 )
 
-const logPinUsage = "usage: coffer log pin FILE [--url URL]"
-
-func (c *cli) cmdLog(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "pin" {
-		return usagef(logPinUsage)
-	}
+func (c *cli) cmdLogPin(ctx context.Context, args []string) error {
 	fset := c.flags("log pin")
 	logURL := fset.String("url", "", `also read the log at URL (its own address or a mirror: the tlog-tiles root), besides each vault's cofferd; "" forgets it`)
-	rest, err := parse(fset, args[1:])
+	rest, err := parse(fset, args)
 	if err != nil {
 		return err
 	}
 	if len(rest) != 1 {
-		return usagef(logPinUsage)
+		return usagef("needs the policy FILE")
 	}
 	urlGiven := false
 	fset.Visit(func(f *flag.Flag) { urlGiven = urlGiven || f.Name == "url" })
@@ -115,17 +110,11 @@ func indent(s string) string {
 	return b.String()
 }
 
-func (c *cli) cmdVault(ctx context.Context, args []string) error {
-	if len(args) > 0 && args[0] == "recover-rollback" {
-		return c.cmdRecoverRollback(ctx, args[1:])
-	}
-	if len(args) == 0 || args[0] != "accept-new-identity" {
-		return usagef("usage: coffer vault accept-new-identity [--yes] [--insecure] | coffer vault recover-rollback [--yes] [--key-file FILE] [--insecure]")
-	}
+func (c *cli) cmdVaultAccept(ctx context.Context, args []string) error {
 	fset := c.flags("vault accept-new-identity")
 	yes := fset.Bool("yes", false, "do not ask for confirmation")
 	insecure := fset.Bool("insecure", false, insecureHelp)
-	if rest, err := parse(fset, args[1:]); err != nil {
+	if rest, err := parse(fset, args); err != nil {
 		return err
 	} else if len(rest) > 0 {
 		return usagef("unexpected arguments %q", rest)

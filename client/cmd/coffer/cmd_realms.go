@@ -139,12 +139,6 @@ func (c *cli) recoverRealmKey(ctx context.Context, cfg *client.Config, path stri
 
 // cmdRealms shows the set's health (REALMS.md 13.3). It counts nothing.
 func (c *cli) cmdRealms(ctx context.Context, args []string) error {
-	if len(args) > 0 && args[0] == "repair" {
-		return c.cmdRealmsRepair(ctx, args[1:])
-	}
-	if len(args) > 0 && args[0] == "burn" {
-		return c.cmdRealmsBurn(ctx, args[1:])
-	}
 	fset := c.flags("realms")
 	insecure := fset.Bool("insecure", false, insecureHelp)
 	if rest, err := parse(fset, args); err != nil {

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 )
 
 // cmdRealmsBurn is `coffer realms burn NAME [--yes] [--register]`. The
@@ -43,17 +42,15 @@ func (c *cli) cmdRealmsBurn(ctx context.Context, args []string) error {
 		if *yes {
 			return true
 		}
-		if c.terminal == nil {
+		if c.ask == nil {
 			confirmErr = errors.New("not confirmed (no terminal): give --yes to burn; nothing was evaluated")
 			return false
 		}
-		answer, err := c.terminal("Burn it? [y/N] ")
+		ok, err := c.yes("Burn it?")
 		if err != nil {
 			confirmErr = err
-			return false
 		}
-		a := strings.ToLower(strings.TrimSpace(string(answer)))
-		return a == "y" || a == "yes"
+		return ok
 	}
 	rep, err := rs.Burn(ctx, rest[0], confirm)
 	c.save(cfg, path)

@@ -129,7 +129,7 @@ func (c *cli) realmDelete(ctx context.Context, cfg *client.Config, path string, 
 }
 
 func (c *cli) confirmDelete(warning string, yes bool) error {
-	if !yes && c.terminal != nil {
+	if !yes && c.ask != nil {
 		c.warnf("%s\n", warning)
 	}
 	return c.confirmWord(yes, "delete", strings.ReplaceAll(warning, "\n", " ")+" Confirm with --yes.", "not confirmed; nothing was deleted")
@@ -150,6 +150,9 @@ func (c *cli) cmdRealmsRepair(ctx context.Context, args []string) error {
 		return err
 	} else if len(rest) > 0 {
 		return usagef("unexpected arguments %q", rest)
+	}
+	if *limit == 1 {
+		c.warnLimitOne()
 	}
 	if *file == "" {
 		return usagef("realms repair needs --realms FILE, the new set")

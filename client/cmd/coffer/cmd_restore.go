@@ -102,7 +102,10 @@ func (c *cli) connectWith(ctx context.Context, cfg *client.Config, path string, 
 	// revocations read) is kept; the vault's pin moves only on success.
 	c.save(cfg, path)
 	if err != nil {
-		return nil, err
+		// Connect checks the store sequence of the vault's signed status
+		// (since the firmware binding): say what to do about a rollback
+		// here too, not only after a login.
+		return nil, rollbackAdvice(err)
 	}
 	return vc, nil
 }
@@ -125,7 +128,7 @@ func (c *cli) cmdRestore(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(rest) < 1 {
-		return usagef("usage: coffer restore FILE [PATH...] [-C DIR] [--force] [--dry-run] [--json]")
+		return usagef("needs a backup FILE")
 	}
 	// What restores into DIR that were killed left: plaintext.
 	left := c.cleanLeftovers(client.RestoreLeftovers, "restore", *dir, !*dryRun)

@@ -4,18 +4,29 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 
 	"github.com/cofferhsm/coffer/client"
+	"github.com/cofferhsm/coffer/internal/atomicfile"
 )
 
 func (c *cli) cmdExportAge(ctx context.Context, args []string) error {
 	fset := c.flags("key export-age")
 	ks := c.keySourceFlags(fset)
+	out := fset.String("o", "", "write the identity to `FILE`, made new with mode 0600, instead of standard output")
+	force := fset.Bool("force", false, "with -o: replace FILE if it exists")
 	if rest, err := parse(fset, args); err != nil {
 		return err
 	} else if len(rest) > 0 {
 		return usagef("unexpected arguments %q", rest)
+	}
+	if *force && *out == "" {
+		return usagef("--force goes with -o FILE")
+	}
+	// Before a vault login spends an attempt.
+	if _, err := os.Lstat(*out); *out != "" && !*force && err == nil {
+		return fmt.Errorf("%s exists (use --force to replace it)", client.QuoteName(*out))
 	}
 	cfg, path, err := c.loadConfig()
 	if errors.Is(err, client.ErrNoConfig) {
@@ -33,8 +44,43 @@ func (c *cli) cmdExportAge(ctx context.Context, args []string) error {
 		return err
 	}
 	c.warnf("This identity decrypts every backup of this account (age -d -i FILE BACKUP | tar x). Keep it as safe as the key.\n")
-	c.printf("# Coffer backup identity, derived from the account's backup key\n# public key: %s\n%s\n", r, k.AgeIdentityString())
+	text := fmt.Sprintf("# Coffer backup identity, derived from the account's backup key\n# public key: %s\n%s\n", r, k.AgeIdentityString())
+	if *out == "" {
+		c.printf("%s", text)
+		return nil
+	}
+	if err := writePrivate(*out, []byte(text), *force); err != nil {
+		return err
+	}
+	c.warnf("Wrote it to %s (mode 0600).\n", client.QuoteName(*out))
 	return nil
+}
+
+// writePrivate writes a secret to a file only its owner reads (0600), as
+// age-keygen -o does: a new file (O_EXCL, which never follows a link
+// planted at path), or with force one renamed over path, which replaces a
+// link rather than writing through it.
+func writePrivate(path string, b []byte, force bool) error {
+	if force {
+		return atomicfile.Write(path, b)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s exists (use --force to replace it)", client.QuoteName(path))
+	} else if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
 }
 
 func (c *cli) cmdPasswordChange(ctx context.Context, args []string) error {

@@ -18,7 +18,7 @@ func (c *cli) cmdVerify(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(rest) != 1 {
-		return usagef("usage: coffer verify FILE [--json] [--key KEY]")
+		return usagef("needs one backup FILE")
 	}
 	f, fsize, id, wipe, err := c.backupIdentity(ctx, rest[0], ks)
 	if err != nil {

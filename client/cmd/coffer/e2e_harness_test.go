@@ -273,12 +273,12 @@ func newAccounts(t *testing.T, path string, names ...string) map[string]string {
 }
 
 // startCofferd runs cofferd on a free loopback port in front of the vault
-// at the unix socket sock. Login starts are not rate-limited (the tests
-// make many).
+// at the unix socket sock, a software vault, which it serves only when told
+// to. Login starts are not rate-limited (the tests make many).
 func startCofferd(t *testing.T, accounts, sock string, extra ...string) *daemon {
 	t.Helper()
 	args := append([]string{"-listen", "127.0.0.1:0", "-accounts", accounts, "-vault", "unix:" + sock,
-		"-login-rate", "0", "-log-level", "debug"}, extra...)
+		"-login-rate", "0", "-log-level", "debug", "-allow-insecure-vault"}, extra...)
 	d := &daemon{t: t, accounts: accounts}
 	d.proc = startProc(t, "cofferd", e2eBin(t, "cofferd"), args...)
 	d.addr = d.proc.waitFor(reListening, 30*time.Second)[1]
@@ -355,6 +355,7 @@ func newUser(t *testing.T) *user {
 
 func (u *user) run(args ...string) e2eResult {
 	u.t.Helper()
+	e2eBinaries(u.t) // built before the minute starts
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	return u.runCtx(ctx, args...)

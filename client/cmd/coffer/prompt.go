@@ -21,6 +21,7 @@ func ttyReader(stderr io.Writer) func(string) ([]byte, error) {
 		return nil
 	}
 	return func(prompt string) ([]byte, error) {
+		defer echoOff(fd)()
 		fmt.Fprint(stderr, prompt)
 		b, err := term.ReadPassword(fd)
 		fmt.Fprintln(stderr)
@@ -42,8 +43,22 @@ func readSecretFile(path string) ([]byte, error) {
 }
 
 // secret gets a password: from file (a flag), then the environment
-// variable env, then the terminal (twice if confirm).
+// variable env, then the terminal (twice if confirm). A new password
+// (confirm) is weighed too.
 func (c *cli) secret(file, env, prompt string, confirm bool) ([]byte, error) {
+	pw, err := c.readSecret(file, env, prompt, confirm)
+	if err != nil || !confirm {
+		return pw, err
+	}
+	typed := file == "" && c.getenv(env) == ""
+	if err := c.weighPassword(pw, typed); err != nil {
+		clear(pw)
+		return nil, err
+	}
+	return pw, nil
+}
+
+func (c *cli) readSecret(file, env, prompt string, confirm bool) ([]byte, error) {
 	if file != "" {
 		b, err := readSecretFile(file)
 		if err != nil {
@@ -92,6 +107,7 @@ func (c *cli) typedKey(k keyFlags) (*client.BackupKey, error) {
 	var text []byte
 	switch {
 	case k.text != "":
+		c.warnKeyFlag()
 		text = []byte(k.text)
 	case k.file != "":
 		b, err := readSecretFile(k.file)
@@ -122,10 +138,10 @@ func (c *cli) confirmWord(yes bool, word, noTerminal, refused string) error {
 	if yes {
 		return nil
 	}
-	if c.terminal == nil {
+	if c.ask == nil {
 		return errors.New(noTerminal)
 	}
-	answer, err := c.terminal("Type " + word + " to go on: ")
+	answer, err := c.ask("Type " + word + " to go on: ")
 	if err != nil {
 		return err
 	}

@@ -21,11 +21,16 @@ import (
 	"io"
 	"os"
 
+	"github.com/cofferhsm/coffer/internal/buildinfo"
 	"github.com/cofferhsm/coffer/internal/provision"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
 func main() {
+	if len(os.Args) > 1 && buildinfo.IsVersionFlag(os.Args[1]) {
+		fmt.Print(buildinfo.Line("coffer-provision"))
+		return
+	}
 	if err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "coffer-provision:", err)
 		if errors.Is(err, errUsage) {

@@ -36,9 +36,15 @@ import (
 	"syscall"
 
 	"k8s.io/klog/v2"
+
+	"github.com/cofferhsm/coffer/internal/buildinfo"
 )
 
 func main() {
+	if len(os.Args) > 1 && buildinfo.IsVersionFlag(os.Args[1]) {
+		fmt.Print(buildinfo.Line("coffer-release"))
+		return
+	}
 	// tessera logs its retries through klog; the operator gets one clear
 	// error per command instead.
 	klog.LogToStderr(false)

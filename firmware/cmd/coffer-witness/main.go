@@ -29,11 +29,16 @@ import (
 
 	fnote "github.com/transparency-dev/formats/note"
 
+	"github.com/cofferhsm/coffer/internal/buildinfo"
 	"github.com/cofferhsm/coffer/internal/notekey"
 	"github.com/cofferhsm/coffer/internal/witness"
 )
 
 func main() {
+	if len(os.Args) > 1 && buildinfo.IsVersionFlag(os.Args[1]) {
+		fmt.Print(buildinfo.Line("coffer-witness"))
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {

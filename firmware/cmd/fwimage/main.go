@@ -34,9 +34,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/cofferhsm/coffer/internal/buildinfo"
 )
 
 func main() {
+	if len(os.Args) > 1 && buildinfo.IsVersionFlag(os.Args[1]) {
+		fmt.Print(buildinfo.Line("fwimage"))
+		return
+	}
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "fwimage:", err)
 		os.Exit(1)

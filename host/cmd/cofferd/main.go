@@ -6,8 +6,9 @@
 //	cofferd account add    -accounts FILE [-device NAME] NAME  new account; prints its bearer token once
 //	cofferd account list   -accounts FILE
 //	cofferd account remove -accounts FILE NAME
-//	cofferd vault declare-rollback [-accounts FILE] [-rollbacks FILE] [-device NAME] -reason TEXT
+//	cofferd vault declare-rollback -accounts FILE [-rollbacks FILE] [-device NAME] -reason TEXT
 //	                                                           the vault's store went back or was lost: say so to its users
+//	cofferd --version                                          what it was built from
 //
 // Every flag may also be given in the environment as COFFERD_ and the flag
 // name in upper case with '-' as '_' (-login-rate ⇔ COFFERD_LOGIN_RATE); a
@@ -34,38 +35,92 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/host"
+	"github.com/cofferhsm/coffer/internal/buildinfo"
 	"github.com/cofferhsm/coffer/protocol/transport"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr, nil); err != nil {
-		fmt.Fprintln(os.Stderr, "cofferd:", err)
-		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
-		}
-		os.Exit(1)
-	}
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr, nil)
+	os.Exit(exitCode(err, os.Stderr))
 }
 
-var errUsage = errors.New("usage: cofferd [serve] [flags] | cofferd account add|list|remove … | cofferd vault declare-rollback … (see -h)")
+// exitCode prints err (if any) and returns the process's status: 0 for
+// success and for help asked for, 2 for a mistake on the command line
+// (said once, with the usage), 1 for any other failure.
+func exitCode(err error, stderr io.Writer) int {
+	switch {
+	case err == nil, errors.Is(err, errHelpShown):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintln(stderr, "cofferd:", err)
+		return 2
+	}
+	fmt.Fprintln(stderr, "cofferd:", err)
+	return 1
+}
+
+// errUsage marks a mistake on the command line (status 2); its text is the
+// short usage.
+var errUsage = errors.New("usage: cofferd [serve] [flags] | cofferd account add|list|remove … | cofferd vault declare-rollback … | cofferd --version (cofferd --help for more)")
+
+// errHelpShown: the help asked for was printed (status 0).
+var errHelpShown = errors.New("help shown")
+
+// usage is the top of `cofferd --help`; the flags of the command follow.
+const usage = `usage: cofferd [serve] [flags]                                    run the daemon
+       cofferd account add    -accounts FILE [-device NAME] NAME  a new account; prints its bearer token once
+       cofferd account list   -accounts FILE                      the accounts
+       cofferd account remove -accounts FILE NAME                 remove an account (its vault record stays)
+       cofferd vault declare-rollback -accounts FILE [-rollbacks FILE] [-device NAME] -reason TEXT
+                                                                  the vault's store went back or was lost: say so to its users
+       cofferd --version                                          what this cofferd was built from
+
+Every flag may also be given in the environment as COFFERD_ and the flag name
+in upper case with '-' as '_' (-login-rate: COFFERD_LOGIN_RATE); a flag on the
+command line wins. The account and vault commands work on the files the daemon
+reads, so they need -accounts (or COFFERD_ACCOUNTS). See host/API.md and
+host/OPERATIONS.md.
+`
+
+// accountUsage are the account commands' usage lines, by command.
+var accountUsage = map[string]string{
+	"add":    "usage: cofferd account add -accounts FILE [-device NAME] NAME\n\nMakes an account routed to the device NAME (default: the first configured) and prints its bearer token, once.\n",
+	"list":   "usage: cofferd account list -accounts FILE\n\nLists the accounts of FILE; a FILE that does not exist is an error.\n",
+	"remove": "usage: cofferd account remove -accounts FILE NAME\n\nRemoves an account; its vault record stays (only its owner can delete it).\n",
+}
 
 // run is main without the process: ready, if not nil, is told the
 // addresses the daemon listens on (tests).
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready func(api, metrics net.Addr)) error {
+	if len(args) > 0 && buildinfo.IsVersionFlag(args[0]) {
+		fmt.Fprint(stdout, buildinfo.Line("cofferd"))
+		return nil
+	}
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		switch args[0] {
 		case "serve":
-			return serve(ctx, args[1:], getenv, stderr, ready)
+			return serve(ctx, args[1:], getenv, stdout, stderr, ready)
 		case "account":
-			return account(args[1:], getenv, stdout, stderr)
+			return account(args[1:], getenv, stdout)
 		case "vault":
-			return vault(args[1:], getenv, stdout, stderr)
+			return vault(args[1:], getenv, stdout)
+		case "help":
+			return serve(ctx, []string{"-h"}, getenv, stdout, stderr, ready)
 		}
-		return errUsage
+		return fmt.Errorf("unknown command %q; %w", args[0], errUsage)
 	}
-	return serve(ctx, args, getenv, stderr, ready)
+	return serve(ctx, args, getenv, stdout, stderr, ready)
+}
+
+// showHelp prints a command's help, its usage then its flags, to stdout.
+func showHelp(stdout io.Writer, fs *flag.FlagSet, usage string) error {
+	fmt.Fprint(stdout, usage)
+	fmt.Fprintln(stdout, "\nFlags:")
+	fs.SetOutput(stdout)
+	fs.PrintDefaults()
+	return errHelpShown
 }
 
 // envFallback sets every flag not given on the command line from
@@ -91,11 +146,16 @@ func envFallback(fs *flag.FlagSet, getenv func(string) string) error {
 // parse parses flags that may come before, between and after positional
 // arguments (`account add -accounts F NAME -device D`), then applies the
 // environment fallbacks, and returns the positional arguments.
-func parse(fs *flag.FlagSet, args []string, getenv func(string) string) ([]string, error) {
+// A flag the set does not define is a usage error, said once (the flag
+// package's own output is discarded); -h or --help prints help to stdout.
+func parse(fs *flag.FlagSet, args []string, getenv func(string) string, stdout io.Writer, help string) ([]string, error) {
+	fs.SetOutput(io.Discard)
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
+		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+			return nil, showHelp(stdout, fs, help)
+		} else if err != nil {
+			return nil, fmt.Errorf("%v; %w", err, errUsage)
 		}
 		if fs.NArg() == 0 {
 			break
@@ -106,9 +166,8 @@ func parse(fs *flag.FlagSet, args []string, getenv func(string) string) ([]strin
 	return pos, envFallback(fs, getenv)
 }
 
-func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready func(api, metrics net.Addr)) error {
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready func(api, metrics net.Addr)) error {
 	fs := flag.NewFlagSet("cofferd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:8420", "HTTP address of the API")
 	metricsListen := fs.String("metrics-listen", "", "separate address for /metrics and /healthz (default: served on -listen too)")
 	accountsPath := fs.String("accounts", "cofferd-accounts.json", "accounts file (JSON; reloaded when it changes)")
@@ -128,10 +187,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	logFormat := fs.String("log-format", "text", "text or json")
 	tlsCert := fs.String("tls-cert", "", "serve the API over TLS with this certificate (PEM; with -tls-key)")
 	tlsKey := fs.String("tls-key", "", "the certificate's private key (PEM)")
-	if pos, err := parse(fs, args, getenv); err != nil {
+	allowInsecure := fs.Bool("allow-insecure-vault", false, "serve a vault whose identity says it is insecure (a software vault or QEMU: tests and development only); without it cofferd stops when it finds one")
+	version := fs.Bool("version", false, "print what this cofferd was built from, and exit")
+	if pos, err := parse(fs, args, getenv, stdout, usage); err != nil {
 		return err
 	} else if len(pos) > 0 {
-		return fmt.Errorf("%w: unexpected %q", errUsage, pos[0])
+		return fmt.Errorf("unexpected %q; %w", pos[0], errUsage)
+	}
+	if *version {
+		fmt.Fprint(stdout, buildinfo.Line("cofferd"))
+		return nil
 	}
 
 	var level slog.Level
@@ -229,6 +294,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	srv, err := host.New(host.Config{
 		Devices: devices, Accounts: accounts, Realms: realms, ReleaseLog: releaseLog, Rollbacks: *rollbacksPath, Timeout: *timeout, Queue: q, InFlight: *inflight,
 		LoginRate: rate, LoginBurst: *loginBurst, PollInterval: *poll, MaxConnections: *maxConns, Log: log,
+		RefuseInsecure: !*allowInsecure,
 	})
 	if err != nil {
 		for _, d := range devices {
@@ -270,6 +336,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		}
 	}
 
+	ctx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
 	errc := make(chan error, 2)
 	api := srv.Handler()
 	if mln != nil {
@@ -295,7 +363,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			errc <- host.ServeGracefully(ctx, srv.HTTPServer(mux), mln, time.Second)
 		}()
 	}
-	err = <-errc
+	var refused error
+	select {
+	case err = <-errc:
+	case refused = <-srv.Refused():
+		// An insecure vault nobody allowed: stop, as gracefully as for a
+		// signal (its requests are already refused).
+		stopServing()
+		err = <-errc
+	}
 	if ctx.Err() != nil {
 		log.Info("shutting down: stopped accepting, finished requests in flight")
 	}
@@ -307,29 +383,44 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
+	if refused != nil {
+		return refused
+	}
 	return err
 }
 
-func account(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func account(args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errUsage
+		return fmt.Errorf("no account command; %w", errUsage)
 	}
 	cmd := args[0]
+	help, ok := accountUsage[cmd]
+	if !ok {
+		if cmd == "-h" || cmd == "--help" || cmd == "-help" || cmd == "help" {
+			fmt.Fprint(stdout, usage)
+			return errHelpShown
+		}
+		return fmt.Errorf("unknown account command %q; %w", cmd, errUsage)
+	}
 	fs := flag.NewFlagSet("cofferd account "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("accounts", "cofferd-accounts.json", "accounts file")
+	// No default: a command run from another folder than the daemon's
+	// would work on a file the daemon never reads.
+	path := fs.String("accounts", "", "the daemon's accounts file (required; or COFFERD_ACCOUNTS)")
 	var device *string
 	if cmd == "add" {
 		device = fs.String("device", "", "vault device to route the account to (default: the first configured)")
 	}
-	pos, err := parse(fs, args[1:], getenv)
+	pos, err := parse(fs, args[1:], getenv, stdout, help)
 	if err != nil {
 		return err
+	}
+	if *path == "" {
+		return fmt.Errorf("cofferd account %s needs -accounts FILE (or COFFERD_ACCOUNTS): the accounts file the daemon reads; %w", cmd, errUsage)
 	}
 	switch cmd {
 	case "add":
 		if len(pos) != 1 {
-			return fmt.Errorf("%w: cofferd account add -accounts FILE [-device NAME] NAME", errUsage)
+			return fmt.Errorf("cofferd account add takes one NAME; %w", errUsage)
 		}
 		a, token, err := host.AddAccount(*path, pos[0], *device)
 		if err != nil {
@@ -344,7 +435,11 @@ func account(args []string, getenv func(string) string, stdout, stderr io.Writer
 		return nil
 	case "list":
 		if len(pos) != 0 {
-			return fmt.Errorf("%w: cofferd account list -accounts FILE", errUsage)
+			return fmt.Errorf("cofferd account list takes no NAME; %w", errUsage)
+		}
+		// A file that is not there is a wrong path, not an empty list.
+		if _, err := os.Stat(*path); err != nil {
+			return fmt.Errorf("accounts file: %w", err)
 		}
 		accts, err := host.ListAccounts(*path)
 		if err != nil {
@@ -360,9 +455,9 @@ func account(args []string, getenv func(string) string, stdout, stderr io.Writer
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Name, hex.EncodeToString(a.UserID), dev, a.Created.Format(time.RFC3339))
 		}
 		return tw.Flush()
-	case "remove":
+	default: // remove
 		if len(pos) != 1 {
-			return fmt.Errorf("%w: cofferd account remove -accounts FILE NAME", errUsage)
+			return fmt.Errorf("cofferd account remove takes one NAME; %w", errUsage)
 		}
 		if err := host.RemoveAccount(*path, pos[0]); err != nil {
 			return err
@@ -370,32 +465,55 @@ func account(args []string, getenv func(string) string, stdout, stderr io.Writer
 		fmt.Fprintf(stdout, "removed account %s (its vault record stays; only its owner can delete it)\n", pos[0])
 		return nil
 	}
-	return errUsage
 }
+
+// declareRollbackUsage is `cofferd vault declare-rollback --help`.
+const declareRollbackUsage = `usage: cofferd vault declare-rollback -accounts FILE [-rollbacks FILE] [-device NAME] -reason TEXT
+
+Records that the device's store went back to an older state or was lost, and
+serves it to that device's users under GET /v1/rollbacks; their clients show it
+in ` + "`coffer vault recover-rollback`" + `. Declare only what you will not restore
+(host/OPERATIONS.md, "Recovering from a rollback").
+`
 
 // vault runs `cofferd vault declare-rollback`: the operator's statement
 // that a device's store went back to an older state or was lost, served
 // to the users of that device (host/OPERATIONS.md, "Recovering from a
 // rollback").
-func vault(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "declare-rollback" {
-		return fmt.Errorf("%w: cofferd vault declare-rollback [-accounts FILE] [-rollbacks FILE] [-device NAME] -reason TEXT", errUsage)
+func vault(args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("no vault command; %w", errUsage)
+	}
+	switch args[0] {
+	case "declare-rollback":
+	case "-h", "--help", "-help", "help":
+		fmt.Fprint(stdout, usage)
+		return errHelpShown
+	default:
+		return fmt.Errorf("unknown vault command %q; %w", args[0], errUsage)
 	}
 	fs := flag.NewFlagSet("cofferd vault declare-rollback", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	accountsPath := fs.String("accounts", "cofferd-accounts.json", "accounts file (the rollbacks file is beside it unless -rollbacks says otherwise)")
+	// No default: run from another folder than the daemon's, the
+	// declaration would go to a file the daemon never serves.
+	accountsPath := fs.String("accounts", "", "the daemon's accounts file (required, or -rollbacks; or COFFERD_ACCOUNTS); the rollbacks file is beside it unless -rollbacks says otherwise")
 	path := fs.String("rollbacks", "", "rollbacks file (default: cofferd-rollbacks.json beside the -accounts file)")
 	device := fs.String("device", "vault0", "the device whose store went back (its name in -vault)")
 	reason := fs.String("reason", "", "what happened, shown to every user of the device: restored from which backup, or the store lost (required)")
-	pos, err := parse(fs, args[1:], getenv)
+	pos, err := parse(fs, args[1:], getenv, stdout, declareRollbackUsage)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 0 {
-		return fmt.Errorf("%w: unexpected %q", errUsage, pos[0])
+		return fmt.Errorf("unexpected %q; %w", pos[0], errUsage)
 	}
 	if *path == "" {
+		if *accountsPath == "" {
+			return fmt.Errorf("cofferd vault declare-rollback needs -accounts FILE (or COFFERD_ACCOUNTS) or -rollbacks FILE: the files the daemon reads; %w", errUsage)
+		}
 		*path = host.DefaultRollbacksPath(*accountsPath)
+	}
+	if *reason == "" {
+		return fmt.Errorf("cofferd vault declare-rollback needs -reason TEXT; %w", errUsage)
 	}
 	d, err := host.DeclareRollback(*path, *device, *reason, time.Now())
 	if err != nil {

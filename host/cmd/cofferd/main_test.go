@@ -3,16 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -24,6 +18,7 @@ import (
 
 	"github.com/cofferhsm/coffer/applet/softvault/softvaulttest"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
+	"github.com/cofferhsm/coffer/internal/testcert"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -97,6 +92,8 @@ func TestCommand(t *testing.T) {
 		"COFFERD_LOG_LEVEL":      "error",
 		"COFFERD_LOG_FORMAT":     "json",
 		"COFFERD_LOG":            logDir,
+		// A software vault, which cofferd serves only when told to.
+		"COFFERD_ALLOW_INSECURE_VAULT": "true",
 	})
 	go func() {
 		done <- run(ctx, []string{"-accounts", accounts, "-log-level", "debug", "-poll", "50ms"}, e, io.Discard, &logs,
@@ -235,11 +232,19 @@ func TestBadFlags(t *testing.T) {
 		{"frobnicate"},
 		{"account"},
 		{"account", "add"},
+		{"vault"},
+		{"vault", "frobnicate"},
+		{"vault", "declare-rollback", "-reason", "restored from last night's copy"},
+		{"vault", "declare-rollback", "-accounts", "a.json"},
 	} {
 		// A good device, so that each is refused for its own flag.
 		e := env(map[string]string{"COFFERD_VAULT": "unix:" + filepath.Join(t.TempDir(), "none.sock")})
 		if err := run(context.Background(), args, e, io.Discard, io.Discard, nil); err == nil {
 			t.Errorf("%q accepted", args)
+		} else if usage := args[0] == "serve" || args[0] == "frobnicate" || args[0] == "account" || args[0] == "vault"; usage != (exitCode(err, io.Discard) == 2) {
+			// Words that are not cofferd's are usage errors (status 2);
+			// a bad value of a flag (often from the environment) is 1.
+			t.Errorf("%q: %v: status %d", args, err, exitCode(err, io.Discard))
 		}
 	}
 	// No device at all: cofferd has no vault of its own to fall back on.
@@ -254,7 +259,9 @@ func TestBadFlags(t *testing.T) {
 // TestTLS serves the API over TLS with a self-signed certificate.
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
-	certPEM, keyPEM, pool := selfSigned(t)
+	caPEM, certPEM, keyPEM := testcert.New(t)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	os.WriteFile(certFile, certPEM, 0o600)
 	os.WriteFile(keyFile, keyPEM, 0o600)
@@ -263,7 +270,7 @@ func TestTLS(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-accounts", filepath.Join(dir, "a.json"), "-realms", filepath.Join(dir, "realms"), "-vault", "unix:" + softVault(t, dir),
-			"-tls-cert", certFile, "-tls-key", keyFile}, env(nil), io.Discard, io.Discard, func(api, _ net.Addr) { addrs <- api })
+			"-tls-cert", certFile, "-tls-key", keyFile, "-allow-insecure-vault"}, env(nil), io.Discard, io.Discard, func(api, _ net.Addr) { addrs <- api })
 	}()
 	var api net.Addr
 	select {
@@ -295,30 +302,4 @@ func TestTLS(t *testing.T) {
 	if err := run(context.Background(), []string{"-tls-cert", certFile}, env(nil), io.Discard, io.Discard, nil); err == nil {
 		t.Fatal("-tls-cert without -tls-key accepted")
 	}
-}
-
-func selfSigned(t *testing.T) (certPEM, keyPEM []byte, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cofferd test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), pool
 }

@@ -31,9 +31,14 @@ import (
 	"syscall"
 
 	"github.com/cofferhsm/coffer/applet/softvault"
+	"github.com/cofferhsm/coffer/internal/buildinfo"
 )
 
 func main() {
+	if len(os.Args) > 1 && buildinfo.IsVersionFlag(os.Args[1]) {
+		fmt.Print(buildinfo.Line("softvault"))
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
