@@ -350,7 +350,6 @@ func (s *Session) Delete(ctx context.Context) (*protocol.Receipt, error) {
 	return s.c.verify(done.Receipt, protocol.ReceiptDeleted)
 }
 
-
 // UserStatus asks for the user's signed attempt count (it counts nothing)
 // and verifies it against the pinned signing key and the request.
 func (c *Client) UserStatus(ctx context.Context) (*protocol.UserStatus, *protocol.UserStatusReply, error) {
