@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/cofferhsm/coffer/client"
+	"github.com/cofferhsm/coffer/protocol"
 )
 
 func (c *cli) cmdExportAge(ctx context.Context, args []string) error {
@@ -173,6 +175,13 @@ func (c *cli) cmdStatus(ctx context.Context, args []string) error {
 		}
 		if err == nil {
 			count, err = vc.UserStatus(ctx)
+			if unsupported(err) {
+				// A vault (or cofferd) older than the user status: the
+				// count is not shown, and nothing else is at stake.
+				c.warnf("note: this vault does not give a count of tries without spending one (%s)\n",
+					printable(strings.TrimPrefix(err.Error(), "client: ")))
+				err = nil
+			}
 		}
 		c.save(cfg, path)
 		online = err
@@ -233,4 +242,12 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
+}
+
+// unsupported reports whether err is a vault or a cofferd that does not know
+// a request: the vault's malformed (an unknown type) or cofferd's 400.
+func unsupported(err error) bool {
+	var se *client.ServerError
+	return errors.Is(err, &protocol.Error{Code: protocol.CodeMalformed}) ||
+		(errors.As(err, &se) && se.StatusCode == http.StatusBadRequest)
 }

@@ -258,6 +258,10 @@ func (c *cli) withPassword(ctx context.Context, file, env string, t passwordTarg
 			return err
 		}
 		after, cerr := t.count(ctx)
+		var stop stopError
+		if errors.As(cerr, &stop) {
+			return stop.error
+		}
 		if cerr != nil || !after.known || !after.attemptsKnown || after.attempts != before.attempts {
 			why := "could not be checked"
 			if cerr == nil && after.attemptsKnown {

@@ -2,7 +2,12 @@ package main
 
 import (
 	"bytes"
+	"net/http"
+	"strings"
 	"testing"
+
+	"github.com/cofferhsm/coffer/client/internal/fakehost"
+	"github.com/cofferhsm/coffer/protocol"
 )
 
 // The refused set knows a password in any Unicode normalization (OPAQUE
@@ -31,5 +36,35 @@ func TestRefusedSet(t *testing.T) {
 	r.wipe()
 	if !bytes.Equal(key, make([]byte, len(key))) || !bytes.Equal(hashes[0], make([]byte, len(hashes[0]))) || r.has(pw) {
 		t.Fatal("wipe left the key or a hash")
+	}
+}
+
+// Against a vault (or cofferd) older than the user status, `coffer status`
+// says the count is not offered and shows none; a count that does not
+// verify fails the check, and is not shown either.
+func TestStatusWithoutAUserStatus(t *testing.T) {
+	host := fakehost.New(t, fakehost.Options{Insecure: true})
+	e := passwordEnv(t, host, true)
+	host.Intercept(func(w http.ResponseWriter, r *http.Request, typ protocol.Type, body []byte) bool {
+		if typ != protocol.TypeUserStatus {
+			return false
+		}
+		w.Write(protocol.EncodeError(protocol.Errorf(protocol.CodeMalformed, "unknown message type 10")))
+		return true
+	})
+	r := e.ok("status")
+	if strings.Contains(r.stdout, "tries left now") || !strings.Contains(r.stderr, "does not give a count of tries") {
+		t.Fatalf("status against an older vault:\n%s\n%s", r.stdout, r.stderr)
+	}
+	host.Intercept(func(w http.ResponseWriter, r *http.Request, typ protocol.Type, body []byte) bool {
+		if typ != protocol.TypeUserStatus {
+			return false
+		}
+		w.Write(host.Vault(r.Context(), body)[:40])
+		return true
+	})
+	r = e.fails("vault check failed", "status")
+	if strings.Contains(r.stdout, "tries left now") {
+		t.Fatalf("a garbled count was shown:\n%s", r.stdout)
 	}
 }
