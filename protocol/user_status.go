@@ -98,24 +98,10 @@ func (s *UserStatus) validate() error {
 
 // marshalPadded encodes s with as much zero padding as makes the body
 // exactly UserStatusBodySize bytes (between 24 and 255 bytes of it, so its
-// header is always two bytes), as Receipt.marshalPadded does.
+// header is always two bytes).
 func (s *UserStatus) marshalPadded() ([]byte, error) {
 	p := *s
-	p.Padding = []byte{}
-	b, err := Marshal(&p)
-	if err != nil {
-		return nil, err
-	}
-	if n := UserStatusBodySize - len(b) - 1; n >= 24 && n <= 255 {
-		p.Padding = make([]byte, n)
-		if b, err = Marshal(&p); err != nil {
-			return nil, err
-		}
-	}
-	if len(b) != UserStatusBodySize {
-		return nil, fmt.Errorf("protocol: user status of %d bytes does not pad to %d", len(b), UserStatusBodySize)
-	}
-	return b, nil
+	return marshalPaddedTo("user status", UserStatusBodySize, &p, &p.Padding)
 }
 
 // SignUserStatus encodes, pads and signs s.
