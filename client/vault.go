@@ -286,8 +286,10 @@ func Plural(n uint, noun string) string {
 
 // Login proves the password to the vault (OPAQUE KE1 → KE2 → KE3) and, if
 // it is right, opens a session and unwraps K. It runs each step once: a
-// login that failed in transit is started again by the user, never by this
-// code, since the vault may have counted it.
+// login that failed in transit is started again by the caller, never by
+// this code, since the vault may have counted it. The two answers to the
+// first message that promise nothing was counted come back as a
+// *NotCountedError.
 //
 // A wrong password gives a *LoginError with the vault's receipt (tries
 // left, failed attempts since the last success). On the wire the client
@@ -311,7 +313,7 @@ func (c *Client) Login(ctx context.Context, password []byte) (*Session, error) {
 	ke1 := ke1msg.Serialize()
 	var start protocol.LoginStartReply
 	if err := c.conn.Call(ctx, protocol.TypeLoginStart, &protocol.LoginStart{UserID: c.userID, KE1: ke1}, &start); err != nil {
-		return nil, err
+		return nil, notCounted(err)
 	}
 	attempt, err := c.verify(&start.Receipt, protocol.ReceiptAttempt, protocol.ReceiptLocked)
 	if err != nil {

@@ -176,10 +176,17 @@ func TestAnotherAccountsUserIDIsForbidden(t *testing.T) {
 	if _, err := mallory.Register(ctx, []byte("pw"), make([]byte, 32), 10); statusOf(err) != 403 {
 		t.Fatalf("register-start with another's user id: %v", err)
 	}
+	// Nor read another account's attempt count.
+	if _, _, err := mallory.UserStatus(ctx); statusOf(err) != 403 {
+		t.Fatalf("user-status with another's user id: %v", err)
+	}
 	if n := dev.calls.Load() - before; n != 0 {
 		t.Fatalf("%d forbidden requests reached the vault", n)
 	}
-	// Alice still has all her tries.
+	// Alice still has all her tries, and may read her own count.
+	if st, _, err := alice.UserStatus(ctx); err != nil || st.TriesLeft != 10 || st.FailedSinceSuccess != 0 {
+		t.Fatalf("alice's own user status: %v %+v", err, st)
+	}
 	_, r, err := alice.Login(ctx, []byte("pw"))
 	if err != nil || r.FailedSinceSuccess != 0 || r.TriesLeft != 9 {
 		t.Fatalf("alice after mallory: %v %+v", err, r)

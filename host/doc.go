@@ -7,7 +7,7 @@
 // The host is NOT trusted (see DESIGN.md). Everything secret in the vault
 // protocol is sealed to the vault or to the client, and this package keeps
 // it that way: it decodes only the clear routing fields of a request (its
-// type, and the user id of register-start, login-start and the realm
+// type, and the user id of register-start, login-start, user-status and the realm
 // requests), relays only the requests a client sends (never the
 // provisioning requests, which a station sends to a vault connected to it
 // directly), relays the bytes untouched, and never logs a body. What it

@@ -14,7 +14,7 @@ import (
 // (handles, sealed bodies) is relayed as it came.
 type Route struct {
 	Type   protocol.Type
-	UserID []byte // register-start, login-start and the RealmRequests (types 16-20) only
+	UserID []byte // register-start, login-start, user-status and the RealmRequests (types 16-20) only
 }
 
 // SpendsGuesses reports whether a request of this type starts an attempt
@@ -55,10 +55,10 @@ func (e notRelayedError) Is(target error) bool {
 // ParseRoute reads the routing fields of one vault request. The envelope is
 // decoded strictly (version, a request type, a body), and only the requests
 // a client sends are accepted (an allow-list: identity, status,
-// register-start/finish, login-start/finish, session, and the realm
-// requests 16-21). The body is decoded only for register-start, login-start
-// and the RealmRequests of types 16-20, whose clear user id must be checked
-// against the account's. Other bodies (handle-routed: the finishes, session,
+// user-status, register-start/finish, login-start/finish, session, and the
+// realm requests 16-21). The body is decoded only for register-start,
+// login-start, user-status and the RealmRequests of types 16-20, whose clear
+// user id must be checked against the account's. Other bodies (handle-routed: the finishes, session,
 // realm-session) are the vault's to validate.
 func ParseRoute(body []byte) (Route, error) {
 	if len(body) > protocol.MaxMessageSize {
@@ -82,6 +82,14 @@ func ParseRoute(body []byte) (Route, error) {
 		var m protocol.LoginStart
 		if err := protocol.Unmarshal(env.Body, &m); err != nil {
 			return Route{}, fmt.Errorf("%w: login-start: %v", ErrBadRequest, err)
+		}
+		r.UserID = m.UserID
+	case protocol.TypeUserStatus:
+		// One user's attempt count: only the account's own (SPEC.md, "User
+		// status"), as for a login start.
+		var m protocol.UserStatusRequest
+		if err := protocol.Unmarshal(env.Body, &m); err != nil {
+			return Route{}, fmt.Errorf("%w: user-status: %v", ErrBadRequest, err)
 		}
 		r.UserID = m.UserID
 	case protocol.TypeRealmProbe, protocol.TypeRealmChallenge, protocol.TypeRealmEvaluate,

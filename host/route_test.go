@@ -22,6 +22,7 @@ func routeSeeds(t testing.TB) [][]byte {
 		mustEncode(t, protocol.TypeLoginStart, &protocol.LoginStart{UserID: uid, KE1: make([]byte, 96)}),
 		mustEncode(t, protocol.TypeLoginFinish, &protocol.LoginFinish{Handle: h, KE3: make([]byte, 64)}),
 		mustEncode(t, protocol.TypeSession, &protocol.Session{Handle: h, Seq: 1, Sealed: make([]byte, 40)}),
+		mustEncode(t, protocol.TypeUserStatus, &protocol.UserStatusRequest{UserID: uid, Nonce: make([]byte, 32)}),
 		realmRequest(t, protocol.TypeRealmProbe, uid),
 		realmRequest(t, protocol.TypeRealmChallenge, uid),
 		realmRequest(t, protocol.TypeRealmEvaluate, uid),
@@ -33,7 +34,9 @@ func routeSeeds(t testing.TB) [][]byte {
 		// Well-formed, but not requests a client sends.
 		mustEncode(t, protocol.TypeUnsignedIdentity, &protocol.Empty{}),
 		mustEncode(t, protocol.TypeInstallIdentity, &protocol.SignedIdentity{Body: []byte{0xa0}, Signature: make([]byte, 64)}),
-		rawEnvelope(t, 10), rawEnvelope(t, 15), rawEnvelope(t, 22), rawEnvelope(t, 255),
+		rawEnvelope(t, 11), rawEnvelope(t, 15), rawEnvelope(t, 22), rawEnvelope(t, 255),
+		// A user-status without its user id and nonce: decoded strictly.
+		rawEnvelope(t, uint(protocol.TypeUserStatus)),
 		// A realm request without its clear fields.
 		rawEnvelope(t, uint(protocol.TypeRealmEvaluate)),
 	}
@@ -52,19 +55,19 @@ func rawEnvelope(t testing.TB, typ uint) []byte {
 // relayed is the allow-list, spelled out independently of ParseRoute: the
 // client requests of SPEC.md and REALMS.md 7, never provisioning.
 func relayed(t protocol.Type) bool {
-	return (t >= protocol.TypeIdentity && t <= protocol.TypeStatus) ||
+	return (t >= protocol.TypeIdentity && t <= protocol.TypeStatus) || t == protocol.TypeUserStatus ||
 		(t >= protocol.TypeRealmProbe && t <= protocol.TypeRealmSession)
 }
 
 // namesUser: the requests whose clear user id cofferd checks.
 func namesUser(t protocol.Type) bool {
-	return t == protocol.TypeRegisterStart || t == protocol.TypeLoginStart ||
+	return t == protocol.TypeRegisterStart || t == protocol.TypeLoginStart || t == protocol.TypeUserStatus ||
 		(t >= protocol.TypeRealmProbe && t <= protocol.TypeRealmRegister)
 }
 
 func TestParseRoute(t *testing.T) {
 	seeds := routeSeeds(t)
-	wantTypes := []protocol.Type{1, 7, 2, 3, 4, 5, 6, 16, 17, 18, 19, 20, 21}
+	wantTypes := []protocol.Type{1, 7, 2, 3, 4, 5, 6, 10, 16, 17, 18, 19, 20, 21}
 	for i, typ := range wantTypes {
 		r, err := ParseRoute(seeds[i])
 		if err != nil || r.Type != typ {
@@ -124,6 +127,11 @@ func FuzzRoute(f *testing.F) {
 			var m protocol.LoginStart
 			if err := protocol.Decode(b, r.Type, &m); err != nil || !bytes.Equal(m.UserID, r.UserID) {
 				t.Fatalf("login-start user id %x, decode %x %v", r.UserID, m.UserID, err)
+			}
+		case protocol.TypeUserStatus:
+			var m protocol.UserStatusRequest
+			if err := protocol.Decode(b, r.Type, &m); err != nil || !bytes.Equal(m.UserID, r.UserID) {
+				t.Fatalf("user-status user id %x, decode %x %v", r.UserID, m.UserID, err)
 			}
 		case protocol.TypeRegisterStart:
 			var m protocol.RegisterStart

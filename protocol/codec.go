@@ -170,3 +170,26 @@ func checkRange(field string, b []byte, min, max int) error {
 	}
 	return nil
 }
+
+// marshalPaddedTo encodes m, whose padding field is *pad, with as many zero
+// bytes of padding as make it exactly size bytes. Every padded structure
+// needs between 24 and 255 bytes of padding (its size is chosen so), so the
+// padding's own CBOR header is always two bytes: one more than the empty
+// string's.
+func marshalPaddedTo(what string, size int, m Message, pad *[]byte) ([]byte, error) {
+	*pad = []byte{}
+	b, err := Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	if n := size - len(b) - 1; n >= 24 && n <= 255 {
+		*pad = make([]byte, n)
+		if b, err = Marshal(m); err != nil {
+			return nil, err
+		}
+	}
+	if len(b) != size {
+		return nil, fmt.Errorf("protocol: %s of %d bytes does not pad to %d", what, len(b), size)
+	}
+	return b, nil
+}

@@ -66,6 +66,9 @@ const (
 	// unsigned identity, signs it offline and installs the signed bundle.
 	TypeUnsignedIdentity Type = 8
 	TypeInstallIdentity  Type = 9
+	// TypeUserStatus asks for one user's signed attempt count, counting
+	// nothing (SPEC.md, "User status").
+	TypeUserStatus Type = 10
 	// Realms (REALMS.md, section 7): one share of a user's key, t of n.
 	TypeRealmProbe     Type = 16
 	TypeRealmChallenge Type = 17
@@ -77,7 +80,7 @@ const (
 
 // Known reports whether t is a message type of this protocol version.
 func (t Type) Known() bool {
-	return t <= TypeInstallIdentity || (t >= TypeRealmProbe && t <= TypeRealmSession)
+	return t <= TypeUserStatus || (t >= TypeRealmProbe && t <= TypeRealmSession)
 }
 
 func (t Type) String() string {
@@ -102,6 +105,8 @@ func (t Type) String() string {
 		return "unsigned-identity"
 	case TypeInstallIdentity:
 		return "install-identity"
+	case TypeUserStatus:
+		return "user-status"
 	case TypeRealmProbe:
 		return "realm-probe"
 	case TypeRealmChallenge:

@@ -157,21 +157,7 @@ func (r *RealmReceipt) Held(versionID []byte) *VersionState {
 // padding is always 24..255 bytes, so its header is two bytes.
 func (r *RealmReceipt) marshalPadded() ([]byte, error) {
 	p := *r
-	p.Padding = []byte{}
-	b, err := Marshal(&p)
-	if err != nil {
-		return nil, err
-	}
-	if n := RealmReceiptBodySize - len(b) - 1; n >= 24 && n <= 255 {
-		p.Padding = make([]byte, n)
-		if b, err = Marshal(&p); err != nil {
-			return nil, err
-		}
-	}
-	if len(b) != RealmReceiptBodySize {
-		return nil, fmt.Errorf("protocol: realm receipt of %d bytes does not pad to %d", len(b), RealmReceiptBodySize)
-	}
-	return b, nil
+	return marshalPaddedTo("realm receipt", RealmReceiptBodySize, &p, &p.Padding)
 }
 
 // SignedRealmReceipt is an encoded RealmReceipt and the realm's Ed25519

@@ -124,21 +124,7 @@ func (r *Receipt) validate() error {
 // header is always two bytes: one more than the empty string's.
 func (r *Receipt) marshalPadded() ([]byte, error) {
 	p := *r
-	p.Padding = []byte{}
-	b, err := Marshal(&p)
-	if err != nil {
-		return nil, err
-	}
-	if n := ReceiptBodySize - len(b) - 1; n >= 24 && n <= 255 {
-		p.Padding = make([]byte, n)
-		if b, err = Marshal(&p); err != nil {
-			return nil, err
-		}
-	}
-	if len(b) != ReceiptBodySize {
-		return nil, fmt.Errorf("protocol: receipt of %d bytes does not pad to %d", len(b), ReceiptBodySize)
-	}
-	return b, nil
+	return marshalPaddedTo("receipt", ReceiptBodySize, &p, &p.Padding)
 }
 
 // SignedReceipt is an encoded Receipt and the vault's Ed25519 signature.

@@ -38,6 +38,8 @@ func outcome(err error) string {
 		return "authentication"
 	case errors.Is(err, ErrReplayedStatus):
 		return "replayed"
+	case errors.Is(err, ErrOtherUser):
+		return "other-user"
 	case errors.Is(err, errSequence):
 		return "sequence"
 	case errors.Is(err, errUnknownHandle):
@@ -71,12 +73,15 @@ var envelopeMessages = map[string]struct {
 	"unsigned-identity-reply":   {TypeUnsignedIdentity, func() Message { return &Identity{} }},
 	"install-identity":          {TypeInstallIdentity, func() Message { return &SignedIdentity{} }},
 	"install-identity-reply":    {TypeInstallIdentity, func() Message { return &Empty{} }},
+	"user-status-request":       {TypeUserStatus, func() Message { return &UserStatusRequest{} }},
+	"user-status-reply":         {TypeUserStatus, func() Message { return &UserStatusReply{} }},
 }
 
 // bodyMessages maps the names of signed or sealed contents to their type.
 var bodyMessages = map[string]func() Message{
 	"receipt":               func() Message { return &Receipt{} },
 	"status":                func() Message { return &Status{} },
+	"user-status":           func() Message { return &UserStatus{} },
 	"identity":              func() Message { return &Identity{} },
 	"session-command":       func() Message { return &SessionCommand{} },
 	"session-reply-inner":   func() Message { return &SessionReplyInner{} },
@@ -209,6 +214,12 @@ func checkSignedVector(t *testing.T, c *vectorfile.Case) (string, error) {
 		m = &s
 		if err = Unmarshal(c.Data, &s); err == nil {
 			_, err = s.Verify(key, c.Hex(t, "nonce"))
+		}
+	case "user-status":
+		var s UserStatusReply
+		m = &s
+		if err = Unmarshal(c.Data, &s); err == nil {
+			_, err = s.Verify(key, &UserStatusRequest{UserID: c.Hex(t, "user-id"), Nonce: c.Hex(t, "nonce")})
 		}
 	default:
 		t.Fatalf("unknown signed structure %q", c.Header["signed"])

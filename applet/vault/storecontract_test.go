@@ -179,6 +179,12 @@ var harnessTests = []func(*testing.T){
 	TestChangeFinishNeedsChangeStartAndAllowedLimit,
 	TestDeleteErasesAndAllowsANewRegistration,
 	TestLoginOnAChangedRecordFails,
+	// userstatus_test.go
+	TestAUserStatusCountsNothing,
+	TestAUserStatusAgreesWithTheReleaseReceipt,
+	TestAUserStatusOfALockedRecord,
+	TestAUserStatusOfAnUnknownUserLooksLikeARecord,
+	TestAUserStatusEchoesTheRequest,
 	// vault_test.go
 	TestRegisterLoginRelease,
 	TestWrongPasswordsAreCountedAndReported,

@@ -234,6 +234,12 @@ func (v *Vault) dispatch(ctx context.Context, t protocol.Type, body []byte) (pro
 			return nil, err
 		}
 		return v.status(ctx, m.Nonce)
+	case protocol.TypeUserStatus:
+		var m protocol.UserStatusRequest
+		if err := protocol.Unmarshal(body, &m); err != nil {
+			return nil, err
+		}
+		return v.userStatus(ctx, &m)
 	case protocol.TypeUnsignedIdentity:
 		var m protocol.Empty
 		if err := protocol.Unmarshal(body, &m); err != nil {

@@ -126,6 +126,14 @@ func TestRecoverLockoutAcrossReboot(t *testing.T) {
 		t.Fatalf("identity after reboot: %v", err)
 	}
 	alice.RoundTrip, bob.RoundTrip = v.rt, v.rt
+	// The user status, which counts nothing, shows the counts the reboot
+	// kept, from the firmware's applet.
+	if st, _, err := alice.UserStatus(ctx); err != nil || st.TriesLeft != 0 || st.FailedSinceSuccess != limit || st.RevivableMillis != 0 {
+		t.Fatalf("alice's user status after reboot: %+v, %v", st, err)
+	}
+	if st, _, err := bob.UserStatus(ctx); err != nil || st.TriesLeft != limit-1 || st.FailedSinceSuccess != 1 {
+		t.Fatalf("bob's user status after reboot: %+v, %v", st, err)
+	}
 	if _, r, err := alice.Login(ctx, []byte("correct horse")); err == nil {
 		t.Fatal("the reboot unlocked alice")
 	} else if r != nil && r.Kind != protocol.ReceiptLocked {

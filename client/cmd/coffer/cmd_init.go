@@ -328,12 +328,14 @@ func (c *cli) initKeyMode(cfg *client.Config, path string, qr bool) error {
 
 // initExisting logs in to fetch K on a new device.
 func (c *cli) initExisting(ctx context.Context, vc *client.Client, cfg *client.Config, path, pwFile string) error {
-	pw, err := c.secret(pwFile, "COFFER_PASSWORD", "Vault password", false)
-	if err != nil {
+	var s *client.Session
+	// Nothing is saved before the key is fetched: the configuration file
+	// is written only once the account works on this device.
+	err := c.withPassword(ctx, pwFile, "COFFER_PASSWORD", c.vaultTarget(vc, cfg, "", "Vault password", func(ctx context.Context, pw []byte) error {
+		var err error
+		s, err = vc.Login(ctx, pw)
 		return err
-	}
-	defer clear(pw)
-	s, err := vc.Login(ctx, pw)
+	}))
 	if err != nil {
 		return err
 	}

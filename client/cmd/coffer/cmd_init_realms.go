@@ -230,12 +230,12 @@ func (c *cli) initRealmsExisting(ctx context.Context, path string, rf realmFlags
 	if err != nil {
 		return usagef("%v", strings.TrimPrefix(err.Error(), "client: "))
 	}
-	pw, err := c.secret(rf.pwFile, "COFFER_PASSWORD", "Password", false)
-	if err != nil {
+	var rec *client.Recovery
+	err = c.withPassword(ctx, rf.pwFile, "COFFER_PASSWORD", c.realmTarget(rs, cfg, "", "Password", func(ctx context.Context, pw []byte) error {
+		var err error
+		rec, err = rs.Recover(ctx, pw)
 		return err
-	}
-	defer clear(pw)
-	rec, err := rs.Recover(ctx, pw)
+	}))
 	if err != nil {
 		return err
 	}

@@ -118,13 +118,13 @@ func (c *cli) recoverRealmKey(ctx context.Context, cfg *client.Config, path stri
 		return nil, err
 	}
 	c.unfinishedNotice(cfg)
-	pw, err := c.secret(ks.pwFile, "COFFER_PASSWORD", "Password", false)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(pw)
-	rec, err := rs.Recover(ctx, pw)
-	c.save(cfg, path)
+	var rec *client.Recovery
+	err = c.withPassword(ctx, ks.pwFile, "COFFER_PASSWORD", c.realmTarget(rs, cfg, path, "Password", func(ctx context.Context, pw []byte) error {
+		var err error
+		rec, err = rs.Recover(ctx, pw)
+		c.save(cfg, path)
+		return err
+	}))
 	if err != nil {
 		return nil, err
 	}

@@ -79,25 +79,22 @@ func (c *cli) realmPasswordChange(ctx context.Context, cfg *client.Config, path 
 	if resume {
 		prompt = "Password (the old one or the new one)"
 	}
-	pw, err := c.secret(ks.pwFile, "COFFER_PASSWORD", prompt, false)
-	if err != nil {
-		return err
-	}
-	defer clear(pw)
 	var newPW []byte
-	if !resume {
-		if newPW, err = c.secret(newFile, "COFFER_NEW_PASSWORD", "New password", true); err != nil {
-			return err
+	defer func() { clear(newPW) }()
+	return c.withPassword(ctx, ks.pwFile, "COFFER_PASSWORD", c.realmTarget(rs, cfg, path, prompt, func(ctx context.Context, pw []byte) error {
+		if !resume && newPW == nil {
+			// Asked once, after the current password, and kept if that
+			// one is wrong and asked again.
+			var err error
+			if newPW, err = c.secret(newFile, "COFFER_NEW_PASSWORD", "New password", true); err != nil {
+				return err
+			}
 		}
-		defer clear(newPW)
-	}
-	rep, err := rs.ChangePassword(ctx, pw, newPW)
-	c.save(cfg, path)
-	c.printChange(rep)
-	if err != nil {
+		rep, err := rs.ChangePassword(ctx, pw, newPW)
+		c.save(cfg, path)
+		c.printChange(rep)
 		return err
-	}
-	return nil
+	}))
 }
 
 // realmDelete is `coffer delete` for a realm set (13.2).

@@ -66,19 +66,20 @@ func (c *cli) backupKey(ctx context.Context, cfg *client.Config, path string, ks
 }
 
 // login connects and logs in, saving the configuration's trust state
-// afterwards whatever happened.
+// afterwards whatever happened. On a terminal a wrong password is asked
+// again (withPassword).
 func (c *cli) login(ctx context.Context, cfg *client.Config, path string, ks *keySource, prompt string) (*client.Session, error) {
 	vc, err := c.connect(ctx, cfg, path, ks.insecure)
 	if err != nil {
 		return nil, err
 	}
-	pw, err := c.secret(ks.pwFile, "COFFER_PASSWORD", prompt, false)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(pw)
-	s, err := vc.Login(ctx, pw)
-	c.save(cfg, path)
+	var s *client.Session
+	err = c.withPassword(ctx, ks.pwFile, "COFFER_PASSWORD", c.vaultTarget(vc, cfg, path, prompt, func(ctx context.Context, pw []byte) error {
+		var err error
+		s, err = vc.Login(ctx, pw)
+		c.save(cfg, path)
+		return err
+	}))
 	if err != nil {
 		return nil, rollbackAdvice(err)
 	}

@@ -5,10 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/cofferhsm/coffer/client"
 	"github.com/cofferhsm/coffer/internal/atomicfile"
+	"github.com/cofferhsm/coffer/protocol"
 )
 
 func (c *cli) cmdExportAge(ctx context.Context, args []string) error {
@@ -193,14 +197,26 @@ func (c *cli) cmdStatus(ctx context.Context, args []string) error {
 	c.printf("user id:          %s\n", cfg.UserID)
 	c.printf("attempt limit:    %d\n", cfg.Limit)
 	c.printf("insecure allowed: %v\n", cfg.AllowInsecure)
-	var online error
+	var (
+		online error
+		count  *client.UserStatus
+	)
 	if !*offline {
-		// Fetch and check the bundle and the signed status first (the
-		// contact does both), so that what is shown below is fresh.
-		_, err := c.connect(ctx, cfg, path, *insecure)
+		// Fetch and check the bundle and the signed status (the contact
+		// does both) and the signed count of this user's tries first, so
+		// that what is shown below is fresh.
+		vc, err := c.connect(ctx, cfg, path, *insecure)
 		if err == nil {
-			c.save(cfg, path)
+			count, err = vc.UserStatus(ctx)
+			if unsupported(err) {
+				// A vault (or cofferd) older than the user status: the
+				// count is not shown, and nothing else is at stake.
+				c.warnf("note: this vault does not give a count of tries without spending one (%s)\n",
+					printable(strings.TrimPrefix(err.Error(), "client: ")))
+				err = nil
+			}
 		}
+		c.save(cfg, path)
 		online = err
 	}
 	c.printf("release log:      %s\n", logPinText(cfg.Log))
@@ -220,6 +236,24 @@ func (c *cli) cmdStatus(ctx context.Context, args []string) error {
 	} else {
 		c.printf("last receipt:     none\n")
 	}
+	if count != nil {
+		// Only a count that verified (signature, nonce, user, sequence, the
+		// last receipt) is shown as the vault's.
+		c.printf("tries left now:   %d of %d, %s since the last success (signed by the vault for this request; asking counts nothing)\n",
+			count.TriesLeft, count.Limit, client.Plural(count.FailedSinceSuccess, "failed attempt"))
+		if count.TriesLeft == 0 && count.RevivableMillis > 0 {
+			c.printf("                  locked for now: the login that made the last try can still restore the key within %s\n",
+				(time.Duration(count.RevivableMillis) * time.Millisecond).Round(time.Second))
+		}
+		if count.OtherRegistration {
+			c.printf("                  NOTE: that count is of registration %x, not the one this device registered or last opened: "+
+				"the key this device knows was deleted or replaced, or given a new password from another device\n", count.Generation)
+		}
+		if count.NotFromThisKnown && count.NotFromThisDevice > 0 {
+			c.printf("                  %s since this device's last receipt %s not made from this device\n",
+				client.Plural(uint(count.NotFromThisDevice), "attempt"), map[bool]string{true: "was", false: "were"}[count.NotFromThisDevice == 1])
+		}
+	}
 	switch {
 	case *offline:
 	case online != nil:
@@ -231,7 +265,7 @@ func (c *cli) cmdStatus(ctx context.Context, args []string) error {
 		} else if cfg.Log != nil {
 			logged = "NOT in the release log (accepted with --insecure)"
 		}
-		c.printf("vault check:      bundle verified and pinned, %s, signed status verified (fresh, running the bundle's firmware), no rollback\n", logged)
+		c.printf("vault check:      bundle verified and pinned, %s, signed status verified (fresh, running the bundle's firmware), signed count of tries verified, no rollback\n", logged)
 	}
 	return nil
 }
@@ -241,4 +275,12 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
+}
+
+// unsupported reports whether err is a vault or a cofferd that does not know
+// a request: the vault's malformed (an unknown type) or cofferd's 400.
+func unsupported(err error) bool {
+	var se *client.ServerError
+	return errors.Is(err, &protocol.Error{Code: protocol.CodeMalformed}) ||
+		(errors.As(err, &se) && se.StatusCode == http.StatusBadRequest)
 }

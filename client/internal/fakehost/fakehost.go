@@ -1,7 +1,8 @@
 // Package fakehost is a minimal stand-in for cofferd in tests: the vault
 // (applet/vault) in the same process, behind the HTTP endpoints of
 // host/API.md that clients use (bearer tokens, GET /v1/account,
-// GET /v1/identity, POST /v1/vault, 403 for another account's user id).
+// GET /v1/identity, POST /v1/vault, 403 for another account's user id in a
+// register-start, login-start or user-status).
 // Hooks let tests play the untrusted host: answer with errors, replay or
 // replace replies, swap the vault for another device, or roll its store
 // back.
@@ -360,6 +361,13 @@ func (h *Host) serve(w http.ResponseWriter, r *http.Request) {
 		var m protocol.LoginStart
 		if err := protocol.Decode(body, typ, &m); err != nil {
 			jsonError(w, http.StatusBadRequest, "bad login-start")
+			return
+		}
+		routed = m.UserID
+	case protocol.TypeUserStatus:
+		var m protocol.UserStatusRequest
+		if err := protocol.Decode(body, typ, &m); err != nil {
+			jsonError(w, http.StatusBadRequest, "bad user-status")
 			return
 		}
 		routed = m.UserID

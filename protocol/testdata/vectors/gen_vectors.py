@@ -145,6 +145,31 @@ STATUS_BODY = enc(STATUS_MAP)
 STATUS_REPLY = {1: STATUS_BODY, 2: sign(SIGNING, b"coffer/v1 status", STATUS_BODY)}
 
 
+def user_status_map(user_id, generation, limit, tries_left, failed, store_sequence=0, attempts=0, successes=0,
+                    revivable=0, nonce=STATUS_NONCE):
+    return {1: 1, 2: user_id, 3: nonce, 4: generation, 5: limit, 6: tries_left, 7: failed, 8: store_sequence,
+            9: total(attempts), 10: total(successes), 11: total(revivable)}
+
+
+def user_status_body(m, size=256):
+    """Pads a user status to exactly 256 bytes (SPEC.md, "User status")."""
+    m = dict(m)
+    m[15] = b""
+    n = size - len(enc(m)) - 1  # a padding of 24..255 bytes has a two-byte header
+    assert 24 <= n <= 255, n
+    m[15] = bytes(n)
+    b = enc(m)
+    assert len(b) == size
+    return b
+
+
+# Alice after one wrong password on a record with limit 10 (the receipt
+# above): 9 tries left, a counter of 1, the receipt's totals.
+USER_STATUS_MAP = user_status_map(b"alice", 0x8000000000000001, 10, 9, 1, store_sequence=42, attempts=12, successes=3)
+USER_STATUS_BODY = user_status_body(USER_STATUS_MAP)
+USER_STATUS_REPLY = {1: USER_STATUS_BODY, 2: sign(SIGNING, b"coffer/v1 user status", USER_STATUS_BODY)}
+
+
 # ---- messages: envelopes, decoded as the message they name -----------------
 
 def messages():
@@ -167,6 +192,8 @@ def messages():
         "unsigned-identity-reply": (8, IDENTITY_MAP),
         "install-identity": (9, SIGNED_IDENTITY),
         "install-identity-reply": (9, {}),
+        "user-status-request": (10, {1: b"alice", 2: STATUS_NONCE}),
+        "user-status-reply": (10, USER_STATUS_REPLY),
         "error": (0, {1: 8, 2: "too many operations in flight"}),
     }
     for name, (typ, body) in ok.items():
@@ -261,7 +288,7 @@ def messages():
     bad("sealed-too-long", envelope(2, {1: user, 2: seq(32, 1), 3: bytes(2049)}),
         "A register-start whose sealed field is 2049 bytes, over the 2048 allowed.", message="register-start")
     bad("wrong-type", envelope(7, {1: user, 2: ke1}), "A login-start body under type 7 (status).")
-    bad("unknown-type", envelope(10, {1: user, 2: ke1}), "Type 10: no such message.")
+    bad("unknown-type", envelope(12, {1: user, 2: ke1}), "Type 12: no such message.")
     bad("version-2", envelope(4, {1: user, 2: ke1}, version=2), "Version 2.", expect="unsupported-version")
     bad("version-0", envelope(4, {1: user, 2: ke1}, version=0), "Version 0.", expect="unsupported-version")
     bad("error-without-message", envelope(0, {1: 8}),
@@ -281,6 +308,12 @@ def messages():
         message="status-request")
     bad("identity-request-not-empty", envelope(1, {1: 0}), "An identity request whose body is not empty.",
         message="identity-request")
+    bad("user-status-nonce-31", envelope(10, {1: user, 2: STATUS_NONCE[:31]}),
+        "A user-status request with a 31-byte nonce.", message="user-status-request")
+    bad("user-status-without-user-id", envelope(10, {2: STATUS_NONCE}),
+        "A user-status request without the user id cofferd routes it by.", message="user-status-request")
+    bad("user-status-reply-body-255", envelope(10, {1: USER_STATUS_BODY[:-1], 2: USER_STATUS_REPLY[2]}),
+        "A user-status reply whose body is 255 bytes (every one is 256).", message="user-status-reply")
 
 
 # The rule of SPEC.md, "Conventions", that each malformed message breaks.
@@ -301,12 +334,13 @@ for _n in ["version-simple-value", "type-float", "version-true", "null-for-absen
 for _n in ["unknown-field", "unknown-envelope-field", "negative-key", "text-key"]:
     RULES[_n] = "unknown-key"
 for _n in ["short-ke1", "long-ke1", "empty-user-id", "long-user-id", "short-handle", "status-nonce-31",
-           "sealed-too-long"]:
+           "sealed-too-long", "user-status-nonce-31", "user-status-reply-body-255"]:
     RULES[_n] = "length"
 for _n in ["text-for-bytes", "int-for-bytes", "bytes-for-int", "negative-for-uint", "array-not-map",
            "envelope-array", "body-as-bytes", "error-invalid-utf8"]:
     RULES[_n] = "type"
-for _n in ["missing-ke1", "empty-body", "identity-request-not-empty", "error-without-message"]:
+for _n in ["missing-ke1", "empty-body", "identity-request-not-empty", "error-without-message",
+           "user-status-without-user-id"]:
     RULES[_n] = "missing-or-extra"
 for _n in ["wrong-type", "unknown-type", "error-code-0", "error-message-too-long", "session-sequence-0"]:
     RULES[_n] = "value"
@@ -361,6 +395,33 @@ def bodies():
          body="status")
     case("bodies", "status-firmware-hash-31", "malformed", enc({**STATUS_MAP, 8: STATUS_MAP[8][:31]}),
          "A 31-byte firmware hash.", body="status")
+    case("bodies", "user-status", "success", USER_STATUS_BODY,
+         "A user status after one wrong password (limit 10), padded to 256 bytes.", body="user-status")
+    case("bodies", "user-status-locked-revivable", "success",
+         user_status_body(user_status_map(b"someone", 1 << 63, 30, 0, 30, attempts=300, revivable=29999)),
+         "A locked record whose final login may still revive it for 29999 ms.", body="user-status")
+    case("bodies", "user-status-largest", "success",
+         user_status_body(user_status_map(b"u" * 64, 2**64 - 1, 100, 0, 2**64 - 1, store_sequence=2**64 - 1,
+                                          attempts=2**64 - 1, successes=2**64 - 1, revivable=2**64 - 1)),
+         "A user status with every field at its largest.", body="user-status")
+    padded = bytearray(USER_STATUS_BODY)
+    padded[-1] = 1
+    case("bodies", "user-status-padding-not-zero", "malformed", bytes(padded), "The padding's last byte is 01.",
+         body="user-status")
+    case("bodies", "user-status-tries-above-limit", "malformed",
+         user_status_body(user_status_map(b"u", 1 << 63, 3, 4, 0)), "4 tries left of a limit of 3.", body="user-status")
+    case("bodies", "user-status-tries-not-counter", "malformed",
+         user_status_body(user_status_map(b"u", 1 << 63, 10, 9, 2)),
+         "9 tries left of 10 with a counter of 2: tries_left must be limit - counter.", body="user-status")
+    case("bodies", "user-status-revivable-with-tries", "malformed",
+         user_status_body(user_status_map(b"u", 1 << 63, 3, 1, 2, revivable=5)),
+         "A record with a try left that claims to be revivable.", body="user-status")
+    case("bodies", "user-status-version-2", "malformed", user_status_body({**USER_STATUS_MAP, 1: 2}),
+         "A user status of version 2.", body="user-status")
+    m = dict(USER_STATUS_MAP)
+    m[9] = 12
+    case("bodies", "user-status-total-as-int", "malformed", user_status_body(m), "attempts_total as an integer.",
+         body="user-status")
     case("bodies", "identity", "success", IDENTITY_BODY, "An identity bundle's body.", body="identity")
     case("bodies", "identity-name-65", "malformed", enc({**IDENTITY_MAP, 8: "n" * 65}),
          "An identity name of 65 bytes (at most 64).", body="identity")
@@ -488,6 +549,32 @@ def signed():
     longseq = STATUS_BODY[:i] + bytes([0x02, 0x19, 0x00, 0x2A]) + STATUS_BODY[i + 3:]
     status_case("status-signed-noncanonical", "malformed", longseq, sign(sk, b"coffer/v1 status", longseq),
                 "A validly signed body whose store sequence 42 is in a two-byte form (19 00 2a).")
+
+    def user_status_case(name, expect, body, signature, comment, nonce=STATUS_NONCE, public_key=pk, user_id=b"alice"):
+        case("signed", name, expect, enc({1: body, 2: signature}), comment, signed="user-status",
+             public_key=public_key, nonce=nonce, user_id=user_id)
+
+    user_status_case("user-status", "success", USER_STATUS_BODY, USER_STATUS_REPLY[2],
+                     "A signed user status answering the request for alice with the nonce.")
+    user_status_case("user-status-other-key", "authentication", USER_STATUS_BODY, USER_STATUS_REPLY[2],
+                     "Another vault's key.", public_key=pub(OTHER))
+    user_status_case("user-status-replayed", "replayed", USER_STATUS_BODY, USER_STATUS_REPLY[2],
+                     "A genuine user status answering another request's nonce.", nonce=seq(32, 0xB0))
+    user_status_case("user-status-other-user", "other-user", USER_STATUS_BODY, USER_STATUS_REPLY[2],
+                     "A genuine user status, with the nonce, about alice: the request asked about bob.", user_id=b"bob")
+    user_status_case("user-status-signed-as-status", "authentication", USER_STATUS_BODY,
+                     sign(sk, b"coffer/v1 status", USER_STATUS_BODY), "Signed under the status context.")
+    user_status_case("user-status-signed-as-receipt", "authentication", USER_STATUS_BODY,
+                     sign(sk, b"coffer/v1 receipt", USER_STATUS_BODY), "Signed under the receipt context.")
+    short = enc({**USER_STATUS_MAP, 15: bytes(256 - len(enc({**USER_STATUS_MAP, 15: b""})) - 2)})
+    assert len(short) == 255
+    i = short.index(bytes([0x08, 0x18, 0x2A]))
+    longseq = short[:i] + bytes([0x08, 0x19, 0x00, 0x2A]) + short[i + 3:]
+    assert len(longseq) == 256
+    user_status_case("user-status-signed-noncanonical", "malformed", longseq,
+                     sign(sk, b"coffer/v1 user status", longseq),
+                     "A validly signed 256-byte body whose store sequence 42 is in a two-byte form (19 00 2a), "
+                     "one padding byte fewer.")
 
 
 # ---- registration: the HPKE channel and its response keys -------------------

@@ -349,3 +349,15 @@ func (s *Session) Delete(ctx context.Context) (*protocol.Receipt, error) {
 	}
 	return s.c.verify(done.Receipt, protocol.ReceiptDeleted)
 }
+
+// UserStatus asks for the user's signed attempt count (it counts nothing)
+// and verifies it against the pinned signing key and the request.
+func (c *Client) UserStatus(ctx context.Context) (*protocol.UserStatus, *protocol.UserStatusReply, error) {
+	req := protocol.NewUserStatusRequest(c.UserID)
+	var reply protocol.UserStatusReply
+	if err := c.call(ctx, protocol.TypeUserStatus, req, &reply); err != nil {
+		return nil, nil, err
+	}
+	st, err := reply.Verify(c.Identity.SigningKey, req)
+	return st, &reply, err
+}
