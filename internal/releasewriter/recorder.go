@@ -49,6 +49,11 @@ func (r *witnessRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	switch {
 	case err != nil:
 		a.answered, a.why = false, err.Error()
+	case resp.StatusCode == http.StatusConflict && a.answered:
+		// tlog-witness's 409: the witness already holds a newer tree than
+		// the old size it was sent (it cosigned a checkpoint moments ago,
+		// and tessera republished); tessera retries from its size. A step
+		// of the protocol, not a refusal: its last cosignature stands.
 	case resp.StatusCode != http.StatusOK:
 		// Keep the start of the body for the report, and give it back.
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
