@@ -401,9 +401,10 @@ def bodies():
          user_status_body(user_status_map(b"someone", 1 << 63, 30, 0, 30, attempts=300, revivable=29999)),
          "A locked record whose final login may still revive it for 29999 ms.", body="user-status")
     case("bodies", "user-status-largest", "success",
-         user_status_body(user_status_map(b"u" * 64, 2**64 - 1, 100, 0, 2**64 - 1, store_sequence=2**64 - 1,
+         user_status_body(user_status_map(b"u" * 64, 2**64 - 1, 100, 0, 2**32 - 1, store_sequence=2**64 - 1,
                                           attempts=2**64 - 1, successes=2**64 - 1, revivable=2**64 - 1)),
-         "A user status with every field at its largest.", body="user-status")
+         "A user status with every field at its largest (the counter, as in receipts, at 2^32-1: a uint "
+         "on the device's 32-bit ARM).", body="user-status")
     padded = bytearray(USER_STATUS_BODY)
     padded[-1] = 1
     case("bodies", "user-status-padding-not-zero", "malformed", bytes(padded), "The padding's last byte is 01.",
