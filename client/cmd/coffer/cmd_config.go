@@ -17,18 +17,14 @@ import (
 // one secret there, is said to be set, never shown.
 func (c *cli) cmdConfigShow(ctx context.Context, args []string) error {
 	fset := c.flags("config show")
-	if rest, err := parse(fset, args); err != nil {
+	if err := parseNoArgs(fset, args); err != nil {
 		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected arguments %q", rest)
 	}
 	cfg, path, err := c.loadConfig()
 	if err != nil {
 		return err
 	}
-	c.printf("configuration:    %s\n", client.QuoteName(path))
-	c.printf("mode:             %s\n", cfg.Mode)
-	c.printf("age recipient:    %s\n", cfg.AgeRecipient)
+	c.printConfigHeader(cfg, path)
 	if cfg.Realms == nil {
 		c.printf("server:           %s\n", orNone(printable(cfg.Server)))
 		c.printf("token:            %s\n", tokenText(cfg.Token))

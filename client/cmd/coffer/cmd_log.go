@@ -114,10 +114,8 @@ func (c *cli) cmdVaultAccept(ctx context.Context, args []string) error {
 	fset := c.flags("vault accept-new-identity")
 	yes := fset.Bool("yes", false, "do not ask for confirmation")
 	insecure := fset.Bool("insecure", false, insecureHelp)
-	if rest, err := parse(fset, args); err != nil {
+	if err := parseNoArgs(fset, args); err != nil {
 		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected arguments %q", rest)
 	}
 	cfg, path, err := c.loadConfig()
 	if err != nil {

@@ -141,10 +141,8 @@ func (c *cli) recoverRealmKey(ctx context.Context, cfg *client.Config, path stri
 func (c *cli) cmdRealms(ctx context.Context, args []string) error {
 	fset := c.flags("realms")
 	insecure := fset.Bool("insecure", false, insecureHelp)
-	if rest, err := parse(fset, args); err != nil {
+	if err := parseNoArgs(fset, args); err != nil {
 		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected arguments %q", rest)
 	}
 	cfg, path, err := c.loadConfig()
 	if err != nil {

@@ -143,10 +143,8 @@ func (c *cli) cmdRealmsRepair(ctx context.Context, args []string) error {
 	threshold := fset.Int("threshold", 0, "t of the new set (default: the current one if it fits, else a majority)")
 	limit := fset.Uint("limit", 0, "the guess limit for the new set (default: the current one)")
 	force := fset.Bool("force", false, "commit once t realms of the new set hold it, at a lower tolerance")
-	if rest, err := parse(fset, args); err != nil {
+	if err := parseNoArgs(fset, args); err != nil {
 		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected arguments %q", rest)
 	}
 	if *limit == 1 {
 		c.warnLimitOne()
@@ -195,10 +193,8 @@ func (c *cli) cmdKeyRotate(ctx context.Context, args []string) error {
 	fset := c.flags("key rotate")
 	ks := c.keySourceFlags(fset)
 	force := fset.Bool("force", false, "commit once t realms hold it, at a lower tolerance")
-	if rest, err := parse(fset, args); err != nil {
+	if err := parseNoArgs(fset, args); err != nil {
 		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected arguments %q", rest)
 	}
 	cfg, path, err := c.loadConfig()
 	if err != nil {

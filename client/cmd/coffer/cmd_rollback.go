@@ -33,10 +33,8 @@ func (c *cli) cmdRecoverRollback(ctx context.Context, args []string) error {
 	newFile := fset.String("new-password-file", "", "read the new password from FILE (else COFFER_NEW_PASSWORD, or asked)")
 	limit := fset.Uint("limit", 0, "with --key or --key-file: the attempt limit of the new registration (default: the account's)")
 	yes := fset.Bool("yes", false, "accept the vault's current state without being asked (for scripts: read what this prints first)")
-	if rest, err := parse(fset, args); err != nil {
+	if err := parseNoArgs(fset, args); err != nil {
 		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected arguments %q", rest)
 	}
 	useKey := ks.key.given(c)
 	if *limit != 0 && !useKey {

@@ -20,10 +20,8 @@ func (c *cli) cmdExportAge(ctx context.Context, args []string) error {
 	ks := c.keySourceFlags(fset)
 	out := fset.String("o", "", "write the identity to `FILE`, made new with mode 0600, instead of standard output")
 	force := fset.Bool("force", false, "with -o: replace FILE if it exists")
-	if rest, err := parse(fset, args); err != nil {
+	if err := parseNoArgs(fset, args); err != nil {
 		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected arguments %q", rest)
 	}
 	if *force && *out == "" {
 		return usagef("--force goes with -o FILE")
@@ -93,10 +91,8 @@ func (c *cli) cmdPasswordChange(ctx context.Context, args []string) error {
 	newFile := fset.String("new-password-file", "", "read the new password from FILE (else COFFER_NEW_PASSWORD, or asked)")
 	resume := fset.Bool("resume", false, "realm set: finish an unfinished change (cmd_realms_change.go)")
 	force := fset.Bool("force", false, "realm set: commit once t realms hold the new password, at a lower tolerance")
-	if rest, err := parse(fset, args); err != nil {
+	if err := parseNoArgs(fset, args); err != nil {
 		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected arguments %q", rest)
 	}
 	cfg, path, err := c.loadConfig()
 	if err != nil {
@@ -128,10 +124,8 @@ func (c *cli) cmdDelete(ctx context.Context, args []string) error {
 	fset := c.flags("delete")
 	ks := c.keySourceFlags(fset)
 	yes := fset.Bool("yes", false, "do not ask for confirmation")
-	if rest, err := parse(fset, args); err != nil {
+	if err := parseNoArgs(fset, args); err != nil {
 		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected arguments %q", rest)
 	}
 	cfg, path, err := c.loadConfig()
 	if err != nil {
@@ -169,18 +163,14 @@ func (c *cli) cmdStatus(ctx context.Context, args []string) error {
 	fset := c.flags("status")
 	offline := fset.Bool("offline", false, "show only what the configuration holds")
 	insecure := fset.Bool("insecure", false, insecureHelp)
-	if rest, err := parse(fset, args); err != nil {
+	if err := parseNoArgs(fset, args); err != nil {
 		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected arguments %q", rest)
 	}
 	cfg, path, err := c.loadConfig()
 	if err != nil {
 		return err
 	}
-	c.printf("configuration:    %s\n", client.QuoteName(path))
-	c.printf("mode:             %s\n", cfg.Mode)
-	c.printf("age recipient:    %s\n", cfg.AgeRecipient)
+	c.printConfigHeader(cfg, path)
 	if cfg.Mode != client.ModePassword {
 		c.printf("vault:            none (the user keeps the 64-digit key)\n")
 		return nil

@@ -426,10 +426,8 @@ func (c *cli) flagsOf(cmd *command) *flag.FlagSet {
 
 func (c *cli) cmdVersion(ctx context.Context, args []string) error {
 	fset := c.flags("version")
-	if rest, err := parse(fset, args); err != nil {
+	if err := parseNoArgs(fset, args); err != nil {
 		return err
-	} else if len(rest) > 0 {
-		return usagef("unexpected arguments %q", rest)
 	}
 	fmt.Fprint(c.stdout, buildinfo.Line("coffer"))
 	return nil

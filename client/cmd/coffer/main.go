@@ -186,6 +186,26 @@ func (c *cli) flags(name string) *flag.FlagSet {
 	return fs
 }
 
+// parseNoArgs parses a command that takes flags only.
+func parseNoArgs(fs *flag.FlagSet, args []string) error {
+	rest, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usagef("unexpected arguments %q", rest)
+	}
+	return nil
+}
+
+// printConfigHeader prints what every view of the configuration starts
+// with (config show, status).
+func (c *cli) printConfigHeader(cfg *client.Config, path string) {
+	c.printf("configuration:    %s\n", client.QuoteName(path))
+	c.printf("mode:             %s\n", cfg.Mode)
+	c.printf("age recipient:    %s\n", cfg.AgeRecipient)
+}
+
 // parse parses flags anywhere among the arguments (coffer backup a b -o f)
 // and returns the others. After "--" everything is an argument.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
