@@ -1,0 +1,76 @@
+package state
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+)
+
+var (
+	accountNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$`)
+	deviceNameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$`)
+)
+
+// CheckAccount checks what every store checks before it stores an account.
+func CheckAccount(a Account) error {
+	if !accountNameRE.MatchString(a.Name) {
+		return fmt.Errorf("account name %q: use 1 to 64 of A-Z a-z 0-9 . _ @ + -, starting with a letter or digit", a.Name)
+	}
+	if len(a.UserID) < 1 || len(a.UserID) > 64 {
+		return fmt.Errorf("account %q: user id of %d bytes, want 1 to 64", a.Name, len(a.UserID))
+	}
+	if a.Device != "" {
+		return CheckDeviceName(a.Device)
+	}
+	return nil
+}
+
+// CheckDeviceName checks a device name: 1 to 32 of A-Z a-z 0-9 . _ -.
+func CheckDeviceName(name string) error {
+	if !deviceNameRE.MatchString(name) {
+		return fmt.Errorf("device name %q: use 1 to 32 of A-Z a-z 0-9 . _ -, starting with a letter or digit", name)
+	}
+	return nil
+}
+
+// CheckHostName checks a host name, which follows the device names' rule.
+func CheckHostName(name string) error {
+	if !deviceNameRE.MatchString(name) {
+		return fmt.Errorf("host name %q: use 1 to 32 of A-Z a-z 0-9 . _ -, starting with a letter or digit", name)
+	}
+	return nil
+}
+
+// CheckTransition says whether device d may go to state to: a retired
+// device stays retired (its records are gone for this realm), and only a
+// device with no account placed on it may be retired.
+func CheckTransition(d Device, to DeviceState) error {
+	switch to {
+	case Active, Draining, Retired:
+	default:
+		return fmt.Errorf("%w: no device state %q", ErrDeviceState, to)
+	}
+	if d.State == Retired && to != Retired {
+		return fmt.Errorf("%w: device %q is retired for good", ErrDeviceState, d.Name)
+	}
+	if to == Retired && d.Accounts > 0 {
+		return fmt.Errorf("%w: device %q still holds %d accounts: move them first (cofferd account unplace, then re-registration or a realm repair)", ErrDeviceState, d.Name, d.Accounts)
+	}
+	return nil
+}
+
+// Refill is the token-bucket rule every store applies to a bucket: refill
+// at rate per second up to burst since last, then spend one token or say
+// how long until one is there. A clock that went back refills nothing.
+func Refill(tokens *float64, last *time.Time, rate float64, burst int, now time.Time) (bool, time.Duration) {
+	b := float64(max(burst, 1))
+	if dt := now.Sub(*last).Seconds(); dt > 0 {
+		*tokens = min(b, *tokens+dt*rate)
+		*last = now
+	}
+	if *tokens >= 1 {
+		*tokens--
+		return true, 0
+	}
+	return false, time.Duration((1 - *tokens) / rate * float64(time.Second))
+}

@@ -1,0 +1,135 @@
+package state
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"time"
+)
+
+// Account is one account of the realm. Device is "" until the account is
+// placed; once placed, every request of the account goes to that device,
+// which holds its record.
+type Account struct {
+	Name        string
+	UserID      []byte // 1 to 64 bytes; cofferd draws 16
+	TokenSHA256 [sha256.Size]byte
+	Device      string
+	Created     time.Time
+}
+
+// DeviceState is an operator's decision about a device.
+type DeviceState string
+
+const (
+	// Active devices take new accounts and serve their own.
+	Active DeviceState = "active"
+	// Draining devices serve the accounts placed on them and take no new ones.
+	Draining DeviceState = "draining"
+	// Retired devices serve nobody; only a device with no account left may
+	// be retired.
+	Retired DeviceState = "retired"
+)
+
+// Device is one vault of the realm as the registry knows it. Name is unique
+// across the realm; Host is the cofferd whose USB port (or socket) it is on.
+type Device struct {
+	Name  string
+	Host  string
+	State DeviceState
+
+	// Capacity is how many accounts the device may hold (records), and
+	// AnchorBudget how many anchor writes (RPMB wear) it may spend; both
+	// set by the operator, 0 meaning the defaults (DefaultCapacity, no
+	// budget).
+	Capacity     uint64
+	AnchorBudget uint64
+
+	// Accounts is the number of accounts placed on it, kept by Place and
+	// Unplace.
+	Accounts uint64
+
+	// What its host last saw: connected and answering its status poll,
+	// and the anchor writes of its last signed status.
+	Healthy      bool
+	AnchorWrites uint64
+	Seen         time.Time
+}
+
+// DefaultCapacity is the capacity of a device whose operator set none: a
+// USB armory's 16 GB eMMC holds about 20 million records.
+const DefaultCapacity = 20_000_000
+
+// Host is one cofferd of the realm: its name and the address where the
+// other hosts forward requests to it, with when it last said it was alive.
+type Host struct {
+	Name    string
+	PeerURL string
+	Seen    time.Time
+}
+
+var (
+	// ErrNotFound is returned for an account, device or host that does not exist.
+	ErrNotFound = errors.New("state: not found")
+	// ErrExists is returned when an account's name, user id or token hash,
+	// or a device's name on another host, is taken.
+	ErrExists = errors.New("state: already exists")
+	// ErrDeviceState is returned for a change the device's state forbids:
+	// placing on a device that is not active, retiring one that still holds
+	// accounts, or reviving a retired one.
+	ErrDeviceState = errors.New("state: not allowed in the device's state")
+)
+
+// Store is cofferd's state. Implementations are safe for concurrent use by
+// many goroutines and, for the shared ones, by many hosts: every method is
+// one transaction.
+type Store interface {
+	// AddAccount creates an account (Device may be set to place it at
+	// once). ErrExists if its name, user id or token hash is taken.
+	AddAccount(ctx context.Context, a Account) error
+	// RemoveAccount deletes an account and releases its place.
+	RemoveAccount(ctx context.Context, name string) error
+	// AccountByToken finds the account of a token's SHA-256.
+	AccountByToken(ctx context.Context, tokenSHA256 [sha256.Size]byte) (Account, error)
+	// AccountByName finds an account by name.
+	AccountByName(ctx context.Context, name string) (Account, error)
+	// ListAccounts returns up to limit accounts whose names sort after
+	// after, in name order (paging through millions).
+	ListAccounts(ctx context.Context, after string, limit int) ([]Account, error)
+
+	// Place puts the account on device if it is on none yet, counting it
+	// on the device, and returns the device the account is on: device, or
+	// the one another host placed it on first. ErrDeviceState if device is
+	// not active, ErrNotFound if the account or device does not exist.
+	Place(ctx context.Context, account, device string) (string, error)
+	// Unplace takes the account off its device (the operator moves its
+	// user: it re-registers, or a realm repairs it, elsewhere).
+	Unplace(ctx context.Context, account string) error
+
+	// RegisterDevice records a device on a host: new devices are Active;
+	// a known one keeps its state and counts. ErrExists if the name is
+	// already registered on another host.
+	RegisterDevice(ctx context.Context, name, host string) error
+	// ReportDevice records what a device's host saw of it.
+	ReportDevice(ctx context.Context, name string, healthy bool, anchorWrites uint64, seen time.Time) error
+	// SetDeviceState drains, retires or reactivates a device.
+	SetDeviceState(ctx context.Context, name string, st DeviceState) error
+	// SetDeviceLimits sets a device's capacity and anchor-write budget (0: default).
+	SetDeviceLimits(ctx context.Context, name string, capacity, anchorBudget uint64) error
+	// Devices returns every device, in name order.
+	Devices(ctx context.Context) ([]Device, error)
+	// Device returns one device.
+	Device(ctx context.Context, name string) (Device, error)
+
+	// RegisterHost records a host and its peer address, now alive.
+	RegisterHost(ctx context.Context, h Host) error
+	// Hosts returns every host, in name order.
+	Hosts(ctx context.Context) ([]Host, error)
+
+	// Take spends one token of key's bucket (burst tokens, refilled at
+	// rate per second; rate 0 is no limit), or reports how long until one
+	// is there. All hosts sharing the store share the buckets.
+	Take(ctx context.Context, key string, rate float64, burst int, now time.Time) (ok bool, wait time.Duration, err error)
+
+	Close() error
+}
