@@ -172,6 +172,19 @@ func (c *Client) acceptFrom(st *RollbackState) error {
 	return nil
 }
 
+// RollbackUserStatus is UserStatus against the vault's state as st
+// describes it: the signed count of tries that a recovery's login
+// (RecoverRollback) is made against, which UserStatus itself refuses as a
+// rollback. The configuration keeps what it had.
+func (c *Client) RollbackUserStatus(ctx context.Context, st *RollbackState) (*UserStatus, error) {
+	saved := c.saveTrust()
+	defer c.restoreTrust(saved)
+	if err := c.acceptFrom(st); err != nil {
+		return nil, err
+	}
+	return c.UserStatus(ctx)
+}
+
 // RollbackRecovery is what a recovery did.
 type RollbackRecovery struct {
 	// Released is the login's release receipt (RecoverRollback): its

@@ -107,6 +107,19 @@ func TestRecoverRollback(t *testing.T) {
 		t.Fatalf("recovery with a wrong password: %v", err)
 	}
 	sameTrust(t, f, before, "a recovery with a wrong password")
+	// The count a recovery's login is made against: the rolled-back
+	// record's, with the recovery's wrong password on it; the device's own
+	// status still stops at the rollback.
+	us, err := c.RollbackUserStatus(ctx, st)
+	if err != nil || us.TriesLeft != 4 || us.Limit != 5 || us.FailedSinceSuccess != 1 {
+		t.Fatalf("the rolled-back state's count: %+v, %v", us, err)
+	}
+	sameTrust(t, f, before, "RollbackUserStatus")
+	_, err = c.UserStatus(ctx)
+	wantRollback(t, err, "UserStatus after RollbackUserStatus")
+	if _, err := c.RollbackUserStatus(ctx, &RollbackState{HighestSeen: st.HighestSeen - 1, Current: st.Current}); err == nil {
+		t.Fatal("RollbackUserStatus accepted a rollback not read from this client")
+	}
 
 	rec, err := c.RecoverRollback(ctx, st, []byte("pw"), []byte("new password"))
 	if err != nil {

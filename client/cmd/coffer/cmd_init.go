@@ -331,7 +331,7 @@ func (c *cli) initExisting(ctx context.Context, vc *client.Client, cfg *client.C
 	var s *client.Session
 	// Nothing is saved before the key is fetched: the configuration file
 	// is written only once the account works on this device.
-	err := c.withPassword(ctx, pwFile, "COFFER_PASSWORD", c.vaultTarget(vc, cfg, "", "Vault password", func(ctx context.Context, pw []byte) error {
+	err := c.withPassword(ctx, pwFile, "COFFER_PASSWORD", c.vaultTarget(vc.UserStatus, cfg, "", "Vault password", func(ctx context.Context, pw []byte) error {
 		var err error
 		s, err = vc.Login(ctx, pw)
 		return err

@@ -10,31 +10,14 @@ import (
 // authenticates the whole file first, as a restore does, and lists
 // nothing from a file that fails.
 func (c *cli) cmdLs(ctx context.Context, args []string) error {
-	fset := c.flags("ls")
-	jsonOut := fset.Bool("json", false, "print the entries and a summary as one JSON object on standard output")
-	ks := c.keySourceFlags(fset)
-	rest, err := parse(fset, args)
-	if err != nil {
-		return err
-	}
-	if len(rest) != 1 {
-		return usagef("needs one backup FILE")
-	}
-	f, fsize, id, wipe, err := c.backupIdentity(ctx, rest[0], ks)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	defer wipe()
 	var entries []client.Entry
-	bar := c.newProgress("ls", fsize)
-	st, err := client.ReadBackup(countingReader{ctx, f, bar}, id, func(e client.Entry) { entries = append(entries, e) })
-	bar.Finish()
+	file, st, jsonOut, err := c.readArchive(ctx, "ls", "print the entries and a summary as one JSON object on standard output", args,
+		func(e client.Entry) { entries = append(entries, e) })
 	if err != nil {
 		return err
 	}
-	if *jsonOut {
-		j := newArchiveJSON("ls", rest[0], st)
+	if jsonOut {
+		j := newArchiveJSON("ls", file, st)
 		list := make([]jsonEntry, 0, len(entries))
 		for _, e := range entries {
 			list = append(list, toJSONEntry(e))
@@ -46,6 +29,33 @@ func (c *cli) cmdLs(ctx context.Context, args []string) error {
 		c.printf("%s\n", listLine(e))
 	}
 	return nil
+}
+
+// readArchive is what ls and verify share: their flags (--json, described
+// by jsonUsage, and the key's), one backup FILE, read to its end and
+// authenticated as a restore reads it, each entry given to each (nil: none).
+// It returns the FILE argument, what the read counted and --json.
+func (c *cli) readArchive(ctx context.Context, cmd, jsonUsage string, args []string, each func(client.Entry)) (string, *client.RestoreStats, bool, error) {
+	fset := c.flags(cmd)
+	jsonOut := fset.Bool("json", false, jsonUsage)
+	ks := c.keySourceFlags(fset)
+	rest, err := parse(fset, args)
+	if err != nil {
+		return "", nil, false, err
+	}
+	if len(rest) != 1 {
+		return "", nil, false, usagef("needs one backup FILE")
+	}
+	f, fsize, id, wipe, err := c.backupIdentity(ctx, rest[0], ks)
+	if err != nil {
+		return "", nil, false, err
+	}
+	defer f.Close()
+	defer wipe()
+	bar := c.newProgress(cmd, fsize)
+	st, err := client.ReadBackup(countingReader{ctx, f, bar}, id, each)
+	bar.Finish()
+	return rest[0], st, *jsonOut, err
 }
 
 // archiveJSON is the --json summary of ls and verify (README.md, "JSON

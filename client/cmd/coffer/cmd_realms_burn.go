@@ -64,14 +64,15 @@ func (c *cli) cmdRealmsBurn(ctx context.Context, args []string) error {
 	if !*register || rep.Forgotten {
 		return nil
 	}
-	pw, err := c.secret(ks.pwFile, "COFFER_PASSWORD", "Password", false)
-	if err != nil {
+	// The burn is done; the registration (a repair onto the same set)
+	// recovers K first, so a wrong password changes nothing and is asked
+	// again on a terminal.
+	err = c.withPassword(ctx, ks.pwFile, "COFFER_PASSWORD", c.realmTarget(rs, cfg, path, "Password", func(ctx context.Context, pw []byte) error {
+		ch, err := rs.RegisterAfterBurn(ctx, pw)
+		c.save(cfg, path)
+		c.printChange(ch)
 		return err
-	}
-	defer clear(pw)
-	ch, err := rs.RegisterAfterBurn(ctx, pw)
-	c.save(cfg, path)
-	c.printChange(ch)
+	}))
 	if err != nil {
 		return fmt.Errorf("the realm is burned, but your key was not registered there again: %w", err)
 	}

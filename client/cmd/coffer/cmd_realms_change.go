@@ -108,13 +108,38 @@ func (c *cli) realmDelete(ctx context.Context, cfg *client.Config, path string, 
 	if err != nil {
 		return err
 	}
-	pw, err := c.secret(ks.pwFile, "COFFER_PASSWORD", "Password", false)
-	if err != nil {
+	var rep *client.ChangeReport
+	tried, noQuorum := false, false
+	try := func(ctx context.Context, pw []byte) error {
+		tried = true
+		var err error
+		rep, err = rs.Delete(ctx, pw)
+		c.save(cfg, path)
 		return err
 	}
-	defer clear(pw)
-	rep, err := rs.Delete(ctx, pw)
-	c.save(cfg, path)
+	// Delete recovers K first and changes nothing before the password is
+	// judged: a wrong one is asked again on a terminal. But a delete cut
+	// short (here or on another device) that left fewer than t realms
+	// holding a version evaluates no password: Delete then only reports
+	// where the key may still be. The count before the first try stops
+	// there, so that case gets the one try it always had.
+	target := c.realmTarget(rs, cfg, path, "Password", try)
+	count := target.count
+	target.count = func(ctx context.Context) (*triesCount, error) {
+		n, err := count(ctx)
+		var qe *client.QuorumError
+		noQuorum = !tried && errors.As(err, &qe)
+		return n, err
+	}
+	err = c.withPassword(ctx, ks.pwFile, "COFFER_PASSWORD", target)
+	if noQuorum {
+		pw, perr := c.secret(ks.pwFile, "COFFER_PASSWORD", "Password", false)
+		if perr != nil {
+			return perr
+		}
+		defer clear(pw)
+		err = try(ctx, pw)
+	}
 	if err != nil {
 		return err
 	}
@@ -172,14 +197,14 @@ func (c *cli) cmdRealmsRepair(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	pw, err := c.secret(ks.pwFile, "COFFER_PASSWORD", "Password", false)
-	if err != nil {
+	// Repair recovers K first: a wrong password changes nothing and is
+	// asked again on a terminal.
+	err = c.withPassword(ctx, ks.pwFile, "COFFER_PASSWORD", c.realmTarget(rs, cfg, path, "Password", func(ctx context.Context, pw []byte) error {
+		rep, err := rs.Repair(ctx, pw, set, *threshold, *limit)
+		c.save(cfg, path)
+		c.printChange(rep)
 		return err
-	}
-	defer clear(pw)
-	rep, err := rs.Repair(ctx, pw, set, *threshold, *limit)
-	c.save(cfg, path)
-	c.printChange(rep)
+	}))
 	if err != nil {
 		return err
 	}
@@ -207,19 +232,22 @@ func (c *cli) cmdKeyRotate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	pw, err := c.secret(ks.pwFile, "COFFER_PASSWORD", "Password", false)
+	// RotateKey recovers K first: a wrong password changes nothing and is
+	// asked again on a terminal.
+	var rep *client.ChangeReport
+	err = c.withPassword(ctx, ks.pwFile, "COFFER_PASSWORD", c.realmTarget(rs, cfg, path, "Password", func(ctx context.Context, pw []byte) error {
+		var next *client.BackupKey
+		var err error
+		rep, next, err = rs.RotateKey(ctx, pw)
+		if next != nil {
+			next.Wipe()
+		}
+		c.save(cfg, path)
+		c.printChange(rep)
+		return err
+	}))
 	if err != nil {
 		return err
-	}
-	defer clear(pw)
-	rep, next, err := rs.RotateKey(ctx, pw)
-	c.save(cfg, path)
-	c.printChange(rep)
-	if err != nil {
-		return err
-	}
-	if next != nil {
-		next.Wipe()
 	}
 	if rep.CommitSent {
 		c.printf("new backup key in use: new backups go to %s\n", cfg.AgeRecipient)

@@ -74,7 +74,7 @@ func (c *cli) login(ctx context.Context, cfg *client.Config, path string, ks *ke
 		return nil, err
 	}
 	var s *client.Session
-	err = c.withPassword(ctx, ks.pwFile, "COFFER_PASSWORD", c.vaultTarget(vc, cfg, path, prompt, func(ctx context.Context, pw []byte) error {
+	err = c.withPassword(ctx, ks.pwFile, "COFFER_PASSWORD", c.vaultTarget(vc.UserStatus, cfg, path, prompt, func(ctx context.Context, pw []byte) error {
 		var err error
 		s, err = vc.Login(ctx, pw)
 		c.save(cfg, path)

@@ -84,25 +84,37 @@ func (c *cli) cmdRecoverRollback(ctx context.Context, args []string) error {
 			return err
 		}
 	} else {
-		pw, err := c.secret(ks.pwFile, "COFFER_PASSWORD", "Vault password (the one the vault's state knows)", false)
-		if err != nil {
+		// RecoverRollback logs in before it changes anything, and on a
+		// wrong password puts the configuration back as it was: on a
+		// terminal the password is asked again, with the count of tries
+		// the vault's state as it is now signs. The new password is asked
+		// once, after the first.
+		var npw []byte
+		defer func() { clear(npw) }()
+		err := c.withPassword(ctx, ks.pwFile, "COFFER_PASSWORD", c.vaultTarget(func(ctx context.Context) (*client.UserStatus, error) {
+			return vc.RollbackUserStatus(ctx, st)
+		}, cfg, path, "Vault password that the vault's state knows", func(ctx context.Context, pw []byte) error {
+			if npw == nil {
+				var err error
+				if npw, err = c.secret(*newFile, "COFFER_NEW_PASSWORD", "New vault password", true); err != nil {
+					return err
+				}
+			}
+			var err error
+			rec, err = vc.RecoverRollback(ctx, st, pw, npw)
+			c.save(cfg, path)
+			if errors.Is(err, client.ErrNotHeld) {
+				return fmt.Errorf("%w. Its state is from before this account's key was registered, or its store was lost "+
+					"(if it is from before a password change, try the password you had then): the key is GONE from the vault. "+
+					"If you kept the 64-digit key, run this again with --key-file FILE to register it behind a new password. "+
+					"Otherwise nobody can get it back: backups made so far open only with an age identity exported earlier "+
+					"(coffer key export-age); start afresh by moving %s away and running coffer init --password. Nothing was changed",
+					err, client.QuoteName(path))
+			}
 			return err
-		}
-		defer clear(pw)
-		npw, err := c.secret(*newFile, "COFFER_NEW_PASSWORD", "New vault password", true)
-		if err != nil {
-			return err
-		}
-		defer clear(npw)
-		rec, err = vc.RecoverRollback(ctx, st, pw, npw)
-		c.save(cfg, path)
+		}))
 		if errors.Is(err, client.ErrNotHeld) {
-			return fmt.Errorf("%w. Its state is from before this account's key was registered, or its store was lost "+
-				"(if it is from before a password change, try the password you had then): the key is GONE from the vault. "+
-				"If you kept the 64-digit key, run this again with --key-file FILE to register it behind a new password. "+
-				"Otherwise nobody can get it back: backups made so far open only with an age identity exported earlier "+
-				"(coffer key export-age); start afresh by moving %s away and running coffer init --password. Nothing was changed",
-				err, client.QuoteName(path))
+			return err
 		}
 		if err != nil {
 			return fmt.Errorf("%w. Nothing was changed: this device still stops at the rollback", err)

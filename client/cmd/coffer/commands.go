@@ -273,7 +273,8 @@ insecure vaults are allowed, with a warning.
 Passwords are read from the terminal without echo, or for scripts from --password-file FILE
 or COFFER_PASSWORD (and --new-password-file or COFFER_NEW_PASSWORD); a 64-digit key from
 the terminal without echo, --key-file FILE, COFFER_KEY, or --key (which other users of the
-machine can read in the process list). The configuration is
+machine can read in the process list). At a terminal a wrong password is asked again,
+with the tries left; a script gets one try. The configuration is
 $XDG_CONFIG_HOME/coffer/config.json unless --config or COFFER_CONFIG says otherwise.
 
 Exit status: 0 done (and for help), 1 failed, 2 a mistake on the command line, 3 a

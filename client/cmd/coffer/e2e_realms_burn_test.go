@@ -7,6 +7,7 @@ package main
 // key back there.
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -27,20 +28,33 @@ func TestE2ERealmBurn(t *testing.T) {
 	u.fails([]string{"never burn it"}, "realms", "burn", "realm-1", "--yes", "--insecure")
 	// Without a terminal and without --yes, nothing is evaluated.
 	u.fails([]string{"give --yes"}, "realms", "burn", "realm-3", "--insecure")
-	r := u.ok("realms", "burn", "realm-3", "--yes", "--register", "--insecure")
-	t.Logf("realms burn:\n%s%s", r.stderr, r.stdout)
-	for _, want := range []string{"Burn realm realm-3?", "which only 1 of the 3 realms of its manifest may hold (realm-3)"} {
-		if !strings.Contains(r.stderr, want) {
-			t.Fatalf("realms burn's question lacks %q:\n%s", want, r.stderr)
+
+	// On a terminal, --register asks for the password once the realm is
+	// burned, and again after a wrong one, with the tries left.
+	delete(u.env, "COFFER_PASSWORD")
+	tty := u.startTTY("realms", "burn", "realm-3", "--yes", "--register", "--insecure")
+	tty.expect(regexp.MustCompile(`Burn realm realm-3\?[^\n]*`))
+	tty.expect(regexp.MustCompile(`its record is burned`))
+	tty.expect(regexp.MustCompile(`Password[^:]*: `))
+	tty.typeLine("wrong password")
+	left := tty.expect(regexp.MustCompile(`wrong password; (\d+) tries? left across the realms`))[1]
+	if asked := tty.expect(regexp.MustCompile(`Password \((\d+) tries? left across the realms\): `))[1]; asked != left {
+		t.Fatalf("asked again with %s tries left, the wrong password left %s", asked, left)
+	}
+	tty.typeLine("second password")
+	if code := tty.wait(); code != 0 {
+		t.Fatalf("realms burn --register with the right password the second time: exit %d", code)
+	}
+	out := tty.out.String()
+	t.Logf("realms burn:\n%s", out)
+	for _, want := range []string{"which only 1 of the 3 realms of its manifest may hold (realm-3)",
+		"counted evaluations with random inputs", "repair complete at 3 of 3 realms; your key survives the loss of 1 realm"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("realms burn lacks %q:\n%s", want, out)
 		}
 	}
-	for _, want := range []string{"counted evaluations with random inputs", "its record is burned",
-		"repair complete at 3 of 3 realms; your key survives the loss of 1 realm"} {
-		if !strings.Contains(r.stdout, want) {
-			t.Fatalf("realms burn lacks %q:\n%s", want, r.stdout)
-		}
-	}
-	r = u.ok("realms", "--insecure")
+	u.env["COFFER_PASSWORD"] = "second password"
+	r := u.ok("realms", "--insecure")
 	if strings.Count(r.stdout, "state:          live") != 3 || !strings.Contains(r.stdout, "registered over a burned record") {
 		t.Fatalf("coffer realms after the burn:\n%s", r.stdout)
 	}

@@ -7,6 +7,7 @@ package main
 // realm after one dies, key rotation, delete.
 
 import (
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -114,4 +115,82 @@ func TestE2ERealmChanges(t *testing.T) {
 	}
 	_ = old
 	u.fails([]string{"no version of your key"}, "key", "export-age", "--insecure")
+}
+
+// TestE2ETTYRealmChangesAskAgain: on a terminal, the realm commands that
+// check the password before they change anything (realms repair, key
+// rotate, delete) ask again after a wrong one, showing the tries left
+// across the realms, and the right one then completes the command. The
+// password is never echoed.
+func TestE2ETTYRealmChangesAskAgain(t *testing.T) {
+	rs := newRealms(t, 3)
+	u, _, _ := realmsUser(t, rs)
+	right := u.env["COFFER_PASSWORD"]
+	delete(u.env, "COFFER_PASSWORD") // typed at the terminal
+	set := writeRealmsFile(t, rs)
+	rePrompt := regexp.MustCompile(`Password \((\d+) tries? left across the realms\): `)
+	reWrong := regexp.MustCompile(`wrong password; (\d+) tries? left across the realms`)
+	for i, tc := range []struct {
+		args    []string
+		confirm string // typed before the password, if asked
+		want    string // in what the terminal shows once it is done
+	}{
+		{[]string{"realms", "repair", "--realms", set}, "", "repair complete at 3 of 3 realms"},
+		{[]string{"key", "rotate"}, "", "rotate complete at 3 of 3 realms"},
+		{[]string{"delete"}, "delete", "your key is deleted at all 3 realms"},
+	} {
+		t.Run(tc.args[0], func(t *testing.T) {
+			u.t = t
+			r := u.startTTY(append(tc.args, "--insecure")...)
+			if tc.confirm != "" {
+				r.expect(regexp.MustCompile(`Type ` + tc.confirm + ` to go on: `))
+				r.typeLine(tc.confirm)
+			}
+			r.expect(regexp.MustCompile(`Password[^:]*: `))
+			wrong := fmt.Sprintf("wrong horse %d", i)
+			r.typeLine(wrong)
+			left := r.expect(reWrong)[1]
+			asked := r.expect(rePrompt)[1] // the old code ended here
+			if asked != left {
+				t.Fatalf("asked again with %s tries left, the wrong password left %s", asked, left)
+			}
+			r.typeLine(right)
+			if code := r.wait(); code != 0 {
+				t.Fatalf("coffer %s with the right password the second time: exit %d", strings.Join(tc.args, " "), code)
+			}
+			out := r.out.String()
+			if !strings.Contains(out, tc.want) {
+				t.Fatalf("coffer %s lacks %q:\n%s", strings.Join(tc.args, " "), tc.want, out)
+			}
+			if strings.Contains(out, wrong) || strings.Contains(out, right) {
+				t.Fatalf("a password was echoed:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestE2ETTYRealmDeleteCutShort: a delete cut short that left fewer than t
+// realms holding the key evaluates no password, and no count of tries
+// stops it: finished again on a terminal, the password is asked once and
+// the delete reports where the key may still be.
+func TestE2ETTYRealmDeleteCutShort(t *testing.T) {
+	rs := newRealms(t, 3)
+	u, _, _ := realmsUser(t, rs)
+	rs[2].vault.proc.kill()
+	rs[2].daemon.waitConnected(false, 10*time.Second)
+	u.fails([]string{"the delete is not finished"}, "delete", "--yes", "--insecure")
+	rs[2].vault.serve()
+	rs[2].daemon.waitConnected(true, 10*time.Second)
+
+	delete(u.env, "COFFER_PASSWORD")
+	r := u.startTTY("delete", "--yes", "--insecure")
+	r.expect(regexp.MustCompile(`Password: `))
+	r.typeLine("any password: none is evaluated")
+	if code := r.wait(); code != 1 {
+		t.Fatalf("delete again: exit %d", code)
+	}
+	out := r.out.String()
+	if !strings.Contains(out, "the delete is not finished") || !strings.Contains(out, "realm-3") || strings.Contains(out, "cannot recover your key now") {
+		t.Fatalf("delete again, at a terminal:\n%s", out)
+	}
 }

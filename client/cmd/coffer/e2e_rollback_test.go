@@ -9,6 +9,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -172,6 +173,57 @@ func TestE2ERollbackLostTheRecord(t *testing.T) {
 		t.Fatalf("recover-rollback --key-file said:\n%s\n%s", r.stdout, r.stderr)
 	}
 	u.env["COFFER_PASSWORD"] = "second password"
+	dst := filepath.Join(t.TempDir(), "restored")
+	u.ok("restore", backup, "-C", dst)
+	sameTree(t, src, filepath.Join(dst, "documents"))
+}
+
+// TestE2ETTYRollbackRecoveryAsksAgain: on a terminal, a wrong password at
+// the rollback recovery is asked again, with the tries left that the
+// vault's state as it is now signs; the new password is not asked again,
+// and the right old one then finishes the recovery.
+func TestE2ETTYRollbackRecoveryAsksAgain(t *testing.T) {
+	s := newStack(t, false, "alice")
+	u := newUser(t)
+	old := "first password, before the rollback"
+	u.env["COFFER_PASSWORD"] = old
+	u.initPassword(s.cofferd.url(), s.tokens["alice"], s.provKey, "--insecure", "--limit", "5")
+	src := sourceTree(t)
+	backup := filepath.Join(t.TempDir(), "before.age")
+	u.ok("backup", src, "-o", backup)
+	snapshot := s.saveState(t)
+	u.ok("restore", backup, "-C", filepath.Join(t.TempDir(), "r1"))
+	s.rollTo(t, snapshot)
+	u.fails([]string{"ROLLBACK"}, "status")
+	delete(u.env, "COFFER_PASSWORD") // typed at the terminal
+
+	r := u.startTTY("vault", "recover-rollback")
+	r.expect(regexp.MustCompile(`Type accept-rollback to go on: `))
+	r.typeLine("accept-rollback")
+	r.expect(regexp.MustCompile(`Vault password[^:]*: `))
+	r.typeLine("wrong guess")
+	newPW := "second password, after the rollback"
+	r.expect(regexp.MustCompile(`New vault password: `))
+	r.typeLine(newPW)
+	r.expect(regexp.MustCompile(`New vault password again: `))
+	r.typeLine(newPW)
+	left := r.expect(regexp.MustCompile(`wrong password: (\d+) of 5 tries left`))[1]
+	asked := r.expect(regexp.MustCompile(`Vault password[^:(]*\((\d+) of 5 tries left\): `))[1] // the old code ended before
+	if asked != left {
+		t.Fatalf("asked again with %s tries left, the wrong password left %s", asked, left)
+	}
+	r.typeLine(old)
+	if code := r.wait(); code != 0 {
+		t.Fatalf("recover-rollback with the right password the second time: exit %d", code)
+	}
+	out := r.out.String()
+	if !strings.Contains(out, "Recovered from the rollback") || strings.Count(out, "New vault password: ") != 1 {
+		t.Fatalf("recover-rollback at a terminal:\n%s", out)
+	}
+	if strings.Contains(out, "wrong guess") || strings.Contains(out, old) || strings.Contains(out, newPW) {
+		t.Fatalf("a password was echoed:\n%s", out)
+	}
+	u.env["COFFER_PASSWORD"] = newPW
 	dst := filepath.Join(t.TempDir(), "restored")
 	u.ok("restore", backup, "-C", dst)
 	sameTree(t, src, filepath.Join(dst, "documents"))

@@ -400,13 +400,14 @@ func (r *refusedSet) wipe() {
 }
 
 // vaultTarget sends passwords to a single vault's login. Its count is the
-// vault's user status: a rollback or a contradiction of the last receipt
-// stops, as does a locked account.
-func (c *cli) vaultTarget(vc *client.Client, cfg *client.Config, path, prompt string, login func(ctx context.Context, pw []byte) error) passwordTarget {
+// vault's user status (status: the client's UserStatus, or, in a rollback
+// recovery, its RollbackUserStatus): a rollback or a contradiction of the
+// last receipt stops, as does a locked account.
+func (c *cli) vaultTarget(status func(context.Context) (*client.UserStatus, error), cfg *client.Config, path, prompt string, login func(ctx context.Context, pw []byte) error) passwordTarget {
 	return passwordTarget{
 		prompt: prompt,
 		count: func(ctx context.Context) (*triesCount, error) {
-			st, err := vc.UserStatus(ctx)
+			st, err := status(ctx)
 			if path != "" {
 				c.save(cfg, path)
 			}
