@@ -212,16 +212,43 @@ func (d *instantDevice) Connected() bool                                   { ret
 func (d *instantDevice) Close() error                                      { return nil }
 func (d *instantDevice) RoundTrip(context.Context, []byte) ([]byte, error) { return d.reply, nil }
 
+// loginStartPair returns a login start of a registered user and a software
+// vault's reply to it (an attempt receipt, not locked), for a device that
+// answers every request with that reply.
+func loginStartPair(b *testing.B, userID []byte) (req, reply []byte) {
+	ctx := context.Background()
+	inst, pub, _ := softVault(b)
+	rt := func(ctx context.Context, r []byte) ([]byte, error) {
+		rep := inst.Vault.Handle(ctx, r)
+		if t, ok := peekReplyType(rep); ok && t == protocol.TypeLoginStart && req == nil {
+			req, reply = r, rep
+		}
+		return rep, nil
+	}
+	id, err := testclient.FetchIdentity(ctx, rt, pub)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := &testclient.Client{RoundTrip: rt, Identity: id, UserID: userID}
+	if _, err := c.Register(ctx, []byte("pw"), make([]byte, 32), 10); err != nil {
+		b.Fatal(err)
+	}
+	if _, _, err := c.Login(ctx, []byte("pw")); err != nil || req == nil {
+		b.Fatal("no login start", err)
+	}
+	return req, reply
+}
+
 // BenchmarkRelayOverhead splits what a request through cofferd costs: a
 // bare net/http handler that reads the body and writes a reply, against
 // cofferd's handler (authentication, routing parse, rate limit, device
-// queue, metrics) over a device that answers at once. Both run client and
-// server in this process on loopback, 200 requests at a time; cpu-us/req is
-// the process's CPU per request, client side included.
+// queue, metrics, reply inspection) over a device that answers at once,
+// each request a real login start and each reply a software vault's. Both
+// run client and server in this process on loopback, 200 requests at a
+// time; cpu-us/req is the process's CPU per request, client side included.
 func BenchmarkRelayOverhead(b *testing.B) {
 	a, tok := memAccount("a")
-	req, _ := protocol.Encode(protocol.TypeLoginStart, &protocol.LoginStart{UserID: a.UserID, KE1: make([]byte, protocol.KE1Size)})
-	reply := make([]byte, 600) // about a login-start reply
+	req, reply := loginStartPair(b, a.UserID)
 	for _, mode := range []string{"bare-http", "cofferd"} {
 		b.Run(mode, func(b *testing.B) {
 			var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
