@@ -28,6 +28,9 @@ type Conn struct {
 	base  *url.URL
 	token string
 	http  *http.Client
+
+	vaultURL string   // base joined with /v1/vault, resolved once
+	auth     []string // the Authorization header's value
 }
 
 // transport is what Conns use unless given an http.Client: Go's default
@@ -63,7 +66,8 @@ func NewConn(server, token string, httpClient *http.Client) (*Conn, error) {
 	}
 	hc := *httpClient
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &Conn{base: u, token: token, http: &hc}, nil
+	return &Conn{base: u, token: token, http: &hc,
+		vaultURL: u.JoinPath("/v1/vault").String(), auth: []string{"Bearer " + token}}, nil
 }
 
 // ServerError is a non-200 answer from cofferd itself (not from the vault:
@@ -215,19 +219,27 @@ func (c *Conn) RoundTrip(ctx context.Context, request []byte, step string) ([]by
 	return c.do(ctx, http.MethodPost, "/v1/vault", request, step)
 }
 
+// cborHeader is the Content-Type of every request with a body, shared.
+var cborHeader = []string{"application/cbor"}
+
 func (c *Conn) do(ctx context.Context, method, path string, body []byte, step string) ([]byte, error) {
-	u := c.base.JoinPath(path)
+	u := c.vaultURL // every login step's path: joined once
+	if path != "/v1/vault" {
+		u = c.base.JoinPath(path).String()
+	}
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	// Whole values under canonical keys, as Header.Set would store them,
+	// shared by every request: the transport only reads them.
+	req.Header["Authorization"] = c.auth
 	if body != nil {
-		req.Header.Set("Content-Type", "application/cbor")
+		req.Header["Content-Type"] = cborHeader
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/cofferhsm/coffer/applet/softvault/softvaulttest"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/measure"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
+	"github.com/cofferhsm/coffer/client"
 	"github.com/cofferhsm/coffer/protocol"
 	"github.com/cofferhsm/coffer/protocol/transport"
 )
@@ -37,8 +38,9 @@ func memAccount(name string) (Account, string) {
 // saturation and at it: N clients (1, 4, 16, 200) log in concurrently
 // (KE1 → KE2, KE3 → released key, then a session close; identity key
 // stretching, so the client's share is small), once calling the vault
-// directly and once through cofferd (HTTP on loopback, its defaults: 64 in
-// flight per device, queue 256), in alternating rounds in the same run (each
+// directly and once through cofferd (the product client's Conn, HTTP on
+// loopback, cofferd's defaults: 64 in flight per device, queue 256), so
+// that the client's own HTTP cost counts as cofferd's, in alternating rounds in the same run (each
 // path first in every other round), so that both see the same background
 // load. The vault is either in this
 // process (vault=inproc: the direct path calls it, cofferd reaches it
@@ -98,7 +100,14 @@ func benchLogins(b *testing.B, where string, clients int) {
 		list, tokens[i] = append(list, a), tok
 	}
 	_, hs := testServer(b, Config{Devices: []Device{dev}, Accounts: NewAccounts(list...), LoginRate: 0})
-	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConns: 2 * clients, MaxIdleConnsPerHost: 2 * clients}}
+	// The clients go through the product client's own Conn (its request
+	// and reply handling, its 60-second timeout) over a transport made as
+	// the client's (Go's default one, HTTP/2 over TLS, keep-alives),
+	// except that it keeps an idle connection for every client: each
+	// stands for a user's own process with a connection of its own.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 2*clients, 2*clients
+	httpClient := &http.Client{Timeout: 60 * time.Second, Transport: tr}
 	id, err := testclient.FetchIdentity(ctx, directRT, pub)
 	if err != nil {
 		b.Fatal(err)
@@ -107,9 +116,12 @@ func benchLogins(b *testing.B, where string, clients int) {
 	viaCofferd := make([]*testclient.Client, clients)
 	for i := range clients {
 		direct[i] = &testclient.Client{RoundTrip: directRT, Identity: id, UserID: list[i].UserID}
-		tok := tokens[i]
+		conn, err := client.NewConn(hs.URL, tokens[i], httpClient)
+		if err != nil {
+			b.Fatal(err)
+		}
 		viaCofferd[i] = &testclient.Client{Identity: id, UserID: list[i].UserID,
-			RoundTrip: func(ctx context.Context, req []byte) ([]byte, error) { return post(ctx, httpClient, hs.URL, tok, req) }}
+			RoundTrip: func(ctx context.Context, req []byte) ([]byte, error) { return conn.RoundTrip(ctx, req, "vault") }}
 		if _, err := direct[i].Register(ctx, []byte("pw"), make([]byte, 32), 10); err != nil {
 			b.Fatal(err)
 		}
@@ -200,16 +212,43 @@ func (d *instantDevice) Connected() bool                                   { ret
 func (d *instantDevice) Close() error                                      { return nil }
 func (d *instantDevice) RoundTrip(context.Context, []byte) ([]byte, error) { return d.reply, nil }
 
+// loginStartPair returns a login start of a registered user and a software
+// vault's reply to it (an attempt receipt, not locked), for a device that
+// answers every request with that reply.
+func loginStartPair(b *testing.B, userID []byte) (req, reply []byte) {
+	ctx := context.Background()
+	inst, pub, _ := softVault(b)
+	rt := func(ctx context.Context, r []byte) ([]byte, error) {
+		rep := inst.Vault.Handle(ctx, r)
+		if t, ok := peekReplyType(rep); ok && t == protocol.TypeLoginStart && req == nil {
+			req, reply = r, rep
+		}
+		return rep, nil
+	}
+	id, err := testclient.FetchIdentity(ctx, rt, pub)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := &testclient.Client{RoundTrip: rt, Identity: id, UserID: userID}
+	if _, err := c.Register(ctx, []byte("pw"), make([]byte, 32), 10); err != nil {
+		b.Fatal(err)
+	}
+	if _, _, err := c.Login(ctx, []byte("pw")); err != nil || req == nil {
+		b.Fatal("no login start", err)
+	}
+	return req, reply
+}
+
 // BenchmarkRelayOverhead splits what a request through cofferd costs: a
 // bare net/http handler that reads the body and writes a reply, against
 // cofferd's handler (authentication, routing parse, rate limit, device
-// queue, metrics) over a device that answers at once. Both run client and
-// server in this process on loopback, 200 requests at a time; cpu-us/req is
-// the process's CPU per request, client side included.
+// queue, metrics, reply inspection) over a device that answers at once,
+// each request a real login start and each reply a software vault's. Both
+// run client and server in this process on loopback, 200 requests at a
+// time; cpu-us/req is the process's CPU per request, client side included.
 func BenchmarkRelayOverhead(b *testing.B) {
 	a, tok := memAccount("a")
-	req, _ := protocol.Encode(protocol.TypeLoginStart, &protocol.LoginStart{UserID: a.UserID, KE1: make([]byte, protocol.KE1Size)})
-	reply := make([]byte, 600) // about a login-start reply
+	req, reply := loginStartPair(b, a.UserID)
 	for _, mode := range []string{"bare-http", "cofferd"} {
 		b.Run(mode, func(b *testing.B) {
 			var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -50,8 +50,9 @@ type outcome struct {
 
 func (s *Server) record(r *http.Request, o *outcome, start time.Time) {
 	d := time.Since(start)
-	s.metrics.requests.WithLabelValues(o.typ, strconv.Itoa(o.status)).Inc()
-	s.metrics.requestSeconds.WithLabelValues(o.typ).Observe(d.Seconds())
+	m := s.metrics.request(o.typ, o.status)
+	m.count.Inc()
+	m.seconds.Observe(d.Seconds())
 	level := slog.LevelDebug
 	if o.status >= 500 {
 		level = slog.LevelWarn
@@ -124,6 +125,17 @@ func allowMethod(w http.ResponseWriter, r *http.Request, method string, o *outco
 	return false
 }
 
+// cborType is the media type of vault envelopes, as clients send it: a
+// request that says exactly this skips mime.ParseMediaType.
+const cborType = "application/cbor"
+
+// Header values of every relayed reply, shared by all of them: set whole
+// (canonical keys, as Header.Set would), never appended to or written into.
+var (
+	cborTypeValue = []string{cborType}
+	noStoreValue  = []string{"no-store"}
+)
+
 // Retry-After values, in seconds.
 const (
 	retryQueueFull    = "1"
@@ -187,9 +199,10 @@ func (s *Server) relay(w http.ResponseWriter, r *http.Request, q *deviceQueue, r
 		}
 	}
 	o.status = http.StatusOK
-	w.Header().Set("Content-Type", "application/cbor")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Length", strconv.Itoa(len(reply)))
+	h := w.Header()
+	h["Content-Type"] = cborTypeValue
+	h["Cache-Control"] = noStoreValue
+	h["Content-Length"] = []string{strconv.Itoa(len(reply))}
 	w.WriteHeader(http.StatusOK)
 	w.Write(reply)
 }
@@ -205,7 +218,7 @@ func (s *Server) handleVault(w http.ResponseWriter, r *http.Request) {
 	if a == nil {
 		return
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
+	if ct := r.Header.Get("Content-Type"); ct != "" && ct != cborType {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/cbor" {
 			o.status = http.StatusUnsupportedMediaType
 			writeError(w, o.status, "the body must be application/cbor", "")

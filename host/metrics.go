@@ -1,6 +1,9 @@
 package host
 
 import (
+	"strconv"
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -21,6 +24,37 @@ type metrics struct {
 	connRefused    prometheus.Counter
 	anchorWrites   *prometheus.GaugeVec // device
 	storeSequence  *prometheus.GaugeVec // device
+
+	// series holds each (type, code) pair's request series once resolved
+	// (seriesKey → *requestSeries), so that a request costs no label
+	// hashing, no lookup under the vectors' locks and no status rendering.
+	// Its size is bounded as the vectors' are: the types are fixed names
+	// or protocol types that ParseRoute allowed, the codes cofferd's own.
+	series sync.Map
+}
+
+type seriesKey struct {
+	typ  string
+	code int
+}
+
+// requestSeries is what one answered request updates.
+type requestSeries struct {
+	count   prometheus.Counter
+	seconds prometheus.Observer
+}
+
+// request returns the series of requests of type typ answered with code.
+func (m *metrics) request(typ string, code int) *requestSeries {
+	k := seriesKey{typ, code}
+	if v, ok := m.series.Load(k); ok {
+		return v.(*requestSeries)
+	}
+	v, _ := m.series.LoadOrStore(k, &requestSeries{
+		count:   m.requests.WithLabelValues(typ, strconv.Itoa(code)),
+		seconds: m.requestSeconds.WithLabelValues(typ),
+	})
+	return v.(*requestSeries)
 }
 
 func newMetrics(s *Server) *metrics {

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -128,11 +129,48 @@ type replyInfo struct {
 
 func inspectReply(reqType protocol.Type, reply []byte) replyInfo {
 	// Most replies say nothing worth counting: skip their strict decode
-	// (four passes over the reply) when the type alone tells.
-	if t, ok := peekReplyType(reply); ok && t != protocol.TypeError && (t != protocol.TypeLoginStart || reqType != protocol.TypeLoginStart) {
-		return replyInfo{}
+	// (four passes over the reply, and as many over its body and receipt)
+	// when the type alone tells, or, for a login start's, when its bytes
+	// cannot hold a locked receipt.
+	if t, ok := peekReplyType(reply); ok && t != protocol.TypeError {
+		if t != protocol.TypeLoginStart || reqType != protocol.TypeLoginStart || !mayHoldLockedReceipt(reply) {
+			return replyInfo{}
+		}
 	}
 	return inspectReplyStrict(reqType, reply)
+}
+
+// lockedReceiptHead is how a locked receipt's bytes start inside a reply
+// in its one encoding: a byte string of ReceiptBodySize bytes (59 01 2c),
+// then the receipt, a map of fewer than 24 entries (a0+n: the struct has
+// 13 fields, and a strict decode re-encodes it) whose smallest key, 1, the
+// kind, comes first (01), with the value ReceiptLocked (03). Nil if the
+// constants ever stop fitting this shape: every login-start reply is then
+// decoded.
+var lockedReceiptHead = func() []byte {
+	if protocol.ReceiptBodySize < 256 || protocol.ReceiptBodySize > 0xffff || protocol.ReceiptLocked >= 24 {
+		return nil
+	}
+	return []byte{0x59, byte(protocol.ReceiptBodySize >> 8), byte(protocol.ReceiptBodySize & 0xff)}
+}()
+
+// mayHoldLockedReceipt reports whether b holds lockedReceiptHead followed
+// by a short map header, 01 and ReceiptLocked: false only when a strict
+// decode cannot find a locked receipt in b.
+func mayHoldLockedReceipt(b []byte) bool {
+	if lockedReceiptHead == nil {
+		return true
+	}
+	for {
+		i := bytes.Index(b, lockedReceiptHead)
+		if i < 0 {
+			return false
+		}
+		b = b[i+len(lockedReceiptHead):]
+		if len(b) >= 3 && b[0] >= 0xa0 && b[0] <= 0xb7 && b[1] == 0x01 && b[2] == byte(protocol.ReceiptLocked) {
+			return true
+		}
+	}
 }
 
 // inspectReplyStrict is inspectReply without its shortcut: the reply
