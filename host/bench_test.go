@@ -19,6 +19,7 @@ import (
 	"github.com/cofferhsm/coffer/applet/softvault/softvaulttest"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/measure"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
+	"github.com/cofferhsm/coffer/host/state"
 	"github.com/cofferhsm/coffer/protocol"
 	"github.com/cofferhsm/coffer/protocol/transport"
 )
@@ -30,7 +31,18 @@ func memAccount(name string) (Account, string) {
 	sum := sha256.Sum256(raw)
 	id := make([]byte, UserIDSize)
 	rand.Read(id)
-	return Account{Name: name, UserID: id, TokenSHA256: sum[:]}, base64.RawURLEncoding.EncodeToString(raw)
+	return Account{Name: name, UserID: id, TokenSHA256: sum}, base64.RawURLEncoding.EncodeToString(raw)
+}
+
+// memStore makes a state store with the accounts.
+func memStore(tb testing.TB, accts ...Account) state.Store {
+	st := state.NewMemory()
+	for _, a := range accts {
+		if err := st.AddAccount(context.Background(), a); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return st
 }
 
 // BenchmarkLoginLatency measures what cofferd adds to a login, below
@@ -97,7 +109,7 @@ func benchLogins(b *testing.B, where string, clients int) {
 		a, tok := memAccount(fmt.Sprintf("user%d", i))
 		list, tokens[i] = append(list, a), tok
 	}
-	_, hs := testServer(b, Config{Devices: []Device{dev}, Accounts: NewAccounts(list...), LoginRate: 0})
+	_, hs := testServer(b, Config{Devices: []Device{dev}, Store: memStore(b, list...), LoginRate: 0})
 	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConns: 2 * clients, MaxIdleConnsPerHost: 2 * clients}}
 	id, err := testclient.FetchIdentity(ctx, directRT, pub)
 	if err != nil {
@@ -218,10 +230,11 @@ func BenchmarkRelayOverhead(b *testing.B) {
 				w.Write(reply)
 			})
 			if mode == "cofferd" {
-				s, err := New(Config{Devices: []Device{&instantDevice{reply}}, Accounts: NewAccounts(a), PollInterval: -1, Log: quiet})
+				s, err := New(Config{Devices: []Device{&instantDevice{reply}}, Store: memStore(b, a), PollInterval: -1, Log: quiet})
 				if err != nil {
 					b.Fatal(err)
 				}
+				reportHealthy(b, s)
 				defer s.Close()
 				h = s.Handler()
 			}
