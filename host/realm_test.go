@@ -493,11 +493,18 @@ func TestHostDownOnlyItsUsers(t *testing.T) {
 	}
 }
 
-// placementView hides a device from Devices, as a host whose view of the
-// registry is older than another's would see it.
+// placementView hides a device from Devices and every account's placement
+// from AccountByToken, as a host whose view of the store is older than
+// another's would see them.
 type placementView struct {
 	state.Store
 	hide string
+}
+
+func (v *placementView) AccountByToken(ctx context.Context, sum [32]byte) (Account, error) {
+	a, err := v.Store.AccountByToken(ctx, sum)
+	a.Device = ""
+	return a, err
 }
 
 func (v *placementView) Devices(ctx context.Context) ([]state.Device, error) {
@@ -517,7 +524,7 @@ func TestConcurrentFirstRequestsPlaceOnce(t *testing.T) {
 	r := newTestRealm(t)
 	a, b := newStub("a"), newStub("b")
 	h1 := r.addHost("h1", Config{}, a)
-	// h2 does not see a: it would choose b.
+	// h2 does not see a, nor where accounts are: it would place them on b.
 	h2 := r.addHost("h2", Config{Store: &placementView{Store: r.st, hide: "a"}}, b)
 	_, tokens := r.account("", "first", "racer")
 	if err := identityAt(t, h1, tokens["first"]); err != nil {
