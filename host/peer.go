@@ -60,6 +60,9 @@ type PeerConfig struct {
 // certificate (PEM files).
 func LoadPeerConfig(url, certFile, keyFile, caFile string) (PeerConfig, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err == nil && cert.Leaf == nil {
+		cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0])
+	}
 	if err != nil {
 		return PeerConfig{}, fmt.Errorf("peer certificate: %w", err)
 	}
