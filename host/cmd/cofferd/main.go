@@ -299,7 +299,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	dir := stateDir(*dsn)
 	if *rollbacksPath == "" {
-		*rollbacksPath = filepath.Join(dir, "cofferd-rollbacks.json")
+		*rollbacksPath = host.DefaultRollbacksPath(filepath.Join(dir, "cofferd.db"))
 	}
 	if err := host.CreateRollbacksFile(*rollbacksPath); err != nil {
 		log.Warn("could not create an empty rollbacks file", "file", *rollbacksPath, "err", err)
@@ -493,7 +493,7 @@ func vault(args []string, getenv func(string) string, stdout io.Writer) error {
 		if !strings.HasPrefix(*dsn, "sqlite:") {
 			return fmt.Errorf("cofferd vault declare-rollback needs -rollbacks FILE, or -db sqlite:PATH (or COFFERD_DB) beside which the daemon keeps it; %w", errUsage)
 		}
-		*path = filepath.Join(stateDir(*dsn), "cofferd-rollbacks.json")
+		*path = host.DefaultRollbacksPath(filepath.Join(stateDir(*dsn), "cofferd.db"))
 	}
 	if *reason == "" {
 		return fmt.Errorf("cofferd vault declare-rollback needs -reason TEXT; %w", errUsage)
