@@ -13,6 +13,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -612,4 +613,83 @@ func TestDeviceNameTakenByAnotherHost(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `"h1"`) || !strings.Contains(err.Error(), "unique across the realm") {
 		t.Fatalf("a second host with device a: %v", err)
 	}
+}
+
+// FuzzPeerHandler plays a peer of the realm's CA (its certificate verified,
+// naming h2) sending any account name, host claim, path and body: the peer
+// listener never panics, and serves a request only for an account that
+// exists, from a caller whose claim is its certificate's name, on a path a
+// peer may forward to; a client token in the request changes nothing.
+func FuzzPeerHandler(f *testing.F) {
+	r := &testRealm{st: state.NewMemory(), hosts: map[string]*testHost{}}
+	ca, key, err := newPeerCA("fuzz CA", time.Now())
+	if err != nil {
+		f.Fatal(err)
+	}
+	cert, err := issuePeerCert(ca, key, "h2", time.Now())
+	if err != nil {
+		f.Fatal(err)
+	}
+	s, err := New(Config{Devices: []Device{newStub("a")}, Store: r.st, HostName: "h1", Log: quiet, PollInterval: -1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	if err := r.st.RegisterDevice(ctx, "b", "h3"); err != nil {
+		f.Fatal(err)
+	}
+	for name, dev := range map[string]string{"alice": "a", "carol": "b"} {
+		if _, _, err := NewAccount(ctx, r.st, name, dev); err != nil {
+			f.Fatal(err)
+		}
+	}
+	ident, _ := protocol.Encode(protocol.TypeIdentity, &protocol.Empty{})
+	f.Add("alice", "h2", "/v1/vault", ident)
+	f.Add("alice", "h3", "/v1/vault", ident)
+	f.Add("carol", "h2", "/v1/identity", []byte(nil))
+	f.Add("nobody", "h2", "/v1/account", []byte(nil))
+	f.Add("alice", "h2", "/metrics", []byte(nil))
+	f.Add("alice", "h2", "/v1/realms/manifest", []byte("m"))
+	f.Add("", "", "/", []byte{0})
+	h := s.PeerHandler()
+	f.Fuzz(func(t *testing.T, account, claim, path string, body []byte) {
+		if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " ?#\x00\r\n") || len(path) > 200 {
+			return
+		}
+		if _, err := url.Parse("https://h1" + path); err != nil {
+			return
+		}
+		req := httptest.NewRequest(http.MethodPost, "https://h1"+path, bytes.NewReader(body))
+		if !validHeader(account) || !validHeader(claim) {
+			return
+		}
+		req.Header.Set(peerAccountHeader, account)
+		req.Header.Set(peerHostHeader, claim)
+		req.Header.Set("Authorization", "Bearer AAAA")
+		req.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{cert.Leaf, ca}}}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code < 400 {
+			allowed := false
+			for _, p := range peerPaths {
+				allowed = allowed || path == p || (strings.HasSuffix(p, "/") && strings.HasPrefix(path, p))
+			}
+			if claim != "h2" || account != "alice" || !allowed {
+				t.Fatalf("served %d: account %q claim %q path %q", w.Code, account, claim, path)
+			}
+		}
+		if account == "carol" && claim == "h2" && w.Code != http.StatusBadGateway && w.Code != http.StatusNotFound && w.Code != http.StatusMethodNotAllowed {
+			t.Fatalf("carol (on h3) at h1: %d %s", w.Code, w.Body.String())
+		}
+	})
+}
+
+func validHeader(v string) bool {
+	for _, c := range []byte(v) {
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return strings.TrimSpace(v) == v
 }
