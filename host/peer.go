@@ -205,7 +205,7 @@ func (s *Server) PeerHandler() http.Handler {
 			return
 		}
 		name := r.Header.Get(peerAccountHeader)
-		a, err := s.cfg.Store.AccountByName(r.Context(), name)
+		a, err := s.accountByName(r.Context(), name)
 		if err != nil {
 			defer s.record(r, o, start)
 			o.status, o.note = http.StatusBadGateway, "forwarded for an unknown account: "+err.Error()

@@ -33,28 +33,72 @@ const authCacheMax = 1 << 16
 // host within this.
 const registryCacheTTL = time.Second
 
-type authEntry struct {
-	a     Account
+// ttlCache keeps values for a while, at most max of them (when full, it is
+// emptied: a flood of new keys costs lookups, never memory).
+type ttlCache[K comparable, V any] struct {
+	mu  sync.Mutex
+	m   map[K]ttlEntry[V]
+	ttl time.Duration
+	max int
+}
+
+type ttlEntry[V any] struct {
+	v     V
 	until time.Time
 }
 
-type deviceEntry struct {
-	d     state.Device
-	until time.Time
+func newTTLCache[K comparable, V any](ttl time.Duration, max int) *ttlCache[K, V] {
+	return &ttlCache[K, V]{m: map[K]ttlEntry[V]{}, ttl: ttl, max: max}
+}
+
+func (c *ttlCache[K, V]) get(k K, now time.Time) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	if !ok || !now.Before(e.until) {
+		var zero V
+		return zero, false
+	}
+	return e.v, true
+}
+
+func (c *ttlCache[K, V]) put(k K, v V, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= c.max {
+		clear(c.m)
+	}
+	c.m[k] = ttlEntry[V]{v: v, until: now.Add(c.ttl)}
+}
+
+// update changes a value still in the cache, keeping its expiry.
+func (c *ttlCache[K, V]) update(k K, fn func(*V)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[k]; ok {
+		fn(&e.v)
+		c.m[k] = e
+	}
 }
 
 // realmCache keeps the store's answers that every request needs, for at
 // most a second.
 type realmCache struct {
+	byToken *ttlCache[[sha256.Size]byte, Account]
+	byName  *ttlCache[string, Account] // for requests forwarded by peers
+	devices *ttlCache[string, state.Device]
+
 	mu      sync.Mutex
-	byToken map[[sha256.Size]byte]authEntry
-	devices map[string]deviceEntry
 	hosts   map[string]state.Host
 	hostsAt time.Time
 }
 
 func newRealmCache() *realmCache {
-	return &realmCache{byToken: map[[sha256.Size]byte]authEntry{}, devices: map[string]deviceEntry{}}
+	return &realmCache{
+		byToken: newTTLCache[[sha256.Size]byte, Account](authCacheTTL, authCacheMax),
+		byName:  newTTLCache[string, Account](authCacheTTL, authCacheMax),
+		devices: newTTLCache[string, state.Device](registryCacheTTL, 1<<12),
+	}
 }
 
 var (
@@ -78,12 +122,8 @@ func (s *Server) lookupToken(ctx context.Context, token string) (Account, error)
 	sum := sha256.Sum256(raw)
 	clear(raw)
 	now := time.Now()
-	c := s.cache
-	c.mu.Lock()
-	e, ok := c.byToken[sum]
-	c.mu.Unlock()
-	if ok && now.Before(e.until) {
-		return e.a, nil
+	if a, ok := s.cache.byToken.get(sum, now); ok {
+		return a, nil
 	}
 	a, err := s.cfg.Store.AccountByToken(ctx, sum)
 	if errors.Is(err, state.ErrNotFound) {
@@ -92,42 +132,43 @@ func (s *Server) lookupToken(ctx context.Context, token string) (Account, error)
 	if err != nil {
 		return Account{}, fmt.Errorf("%w: %v", errStore, err)
 	}
-	c.mu.Lock()
-	if len(c.byToken) >= authCacheMax {
-		clear(c.byToken)
+	s.cache.byToken.put(sum, a, now)
+	return a, nil
+}
+
+// accountByName returns the account a peer forwarded a request for,
+// cached as tokens are.
+func (s *Server) accountByName(ctx context.Context, name string) (Account, error) {
+	now := time.Now()
+	if a, ok := s.cache.byName.get(name, now); ok {
+		return a, nil
 	}
-	c.byToken[sum] = authEntry{a: a, until: now.Add(authCacheTTL)}
-	c.mu.Unlock()
+	a, err := s.cfg.Store.AccountByName(ctx, name)
+	if err != nil {
+		return Account{}, err
+	}
+	s.cache.byName.put(name, a, now)
 	return a, nil
 }
 
 // placed notes in the cache where an account now is.
 func (c *realmCache) placed(a Account) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.byToken[a.TokenSHA256]; ok {
-		e.a.Device = a.Device
-		c.byToken[a.TokenSHA256] = e
-	}
+	set := func(e *Account) { e.Device = a.Device }
+	c.byToken.update(a.TokenSHA256, set)
+	c.byName.update(a.Name, set)
 }
 
 // device returns a device's registry entry, cached for registryCacheTTL.
 func (s *Server) device(ctx context.Context, name string) (state.Device, error) {
 	now := time.Now()
-	c := s.cache
-	c.mu.Lock()
-	e, ok := c.devices[name]
-	c.mu.Unlock()
-	if ok && now.Before(e.until) {
-		return e.d, nil
+	if d, ok := s.cache.devices.get(name, now); ok {
+		return d, nil
 	}
 	d, err := s.cfg.Store.Device(ctx, name)
 	if err != nil {
 		return state.Device{}, err
 	}
-	c.mu.Lock()
-	c.devices[name] = deviceEntry{d: d, until: now.Add(registryCacheTTL)}
-	c.mu.Unlock()
+	s.cache.devices.put(name, d, now)
 	return d, nil
 }
 
