@@ -91,8 +91,11 @@ func reportHealthy(t testing.TB, s *Server) {
 	}
 }
 
-// testServer runs cofferd's handler on loopback. Without polling, its
-// devices are reported healthy once, at start.
+// testServer runs cofferd's handler on loopback. Its devices are reported
+// healthy once, at start, as if polled (a poller, if any, reports what it
+// finds from then on), and the accounts of its store that are on no device
+// are placed on the first one, as a one-device cofferd would place them
+// (realm_test.go tests placement itself, with hosts of its own).
 func testServer(t testing.TB, cfg Config) (*Server, *httptest.Server) {
 	t.Helper()
 	if cfg.Log == nil {
@@ -105,8 +108,18 @@ func testServer(t testing.TB, cfg Config) (*Server, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.PollInterval < 0 {
-		reportHealthy(t, s)
+	reportHealthy(t, s)
+	ctx := context.Background()
+	accts, err := cfg.Store.ListAccounts(ctx, "", 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range accts {
+		if a.Device == "" {
+			if _, err := cfg.Store.Place(ctx, a.Name, cfg.Devices[0].Name()); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	hs := httptest.NewServer(s.Handler())
 	t.Cleanup(func() {

@@ -102,6 +102,12 @@ func (s *Server) pollOnce(parent context.Context, q *deviceQueue, conn uint64) b
 			}
 		}
 	}
+	if old == nil || old.identity != st.identity || old.notProvision != st.notProvision {
+		// What the identity says (insecure) counts from now, not from
+		// the end of the status round trip.
+		learned := *st
+		q.polled.Store(&learned)
+	}
 	// A fresh nonce per poll: the vault signs it back, so a status that a
 	// link or a stale device replays is refused, not shown as current.
 	sreq := protocol.NewStatusRequest()
