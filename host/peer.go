@@ -304,7 +304,10 @@ var forwardedHeaders = []string{"Content-Type", "Accept"}
 var relayedHeaders = []string{"Content-Type", "Retry-After", "Cache-Control", "Allow"}
 
 // forward sends the request to the host of the account's device and relays
-// its answer. It is never retried: a login start spent there counts.
+// its answer. It is not retried: a login start spent there counts. (Go's
+// transport resends only what the peer cannot have received, or a GET, which
+// changes nothing, on a kept-alive connection the peer closed: never a
+// POST, PUT or DELETE.)
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, a *Account, d state.Device, o *outcome) {
 	o.note = "forwarded to " + d.Host
 	unreachable := func(why error) {

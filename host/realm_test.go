@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -28,7 +29,7 @@ import (
 // store, each with its public API on plain HTTP and its peer listener on
 // mutual TLS from the realm's peer CA.
 type testRealm struct {
-	t     *testing.T
+	t     testing.TB
 	st    state.Store
 	ca    *x509.Certificate
 	caKey crypto.Signer
@@ -44,7 +45,7 @@ type testHost struct {
 	cert tls.Certificate
 }
 
-func newTestRealm(t *testing.T) *testRealm {
+func newTestRealm(t testing.TB) *testRealm {
 	t.Helper()
 	ca, key, err := newPeerCA("test realm CA", time.Now())
 	if err != nil {
@@ -692,4 +693,104 @@ func validHeader(v string) bool {
 		}
 	}
 	return strings.TrimSpace(v) == v
+}
+
+// A realm of three hosts with two software vaults each: users who come in
+// at any host are placed across all six, register, and restore through
+// any host; one host killed leaves only its two vaults' users without
+// service (503 at the others) while everyone else restores; a drained
+// device takes nobody new.
+func TestRealmOfThreeHostsAndSixVaults(t *testing.T) {
+	r := newTestRealm(t)
+	pubs := map[string][]byte{}
+	var hosts []*testHost
+	for i, hn := range []string{"h1", "h2", "h3"} {
+		var devs []Device
+		for j := range 2 {
+			inst, pub, _ := softVault(t)
+			name := fmt.Sprintf("v%d%d", i+1, j+1)
+			pubs[name] = pub
+			devs = append(devs, NewSoftDevice(name, inst.Vault))
+		}
+		hosts = append(hosts, r.addHost(hn, Config{}, devs...))
+	}
+	ctx := context.Background()
+	var names []string
+	for i := range 12 {
+		names = append(names, fmt.Sprintf("user%02d", i))
+	}
+	accts, tokens := r.account("", names...)
+	key := func(n string) []byte { return bytes.Repeat([]byte(n[len(n)-1:]), 32) }
+	device := map[string]string{}
+	for i, n := range names {
+		h := hosts[i%3]
+		resp, b := get(t, h.api.URL+"/v1/account", tokens[n])
+		var info AccountInfo
+		if resp.StatusCode != 200 || json.Unmarshal(b, &info) != nil {
+			t.Fatalf("%s at %s: %d %s", n, h.name, resp.StatusCode, b)
+		}
+		device[n] = info.Device
+		c := userClient(t, h.api.URL, tokens[n], accts[n], pubs[info.Device])
+		if _, err := c.Register(ctx, []byte("pw "+n), key(n), 3); err != nil {
+			t.Fatalf("register %s at %s: %v", n, h.name, err)
+		}
+	}
+	perDevice := map[string]int{}
+	for _, d := range device {
+		perDevice[d]++
+	}
+	if len(perDevice) != 6 {
+		t.Fatalf("12 users placed on %d devices: %v", len(perDevice), perDevice)
+	}
+	restore := func(n string, h *testHost) error {
+		c := userClient(t, h.api.URL, tokens[n], accts[n], pubs[device[n]])
+		s, _, err := c.Login(ctx, []byte("pw "+n))
+		if err != nil {
+			return err
+		}
+		got, _, err := s.Release(ctx)
+		if err == nil && !bytes.Equal(got, key(n)) {
+			t.Fatalf("%s released another key", n)
+		}
+		return err
+	}
+	for i, n := range names {
+		if err := restore(n, hosts[(i+1)%3]); err != nil {
+			t.Fatalf("restore %s at %s: %v", n, hosts[(i+1)%3].name, err)
+		}
+	}
+
+	hosts[2].kill()
+	for _, n := range names {
+		for _, h := range hosts[:2] {
+			onH3 := strings.HasPrefix(device[n], "v3")
+			if onH3 {
+				err := identityAt(t, h, tokens[n])
+				var he *httpError
+				if !errors.As(err, &he) || he.status != 503 || !strings.Contains(he.body, "h3") {
+					t.Fatalf("%s (on %s) at %s with h3 down: %v", n, device[n], h.name, err)
+				}
+				continue
+			}
+			if err := restore(n, h); err != nil {
+				t.Fatalf("restore %s at %s with h3 down: %v", n, h.name, err)
+			}
+		}
+	}
+
+	// Drained: v11 takes nobody new, even as the emptiest.
+	if err := r.st.SetDeviceState(ctx, "v11", state.Draining); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"v31", "v32"} { // h3's are gone: its devices go stale
+		r.st.ReportDevice(ctx, d, false, 0, time.Now())
+	}
+	newAccts, newTokens := r.account("", "late1", "late2", "late3")
+	for n := range newAccts {
+		resp, b := get(t, hosts[0].api.URL+"/v1/account", newTokens[n])
+		var info AccountInfo
+		if resp.StatusCode != 200 || json.Unmarshal(b, &info) != nil || info.Device == "v11" || strings.HasPrefix(info.Device, "v3") {
+			t.Fatalf("%s placed: %d %s", n, resp.StatusCode, b)
+		}
+	}
 }
