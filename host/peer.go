@@ -37,6 +37,9 @@ const (
 	// peerHostHeader names the host that forwards; it must be the name in
 	// that host's certificate.
 	peerHostHeader = "Coffer-Peer-Host"
+	// peerClientHeader carries the client's address, for the home host's
+	// logs (the rate-limit and lockout events name it).
+	peerClientHeader = "Coffer-Peer-Client"
 	// maxForwardBody bounds a forwarded request body: the largest a vault
 	// request or a realm item may be.
 	maxForwardBody = max(protocol.MaxMessageSize, MaxRealmBlobSize, MaxRealmManifestSize)
@@ -215,8 +218,10 @@ func (s *Server) PeerHandler() http.Handler {
 			writeError(w, o.status, fmt.Sprintf("peer: no account %q here", name), "")
 			return
 		}
+		r.RemoteAddr = r.Header.Get(peerClientHeader) + " via " + caller
 		r.Header.Del(peerAccountHeader)
 		r.Header.Del(peerHostHeader)
+		r.Header.Del(peerClientHeader)
 		ctx := context.WithValue(r.Context(), peerKey{}, &peerContext{from: caller})
 		ctx = context.WithValue(ctx, peerAccountKey{}, &a)
 		s.handler.ServeHTTP(w, r.WithContext(ctx))
@@ -362,6 +367,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, a *Account, d s
 	}
 	req.Header.Set(peerAccountHeader, a.Name)
 	req.Header.Set(peerHostHeader, s.cfg.HostName)
+	req.Header.Set(peerClientHeader, r.RemoteAddr)
 	start := time.Now()
 	resp, err := s.peers.client(s, d.Host).Do(req)
 	var reply []byte

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
 	"github.com/cofferhsm/coffer/host/state"
 	"github.com/cofferhsm/coffer/protocol"
 )
@@ -239,8 +240,7 @@ func TestPublicAPIIgnoresPeerAccountHeader(t *testing.T) {
 func TestPeerListenerAuthenticatesPeers(t *testing.T) {
 	r := newTestRealm(t)
 	h1 := r.addHost("h1", Config{}, newStub("a"))
-	_, tokens := r.account("a", "bob")
-	_ = tokens
+	r.account("a", "bob")
 	body := mustEncode(t, protocol.TypeIdentity, &protocol.Empty{})
 	dev := h1.srv.byName["a"].dev.(*stubDevice)
 
@@ -579,7 +579,10 @@ func TestRateLimitAcrossHosts(t *testing.T) {
 	r := newTestRealm(t)
 	clock := time.Now()
 	cfg := Config{LoginRate: DefaultLoginRate, LoginBurst: 4, Now: func() time.Time { return clock }}
-	h1 := r.addHost("h1", cfg, newStub("a"))
+	var h1Log syncbuf.Buffer
+	cfg1 := cfg
+	cfg1.Log = slogTo(&h1Log)
+	h1 := r.addHost("h1", cfg1, newStub("a"))
 	h2 := r.addHost("h2", cfg, newStub("b"))
 	accts, tokens := r.account("a", "alice")
 	login := loginStart(t, accts["alice"].UserID)
@@ -589,10 +592,14 @@ func TestRateLimitAcrossHosts(t *testing.T) {
 			t.Fatalf("login start %d at %s: %v", i, h.name, err)
 		}
 	}
-	for _, h := range []*testHost{h1, h2} {
+	for _, h := range []*testHost{h2, h1} {
 		if _, err := post(ctx, http.DefaultClient, h.api.URL, tokens["alice"], login); statusOf(err) != http.StatusTooManyRequests {
 			t.Fatalf("fifth login start at %s: %v", h.name, err)
 		}
+	}
+	// The home host's event names the client, through the host it came in at.
+	if !strings.Contains(h1Log.String(), "request rate-limited") || !strings.Contains(h1Log.String(), "via h2") {
+		t.Fatalf("h1's log:\n%s", h1Log.String())
 	}
 	if ok, _, _ := r.st.Take(ctx, "login/alice", DefaultLoginRate, 4, clock); ok {
 		t.Fatal("the bucket is not in the shared store")
