@@ -100,7 +100,7 @@ func TestCommand(t *testing.T) {
 		"COFFERD_ALLOW_INSECURE_VAULT": "true",
 	})
 	go func() {
-		done <- run(ctx, []string{"-db", accounts, "-host", "h1", "-realms", filepath.Join(dir, "cofferd-realms"), "-log-level", "debug", "-poll", "50ms"}, e, io.Discard, &logs,
+		done <- run(ctx, []string{"-db", accounts, "-host", "h1", "-realms", filepath.Join(dir, "cofferd-realms"), "-rollbacks", filepath.Join(dir, "rollbacks.json"), "-log-level", "debug", "-poll", "50ms"}, e, io.Discard, &logs,
 			func(api, metrics net.Addr) { addrs <- api; addrs <- metrics })
 	}()
 	var api, metrics net.Addr
@@ -278,7 +278,7 @@ func TestTLS(t *testing.T) {
 	addrs := make(chan net.Addr, 2)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-db", "memory:" + t.Name(), "-realms", filepath.Join(dir, "realms"), "-vault", "unix:" + softVault(t, dir),
+		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-db", "memory:" + t.Name(), "-realms", filepath.Join(dir, "realms"), "-rollbacks", filepath.Join(dir, "rollbacks.json"), "-vault", "unix:" + softVault(t, dir),
 			"-tls-cert", certFile, "-tls-key", keyFile, "-allow-insecure-vault"}, env(nil), io.Discard, io.Discard, func(api, _ net.Addr) { addrs <- api })
 	}()
 	var api net.Addr
@@ -356,7 +356,7 @@ func TestCommandRealm(t *testing.T) {
 		var logs syncbuf.Buffer
 		go func() {
 			done <- run(cctx, []string{"-db", db, "-host", name, "-listen", "127.0.0.1:0", "-poll", "50ms", "-allow-insecure-vault",
-				"-vault", device + "=unix:" + softVault(t, vdir), "-realms", filepath.Join(dir, "realms-"+name),
+				"-vault", device + "=unix:" + softVault(t, vdir), "-realms", filepath.Join(dir, "realms-"+name), "-rollbacks", filepath.Join(dir, "rollbacks-"+name+".json"),
 				"-peer-listen", "127.0.0.1:0", "-peer-cert", filepath.Join(dir, name, name+".crt"), "-peer-key", filepath.Join(dir, name, name+".key"),
 				"-peer-ca", filepath.Join(dir, name, "ca.crt")}, env(nil), io.Discard, &logs, func(a, _ net.Addr) { addrs <- a })
 		}()
