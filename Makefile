@@ -128,6 +128,7 @@ soak-host:
 # what to type next. State lives in RUNDIR and survives restarts. cofferd
 # links no vault code: it reaches either vault over a unix socket.
 RUNDIR ?= run-state
+RUN_DB  = sqlite:$(RUNDIR)/cofferd.db
 ADDR   ?= 127.0.0.1:8420
 BIN    := $(BUILD)/bin
 # With REALMS=N (2 to 8): a realm set instead, N software vaults each behind
@@ -142,8 +143,14 @@ ifneq ($(REALMS),)
 else
 	@mkdir -p $(RUNDIR)/vault $(BIN) && chmod 700 $(RUNDIR) $(RUNDIR)/vault
 	$(GO) build -o $(BIN)/ ./host/cmd/cofferd ./client/cmd/coffer ./applet/softvault/cmd/softvault ./firmware/cmd/coffer-provision
-	@test -f $(RUNDIR)/accounts.json || \
-		$(BIN)/cofferd account add -accounts $(RUNDIR)/accounts.json demo | \
+	@# The state database: created (or upgraded) by cofferd migrate, which
+	@# serve never does on its own; an accounts.json of an older RUNDIR is
+	@# imported into a new database.
+	@new=; test -f $(RUNDIR)/cofferd.db || new=1; \
+	 imp=; if [ -n "$$new" ] && [ -f $(RUNDIR)/accounts.json ]; then imp="-import-accounts $(RUNDIR)/accounts.json"; fi; \
+	 $(BIN)/cofferd migrate -db $(RUN_DB) $$imp
+	@test -s $(RUNDIR)/demo.token || \
+		$(BIN)/cofferd account add -db $(RUN_DB) demo | \
 		awk '$$1 == "token" { print $$2 }' > $(RUNDIR)/demo.token
 	@chmod 600 $(RUNDIR)/demo.token
 ifeq ($(VAULT),qemu)
@@ -155,7 +162,7 @@ ifeq ($(VAULT),qemu)
 	 for i in $$(seq 100); do grep -q 'provisioning public key' $(abspath $(RUNDIR))/qemu-console.log && break; sleep 0.1; done; \
 	 key=$$(sed -n 's/.*provisioning public key[^:]*: *\([0-9a-f]\{64\}\).*/\1/p' $(abspath $(RUNDIR))/qemu-console.log | head -1); \
 	 $(MAKE) --no-print-directory -C $(CURDIR) run-hint RUN_VAULT="the firmware in QEMU (INSECURE), console in $(RUNDIR)/qemu-console.log" RUN_KEY=$$key; \
-	 $(abspath $(BIN))/cofferd -listen $(ADDR) -accounts $(abspath $(RUNDIR))/accounts.json -vault unix:$(QEMU_SOCK) -allow-insecure-vault
+	 $(abspath $(BIN))/cofferd -listen $(ADDR) -db sqlite:$(abspath $(RUNDIR))/cofferd.db -vault unix:$(QEMU_SOCK) -allow-insecure-vault
 else
 	@rm -f $(RUNDIR)/vault.sock
 	@set -e; \
@@ -170,7 +177,7 @@ else
 	 $(MAKE) --no-print-directory -C $(CURDIR) run-hint \
 		RUN_VAULT="INSECURE software vault process (softvault dev) in $(RUNDIR)/vault, log in $(RUNDIR)/vault.log" \
 		RUN_KEY=$$($(BIN)/coffer-provision public -key $(RUNDIR)/vault/provisioning.key); \
-	 $(BIN)/cofferd -listen $(ADDR) -accounts $(RUNDIR)/accounts.json -vault unix:$(RUNDIR)/vault.sock -allow-insecure-vault
+	 $(BIN)/cofferd -listen $(ADDR) -db $(RUN_DB) -vault unix:$(RUNDIR)/vault.sock -allow-insecure-vault
 endif
 endif
 

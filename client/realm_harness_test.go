@@ -22,6 +22,7 @@ import (
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/memstore"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/realmtest"
 	"github.com/cofferhsm/coffer/host"
+	"github.com/cofferhsm/coffer/host/state"
 	"github.com/cofferhsm/coffer/protocol"
 	"github.com/cofferhsm/coffer/protocol/realmkey"
 )
@@ -134,11 +135,11 @@ func newTestRealm(t testing.TB, name string, o realmOptions) *testRealm {
 	r.readKeys(t)
 
 	dir := t.TempDir()
-	acct, token, err := host.AddAccount(filepath.Join(dir, "accounts.json"), "user", "")
-	if err != nil {
+	accounts := state.NewMemory()
+	if err := accounts.RegisterDevice(ctx, r.dev.Name(), "local"); err != nil {
 		t.Fatal(err)
 	}
-	accounts, err := host.LoadAccounts(filepath.Join(dir, "accounts.json"))
+	acct, token, err := host.NewAccount(ctx, accounts, "user", r.dev.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +147,7 @@ func newTestRealm(t testing.TB, name string, o realmOptions) *testRealm {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := host.New(host.Config{Devices: []host.Device{r.dev}, Accounts: accounts, Realms: realms, PollInterval: -1,
+	srv, err := host.New(host.Config{Devices: []host.Device{r.dev}, Store: accounts, Realms: realms, PollInterval: -1,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

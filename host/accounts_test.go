@@ -1,19 +1,27 @@
 package host
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"os"
-	"path/filepath"
+	"errors"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cofferhsm/coffer/host/state"
 )
 
-func TestAccountsFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "accounts.json")
-	a, token, err := AddAccount(path, "alice", "armory1")
+// NewAccount draws a 32-byte token, stores only its SHA-256, draws a
+// 16-byte user id and refuses names and devices the store refuses.
+func TestNewAccount(t *testing.T) {
+	ctx := context.Background()
+	st := state.NewMemory()
+	if err := st.RegisterDevice(ctx, "armory1", "local"); err != nil {
+		t.Fatal(err)
+	}
+	a, token, err := NewAccount(ctx, st, "alice", "armory1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,147 +29,73 @@ func TestAccountsFile(t *testing.T) {
 	if err != nil || len(raw) != 32 {
 		t.Fatalf("token %q is not 32 bytes of base64url", token)
 	}
-	sum := sha256.Sum256(raw)
-	if string(a.TokenSHA256) != string(sum[:]) || len(a.UserID) != UserIDSize || a.Device != "armory1" {
+	if a.TokenSHA256 != sha256.Sum256(raw) || len(a.UserID) != UserIDSize || a.Device != "armory1" {
 		t.Fatalf("account %+v", a)
 	}
-	st, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
+	if got, err := st.AccountByToken(ctx, sha256.Sum256(raw)); err != nil || got.Name != "alice" || got.Device != "armory1" {
+		t.Fatalf("stored: %+v %v", got, err)
 	}
-	if st.Mode().Perm() != 0o600 {
-		t.Fatalf("accounts file mode %v, want 0600", st.Mode().Perm())
-	}
-	b, _ := os.ReadFile(path)
-	if strings.Contains(string(b), token) {
-		t.Fatal("the accounts file holds the token")
-	}
-	// No temporary files are left behind.
-	entries, _ := os.ReadDir(filepath.Dir(path))
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".tmp") {
-			t.Fatalf("left %s", e.Name())
-		}
-	}
-
-	if _, _, err := AddAccount(path, "alice", ""); err == nil {
+	if _, _, err := NewAccount(ctx, st, "alice", ""); err == nil {
 		t.Fatal("a second alice was added")
 	}
 	for _, bad := range []string{"", "-x", "a b", strings.Repeat("a", 65), "ä"} {
-		if _, _, err := AddAccount(path, bad, ""); err == nil {
+		if _, _, err := NewAccount(ctx, st, bad, ""); err == nil {
 			t.Fatalf("account name %q accepted", bad)
 		}
 	}
-	if _, _, err := AddAccount(path, "bob", "bad device!"); err == nil {
+	if _, _, err := NewAccount(ctx, st, "bob", "bad device!"); err == nil {
 		t.Fatal("bad device name accepted")
 	}
-	_, tokBob, err := AddAccount(path, "bob", "")
-	if err != nil {
-		t.Fatal(err)
+	if _, _, err := NewAccount(ctx, st, "bob", "nowhere"); err == nil {
+		t.Fatal("an unregistered device accepted")
 	}
-	list, err := ListAccounts(path)
-	if err != nil || len(list) != 2 || list[0].Name != "alice" || list[1].Name != "bob" {
-		t.Fatalf("list: %v %+v", err, list)
-	}
-	if string(list[0].UserID) == string(list[1].UserID) {
-		t.Fatal("two accounts share a user id")
-	}
-
-	loaded, err := LoadAccounts(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, ok := loaded.Authenticate(token); !ok || got.Name != "alice" {
-		t.Fatal("alice's token does not authenticate")
-	}
-	if _, ok := loaded.Authenticate(tokBob); !ok {
-		t.Fatal("bob's token does not authenticate")
-	}
-	if _, ok := loaded.Authenticate(token + "A"); ok {
-		t.Fatal("a longer token authenticates")
-	}
-
-	// Changes to the file reach the running daemon.
-	now := time.Now()
-	var mu sync.Mutex
-	loaded.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	var reloads []int
-	loaded.OnReload = func(n int, err error) { reloads = append(reloads, n) }
-	if err := RemoveAccount(path, "bob"); err != nil {
-		t.Fatal(err)
-	}
-	_, tokCarol, err := AddAccount(path, "carol", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	now = now.Add(2 * time.Second)
-	mu.Unlock()
-	if _, ok := loaded.Authenticate(tokBob); ok {
-		t.Fatal("a removed account still authenticates")
-	}
-	if _, ok := loaded.Authenticate(tokCarol); !ok {
-		t.Fatal("a new account does not authenticate")
-	}
-	if len(reloads) != 1 || reloads[0] != 2 {
-		t.Fatalf("reloads %v", reloads)
-	}
-	if err := RemoveAccount(path, "nobody"); err == nil {
-		t.Fatal("removed an account that does not exist")
-	}
-
-	// A damaged file keeps the accounts loaded before.
-	os.WriteFile(path, []byte("{not json"), 0o600)
-	mu.Lock()
-	now = now.Add(2 * time.Second)
-	mu.Unlock()
-	var reloadErr error
-	loaded.OnReload = func(n int, err error) { reloadErr = err }
-	if _, ok := loaded.Authenticate(token); !ok || reloadErr == nil {
-		t.Fatalf("damaged file: alice lost (or no error reported: %v)", reloadErr)
-	}
-	if _, err := LoadAccounts(path); err == nil {
-		t.Fatal("a damaged file loads")
+	b, _, err := NewAccount(ctx, st, "bob", "")
+	if err != nil || string(b.UserID) == string(a.UserID) {
+		t.Fatalf("bob: %v (user id shared: %v)", err, string(b.UserID) == string(a.UserID))
 	}
 }
 
-func TestAccountsFileConcurrentAdds(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "accounts.json")
-	var wg sync.WaitGroup
-	for i := range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, _, err := AddAccount(path, "user"+string(rune('a'+i)), ""); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
-	list, err := ListAccounts(path)
-	if err != nil || len(list) != 20 {
-		t.Fatalf("%d accounts after 20 concurrent adds (%v)", len(list), err)
-	}
+// countingStore counts the token lookups that reach the store.
+type countingStore struct {
+	state.Store
+	byToken atomic.Int64
 }
 
-func TestMissingAccountsFileIsEmpty(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "none.json")
-	a, err := LoadAccounts(path)
-	if err != nil || len(a.All()) != 0 {
-		t.Fatalf("%v %v", a, err)
+func (c *countingStore) AccountByToken(ctx context.Context, sum [sha256.Size]byte) (Account, error) {
+	c.byToken.Add(1)
+	return c.Store.AccountByToken(ctx, sum)
+}
+
+// A login's requests come within a second: the token is looked up in the
+// store once, and a removed account stops working within a second. Only
+// tokens of the right size are looked up at all.
+func TestAuthenticationCache(t *testing.T) {
+	mem, _, tokens := testAccounts(t, "alice")
+	st := &countingStore{Store: mem}
+	s, _ := testServer(t, Config{Devices: []Device{newStub("stub")}, Store: st})
+	ctx := context.Background()
+	for range 3 {
+		if a, err := s.lookupToken(ctx, tokens["alice"]); err != nil || a.Name != "alice" {
+			t.Fatalf("alice: %+v %v", a, err)
+		}
 	}
-	if err := CreateAccountsFile(path); err != nil {
+	if n := st.byToken.Load(); n != 1 {
+		t.Fatalf("three lookups within a second reached the store %d times", n)
+	}
+	for _, bad := range []string{tokens["alice"] + "A", tokens["alice"][:42], "", strings.Repeat("A", 4000)} {
+		if _, err := s.lookupToken(ctx, bad); !errors.Is(err, errUnknownToken) {
+			t.Fatalf("token of %d characters: %v", len(bad), err)
+		}
+	}
+	if n := st.byToken.Load(); n != 1 {
+		t.Fatalf("tokens of the wrong size reached the store (%d lookups)", n)
+	}
+	if err := mem.RemoveAccount(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	if l, err := ListAccounts(path); err != nil || len(l) != 0 {
-		t.Fatalf("created file: %v %v", l, err)
-	}
-	AddAccount(path, "x", "")
-	if err := CreateAccountsFile(path); err != nil {
-		t.Fatal(err)
-	}
-	if l, _ := ListAccounts(path); len(l) != 1 {
-		t.Fatal("CreateAccountsFile overwrote an existing file")
+	time.Sleep(authCacheTTL + 100*time.Millisecond)
+	if _, err := s.lookupToken(ctx, tokens["alice"]); !errors.Is(err, errUnknownToken) {
+		t.Fatalf("a removed account still authenticates after %v: %v", authCacheTTL, err)
 	}
 }
 
@@ -178,33 +112,9 @@ func TestParseRate(t *testing.T) {
 	}
 }
 
-func TestLimiterRefills(t *testing.T) {
-	now := time.Unix(0, 0)
-	l := newLimiter(1, 2, func() time.Time { return now })
-	for i := range 2 {
-		if ok, _ := l.allow("a"); !ok {
-			t.Fatalf("burst %d refused", i)
-		}
-	}
-	ok, wait := l.allow("a")
-	if ok || wait <= 0 || wait > time.Second {
-		t.Fatalf("over burst: %v %v", ok, wait)
-	}
-	if retryAfter(wait) != "1" || retryAfter(1500*time.Millisecond) != "2" || retryAfter(0) != "1" {
+func TestRetryAfterRounding(t *testing.T) {
+	if retryAfter(time.Millisecond) != "1" || retryAfter(1500*time.Millisecond) != "2" || retryAfter(0) != "1" {
 		t.Fatal("retryAfter rounding")
-	}
-	now = now.Add(time.Second)
-	if ok, _ := l.allow("a"); !ok {
-		t.Fatal("not refilled after 1 s")
-	}
-	now = now.Add(time.Hour)
-	for range 2 {
-		if ok, _ := l.allow("a"); !ok {
-			t.Fatal("refilled bucket refused")
-		}
-	}
-	if ok, _ := l.allow("a"); ok {
-		t.Fatal("bucket holds more than its burst")
 	}
 }
 

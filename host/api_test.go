@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
+	"github.com/cofferhsm/coffer/host/state"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -24,7 +25,7 @@ func TestRegisterLoginLockoutThroughCofferd(t *testing.T) {
 	ctx := context.Background()
 	inst, pub, _ := softVault(t)
 	accounts, accts, tokens := testAccounts(t, "alice", "bob")
-	srv, hs := testServer(t, Config{Devices: []Device{NewSoftDevice("soft", inst.Vault)}, Accounts: accounts})
+	srv, hs := testServer(t, Config{Devices: []Device{NewSoftDevice("soft", inst.Vault)}, Store: accounts})
 
 	// Identity: through POST /v1/vault (inside userClient) and GET
 	// /v1/identity, byte for byte the vault's.
@@ -106,7 +107,7 @@ func TestRegisterLoginLockoutThroughCofferd(t *testing.T) {
 func TestAuthentication(t *testing.T) {
 	accounts, _, tokens := testAccounts(t, "alice")
 	dev := newStub("stub")
-	_, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts})
+	_, hs := testServer(t, Config{Devices: []Device{dev}, Store: accounts})
 	body := mustEncode(t, protocol.TypeIdentity, &protocol.Empty{})
 	for name, auth := range map[string]string{
 		"none":          "",
@@ -160,7 +161,7 @@ func TestAnotherAccountsUserIDIsForbidden(t *testing.T) {
 	inst, pub, _ := softVault(t)
 	accounts, accts, tokens := testAccounts(t, "alice", "mallory")
 	dev := &countingDevice{Device: NewSoftDevice("soft", inst.Vault)}
-	_, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts})
+	_, hs := testServer(t, Config{Devices: []Device{dev}, Store: accounts})
 	ctx := context.Background()
 	alice := userClient(t, hs.URL, tokens["alice"], accts["alice"], pub)
 	if _, err := alice.Register(ctx, []byte("pw"), make([]byte, 32), 10); err != nil {
@@ -196,7 +197,7 @@ func TestAnotherAccountsUserIDIsForbidden(t *testing.T) {
 func TestBadBodies(t *testing.T) {
 	accounts, accts, tokens := testAccounts(t, "alice")
 	dev := newStub("stub")
-	_, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts})
+	_, hs := testServer(t, Config{Devices: []Device{dev}, Store: accounts})
 	tok := tokens["alice"]
 	send := func(method, ctype string, body []byte, chunked bool) (int, errorBody) {
 		t.Helper()
@@ -293,7 +294,7 @@ func TestLoginRateLimit(t *testing.T) {
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	srv, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts, LoginRate: DefaultLoginRate, LoginBurst: 5, Now: clock})
+	srv, hs := testServer(t, Config{Devices: []Device{dev}, Store: accounts, LoginRate: DefaultLoginRate, LoginBurst: 5, Now: clock})
 	ctx := context.Background()
 	start := func(who string) error {
 		_, err := post(ctx, http.DefaultClient, hs.URL, tokens[who], loginStart(t, accts[who].UserID))
@@ -343,7 +344,7 @@ func TestQueueFullIsExplicitBackpressure(t *testing.T) {
 	dev := newStub("stub")
 	dev.gate = make(chan struct{})
 	dev.entered = make(chan struct{}, 10)
-	srv, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts, InFlight: 1, Queue: 1})
+	srv, hs := testServer(t, Config{Devices: []Device{dev}, Store: accounts, InFlight: 1, Queue: 1})
 	ctx := context.Background()
 	body := mustEncode(t, protocol.TypeIdentity, &protocol.Empty{})
 	errs := make(chan error, 2)
@@ -396,7 +397,7 @@ func TestTimeouts(t *testing.T) {
 	dev := newStub("stub")
 	dev.gate, dev.ignoreCtx = make(chan struct{}), true
 	dev.entered = make(chan struct{}, 10)
-	_, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts, InFlight: 1, Queue: 4, Timeout: 200 * time.Millisecond})
+	_, hs := testServer(t, Config{Devices: []Device{dev}, Store: accounts, InFlight: 1, Queue: 4, Timeout: 200 * time.Millisecond})
 	first := make(chan error, 1)
 	go func() { _, err := post(ctx, http.DefaultClient, hs.URL, tokens["alice"], body); first <- err }()
 	<-dev.entered
@@ -414,7 +415,8 @@ func TestTimeouts(t *testing.T) {
 	// A device that never answers.
 	slow := newStub("slow")
 	slow.gate = make(chan struct{})
-	_, hs = testServer(t, Config{Devices: []Device{slow}, Accounts: accounts, Timeout: 200 * time.Millisecond})
+	accounts, _, tokens = testAccounts(t, "alice")
+	_, hs = testServer(t, Config{Devices: []Device{slow}, Store: accounts, Timeout: 200 * time.Millisecond})
 	if _, err := post(ctx, http.DefaultClient, hs.URL, tokens["alice"], body); statusOf(err) != 504 {
 		t.Fatalf("vault did not answer in time: %v", err)
 	}
@@ -424,7 +426,7 @@ func TestDisconnectedDevice(t *testing.T) {
 	accounts, _, tokens := testAccounts(t, "alice")
 	dev := newStub("stub")
 	dev.connected.Store(false)
-	srv, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts})
+	srv, hs := testServer(t, Config{Devices: []Device{dev}, Store: accounts})
 	_, err := post(context.Background(), http.DefaultClient, hs.URL, tokens["alice"], mustEncode(t, protocol.TypeIdentity, &protocol.Empty{}))
 	var he *httpError
 	if !errors.As(err, &he) || he.status != 503 || he.retryAfter == "" {
@@ -449,32 +451,24 @@ func TestDisconnectedDevice(t *testing.T) {
 	}
 }
 
-// TestRoutingToDevices: accounts reach the device they are routed to, the
-// first one when they name none.
+// TestRoutingToDevices: accounts reach the device they are placed on: one
+// placed on b stays on b, one on no device is placed (on a: both are
+// empty, and a comes first), and one placed on a device registered to this
+// host but not configured gets a clear error.
 func TestRoutingToDevices(t *testing.T) {
 	a, b := newStub("a"), newStub("b")
-	path := t.TempDir() + "/accounts.json"
-	_, tokA, err := AddAccount(path, "on-a", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, tokB, err := AddAccount(path, "on-b", "b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, tokC, err := AddAccount(path, "on-gone", "gone")
-	if err != nil {
-		t.Fatal(err)
-	}
-	accounts, err := LoadAccounts(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, hs := testServer(t, Config{Devices: []Device{a, b}, Accounts: accounts})
+	accounts := state.NewMemory()
+	_, toks := addAccounts(t, accounts, "", "on-a")
+	tokA := toks["on-a"]
+	_, toks = addAccounts(t, accounts, "b", "on-b")
+	tokB := toks["on-b"]
+	_, toks = addAccounts(t, accounts, "gone", "on-gone")
+	tokC := toks["on-gone"]
+	srv, hs := testServer(t, Config{Devices: []Device{a, b}, Store: accounts})
 	body := mustEncode(t, protocol.TypeIdentity, &protocol.Empty{})
 	ctx := context.Background()
 	if _, err := post(ctx, http.DefaultClient, hs.URL, tokA, body); err != nil || a.calls.Load() != 1 || b.calls.Load() != 0 {
-		t.Fatalf("default device: %v, a %d b %d", err, a.calls.Load(), b.calls.Load())
+		t.Fatalf("placed device: %v, a %d b %d", err, a.calls.Load(), b.calls.Load())
 	}
 	if _, err := post(ctx, http.DefaultClient, hs.URL, tokB, body); err != nil || b.calls.Load() != 1 {
 		t.Fatalf("device b: %v", err)
@@ -506,7 +500,7 @@ func TestProvisioningRequestsAreNotRelayed(t *testing.T) {
 	inst, pub, _ := softVault(t)
 	accounts, accts, tokens := testAccounts(t, "alice", "mallory")
 	dev := &countingDevice{Device: NewSoftDevice("soft", inst.Vault)}
-	_, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts})
+	_, hs := testServer(t, Config{Devices: []Device{dev}, Store: accounts})
 	ctx := context.Background()
 	mallory := via(hs.URL, tokens["mallory"])
 

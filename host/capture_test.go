@@ -111,7 +111,7 @@ func TestHostSeesNoSecret(t *testing.T) {
 	var logs syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	accounts, accts, tokens := testAccounts(t, "alice")
-	_, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts, Log: log, PollInterval: 20 * time.Millisecond})
+	_, hs := testServer(t, Config{Devices: []Device{dev}, Store: accounts, Log: log, PollInterval: 20 * time.Millisecond})
 	waitFor(t, "the device to connect", dev.Connected)
 	alice := userClient(t, hs.URL, tokens["alice"], accts["alice"], pub)
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cofferhsm/coffer/host/state"
 	"github.com/cofferhsm/coffer/protocol/transport"
 )
 
@@ -96,8 +97,22 @@ func OpenDevices(specs []DeviceSpec, opts OpenOptions) []Device {
 
 // Config configures a Server. Zero values take the defaults shown.
 type Config struct {
-	Devices  []Device  // at least one; the first is the default device of accounts that name none
-	Accounts *Accounts // required
+	Devices []Device // at least one: the devices on this host's ports
+
+	// Store is the realm's state (host/state): accounts, their placement
+	// on devices, the registry of devices and hosts, and the rate-limit
+	// buckets; shared by every host of the realm. Required.
+	Store state.Store
+	// HostName names this host in Store: its devices are registered under
+	// it, and requests for accounts placed on another host's devices are
+	// forwarded there (Peer). "local" if empty.
+	HostName string
+
+	// Peer is how this host reaches the others (peer.go): the mutual-TLS
+	// client and the URL the others dial to reach this one. Zero: this host
+	// forwards nothing, and answers 503 for accounts placed on another
+	// host's devices.
+	Peer PeerConfig
 
 	// Realms keeps the accounts' realm manifests and resume blobs
 	// (API.md, "Realm storage"); nil: those endpoints answer 501.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cofferhsm/coffer/applet/softvault"
 	"github.com/cofferhsm/coffer/applet/softvault/softvaulttest"
+	"github.com/cofferhsm/coffer/host/state"
 	"github.com/cofferhsm/coffer/protocol"
 	"github.com/cofferhsm/coffer/protocol/transport"
 )
@@ -44,7 +45,7 @@ func TestUnixDeviceSurvivesAVaultThatDies(t *testing.T) {
 	dev := NewStreamDevice("uart", transport.UnixDialer(srvSock.path), StreamOptions{Kind: "unix", Address: srvSock.path,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Log: quiet})
 	accounts, accts, tokens := testAccounts(t, "alice")
-	srv, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts, PollInterval: 50 * time.Millisecond})
+	srv, hs := testServer(t, Config{Devices: []Device{dev}, Store: accounts, PollInterval: 50 * time.Millisecond})
 	waitFor(t, "the device to connect", dev.Connected)
 
 	alice := userClient(t, hs.URL, tokens["alice"], accts["alice"], pub)
@@ -129,7 +130,7 @@ func TestRealSoftvaultOverUnixSocket(t *testing.T) {
 	pub := softvaulttest.ServeDev(t, dir, sock)
 	dev := NewStreamDevice("sv", transport.UnixDialer(sock), StreamOptions{MinBackoff: 10 * time.Millisecond, Log: quiet})
 	accounts, accts, tokens := testAccounts(t, "alice")
-	srv, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts, PollInterval: 20 * time.Millisecond})
+	srv, hs := testServer(t, Config{Devices: []Device{dev}, Store: accounts, PollInterval: 20 * time.Millisecond})
 	waitFor(t, "the device to connect", dev.Connected)
 	alice := userClient(t, hs.URL, tokens["alice"], accts["alice"], pub)
 	if _, err := alice.Register(ctx, []byte("pw"), make([]byte, 32), 5); err != nil {
@@ -168,7 +169,7 @@ func TestStatusPollResetsAStreamThatStopsAnswering(t *testing.T) {
 	t.Cleanup(ss.kill)
 	dev := NewStreamDevice("uart", transport.UnixDialer(ss.path), StreamOptions{MinBackoff: 10 * time.Millisecond, Log: quiet})
 	accounts, _, tokens := testAccounts(t, "alice")
-	_, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts, PollInterval: 10 * time.Millisecond, Timeout: 500 * time.Millisecond})
+	_, hs := testServer(t, Config{Devices: []Device{dev}, Store: accounts, PollInterval: 10 * time.Millisecond, Timeout: 500 * time.Millisecond})
 	waitFor(t, "the device to connect", dev.Connected)
 	mute.Store(true)
 	t0 := time.Now()
@@ -197,10 +198,12 @@ func TestStatusPollResetsAStreamThatStopsAnswering(t *testing.T) {
 func TestRefuseInsecure(t *testing.T) {
 	sock := shortSocket(t)
 	softvaulttest.ServeDev(t, t.TempDir(), sock)
-	accounts, accts, tokens := testAccounts(t, "alice")
+	// alice is on sv already: a refused device takes no new account.
+	accounts := state.NewMemory()
+	accts, tokens := addAccounts(t, accounts, "sv", "alice")
 	login := loginStart(t, accts["alice"].UserID)
 	dev := &requestCounter{Device: NewStreamDevice("sv", transport.UnixDialer(sock), StreamOptions{MinBackoff: 10 * time.Millisecond, Log: quiet}), req: login}
-	srv, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts, PollInterval: 20 * time.Millisecond, RefuseInsecure: true})
+	srv, hs := testServer(t, Config{Devices: []Device{dev}, Store: accounts, PollInterval: 20 * time.Millisecond, RefuseInsecure: true})
 	var refused error
 	select {
 	case refused = <-srv.Refused():

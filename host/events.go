@@ -78,7 +78,7 @@ func userIDHash(id []byte) string {
 }
 
 // rateLimited logs a request the account's login rate limit refused.
-func (e *eventLog) rateLimited(r *http.Request, a *Account, typ protocol.Type, wait time.Duration, l *limiter) {
+func (e *eventLog) rateLimited(r *http.Request, a *Account, typ protocol.Type, wait time.Duration, rate float64, burst int) {
 	ok, n := e.due("rate-limited", a.Name)
 	if !ok {
 		return
@@ -86,7 +86,7 @@ func (e *eventLog) rateLimited(r *http.Request, a *Account, typ protocol.Type, w
 	e.log.LogAttrs(r.Context(), slog.LevelInfo, "request rate-limited",
 		slog.String("client", r.RemoteAddr), slog.String("account", a.Name), slog.String("user_id_hash", userIDHash(a.UserID)),
 		slog.String("limited", typ.String()), slog.Int64("retry_after_seconds", retrySeconds(wait)),
-		slog.Float64("rate_per_minute", l.rate*60), slog.Int("burst", int(l.burst)), slog.Int("repeats", n))
+		slog.Float64("rate_per_minute", rate*60), slog.Int("burst", burst), slog.Int("repeats", n))
 }
 
 // locked logs a login start whose receipt says the account is locked:

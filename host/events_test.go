@@ -76,7 +76,7 @@ func TestRateLimitsAndLockoutsAreLogged(t *testing.T) {
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 	var logs syncbuf.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	_, hs := testServer(t, Config{Devices: []Device{NewSoftDevice("soft", inst.Vault)}, Accounts: accounts,
+	_, hs := testServer(t, Config{Devices: []Device{NewSoftDevice("soft", inst.Vault)}, Store: accounts,
 		LoginRate: 1.0 / 60, LoginBurst: 3, Now: clock, Log: log})
 	userHash := func(a Account) string {
 		sum := sha256.Sum256(a.UserID)

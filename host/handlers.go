@@ -11,7 +11,6 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/cofferhsm/coffer/protocol"
@@ -63,38 +62,32 @@ func (s *Server) record(r *http.Request, o *outcome, start time.Time) {
 	}
 }
 
-// authenticate finds the request's account, or answers 401.
+// authenticate finds the request's account (its bearer token's, or, for
+// a request a peer forwarded, the one the peer names), or answers 401.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, o *outcome) *Account {
-	h := r.Header.Get("Authorization")
-	scheme, token, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	if a := peerAccountOf(r.Context()); a != nil {
+		o.account, o.acct = a.Name, a
+		return a
+	}
+	token, ok := bearerToken(r)
+	if !ok {
 		o.status, o.note = http.StatusUnauthorized, "no bearer token"
 		writeError(w, o.status, "missing bearer token", "")
 		return nil
 	}
-	a, ok := s.cfg.Accounts.Authenticate(strings.TrimSpace(token))
-	if !ok {
+	a, err := s.lookupToken(r.Context(), token)
+	if errors.Is(err, errUnknownToken) {
 		o.status, o.note = http.StatusUnauthorized, "unknown token"
 		writeError(w, o.status, "unknown token", "")
 		return nil
 	}
-	o.account, o.acct = a.Name, a
-	return a
-}
-
-// deviceFor returns the account's device, or answers 500.
-func (s *Server) deviceFor(w http.ResponseWriter, a *Account, o *outcome) *deviceQueue {
-	q := s.devices[0]
-	if a.Device != "" {
-		q = s.byName[a.Device]
-	}
-	if q == nil {
-		o.status, o.note = http.StatusInternalServerError, "account's device not configured"
-		writeError(w, o.status, fmt.Sprintf("this account's device %q is not configured", a.Device), "")
+	if err != nil {
+		o.status, o.note = http.StatusServiceUnavailable, err.Error()
+		writeError(w, o.status, errStore.Error(), retryStore)
 		return nil
 	}
-	o.device = q.dev.Name()
-	return q
+	o.account, o.acct = a.Name, &a
+	return &a
 }
 
 // getForAccount admits a GET (or HEAD) from an authenticated account and
@@ -108,7 +101,7 @@ func (s *Server) getForAccount(w http.ResponseWriter, r *http.Request, o *outcom
 	if a == nil {
 		return nil, nil
 	}
-	q := s.deviceFor(w, a, o)
+	q := s.route(w, r, a, o)
 	if q == nil {
 		return nil, nil
 	}
@@ -218,6 +211,12 @@ func (s *Server) handleVault(w http.ResponseWriter, r *http.Request) {
 	if a == nil {
 		return
 	}
+	// The device's host checks the request (and spends the rate limit):
+	// route forwards it there as it came when that is another host.
+	q := s.route(w, r, a, o)
+	if q == nil {
+		return
+	}
 	if ct := r.Header.Get("Content-Type"); ct != "" && ct != cborType {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/cbor" {
 			o.status = http.StatusUnsupportedMediaType
@@ -258,17 +257,20 @@ func (s *Server) handleVault(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if route.SpendsGuesses() {
-		if ok, wait := s.limiter.allow(a.Name); !ok {
+		ok, wait, err := s.takeLogin(r.Context(), a.Name)
+		if err != nil {
+			// Fail closed: no guess without its bucket.
+			o.status, o.note = http.StatusServiceUnavailable, "rate limit: "+err.Error()
+			writeError(w, o.status, errStore.Error(), retryStore)
+			return
+		}
+		if !ok {
 			s.metrics.rateLimited.Inc()
-			s.events.rateLimited(r, a, route.Type, wait, s.limiter)
+			s.events.rateLimited(r, a, route.Type, wait, s.cfg.LoginRate, s.cfg.LoginBurst)
 			o.status = http.StatusTooManyRequests
 			writeError(w, o.status, "too many login starts (or realm challenges and evaluations) for this account", retryAfter(wait))
 			return
 		}
-	}
-	q := s.deviceFor(w, a, o)
-	if q == nil {
-		return
 	}
 	s.relay(w, r, q, route.Type, body, o)
 }

@@ -1,15 +1,39 @@
 package host
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"time"
+
+	"github.com/cofferhsm/coffer/host/state"
 )
 
 // Health is the body of GET /healthz.
 type Health struct {
-	Status   string                  `json:"status"` // ok, degraded (some device down) or down (none connected)
-	Devices  map[string]DeviceHealth `json:"devices"`
+	Status   string                  `json:"status"` // ok, degraded (some device down, a peer unreachable, a device of the realm unhealthy) or down (none of this host's connected)
+	Host     string                  `json:"host"`
+	Devices  map[string]DeviceHealth `json:"devices"` // this host's
+	Realm    map[string]RealmDevice  `json:"realm,omitempty"`
+	Peers    map[string]PeerHealth   `json:"peers,omitempty"`
 	Warnings []string                `json:"warnings,omitempty"`
+}
+
+// RealmDevice is one device of the realm in Health, as the registry says.
+type RealmDevice struct {
+	Host     string    `json:"host"`
+	State    string    `json:"state"`
+	Healthy  bool      `json:"healthy"` // reported healthy by its host within three polls
+	Accounts uint64    `json:"accounts"`
+	Seen     time.Time `json:"seen"`
+}
+
+// PeerHealth is another host of the realm in Health.
+type PeerHealth struct {
+	URL       string    `json:"url"`
+	Seen      time.Time `json:"seen"`
+	Reachable bool      `json:"reachable"`       // heartbeat within three polls, and the last forward there answered
+	Error     string    `json:"error,omitempty"` // why not
 }
 
 // DeviceHealth is one device in Health.
@@ -26,7 +50,7 @@ type DeviceHealth struct {
 
 // Health reports the devices' state.
 func (s *Server) Health() Health {
-	h := Health{Devices: map[string]DeviceHealth{}}
+	h := Health{Host: s.cfg.HostName, Devices: map[string]DeviceHealth{}}
 	up := 0
 	for _, q := range s.devices {
 		name := q.dev.Name()
@@ -52,10 +76,11 @@ func (s *Server) Health() Health {
 		}
 		h.Devices[name] = dh
 	}
+	realmOK := s.realmHealth(&h)
 	switch {
 	case up == 0:
 		h.Status = "down"
-	case up < len(s.devices):
+	case up < len(s.devices) || !realmOK:
 		h.Status = "degraded"
 	default:
 		h.Status = "ok"
@@ -74,4 +99,50 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusServiceUnavailable
 	}
 	writeJSON(w, status, h)
+}
+
+// realmHealth adds the realm's devices and the other hosts to h, and
+// reports whether all are well.
+func (s *Server) realmHealth(h *Health) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	now, maxAge := s.cfg.Now(), s.maxAge()
+	devs, err := s.cfg.Store.Devices(ctx)
+	var hosts []state.Host
+	if err == nil {
+		hosts, err = s.cfg.Store.Hosts(ctx)
+	}
+	if err != nil {
+		h.Warnings = append(h.Warnings, "the realm's state store is unavailable: "+err.Error())
+		return false
+	}
+	ok := true
+	h.Realm = map[string]RealmDevice{}
+	for _, d := range devs {
+		healthy := d.Healthy && now.Sub(d.Seen) <= maxAge
+		h.Realm[d.Name] = RealmDevice{Host: d.Host, State: string(d.State), Healthy: healthy, Accounts: d.Accounts, Seen: d.Seen}
+		if !healthy && d.State != state.Retired {
+			ok = false
+			h.Warnings = append(h.Warnings, fmt.Sprintf("device %s on host %s is unhealthy: its %d accounts get 503", d.Name, d.Host, d.Accounts))
+		}
+	}
+	h.Peers = map[string]PeerHealth{}
+	for _, p := range hosts {
+		if p.Name == s.cfg.HostName {
+			continue
+		}
+		ph := PeerHealth{URL: p.PeerURL, Seen: p.Seen, Reachable: true}
+		switch {
+		case now.Sub(p.Seen) > maxAge:
+			ph.Reachable, ph.Error = false, fmt.Sprintf("no heartbeat for %s", now.Sub(p.Seen).Round(time.Second))
+		case s.peers.lastError(p.Name) != "":
+			ph.Reachable, ph.Error = false, "last forward failed: "+s.peers.lastError(p.Name)
+		}
+		if !ph.Reachable {
+			ok = false
+			h.Warnings = append(h.Warnings, fmt.Sprintf("peer host %s is unreachable (%s): the accounts of its devices get 503", p.Name, ph.Error))
+		}
+		h.Peers[p.Name] = ph
+	}
+	return ok
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/cofferhsm/coffer/applet/softvault"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
+	"github.com/cofferhsm/coffer/host/state"
 	"github.com/cofferhsm/coffer/protocol"
 	"github.com/cofferhsm/coffer/protocol/transport"
 )
@@ -45,27 +46,56 @@ func softVault(t testing.TB) (*softvault.Instance, ed25519.PublicKey, string) {
 	return inst, pub, dir
 }
 
-// testAccounts makes an accounts file with the named accounts, each routed
-// to the default device, and returns it loaded with the tokens by name.
-func testAccounts(t testing.TB, names ...string) (*Accounts, map[string]Account, map[string]string) {
+// testAccounts makes a state store with the named accounts, on no device
+// yet (their first request places them), and returns it with the accounts
+// and their tokens by name.
+func testAccounts(t testing.TB, names ...string) (state.Store, map[string]Account, map[string]string) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "accounts.json")
+	st := state.NewMemory()
+	accts, tokens := addAccounts(t, st, "", names...)
+	return st, accts, tokens
+}
+
+// addAccounts adds the named accounts to st, placed on device ("": none),
+// registering device on the host "local" first if it is not registered.
+func addAccounts(t testing.TB, st state.Store, device string, names ...string) (map[string]Account, map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	if device != "" {
+		if _, err := st.Device(ctx, device); errors.Is(err, state.ErrNotFound) {
+			if err := st.RegisterDevice(ctx, device, "local"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	accts, tokens := map[string]Account{}, map[string]string{}
 	for _, n := range names {
-		a, tok, err := AddAccount(path, n, "")
+		a, tok, err := NewAccount(ctx, st, n, device)
 		if err != nil {
 			t.Fatal(err)
 		}
 		accts[n], tokens[n] = a, tok
 	}
-	loaded, err := LoadAccounts(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return loaded, accts, tokens
+	return accts, tokens
 }
 
-// testServer runs cofferd's handler on loopback.
+// reportHealthy says in the server's store that its devices are healthy
+// now (by its clock), as its poller would: servers of tests that do not
+// poll place accounts on them all the same.
+func reportHealthy(t testing.TB, s *Server) {
+	t.Helper()
+	for _, q := range s.devices {
+		if err := s.cfg.Store.ReportDevice(context.Background(), q.dev.Name(), true, 0, s.cfg.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// testServer runs cofferd's handler on loopback. Its devices are reported
+// healthy once, at start, as if polled (a poller, if any, reports what it
+// finds from then on), and the accounts of its store that are on no device
+// are placed on the first one, as a one-device cofferd would place them
+// (realm_test.go tests placement itself, with hosts of its own).
 func testServer(t testing.TB, cfg Config) (*Server, *httptest.Server) {
 	t.Helper()
 	if cfg.Log == nil {
@@ -77,6 +107,19 @@ func testServer(t testing.TB, cfg Config) (*Server, *httptest.Server) {
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	reportHealthy(t, s)
+	ctx := context.Background()
+	accts, err := cfg.Store.ListAccounts(ctx, "", 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range accts {
+		if a.Device == "" {
+			if _, err := cfg.Store.Place(ctx, a.Name, cfg.Devices[0].Name()); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	hs := httptest.NewServer(s.Handler())
 	t.Cleanup(func() {

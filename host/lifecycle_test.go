@@ -19,10 +19,11 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	dev := newStub("stub")
 	dev.gate = make(chan struct{})
 	dev.entered = make(chan struct{}, 1)
-	s, err := New(Config{Devices: []Device{dev}, Accounts: accounts, Log: quiet, PollInterval: -1})
+	s, err := New(Config{Devices: []Device{dev}, Store: accounts, Log: quiet, PollInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
+	reportHealthy(t, s)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +75,7 @@ func TestMetricsExposeTheNamedSeries(t *testing.T) {
 	ctx := context.Background()
 	inst, pub, _ := softVault(t)
 	accounts, accts, tokens := testAccounts(t, "alice")
-	srv, hs := testServer(t, Config{Devices: []Device{NewSoftDevice("soft", inst.Vault)}, Accounts: accounts,
+	srv, hs := testServer(t, Config{Devices: []Device{NewSoftDevice("soft", inst.Vault)}, Store: accounts,
 		PollInterval: 10 * time.Millisecond, LoginRate: DefaultLoginRate, LoginBurst: 2})
 	alice := userClient(t, hs.URL, tokens["alice"], accts["alice"], pub)
 	if _, err := alice.Register(ctx, []byte("pw"), make([]byte, 32), 1); err != nil {

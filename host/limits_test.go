@@ -37,10 +37,11 @@ func healthz(t *testing.T, c net.Conn, r *bufio.Reader) (int, string) {
 // place serves again.
 func TestHTTPConnectionsBeyondTheLimitAreRefused(t *testing.T) {
 	accounts, _, _ := testAccounts(t, "alice")
-	s, err := New(Config{Devices: []Device{newStub("stub")}, Accounts: accounts, Log: quiet, PollInterval: -1, MaxConnections: 2})
+	s, err := New(Config{Devices: []Device{newStub("stub")}, Store: accounts, Log: quiet, PollInterval: -1, MaxConnections: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
+	reportHealthy(t, s)
 	t.Cleanup(func() { s.Close() })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -146,7 +147,7 @@ func TestADeviceThatStopsReadingDoesNotHoldCofferd(t *testing.T) {
 		conns <- c
 		return c, nil
 	}, StreamOptions{Kind: "serial", Log: quiet})
-	s, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts, Timeout: 100 * time.Millisecond})
+	s, hs := testServer(t, Config{Devices: []Device{dev}, Store: accounts, Timeout: 100 * time.Millisecond})
 	waitFor(t, "the device to connect", dev.Connected)
 	req := mustEncode(t, protocol.TypeIdentity, &protocol.Empty{})
 	for i := range 2 {

@@ -78,7 +78,7 @@ func newLogDirFixture(t *testing.T) *logDirFixture {
 func logServer(t *testing.T, dir string) string {
 	t.Helper()
 	accounts, _, _ := testAccounts(t)
-	cfg := Config{Devices: []Device{newStub("vault0")}, Accounts: accounts}
+	cfg := Config{Devices: []Device{newStub("vault0")}, Store: accounts}
 	if dir != "" {
 		l, err := OpenReleaseLog(dir)
 		if err != nil {

@@ -19,14 +19,20 @@ func (s *Server) poll(ctx context.Context, q *deviceQueue) {
 	defer s.pollWG.Done()
 	tick := time.NewTicker(min(250*time.Millisecond, s.cfg.PollInterval))
 	defer tick.Stop()
-	var last time.Time
+	var last, reported time.Time
 	var lastConn uint64
 	timeouts := 0
 	for {
+		if ctx.Err() == nil && !q.dev.Connected() && time.Since(reported) >= s.cfg.PollInterval {
+			// Told to the registry, so that no host places new accounts
+			// on it; its own users are answered 503 meanwhile.
+			reported = time.Now()
+			s.reportDevice(ctx, q.dev.Name(), false, 0)
+		}
 		if q.dev.Connected() {
 			conn := q.info().Connects
 			if conn != lastConn || time.Since(last) >= s.cfg.PollInterval {
-				last, lastConn = time.Now(), conn
+				last, lastConn, reported = time.Now(), conn, time.Now()
 				if s.pollOnce(ctx, q, conn) {
 					timeouts = 0
 				} else if ctx.Err() == nil {
@@ -47,11 +53,19 @@ func (s *Server) poll(ctx context.Context, q *deviceQueue) {
 	}
 }
 
-// pollOnce returns false when the device did not answer in time.
-func (s *Server) pollOnce(ctx context.Context, q *deviceQueue, conn uint64) bool {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+// pollOnce returns false when the device did not answer in time. It
+// reports the device to the registry: healthy when it answered a signed,
+// fresh status.
+func (s *Server) pollOnce(parent context.Context, q *deviceQueue, conn uint64) bool {
+	ctx, cancel := context.WithTimeout(parent, s.cfg.Timeout)
 	defer cancel()
 	name := q.dev.Name()
+	healthy, anchorWrites := false, uint64(0)
+	defer func() {
+		if parent.Err() == nil { // not while cofferd stops
+			s.reportDevice(parent, name, healthy, anchorWrites)
+		}
+	}()
 	old := q.polled.Load()
 	st := &polledState{connection: conn}
 	if old != nil && old.connection == conn {
@@ -88,6 +102,12 @@ func (s *Server) pollOnce(ctx context.Context, q *deviceQueue, conn uint64) bool
 			}
 		}
 	}
+	if old == nil || old.identity != st.identity || old.notProvision != st.notProvision {
+		// What the identity says (insecure) counts from now, not from
+		// the end of the status round trip.
+		learned := *st
+		q.polled.Store(&learned)
+	}
 	// A fresh nonce per poll: the vault signs it back, so a status that a
 	// link or a stale device replays is refused, not shown as current.
 	sreq := protocol.NewStatusRequest()
@@ -115,6 +135,9 @@ func (s *Server) pollOnce(ctx context.Context, q *deviceQueue, conn uint64) bool
 		st.status, st.statusErr = nil, err.Error()
 	} else {
 		st.status, st.statusErr = status, ""
+		// A device refused as insecure takes no account.
+		insecure, _ := q.insecure()
+		healthy, anchorWrites = q.dev.Connected() && !(insecure && s.cfg.RefuseInsecure), status.AnchorWrites
 		s.metrics.anchorWrites.WithLabelValues(name).Set(float64(status.AnchorWrites))
 		s.metrics.storeSequence.WithLabelValues(name).Set(float64(status.StoreSequence))
 	}

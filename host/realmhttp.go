@@ -113,6 +113,10 @@ func (s *Server) handleRealms(w http.ResponseWriter, r *http.Request) {
 	if a == nil {
 		return
 	}
+	// An account's realm items live on the host of its device.
+	if s.route(w, r, a, o) == nil {
+		return
+	}
 	if err != nil {
 		o.status = http.StatusBadRequest
 		writeError(w, o.status, err.Error(), "")

@@ -111,7 +111,7 @@ func manifestBytes(tag string, n int) []byte {
 // storage.
 func TestRealmStorageIsPerAccount(t *testing.T) {
 	accounts, _, tokens := testAccounts(t, "alice", "mallory")
-	_, hs := testServer(t, Config{Devices: []Device{newStub("stub")}, Accounts: accounts, Realms: testRealmStore(t, t.TempDir())})
+	_, hs := testServer(t, Config{Devices: []Device{newStub("stub")}, Store: accounts, Realms: testRealmStore(t, t.TempDir())})
 	alice, mallory := tokens["alice"], tokens["mallory"]
 
 	manifest := manifestBytes("alice's manifest ", 700)
@@ -178,7 +178,7 @@ func TestRealmStorageIsPerAccount(t *testing.T) {
 // evicts the oldest, and a re-PUT makes an item the newest again.
 func TestRealmStorageEvictsTheOldestPut(t *testing.T) {
 	accounts, _, tokens := testAccounts(t, "alice")
-	_, hs := testServer(t, Config{Devices: []Device{newStub("stub")}, Accounts: accounts, Realms: testRealmStore(t, t.TempDir())})
+	_, hs := testServer(t, Config{Devices: []Device{newStub("stub")}, Store: accounts, Realms: testRealmStore(t, t.TempDir())})
 	tok := tokens["alice"]
 	var hashes []string
 	for i := range 5 {
@@ -212,7 +212,7 @@ func TestRealmStorageEvictsTheOldestPut(t *testing.T) {
 func TestRealmStorageRefusesBadRequests(t *testing.T) {
 	accounts, _, tokens := testAccounts(t, "alice")
 	dir := t.TempDir()
-	_, hs := testServer(t, Config{Devices: []Device{newStub("stub")}, Accounts: accounts, Realms: testRealmStore(t, dir)})
+	_, hs := testServer(t, Config{Devices: []Device{newStub("stub")}, Store: accounts, Realms: testRealmStore(t, dir)})
 	tok := tokens["alice"]
 	h := wantManifestHash([]byte("x"))
 	cases := []struct {
@@ -304,10 +304,11 @@ func TestRealmStorageSurvivesRestart(t *testing.T) {
 	if _, err := OpenRealmStore(dir); !errors.Is(err, filelock.ErrHeld) {
 		t.Fatalf("a second store on the same folder: %v", err)
 	}
-	s1, err := New(Config{Devices: []Device{newStub("stub")}, Accounts: accounts, Realms: rs, Log: quiet, PollInterval: -1})
+	s1, err := New(Config{Devices: []Device{newStub("stub")}, Store: accounts, Realms: rs, Log: quiet, PollInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
+	reportHealthy(t, s1)
 	hs1 := httptest.NewServer(s1.Handler())
 	manifest, blob := manifestBytes("kept ", 900), manifestBytes("blob ", 3000)
 	h := putManifest(t, hs1.URL, tokens["alice"], manifest)
@@ -316,7 +317,7 @@ func TestRealmStorageSurvivesRestart(t *testing.T) {
 	s1.Close()
 	rs.Close()
 
-	_, hs2 := testServer(t, Config{Devices: []Device{newStub("stub")}, Accounts: accounts, Realms: testRealmStore(t, dir)})
+	_, hs2 := testServer(t, Config{Devices: []Device{newStub("stub")}, Store: accounts, Realms: testRealmStore(t, dir)})
 	if st, b := getRealm(t, hs2.URL, tokens["alice"], "manifest", h); st != 200 || !bytes.Equal(b, manifest) {
 		t.Fatalf("manifest after restart: %d", st)
 	}
@@ -331,7 +332,7 @@ func TestRealmStorageSurvivesRestart(t *testing.T) {
 func TestRealmStorageKeepsADamagedFile(t *testing.T) {
 	accounts, accts, tokens := testAccounts(t, "alice")
 	dir := t.TempDir()
-	_, hs := testServer(t, Config{Devices: []Device{newStub("stub")}, Accounts: accounts, Realms: testRealmStore(t, dir)})
+	_, hs := testServer(t, Config{Devices: []Device{newStub("stub")}, Store: accounts, Realms: testRealmStore(t, dir)})
 	tok := tokens["alice"]
 	h := putManifest(t, hs.URL, tok, []byte("a manifest"))
 	path := filepath.Join(dir, hex.EncodeToString(accts["alice"].UserID)+".json")

@@ -30,7 +30,7 @@ func realmSession(t testing.TB) []byte {
 func TestRealmRequestsAreRelayed(t *testing.T) {
 	accounts, accts, tokens := testAccounts(t, "alice")
 	dev := &countingDevice{Device: newStub("stub")}
-	_, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts})
+	_, hs := testServer(t, Config{Devices: []Device{dev}, Store: accounts})
 	ctx := context.Background()
 	reqs := [][]byte{realmSession(t)}
 	for _, typ := range realmRequestTypes {
@@ -58,7 +58,7 @@ func TestRealmRequestsAreRelayed(t *testing.T) {
 func TestRealmRequestWithAnotherAccountsUserIDIsForbidden(t *testing.T) {
 	accounts, accts, tokens := testAccounts(t, "alice", "mallory")
 	dev := &countingDevice{Device: newStub("stub")}
-	_, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts})
+	_, hs := testServer(t, Config{Devices: []Device{dev}, Store: accounts})
 	ctx := context.Background()
 	for _, typ := range realmRequestTypes {
 		_, err := post(ctx, http.DefaultClient, hs.URL, tokens["mallory"], realmRequest(t, typ, accts["alice"].UserID))
@@ -94,7 +94,7 @@ func TestRealmGuessRequestsAreRateLimited(t *testing.T) {
 	accounts, accts, tokens := testAccounts(t, "alice", "bob")
 	dev := &countingDevice{Device: newStub("stub")}
 	now := time.Unix(1_000_000, 0)
-	_, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts, LoginRate: DefaultLoginRate, LoginBurst: 5,
+	_, hs := testServer(t, Config{Devices: []Device{dev}, Store: accounts, LoginRate: DefaultLoginRate, LoginBurst: 5,
 		Now: func() time.Time { return now }})
 	ctx := context.Background()
 	send := func(who string, req []byte) error {

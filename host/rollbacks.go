@@ -40,7 +40,8 @@ const (
 )
 
 // DefaultRollbacksPath is where cofferd keeps the rollback declarations
-// unless told otherwise: beside the accounts file.
+// unless told otherwise: beside the file at the path given (cofferd
+// passes its SQLite database).
 func DefaultRollbacksPath(accountsPath string) string {
 	return filepath.Join(filepath.Dir(accountsPath), defaultRollbackFile)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
+	"github.com/cofferhsm/coffer/host/state"
 )
 
 // The operator's rollback declarations reach exactly the accounts of the
@@ -25,23 +26,15 @@ func TestRollbackDeclarations(t *testing.T) {
 	if rollbacks != filepath.Join(dir, "cofferd-rollbacks.json") {
 		t.Fatalf("default rollbacks file %s", rollbacks)
 	}
-	tokens := map[string]string{}
-	for name, device := range map[string]string{"alice": "", "bob": "b"} {
-		_, tok, err := AddAccount(accountsPath, name, device)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tokens[name] = tok
-	}
-	accounts, err := LoadAccounts(accountsPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	accounts := state.NewMemory()
+	_, tokens := addAccounts(t, accounts, "a", "alice")
+	_, bob := addAccounts(t, accounts, "b", "bob")
+	tokens["bob"] = bob["bob"]
 	if err := CreateRollbacksFile(rollbacks); err != nil {
 		t.Fatal(err)
 	}
 	var logs syncbuf.Buffer
-	_, hs := testServer(t, Config{Devices: []Device{newStub("a"), newStub("b")}, Accounts: accounts, Rollbacks: rollbacks,
+	_, hs := testServer(t, Config{Devices: []Device{newStub("a"), newStub("b")}, Store: accounts, Rollbacks: rollbacks,
 		Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	declarations := func(who string) RollbacksInfo {
 		t.Helper()
@@ -92,7 +85,7 @@ func TestRollbackDeclarations(t *testing.T) {
 		t.Fatal(err)
 	}
 	var startLog syncbuf.Buffer
-	testServer(t, Config{Devices: []Device{newStub("a"), newStub("b")}, Accounts: accounts, Rollbacks: rollbacks,
+	testServer(t, Config{Devices: []Device{newStub("a"), newStub("b")}, Store: accounts, Rollbacks: rollbacks,
 		Log: slog.New(slog.NewTextHandler(&startLog, nil))})
 	if !strings.Contains(startLog.String(), "rollback declaration for a device that is not configured") || !strings.Contains(startLog.String(), "device=vault9") {
 		t.Fatalf("start log:\n%s", startLog.String())
@@ -115,7 +108,7 @@ func TestRollbackDeclarations(t *testing.T) {
 	}
 
 	// Without a rollbacks file configured, the endpoint says so.
-	_, plain := testServer(t, Config{Devices: []Device{newStub("a")}, Accounts: accounts})
+	_, plain := testServer(t, Config{Devices: []Device{newStub("a")}, Store: accounts})
 	if resp, _ := get(t, plain.URL+"/v1/rollbacks", tokens["alice"]); resp.StatusCode != http.StatusNotImplemented {
 		t.Fatalf("without a rollbacks file: %d", resp.StatusCode)
 	}

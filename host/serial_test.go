@@ -53,7 +53,7 @@ func TestSerialDeviceOverAPseudoTerminal(t *testing.T) {
 
 	dev := NewStreamDevice("armory", transport.SerialDialer(slave, transport.DefaultUSBID), StreamOptions{Kind: "serial", Address: slave, MinBackoff: 10 * time.Millisecond, Log: quiet})
 	accounts, accts, tokens := testAccounts(t, "alice")
-	_, hs := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts})
+	_, hs := testServer(t, Config{Devices: []Device{dev}, Store: accounts})
 	waitFor(t, "the serial device to connect", dev.Connected)
 	alice := userClient(t, hs.URL, tokens["alice"], accts["alice"], pub)
 	if _, err := alice.Register(context.Background(), []byte("pw"), make([]byte, 32), 10); err != nil {

@@ -23,13 +23,16 @@ type Server struct {
 	log      *slog.Logger
 	devices  []*deviceQueue
 	byName   map[string]*deviceQueue
-	limiter  *limiter
 	events   *eventLog
 	metrics  *metrics
 	handler  http.Handler
 	identReq []byte
 
 	refused chan error // RefuseInsecure: the first insecure device seen
+
+	cache        *realmCache // the store's answers, for a second (realm.go)
+	peers        peerSet     // clients of the other hosts (peer.go)
+	realmMetrics *realmMetrics
 
 	pollCancel context.CancelFunc
 	pollWG     sync.WaitGroup
@@ -41,8 +44,11 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.Devices) == 0 {
 		return nil, errors.New("host: no vault device")
 	}
-	if cfg.Accounts == nil {
-		return nil, errors.New("host: no accounts")
+	if cfg.Store == nil {
+		return nil, errors.New("host: no state store")
+	}
+	if cfg.HostName == "" {
+		cfg.HostName = "local"
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
@@ -72,7 +78,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:     cfg,
 		log:     cfg.Log,
 		byName:  map[string]*deviceQueue{},
-		limiter: newLimiter(cfg.LoginRate, cfg.LoginBurst, cfg.Now),
+		cache:   newRealmCache(),
 		refused: make(chan error, 1),
 		events:  newEventLog(cfg.Log, cfg.Now),
 	}
@@ -87,14 +93,16 @@ func New(cfg Config) (*Server, error) {
 			s.insecureDevice(d.Name())
 		}
 	}
-	for _, a := range cfg.Accounts.All() {
-		if a.Device != "" && s.byName[a.Device] == nil {
-			s.log.Error("account routed to a device that is not configured; its requests will fail", "account", a.Name, "device", a.Device)
-		}
+	rctx, rcancel := context.WithTimeout(context.Background(), cfg.Timeout)
+	err := s.register(rctx)
+	rcancel()
+	if err != nil {
+		return nil, fmt.Errorf("host: %w", err)
 	}
 	s.checkRollbacks()
 	s.identReq, _ = protocol.Encode(protocol.TypeIdentity, &protocol.Empty{})
 	s.metrics = newMetrics(s)
+	s.realmMetrics = newRealmMetrics(s, s.metrics.reg)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/vault", s.handleVault)
@@ -117,6 +125,8 @@ func New(cfg Config) (*Server, error) {
 			s.pollWG.Add(1)
 			go s.poll(ctx, q)
 		}
+		s.pollWG.Add(1)
+		go s.heartbeats(ctx)
 	}
 	return s, nil
 }
@@ -170,6 +180,7 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.pollCancel()
 		s.pollWG.Wait()
+		s.peers.close()
 		for _, q := range s.devices {
 			if err := q.dev.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("device %s: %w", q.dev.Name(), err))

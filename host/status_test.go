@@ -45,7 +45,7 @@ func TestStatusPollRefusesAReplayedStatus(t *testing.T) {
 	accounts, _, _ := testAccounts(t, "alice")
 	var logs syncbuf.Buffer
 	dev := &replayingDevice{Device: NewSoftDevice("soft", inst.Vault)}
-	srv, _ := testServer(t, Config{Devices: []Device{dev}, Accounts: accounts, PollInterval: 10 * time.Millisecond, Log: slogTo(&logs)})
+	srv, _ := testServer(t, Config{Devices: []Device{dev}, Store: accounts, PollInterval: 10 * time.Millisecond, Log: slogTo(&logs)})
 	waitFor(t, "the poller to refuse a replayed status", func() bool {
 		return dev.replays.Load() > 0 && strings.Contains(logs.String(), "vault status unusable") &&
 			srv.Health().Devices["soft"].StoreSequence == nil

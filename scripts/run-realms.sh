@@ -2,7 +2,7 @@
 # run-realms.sh N RUNDIR ADDR BIN: `make run REALMS=N`. Starts N realms on
 # this machine, each a software vault process (softvault dev, INSECURE) behind
 # a cofferd process of its own, with its own state folder RUNDIR/realm-I, its
-# own accounts file (one account, "demo") and its own development
+# own state database (one account, "demo") and its own development
 # provisioning key: N operators, as far as one machine can pretend. cofferd I
 # listens on ADDR's port + I. Writes RUNDIR/realms.json for
 # `coffer init --realms`, prints what to type, and stops all 2N processes on
@@ -43,12 +43,13 @@ for i in $(seq 1 "$n"); do
 	pids="$pids $vault"
 	echo "$vault" >"$d/vault.pid"
 	waitfor "$d/vault.log" 'msg=ready' "$vault" "softvault of realm-$i"
-	if [ ! -f "$d/accounts.json" ]; then
-		"$bin/cofferd" account add -accounts "$d/accounts.json" demo | awk '$1 == "token" { print $2 }' >"$d/demo.token"
+	"$bin/cofferd" migrate -db "sqlite:$d/cofferd.db" >/dev/null
+	if [ ! -s "$d/demo.token" ]; then
+		"$bin/cofferd" account add -db "sqlite:$d/cofferd.db" demo | awk '$1 == "token" { print $2 }' >"$d/demo.token"
 		chmod 600 "$d/demo.token"
 	fi
 	port=$((base + i))
-	"$bin/cofferd" -listen "$host:$port" -accounts "$d/accounts.json" -vault "unix:$d/vault.sock" -allow-insecure-vault >"$d/cofferd.log" 2>&1 &
+	"$bin/cofferd" -listen "$host:$port" -db "sqlite:$d/cofferd.db" -vault "unix:$d/vault.sock" -allow-insecure-vault >"$d/cofferd.log" 2>&1 &
 	daemon=$!
 	pids="$pids $daemon"
 	echo "$daemon" >"$d/cofferd.pid"

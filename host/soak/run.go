@@ -77,7 +77,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer r.vault.kill()
-	if err := r.startCofferd(filepath.Join(cfg.SocketDir, "accounts.json")); err != nil {
+	if err := r.startCofferd(); err != nil {
 		return nil, err
 	}
 	defer r.stopServe()

@@ -17,28 +17,32 @@ import (
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/client"
 	"github.com/cofferhsm/coffer/host"
+	"github.com/cofferhsm/coffer/host/state"
 	"github.com/cofferhsm/coffer/protocol"
 	"github.com/cofferhsm/coffer/protocol/transport"
 )
 
-// startCofferd creates the accounts and serves cofferd on loopback, in
-// front of the vault's socket.
-func (r *runner) startCofferd(accountsPath string) error {
+// startCofferd creates the accounts, placed on the one device, in a state
+// store in memory, and serves cofferd on loopback, in front of the vault's
+// socket.
+func (r *runner) startCofferd() error {
+	ctx := context.Background()
+	accounts := state.NewMemory()
+	if err := accounts.RegisterDevice(ctx, "vault0", "local"); err != nil {
+		return err
+	}
 	for i := 0; i < r.cfg.Clients; i++ {
-		a, token, err := host.AddAccount(accountsPath, fmt.Sprintf("soak%03d", i), "")
+		a, token, err := host.NewAccount(ctx, accounts, fmt.Sprintf("soak%03d", i), "vault0")
 		if err != nil {
 			return err
 		}
 		r.accounts = append(r.accounts, accountToken{a, token})
 	}
-	accounts, err := host.LoadAccounts(accountsPath)
-	if err != nil {
-		return err
-	}
+	var err error
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	r.dev = host.NewStreamDevice("vault0", transport.UnixDialer(r.vault.sock), host.StreamOptions{MinBackoff: 50 * time.Millisecond, Log: quiet})
 	r.srv, err = host.New(host.Config{
-		Devices: []host.Device{r.dev}, Accounts: accounts,
+		Devices: []host.Device{r.dev}, Store: accounts,
 		LoginRate: r.cfg.LoginRate, LoginBurst: r.cfg.LoginBurst, Queue: r.cfg.Queue, InFlight: r.cfg.InFlight,
 		PollInterval: time.Second, Log: quiet,
 	})

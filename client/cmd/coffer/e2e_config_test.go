@@ -128,7 +128,7 @@ func TestE2EPrivateCA(t *testing.T) {
 	os.WriteFile(caFile, caPEM, 0o644)
 	os.WriteFile(certFile, certPEM, 0o600)
 	os.WriteFile(keyFile, keyPEM, 0o600)
-	p := startProc(t, "cofferd", e2eBin(t, "cofferd"), "-listen", "127.0.0.1:0", "-accounts", acc, "-vault", "unix:"+v.sock,
+	p := startProc(t, "cofferd", e2eBin(t, "cofferd"), "-listen", "127.0.0.1:0", "-db", cofferdDB(acc), "-vault", "unix:"+v.sock,
 		"-login-rate", "0", "-allow-insecure-vault", "-tls-cert", certFile, "-tls-key", keyFile)
 	addr := p.waitFor(regexp.MustCompile(`msg=listening api=(127\.0\.0\.1:[0-9]+)`), 30*time.Second)[1]
 	server := "https://" + addr

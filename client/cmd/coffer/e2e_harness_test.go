@@ -256,13 +256,20 @@ type daemon struct {
 	addr     string // 127.0.0.1:PORT
 }
 
-// newAccounts makes an accounts file with the named accounts and returns
-// their tokens.
+// cofferdDB is the SQLite state database of a cofferd whose files are
+// named after path (path's extension replaced by .db).
+func cofferdDB(path string) string {
+	return "sqlite:" + strings.TrimSuffix(path, filepath.Ext(path)) + ".db"
+}
+
+// newAccounts makes cofferd's state database (cofferdDB(path)) if it is not
+// there, with the named accounts, and returns their tokens.
 func newAccounts(t *testing.T, path string, names ...string) map[string]string {
 	t.Helper()
+	runTool(t, e2eBin(t, "cofferd"), "migrate", "-db", cofferdDB(path))
 	tokens := map[string]string{}
 	for _, n := range names {
-		out := runTool(t, e2eBin(t, "cofferd"), "account", "add", "-accounts", path, n)
+		out := runTool(t, e2eBin(t, "cofferd"), "account", "add", "-db", cofferdDB(path), n)
 		m := reTokenLine.FindStringSubmatch(out)
 		if m == nil || !reUserIDLine.MatchString(out) {
 			t.Fatalf("cofferd account add printed:\n%s", out)
@@ -277,7 +284,7 @@ func newAccounts(t *testing.T, path string, names ...string) map[string]string {
 // to. Login starts are not rate-limited (the tests make many).
 func startCofferd(t *testing.T, accounts, sock string, extra ...string) *daemon {
 	t.Helper()
-	args := append([]string{"-listen", "127.0.0.1:0", "-accounts", accounts, "-vault", "unix:" + sock,
+	args := append([]string{"-listen", "127.0.0.1:0", "-db", cofferdDB(accounts), "-vault", "unix:" + sock,
 		"-login-rate", "0", "-log-level", "debug", "-allow-insecure-vault"}, extra...)
 	d := &daemon{t: t, accounts: accounts}
 	d.proc = startProc(t, "cofferd", e2eBin(t, "cofferd"), args...)

@@ -89,7 +89,7 @@ func TestE2ERollbackRecovery(t *testing.T) {
 	// The operator declares the rollback; cofferd serves it at once. That
 	// is the operator's word, not the user's: every command still stops.
 	reason := "restored the vault from the copy taken before the disk failed"
-	out := runTool(t, e2eBin(t, "cofferd"), "vault", "declare-rollback", "-accounts", s.cofferd.accounts, "-reason", reason)
+	out := runTool(t, e2eBin(t, "cofferd"), "vault", "declare-rollback", "-db", cofferdDB(s.cofferd.accounts), "-reason", reason)
 	if !strings.Contains(out, "declared: device vault0") {
 		t.Fatalf("declare-rollback said:\n%s", out)
 	}

@@ -102,7 +102,7 @@ func runIn(t *testing.T, dir string, args ...string) ran {
 // stdout (to read with a pager) and the status is 0, at the top and for
 // each command.
 func TestBinaryHelp(t *testing.T) {
-	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}, {"serve", "--help"}, {"account", "--help"}, {"account", "add", "-h"}, {"account", "list", "--help"}} {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}, {"serve", "--help"}, {"account", "--help"}, {"account", "add", "-h"}, {"account", "list", "--help"}, {"device", "list", "-h"}, {"migrate", "-h"}, {"peer", "--help"}} {
 		r := runIn(t, "", args...)
 		if r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, "usage: cofferd") {
 			t.Errorf("cofferd %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
@@ -111,12 +111,12 @@ func TestBinaryHelp(t *testing.T) {
 	// The daemon's help lists its flags, including the one that lets an
 	// insecure vault through.
 	r := runIn(t, "", "--help")
-	for _, f := range []string{"-listen", "-vault", "-accounts", "-tls-cert", "-allow-insecure-vault", "-version"} {
+	for _, f := range []string{"-listen", "-vault", "-db", "-host", "-peer-listen", "-peer-cert", "-tls-cert", "-allow-insecure-vault", "-version"} {
 		if !strings.Contains(r.stdout, f) {
 			t.Errorf("cofferd --help lacks %s:\n%s", f, r.stdout)
 		}
 	}
-	if r := runIn(t, "", "account", "add", "--help"); !strings.Contains(r.stdout, "-device") || !strings.Contains(r.stdout, "-accounts") {
+	if r := runIn(t, "", "account", "add", "--help"); !strings.Contains(r.stdout, "-device") || !strings.Contains(r.stdout, "-db") {
 		t.Errorf("cofferd account add --help:\n%s", r.stdout)
 	}
 }
@@ -151,33 +151,40 @@ func TestBinaryVersion(t *testing.T) {
 	}
 }
 
-// TestBinaryAccountsFileNamed: the account commands work on the file the
-// daemon reads, so they must be told which: without -accounts (or
-// COFFERD_ACCOUNTS) they refuse, instead of listing or creating a file in
-// the current folder that no daemon reads. A list of a file that is not
-// there is an error, not an empty list.
-func TestBinaryAccountsFileNamed(t *testing.T) {
+// TestBinaryUnmigratedDatabase: the account commands and the daemon work
+// on the database `cofferd migrate` made; one that was never migrated (a
+// typo in -db, a folder other than the daemon's) is an error that says to
+// run it, not an empty list. Once migrated, the commands work.
+func TestBinaryUnmigratedDatabase(t *testing.T) {
 	dir := t.TempDir()
-	for _, args := range [][]string{{"account", "list"}, {"account", "add", "alice"}, {"account", "remove", "alice"}} {
-		r := runIn(t, dir, args...)
-		if r.code != 2 || !strings.Contains(r.stderr, "-accounts") {
-			t.Errorf("cofferd %s without -accounts: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
-		}
+	db := "sqlite:" + filepath.Join(dir, "typo.db")
+	r := runIn(t, dir, "account", "list", "-db", db)
+	skipIfPending(t, r)
+	if r.code != 1 || !strings.Contains(r.stderr, "cofferd migrate") || strings.Contains(r.stdout, "NAME") {
+		t.Errorf("cofferd account list of an unmigrated database: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
-		t.Errorf("account commands without -accounts left %v in the current folder", entries)
+	if r := runIn(t, dir, "-db", db, "-vault", "unix:"+filepath.Join(dir, "none.sock")); r.code != 1 || !strings.Contains(r.stderr, "cofferd migrate") {
+		t.Errorf("cofferd serve on an unmigrated database: exit %d\nstderr: %s", r.code, r.stderr)
 	}
-	r := runIn(t, dir, "account", "list", "-accounts", filepath.Join(dir, "typo.json"))
-	if r.code != 1 || !strings.Contains(r.stderr, "typo.json") || strings.Contains(r.stdout, "NAME") {
-		t.Errorf("cofferd account list of a missing file: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	db = "sqlite:" + filepath.Join(dir, "cofferd.db")
+	if r := runIn(t, dir, "migrate", "-db", db); r.code != 0 {
+		t.Fatalf("migrate: %+v", r)
 	}
-	// With the file named, they work.
-	accounts := filepath.Join(dir, "accounts.json")
-	if r := runIn(t, dir, "account", "add", "-accounts", accounts, "alice"); r.code != 0 {
+	if r := runIn(t, dir, "account", "add", "-db", db, "alice"); r.code != 0 {
 		t.Fatalf("account add: %+v", r)
 	}
-	if r := runIn(t, dir, "account", "list", "-accounts", accounts); r.code != 0 || !strings.Contains(r.stdout, "alice") {
+	if r := runIn(t, dir, "account", "list", "-db", db); r.code != 0 || !strings.Contains(r.stdout, "alice") {
 		t.Fatalf("account list: %+v", r)
+	}
+}
+
+// skipIfPending skips a test of separate processes sharing a database
+// while this cofferd has only the in-process store (host/state's
+// open_pending.go, replaced when the SQLite and PostgreSQL stores land).
+func skipIfPending(t *testing.T, r ran) {
+	t.Helper()
+	if strings.Contains(r.stderr, "open_pending.go") {
+		t.Skip("no SQLite store in this build yet (host/state/open_pending.go)")
 	}
 }
 
@@ -219,7 +226,7 @@ var reAPI = regexp.MustCompile(`msg=listening api=(127\.0\.0\.1:[0-9]+)`)
 func TestBinaryRefusesInsecureVault(t *testing.T) {
 	dir := t.TempDir()
 	sock := softVault(t, dir)
-	base := []string{"-listen", "127.0.0.1:0", "-accounts", filepath.Join(dir, "accounts.json"), "-vault", "unix:" + sock, "-poll", "50ms"}
+	base := []string{"-listen", "127.0.0.1:0", "-db", "memory:insecure", "-vault", "unix:" + sock, "-poll", "50ms"}
 
 	d := startDaemon(t, dir, base...)
 	select {

@@ -2,13 +2,13 @@
 // messages between clients (HTTP, host/API.md) and vault devices, which it
 // cannot read. It is not trusted; see host/OPERATIONS.md.
 //
-//	cofferd [serve] [flags]                                    run the daemon
-//	cofferd account add    -accounts FILE [-device NAME] NAME  new account; prints its bearer token once
-//	cofferd account list   -accounts FILE
-//	cofferd account remove -accounts FILE NAME
-//	cofferd vault declare-rollback -accounts FILE [-rollbacks FILE] [-device NAME] -reason TEXT
-//	                                                           the vault's store went back or was lost: say so to its users
-//	cofferd --version                                          what it was built from
+//	cofferd [serve] [flags]                          run the daemon
+//	cofferd migrate [-db DSN] [-import-accounts FILE] create or upgrade the state database
+//	cofferd account add|list|remove|unplace [-db DSN] …
+//	cofferd device list|drain|activate|retire|limits [-db DSN] …
+//	cofferd peer ca -out DIR | peer cert -ca DIR -host NAME -out DIR
+//	cofferd vault declare-rollback [-db DSN] [-rollbacks FILE] [-device NAME] -reason TEXT
+//	cofferd --version                                what it was built from
 //
 // Every flag may also be given in the environment as COFFERD_ and the flag
 // name in upper case with '-' as '_' (-login-rate ⇔ COFFERD_LOGIN_RATE); a
@@ -18,7 +18,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,10 +30,10 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/cofferhsm/coffer/host"
+	"github.com/cofferhsm/coffer/host/state"
 	"github.com/cofferhsm/coffer/internal/buildinfo"
 	"github.com/cofferhsm/coffer/protocol/transport"
 )
@@ -63,33 +62,33 @@ func exitCode(err error, stderr io.Writer) int {
 
 // errUsage marks a mistake on the command line (status 2); its text is the
 // short usage.
-var errUsage = errors.New("usage: cofferd [serve] [flags] | cofferd account add|list|remove … | cofferd vault declare-rollback … | cofferd --version (cofferd --help for more)")
+var errUsage = errors.New("usage: cofferd [serve] [flags] | cofferd migrate … | cofferd account … | cofferd device … | cofferd peer … | cofferd vault declare-rollback … | cofferd --version (cofferd --help for more)")
 
 // errHelpShown: the help asked for was printed (status 0).
 var errHelpShown = errors.New("help shown")
 
 // usage is the top of `cofferd --help`; the flags of the command follow.
-const usage = `usage: cofferd [serve] [flags]                                    run the daemon
-       cofferd account add    -accounts FILE [-device NAME] NAME  a new account; prints its bearer token once
-       cofferd account list   -accounts FILE                      the accounts
-       cofferd account remove -accounts FILE NAME                 remove an account (its vault record stays)
-       cofferd vault declare-rollback -accounts FILE [-rollbacks FILE] [-device NAME] -reason TEXT
-                                                                  the vault's store went back or was lost: say so to its users
-       cofferd --version                                          what this cofferd was built from
+const usage = `usage: cofferd [serve] [flags]                             run the daemon
+       cofferd migrate [-db DSN] [-import-accounts FILE]   create or upgrade the state database; import a JSON accounts file
+       cofferd account add     [-db DSN] [-device NAME] NAME  a new account; prints its bearer token once
+       cofferd account list    [-db DSN]                   the accounts
+       cofferd account remove  [-db DSN] NAME              remove an account (its vault record stays)
+       cofferd account unplace [-db DSN] NAME              take an account off its device (it is placed again at its next request)
+       cofferd device list     [-db DSN] [-json]           the realm's devices: host, state, accounts, capacity, health
+       cofferd device drain|activate|retire [-db DSN] NAME no new accounts | new accounts again | out of service for good
+       cofferd device limits   [-db DSN] -capacity N -anchor-budget N NAME
+       cofferd peer ca   -out DIR                          the realm's peer CA (ca.crt, ca.key)
+       cofferd peer cert -ca DIR -host NAME -out DIR       a host's peer certificate from that CA
+       cofferd vault declare-rollback [-db DSN] [-rollbacks FILE] [-device NAME] -reason TEXT
+                                                           the vault's store went back or was lost: say so to its users
+       cofferd --version                                   what this cofferd was built from
 
 Every flag may also be given in the environment as COFFERD_ and the flag name
 in upper case with '-' as '_' (-login-rate: COFFERD_LOGIN_RATE); a flag on the
-command line wins. The account and vault commands work on the files the daemon
-reads, so they need -accounts (or COFFERD_ACCOUNTS). See host/API.md and
-host/OPERATIONS.md.
+command line wins. -db is the realm's state: sqlite:PATH (one host; the default
+is sqlite:cofferd.db) or postgres://… (several hosts share it); memory:NAME
+keeps it in the process (tests). See host/API.md and host/OPERATIONS.md.
 `
-
-// accountUsage are the account commands' usage lines, by command.
-var accountUsage = map[string]string{
-	"add":    "usage: cofferd account add -accounts FILE [-device NAME] NAME\n\nMakes an account routed to the device NAME (default: the first configured) and prints its bearer token, once.\n",
-	"list":   "usage: cofferd account list -accounts FILE\n\nLists the accounts of FILE; a FILE that does not exist is an error.\n",
-	"remove": "usage: cofferd account remove -accounts FILE NAME\n\nRemoves an account; its vault record stays (only its owner can delete it).\n",
-}
 
 // run is main without the process: ready, if not nil, is told the
 // addresses the daemon listens on (tests).
@@ -103,7 +102,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "serve":
 			return serve(ctx, args[1:], getenv, stdout, stderr, ready)
 		case "account":
-			return account(args[1:], getenv, stdout)
+			return account(ctx, args[1:], getenv, stdout)
+		case "device":
+			return device(ctx, args[1:], getenv, stdout)
+		case "migrate":
+			return migrate(ctx, args[1:], getenv, stdout)
+		case "peer":
+			return peer(args[1:], getenv, stdout)
 		case "vault":
 			return vault(args[1:], getenv, stdout)
 		case "help":
@@ -170,9 +175,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs := flag.NewFlagSet("cofferd", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:8420", "HTTP address of the API")
 	metricsListen := fs.String("metrics-listen", "", "separate address for /metrics and /healthz (default: served on -listen too)")
-	accountsPath := fs.String("accounts", "cofferd-accounts.json", "accounts file (JSON; reloaded when it changes)")
-	rollbacksPath := fs.String("rollbacks", "", "file of the operator's rollback declarations, served under /v1/rollbacks (cofferd vault declare-rollback) (default: cofferd-rollbacks.json beside the -accounts file)")
-	realmsDir := fs.String("realms", "", "folder of the accounts' realm manifests and resume blobs (public or sealed; created, locked while cofferd runs) (default: cofferd-realms beside the -accounts file)")
+	dsn := fs.String("db", defaultDSN, "the realm's state database: sqlite:PATH, postgres://… (shared by the realm's hosts) or memory:NAME")
+	hostName := fs.String("host", "", "this host's name in the realm (its devices are registered under it; its peer certificate names it) (default: the machine's host name)")
+	peerListen := fs.String("peer-listen", "", "address of the peer listener, where the realm's other hosts forward requests (mutual TLS) (default: none)")
+	peerURL := fs.String("peer-url", "", "URL the other hosts dial to reach -peer-listen (default: https:// and -peer-listen when it names a host)")
+	peerCert := fs.String("peer-cert", "", "this host's certificate from the realm's peer CA (cofferd peer cert)")
+	peerKey := fs.String("peer-key", "", "its private key")
+	peerCA := fs.String("peer-ca", "", "the realm's peer CA certificate")
+	rollbacksPath := fs.String("rollbacks", "", "file of the operator's rollback declarations, served under /v1/rollbacks (cofferd vault declare-rollback) (default: cofferd-rollbacks.json beside a sqlite: -db, else in the working folder)")
+	realmsDir := fs.String("realms", "", "folder of the accounts' realm manifests and resume blobs (public or sealed; created, locked while cofferd runs) (default: cofferd-realms beside a sqlite: -db, else in the working folder)")
 	logDir := fs.String("log", "", "release log directory (tessera POSIX layout) to serve read-only under /v1/log/ (default: none, 404)")
 	vaults := fs.String("vault", "", "vault devices, comma-separated [NAME=]unix:PATH | [NAME=]serial:PATH|auto (unnamed: vault0, vault1, …); required")
 	timeout := fs.Duration("timeout", host.DefaultTimeout, "per vault request, waiting in the queue included")
@@ -244,37 +255,61 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		q = -1 // Config: none may wait
 	}
 
-	// Create an empty accounts file if there is none, so that it belongs to
-	// the daemon's user and `cofferd account add` run as root keeps that.
-	if _, err := os.Stat(*accountsPath); errors.Is(err, os.ErrNotExist) {
-		if err := host.CreateAccountsFile(*accountsPath); err != nil {
-			log.Warn("could not create an empty accounts file", "file", *accountsPath, "err", err)
+	if *hostName == "" {
+		if *hostName, err = os.Hostname(); err != nil {
+			return fmt.Errorf("-host: %w", err)
+		}
+		*hostName, _, _ = strings.Cut(*hostName, ".")
+	}
+	if err := state.CheckHostName(*hostName); err != nil {
+		return fmt.Errorf("-host: %w", err)
+	}
+	var peerCfg host.PeerConfig
+	if *peerCert != "" || *peerKey != "" || *peerCA != "" {
+		if *peerCert == "" || *peerKey == "" || *peerCA == "" {
+			return errors.New("-peer-cert, -peer-key and -peer-ca go together")
+		}
+		if peerCfg, err = host.LoadPeerConfig(*peerURL, *peerCert, *peerKey, *peerCA); err != nil {
+			return err
+		}
+		if name, err := host.PeerName(peerCfg.Cert.Leaf); err != nil || name != *hostName {
+			return fmt.Errorf("-peer-cert names host %q (%v), but this host is %q (-host)", name, err, *hostName)
 		}
 	}
-	accounts, err := host.LoadAccounts(*accountsPath)
+	if *peerListen != "" {
+		if peerCfg.Cert == nil {
+			return errors.New("-peer-listen needs -peer-cert, -peer-key and -peer-ca")
+		}
+		if peerCfg.URL == "" {
+			h, _, err := net.SplitHostPort(*peerListen)
+			if ip := net.ParseIP(h); err != nil || h == "" || (ip != nil && ip.IsUnspecified()) {
+				return errors.New("-peer-listen listens on every address: say with -peer-url which one the other hosts dial")
+			}
+		}
+	}
+
+	st, err := state.Open(ctx, *dsn)
+	if errors.Is(err, state.ErrSchema) {
+		return fmt.Errorf("%s: %w: run `cofferd migrate -db %s` first (once per realm, before starting its hosts)", redactDSN(*dsn), err, redactDSN(*dsn))
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("-db %s: %w", redactDSN(*dsn), err)
 	}
-	accounts.OnReload = func(n int, err error) {
-		if err != nil {
-			log.Error("accounts file unreadable; keeping the accounts loaded before", "file", *accountsPath, "err", err)
-			return
-		}
-		log.Info("accounts reloaded", "file", *accountsPath, "accounts", n)
-	}
+	defer st.Close()
+
+	dir := stateDir(*dsn)
 	if *rollbacksPath == "" {
-		*rollbacksPath = host.DefaultRollbacksPath(*accountsPath)
+		*rollbacksPath = host.DefaultRollbacksPath(filepath.Join(dir, "cofferd.db"))
 	}
 	if err := host.CreateRollbacksFile(*rollbacksPath); err != nil {
 		log.Warn("could not create an empty rollbacks file", "file", *rollbacksPath, "err", err)
 	}
-	log.Info("starting cofferd", "listen", *listen, "accounts", len(accounts.All()), "devices", len(specs), "realms", *realmsDir)
-
 	if *realmsDir == "" {
-		// Beside the accounts file: the state folder under systemd, RUNDIR
+		// Beside the SQLite file: the state folder under systemd, RUNDIR
 		// under `make run`.
-		*realmsDir = filepath.Join(filepath.Dir(*accountsPath), "cofferd-realms")
+		*realmsDir = filepath.Join(dir, "cofferd-realms")
 	}
+	log.Info("starting cofferd", "listen", *listen, "host", *hostName, "db", redactDSN(*dsn), "devices", len(specs), "realms", *realmsDir, "peer_listen", *peerListen, "peer_url", peerCfg.URL)
 	realms, err := host.OpenRealmStore(*realmsDir)
 	if err != nil {
 		return fmt.Errorf("-realms: %w", err)
@@ -290,9 +325,25 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		log.Info("serving the release log read-only under /v1/log/", "dir", *logDir)
 	}
 
+	// The peer listener first: its address is the URL registered at start.
+	var pln net.Listener
+	var peerTLS *tls.Config
+	if *peerListen != "" {
+		if peerTLS, err = peerCfg.PeerServerTLS(); err == nil {
+			pln, err = net.Listen("tcp", *peerListen)
+		}
+		if err != nil {
+			return fmt.Errorf("-peer-listen: %w", err)
+		}
+		defer pln.Close()
+		if peerCfg.URL == "" {
+			peerCfg.URL = "https://" + pln.Addr().String()
+		}
+	}
+
 	devices := host.OpenDevices(specs, host.OpenOptions{USBID: id, Log: log})
 	srv, err := host.New(host.Config{
-		Devices: devices, Accounts: accounts, Realms: realms, ReleaseLog: releaseLog, Rollbacks: *rollbacksPath, Timeout: *timeout, Queue: q, InFlight: *inflight,
+		Devices: devices, Store: st, HostName: *hostName, Peer: peerCfg, Realms: realms, ReleaseLog: releaseLog, Rollbacks: *rollbacksPath, Timeout: *timeout, Queue: q, InFlight: *inflight,
 		LoginRate: rate, LoginBurst: *loginBurst, PollInterval: *poll, MaxConnections: *maxConns, Log: log,
 		RefuseInsecure: !*allowInsecure,
 	})
@@ -322,6 +373,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		mln = srv.Listener(mln, nil)
 	}
+	if pln != nil {
+		pln = srv.Listener(pln, peerTLS)
+		log.Info("peer listener", "addr", pln.Addr().String(), "url", peerCfg.URL)
+	}
 	if ready != nil {
 		var maddr net.Addr
 		if mln != nil {
@@ -338,7 +393,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	ctx, stopServing := context.WithCancel(ctx)
 	defer stopServing()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	api := srv.Handler()
 	if mln != nil {
 		// Metrics only on their own address; health on both (for load
@@ -363,6 +418,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			errc <- host.ServeGracefully(ctx, srv.HTTPServer(mux), mln, time.Second)
 		}()
 	}
+	if pln != nil {
+		go func() { errc <- host.ServeGracefully(ctx, srv.HTTPServer(srv.PeerHandler()), pln, srv.ShutdownGrace()) }()
+	}
 	var refused error
 	select {
 	case err = <-errc:
@@ -375,8 +433,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if ctx.Err() != nil {
 		log.Info("shutting down: stopped accepting, finished requests in flight")
 	}
-	if mln != nil {
-		if err2 := <-errc; err == nil {
+	for _, extra := range []net.Listener{mln, pln} {
+		if extra == nil {
+			continue
+		}
+		if err2 := <-errc; err == nil || errors.Is(err, http.ErrServerClosed) {
 			err = err2
 		}
 	}
@@ -389,86 +450,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	return err
 }
 
-func account(args []string, getenv func(string) string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("no account command; %w", errUsage)
-	}
-	cmd := args[0]
-	help, ok := accountUsage[cmd]
-	if !ok {
-		if cmd == "-h" || cmd == "--help" || cmd == "-help" || cmd == "help" {
-			fmt.Fprint(stdout, usage)
-			return errHelpShown
-		}
-		return fmt.Errorf("unknown account command %q; %w", cmd, errUsage)
-	}
-	fs := flag.NewFlagSet("cofferd account "+cmd, flag.ContinueOnError)
-	// No default: a command run from another folder than the daemon's
-	// would work on a file the daemon never reads.
-	path := fs.String("accounts", "", "the daemon's accounts file (required; or COFFERD_ACCOUNTS)")
-	var device *string
-	if cmd == "add" {
-		device = fs.String("device", "", "vault device to route the account to (default: the first configured)")
-	}
-	pos, err := parse(fs, args[1:], getenv, stdout, help)
-	if err != nil {
-		return err
-	}
-	if *path == "" {
-		return fmt.Errorf("cofferd account %s needs -accounts FILE (or COFFERD_ACCOUNTS): the accounts file the daemon reads; %w", cmd, errUsage)
-	}
-	switch cmd {
-	case "add":
-		if len(pos) != 1 {
-			return fmt.Errorf("cofferd account add takes one NAME; %w", errUsage)
-		}
-		a, token, err := host.AddAccount(*path, pos[0], *device)
-		if err != nil {
-			return err
-		}
-		dev := a.Device
-		if dev == "" {
-			dev = "(the first configured device)"
-		}
-		fmt.Fprintf(stdout, "account %s\n  user id %s\n  device  %s\n  token   %s\n\nThe token is shown only this once: cofferd keeps only its SHA-256.\nClients send it as: Authorization: Bearer %s\n",
-			a.Name, hex.EncodeToString(a.UserID), dev, token, token)
-		return nil
-	case "list":
-		if len(pos) != 0 {
-			return fmt.Errorf("cofferd account list takes no NAME; %w", errUsage)
-		}
-		// A file that is not there is a wrong path, not an empty list.
-		if _, err := os.Stat(*path); err != nil {
-			return fmt.Errorf("accounts file: %w", err)
-		}
-		accts, err := host.ListAccounts(*path)
-		if err != nil {
-			return err
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tUSER ID\tDEVICE\tCREATED")
-		for _, a := range accts {
-			dev := a.Device
-			if dev == "" {
-				dev = "-"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Name, hex.EncodeToString(a.UserID), dev, a.Created.Format(time.RFC3339))
-		}
-		return tw.Flush()
-	default: // remove
-		if len(pos) != 1 {
-			return fmt.Errorf("cofferd account remove takes one NAME; %w", errUsage)
-		}
-		if err := host.RemoveAccount(*path, pos[0]); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "removed account %s (its vault record stays; only its owner can delete it)\n", pos[0])
-		return nil
-	}
-}
-
 // declareRollbackUsage is `cofferd vault declare-rollback --help`.
-const declareRollbackUsage = `usage: cofferd vault declare-rollback -accounts FILE [-rollbacks FILE] [-device NAME] -reason TEXT
+const declareRollbackUsage = `usage: cofferd vault declare-rollback [-db DSN] [-rollbacks FILE] [-device NAME] -reason TEXT
 
 Records that the device's store went back to an older state or was lost, and
 serves it to that device's users under GET /v1/rollbacks; their clients show it
@@ -493,10 +476,8 @@ func vault(args []string, getenv func(string) string, stdout io.Writer) error {
 		return fmt.Errorf("unknown vault command %q; %w", args[0], errUsage)
 	}
 	fs := flag.NewFlagSet("cofferd vault declare-rollback", flag.ContinueOnError)
-	// No default: run from another folder than the daemon's, the
-	// declaration would go to a file the daemon never serves.
-	accountsPath := fs.String("accounts", "", "the daemon's accounts file (required, or -rollbacks; or COFFERD_ACCOUNTS); the rollbacks file is beside it unless -rollbacks says otherwise")
-	path := fs.String("rollbacks", "", "rollbacks file (default: cofferd-rollbacks.json beside the -accounts file)")
+	dsn := fs.String("db", "", "the daemon's -db (or COFFERD_DB), sqlite:PATH: the rollbacks file is beside it unless -rollbacks says otherwise")
+	path := fs.String("rollbacks", "", "rollbacks file (default: cofferd-rollbacks.json beside the sqlite: -db)")
 	device := fs.String("device", "vault0", "the device whose store went back (its name in -vault)")
 	reason := fs.String("reason", "", "what happened, shown to every user of the device: restored from which backup, or the store lost (required)")
 	pos, err := parse(fs, args[1:], getenv, stdout, declareRollbackUsage)
@@ -507,10 +488,12 @@ func vault(args []string, getenv func(string) string, stdout io.Writer) error {
 		return fmt.Errorf("unexpected %q; %w", pos[0], errUsage)
 	}
 	if *path == "" {
-		if *accountsPath == "" {
-			return fmt.Errorf("cofferd vault declare-rollback needs -accounts FILE (or COFFERD_ACCOUNTS) or -rollbacks FILE: the files the daemon reads; %w", errUsage)
+		// No default: run from another folder than the daemon's, the
+		// declaration would go to a file the daemon never serves.
+		if !strings.HasPrefix(*dsn, "sqlite:") {
+			return fmt.Errorf("cofferd vault declare-rollback needs -rollbacks FILE, or -db sqlite:PATH (or COFFERD_DB) beside which the daemon keeps it; %w", errUsage)
 		}
-		*path = host.DefaultRollbacksPath(*accountsPath)
+		*path = host.DefaultRollbacksPath(filepath.Join(stateDir(*dsn), "cofferd.db"))
 	}
 	if *reason == "" {
 		return fmt.Errorf("cofferd vault declare-rollback needs -reason TEXT; %w", errUsage)

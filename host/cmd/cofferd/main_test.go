@@ -37,35 +37,39 @@ func softVault(t *testing.T, dir string) string {
 
 // TestCommand drives the command as an admin would: add accounts, list and
 // remove them, start the daemon on a software vault's socket with settings
-// from the environment, talk to it, and stop it.
+// from the environment, talk to it, and stop it. The state is in this
+// process (memory:), which every run here shares.
 func TestCommand(t *testing.T) {
 	dir := t.TempDir()
-	accounts := filepath.Join(dir, "accounts.json")
+	accounts := "memory:" + t.Name()
 	var out, errs bytes.Buffer
+	if err := run(context.Background(), []string{"migrate", "-db", accounts}, env(nil), &out, &errs, nil); err != nil {
+		t.Fatal(err)
+	}
 	// Flags after the positional name, as API.md writes them.
-	if err := run(context.Background(), []string{"account", "add", "-accounts", accounts, "alice", "-device", "main"}, env(nil), &out, &errs, nil); err != nil {
+	if err := run(context.Background(), []string{"account", "add", "-db", accounts, "alice"}, env(nil), &out, &errs, nil); err != nil {
 		t.Fatal(err, errs.String())
 	}
 	token := regexp.MustCompile(`token\s+(\S+)`).FindStringSubmatch(out.String())
 	if token == nil {
 		t.Fatalf("no token printed:\n%s", out.String())
 	}
-	// -accounts from the environment.
+	// -db from the environment.
 	out.Reset()
-	if err := run(context.Background(), []string{"account", "add", "bob"}, env(map[string]string{"COFFERD_ACCOUNTS": accounts}), &out, &errs, nil); err != nil {
+	if err := run(context.Background(), []string{"account", "add", "bob"}, env(map[string]string{"COFFERD_DB": accounts}), &out, &errs, nil); err != nil {
 		t.Fatal(err)
 	}
 	out.Reset()
-	if err := run(context.Background(), []string{"account", "list", "-accounts", accounts}, env(nil), &out, &errs, nil); err != nil {
+	if err := run(context.Background(), []string{"account", "list", "-db", accounts}, env(nil), &out, &errs, nil); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "alice") || !strings.Contains(out.String(), "main") || !strings.Contains(out.String(), "bob") {
+	if !strings.Contains(out.String(), "alice") || !strings.Contains(out.String(), "bob") {
 		t.Fatalf("list:\n%s", out.String())
 	}
-	if err := run(context.Background(), []string{"account", "remove", "-accounts", accounts, "bob"}, env(nil), &out, &errs, nil); err != nil {
+	if err := run(context.Background(), []string{"account", "remove", "-db", accounts, "bob"}, env(nil), &out, &errs, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := run(context.Background(), []string{"account", "remove", "-accounts", accounts, "bob"}, env(nil), &out, &errs, nil); err == nil {
+	if err := run(context.Background(), []string{"account", "remove", "-db", accounts, "bob"}, env(nil), &out, &errs, nil); err == nil {
 		t.Fatal("removed bob twice")
 	}
 
@@ -96,7 +100,7 @@ func TestCommand(t *testing.T) {
 		"COFFERD_ALLOW_INSECURE_VAULT": "true",
 	})
 	go func() {
-		done <- run(ctx, []string{"-accounts", accounts, "-log-level", "debug", "-poll", "50ms"}, e, io.Discard, &logs,
+		done <- run(ctx, []string{"-db", accounts, "-host", "h1", "-realms", filepath.Join(dir, "cofferd-realms"), "-rollbacks", filepath.Join(dir, "rollbacks.json"), "-log-level", "debug", "-poll", "50ms"}, e, io.Discard, &logs,
 			func(api, metrics net.Addr) { addrs <- api; addrs <- metrics })
 	}()
 	var api, metrics net.Addr
@@ -150,7 +154,7 @@ func TestCommand(t *testing.T) {
 	}
 	b, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(b), `cofferd_device_connected{device="main"} 1`) {
+	if !strings.Contains(string(b), `cofferd_device_connected{device="main"} 1`) || !strings.Contains(string(b), `cofferd_device_accounts{device="main",host="h1",state="active"} 1`) {
 		t.Fatalf("metrics:\n%s", b)
 	}
 	// With a metrics address, the API address does not serve metrics.
@@ -169,8 +173,7 @@ func TestCommand(t *testing.T) {
 		}
 	}
 
-	// Realm storage lands in the default -realms folder, beside the
-	// accounts file.
+	// Realm storage lands in the -realms folder.
 	req, _ = http.NewRequest(http.MethodPut, "http://"+api.String()+"/v1/realms/manifest", strings.NewReader("a manifest"))
 	req.Header.Set("Authorization", "Bearer "+token[1])
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
@@ -235,13 +238,19 @@ func TestBadFlags(t *testing.T) {
 		{"vault"},
 		{"vault", "frobnicate"},
 		{"vault", "declare-rollback", "-reason", "restored from last night's copy"},
-		{"vault", "declare-rollback", "-accounts", "a.json"},
+		{"vault", "declare-rollback", "-db", "memory:x", "-reason", "restored"},
+		{"device"},
+		{"device", "retire"},
+		{"device", "frobnicate"},
+		{"peer"},
+		{"peer", "cert", "-out", "x"},
+		{"migrate", "extra"},
 	} {
 		// A good device, so that each is refused for its own flag.
 		e := env(map[string]string{"COFFERD_VAULT": "unix:" + filepath.Join(t.TempDir(), "none.sock")})
 		if err := run(context.Background(), args, e, io.Discard, io.Discard, nil); err == nil {
 			t.Errorf("%q accepted", args)
-		} else if usage := args[0] == "serve" || args[0] == "frobnicate" || args[0] == "account" || args[0] == "vault"; usage != (exitCode(err, io.Discard) == 2) {
+		} else if usage := args[0] != "" && args[0][0] != '-'; usage != (exitCode(err, io.Discard) == 2) {
 			// Words that are not cofferd's are usage errors (status 2);
 			// a bad value of a flag (often from the environment) is 1.
 			t.Errorf("%q: %v: status %d", args, err, exitCode(err, io.Discard))
@@ -269,7 +278,7 @@ func TestTLS(t *testing.T) {
 	addrs := make(chan net.Addr, 2)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-accounts", filepath.Join(dir, "a.json"), "-realms", filepath.Join(dir, "realms"), "-vault", "unix:" + softVault(t, dir),
+		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-db", "memory:" + t.Name(), "-realms", filepath.Join(dir, "realms"), "-rollbacks", filepath.Join(dir, "rollbacks.json"), "-vault", "unix:" + softVault(t, dir),
 			"-tls-cert", certFile, "-tls-key", keyFile, "-allow-insecure-vault"}, env(nil), io.Discard, io.Discard, func(api, _ net.Addr) { addrs <- api })
 	}()
 	var api net.Addr
@@ -301,5 +310,132 @@ func TestTLS(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"-tls-cert", certFile}, env(nil), io.Discard, io.Discard, nil); err == nil {
 		t.Fatal("-tls-cert without -tls-key accepted")
+	}
+}
+
+// TestCommandRealm runs a realm of two hosts as an operator would, in this
+// process (the state shared as memory:): a peer CA and a certificate for
+// each host, migrate, an account, two daemons each with a software vault
+// and a peer listener; the account's requests at either host reach its one
+// device, and the device commands drain, refuse to retire while an account
+// is on it, retire once it is moved, and set limits.
+func TestCommandRealm(t *testing.T) {
+	dir := t.TempDir()
+	db := "memory:" + t.Name()
+	ctx := context.Background()
+	cmd := func(args ...string) string {
+		t.Helper()
+		var out bytes.Buffer
+		if err := run(ctx, args, env(nil), &out, io.Discard, nil); err != nil {
+			t.Fatalf("cofferd %s: %v", strings.Join(args, " "), err)
+		}
+		return out.String()
+	}
+	cmd("peer", "ca", "-out", filepath.Join(dir, "ca"))
+	if err := run(ctx, []string{"peer", "ca", "-out", filepath.Join(dir, "ca")}, env(nil), io.Discard, io.Discard, nil); err == nil {
+		t.Fatal("peer ca overwrote a CA")
+	}
+	for _, h := range []string{"h1", "h2"} {
+		cmd("peer", "cert", "-ca", filepath.Join(dir, "ca"), "-host", h, "-out", filepath.Join(dir, h))
+		for _, f := range []string{filepath.Join(dir, "ca", "ca.key"), filepath.Join(dir, h, h+".key")} {
+			if st, err := os.Stat(f); err != nil || st.Mode().Perm() != 0o600 {
+				t.Fatalf("%s: %v %v", f, st.Mode(), err)
+			}
+		}
+	}
+	cmd("migrate", "-db", db)
+	token := regexp.MustCompile(`token\s+(\S+)`).FindStringSubmatch(cmd("account", "add", "-db", db, "alice"))[1]
+
+	start := func(name, device string) (api net.Addr, stop func()) {
+		t.Helper()
+		vdir := filepath.Join(dir, "vault-"+name)
+		os.MkdirAll(vdir, 0o700)
+		cctx, cancel := context.WithCancel(ctx)
+		addrs := make(chan net.Addr, 2)
+		done := make(chan error, 1)
+		var logs syncbuf.Buffer
+		go func() {
+			done <- run(cctx, []string{"-db", db, "-host", name, "-listen", "127.0.0.1:0", "-poll", "50ms", "-allow-insecure-vault",
+				"-vault", device + "=unix:" + softVault(t, vdir), "-realms", filepath.Join(dir, "realms-"+name), "-rollbacks", filepath.Join(dir, "rollbacks-"+name+".json"),
+				"-peer-listen", "127.0.0.1:0", "-peer-cert", filepath.Join(dir, name, name+".crt"), "-peer-key", filepath.Join(dir, name, name+".key"),
+				"-peer-ca", filepath.Join(dir, name, "ca.crt")}, env(nil), io.Discard, &logs, func(a, _ net.Addr) { addrs <- a })
+		}()
+		select {
+		case api = <-addrs:
+		case err := <-done:
+			t.Fatalf("%s exited: %v\n%s", name, err, logs.String())
+		}
+		return api, func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("%s: %v\n%s", name, err, logs.String())
+			}
+		}
+	}
+	api1, stop1 := start("h1", "a-main")
+	api2, stop2 := start("h2", "b-other")
+	defer stop1()
+	defer stop2()
+	eventually(t, "both devices healthy in h2's view", func() bool {
+		resp, err := http.Get("http://" + api2.String() + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var h struct {
+			Realm map[string]struct{ Healthy bool }
+		}
+		json.NewDecoder(resp.Body).Decode(&h)
+		return h.Realm["a-main"].Healthy && h.Realm["b-other"].Healthy
+	})
+	identity := func(api net.Addr) []byte {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "http://"+api.String()+"/v1/vault", bytes.NewReader(mustIdentityRequest(t)))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("identity at %s: %d %s", api, resp.StatusCode, b)
+		}
+		return b
+	}
+	// Placed by h2 on a-main (both empty: the first name), served there
+	// through h2 and h1 alike.
+	viaH2, viaH1 := identity(api2), identity(api1)
+	var s1, s2 protocol.SignedIdentity
+	if protocol.Decode(viaH1, protocol.TypeIdentity, &s1) != nil || protocol.Decode(viaH2, protocol.TypeIdentity, &s2) != nil || !bytes.Equal(s1.Body, s2.Body) {
+		t.Fatal("alice saw two different vaults")
+	}
+	list := cmd("device", "list", "-db", db)
+	if !regexp.MustCompile(`a-main\s+h1\s+active\s+1\s+20000000\s+\d+/-\s+true`).MatchString(list) || !regexp.MustCompile(`b-other\s+h2\s+active\s+0\s`).MatchString(list) {
+		t.Fatalf("device list:\n%s", list)
+	}
+	cmd("device", "drain", "-db", db, "a-main")
+	var errOut bytes.Buffer
+	err := run(ctx, []string{"device", "retire", "-db", db, "a-main"}, env(nil), io.Discard, &errOut, nil)
+	if err == nil || !strings.Contains(err.Error(), "account unplace") {
+		t.Fatalf("retired with alice on it: %v", err)
+	}
+	cmd("account", "unplace", "-db", db, "alice")
+	cmd("device", "retire", "-db", db, "a-main")
+	cmd("device", "limits", "-db", db, "-capacity", "5", "-anchor-budget", "1000", "b-other")
+	var devs []struct {
+		Name, Host, State  string
+		Accounts, Capacity uint64
+		AnchorBudget       uint64
+	}
+	if err := json.Unmarshal([]byte(cmd("device", "list", "-db", db, "-json")), &devs); err != nil || len(devs) != 2 ||
+		devs[0].State != "retired" || devs[1].Capacity != 5 || devs[1].AnchorBudget != 1000 {
+		t.Fatalf("device list -json: %+v %v", devs, err)
+	}
+	// alice's next request places her on b-other, through h1.
+	time.Sleep(1100 * time.Millisecond) // the hosts' one-second cache of the account
+	identity(api1)
+	if !strings.Contains(cmd("account", "list", "-db", db), "b-other") {
+		t.Fatal("alice not placed again on b-other")
 	}
 }

@@ -1,0 +1,371 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cofferhsm/coffer/host"
+	"github.com/cofferhsm/coffer/host/state"
+)
+
+// defaultDSN is the state of one host: an SQLite file in the working folder.
+const defaultDSN = "sqlite:cofferd.db"
+
+// stateDir is the folder beside the SQLite file of dsn, where cofferd
+// keeps its other files (realm items, rollback declarations) by default;
+// the working folder for any other store.
+func stateDir(dsn string) string {
+	if p, ok := strings.CutPrefix(dsn, "sqlite:"); ok {
+		p, _, _ = strings.Cut(p, "?")
+		return filepath.Dir(p)
+	}
+	return "."
+}
+
+// redactDSN hides a password in a DSN, for logs and errors.
+func redactDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			return u.String()
+		}
+	}
+	return dsn
+}
+
+// openStore opens the store of a command; an unmigrated one says what to run.
+func openStore(ctx context.Context, dsn string) (state.Store, error) {
+	st, err := state.Open(ctx, dsn)
+	if errors.Is(err, state.ErrSchema) {
+		return nil, fmt.Errorf("%s: %w: run `cofferd migrate -db %s` first", redactDSN(dsn), err, redactDSN(dsn))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("-db %s: %w", redactDSN(dsn), err)
+	}
+	return st, nil
+}
+
+func dbFlag(fs *flag.FlagSet) *string {
+	return fs.String("db", defaultDSN, "the realm's state database (sqlite:PATH, postgres://…, memory:NAME); the daemon's -db")
+}
+
+// subcommand parses a command's flags and opens its store.
+type subcommand struct {
+	fs   *flag.FlagSet
+	dsn  *string
+	help string
+}
+
+func newSubcommand(name, help string) *subcommand {
+	fs := flag.NewFlagSet("cofferd "+name, flag.ContinueOnError)
+	return &subcommand{fs: fs, dsn: dbFlag(fs), help: help}
+}
+
+// run parses args, checks the count of positional arguments, opens the
+// store and runs fn.
+func (c *subcommand) run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer, nargs int, fn func(st state.Store, pos []string) error) error {
+	pos, err := parse(c.fs, args, getenv, stdout, c.help)
+	if err != nil {
+		return err
+	}
+	if len(pos) != nargs {
+		return fmt.Errorf("%s takes %d argument(s), got %d; %w", c.fs.Name(), nargs, len(pos), errUsage)
+	}
+	st, err := openStore(ctx, *c.dsn)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return fn(st, pos)
+}
+
+// accountUsage are the account commands' usage lines, by command.
+var accountUsage = map[string]string{
+	"add":     "usage: cofferd account add [-db DSN] [-device NAME] NAME\n\nMakes an account and prints its bearer token, once. It is placed on a device at its first request (or on -device NAME now).\n",
+	"list":    "usage: cofferd account list [-db DSN]\n\nLists the accounts, with their devices (- for none yet).\n",
+	"remove":  "usage: cofferd account remove [-db DSN] NAME\n\nRemoves an account; its vault record stays (only its owner can delete it). Hosts stop accepting its token within a second.\n",
+	"unplace": "usage: cofferd account unplace [-db DSN] NAME\n\nTakes an account off its device, to move it: its next request places it on another device, where its user re-registers or repairs it through their realms.\n",
+}
+
+func account(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("no account command; %w", errUsage)
+	}
+	cmd := args[0]
+	help, ok := accountUsage[cmd]
+	if !ok {
+		if isHelp(cmd) {
+			fmt.Fprint(stdout, usage)
+			return errHelpShown
+		}
+		return fmt.Errorf("unknown account command %q; %w", cmd, errUsage)
+	}
+	c := newSubcommand("account "+cmd, help)
+	var device *string
+	if cmd == "add" {
+		device = c.fs.String("device", "", "place the account on this device now (default: at its first request, on the device with the most room)")
+	}
+	switch cmd {
+	case "add":
+		return c.run(ctx, args[1:], getenv, stdout, 1, func(st state.Store, pos []string) error {
+			a, token, err := host.NewAccount(ctx, st, pos[0], *device)
+			if err != nil {
+				return err
+			}
+			dev := a.Device
+			if dev == "" {
+				dev = "(placed at its first request)"
+			}
+			fmt.Fprintf(stdout, "account %s\n  user id %s\n  device  %s\n  token   %s\n\nThe token is shown only this once: cofferd keeps only its SHA-256.\nClients send it as: Authorization: Bearer %s\n",
+				a.Name, hex.EncodeToString(a.UserID), dev, token, token)
+			return nil
+		})
+	case "list":
+		return c.run(ctx, args[1:], getenv, stdout, 0, func(st state.Store, _ []string) error {
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tUSER ID\tDEVICE\tCREATED")
+			after := ""
+			for {
+				page, err := st.ListAccounts(ctx, after, 1000)
+				if err != nil {
+					return err
+				}
+				for _, a := range page {
+					dev := a.Device
+					if dev == "" {
+						dev = "-"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Name, hex.EncodeToString(a.UserID), dev, a.Created.Format(time.RFC3339))
+				}
+				if len(page) < 1000 {
+					return tw.Flush()
+				}
+				after = page[len(page)-1].Name
+			}
+		})
+	case "remove":
+		return c.run(ctx, args[1:], getenv, stdout, 1, func(st state.Store, pos []string) error {
+			if err := st.RemoveAccount(ctx, pos[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "removed account %s (its vault record stays; only its owner can delete it)\n", pos[0])
+			return nil
+		})
+	default: // unplace
+		return c.run(ctx, args[1:], getenv, stdout, 1, func(st state.Store, pos []string) error {
+			a, err := st.AccountByName(ctx, pos[0])
+			if err != nil {
+				return err
+			}
+			if err := st.Unplace(ctx, pos[0]); err != nil {
+				return err
+			}
+			from := a.Device
+			if from == "" {
+				from = "no device"
+			}
+			fmt.Fprintf(stdout, "account %s taken off %s: its next request places it on another device, where its user\n"+
+				"re-registers or repairs it through their realms (its record on %s stays until that device is retired)\n", pos[0], from, from)
+			return nil
+		})
+	}
+}
+
+func isHelp(s string) bool { return s == "-h" || s == "--help" || s == "-help" || s == "help" }
+
+// deviceUsage are the device commands' usage lines, by command.
+var deviceUsage = map[string]string{
+	"list":     "usage: cofferd device list [-db DSN] [-json]\n\nThe realm's devices: the host each is on, its state, accounts placed and capacity, anchor writes and budget, health and when its host last saw it.\n",
+	"drain":    "usage: cofferd device drain [-db DSN] NAME\n\nThe device takes no new accounts; those on it are served as before.\n",
+	"activate": "usage: cofferd device activate [-db DSN] NAME\n\nThe device takes new accounts again (not a retired one).\n",
+	"retire":   "usage: cofferd device retire [-db DSN] NAME\n\nTakes the device out of the realm for good. Refused while accounts are placed on it: drain it, move each (cofferd account unplace NAME: its user re-registers or repairs through their realms), then retire.\n",
+	"limits":   "usage: cofferd device limits [-db DSN] -capacity N -anchor-budget N NAME\n\nSets how many accounts the device may hold (0: 20 million) and how many anchor writes it may reach (0: no budget).\n",
+}
+
+func device(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("no device command; %w", errUsage)
+	}
+	cmd := args[0]
+	help, ok := deviceUsage[cmd]
+	if !ok {
+		if isHelp(cmd) {
+			fmt.Fprint(stdout, usage)
+			return errHelpShown
+		}
+		return fmt.Errorf("unknown device command %q; %w", cmd, errUsage)
+	}
+	c := newSubcommand("device "+cmd, help)
+	switch cmd {
+	case "list":
+		asJSON := c.fs.Bool("json", false, "print JSON")
+		return c.run(ctx, args[1:], getenv, stdout, 0, func(st state.Store, _ []string) error {
+			devs, err := st.Devices(ctx)
+			if err != nil {
+				return err
+			}
+			if *asJSON {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				if devs == nil {
+					devs = []state.Device{}
+				}
+				return enc.Encode(devs)
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tHOST\tSTATE\tACCOUNTS\tCAPACITY\tANCHOR WRITES/BUDGET\tHEALTHY\tSEEN")
+			for _, d := range devs {
+				capacity := d.Capacity
+				if capacity == 0 {
+					capacity = state.DefaultCapacity
+				}
+				budget := "-"
+				if d.AnchorBudget > 0 {
+					budget = strconv.FormatUint(d.AnchorBudget, 10)
+				}
+				seen := "never"
+				if !d.Seen.IsZero() {
+					seen = d.Seen.UTC().Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d/%s\t%v\t%s\n", d.Name, d.Host, d.State, d.Accounts, capacity, d.AnchorWrites, budget, d.Healthy, seen)
+			}
+			return tw.Flush()
+		})
+	case "limits":
+		capacity := c.fs.Uint64("capacity", 0, "accounts the device may hold (0: the default, 20 million)")
+		budget := c.fs.Uint64("anchor-budget", 0, "anchor writes (RPMB wear) the device may reach before it takes no new account (0: no budget)")
+		return c.run(ctx, args[1:], getenv, stdout, 1, func(st state.Store, pos []string) error {
+			if err := st.SetDeviceLimits(ctx, pos[0], *capacity, *budget); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "device %s: capacity %d, anchor budget %d (0: default)\n", pos[0], *capacity, *budget)
+			return nil
+		})
+	default:
+		to := map[string]state.DeviceState{"drain": state.Draining, "activate": state.Active, "retire": state.Retired}[cmd]
+		return c.run(ctx, args[1:], getenv, stdout, 1, func(st state.Store, pos []string) error {
+			if err := st.SetDeviceState(ctx, pos[0], to); err != nil {
+				if to == state.Retired && errors.Is(err, state.ErrDeviceState) {
+					return fmt.Errorf("%w\nTo retire it: cofferd device drain %s; then for each of its accounts (cofferd account list) cofferd account unplace NAME,\n"+
+						"and its users re-register or repair through their realms on the device they are placed on next", err, pos[0])
+				}
+				return err
+			}
+			fmt.Fprintf(stdout, "device %s is %s (every host sees it within a second)\n", pos[0], to)
+			return nil
+		})
+	}
+}
+
+const migrateUsage = `usage: cofferd migrate [-db DSN] [-import-accounts FILE]
+
+Creates the state database, or brings its schema up to this cofferd's; run it
+once per realm before starting its hosts, and after each upgrade. With
+-import-accounts, it then imports the accounts of a JSON accounts file (the
+-accounts file of cofferd before its state moved to a database).
+`
+
+func migrate(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("cofferd migrate", flag.ContinueOnError)
+	dsn := dbFlag(fs)
+	importFile := fs.String("import-accounts", "", "a JSON accounts file to import (default: none)")
+	pos, err := parse(fs, args, getenv, stdout, migrateUsage)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return fmt.Errorf("unexpected %q; %w", pos[0], errUsage)
+	}
+	from, to, err := state.Migrate(ctx, *dsn)
+	if err != nil {
+		return fmt.Errorf("migrate %s: %w", redactDSN(*dsn), err)
+	}
+	if from == to {
+		fmt.Fprintf(stdout, "%s: schema version %d, up to date\n", redactDSN(*dsn), to)
+	} else {
+		fmt.Fprintf(stdout, "%s: schema version %d → %d\n", redactDSN(*dsn), from, to)
+	}
+	if *importFile == "" {
+		return nil
+	}
+	st, err := openStore(ctx, *dsn)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	n, err := state.ImportAccountsJSON(ctx, st, *importFile)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "imported %d accounts from %s\n", n, *importFile)
+	return nil
+}
+
+const peerUsage = `usage: cofferd peer ca -out DIR
+       cofferd peer cert -ca DIR -host NAME -out DIR
+
+The hosts of a realm forward to each other over mutual TLS with certificates
+from the realm's own CA. ` + "`peer ca`" + ` makes it (DIR/ca.crt, DIR/ca.key: keep
+the key off the hosts); ` + "`peer cert`" + ` issues a host's certificate into
+DIR/NAME.crt, DIR/NAME.key and DIR/ca.crt, for -peer-cert, -peer-key and
+-peer-ca. NAME is the host's -host.
+`
+
+func peer(args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("no peer command; %w", errUsage)
+	}
+	cmd := args[0]
+	if isHelp(cmd) {
+		fmt.Fprint(stdout, peerUsage)
+		return errHelpShown
+	}
+	if cmd != "ca" && cmd != "cert" {
+		return fmt.Errorf("unknown peer command %q; %w", cmd, errUsage)
+	}
+	fs := flag.NewFlagSet("cofferd peer "+cmd, flag.ContinueOnError)
+	out := fs.String("out", "", "folder to write to (created; files are never overwritten)")
+	var caDir, name *string
+	if cmd == "cert" {
+		caDir = fs.String("ca", "", "the CA's folder (cofferd peer ca -out)")
+		name = fs.String("host", "", "the host's name: its -host")
+	}
+	pos, err := parse(fs, args[1:], getenv, stdout, peerUsage)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return fmt.Errorf("unexpected %q; %w", pos[0], errUsage)
+	}
+	if *out == "" {
+		return fmt.Errorf("cofferd peer %s needs -out DIR; %w", cmd, errUsage)
+	}
+	if cmd == "ca" {
+		if err := host.WritePeerCA(*out, time.Now()); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "peer CA in %s: %s (give it to every host as -peer-ca) and %s (keep it off the hosts)\n",
+			*out, filepath.Join(*out, host.PeerCACert), filepath.Join(*out, host.PeerCAKey))
+		return nil
+	}
+	if *caDir == "" || *name == "" {
+		return fmt.Errorf("cofferd peer cert needs -ca DIR and -host NAME; %w", errUsage)
+	}
+	cert, key, ca, err := host.WritePeerCert(*caDir, *name, *out, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "host %s: -peer-cert %s -peer-key %s -peer-ca %s\n", *name, cert, key, ca)
+	return nil
+}

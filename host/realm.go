@@ -1,0 +1,379 @@
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cofferhsm/coffer/host/state"
+)
+
+// A realm's accounts, devices and hosts live in Config.Store, which every
+// host of the realm shares. A request is authenticated by the host that
+// receives it, its account placed on a device if it is on none yet, and
+// then served by that device's host: here, or forwarded to it (peer.go).
+
+// authCacheTTL is how long a positive token lookup is kept: a login's
+// requests (identity, login start, login finish, session) come within a
+// second and hit the store once. A removed account keeps working for at
+// most this long on each host that served it in the last second.
+const authCacheTTL = time.Second
+
+// authCacheMax bounds the cache; when full it is emptied.
+const authCacheMax = 1 << 16
+
+// registryCacheTTL is how long a device's or host's registry entry is kept
+// for routing: a drain, a retirement or a new peer address is seen by every
+// host within this.
+const registryCacheTTL = time.Second
+
+// ttlCache keeps values for a while, at most max of them (when full, it is
+// emptied: a flood of new keys costs lookups, never memory).
+type ttlCache[K comparable, V any] struct {
+	mu  sync.Mutex
+	m   map[K]ttlEntry[V]
+	ttl time.Duration
+	max int
+}
+
+type ttlEntry[V any] struct {
+	v     V
+	until time.Time
+}
+
+func newTTLCache[K comparable, V any](ttl time.Duration, max int) *ttlCache[K, V] {
+	return &ttlCache[K, V]{m: map[K]ttlEntry[V]{}, ttl: ttl, max: max}
+}
+
+func (c *ttlCache[K, V]) get(k K, now time.Time) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	if !ok || !now.Before(e.until) {
+		var zero V
+		return zero, false
+	}
+	return e.v, true
+}
+
+func (c *ttlCache[K, V]) put(k K, v V, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= c.max {
+		clear(c.m)
+	}
+	c.m[k] = ttlEntry[V]{v: v, until: now.Add(c.ttl)}
+}
+
+// update changes a value still in the cache, keeping its expiry.
+func (c *ttlCache[K, V]) update(k K, fn func(*V)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[k]; ok {
+		fn(&e.v)
+		c.m[k] = e
+	}
+}
+
+// realmCache keeps the store's answers that every request needs, for at
+// most a second.
+type realmCache struct {
+	byToken *ttlCache[[sha256.Size]byte, Account]
+	byName  *ttlCache[string, Account] // for requests forwarded by peers
+	devices *ttlCache[string, state.Device]
+
+	mu      sync.Mutex
+	hosts   map[string]state.Host
+	hostsAt time.Time
+}
+
+func newRealmCache() *realmCache {
+	return &realmCache{
+		byToken: newTTLCache[[sha256.Size]byte, Account](authCacheTTL, authCacheMax),
+		byName:  newTTLCache[string, Account](authCacheTTL, authCacheMax),
+		devices: newTTLCache[string, state.Device](registryCacheTTL, 1<<12),
+	}
+}
+
+var (
+	errUnknownToken = errors.New("unknown token")
+	errStore        = errors.New("the realm's state store is unavailable")
+)
+
+// lookupToken returns the account of a bearer token (base64url of
+// tokenSize bytes: anything else is refused before any lookup).
+func (s *Server) lookupToken(ctx context.Context, token string) (Account, error) {
+	if base64.RawURLEncoding.DecodedLen(len(token)) != tokenSize {
+		return Account{}, errUnknownToken
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil || len(raw) != tokenSize {
+		return Account{}, errUnknownToken
+	}
+	// A lookup by the token's hash leaks, through timing, at most
+	// something about the hash of the token tried: nothing about any
+	// valid token.
+	sum := sha256.Sum256(raw)
+	clear(raw)
+	now := time.Now()
+	if a, ok := s.cache.byToken.get(sum, now); ok {
+		return a, nil
+	}
+	a, err := s.cfg.Store.AccountByToken(ctx, sum)
+	if errors.Is(err, state.ErrNotFound) {
+		return Account{}, errUnknownToken
+	}
+	if err != nil {
+		return Account{}, fmt.Errorf("%w: %v", errStore, err)
+	}
+	s.cache.byToken.put(sum, a, now)
+	return a, nil
+}
+
+// accountByName returns the account a peer forwarded a request for,
+// cached as tokens are.
+func (s *Server) accountByName(ctx context.Context, name string) (Account, error) {
+	now := time.Now()
+	if a, ok := s.cache.byName.get(name, now); ok {
+		return a, nil
+	}
+	a, err := s.cfg.Store.AccountByName(ctx, name)
+	if err != nil {
+		return Account{}, err
+	}
+	s.cache.byName.put(name, a, now)
+	return a, nil
+}
+
+// placed notes in the cache where an account now is.
+func (c *realmCache) placed(a Account) {
+	set := func(e *Account) { e.Device = a.Device }
+	c.byToken.update(a.TokenSHA256, set)
+	c.byName.update(a.Name, set)
+}
+
+// device returns a device's registry entry, cached for registryCacheTTL.
+func (s *Server) device(ctx context.Context, name string) (state.Device, error) {
+	now := time.Now()
+	if d, ok := s.cache.devices.get(name, now); ok {
+		return d, nil
+	}
+	d, err := s.cfg.Store.Device(ctx, name)
+	if err != nil {
+		return state.Device{}, err
+	}
+	s.cache.devices.put(name, d, now)
+	return d, nil
+}
+
+// host returns a host's registry entry, the list cached for registryCacheTTL.
+func (s *Server) host(ctx context.Context, name string) (state.Host, bool, error) {
+	now := time.Now()
+	c := s.cache
+	c.mu.Lock()
+	if c.hosts != nil && now.Sub(c.hostsAt) < registryCacheTTL {
+		h, ok := c.hosts[name]
+		c.mu.Unlock()
+		return h, ok, nil
+	}
+	c.mu.Unlock()
+	hs, err := s.cfg.Store.Hosts(ctx)
+	if err != nil {
+		return state.Host{}, false, err
+	}
+	m := make(map[string]state.Host, len(hs))
+	for _, h := range hs {
+		m[h.Name] = h
+	}
+	c.mu.Lock()
+	c.hosts, c.hostsAt = m, now
+	c.mu.Unlock()
+	h, ok := m[name]
+	return h, ok, nil
+}
+
+// maxAge is how recent a device's report (and a host's heartbeat) must
+// be: three polls, at least 45 s.
+func (s *Server) maxAge() time.Duration {
+	return max(3*s.cfg.PollInterval, 45*time.Second)
+}
+
+// place puts an account that is on no device on the device Choose picks
+// from the registry, and returns the device it is on: that one, or the
+// one another host placed it on first.
+func (s *Server) place(ctx context.Context, a *Account) (string, error) {
+	for try := 0; ; try++ {
+		devs, err := s.cfg.Store.Devices(ctx)
+		if err != nil {
+			return "", fmt.Errorf("%w: %v", errStore, err)
+		}
+		name, err := state.Choose(devs, s.cfg.Now(), s.maxAge())
+		if err != nil {
+			return "", err
+		}
+		got, err := s.cfg.Store.Place(ctx, a.Name, name)
+		if errors.Is(err, state.ErrDeviceState) && try < 2 {
+			continue // drained or retired since the registry was read
+		}
+		if err != nil {
+			if errors.Is(err, state.ErrDeviceState) || errors.Is(err, state.ErrNotFound) {
+				return "", err
+			}
+			return "", fmt.Errorf("%w: %v", errStore, err)
+		}
+		a.Device = got
+		s.cache.placed(*a)
+		s.log.Info("account placed", "account", a.Name, "device", got, "chosen", name)
+		return got, nil
+	}
+}
+
+// Retry-After of the realm's own refusals, in seconds.
+const (
+	retryStore       = "2"
+	retryNoDevice    = "30"
+	retryUnreachable = "5"
+)
+
+// retiredMessage is the 503 of an account whose device is retired.
+const retiredMessage = "retired: this account's vault device is retired; re-register or repair through your realms"
+
+// route resolves the account's device, placing the account first if it is
+// on none, and returns the device's queue when it is on this host. When it
+// is on another, route forwards the request there (peer.go) and returns
+// nil; on any failure it answers and returns nil.
+func (s *Server) route(w http.ResponseWriter, r *http.Request, a *Account, o *outcome) *deviceQueue {
+	ctx := r.Context()
+	fwd := peerOf(ctx)
+	name := a.Device
+	if name == "" {
+		if fwd != nil {
+			o.status, o.note = http.StatusBadGateway, "forwarded for an account on no device"
+			writeError(w, o.status, "peer: the account is on no device here; a forwarded request is not placed or forwarded again", "")
+			return nil
+		}
+		var err error
+		if name, err = s.place(ctx, a); err != nil {
+			o.status, o.note = http.StatusServiceUnavailable, "placement: "+err.Error()
+			if errors.Is(err, errStore) {
+				writeError(w, o.status, errStore.Error(), retryStore)
+			} else {
+				writeError(w, o.status, "no vault device of this realm can take a new account now (none active, healthy and with room)", retryNoDevice)
+			}
+			return nil
+		}
+	}
+	o.device = name
+	d, err := s.device(ctx, name)
+	if errors.Is(err, state.ErrNotFound) {
+		o.status, o.note = http.StatusInternalServerError, "account placed on an unregistered device"
+		writeError(w, o.status, fmt.Sprintf("this account's device %q is not registered in the realm", name), "")
+		return nil
+	}
+	if err != nil {
+		o.status, o.note = http.StatusServiceUnavailable, err.Error()
+		writeError(w, o.status, errStore.Error(), retryStore)
+		return nil
+	}
+	if d.State == state.Retired {
+		o.status, o.note = http.StatusServiceUnavailable, "device retired"
+		writeError(w, o.status, retiredMessage, "")
+		return nil
+	}
+	if d.Host != s.cfg.HostName {
+		if fwd != nil {
+			o.status, o.note = http.StatusBadGateway, "forwarded here for a device on "+d.Host
+			writeError(w, o.status, fmt.Sprintf("peer: this host (%s) does not hold the account's device %s (the registry says host %s); a forwarded request is not forwarded again",
+				s.cfg.HostName, name, d.Host), "")
+			return nil
+		}
+		s.forward(w, r, a, d, o)
+		return nil
+	}
+	q := s.byName[name]
+	if q == nil {
+		o.status, o.note = http.StatusInternalServerError, "account's device not configured"
+		writeError(w, o.status, fmt.Sprintf("this account's device %q is not configured on this host", name), "")
+		return nil
+	}
+	return q
+}
+
+// takeLogin spends one of the account's login starts from the bucket that
+// every host sharing the store shares.
+func (s *Server) takeLogin(ctx context.Context, account string) (bool, time.Duration, error) {
+	if s.cfg.LoginRate <= 0 {
+		return true, 0, nil
+	}
+	return s.cfg.Store.Take(ctx, "login/"+account, s.cfg.LoginRate, s.cfg.LoginBurst, s.cfg.Now())
+}
+
+// register records this host and its devices in the store at start; a
+// device name registered on another host stops the start.
+func (s *Server) register(ctx context.Context) error {
+	if err := state.CheckHostName(s.cfg.HostName); err != nil {
+		return err
+	}
+	if err := s.heartbeat(ctx); err != nil {
+		return fmt.Errorf("registering host %s: %w", s.cfg.HostName, err)
+	}
+	for _, q := range s.devices {
+		name := q.dev.Name()
+		if err := s.cfg.Store.RegisterDevice(ctx, name, s.cfg.HostName); err != nil {
+			if errors.Is(err, state.ErrExists) {
+				return fmt.Errorf("device %s: %w; device names are unique across the realm: rename it in -vault (NAME=unix:…) or run this cofferd with the -host it was registered under", name, err)
+			}
+			return fmt.Errorf("registering device %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// heartbeat says in the store that this host is alive, and where its peers
+// reach it.
+func (s *Server) heartbeat(ctx context.Context) error {
+	return s.cfg.Store.RegisterHost(ctx, state.Host{Name: s.cfg.HostName, PeerURL: s.cfg.Peer.URL, Seen: s.cfg.Now()})
+}
+
+// heartbeats refreshes the host's registry entry every poll interval.
+func (s *Server) heartbeats(ctx context.Context) {
+	defer s.pollWG.Done()
+	t := time.NewTicker(s.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			hctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+			if err := s.heartbeat(hctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("heartbeat to the state store failed", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// reportDevice records what this host saw of a device.
+func (s *Server) reportDevice(ctx context.Context, name string, healthy bool, anchorWrites uint64) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Timeout)
+	defer cancel()
+	if err := s.cfg.Store.ReportDevice(ctx, name, healthy, anchorWrites, s.cfg.Now()); err != nil {
+		s.log.Warn("reporting a device's health to the state store failed", "device", name, "err", err)
+	}
+}
+
+// bearerToken reads the token of Authorization: Bearer.
+func bearerToken(r *http.Request) (string, bool) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(token), true
+}
