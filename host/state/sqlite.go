@@ -1,0 +1,162 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// SQLite is a Store in one SQLite file (modernc.org/sqlite, pure Go), the
+// embedded default for a realm served by one host. The file is in WAL mode
+// with foreign keys on; this process writes through one connection (so its
+// own writers queue instead of failing with SQLITE_BUSY) and reads through
+// a pool; another process writing the same file (`cofferd account add`
+// beside the daemon) waits up to the busy timeout.
+type SQLite struct {
+	sqlStore
+	w, r *sql.DB
+}
+
+var _ Store = (*SQLite)(nil)
+
+// sqliteBusyMillis is how long a writer waits for another process's.
+const sqliteBusyMillis = 10000
+
+// sqliteRewrite holds each statement rewritten from PostgreSQL's dialect:
+// numbered parameters as ?N, and no row locks (there is one writer).
+var sqliteRewrite sync.Map
+
+func sqliteQuery(q string) string {
+	if v, ok := sqliteRewrite.Load(q); ok {
+		return v.(string)
+	}
+	r := strings.ReplaceAll(strings.ReplaceAll(q, " FOR UPDATE", ""), "$", "?")
+	sqliteRewrite.Store(q, r)
+	return r
+}
+
+// OpenSQLite opens (creating it if need be) the SQLite database at path and
+// checks that its schema is this binary's (ErrSchema if not: run Migrate).
+func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	s, err := openSQLite(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSchema(ctx, s.d.read(), sqliteSchema); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func openSQLite(ctx context.Context, path string) (*SQLite, error) {
+	if path == "" || strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("state: SQLite path %q: want a file name without ? or #", path)
+	}
+	common := url.Values{}
+	common.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyMillis))
+	common.Add("_pragma", "foreign_keys(1)")
+	wq := url.Values{"_txlock": {"immediate"}}
+	wq["_pragma"] = append([]string{"journal_mode(WAL)"}, common["_pragma"]...)
+	w, err := sql.Open("sqlite", path+"?"+wq.Encode())
+	if err != nil {
+		return nil, err
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
+	// The writer opens (and creates) the file and switches it to WAL
+	// before any reader opens it.
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("state: open %s: %w", path, err)
+	}
+	common.Add("_pragma", "query_only(1)")
+	r, err := sql.Open("sqlite", path+"?"+common.Encode())
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	r.SetMaxOpenConns(8)
+	r.SetMaxIdleConns(8)
+	s := &SQLite{w: w, r: r}
+	s.d = sqliteDialect{s}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *SQLite) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+type sqliteDialect struct{ s *SQLite }
+
+func (d sqliteDialect) write(ctx context.Context, fn func(q querier) error) error {
+	tx, err := d.s.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE (_txlock)
+	if err != nil {
+		return err
+	}
+	if err := fn(sqlQuerier{tx}); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func (d sqliteDialect) read() querier { return sqlQuerier{d.s.r} }
+
+func sqliteCode(err error) int {
+	var e *sqlite.Error
+	if errors.As(err, &e) {
+		return e.Code()
+	}
+	return 0
+}
+
+func (sqliteDialect) unique(err error) bool {
+	c := sqliteCode(err)
+	return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}
+
+func (sqliteDialect) foreignKey(err error) bool {
+	return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
+}
+
+// sqlQuerier runs rewritten statements on a database/sql pool or transaction.
+type sqlQuerier struct {
+	db interface {
+		ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
+		QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+		QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+	}
+}
+
+func (q sqlQuerier) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := q.db.ExecContext(ctx, sqliteQuery(query), args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (q sqlQuerier) queryRow(ctx context.Context, query string, args ...any) scanner {
+	return q.db.QueryRowContext(ctx, sqliteQuery(query), args...)
+}
+
+func (q sqlQuerier) query(ctx context.Context, query string, args ...any) (rows, error) {
+	rs, err := q.db.QueryContext(ctx, sqliteQuery(query), args...)
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{rs}, nil
+}
+
+type sqlRows struct{ *sql.Rows }
+
+func (r sqlRows) Close() { r.Rows.Close() }
