@@ -333,22 +333,26 @@ func TestPlaceRace(t *testing.T) {
 		for i := range n {
 			mustOK(t, st.AddAccount(ctx, account(i)))
 		}
+		// Each account is placed by both hosts at once, released
+		// together.
 		var got [n][2]string
-		var wg sync.WaitGroup
-		for h, s := range []Store{st, other} {
-			dev := []string{"d1", "d2"}[h]
-			wg.Go(func() {
-				for i := range n {
+		for i := range n {
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for h, s := range []Store{st, other} {
+				dev := []string{"d1", "d2"}[h]
+				wg.Go(func() {
+					<-start
 					d, err := s.Place(ctx, account(i).Name, dev)
 					if err != nil {
 						t.Error(err)
-						return
 					}
 					got[i][h] = d
-				}
-			})
+				})
+			}
+			close(start)
+			wg.Wait()
 		}
-		wg.Wait()
 		var on [2]uint64
 		for i := range n {
 			a, err := st.AccountByName(ctx, account(i).Name)
@@ -364,43 +368,39 @@ func TestPlaceRace(t *testing.T) {
 	})
 }
 
-// A host retires a device while another places and unplaces on it: the
-// count always matches the accounts on it, and a retired device holds none.
+// A host retires a device while another places an account on it, both at
+// once: either the placement or the retirement wins, never both (a retired
+// device holding an account).
 func TestRetireRace(t *testing.T) {
 	forEach(t, func(t *testing.T, st Store, peer func() Store) {
 		other := peer()
-		mustOK(t, st.RegisterDevice(ctx, "d1", "h1"))
 		const n = 30
 		for i := range n {
+			dev := fmt.Sprintf("d%d", i)
+			mustOK(t, st.RegisterDevice(ctx, dev, "h1"))
 			mustOK(t, st.AddAccount(ctx, account(i)))
-		}
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			for i := range n {
-				other.Place(ctx, account(i).Name, "d1")
-				if i%3 == 0 {
-					other.Unplace(ctx, account(i).Name)
-				}
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				<-start
+				other.Place(ctx, account(i).Name, dev)
+			})
+			wg.Go(func() {
+				<-start
+				st.SetDeviceState(ctx, dev, Retired)
+			})
+			close(start)
+			wg.Wait()
+			a, err := st.AccountByName(ctx, account(i).Name)
+			mustOK(t, err)
+			d := device(t, st, dev)
+			var on uint64
+			if a.Device == dev {
+				on = 1
 			}
-		})
-		wg.Go(func() {
-			for i := range n {
-				mustOK(t, st.Unplace(ctx, account(i).Name))
-				st.SetDeviceState(ctx, "d1", Retired)
+			if d.Accounts != on || (d.State == Retired) == (on == 1) {
+				t.Fatalf("%s %s counts %d, holds %d", dev, d.State, d.Accounts, on)
 			}
-		})
-		wg.Wait()
-		var on uint64
-		all, err := st.ListAccounts(ctx, "", -1)
-		mustOK(t, err)
-		for _, a := range all {
-			if a.Device == "d1" {
-				on++
-			}
-		}
-		d := device(t, st, "d1")
-		if d.Accounts != on || (d.State == Retired && on != 0) {
-			t.Fatalf("d1 %s counts %d, holds %d", d.State, d.Accounts, on)
 		}
 	})
 }
@@ -411,36 +411,42 @@ func TestTakeRace(t *testing.T) {
 	forEach(t, func(t *testing.T, st Store, peer func() Store) {
 		other := peer()
 		now := time.Unix(1_800_000_000, 0)
-		var mu sync.Mutex
-		granted := 0
-		var wg sync.WaitGroup
-		for i := range 24 {
-			s := []Store{st, other}[i%2]
-			wg.Go(func() {
-				ok, wait, err := s.Take(ctx, "login:alice", 1, 5, now)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				if !ok && wait <= 0 {
-					t.Errorf("refused with wait %v", wait)
-				}
-				if ok {
-					mu.Lock()
-					granted++
-					mu.Unlock()
-				}
-			})
-		}
-		wg.Wait()
-		if granted != 5 {
-			t.Fatalf("%d takes granted from a bucket of 5", granted)
+		for round := range 5 {
+			key := fmt.Sprintf("login:alice%d", round)
+			var mu sync.Mutex
+			granted := 0
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for i := range 16 {
+				s := []Store{st, other}[i%2]
+				wg.Go(func() {
+					<-start
+					ok, wait, err := s.Take(ctx, key, 1, 5, now)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if !ok && wait <= 0 {
+						t.Errorf("refused with wait %v", wait)
+					}
+					if ok {
+						mu.Lock()
+						granted++
+						mu.Unlock()
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+			if granted != 5 {
+				t.Fatalf("%d takes granted from a bucket of 5", granted)
+			}
 		}
 		// Another key has its own bucket; rate 0 is no limit.
 		if ok, _, _ := st.Take(ctx, "login:bob", 1, 5, now); !ok {
 			t.Fatal("bob's first take refused")
 		}
-		if ok, _, _ := st.Take(ctx, "login:alice", 0, 5, now); !ok {
+		if ok, _, _ := st.Take(ctx, "login:alice0", 0, 5, now); !ok {
 			t.Fatal("rate 0 refused")
 		}
 	})
