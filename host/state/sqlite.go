@@ -22,6 +22,8 @@ import (
 type SQLite struct {
 	sqlStore
 	w, r *sql.DB
+	// Statements prepared once on the read pool.
+	rstmts sync.Map
 }
 
 var _ Store = (*SQLite)(nil)
@@ -102,14 +104,14 @@ func (d sqliteDialect) write(ctx context.Context, fn func(q querier) error) erro
 	if err != nil {
 		return err
 	}
-	if err := fn(sqlQuerier{tx}); err != nil {
+	if err := fn(sqlQuerier{tx: tx}); err != nil {
 		tx.Rollback()
 		return err
 	}
 	return tx.Commit()
 }
 
-func (d sqliteDialect) read() querier { return sqlQuerier{d.s.r} }
+func (d sqliteDialect) read() querier { return sqlQuerier{db: d.s.r, stmts: &d.s.rstmts} }
 
 func sqliteCode(err error) int {
 	var e *sqlite.Error
@@ -128,29 +130,65 @@ func (sqliteDialect) foreignKey(err error) bool {
 	return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
 }
 
-// sqlQuerier runs rewritten statements on a database/sql pool or transaction.
+// sqlQuerier runs rewritten statements in a transaction, or on a pool
+// where each statement is prepared once.
 type sqlQuerier struct {
-	db interface {
-		ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
-		QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
-		QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+	db    *sql.DB
+	stmts *sync.Map
+	tx    *sql.Tx
+}
+
+func (q sqlQuerier) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if v, ok := q.stmts.Load(query); ok {
+		return v.(*sql.Stmt), nil
 	}
+	p, err := q.db.PrepareContext(ctx, sqliteQuery(query))
+	if err != nil {
+		return nil, err
+	}
+	if v, loaded := q.stmts.LoadOrStore(query, p); loaded {
+		p.Close()
+		return v.(*sql.Stmt), nil
+	}
+	return p, nil
 }
 
 func (q sqlQuerier) exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res, err := q.db.ExecContext(ctx, sqliteQuery(query), args...)
+	// Writes run in a transaction on the one writer connection (which
+	// it holds, so nothing is prepared beside it).
+	res, err := q.tx.ExecContext(ctx, sqliteQuery(query), args...)
 	if err != nil {
 		return 0, err
 	}
 	return res.RowsAffected()
 }
 
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
 func (q sqlQuerier) queryRow(ctx context.Context, query string, args ...any) scanner {
-	return q.db.QueryRowContext(ctx, sqliteQuery(query), args...)
+	if q.tx != nil {
+		return q.tx.QueryRowContext(ctx, sqliteQuery(query), args...)
+	}
+	st, err := q.stmt(ctx, query)
+	if err != nil {
+		return errRow{err}
+	}
+	return st.QueryRowContext(ctx, args...)
 }
 
 func (q sqlQuerier) query(ctx context.Context, query string, args ...any) (rows, error) {
-	rs, err := q.db.QueryContext(ctx, sqliteQuery(query), args...)
+	var rs *sql.Rows
+	var err error
+	if q.tx != nil {
+		rs, err = q.tx.QueryContext(ctx, sqliteQuery(query), args...)
+	} else {
+		var st *sql.Stmt
+		if st, err = q.stmt(ctx, query); err == nil {
+			rs, err = st.QueryContext(ctx, args...)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

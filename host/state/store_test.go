@@ -22,7 +22,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 // shared stores, another process's for SQLite, the same store for Memory.
 type factory func(t *testing.T) (st Store, peer func() Store)
 
-func openDSN(t *testing.T, dsn string) (Store, func() Store) {
+func openDSN(t testing.TB, dsn string) (Store, func() Store) {
 	t.Helper()
 	ctx := context.Background()
 	if _, _, err := Migrate(ctx, dsn); err != nil {
@@ -71,7 +71,7 @@ func account(i int) Account {
 	}
 }
 
-func mustOK(t *testing.T, err error) {
+func mustOK(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
