@@ -16,7 +16,7 @@ import (
 // ErrSchema is returned by Open for a database whose schema is not the one
 // this binary was built for: older (run `cofferd migrate`) or newer (run a
 // newer cofferd).
-var ErrSchema = errors.New("state: database schema does not match this cofferd (run cofferd migrate)")
+var ErrSchema = errors.New("state: the database's schema version is not this cofferd's")
 
 //go:embed migrations
 var migrationFS embed.FS
@@ -111,9 +111,9 @@ func checkSchema(ctx context.Context, q querier, s schema) error {
 func schemaError(have, want int) error {
 	switch {
 	case have < want:
-		return fmt.Errorf("%w: the database is at schema version %d, this cofferd needs %d", ErrSchema, have, want)
+		return fmt.Errorf("%w: the database is at version %d, this cofferd needs %d: run cofferd migrate", ErrSchema, have, want)
 	case have > want:
-		return fmt.Errorf("%w: the database is at schema version %d, newer than this cofferd's %d: run a newer cofferd", ErrSchema, have, want)
+		return fmt.Errorf("%w: the database is at version %d, newer than this cofferd's %d: run a newer cofferd", ErrSchema, have, want)
 	}
 	return nil
 }
