@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"database/sql"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -64,6 +65,13 @@ func TestMigrate(t *testing.T) {
 		mustOK(t, err)
 		mustOK(t, st.AddAccount(ctx, account(1)))
 		st.Close()
+		if p, ok := strings.CutPrefix(dsn, "sqlite:"); ok {
+			for _, f := range []string{p, p + "-wal"} {
+				if fi, err := os.Stat(f); err == nil && fi.Mode().Perm() != 0o600 {
+					t.Errorf("%s: mode %v, want 0600", f, fi.Mode().Perm())
+				}
+			}
+		}
 
 		// A newer cofferd migrated it: this one refuses to open it or
 		// to migrate it.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 
@@ -61,6 +62,11 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 func openSQLite(ctx context.Context, path string) (*SQLite, error) {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("state: SQLite path %q: want a file name without ? or #", path)
+	}
+	// A new file is the daemon's alone (SQLite gives its -wal and -shm
+	// files the same mode).
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
 	}
 	common := url.Values{}
 	common.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyMillis))
