@@ -71,6 +71,9 @@ func openSQLite(ctx context.Context, path string) (*SQLite, error) {
 	common := url.Values{}
 	common.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyMillis))
 	common.Add("_pragma", "foreign_keys(1)")
+	// 32 MiB of page cache a connection (the default is 2 MiB): the upper
+	// levels of 10 million accounts' indexes stay in memory.
+	common.Add("_pragma", "cache_size(-32768)")
 	wq := url.Values{"_txlock": {"immediate"}}
 	wq["_pragma"] = append([]string{"journal_mode(WAL)"}, common["_pragma"]...)
 	w, err := sql.Open("sqlite", path+"?"+wq.Encode())
