@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"database/sql"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -151,5 +152,29 @@ func TestParseDSN(t *testing.T) {
 	}
 	if _, _, err := Migrate(ctx, "memory:"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A postgres:// URL opens the same database as the key=value string.
+func TestPostgresURL(t *testing.T) {
+	kv := pgtest.DSN(t)
+	q := url.Values{}
+	for _, f := range strings.Fields(kv) {
+		k, v, _ := strings.Cut(f, "=")
+		q.Set(k, v)
+	}
+	db := q.Get("dbname")
+	q.Del("dbname")
+	u := "postgres:///" + db + "?" + q.Encode()
+	from, to, err := Migrate(ctx, u)
+	mustOK(t, err)
+	if from != 0 || to != SchemaVersion() {
+		t.Fatalf("migrated %d → %d", from, to)
+	}
+	st, err := Open(ctx, kv)
+	mustOK(t, err)
+	defer st.Close()
+	if _, ok := st.(*Postgres); !ok {
+		t.Fatalf("opened a %T", st)
 	}
 }
