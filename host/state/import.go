@@ -39,6 +39,10 @@ func readAccountsJSON(path string) ([]Account, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseAccountsJSON(b, path)
+}
+
+func parseAccountsJSON(b []byte, path string) ([]Account, error) {
 	var f struct {
 		Version  int           `json:"version"`
 		Accounts []jsonAccount `json:"accounts"`
