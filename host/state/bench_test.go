@@ -1,0 +1,218 @@
+package state
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cofferhsm/coffer/host/state/pgtest"
+)
+
+// The benchmarks compare route lookup (AccountByToken) and placement
+// (Devices, Choose, Place of a new account) in a realm of 10 thousand
+// accounts and one of COFFER_BENCH_ACCOUNTS (default 10 million), on
+// SQLite and PostgreSQL, interleaved in one loop; they report each size's
+// time per operation and the ratio big/small (the target is ≤ 1.2). Run
+// them with `make bench-state`.
+
+const benchSmall = 10_000
+
+var benchDevices = []string{"vault-0", "vault-1", "vault-2", "vault-3", "vault-4", "vault-5"}
+
+func benchBig(b *testing.B) int {
+	s := os.Getenv("COFFER_BENCH_ACCOUNTS")
+	if s == "" {
+		return 10_000_000
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < benchSmall {
+		b.Fatalf("COFFER_BENCH_ACCOUNTS=%q: want a number ≥ %d", s, benchSmall)
+	}
+	return n
+}
+
+// benchAccount is account i of a benchmark realm: its columns, and its
+// token hash, which a lookup recomputes.
+func benchToken(i int) [sha256.Size]byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(i))
+	return sha256.Sum256(b[:])
+}
+
+func benchRow(i int) []any {
+	uid := make([]byte, 16)
+	binary.BigEndian.PutUint64(uid[8:], uint64(i))
+	tok := benchToken(i)
+	return []any{fmt.Sprintf("a%09d", i), uid, tok[:], benchDevices[i%len(benchDevices)], int64(1_700_000_000_000_000_000 + i)}
+}
+
+var uniqueIndex = regexp.MustCompile(`(?m)^CREATE UNIQUE INDEX (\w+) .*;$`)
+
+// benchFill fills a migrated store with n accounts, placed round robin on
+// the devices, in bulk: the unique indexes are dropped and built again
+// after (from the migration's own statements), the rows go in through one
+// prepared statement in one transaction (SQLite) or COPY (PostgreSQL).
+func benchFill(b *testing.B, kind string, n int) Store {
+	b.Helper()
+	start := time.Now()
+	var st Store
+	var s schema
+	var exec func(q string)
+	switch kind {
+	case "sqlite":
+		dsn := "sqlite:" + filepath.Join(b.TempDir(), "bench.db")
+		st, _ = openDSN(b, dsn)
+		s = sqliteSchema
+		w := st.(*SQLite).w
+		exec = func(q string) {
+			if _, err := w.Exec(q); err != nil {
+				b.Fatal(err)
+			}
+		}
+	case "postgres":
+		st, _ = openDSN(b, pgtest.DSN(b))
+		s = postgresSchema
+		pool := st.(*Postgres).pool
+		exec = func(q string) {
+			if _, err := pool.Exec(context.Background(), q); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	now := time.Now()
+	for _, d := range benchDevices {
+		mustOK(b, st.RegisterDevice(ctx, d, "h"))
+		mustOK(b, st.ReportDevice(ctx, d, true, 0, now))
+	}
+	indexes := uniqueIndex.FindAllStringSubmatch(s.migrations[0], -1)
+	for _, ix := range indexes {
+		exec("DROP INDEX " + ix[1])
+	}
+	switch kind {
+	case "sqlite":
+		sq := st.(*SQLite)
+		tx, err := sq.w.Begin()
+		mustOK(b, err)
+		ins, err := tx.Prepare(`INSERT INTO accounts (` + accountCols + `) VALUES (?, ?, ?, ?, ?)`)
+		mustOK(b, err)
+		for i := range n {
+			if _, err := ins.Exec(benchRow(i)...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		mustOK(b, ins.Close())
+		mustOK(b, tx.Commit())
+	case "postgres":
+		i := 0
+		_, err := st.(*Postgres).pool.CopyFrom(ctx, pgx.Identifier{"accounts"}, []string{"name", "user_id", "token_sha256", "device", "created"},
+			pgx.CopyFromFunc(func() ([]any, error) {
+				if i == n {
+					return nil, nil
+				}
+				i++
+				return benchRow(i - 1), nil
+			}))
+		mustOK(b, err)
+	}
+	for _, ix := range indexes {
+		exec(ix[0])
+	}
+	for k, d := range benchDevices {
+		exec(fmt.Sprintf("UPDATE devices SET accounts = %d WHERE name = '%s'", (n-k+len(benchDevices)-1)/len(benchDevices), d))
+	}
+	exec("ANALYZE")
+	if kind == "sqlite" {
+		// As pgtest runs PostgreSQL with fsync off, so that the ratio
+		// measures the database's work and not the disk's.
+		exec("PRAGMA synchronous = OFF")
+	}
+	b.Logf("%s: %d accounts filled in %v", kind, n, time.Since(start).Round(time.Millisecond))
+	return st
+}
+
+func BenchmarkState(b *testing.B) {
+	big := benchBig(b)
+	for _, kind := range []string{"sqlite", "postgres"} {
+		b.Run(kind, func(b *testing.B) {
+			stores := [2]Store{benchFill(b, kind, benchSmall), benchFill(b, kind, big)}
+			sizes := [2]int{benchSmall, big}
+			// Sanity: the counts are the accounts.
+			for k, st := range stores {
+				ds, err := st.Devices(ctx)
+				mustOK(b, err)
+				var sum uint64
+				for _, d := range ds {
+					sum += d.Accounts
+				}
+				if sum != uint64(sizes[k]) {
+					b.Fatalf("devices count %d accounts, want %d", sum, sizes[k])
+				}
+			}
+			b.Run("route", func(b *testing.B) {
+				rng := uint64(b.N) | 1
+				var took [2]time.Duration
+				for b.Loop() {
+					for j := range stores {
+						// Alternate which size goes first.
+						k := (j + int(rng&1)) % 2
+						st := stores[k]
+						rng ^= rng << 13
+						rng ^= rng >> 7
+						rng ^= rng << 17
+						i := int(rng % uint64(sizes[k]))
+						tok := benchToken(i)
+						t0 := time.Now()
+						a, err := st.AccountByToken(ctx, tok)
+						took[k] += time.Since(t0)
+						if err != nil || a.Device != benchDevices[i%len(benchDevices)] {
+							b.Fatalf("account %d: %+v %v", i, a, err)
+						}
+					}
+				}
+				report(b, took)
+			})
+			seq := 0
+			b.Run("place", func(b *testing.B) {
+				var took, add [2]time.Duration
+				for b.Loop() {
+					seq++
+					for j := range stores {
+						k := (j + seq) % 2
+						st := stores[k]
+						a := Account{Name: fmt.Sprintf("new%09d", seq), UserID: []byte(fmt.Sprint("new", seq)), TokenSHA256: sha256.Sum256([]byte(fmt.Sprint("new", seq)))}
+						t0 := time.Now()
+						mustOK(b, st.AddAccount(ctx, a))
+						t1 := time.Now()
+						ds, err := st.Devices(ctx)
+						mustOK(b, err)
+						dev, err := Choose(ds, t1, 24*time.Hour)
+						mustOK(b, err)
+						if _, err := st.Place(ctx, a.Name, dev); err != nil {
+							b.Fatal(err)
+						}
+						took[k] += time.Since(t1)
+						add[k] += t1.Sub(t0)
+					}
+				}
+				report(b, took)
+				b.ReportMetric(float64(add[0].Nanoseconds())/float64(b.N), "add-small-ns/op")
+				b.ReportMetric(float64(add[1].Nanoseconds())/float64(b.N), "add-big-ns/op")
+			})
+		})
+	}
+}
+
+func report(b *testing.B, took [2]time.Duration) {
+	b.ReportMetric(float64(took[0].Nanoseconds())/float64(b.N), "small-ns/op")
+	b.ReportMetric(float64(took[1].Nanoseconds())/float64(b.N), "big-ns/op")
+	b.ReportMetric(float64(took[1])/float64(took[0]), "big/small")
+}

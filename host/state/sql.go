@@ -1,0 +1,372 @@
+package state
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// sqlStore is the Store logic both databases share: the same statements
+// (written for PostgreSQL; the SQLite driver rewrites them), run through a
+// dialect's querier. Every method is one transaction (a write) or one
+// statement (a read). Writes that must hold across hosts lock the rows they
+// decide on: the account's row (SELECT … FOR UPDATE) before the device's
+// (a conditional UPDATE), always in that order, so that two hosts never
+// count one account twice nor deadlock.
+type sqlStore struct {
+	d dialect
+}
+
+// A querier runs statements, in a transaction or on the pool.
+type querier interface {
+	exec(ctx context.Context, q string, args ...any) (int64, error)
+	queryRow(ctx context.Context, q string, args ...any) scanner
+	query(ctx context.Context, q string, args ...any) (rows, error)
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+type rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+// A dialect is what differs between the databases.
+type dialect interface {
+	// write runs fn in one read-write transaction.
+	write(ctx context.Context, fn func(q querier) error) error
+	// read is the pool for single-statement reads.
+	read() querier
+	// unique and foreignKey classify a failed statement.
+	unique(err error) bool
+	foreignKey(err error) bool
+}
+
+// Times are Unix nanoseconds, 0 for the zero time; uint64 counters are
+// stored bit for bit in a signed 64-bit column.
+func t2i(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func i2t(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+func u2i(u uint64) int64 { return int64(u) }
+func i2u(i int64) uint64 { return uint64(i) }
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+const accountCols = `name, user_id, token_sha256, device, created`
+
+func scanAccount(s scanner) (Account, error) {
+	var a Account
+	var tok []byte
+	var dev *string
+	var created int64
+	if err := s.Scan(&a.Name, &a.UserID, &tok, &dev, &created); err != nil {
+		return Account{}, err
+	}
+	if len(tok) != sha256.Size {
+		return Account{}, fmt.Errorf("state: account %q: stored token hash of %d bytes", a.Name, len(tok))
+	}
+	copy(a.TokenSHA256[:], tok)
+	if dev != nil {
+		a.Device = *dev
+	}
+	a.Created = i2t(created)
+	return a, nil
+}
+
+const deviceCols = `name, host, state, capacity, anchor_budget, accounts, healthy, anchor_writes, seen`
+
+func scanDevice(s scanner) (Device, error) {
+	var d Device
+	var capacity, budget, accounts, writes, seen int64
+	if err := s.Scan(&d.Name, &d.Host, &d.State, &capacity, &budget, &accounts, &d.Healthy, &writes, &seen); err != nil {
+		return Device{}, err
+	}
+	d.Capacity, d.AnchorBudget, d.Accounts, d.AnchorWrites = i2u(capacity), i2u(budget), i2u(accounts), i2u(writes)
+	d.Seen = i2t(seen)
+	return d, nil
+}
+
+func notFound(err error, format string, args ...any) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%w: "+format, append([]any{ErrNotFound}, args...)...)
+	}
+	return err
+}
+
+func (s *sqlStore) AddAccount(ctx context.Context, a Account) error {
+	if err := CheckAccount(a); err != nil {
+		return err
+	}
+	return s.d.write(ctx, func(q querier) error {
+		_, err := q.exec(ctx, `INSERT INTO accounts (`+accountCols+`) VALUES ($1, $2, $3, $4, $5)`,
+			a.Name, a.UserID, a.TokenSHA256[:], nullable(a.Device), t2i(a.Created))
+		switch {
+		case err != nil && s.d.unique(err):
+			return fmt.Errorf("%w: account %q (its name, user id or token)", ErrExists, a.Name)
+		case err != nil && s.d.foreignKey(err):
+			return fmt.Errorf("%w: device %q", ErrNotFound, a.Device)
+		case err != nil:
+			return err
+		}
+		if a.Device != "" {
+			return s.count(ctx, q, a.Device)
+		}
+		return nil
+	})
+}
+
+// count counts one more account on device, which must be active: one
+// conditional UPDATE, which locks the device's row until the transaction
+// ends.
+func (s *sqlStore) count(ctx context.Context, q querier, device string) error {
+	n, err := q.exec(ctx, `UPDATE devices SET accounts = accounts + 1 WHERE name = $1 AND state = 'active'`, device)
+	if err != nil || n == 1 {
+		return err
+	}
+	var st DeviceState
+	if err := q.queryRow(ctx, `SELECT state FROM devices WHERE name = $1`, device).Scan(&st); err != nil {
+		return notFound(err, "device %q", device)
+	}
+	return fmt.Errorf("%w: device %q is %s", ErrDeviceState, device, st)
+}
+
+func (s *sqlStore) uncount(ctx context.Context, q querier, device *string) error {
+	if device == nil {
+		return nil
+	}
+	_, err := q.exec(ctx, `UPDATE devices SET accounts = accounts - 1 WHERE name = $1`, *device)
+	return err
+}
+
+func (s *sqlStore) RemoveAccount(ctx context.Context, name string) error {
+	return s.d.write(ctx, func(q querier) error {
+		var dev *string
+		if err := q.queryRow(ctx, `DELETE FROM accounts WHERE name = $1 RETURNING device`, name).Scan(&dev); err != nil {
+			return notFound(err, "account %q", name)
+		}
+		return s.uncount(ctx, q, dev)
+	})
+}
+
+func (s *sqlStore) AccountByToken(ctx context.Context, sum [sha256.Size]byte) (Account, error) {
+	a, err := scanAccount(s.d.read().queryRow(ctx, `SELECT `+accountCols+` FROM accounts WHERE token_sha256 = $1`, sum[:]))
+	if err != nil {
+		return Account{}, notFound(err, "token")
+	}
+	return a, nil
+}
+
+func (s *sqlStore) AccountByName(ctx context.Context, name string) (Account, error) {
+	a, err := scanAccount(s.d.read().queryRow(ctx, `SELECT `+accountCols+` FROM accounts WHERE name = $1`, name))
+	if err != nil {
+		return Account{}, notFound(err, "account %q", name)
+	}
+	return a, nil
+}
+
+func (s *sqlStore) ListAccounts(ctx context.Context, after string, limit int) ([]Account, error) {
+	q := `SELECT ` + accountCols + ` FROM accounts WHERE name > $1 ORDER BY name`
+	args := []any{after}
+	if limit >= 0 {
+		q += ` LIMIT $2`
+		args = append(args, limit)
+	}
+	return list(ctx, s.d.read(), scanAccount, q, args...)
+}
+
+func list[T any](ctx context.Context, q querier, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rs, err := q.query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	out := []T{}
+	for rs.Next() {
+		v, err := scan(rs)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rs.Err()
+}
+
+func (s *sqlStore) Place(ctx context.Context, account, device string) (string, error) {
+	var placed string
+	err := s.d.write(ctx, func(q querier) error {
+		var dev *string
+		if err := q.queryRow(ctx, `SELECT device FROM accounts WHERE name = $1 FOR UPDATE`, account).Scan(&dev); err != nil {
+			return notFound(err, "account %q", account)
+		}
+		if dev != nil {
+			placed = *dev
+			return nil
+		}
+		if err := s.count(ctx, q, device); err != nil {
+			return err
+		}
+		placed = device
+		_, err := q.exec(ctx, `UPDATE accounts SET device = $2 WHERE name = $1`, account, device)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	return placed, nil
+}
+
+func (s *sqlStore) Unplace(ctx context.Context, account string) error {
+	return s.d.write(ctx, func(q querier) error {
+		var dev *string
+		if err := q.queryRow(ctx, `SELECT device FROM accounts WHERE name = $1 FOR UPDATE`, account).Scan(&dev); err != nil {
+			return notFound(err, "account %q", account)
+		}
+		if dev == nil {
+			return nil
+		}
+		if _, err := q.exec(ctx, `UPDATE accounts SET device = NULL WHERE name = $1`, account); err != nil {
+			return err
+		}
+		return s.uncount(ctx, q, dev)
+	})
+}
+
+func (s *sqlStore) RegisterDevice(ctx context.Context, name, host string) error {
+	if err := CheckDeviceName(name); err != nil {
+		return err
+	}
+	return s.d.write(ctx, func(q querier) error {
+		if _, err := q.exec(ctx, `INSERT INTO devices (name, host) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`, name, host); err != nil {
+			return err
+		}
+		var h string
+		if err := q.queryRow(ctx, `SELECT host FROM devices WHERE name = $1`, name).Scan(&h); err != nil {
+			return err
+		}
+		if h != host {
+			return fmt.Errorf("%w: device %q is registered on host %q", ErrExists, name, h)
+		}
+		return nil
+	})
+}
+
+// update runs one UPDATE of a device's row; ErrNotFound if there is none.
+func (s *sqlStore) update(ctx context.Context, name, set string, args ...any) error {
+	return s.d.write(ctx, func(q querier) error {
+		n, err := q.exec(ctx, `UPDATE devices SET `+set+` WHERE name = $1`, append([]any{name}, args...)...)
+		if err == nil && n == 0 {
+			err = fmt.Errorf("%w: device %q", ErrNotFound, name)
+		}
+		return err
+	})
+}
+
+func (s *sqlStore) ReportDevice(ctx context.Context, name string, healthy bool, anchorWrites uint64, seen time.Time) error {
+	if !healthy {
+		return s.update(ctx, name, `healthy = $2, seen = $3`, false, t2i(seen))
+	}
+	return s.update(ctx, name, `healthy = $2, seen = $3, anchor_writes = $4`, true, t2i(seen), u2i(anchorWrites))
+}
+
+func (s *sqlStore) SetDeviceLimits(ctx context.Context, name string, capacity, anchorBudget uint64) error {
+	return s.update(ctx, name, `capacity = $2, anchor_budget = $3`, u2i(capacity), u2i(anchorBudget))
+}
+
+func (s *sqlStore) SetDeviceState(ctx context.Context, name string, st DeviceState) error {
+	return s.d.write(ctx, func(q querier) error {
+		d, err := scanDevice(q.queryRow(ctx, `SELECT `+deviceCols+` FROM devices WHERE name = $1 FOR UPDATE`, name))
+		if err != nil {
+			return notFound(err, "device %q", name)
+		}
+		if err := CheckTransition(d, st); err != nil {
+			return err
+		}
+		_, err = q.exec(ctx, `UPDATE devices SET state = $2 WHERE name = $1`, name, string(st))
+		return err
+	})
+}
+
+func (s *sqlStore) Devices(ctx context.Context) ([]Device, error) {
+	return list(ctx, s.d.read(), scanDevice, `SELECT `+deviceCols+` FROM devices ORDER BY name`)
+}
+
+func (s *sqlStore) Device(ctx context.Context, name string) (Device, error) {
+	d, err := scanDevice(s.d.read().queryRow(ctx, `SELECT `+deviceCols+` FROM devices WHERE name = $1`, name))
+	if err != nil {
+		return Device{}, notFound(err, "device %q", name)
+	}
+	return d, nil
+}
+
+func (s *sqlStore) RegisterHost(ctx context.Context, h Host) error {
+	if err := CheckHostName(h.Name); err != nil {
+		return err
+	}
+	return s.d.write(ctx, func(q querier) error {
+		_, err := q.exec(ctx, `INSERT INTO hosts (name, peer_url, seen) VALUES ($1, $2, $3)
+			ON CONFLICT (name) DO UPDATE SET peer_url = excluded.peer_url, seen = excluded.seen`,
+			h.Name, h.PeerURL, t2i(h.Seen))
+		return err
+	})
+}
+
+func (s *sqlStore) Hosts(ctx context.Context) ([]Host, error) {
+	return list(ctx, s.d.read(), func(sc scanner) (Host, error) {
+		var h Host
+		var seen int64
+		err := sc.Scan(&h.Name, &h.PeerURL, &seen)
+		h.Seen = i2t(seen)
+		return h, err
+	}, `SELECT name, peer_url, seen FROM hosts ORDER BY name`)
+}
+
+// Take locks the bucket's row (creating it full), applies Refill to it and
+// writes it back, in one transaction: two hosts spending the last token
+// queue on the row lock, and the second sees the first's spending.
+func (s *sqlStore) Take(ctx context.Context, key string, rate float64, burst int, now time.Time) (bool, time.Duration, error) {
+	if rate <= 0 {
+		return true, 0, nil
+	}
+	var ok bool
+	var wait time.Duration
+	err := s.d.write(ctx, func(q querier) error {
+		if _, err := q.exec(ctx, `INSERT INTO buckets (name, tokens, last_refill) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING`,
+			key, float64(max(burst, 1)), t2i(now)); err != nil {
+			return err
+		}
+		var tokens float64
+		var lastNS int64
+		if err := q.queryRow(ctx, `SELECT tokens, last_refill FROM buckets WHERE name = $1 FOR UPDATE`, key).Scan(&tokens, &lastNS); err != nil {
+			return err
+		}
+		last := i2t(lastNS)
+		ok, wait = Refill(&tokens, &last, rate, burst, now)
+		_, err := q.exec(ctx, `UPDATE buckets SET tokens = $2, last_refill = $3 WHERE name = $1`, key, tokens, t2i(last))
+		return err
+	})
+	if err != nil {
+		return false, 0, err
+	}
+	return ok, wait, nil
+}

@@ -1,0 +1,213 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// SQLite is a Store in one SQLite file (modernc.org/sqlite, pure Go), the
+// embedded default for a realm served by one host. The file is in WAL mode
+// with foreign keys on; this process writes through one connection (so its
+// own writers queue instead of failing with SQLITE_BUSY) and reads through
+// a pool; another process writing the same file (`cofferd account add`
+// beside the daemon) waits up to the busy timeout.
+type SQLite struct {
+	sqlStore
+	w, r *sql.DB
+	// Statements prepared once on the read pool.
+	rstmts sync.Map
+}
+
+var _ Store = (*SQLite)(nil)
+
+// sqliteBusyMillis is how long a writer waits for another process's.
+const sqliteBusyMillis = 10000
+
+// sqliteRewrite holds each statement rewritten from PostgreSQL's dialect:
+// numbered parameters as ?N, and no row locks (there is one writer).
+var sqliteRewrite sync.Map
+
+func sqliteQuery(q string) string {
+	if v, ok := sqliteRewrite.Load(q); ok {
+		return v.(string)
+	}
+	r := strings.ReplaceAll(strings.ReplaceAll(q, " FOR UPDATE", ""), "$", "?")
+	sqliteRewrite.Store(q, r)
+	return r
+}
+
+// OpenSQLite opens (creating it if need be) the SQLite database at path and
+// checks that its schema is this binary's (ErrSchema if not: run Migrate).
+func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	s, err := openSQLite(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSchema(ctx, s.d.read(), sqliteSchema); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func openSQLite(ctx context.Context, path string) (*SQLite, error) {
+	if path == "" || strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("state: SQLite path %q: want a file name without ? or #", path)
+	}
+	// A new file is the daemon's alone (SQLite gives its -wal and -shm
+	// files the same mode).
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
+	}
+	common := url.Values{}
+	common.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyMillis))
+	common.Add("_pragma", "foreign_keys(1)")
+	// 32 MiB of page cache a connection (the default is 2 MiB): the upper
+	// levels of 10 million accounts' indexes stay in memory; the rest is
+	// read through a memory map of up to 2 GiB (the OS page cache) rather
+	// than a read call a page. An I/O error under the map kills the
+	// process (SIGBUS), which fails closed.
+	common.Add("_pragma", "cache_size(-32768)")
+	common.Add("_pragma", "mmap_size(2147418112)")
+	wq := url.Values{"_txlock": {"immediate"}}
+	wq["_pragma"] = append([]string{"journal_mode(WAL)"}, common["_pragma"]...)
+	w, err := sql.Open("sqlite", path+"?"+wq.Encode())
+	if err != nil {
+		return nil, err
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
+	// The writer opens (and creates) the file and switches it to WAL
+	// before any reader opens it.
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("state: open %s: %w", path, err)
+	}
+	common.Add("_pragma", "query_only(1)")
+	r, err := sql.Open("sqlite", path+"?"+common.Encode())
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	r.SetMaxOpenConns(8)
+	r.SetMaxIdleConns(8)
+	s := &SQLite{w: w, r: r}
+	s.d = sqliteDialect{s}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *SQLite) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+type sqliteDialect struct{ s *SQLite }
+
+func (d sqliteDialect) write(ctx context.Context, fn func(q querier) error) error {
+	tx, err := d.s.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE (_txlock)
+	if err != nil {
+		return err
+	}
+	if err := fn(sqlQuerier{tx: tx}); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func (d sqliteDialect) read() querier { return sqlQuerier{db: d.s.r, stmts: &d.s.rstmts} }
+
+func sqliteCode(err error) int {
+	var e *sqlite.Error
+	if errors.As(err, &e) {
+		return e.Code()
+	}
+	return 0
+}
+
+func (sqliteDialect) unique(err error) bool {
+	c := sqliteCode(err)
+	return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}
+
+func (sqliteDialect) foreignKey(err error) bool {
+	return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
+}
+
+// sqlQuerier runs rewritten statements in a transaction, or on a pool
+// where each statement is prepared once.
+type sqlQuerier struct {
+	db    *sql.DB
+	stmts *sync.Map
+	tx    *sql.Tx
+}
+
+func (q sqlQuerier) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if v, ok := q.stmts.Load(query); ok {
+		return v.(*sql.Stmt), nil
+	}
+	p, err := q.db.PrepareContext(ctx, sqliteQuery(query))
+	if err != nil {
+		return nil, err
+	}
+	if v, loaded := q.stmts.LoadOrStore(query, p); loaded {
+		p.Close()
+		return v.(*sql.Stmt), nil
+	}
+	return p, nil
+}
+
+func (q sqlQuerier) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	// Writes run in a transaction on the one writer connection (which
+	// it holds, so nothing is prepared beside it).
+	res, err := q.tx.ExecContext(ctx, sqliteQuery(query), args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+func (q sqlQuerier) queryRow(ctx context.Context, query string, args ...any) scanner {
+	if q.tx != nil {
+		return q.tx.QueryRowContext(ctx, sqliteQuery(query), args...)
+	}
+	st, err := q.stmt(ctx, query)
+	if err != nil {
+		return errRow{err}
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+func (q sqlQuerier) query(ctx context.Context, query string, args ...any) (rows, error) {
+	var rs *sql.Rows
+	var err error
+	if q.tx != nil {
+		rs, err = q.tx.QueryContext(ctx, sqliteQuery(query), args...)
+	} else {
+		var st *sql.Stmt
+		if st, err = q.stmt(ctx, query); err == nil {
+			rs, err = st.QueryContext(ctx, args...)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{rs}, nil
+}
+
+type sqlRows struct{ *sql.Rows }
+
+func (r sqlRows) Close() { r.Rows.Close() }

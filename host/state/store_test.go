@@ -1,0 +1,548 @@
+package state
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cofferhsm/coffer/host/state/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// A factory opens a fresh, migrated store for a test, and peer opens
+// another handle on the same state: another host's connection for the
+// shared stores, another process's for SQLite, the same store for Memory.
+type factory func(t *testing.T) (st Store, peer func() Store)
+
+func openDSN(t testing.TB, dsn string) (Store, func() Store) {
+	t.Helper()
+	ctx := context.Background()
+	if _, _, err := Migrate(ctx, dsn); err != nil {
+		t.Fatal(err)
+	}
+	open := func() Store {
+		st, err := Open(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	return open(), open
+}
+
+func sqliteDSN(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "state.db") }
+
+var factories = map[string]factory{
+	"memory": func(t *testing.T) (Store, func() Store) {
+		m := NewMemory()
+		return m, func() Store { return m }
+	},
+	"sqlite":   func(t *testing.T) (Store, func() Store) { return openDSN(t, sqliteDSN(t)) },
+	"postgres": func(t *testing.T) (Store, func() Store) { return openDSN(t, pgtest.DSN(t)) },
+}
+
+// forEach runs test against every store.
+func forEach(t *testing.T, test func(t *testing.T, st Store, peer func() Store)) {
+	for _, name := range []string{"memory", "sqlite", "postgres"} {
+		t.Run(name, func(t *testing.T) {
+			st, peer := factories[name](t)
+			test(t, st, peer)
+		})
+	}
+}
+
+var ctx = context.Background()
+
+func account(i int) Account {
+	return Account{
+		Name:        fmt.Sprintf("user%d", i),
+		UserID:      []byte(fmt.Sprintf("uid-%d", i)),
+		TokenSHA256: sha256.Sum256([]byte(fmt.Sprintf("token-%d", i))),
+		Created:     time.Unix(1_700_000_000, int64(i)),
+	}
+}
+
+func mustOK(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func wantErr(t *testing.T, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("got error %v, want %v", err, want)
+	}
+}
+
+func device(t *testing.T, st Store, name string) Device {
+	t.Helper()
+	d, err := st.Device(ctx, name)
+	mustOK(t, err)
+	return d
+}
+
+func sameAccount(t *testing.T, got, want Account) {
+	t.Helper()
+	if got.Name != want.Name || string(got.UserID) != string(want.UserID) || got.TokenSHA256 != want.TokenSHA256 ||
+		got.Device != want.Device || !got.Created.Equal(want.Created) {
+		t.Fatalf("account %+v, want %+v", got, want)
+	}
+}
+
+func TestAccounts(t *testing.T) {
+	forEach(t, func(t *testing.T, st Store, _ func() Store) {
+		for i := range 5 {
+			mustOK(t, st.AddAccount(ctx, account(i)))
+		}
+		a, err := st.AccountByToken(ctx, account(3).TokenSHA256)
+		mustOK(t, err)
+		sameAccount(t, a, account(3))
+		a, err = st.AccountByName(ctx, "user4")
+		mustOK(t, err)
+		sameAccount(t, a, account(4))
+		_, err = st.AccountByToken(ctx, sha256.Sum256([]byte("nobody's")))
+		wantErr(t, err, ErrNotFound)
+		_, err = st.AccountByName(ctx, "user9")
+		wantErr(t, err, ErrNotFound)
+
+		// A name, user id or token hash that is taken is refused, and
+		// nothing of the refused account is stored.
+		for _, clash := range []func(a *Account){
+			func(a *Account) { a.Name = "user1" },
+			func(a *Account) { a.UserID = account(1).UserID },
+			func(a *Account) { a.TokenSHA256 = account(1).TokenSHA256 },
+		} {
+			a := account(7)
+			clash(&a)
+			wantErr(t, st.AddAccount(ctx, a), ErrExists)
+		}
+		_, err = st.AccountByToken(ctx, account(7).TokenSHA256)
+		wantErr(t, err, ErrNotFound)
+		_, err = st.AccountByName(ctx, "user7")
+		wantErr(t, err, ErrNotFound)
+		bad := account(8)
+		bad.Name = "-x"
+		if st.AddAccount(ctx, bad) == nil {
+			t.Fatal("a bad name was stored")
+		}
+		bad = account(8)
+		bad.Device = "nowhere"
+		wantErr(t, st.AddAccount(ctx, bad), ErrNotFound)
+		_, err = st.AccountByName(ctx, "user8")
+		wantErr(t, err, ErrNotFound)
+
+		// Paging, in name order.
+		page, err := st.ListAccounts(ctx, "user1", 2)
+		mustOK(t, err)
+		if len(page) != 2 || page[0].Name != "user2" || page[1].Name != "user3" {
+			t.Fatalf("page after user1: %v", page)
+		}
+		all, err := st.ListAccounts(ctx, "", -1)
+		mustOK(t, err)
+		if len(all) != 5 || all[0].Name != "user0" {
+			t.Fatalf("all: %d accounts", len(all))
+		}
+		none, err := st.ListAccounts(ctx, "", 0)
+		mustOK(t, err)
+		if len(none) != 0 {
+			t.Fatalf("limit 0: %d accounts", len(none))
+		}
+
+		mustOK(t, st.RemoveAccount(ctx, "user2"))
+		wantErr(t, st.RemoveAccount(ctx, "user2"), ErrNotFound)
+		_, err = st.AccountByToken(ctx, account(2).TokenSHA256)
+		wantErr(t, err, ErrNotFound)
+		// Its user id and token are free again.
+		mustOK(t, st.AddAccount(ctx, account(2)))
+	})
+}
+
+// Names page in byte order, whatever the database's collation.
+func TestListOrder(t *testing.T) {
+	forEach(t, func(t *testing.T, st Store, _ func() Store) {
+		names := []string{"b", "B", "a.b", "a", "A", "a-b", "Z9", "_x"[1:]}
+		for i, n := range names {
+			a := account(i)
+			a.Name = n
+			mustOK(t, st.AddAccount(ctx, a))
+		}
+		var got []string
+		after := ""
+		for {
+			page, err := st.ListAccounts(ctx, after, 3)
+			mustOK(t, err)
+			if len(page) == 0 {
+				break
+			}
+			for _, a := range page {
+				got = append(got, a.Name)
+			}
+			after = page[len(page)-1].Name
+		}
+		want := []string{"A", "B", "Z9", "a", "a-b", "a.b", "b", "x"}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("order %v, want %v", got, want)
+		}
+	})
+}
+
+func TestDevices(t *testing.T) {
+	forEach(t, func(t *testing.T, st Store, _ func() Store) {
+		mustOK(t, st.RegisterDevice(ctx, "d2", "h1"))
+		mustOK(t, st.RegisterDevice(ctx, "d1", "h1"))
+		wantErr(t, st.RegisterDevice(ctx, "d1", "h2"), ErrExists)
+		if st.RegisterDevice(ctx, "bad name", "h1") == nil {
+			t.Fatal("a bad device name was registered")
+		}
+		seen := time.Unix(1_800_000_000, 123)
+		mustOK(t, st.ReportDevice(ctx, "d1", true, 42, seen))
+		mustOK(t, st.ReportDevice(ctx, "d1", false, 7, seen.Add(time.Second)))
+		wantErr(t, st.ReportDevice(ctx, "d9", true, 1, seen), ErrNotFound)
+		mustOK(t, st.SetDeviceLimits(ctx, "d1", 1<<63+5, 1000))
+		wantErr(t, st.SetDeviceLimits(ctx, "d9", 1, 1), ErrNotFound)
+		mustOK(t, st.SetDeviceState(ctx, "d1", Draining))
+		// Registering again keeps state, limits and health.
+		mustOK(t, st.RegisterDevice(ctx, "d1", "h1"))
+		d := device(t, st, "d1")
+		want := Device{Name: "d1", Host: "h1", State: Draining, Capacity: 1<<63 + 5, AnchorBudget: 1000, Healthy: false, AnchorWrites: 42}
+		if d.Seen.Equal(seen.Add(time.Second)) {
+			d.Seen = time.Time{}
+		}
+		if d != want {
+			t.Fatalf("device %+v, want %+v", d, want)
+		}
+		ds, err := st.Devices(ctx)
+		mustOK(t, err)
+		if len(ds) != 2 || ds[0].Name != "d1" || ds[1].Name != "d2" || ds[1].State != Active || !ds[1].Seen.IsZero() {
+			t.Fatalf("devices %+v", ds)
+		}
+		_, err = st.Device(ctx, "d9")
+		wantErr(t, err, ErrNotFound)
+		wantErr(t, st.SetDeviceState(ctx, "d9", Draining), ErrNotFound)
+		wantErr(t, st.SetDeviceState(ctx, "d1", "broken"), ErrDeviceState)
+
+		mustOK(t, st.RegisterHost(ctx, Host{Name: "h2", PeerURL: "https://h2:1", Seen: seen}))
+		mustOK(t, st.RegisterHost(ctx, Host{Name: "h1", PeerURL: "https://h1:1", Seen: seen}))
+		mustOK(t, st.RegisterHost(ctx, Host{Name: "h1", PeerURL: "https://h1:2", Seen: seen.Add(time.Hour)}))
+		if st.RegisterHost(ctx, Host{Name: ""}) == nil {
+			t.Fatal("a host without a name was registered")
+		}
+		hs, err := st.Hosts(ctx)
+		mustOK(t, err)
+		if len(hs) != 2 || hs[0].Name != "h1" || hs[0].PeerURL != "https://h1:2" || !hs[0].Seen.Equal(seen.Add(time.Hour)) || hs[1].Name != "h2" {
+			t.Fatalf("hosts %+v", hs)
+		}
+	})
+}
+
+func TestPlacement(t *testing.T) {
+	forEach(t, func(t *testing.T, st Store, _ func() Store) {
+		mustOK(t, st.RegisterDevice(ctx, "d1", "h"))
+		mustOK(t, st.RegisterDevice(ctx, "d2", "h"))
+		for i := range 4 {
+			mustOK(t, st.AddAccount(ctx, account(i)))
+		}
+		_, err := st.Place(ctx, "user9", "d1")
+		wantErr(t, err, ErrNotFound)
+		_, err = st.Place(ctx, "user0", "d9")
+		wantErr(t, err, ErrNotFound)
+		got, err := st.Place(ctx, "user0", "d1")
+		mustOK(t, err)
+		// Placing again returns the first device and counts nothing.
+		again, err := st.Place(ctx, "user0", "d2")
+		mustOK(t, err)
+		if got != "d1" || again != "d1" {
+			t.Fatalf("placed on %q then %q, want d1 twice", got, again)
+		}
+		_, err = st.Place(ctx, "user1", "d1")
+		mustOK(t, err)
+		a := account(4)
+		a.Device = "d2"
+		mustOK(t, st.AddAccount(ctx, a))
+		if n1, n2 := device(t, st, "d1").Accounts, device(t, st, "d2").Accounts; n1 != 2 || n2 != 1 {
+			t.Fatalf("counts d1 %d d2 %d, want 2 1", n1, n2)
+		}
+		if a, _ := st.AccountByName(ctx, "user1"); a.Device != "d1" {
+			t.Fatalf("user1 on %q", a.Device)
+		}
+
+		// A draining device takes no new account but keeps its own.
+		mustOK(t, st.SetDeviceState(ctx, "d1", Draining))
+		_, err = st.Place(ctx, "user2", "d1")
+		wantErr(t, err, ErrDeviceState)
+		a = account(5)
+		a.Device = "d1"
+		wantErr(t, st.AddAccount(ctx, a), ErrDeviceState)
+		_, err = st.AccountByName(ctx, "user5")
+		wantErr(t, err, ErrNotFound)
+
+		// Retiring with accounts left is refused; RemoveAccount and
+		// Unplace release the count; then it may retire.
+		wantErr(t, st.SetDeviceState(ctx, "d1", Retired), ErrDeviceState)
+		mustOK(t, st.RemoveAccount(ctx, "user0"))
+		if n := device(t, st, "d1").Accounts; n != 1 {
+			t.Fatalf("d1 holds %d after a removal, want 1", n)
+		}
+		wantErr(t, st.SetDeviceState(ctx, "d1", Retired), ErrDeviceState)
+		mustOK(t, st.Unplace(ctx, "user1"))
+		mustOK(t, st.Unplace(ctx, "user1"))
+		wantErr(t, st.Unplace(ctx, "user9"), ErrNotFound)
+		if n := device(t, st, "d1").Accounts; n != 0 {
+			t.Fatalf("d1 holds %d after unplacing, want 0", n)
+		}
+		if a, _ := st.AccountByName(ctx, "user1"); a.Device != "" {
+			t.Fatalf("user1 still on %q", a.Device)
+		}
+		mustOK(t, st.SetDeviceState(ctx, "d1", Retired))
+
+		// A retired device is never revived nor placed on.
+		wantErr(t, st.SetDeviceState(ctx, "d1", Active), ErrDeviceState)
+		wantErr(t, st.SetDeviceState(ctx, "d1", Draining), ErrDeviceState)
+		_, err = st.Place(ctx, "user1", "d1")
+		wantErr(t, err, ErrDeviceState)
+		if d := device(t, st, "d1"); d.State != Retired || d.Accounts != 0 {
+			t.Fatalf("d1 %+v", d)
+		}
+		got, err = st.Place(ctx, "user1", "d2")
+		mustOK(t, err)
+		if got != "d2" || device(t, st, "d2").Accounts != 2 {
+			t.Fatalf("user1 on %q, d2 holds %d", got, device(t, st, "d2").Accounts)
+		}
+	})
+}
+
+// Two hosts place the same accounts at once, each on its own device: each
+// account ends on one device, which both were told, counted once.
+func TestPlaceRace(t *testing.T) {
+	forEach(t, func(t *testing.T, st Store, peer func() Store) {
+		other := peer()
+		mustOK(t, st.RegisterDevice(ctx, "d1", "h1"))
+		mustOK(t, other.RegisterDevice(ctx, "d2", "h2"))
+		const n = 40
+		for i := range n {
+			mustOK(t, st.AddAccount(ctx, account(i)))
+		}
+		// Each account is placed by both hosts at once, released
+		// together.
+		var got [n][2]string
+		for i := range n {
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for h, s := range []Store{st, other} {
+				dev := []string{"d1", "d2"}[h]
+				wg.Go(func() {
+					<-start
+					d, err := s.Place(ctx, account(i).Name, dev)
+					if err != nil {
+						t.Error(err)
+					}
+					got[i][h] = d
+				})
+			}
+			close(start)
+			wg.Wait()
+		}
+		var on [2]uint64
+		for i := range n {
+			a, err := st.AccountByName(ctx, account(i).Name)
+			mustOK(t, err)
+			if got[i][0] != a.Device || got[i][1] != a.Device {
+				t.Fatalf("%s: hosts were told %q and %q, it is on %q", a.Name, got[i][0], got[i][1], a.Device)
+			}
+			on[map[string]int{"d1": 0, "d2": 1}[a.Device]]++
+		}
+		if c1, c2 := device(t, st, "d1").Accounts, device(t, st, "d2").Accounts; c1 != on[0] || c2 != on[1] {
+			t.Fatalf("counts d1 %d d2 %d, placed %d %d", c1, c2, on[0], on[1])
+		}
+	})
+}
+
+// A host retires a device while another places an account on it, both at
+// once: either the placement or the retirement wins, never both (a retired
+// device holding an account).
+func TestRetireRace(t *testing.T) {
+	forEach(t, func(t *testing.T, st Store, peer func() Store) {
+		other := peer()
+		const n = 30
+		for i := range n {
+			dev := fmt.Sprintf("d%d", i)
+			mustOK(t, st.RegisterDevice(ctx, dev, "h1"))
+			mustOK(t, st.AddAccount(ctx, account(i)))
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				<-start
+				other.Place(ctx, account(i).Name, dev)
+			})
+			wg.Go(func() {
+				<-start
+				st.SetDeviceState(ctx, dev, Retired)
+			})
+			close(start)
+			wg.Wait()
+			a, err := st.AccountByName(ctx, account(i).Name)
+			mustOK(t, err)
+			d := device(t, st, dev)
+			var on uint64
+			if a.Device == dev {
+				on = 1
+			}
+			if d.Accounts != on || (d.State == Retired) == (on == 1) {
+				t.Fatalf("%s %s counts %d, holds %d", dev, d.State, d.Accounts, on)
+			}
+		}
+	})
+}
+
+// Many takes at one instant on a bucket of 5, from two hosts: exactly 5
+// succeed.
+func TestTakeRace(t *testing.T) {
+	forEach(t, func(t *testing.T, st Store, peer func() Store) {
+		other := peer()
+		now := time.Unix(1_800_000_000, 0)
+		for round := range 5 {
+			key := fmt.Sprintf("login:alice%d", round)
+			var mu sync.Mutex
+			granted := 0
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for i := range 16 {
+				s := []Store{st, other}[i%2]
+				wg.Go(func() {
+					<-start
+					ok, wait, err := s.Take(ctx, key, 1, 5, now)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if !ok && wait <= 0 {
+						t.Errorf("refused with wait %v", wait)
+					}
+					if ok {
+						mu.Lock()
+						granted++
+						mu.Unlock()
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+			if granted != 5 {
+				t.Fatalf("%d takes granted from a bucket of 5", granted)
+			}
+		}
+		// Another key has its own bucket; rate 0 is no limit.
+		if ok, _, _ := st.Take(ctx, "login:bob", 1, 5, now); !ok {
+			t.Fatal("bob's first take refused")
+		}
+		if ok, _, _ := st.Take(ctx, "login:alice0", 0, 5, now); !ok {
+			t.Fatal("rate 0 refused")
+		}
+	})
+}
+
+// A clock that goes back refills nothing, and does not move the bucket's
+// time back either (which would refill later).
+func TestTakeClockBack(t *testing.T) {
+	forEach(t, func(t *testing.T, st Store, _ func() Store) {
+		now := time.Unix(1_800_000_000, 0)
+		take := func(at time.Time) (bool, time.Duration) {
+			ok, wait, err := st.Take(ctx, "k", 1, 2, at)
+			mustOK(t, err)
+			return ok, wait
+		}
+		take(now)
+		take(now)
+		if ok, wait := take(now); ok || wait != time.Second {
+			t.Fatalf("third take: %v, wait %v; want refused, 1s", ok, wait)
+		}
+		if ok, _ := take(now.Add(-time.Hour)); ok {
+			t.Fatal("an hour back refilled the bucket")
+		}
+		if ok, _ := take(now.Add(500 * time.Millisecond)); ok {
+			t.Fatal("half a second after the last refill granted a token at 1/s")
+		}
+		if ok, _ := take(now.Add(1100 * time.Millisecond)); !ok {
+			t.Fatal("1.1 s after the last refill refused")
+		}
+	})
+}
+
+func TestImportAccountsJSON(t *testing.T) {
+	forEach(t, func(t *testing.T, st Store, _ func() Store) {
+		mustOK(t, st.RegisterDevice(ctx, "vault-1", "h"))
+		dir := t.TempDir()
+		file := filepath.Join(dir, "accounts.json")
+		tokA, tokB := sha256.Sum256([]byte("a")), sha256.Sum256([]byte("b"))
+		write := func(s string) {
+			mustOK(t, os.WriteFile(file, []byte(s), 0o600))
+		}
+		write(fmt.Sprintf(`{"version":1,"accounts":[
+			{"name":"alice","user_id":"00112233445566778899aabbccddeeff","device":"vault-1","token_sha256":"%x","created":"2026-01-02T03:04:05.123456789Z"},
+			{"name":"bob","user_id":"ff","token_sha256":"%x","created":"2026-01-03T00:00:00Z"}]}`, tokA, tokB))
+		n, err := ImportAccountsJSON(ctx, st, file)
+		mustOK(t, err)
+		if n != 2 {
+			t.Fatalf("imported %d, want 2", n)
+		}
+		a, err := st.AccountByToken(ctx, tokA)
+		mustOK(t, err)
+		sameAccount(t, a, Account{Name: "alice", UserID: []byte{0, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff},
+			TokenSHA256: tokA, Device: "vault-1", Created: time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)})
+		if device(t, st, "vault-1").Accounts != 1 {
+			t.Fatal("alice's placement not counted")
+		}
+		// Again: nothing new, no error.
+		n, err = ImportAccountsJSON(ctx, st, file)
+		mustOK(t, err)
+		if n != 0 || device(t, st, "vault-1").Accounts != 1 {
+			t.Fatalf("second import added %d", n)
+		}
+		// An account that clashes with a stored one is named.
+		write(fmt.Sprintf(`{"version":1,"accounts":[{"name":"carol","user_id":"ff","token_sha256":"%x","created":"2026-01-03T00:00:00Z"}]}`, sha256.Sum256([]byte("c"))))
+		_, err = ImportAccountsJSON(ctx, st, file)
+		if !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), `"carol"`) {
+			t.Fatalf("clash: %v", err)
+		}
+		write(fmt.Sprintf(`{"version":1,"accounts":[{"name":"bob","user_id":"fe","token_sha256":"%x","created":"2026-01-03T00:00:00Z"}]}`, tokB))
+		_, err = ImportAccountsJSON(ctx, st, file)
+		if !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), `"bob"`) {
+			t.Fatalf("clash on bob: %v", err)
+		}
+		// What cofferd's reader refused is refused.
+		for _, bad := range []string{
+			`{"version":2,"accounts":[]}`,
+			`{"version":1,"accounts":[],"extra":1}`,
+			`{"version":1,"accounts":[{"name":"-x","user_id":"ff","token_sha256":"` + fmt.Sprintf("%x", tokA) + `"}]}`,
+			`{"version":1,"accounts":[{"name":"x","user_id":"","token_sha256":"` + fmt.Sprintf("%x", tokA) + `"}]}`,
+			`{"version":1,"accounts":[{"name":"x","user_id":"ff","token_sha256":"00"}]}`,
+			`{"version":1,"accounts":[{"name":"x","user_id":"zz","token_sha256":"` + fmt.Sprintf("%x", tokA) + `"}]}`,
+			`{"version":1,"accounts":[{"name":"x","user_id":"f1","token_sha256":"` + fmt.Sprintf("%x", tokA) + `"},{"name":"x","user_id":"f2","token_sha256":"` + fmt.Sprintf("%x", tokB) + `"}]}`,
+			`{"version":1,"accounts":[{"name":"x","user_id":"f1","token_sha256":"` + fmt.Sprintf("%x", tokA) + `"},{"name":"y","user_id":"f1","token_sha256":"` + fmt.Sprintf("%x", tokB) + `"}]}`,
+			`{"version":1,"accounts":[{"name":"x","user_id":"f1","token_sha256":"` + fmt.Sprintf("%x", tokA) + `"},{"name":"y","user_id":"f2","token_sha256":"` + fmt.Sprintf("%x", tokA) + `"}]}`,
+		} {
+			write(bad)
+			if _, err := ImportAccountsJSON(ctx, st, file); err == nil || errors.Is(err, ErrExists) {
+				t.Fatalf("%s: %v", bad, err)
+			}
+		}
+		if _, err := ImportAccountsJSON(ctx, st, filepath.Join(dir, "missing.json")); err == nil {
+			t.Fatal("a missing file imported")
+		}
+		all, _ := st.ListAccounts(ctx, "", -1)
+		if len(all) != 2 {
+			t.Fatalf("%d accounts after the refused imports, want 2", len(all))
+		}
+	})
+}
