@@ -159,7 +159,6 @@ func TestBinaryUnmigratedDatabase(t *testing.T) {
 	dir := t.TempDir()
 	db := "sqlite:" + filepath.Join(dir, "typo.db")
 	r := runIn(t, dir, "account", "list", "-db", db)
-	skipIfPending(t, r)
 	if r.code != 1 || !strings.Contains(r.stderr, "cofferd migrate") || strings.Contains(r.stdout, "NAME") {
 		t.Errorf("cofferd account list of an unmigrated database: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
@@ -175,16 +174,6 @@ func TestBinaryUnmigratedDatabase(t *testing.T) {
 	}
 	if r := runIn(t, dir, "account", "list", "-db", db); r.code != 0 || !strings.Contains(r.stdout, "alice") {
 		t.Fatalf("account list: %+v", r)
-	}
-}
-
-// skipIfPending skips a test of separate processes sharing a database
-// while this cofferd has only the in-process store (host/state's
-// open_pending.go, replaced when the SQLite and PostgreSQL stores land).
-func skipIfPending(t *testing.T, r ran) {
-	t.Helper()
-	if strings.Contains(r.stderr, "open_pending.go") {
-		t.Skip("no SQLite store in this build yet (host/state/open_pending.go)")
 	}
 }
 
@@ -226,7 +215,7 @@ var reAPI = regexp.MustCompile(`msg=listening api=(127\.0\.0\.1:[0-9]+)`)
 func TestBinaryRefusesInsecureVault(t *testing.T) {
 	dir := t.TempDir()
 	sock := softVault(t, dir)
-	base := []string{"-listen", "127.0.0.1:0", "-db", "memory:insecure", "-vault", "unix:" + sock, "-poll", "50ms"}
+	base := []string{"-listen", "127.0.0.1:0", "-db", migrated(t, dir), "-vault", "unix:" + sock, "-poll", "50ms"}
 
 	d := startDaemon(t, dir, base...)
 	select {

@@ -37,11 +37,10 @@ func softVault(t *testing.T, dir string) string {
 
 // TestCommand drives the command as an admin would: add accounts, list and
 // remove them, start the daemon on a software vault's socket with settings
-// from the environment, talk to it, and stop it. The state is in this
-// process (memory:), which every run here shares.
+// from the environment, talk to it, and stop it. The state is a SQLite file.
 func TestCommand(t *testing.T) {
 	dir := t.TempDir()
-	accounts := "memory:" + t.Name()
+	accounts := "sqlite:" + filepath.Join(dir, "state.db")
 	var out, errs bytes.Buffer
 	if err := run(context.Background(), []string{"migrate", "-db", accounts}, env(nil), &out, &errs, nil); err != nil {
 		t.Fatal(err)
@@ -278,7 +277,7 @@ func TestTLS(t *testing.T) {
 	addrs := make(chan net.Addr, 2)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-db", "memory:" + t.Name(), "-realms", filepath.Join(dir, "realms"), "-rollbacks", filepath.Join(dir, "rollbacks.json"), "-vault", "unix:" + softVault(t, dir),
+		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-db", migrated(t, dir), "-realms", filepath.Join(dir, "realms"), "-rollbacks", filepath.Join(dir, "rollbacks.json"), "-vault", "unix:" + softVault(t, dir),
 			"-tls-cert", certFile, "-tls-key", keyFile, "-allow-insecure-vault"}, env(nil), io.Discard, io.Discard, func(api, _ net.Addr) { addrs <- api })
 	}()
 	var api net.Addr
@@ -314,14 +313,14 @@ func TestTLS(t *testing.T) {
 }
 
 // TestCommandRealm runs a realm of two hosts as an operator would, in this
-// process (the state shared as memory:): a peer CA and a certificate for
+// process (the state shared in one SQLite file): a peer CA and a certificate for
 // each host, migrate, an account, two daemons each with a software vault
 // and a peer listener; the account's requests at either host reach its one
 // device, and the device commands drain, refuse to retire while an account
 // is on it, retire once it is moved, and set limits.
 func TestCommandRealm(t *testing.T) {
 	dir := t.TempDir()
-	db := "memory:" + t.Name()
+	db := "sqlite:" + filepath.Join(dir, "state.db")
 	ctx := context.Background()
 	cmd := func(args ...string) string {
 		t.Helper()
@@ -438,4 +437,14 @@ func TestCommandRealm(t *testing.T) {
 	if !strings.Contains(cmd("account", "list", "-db", db), "b-other") {
 		t.Fatal("alice not placed again on b-other")
 	}
+}
+
+// migrated makes a SQLite state file in dir, migrated, and returns its DSN.
+func migrated(t *testing.T, dir string) string {
+	t.Helper()
+	db := "sqlite:" + filepath.Join(dir, "state.db")
+	if err := run(context.Background(), []string{"migrate", "-db", db}, env(nil), io.Discard, io.Discard, nil); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
