@@ -78,6 +78,18 @@ func (d pgDialect) write(ctx context.Context, fn func(q querier) error) error {
 	return err
 }
 
+// writeLazy runs fn with synchronous_commit off for this transaction
+// only: PostgreSQL may then answer before the commit is flushed, and a
+// server crash can lose the latest such commits, never others.
+func (d pgDialect) writeLazy(ctx context.Context, fn func(q querier) error) error {
+	return d.write(ctx, func(q querier) error {
+		if _, err := q.exec(ctx, "SET LOCAL synchronous_commit TO OFF"); err != nil {
+			return err
+		}
+		return fn(q)
+	})
+}
+
 func (d pgDialect) read() querier { return pgQuerier{d.s.pool} }
 
 func pgCode(err error) string {

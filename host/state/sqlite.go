@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -79,7 +80,10 @@ func openSQLite(ctx context.Context, path string) (*SQLite, error) {
 	common.Add("_pragma", "cache_size(-32768)")
 	common.Add("_pragma", "mmap_size(2147418112)")
 	wq := url.Values{"_txlock": {"immediate"}}
-	wq["_pragma"] = append([]string{"journal_mode(WAL)"}, common["_pragma"]...)
+	// FULL: a commit is on disk when it returns (placements above all:
+	// one lost would let an account be placed, and registered, twice);
+	// writeLazy relaxes it for rate-limit buckets only.
+	wq["_pragma"] = append([]string{"journal_mode(WAL)", "synchronous(FULL)"}, common["_pragma"]...)
 	w, err := sql.Open("sqlite", path+"?"+wq.Encode())
 	if err != nil {
 		return nil, err
@@ -114,6 +118,37 @@ type sqliteDialect struct{ s *SQLite }
 
 func (d sqliteDialect) write(ctx context.Context, fn func(q querier) error) error {
 	tx, err := d.s.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE (_txlock)
+	if err != nil {
+		return err
+	}
+	if err := fn(sqlQuerier{tx: tx}); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// writeLazy commits with synchronous=NORMAL on the writer's connection
+// (a per-connection setting) and puts FULL back after: in WAL mode such a
+// commit reaches the log but is flushed only with the next FULL commit or
+// checkpoint, so a power cut can lose it and nothing else.
+func (d sqliteDialect) writeLazy(ctx context.Context, fn func(q querier) error) error {
+	conn, err := d.s.w.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
+		return err
+	}
+	defer func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = FULL"); err != nil {
+			// A writer that cannot be put back to FULL is dropped,
+			// not reused for a placement.
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil) // BEGIN IMMEDIATE (_txlock)
 	if err != nil {
 		return err
 	}

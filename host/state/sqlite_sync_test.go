@@ -1,0 +1,54 @@
+package state
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestSQLiteLazyOnlyForBuckets: a rate-limit bucket is committed without a
+// disk flush (it is spent at every login start), and the writer goes back
+// to flushing every commit after it, so that no placement that follows is
+// ever lost to a power cut while the database says it was made.
+func TestSQLiteLazyOnlyForBuckets(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "s.db")
+	if _, _, err := Migrate(ctx, "sqlite:"+path); err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	synchronous := func() int {
+		var v int
+		if err := st.w.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	const full = 2
+	if v := synchronous(); v != full {
+		t.Fatalf("writer opens with synchronous=%d, want FULL (%d)", v, full)
+	}
+	var during int
+	err = st.d.writeLazy(ctx, func(q querier) error {
+		return q.queryRow(ctx, "PRAGMA synchronous").Scan(&during)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if during == full {
+		t.Errorf("a bucket's transaction runs with synchronous=FULL: a disk flush per login start")
+	}
+	for range 3 {
+		if _, _, err := st.Take(ctx, "login/a", 1, 5, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if v := synchronous(); v != full {
+			t.Fatalf("after Take the writer is left at synchronous=%d, want FULL (%d)", v, full)
+		}
+	}
+}
