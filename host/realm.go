@@ -213,6 +213,10 @@ func (s *Server) place(ctx context.Context, a *Account) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("%w: %v", errStore, err)
 		}
+		devs, err = s.reachableDevices(ctx, devs)
+		if err != nil {
+			return "", fmt.Errorf("%w: %v", errStore, err)
+		}
 		name, err := state.Choose(devs, s.cfg.Now(), s.maxAge())
 		if err != nil {
 			return "", err
@@ -232,6 +236,30 @@ func (s *Server) place(ctx context.Context, a *Account) (string, error) {
 		s.log.Info("account placed", "account", a.Name, "device", got, "chosen", name)
 		return got, nil
 	}
+}
+
+// reachableDevices keeps the devices a new account may be placed on as far
+// as their hosts go: this host's, and those of peers it can forward to
+// (state.Choose then weighs the devices themselves).
+func (s *Server) reachableDevices(ctx context.Context, devs []state.Device) ([]state.Device, error) {
+	now, maxAge := s.cfg.Now(), s.maxAge()
+	ok := map[string]bool{s.cfg.HostName: true}
+	out := devs[:0:0]
+	for _, d := range devs {
+		r, seen := ok[d.Host]
+		if !seen {
+			h, found, err := s.host(ctx, d.Host)
+			if err != nil {
+				return nil, err
+			}
+			r = found && s.unreachable(h, now, maxAge) == ""
+			ok[d.Host] = r
+		}
+		if r {
+			out = append(out, d)
+		}
+	}
+	return out, nil
 }
 
 // Retry-After of the realm's own refusals, in seconds.
@@ -296,6 +324,11 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, a *Account, o *ou
 		s.forward(w, r, a, d, o)
 		return nil
 	}
+	if me, ok, err := s.host(ctx, s.cfg.HostName); err == nil && ok && me.Removed {
+		o.status, o.note = http.StatusServiceUnavailable, "this host was removed from the realm"
+		writeError(w, o.status, fmt.Sprintf("host removed: this host (%s), which holds this account's vault device %s, was removed from the realm", s.cfg.HostName, name), "")
+		return nil
+	}
 	q := s.byName[name]
 	if q == nil {
 		o.status, o.note = http.StatusInternalServerError, "account's device not configured"
@@ -321,6 +354,9 @@ func (s *Server) register(ctx context.Context) error {
 		return err
 	}
 	if err := s.heartbeat(ctx); err != nil {
+		if errors.Is(err, state.ErrExists) {
+			return fmt.Errorf("host %s: %w; every cofferd of a realm needs its own -host", s.cfg.HostName, err)
+		}
 		return fmt.Errorf("registering host %s: %w", s.cfg.HostName, err)
 	}
 	for _, q := range s.devices {
@@ -335,10 +371,31 @@ func (s *Server) register(ctx context.Context) error {
 	return nil
 }
 
-// heartbeat says in the store that this host is alive, and where its peers
-// reach it.
+// heartbeat says in the store that this host (this process) is alive,
+// where its peers reach it, and with which certificate key.
 func (s *Server) heartbeat(ctx context.Context) error {
-	return s.cfg.Store.RegisterHost(ctx, state.Host{Name: s.cfg.HostName, PeerURL: s.cfg.Peer.URL, Seen: s.cfg.Now()})
+	return s.registerHost(ctx, s.cfg.Now())
+}
+
+func (s *Server) registerHost(ctx context.Context, seen time.Time) error {
+	var key []byte
+	if s.cfg.Peer.Cert != nil {
+		key = PeerKeyHash(s.cfg.Peer.Cert.Leaf)
+	}
+	return s.cfg.Store.RegisterHost(ctx, state.Host{
+		Name: s.cfg.HostName, PeerURL: s.cfg.Peer.URL, Seen: seen, Instance: s.instance, PeerKey: key,
+	}, s.maxAge())
+}
+
+// signOff clears this process's heartbeat as it stops, so that the host's
+// next process starts at once (after a crash, it waits for the heartbeat
+// to go stale).
+func (s *Server) signOff() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+	defer cancel()
+	if err := s.registerHost(ctx, time.Time{}); err != nil {
+		s.log.Warn("clearing the heartbeat in the state store failed", "err", err)
+	}
 }
 
 // heartbeats refreshes the host's registry entry every poll interval.
@@ -353,7 +410,11 @@ func (s *Server) heartbeats(ctx context.Context) {
 		case <-t.C:
 			hctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 			if err := s.heartbeat(hctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("heartbeat to the state store failed", "err", err)
+				if errors.Is(err, state.ErrExists) || errors.Is(err, state.ErrHostRemoved) {
+					s.log.Error("this host's name is no longer this process's in the realm: stop it", "err", err)
+				} else {
+					s.log.Warn("heartbeat to the state store failed", "err", err)
+				}
 			}
 			cancel()
 		}
