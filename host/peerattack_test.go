@@ -437,3 +437,30 @@ func writePEMs(t *testing.T, path string, ders ...[]byte) {
 func identityBody(t testing.TB) []byte {
 	return mustEncode(t, protocol.TypeIdentity, &protocol.Empty{})
 }
+
+// tokenLookups counts the store's token lookups.
+type tokenLookups struct {
+	state.Store
+	n atomic.Int64
+}
+
+func (c *tokenLookups) AccountByToken(ctx context.Context, sum [32]byte) (Account, error) {
+	c.n.Add(1)
+	return c.Store.AccountByToken(ctx, sum)
+}
+
+// A client repeating a token the realm does not know costs the shared
+// database one lookup, not one per request.
+func TestUnknownTokenIsNotLookedUpEachTime(t *testing.T) {
+	st := &tokenLookups{Store: state.NewMemory()}
+	_, hs := testServer(t, Config{Devices: []Device{newStub("a")}, Store: st})
+	bogus := strings.Repeat("A", 43)
+	for range 20 {
+		if resp, _ := get(t, hs.URL+"/v1/account", bogus); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("a bogus token: %d", resp.StatusCode)
+		}
+	}
+	if n := st.n.Load(); n != 1 {
+		t.Fatalf("20 requests with one unknown token: %d store lookups", n)
+	}
+}

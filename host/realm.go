@@ -85,6 +85,7 @@ func (c *ttlCache[K, V]) update(k K, fn func(*V)) {
 // most a second.
 type realmCache struct {
 	byToken *ttlCache[[sha256.Size]byte, Account]
+	unknown *ttlCache[[sha256.Size]byte, struct{}] // tokens the store did not know
 	byName  *ttlCache[string, Account] // for requests forwarded by peers
 	devices *ttlCache[string, state.Device]
 
@@ -96,6 +97,7 @@ type realmCache struct {
 func newRealmCache() *realmCache {
 	return &realmCache{
 		byToken: newTTLCache[[sha256.Size]byte, Account](authCacheTTL, authCacheMax),
+		unknown: newTTLCache[[sha256.Size]byte, struct{}](authCacheTTL, authCacheMax),
 		byName:  newTTLCache[string, Account](authCacheTTL, authCacheMax),
 		devices: newTTLCache[string, state.Device](registryCacheTTL, 1<<12),
 	}
@@ -125,8 +127,15 @@ func (s *Server) lookupToken(ctx context.Context, token string) (Account, error)
 	if a, ok := s.cache.byToken.get(sum, now); ok {
 		return a, nil
 	}
+	// A token the store did not know a moment ago is refused without
+	// asking again: a client retrying a revoked or mistyped token costs
+	// the shared database one query a second, not one per request.
+	if _, ok := s.cache.unknown.get(sum, now); ok {
+		return Account{}, errUnknownToken
+	}
 	a, err := s.cfg.Store.AccountByToken(ctx, sum)
 	if errors.Is(err, state.ErrNotFound) {
+		s.cache.unknown.put(sum, struct{}{}, now)
 		return Account{}, errUnknownToken
 	}
 	if err != nil {
