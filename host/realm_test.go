@@ -657,7 +657,7 @@ func TestDeviceNameTakenByAnotherHost(t *testing.T) {
 }
 
 // FuzzPeerHandler plays a peer of the realm's CA (its certificate verified,
-// naming h2) sending any account name, host claim, path and body: the peer
+// naming h2) sending any account name, host claim, user id, path and body: the peer
 // listener never panics, and serves a request only for an account that
 // exists, from a caller whose claim is its certificate's name, on a path a
 // peer may forward to; a client token in the request changes nothing.
@@ -692,15 +692,18 @@ func FuzzPeerHandler(f *testing.F) {
 		users[name] = hex.EncodeToString(a.UserID)
 	}
 	ident, _ := protocol.Encode(protocol.TypeIdentity, &protocol.Empty{})
-	f.Add("alice", "h2", "/v1/vault", ident)
-	f.Add("alice", "h3", "/v1/vault", ident)
-	f.Add("carol", "h2", "/v1/identity", []byte(nil))
-	f.Add("nobody", "h2", "/v1/account", []byte(nil))
-	f.Add("alice", "h2", "/metrics", []byte(nil))
-	f.Add("alice", "h2", "/v1/realms/manifest", []byte("m"))
-	f.Add("", "", "/", []byte{0})
+	alice := users["alice"]
+	f.Add("alice", "h2", alice, "/v1/vault", ident)
+	f.Add("alice", "h3", alice, "/v1/vault", ident)
+	f.Add("alice", "h2", users["carol"], "/v1/vault", ident)
+	f.Add("alice", "h2", strings.ToUpper(alice), "/v1/account", []byte(nil))
+	f.Add("carol", "h2", users["carol"], "/v1/identity", []byte(nil))
+	f.Add("nobody", "h2", alice, "/v1/account", []byte(nil))
+	f.Add("alice", "h2", alice, "/metrics", []byte(nil))
+	f.Add("alice", "h2", alice, "/v1/realms/manifest", []byte("m"))
+	f.Add("", "", "", "/", []byte{0})
 	h := s.PeerHandler()
-	f.Fuzz(func(t *testing.T, account, claim, path string, body []byte) {
+	f.Fuzz(func(t *testing.T, account, claim, user, path string, body []byte) {
 		if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " ?#\x00\r\n") || len(path) > 200 {
 			return
 		}
@@ -708,12 +711,12 @@ func FuzzPeerHandler(f *testing.F) {
 			return
 		}
 		req := httptest.NewRequest(http.MethodPost, "https://h1"+path, bytes.NewReader(body))
-		if !validHeader(account) || !validHeader(claim) {
+		if !validHeader(account) || !validHeader(claim) || !validHeader(user) {
 			return
 		}
 		req.Header.Set(peerAccountHeader, account)
 		req.Header.Set(peerHostHeader, claim)
-		req.Header.Set(peerUserHeader, users["alice"])
+		req.Header.Set(peerUserHeader, user)
 		req.Header.Set("Authorization", "Bearer AAAA")
 		req.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{cert.Leaf, ca}}}
 		w := httptest.NewRecorder()
@@ -723,11 +726,11 @@ func FuzzPeerHandler(f *testing.F) {
 			for _, p := range peerPaths {
 				allowed = allowed || path == p || (strings.HasSuffix(p, "/") && strings.HasPrefix(path, p))
 			}
-			if claim != "h2" || account != "alice" || !allowed {
-				t.Fatalf("served %d: account %q claim %q path %q", w.Code, account, claim, path)
+			if claim != "h2" || account != "alice" || !strings.EqualFold(user, alice) || !allowed {
+				t.Fatalf("served %d: account %q claim %q user %q path %q", w.Code, account, claim, user, path)
 			}
 		}
-		if account == "carol" && claim == "h2" && w.Code != http.StatusBadGateway && w.Code != http.StatusNotFound && w.Code != http.StatusMethodNotAllowed {
+		if account == "carol" && claim == "h2" && strings.EqualFold(user, users["carol"]) && w.Code != http.StatusBadGateway && w.Code != http.StatusNotFound && w.Code != http.StatusMethodNotAllowed {
 			t.Fatalf("carol (on h3) at h1: %d %s", w.Code, w.Body.String())
 		}
 	})
