@@ -119,19 +119,10 @@ var accountUsage = map[string]string{
 }
 
 func account(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("no account command; %w", errUsage)
+	cmd, c, err := commandOf("account", args, accountUsage, stdout)
+	if err != nil {
+		return err
 	}
-	cmd := args[0]
-	help, ok := accountUsage[cmd]
-	if !ok {
-		if isHelp(cmd) {
-			fmt.Fprint(stdout, usage)
-			return errHelpShown
-		}
-		return fmt.Errorf("unknown account command %q; %w", cmd, errUsage)
-	}
-	c := newSubcommand("account "+cmd, help)
 	var device *string
 	if cmd == "add" {
 		device = c.fs.String("device", "", "place the account on this device now (default: at its first request, on the device with the most room)")
@@ -202,6 +193,24 @@ func account(ctx context.Context, args []string, getenv func(string) string, std
 	}
 }
 
+// commandOf finds the command args name among a group's (kind: account,
+// device, host), and makes its subcommand; help asked for prints the usage.
+func commandOf(kind string, args []string, usages map[string]string, stdout io.Writer) (string, *subcommand, error) {
+	if len(args) == 0 {
+		return "", nil, fmt.Errorf("no %s command; %w", kind, errUsage)
+	}
+	cmd := args[0]
+	help, ok := usages[cmd]
+	if !ok {
+		if isHelp(cmd) {
+			fmt.Fprint(stdout, usage)
+			return "", nil, errHelpShown
+		}
+		return "", nil, fmt.Errorf("unknown %s command %q; %w", kind, cmd, errUsage)
+	}
+	return cmd, newSubcommand(kind+" "+cmd, help), nil
+}
+
 func isHelp(s string) bool { return s == "-h" || s == "--help" || s == "-help" || s == "help" }
 
 // deviceUsage are the device commands' usage lines, by command.
@@ -214,19 +223,10 @@ var deviceUsage = map[string]string{
 }
 
 func device(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("no device command; %w", errUsage)
+	cmd, c, err := commandOf("device", args, deviceUsage, stdout)
+	if err != nil {
+		return err
 	}
-	cmd := args[0]
-	help, ok := deviceUsage[cmd]
-	if !ok {
-		if isHelp(cmd) {
-			fmt.Fprint(stdout, usage)
-			return errHelpShown
-		}
-		return fmt.Errorf("unknown device command %q; %w", cmd, errUsage)
-	}
-	c := newSubcommand("device "+cmd, help)
 	switch cmd {
 	case "list":
 		asJSON := c.fs.Bool("json", false, "print JSON")
@@ -295,19 +295,10 @@ var hostUsage = map[string]string{
 }
 
 func hostCmd(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("no host command; %w", errUsage)
+	cmd, c, err := commandOf("host", args, hostUsage, stdout)
+	if err != nil {
+		return err
 	}
-	cmd := args[0]
-	help, ok := hostUsage[cmd]
-	if !ok {
-		if isHelp(cmd) {
-			fmt.Fprint(stdout, usage)
-			return errHelpShown
-		}
-		return fmt.Errorf("unknown host command %q; %w", cmd, errUsage)
-	}
-	c := newSubcommand("host "+cmd, help)
 	held := func(st state.Store) (map[string]uint64, error) {
 		devs, err := st.Devices(ctx)
 		if err != nil {
