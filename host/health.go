@@ -153,7 +153,8 @@ func (s *Server) realmHealth(h *Health) bool {
 
 // unreachable says why forwards to the peer host p fail, or "" when they
 // may succeed: a removed host, no https peer URL or key, no heartbeat
-// within maxAge, or the last forward unanswered (its class only).
+// within maxAge, or the last forward, within maxAge, unanswered (its class
+// only).
 func (s *Server) unreachable(p state.Host, now time.Time, maxAge time.Duration) string {
 	switch {
 	case p.Removed:
@@ -171,7 +172,7 @@ func (s *Server) unreachable(p state.Host, now time.Time, maxAge time.Duration) 
 	case now.Sub(p.Seen) > maxAge:
 		return fmt.Sprintf("no heartbeat for %s", now.Sub(p.Seen).Round(time.Second))
 	}
-	if class, failed := s.peers.unanswered(p.Name); failed {
+	if class, failed := s.peers.unanswered(p.Name, time.Now(), maxAge); failed {
 		return "last forward failed: " + class
 	}
 	return ""

@@ -369,6 +369,7 @@ type peerState struct {
 	slots  chan struct{} // forwards in flight
 
 	lastErr  string // class of the last forward's failure, "" when it got an answer
+	failedAt time.Time
 	failures int    // consecutive forwards without an answer
 	openTill time.Time
 	probing  bool // the half-open breaker's one probe is out
@@ -447,7 +448,7 @@ func (p *peerSet) done(ps *peerState, err error, now time.Time) {
 		ps.lastErr, ps.failures = "", 0
 		return
 	}
-	ps.lastErr = errorClass(err)
+	ps.lastErr, ps.failedAt = errorClass(err), now
 	ps.failures++
 	if ps.failures >= breakerFailures {
 		ps.openTill = now.Add(breakerOpen)
@@ -476,12 +477,15 @@ func errorClass(err error) string {
 	return "connection failed"
 }
 
-// unanswered reports whether forwards to host fail: the last one got no
-// answer, or its breaker is open. It returns the failure's class.
-func (p *peerSet) unanswered(host string) (string, bool) {
+// unanswered reports whether forwards to host fail: the last one, within
+// window of now, got no answer. It returns the failure's class. (A failure
+// older than window is forgotten, so that a host whose devices hold no
+// account yet, and so get no forward to prove it back, is not shunned for
+// good.)
+func (p *peerSet) unanswered(host string, now time.Time, window time.Duration) (string, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if ps := p.peers[host]; ps != nil && ps.lastErr != "" {
+	if ps := p.peers[host]; ps != nil && ps.lastErr != "" && now.Sub(ps.failedAt) < window {
 		return ps.lastErr, true
 	}
 	return "", false
