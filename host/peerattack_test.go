@@ -335,7 +335,7 @@ func TestBreakerFailsFast(t *testing.T) {
 }
 
 // New accounts are not placed on devices whose host this host cannot
-// forward to: no peer URL, or no fresh heartbeat.
+// forward to: no peer URL, no fresh heartbeat, or its last forward failed.
 func TestPlacementSkipsUnreachableHosts(t *testing.T) {
 	r := newTestRealm(t)
 	ctx := context.Background()
@@ -352,8 +352,19 @@ func TestPlacementSkipsUnreachableHosts(t *testing.T) {
 	if err := r.st.RegisterHost(ctx, e, time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	// h4 is fresh but does not answer: its last forward failed.
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.Close()
+	r.fakePeer("h4", "https://"+dead.Addr().String(), "d", r.cert("h4"))
+	_, old := r.account("d", "dave")
 	_, tokens := r.account("", "newbie")
 	time.Sleep(registryCacheTTL)
+	if err := identityAt(t, h1, old["dave"]); statusOf(err) != http.StatusServiceUnavailable {
+		t.Fatalf("dave on h4: %v", err)
+	}
 	if err := identityAt(t, h1, tokens["newbie"]); err != nil {
 		t.Fatalf("newbie's first request: %v", err)
 	}
