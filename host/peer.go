@@ -301,7 +301,11 @@ func (s *Server) PeerHandler() http.Handler {
 		if err != nil {
 			defer s.record(r, o, start)
 			o.status, o.note = http.StatusForbidden, err.Error()
-			writeError(w, o.status, "peer: "+err.Error(), "")
+			retry := ""
+			if errors.Is(err, errStore) {
+				o.status, retry = http.StatusServiceUnavailable, retryStore
+			}
+			writeError(w, o.status, "peer: "+err.Error(), retry)
 			return
 		}
 		allowed := false
@@ -351,7 +355,7 @@ func (s *Server) registeredPeer(ctx context.Context, name string, c *x509.Certif
 	h, ok, err := s.host(ctx, name)
 	switch {
 	case err != nil:
-		return fmt.Errorf("the registry cannot be read to check host %q", name)
+		return fmt.Errorf("%w: cannot check host %q", errStore, name)
 	case !ok:
 		return fmt.Errorf("host %q is not registered in the realm", name)
 	case h.Removed:
