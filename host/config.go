@@ -114,6 +114,11 @@ type Config struct {
 	// host's devices.
 	Peer PeerConfig
 
+	// PeerInFlight bounds the forwards in flight to each peer host; more
+	// are answered 503 at once, so that a slow peer does not hold all of
+	// this host's connections: DefaultPeerInFlight.
+	PeerInFlight int
+
 	// Realms keeps the accounts' realm manifests and resume blobs
 	// (API.md, "Realm storage"); nil: those endpoints answer 501.
 	Realms *RealmStore

@@ -104,6 +104,8 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 // realmHealth adds the realm's devices and the other hosts to h, and
 // reports whether all are well.
 func (s *Server) realmHealth(h *Health) bool {
+	// (Only the class of a failed forward is shown, never its URL: anyone
+	// may read /healthz.)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	now, maxAge := s.cfg.Now(), s.maxAge()
@@ -132,11 +134,13 @@ func (s *Server) realmHealth(h *Health) bool {
 			continue
 		}
 		ph := PeerHealth{URL: p.PeerURL, Seen: p.Seen, Reachable: true}
-		switch {
-		case now.Sub(p.Seen) > maxAge:
-			ph.Reachable, ph.Error = false, fmt.Sprintf("no heartbeat for %s", now.Sub(p.Seen).Round(time.Second))
-		case s.peers.lastError(p.Name) != "":
-			ph.Reachable, ph.Error = false, "last forward failed: "+s.peers.lastError(p.Name)
+		if why := s.unreachable(p, now, maxAge); why != "" {
+			ph.Reachable, ph.Error = false, why
+		}
+		if p.Removed {
+			// Removed by the operator: named, not a fault to report.
+			h.Peers[p.Name] = ph
+			continue
 		}
 		if !ph.Reachable {
 			ok = false
@@ -145,4 +149,31 @@ func (s *Server) realmHealth(h *Health) bool {
 		h.Peers[p.Name] = ph
 	}
 	return ok
+}
+
+// unreachable says why forwards to the peer host p fail, or "" when they
+// may succeed: a removed host, no https peer URL or key, no heartbeat
+// within maxAge, or the last forward, within maxAge, unanswered (its class
+// only).
+func (s *Server) unreachable(p state.Host, now time.Time, maxAge time.Duration) string {
+	switch {
+	case p.Removed:
+		return "host removed"
+	case p.PeerURL == "":
+		return "no peer URL in the registry"
+	case checkPeerURL(p.PeerURL) != nil:
+		return "peer URL is not https://: refused"
+	case len(p.PeerKey) == 0:
+		return "no peer certificate key in the registry"
+	case s.cfg.Peer.Cert == nil:
+		return "this host has no peer certificate"
+	case p.Seen.IsZero():
+		return "stopped (no heartbeat)"
+	case now.Sub(p.Seen) > maxAge:
+		return fmt.Sprintf("no heartbeat for %s", now.Sub(p.Seen).Round(time.Second))
+	}
+	if class, failed := s.peers.unanswered(p.Name, time.Now(), maxAge); failed {
+		return "last forward failed: " + class
+	}
+	return ""
 }

@@ -3,16 +3,22 @@ package host
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,14 +32,22 @@ import (
 // DNS name, or its common name when it has none), the peer listener
 // requires one and takes the caller's host name from it, and a host
 // dialling a peer checks that the certificate it is shown names the host it
-// meant. A forwarded request carries the account's name in
-// Coffer-Peer-Account, which only the peer listener reads, and only on a
-// verified connection; the public API never reads it. Hosts are trusted
-// with routing, not with vault content, which stays sealed end to end.
+// meant. Both ends also require the certificate's key to be the one the
+// host registered in the store (its SHA-256 of SubjectPublicKeyInfo), and
+// refuse a removed host: `cofferd host remove` revokes a certificate. A
+// forwarded request carries the account's name in Coffer-Peer-Account and
+// its user id in Coffer-Peer-User, which only the peer listener reads, and
+// only on a verified connection; the public API never reads them. Hosts are
+// trusted with routing, not with vault content, which stays sealed end to
+// end.
 
 const (
 	// peerAccountHeader names the account a forwarded request is for.
 	peerAccountHeader = "Coffer-Peer-Account"
+	// peerUserHeader is the user id (hex) of the account as the forwarding
+	// host looked it up: the home host answers 502 when its account of
+	// that name has another (removed and made again since).
+	peerUserHeader = "Coffer-Peer-User"
 	// peerHostHeader names the host that forwards; it must be the name in
 	// that host's certificate.
 	peerHostHeader = "Coffer-Peer-Host"
@@ -45,7 +59,19 @@ const (
 	maxForwardBody = max(protocol.MaxMessageSize, MaxRealmBlobSize, MaxRealmManifestSize)
 	// maxForwardReply bounds a peer's answer.
 	maxForwardReply = 1 << 20
+	// peerDialTimeout bounds a connection to a peer, TLS handshake apart.
+	peerDialTimeout = 5 * time.Second
+	// breakerFailures consecutive forwards to a peer without an answer
+	// open its breaker: forwards there fail at once for breakerOpen, then
+	// one probe is let through, whose answer closes it.
+	breakerFailures = 5
+	breakerOpen     = 5 * time.Second
 )
+
+// DefaultPeerInFlight is how many forwards to one peer may be in flight at
+// once (Config.PeerInFlight): a slow peer holds at most that many of this
+// host's connections.
+const DefaultPeerInFlight = 64
 
 // PeerConfig is how a host reaches its peers and how they reach it.
 type PeerConfig struct {
@@ -73,11 +99,73 @@ func LoadPeerConfig(url, certFile, keyFile, caFile string) (PeerConfig, error) {
 	if err != nil {
 		return PeerConfig{}, fmt.Errorf("peer CA: %w", err)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return PeerConfig{}, fmt.Errorf("peer CA %s: no PEM certificate", caFile)
+	ca, err := parsePeerCA(b)
+	if err != nil {
+		return PeerConfig{}, fmt.Errorf("peer CA %s: %w", caFile, err)
 	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
 	return PeerConfig{URL: url, Cert: &cert, CA: pool}, nil
+}
+
+// parsePeerCA reads the realm's peer CA: exactly one PEM certificate, a CA
+// that signs certificates. A bundle is refused: every certificate in it
+// would issue peers.
+func parsePeerCA(b []byte) (*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("a PEM %q block: want one CERTIFICATE", blk.Type)
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		certs = append(certs, c)
+	}
+	switch {
+	case len(certs) != 1:
+		return nil, fmt.Errorf("%d certificates: want exactly the realm's peer CA (cofferd peer ca), not a bundle", len(certs))
+	case !certs[0].BasicConstraintsValid || !certs[0].IsCA || certs[0].KeyUsage&x509.KeyUsageCertSign == 0:
+		return nil, errors.New("not a CA certificate (basic constraints CA and key usage cert sign)")
+	}
+	return certs[0], nil
+}
+
+// PeerKeyHash is what the registry holds of a peer certificate: the
+// SHA-256 of its SubjectPublicKeyInfo. Nil for no certificate.
+func PeerKeyHash(c *x509.Certificate) []byte {
+	if c == nil {
+		return nil
+	}
+	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	return sum[:]
+}
+
+// checkPeerURL accepts only an https:// peer URL with a host: a plain
+// http:// one would carry accounts' requests, unauthenticated, in the clear.
+func checkPeerURL(u string) error {
+	p, err := url.Parse(u)
+	if err != nil {
+		return errors.New("the peer URL does not parse")
+	}
+	if p.Scheme != "https" || p.Host == "" || p.User != nil {
+		return errors.New("the peer URL is not https://HOST[:PORT]")
+	}
+	return nil
+}
+
+// CheckPeerURL checks a -peer-url.
+func CheckPeerURL(u string) error {
+	if err := checkPeerURL(u); err != nil {
+		return fmt.Errorf("peer URL %q: %w", u, err)
+	}
+	return nil
 }
 
 // PeerName is the host a peer certificate names: its one DNS name, or its
@@ -97,9 +185,23 @@ func PeerName(c *x509.Certificate) (string, error) {
 	return name, nil
 }
 
-// verifyPeer checks a peer's chain against the CA, for usage, and that its
-// certificate names want.
-func verifyPeer(certs []*x509.Certificate, ca *x509.CertPool, usage x509.ExtKeyUsage, want string) error {
+// errPeerIdentity is a peer whose certificate is not the one the registry
+// holds for the host meant.
+var errPeerIdentity = errors.New("peer identity")
+
+// verifyPeer checks a peer's chain against the CA, for usage, that its
+// certificate names want, and that its key is key (the registry's).
+func verifyPeer(certs []*x509.Certificate, ca *x509.CertPool, usage x509.ExtKeyUsage, want string, key []byte) error {
+	if err := verifyPeerName(certs, ca, usage, want); err != nil {
+		return fmt.Errorf("%w: %v", errPeerIdentity, err)
+	}
+	if len(key) == 0 || !bytes.Equal(PeerKeyHash(certs[0]), key) {
+		return fmt.Errorf("%w: the certificate's key is not the one host %q registered", errPeerIdentity, want)
+	}
+	return nil
+}
+
+func verifyPeerName(certs []*x509.Certificate, ca *x509.CertPool, usage x509.ExtKeyUsage, want string) error {
 	if len(certs) == 0 {
 		return errors.New("peer sent no certificate")
 	}
@@ -135,8 +237,9 @@ func (p PeerConfig) PeerServerTLS() (*tls.Config, error) {
 	}, nil
 }
 
-// clientTLS is the TLS of a connection to the peer named host.
-func (p PeerConfig) clientTLS(host string) *tls.Config {
+// clientTLS is the TLS of a connection to the peer named host, whose
+// registered key hash is key.
+func (p PeerConfig) clientTLS(host string, key []byte) *tls.Config {
 	return &tls.Config{
 		Certificates: []tls.Certificate{*p.Cert},
 		MinVersion:   tls.VersionTLS13,
@@ -146,7 +249,7 @@ func (p PeerConfig) clientTLS(host string) *tls.Config {
 		// the peer URL), instead of the system roots and the URL's host.
 		InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			return verifyPeer(cs.PeerCertificates, p.CA, x509.ExtKeyUsageServerAuth, host)
+			return verifyPeer(cs.PeerCertificates, p.CA, x509.ExtKeyUsageServerAuth, host, key)
 		},
 	}
 }
@@ -187,14 +290,22 @@ func (s *Server) PeerHandler() http.Handler {
 			writeError(w, o.status, "peer: a verified client certificate from the realm's peer CA is required", "")
 			return
 		}
-		caller, err := PeerName(r.TLS.VerifiedChains[0][0])
+		leaf := r.TLS.VerifiedChains[0][0]
+		caller, err := PeerName(leaf)
 		if err == nil && r.Header.Get(peerHostHeader) != caller {
 			err = fmt.Errorf("the certificate names host %q, the request says %q", caller, r.Header.Get(peerHostHeader))
+		}
+		if err == nil {
+			err = s.registeredPeer(r.Context(), caller, leaf)
 		}
 		if err != nil {
 			defer s.record(r, o, start)
 			o.status, o.note = http.StatusForbidden, err.Error()
-			writeError(w, o.status, "peer: "+err.Error(), "")
+			retry := ""
+			if errors.Is(err, errStore) {
+				o.status, retry = http.StatusServiceUnavailable, retryStore
+			}
+			writeError(w, o.status, "peer: "+err.Error(), retry)
 			return
 		}
 		allowed := false
@@ -218,8 +329,15 @@ func (s *Server) PeerHandler() http.Handler {
 			writeError(w, o.status, fmt.Sprintf("peer: no account %q here", name), "")
 			return
 		}
+		if uid, err := hex.DecodeString(r.Header.Get(peerUserHeader)); err != nil || !bytes.Equal(uid, a.UserID) {
+			defer s.record(r, o, start)
+			o.status, o.note = http.StatusBadGateway, "forwarded for another account of the same name (removed and made again)"
+			writeError(w, o.status, fmt.Sprintf("peer: the account %q here has another user id than the forwarding host's", name), "")
+			return
+		}
 		r.RemoteAddr = r.Header.Get(peerClientHeader) + " via " + caller
 		r.Header.Del(peerAccountHeader)
+		r.Header.Del(peerUserHeader)
 		r.Header.Del(peerHostHeader)
 		r.Header.Del(peerClientHeader)
 		ctx := context.WithValue(r.Context(), peerKey{}, &peerContext{from: caller})
@@ -228,22 +346,57 @@ func (s *Server) PeerHandler() http.Handler {
 	})
 }
 
+// registeredPeer checks that a verified peer certificate is the one its
+// host registered: the host is in the registry, not removed, and the
+// certificate's key hash is the registered one. Any other certificate of
+// the CA (another name, a second certificate for a name, a removed host's)
+// acts for nobody.
+func (s *Server) registeredPeer(ctx context.Context, name string, c *x509.Certificate) error {
+	h, ok, err := s.host(ctx, name)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: cannot check host %q", errStore, name)
+	case !ok:
+		return fmt.Errorf("host %q is not registered in the realm", name)
+	case h.Removed:
+		return fmt.Errorf("host %q was removed from the realm", name)
+	case len(h.PeerKey) == 0 || !bytes.Equal(h.PeerKey, PeerKeyHash(c)):
+		return fmt.Errorf("the certificate's key is not the one host %q registered", name)
+	}
+	return nil
+}
+
 // peerState is what this host saw of its forwards to one peer.
 type peerState struct {
-	client  *http.Client
-	url     string
-	lastErr string // of the last forward, "" when it got an answer
-	at      time.Time
+	client *http.Client
+	key    []byte        // the registered key hash client's connections are checked against
+	slots  chan struct{} // forwards in flight
+
+	lastErr  string // class of the last forward's failure, "" when it got an answer
+	failedAt time.Time
+	failures int    // consecutive forwards without an answer
+	openTill time.Time
+	probing  bool // the half-open breaker's one probe is out
 }
 
 // peerSet holds one client per peer host (the name its certificate must
-// bear is part of the client's TLS) and the outcome of the last forward.
+// bear and its key are part of the client's TLS), a bound on the forwards
+// in flight to it, and a breaker that fails forwards fast while it does not
+// answer.
 type peerSet struct {
 	mu    sync.Mutex
 	peers map[string]*peerState
 }
 
-func (p *peerSet) client(s *Server, host string) *http.Client {
+// errPeerBusy and errBreakerOpen refuse a forward without a connection.
+var (
+	errPeerBusy    = errors.New("too many forwards in flight to this peer")
+	errBreakerOpen = errors.New("the peer did not answer the last forwards; failing fast for a few seconds")
+)
+
+// acquire returns the client for host, whose registered key hash is key,
+// and takes one of its slots (release it with done), or says why not.
+func (p *peerSet) acquire(s *Server, host string, key []byte, now time.Time) (*peerState, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.peers == nil {
@@ -251,44 +404,95 @@ func (p *peerSet) client(s *Server, host string) *http.Client {
 	}
 	ps := p.peers[host]
 	if ps == nil {
-		ps = &peerState{}
+		ps = &peerState{slots: make(chan struct{}, s.cfg.PeerInFlight)}
 		p.peers[host] = ps
 	}
-	if ps.client == nil {
+	if ps.client == nil || !bytes.Equal(ps.key, key) {
+		if ps.client != nil {
+			// A new key (a re-issued certificate): connections checked
+			// against the old one are not reused.
+			ps.client.CloseIdleConnections()
+		}
+		ps.key = bytes.Clone(key)
 		ps.client = &http.Client{
 			Transport: &http.Transport{
-				TLSClientConfig:     s.cfg.Peer.clientTLS(host),
-				MaxIdleConnsPerHost: 64,
-				IdleConnTimeout:     90 * time.Second,
-				TLSHandshakeTimeout: 5 * time.Second,
+				TLSClientConfig:       s.cfg.Peer.clientTLS(host, ps.key),
+				DialContext:           (&net.Dialer{Timeout: peerDialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+				TLSHandshakeTimeout:   5 * time.Second,
+				ResponseHeaderTimeout: s.cfg.Timeout + 2*time.Second,
+				MaxIdleConnsPerHost:   s.cfg.PeerInFlight,
+				MaxConnsPerHost:       s.cfg.PeerInFlight,
+				IdleConnTimeout:       90 * time.Second,
 			},
 			// A peer's redirect is not followed: its answer is relayed.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
-	return ps.client
+	open := ps.failures >= breakerFailures
+	if open && (now.Before(ps.openTill) || ps.probing) {
+		return nil, errBreakerOpen
+	}
+	select {
+	case ps.slots <- struct{}{}:
+	default:
+		return nil, errPeerBusy
+	}
+	ps.probing = open // half open: this forward is the probe
+	return ps, nil
 }
 
-func (p *peerSet) note(host string, err error, now time.Time) {
+// done releases a forward's slot and notes its outcome: err is nil when
+// the peer answered.
+func (p *peerSet) done(ps *peerState, err error, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if ps := p.peers[host]; ps != nil {
-		ps.lastErr, ps.at = "", now
-		if err != nil {
-			ps.lastErr = err.Error()
-		}
+	<-ps.slots
+	ps.probing = false
+	if err == nil {
+		ps.lastErr, ps.failures = "", 0
+		return
+	}
+	ps.lastErr, ps.failedAt = errorClass(err), now
+	ps.failures++
+	if ps.failures >= breakerFailures {
+		ps.openTill = now.Add(breakerOpen)
 	}
 }
 
-// lastError returns the error of the last forward to host, "" if it was
-// answered or none was made.
-func (p *peerSet) lastError(host string) string {
+// errorClass says what kind of failure a forward met, without its URL
+// (paths and queries name accounts' items): for /healthz, which anyone
+// may read.
+func errorClass(err error) string {
+	var ne net.Error
+	var ve *tls.CertificateVerificationError
+	var ae tls.AlertError
+	switch {
+	case errors.Is(err, errPeerIdentity):
+		return "peer certificate refused (not the registered one)"
+	case errors.As(err, &ve), errors.As(err, &ae):
+		return "TLS failed"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
+		return "connection closed"
+	}
+	return "connection failed"
+}
+
+// unanswered reports whether forwards to host fail: the last one, within
+// window of now, got no answer. It returns the failure's class. (A failure
+// older than window is forgotten, so that a host whose devices hold no
+// account yet, and so get no forward to prove it back, is not shunned for
+// good.)
+func (p *peerSet) unanswered(host string, now time.Time, window time.Duration) (string, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if ps := p.peers[host]; ps != nil {
-		return ps.lastErr
+	if ps := p.peers[host]; ps != nil && ps.lastErr != "" && now.Sub(ps.failedAt) < window {
+		return ps.lastErr, true
 	}
-	return ""
+	return "", false
 }
 
 func (p *peerSet) close() {
@@ -301,27 +505,33 @@ func (p *peerSet) close() {
 	}
 }
 
-// forwardedHeaders are the request headers a forward carries: never
-// Authorization (the peer trusts this host's word for the account instead).
+// forwardedHeaders are the request headers a forward carries from the
+// client's request: never Authorization (the peer trusts this host's word
+// for the account instead).
 var forwardedHeaders = []string{"Content-Type", "Accept"}
 
 // relayedHeaders are the answer headers relayed back to the client.
 var relayedHeaders = []string{"Content-Type", "Retry-After", "Cache-Control", "Allow"}
 
 // forward sends the request to the host of the account's device and relays
-// its answer. It is not retried: a login start spent there counts. (Go's
-// transport resends only what the peer cannot have received, or a GET, which
-// changes nothing, on a kept-alive connection the peer closed: never a
-// POST, PUT or DELETE.)
+// its answer. It is not retried by cofferd: a login start spent there
+// counts. Go's transport resends a request on a kept-alive connection only
+// when none of its bytes were written (any method), or, for a GET or HEAD,
+// when the peer closed the connection before answering; never a POST, PUT
+// or DELETE it wrote. A 503 "unreachable" may follow a request that reached
+// the vault (its answer timed out or was lost).
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, a *Account, d state.Device, o *outcome) {
 	o.note = "forwarded to " + d.Host
-	unreachable := func(why error) {
+	refuse := func(why error, msg string) {
 		o.status, o.note = http.StatusServiceUnavailable, "forward to "+d.Host+": "+why.Error()
-		writeError(w, o.status, fmt.Sprintf("the host holding this account's vault device (%s, device %s) is unreachable; retry later", d.Host, d.Name), retryUnreachable)
+		writeError(w, o.status, msg, retryUnreachable)
+		s.realmMetrics.forwarded(d.Host, "unreachable", 0)
+	}
+	unreachable := func(why error) {
+		refuse(why, fmt.Sprintf("the host holding this account's vault device (%s, device %s) is unreachable; retry later", d.Host, d.Name))
 	}
 	if s.cfg.Peer.Cert == nil || s.cfg.Peer.CA == nil {
 		unreachable(errors.New("this host has no peer certificate (-peer-cert, -peer-key, -peer-ca)"))
-		s.realmMetrics.forwarded(d.Host, "unreachable", 0)
 		return
 	}
 	h, ok, err := s.host(r.Context(), d.Host)
@@ -332,7 +542,17 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, a *Account, d s
 		return
 	case !ok || h.PeerURL == "":
 		unreachable(errors.New("the host has no peer URL in the registry"))
-		s.realmMetrics.forwarded(d.Host, "unreachable", 0)
+		return
+	case h.Removed:
+		refuse(errors.New("host removed"), fmt.Sprintf("host removed: the host holding this account's vault device (%s, device %s) was removed from the realm", d.Host, d.Name))
+		return
+	}
+	if err := checkPeerURL(h.PeerURL); err != nil {
+		unreachable(err)
+		return
+	}
+	if len(h.PeerKey) == 0 {
+		unreachable(errors.New("the host registered no peer certificate key"))
 		return
 	}
 	var body []byte
@@ -349,6 +569,15 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, a *Account, d s
 			return
 		}
 	}
+	ps, err := s.peers.acquire(s, d.Host, h.PeerKey, time.Now())
+	if errors.Is(err, errPeerBusy) {
+		refuse(err, fmt.Sprintf("the host holding this account's vault device (%s, device %s) is busy: too many requests are forwarded to it; retry later", d.Host, d.Name))
+		return
+	}
+	if err != nil {
+		unreachable(err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout+5*time.Second)
 	defer cancel()
 	url := strings.TrimSuffix(h.PeerURL, "/") + r.URL.EscapedPath()
@@ -357,6 +586,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, a *Account, d s
 	}
 	req, err := http.NewRequestWithContext(ctx, r.Method, url, bytes.NewReader(body))
 	if err != nil {
+		s.peers.done(ps, nil, time.Now())
 		unreachable(err)
 		return
 	}
@@ -366,10 +596,11 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, a *Account, d s
 		}
 	}
 	req.Header.Set(peerAccountHeader, a.Name)
+	req.Header.Set(peerUserHeader, hex.EncodeToString(a.UserID))
 	req.Header.Set(peerHostHeader, s.cfg.HostName)
 	req.Header.Set(peerClientHeader, r.RemoteAddr)
 	start := time.Now()
-	resp, err := s.peers.client(s, d.Host).Do(req)
+	resp, err := ps.client.Do(req)
 	var reply []byte
 	if err == nil {
 		reply, err = io.ReadAll(io.LimitReader(resp.Body, maxForwardReply+1))
@@ -380,15 +611,17 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, a *Account, d s
 	}
 	if err != nil {
 		if r.Context().Err() != nil {
+			s.peers.done(ps, nil, time.Now()) // the client left: no word on the peer
 			o.status, o.note = 499, "client gone while forwarding"
 			return
 		}
-		s.peers.note(d.Host, err, time.Now())
+		s.peers.done(ps, err, time.Now())
 		s.realmMetrics.forwarded(d.Host, "unreachable", time.Since(start))
-		unreachable(err)
+		o.status, o.note = http.StatusServiceUnavailable, "forward to "+d.Host+": "+err.Error()
+		writeError(w, o.status, fmt.Sprintf("the host holding this account's vault device (%s, device %s) is unreachable, or did not answer in time (the request may have reached the vault); retry later", d.Host, d.Name), retryUnreachable)
 		return
 	}
-	s.peers.note(d.Host, nil, time.Now())
+	s.peers.done(ps, nil, time.Now())
 	s.realmMetrics.forwarded(d.Host, strconv.Itoa(resp.StatusCode), time.Since(start))
 	for _, k := range relayedHeaders {
 		if v := resp.Header.Get(k); v != "" {
@@ -398,7 +631,11 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, a *Account, d s
 	if resp.StatusCode == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="cofferd"`)
 	}
-	w.Header().Set("Content-Length", strconv.Itoa(len(reply)))
+	n := int64(len(reply))
+	if r.Method == http.MethodHead && resp.ContentLength >= 0 {
+		n = resp.ContentLength // a HEAD's answer says the length of the GET's
+	}
+	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
 	o.status = resp.StatusCode
 	w.WriteHeader(resp.StatusCode)
 	w.Write(reply)

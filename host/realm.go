@@ -85,6 +85,7 @@ func (c *ttlCache[K, V]) update(k K, fn func(*V)) {
 // most a second.
 type realmCache struct {
 	byToken *ttlCache[[sha256.Size]byte, Account]
+	unknown *ttlCache[[sha256.Size]byte, struct{}] // tokens the store did not know
 	byName  *ttlCache[string, Account] // for requests forwarded by peers
 	devices *ttlCache[string, state.Device]
 
@@ -96,6 +97,7 @@ type realmCache struct {
 func newRealmCache() *realmCache {
 	return &realmCache{
 		byToken: newTTLCache[[sha256.Size]byte, Account](authCacheTTL, authCacheMax),
+		unknown: newTTLCache[[sha256.Size]byte, struct{}](authCacheTTL, authCacheMax),
 		byName:  newTTLCache[string, Account](authCacheTTL, authCacheMax),
 		devices: newTTLCache[string, state.Device](registryCacheTTL, 1<<12),
 	}
@@ -125,8 +127,15 @@ func (s *Server) lookupToken(ctx context.Context, token string) (Account, error)
 	if a, ok := s.cache.byToken.get(sum, now); ok {
 		return a, nil
 	}
+	// A token the store did not know a moment ago is refused without
+	// asking again: a client retrying a revoked or mistyped token costs
+	// the shared database one query a second, not one per request.
+	if _, ok := s.cache.unknown.get(sum, now); ok {
+		return Account{}, errUnknownToken
+	}
 	a, err := s.cfg.Store.AccountByToken(ctx, sum)
 	if errors.Is(err, state.ErrNotFound) {
+		s.cache.unknown.put(sum, struct{}{}, now)
 		return Account{}, errUnknownToken
 	}
 	if err != nil {
@@ -213,6 +222,10 @@ func (s *Server) place(ctx context.Context, a *Account) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("%w: %v", errStore, err)
 		}
+		devs, err = s.reachableDevices(ctx, devs)
+		if err != nil {
+			return "", fmt.Errorf("%w: %v", errStore, err)
+		}
 		name, err := state.Choose(devs, s.cfg.Now(), s.maxAge())
 		if err != nil {
 			return "", err
@@ -232,6 +245,30 @@ func (s *Server) place(ctx context.Context, a *Account) (string, error) {
 		s.log.Info("account placed", "account", a.Name, "device", got, "chosen", name)
 		return got, nil
 	}
+}
+
+// reachableDevices keeps the devices a new account may be placed on as far
+// as their hosts go: this host's, and those of peers it can forward to
+// (state.Choose then weighs the devices themselves).
+func (s *Server) reachableDevices(ctx context.Context, devs []state.Device) ([]state.Device, error) {
+	now, maxAge := s.cfg.Now(), s.maxAge()
+	ok := map[string]bool{s.cfg.HostName: true}
+	out := devs[:0:0]
+	for _, d := range devs {
+		r, seen := ok[d.Host]
+		if !seen {
+			h, found, err := s.host(ctx, d.Host)
+			if err != nil {
+				return nil, err
+			}
+			r = found && s.unreachable(h, now, maxAge) == ""
+			ok[d.Host] = r
+		}
+		if r {
+			out = append(out, d)
+		}
+	}
+	return out, nil
 }
 
 // Retry-After of the realm's own refusals, in seconds.
@@ -296,6 +333,11 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, a *Account, o *ou
 		s.forward(w, r, a, d, o)
 		return nil
 	}
+	if me, ok, err := s.host(ctx, s.cfg.HostName); err == nil && ok && me.Removed {
+		o.status, o.note = http.StatusServiceUnavailable, "this host was removed from the realm"
+		writeError(w, o.status, fmt.Sprintf("host removed: this host (%s), which holds this account's vault device %s, was removed from the realm", s.cfg.HostName, name), "")
+		return nil
+	}
 	q := s.byName[name]
 	if q == nil {
 		o.status, o.note = http.StatusInternalServerError, "account's device not configured"
@@ -321,6 +363,9 @@ func (s *Server) register(ctx context.Context) error {
 		return err
 	}
 	if err := s.heartbeat(ctx); err != nil {
+		if errors.Is(err, state.ErrExists) {
+			return fmt.Errorf("host %s: %w; every cofferd of a realm needs its own -host", s.cfg.HostName, err)
+		}
 		return fmt.Errorf("registering host %s: %w", s.cfg.HostName, err)
 	}
 	for _, q := range s.devices {
@@ -335,10 +380,31 @@ func (s *Server) register(ctx context.Context) error {
 	return nil
 }
 
-// heartbeat says in the store that this host is alive, and where its peers
-// reach it.
+// heartbeat says in the store that this host (this process) is alive,
+// where its peers reach it, and with which certificate key.
 func (s *Server) heartbeat(ctx context.Context) error {
-	return s.cfg.Store.RegisterHost(ctx, state.Host{Name: s.cfg.HostName, PeerURL: s.cfg.Peer.URL, Seen: s.cfg.Now()})
+	return s.registerHost(ctx, s.cfg.Now())
+}
+
+func (s *Server) registerHost(ctx context.Context, seen time.Time) error {
+	var key []byte
+	if s.cfg.Peer.Cert != nil {
+		key = PeerKeyHash(s.cfg.Peer.Cert.Leaf)
+	}
+	return s.cfg.Store.RegisterHost(ctx, state.Host{
+		Name: s.cfg.HostName, PeerURL: s.cfg.Peer.URL, Seen: seen, Instance: s.instance, PeerKey: key,
+	}, s.maxAge())
+}
+
+// signOff clears this process's heartbeat as it stops, so that the host's
+// next process starts at once (after a crash, it waits for the heartbeat
+// to go stale).
+func (s *Server) signOff() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+	defer cancel()
+	if err := s.registerHost(ctx, time.Time{}); err != nil {
+		s.log.Warn("clearing the heartbeat in the state store failed", "err", err)
+	}
 }
 
 // heartbeats refreshes the host's registry entry every poll interval.
@@ -353,7 +419,11 @@ func (s *Server) heartbeats(ctx context.Context) {
 		case <-t.C:
 			hctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 			if err := s.heartbeat(hctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("heartbeat to the state store failed", "err", err)
+				if errors.Is(err, state.ErrExists) || errors.Is(err, state.ErrHostRemoved) {
+					s.log.Error("this host's name is no longer this process's in the realm: stop it", "err", err)
+				} else {
+					s.log.Warn("heartbeat to the state store failed", "err", err)
+				}
 			}
 			cancel()
 		}

@@ -66,6 +66,17 @@ func (r *testRealm) cert(name string) tls.Certificate {
 	return c
 }
 
+// peerCert issues a certificate for a host that is registered but runs no
+// Server here (the tests play it), and registers it with its key.
+func (r *testRealm) peerCert(name string) tls.Certificate {
+	r.t.Helper()
+	c := r.cert(name)
+	if err := r.st.RegisterHost(context.Background(), state.Host{Name: name, Seen: time.Now(), Instance: "test-" + name, PeerKey: PeerKeyHash(c.Leaf)}, time.Minute); err != nil {
+		r.t.Fatal(err)
+	}
+	return c
+}
+
 // addHost starts a host with devices; cfg may set more (its Store, when
 // set, is the host's view of the shared one).
 func (r *testRealm) addHost(name string, cfg Config, devices ...Device) *testHost {
@@ -111,6 +122,22 @@ func (r *testRealm) addHost(name string, cfg Config, devices ...Device) *testHos
 	return h
 }
 
+// registered returns a host's registry entry.
+func (r *testRealm) registered(name string) state.Host {
+	r.t.Helper()
+	hs, err := r.st.Hosts(context.Background())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for _, h := range hs {
+		if h.Name == name {
+			return h
+		}
+	}
+	r.t.Fatalf("host %s is not registered", name)
+	return state.Host{}
+}
+
 // kill stops the host at once: its listeners and its devices.
 func (h *testHost) kill() {
 	h.api.CloseClientConnections()
@@ -141,9 +168,12 @@ func peerClient(cert tls.Certificate, pool *x509.CertPool) *http.Client {
 	}}}
 }
 
-func peerRequest(t *testing.T, c *http.Client, url, from, account string, body []byte) (int, string, error) {
+func peerRequest(t *testing.T, st state.Store, c *http.Client, url, from, account string, body []byte) (int, string, error) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url+"/v1/vault", bytes.NewReader(body))
+	if a, err := st.AccountByName(context.Background(), account); err == nil {
+		req.Header.Set(peerUserHeader, hex.EncodeToString(a.UserID))
+	}
 	req.Header.Set("Content-Type", "application/cbor")
 	req.Header.Set(peerHostHeader, from)
 	req.Header.Set(peerAccountHeader, account)
@@ -246,15 +276,16 @@ func TestPeerListenerAuthenticatesPeers(t *testing.T) {
 
 	// A certificate from another CA: no TLS connection at all.
 	other := newTestRealm(t)
-	if _, _, err := peerRequest(t, peerClient(other.cert("h2"), r.pool), h1.peer.URL, "h2", "bob", body); err == nil {
+	if _, _, err := peerRequest(t, r.st, peerClient(other.cert("h2"), r.pool), h1.peer.URL, "h2", "bob", body); err == nil {
 		t.Fatal("a peer certificate from another CA was accepted")
 	}
 	// No certificate: refused too.
-	if _, _, err := peerRequest(t, &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}, h1.peer.URL, "h2", "bob", body); err == nil {
+	if _, _, err := peerRequest(t, r.st, &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}, h1.peer.URL, "h2", "bob", body); err == nil {
 		t.Fatal("a peer without a certificate was accepted")
 	}
+	h2 := r.peerCert("h2")
 	// A certificate naming h2 that says it is h3.
-	code, msg, err := peerRequest(t, peerClient(r.cert("h2"), r.pool), h1.peer.URL, "h3", "bob", body)
+	code, msg, err := peerRequest(t, r.st, peerClient(h2, r.pool), h1.peer.URL, "h3", "bob", body)
 	if err != nil || code != http.StatusForbidden || !strings.Contains(msg, `names host \"h2\"`) {
 		t.Fatalf("h2 asking as h3: %d %s %v", code, msg, err)
 	}
@@ -262,12 +293,12 @@ func TestPeerListenerAuthenticatesPeers(t *testing.T) {
 		t.Fatalf("refused peers reached the device %d times", n)
 	}
 	// The same peer as itself is served.
-	if code, msg, err := peerRequest(t, peerClient(r.cert("h2"), r.pool), h1.peer.URL, "h2", "bob", body); err != nil || code != 200 {
+	if code, msg, err := peerRequest(t, r.st, peerClient(h2, r.pool), h1.peer.URL, "h2", "bob", body); err != nil || code != 200 {
 		t.Fatalf("h2 as h2: %d %s %v", code, msg, err)
 	}
 	// The public API is not a peer listener: the peer header there needs a
 	// token (above); the peer listener is no public API either.
-	resp, err := peerClient(r.cert("h2"), r.pool).Get(h1.peer.URL + "/metrics")
+	resp, err := peerClient(h2, r.pool).Get(h1.peer.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +317,9 @@ func TestForwardChecksThePeerName(t *testing.T) {
 	r.addHost("h2", Config{}, newStub("b"))
 	h3 := r.addHost("h3", Config{}, newStub("c"))
 	_, tokens := r.account("b", "bob")
-	if err := r.st.RegisterHost(context.Background(), state.Host{Name: "h2", PeerURL: h3.peer.URL, Seen: time.Now()}); err != nil {
+	h2 := r.registered("h2")
+	h2.PeerURL, h2.Seen = h3.peer.URL, time.Now()
+	if err := r.st.RegisterHost(context.Background(), h2, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	err := identityAt(t, h1, tokens["bob"])
@@ -308,7 +341,7 @@ func TestForwardedRequestIsNotForwardedAgain(t *testing.T) {
 	h3 := r.addHost("h3", Config{}, newStub("c"))
 	r.account("c", "carol")
 	body := mustEncode(t, protocol.TypeIdentity, &protocol.Empty{})
-	code, msg, err := peerRequest(t, peerClient(r.cert("h1"), r.pool), h2.peer.URL, "h1", "carol", body)
+	code, msg, err := peerRequest(t, r.st, peerClient(r.hosts["h1"].cert, r.pool), h2.peer.URL, "h1", "carol", body)
 	if err != nil || code != http.StatusBadGateway || !strings.Contains(msg, "not forwarded again") {
 		t.Fatalf("carol forwarded to h2: %d %s %v", code, msg, err)
 	}
@@ -320,7 +353,7 @@ func TestForwardedRequestIsNotForwardedAgain(t *testing.T) {
 	}
 	// An account on no device is not placed by a peer's forward either.
 	r.account("", "newbie")
-	code, msg, err = peerRequest(t, peerClient(r.cert("h1"), r.pool), h2.peer.URL, "h1", "newbie", body)
+	code, msg, err = peerRequest(t, r.st, peerClient(r.hosts["h1"].cert, r.pool), h2.peer.URL, "h1", "newbie", body)
 	if err != nil || code != http.StatusBadGateway {
 		t.Fatalf("unplaced account forwarded: %d %s %v", code, msg, err)
 	}
@@ -624,7 +657,7 @@ func TestDeviceNameTakenByAnotherHost(t *testing.T) {
 }
 
 // FuzzPeerHandler plays a peer of the realm's CA (its certificate verified,
-// naming h2) sending any account name, host claim, path and body: the peer
+// naming h2) sending any account name, host claim, user id, path and body: the peer
 // listener never panics, and serves a request only for an account that
 // exists, from a caller whose claim is its certificate's name, on a path a
 // peer may forward to; a client token in the request changes nothing.
@@ -638,6 +671,9 @@ func FuzzPeerHandler(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	if err := r.st.RegisterHost(context.Background(), state.Host{Name: "h2", Seen: time.Now(), PeerKey: PeerKeyHash(cert.Leaf)}, time.Minute); err != nil {
+		f.Fatal(err)
+	}
 	s, err := New(Config{Devices: []Device{newStub("a")}, Store: r.st, HostName: "h1", Log: quiet, PollInterval: -1})
 	if err != nil {
 		f.Fatal(err)
@@ -647,21 +683,27 @@ func FuzzPeerHandler(f *testing.F) {
 	if err := r.st.RegisterDevice(ctx, "b", "h3"); err != nil {
 		f.Fatal(err)
 	}
+	users := map[string]string{}
 	for name, dev := range map[string]string{"alice": "a", "carol": "b"} {
-		if _, _, err := NewAccount(ctx, r.st, name, dev); err != nil {
+		a, _, err := NewAccount(ctx, r.st, name, dev)
+		if err != nil {
 			f.Fatal(err)
 		}
+		users[name] = hex.EncodeToString(a.UserID)
 	}
 	ident, _ := protocol.Encode(protocol.TypeIdentity, &protocol.Empty{})
-	f.Add("alice", "h2", "/v1/vault", ident)
-	f.Add("alice", "h3", "/v1/vault", ident)
-	f.Add("carol", "h2", "/v1/identity", []byte(nil))
-	f.Add("nobody", "h2", "/v1/account", []byte(nil))
-	f.Add("alice", "h2", "/metrics", []byte(nil))
-	f.Add("alice", "h2", "/v1/realms/manifest", []byte("m"))
-	f.Add("", "", "/", []byte{0})
+	alice := users["alice"]
+	f.Add("alice", "h2", alice, "/v1/vault", ident)
+	f.Add("alice", "h3", alice, "/v1/vault", ident)
+	f.Add("alice", "h2", users["carol"], "/v1/vault", ident)
+	f.Add("alice", "h2", strings.ToUpper(alice), "/v1/account", []byte(nil))
+	f.Add("carol", "h2", users["carol"], "/v1/identity", []byte(nil))
+	f.Add("nobody", "h2", alice, "/v1/account", []byte(nil))
+	f.Add("alice", "h2", alice, "/metrics", []byte(nil))
+	f.Add("alice", "h2", alice, "/v1/realms/manifest", []byte("m"))
+	f.Add("", "", "", "/", []byte{0})
 	h := s.PeerHandler()
-	f.Fuzz(func(t *testing.T, account, claim, path string, body []byte) {
+	f.Fuzz(func(t *testing.T, account, claim, user, path string, body []byte) {
 		if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " ?#\x00\r\n") || len(path) > 200 {
 			return
 		}
@@ -669,11 +711,12 @@ func FuzzPeerHandler(f *testing.F) {
 			return
 		}
 		req := httptest.NewRequest(http.MethodPost, "https://h1"+path, bytes.NewReader(body))
-		if !validHeader(account) || !validHeader(claim) {
+		if !validHeader(account) || !validHeader(claim) || !validHeader(user) {
 			return
 		}
 		req.Header.Set(peerAccountHeader, account)
 		req.Header.Set(peerHostHeader, claim)
+		req.Header.Set(peerUserHeader, user)
 		req.Header.Set("Authorization", "Bearer AAAA")
 		req.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{cert.Leaf, ca}}}
 		w := httptest.NewRecorder()
@@ -683,11 +726,11 @@ func FuzzPeerHandler(f *testing.F) {
 			for _, p := range peerPaths {
 				allowed = allowed || path == p || (strings.HasSuffix(p, "/") && strings.HasPrefix(path, p))
 			}
-			if claim != "h2" || account != "alice" || !allowed {
-				t.Fatalf("served %d: account %q claim %q path %q", w.Code, account, claim, path)
+			if claim != "h2" || account != "alice" || !strings.EqualFold(user, alice) || !allowed {
+				t.Fatalf("served %d: account %q claim %q user %q path %q", w.Code, account, claim, user, path)
 			}
 		}
-		if account == "carol" && claim == "h2" && w.Code != http.StatusBadGateway && w.Code != http.StatusNotFound && w.Code != http.StatusMethodNotAllowed {
+		if account == "carol" && claim == "h2" && strings.EqualFold(user, users["carol"]) && w.Code != http.StatusBadGateway && w.Code != http.StatusNotFound && w.Code != http.StatusMethodNotAllowed {
 			t.Fatalf("carol (on h3) at h1: %d %s", w.Code, w.Body.String())
 		}
 	})

@@ -34,7 +34,7 @@ func TestRollbackDeclarations(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs syncbuf.Buffer
-	_, hs := testServer(t, Config{Devices: []Device{newStub("a"), newStub("b")}, Store: accounts, Rollbacks: rollbacks,
+	first, hs := testServer(t, Config{Devices: []Device{newStub("a"), newStub("b")}, Store: accounts, Rollbacks: rollbacks,
 		Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	declarations := func(who string) RollbacksInfo {
 		t.Helper()
@@ -85,7 +85,8 @@ func TestRollbackDeclarations(t *testing.T) {
 		t.Fatal(err)
 	}
 	var startLog syncbuf.Buffer
-	testServer(t, Config{Devices: []Device{newStub("a"), newStub("b")}, Store: accounts, Rollbacks: rollbacks,
+	// (Another realm: the first server still holds host "local" in this one.)
+	testServer(t, Config{Devices: []Device{newStub("a"), newStub("b")}, Store: state.NewMemory(), Rollbacks: rollbacks,
 		Log: slog.New(slog.NewTextHandler(&startLog, nil))})
 	if !strings.Contains(startLog.String(), "rollback declaration for a device that is not configured") || !strings.Contains(startLog.String(), "device=vault9") {
 		t.Fatalf("start log:\n%s", startLog.String())
@@ -107,7 +108,10 @@ func TestRollbackDeclarations(t *testing.T) {
 		t.Fatalf("not logged:\n%s", logs.String())
 	}
 
-	// Without a rollbacks file configured, the endpoint says so.
+	// Without a rollbacks file configured, the endpoint says so (the same
+	// host, restarted: the first process stops first).
+	hs.Close()
+	first.Close()
 	_, plain := testServer(t, Config{Devices: []Device{newStub("a")}, Store: accounts})
 	if resp, _ := get(t, plain.URL+"/v1/rollbacks", tokens["alice"]); resp.StatusCode != http.StatusNotImplemented {
 		t.Fatalf("without a rollbacks file: %d", resp.StatusCode)

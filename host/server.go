@@ -2,6 +2,8 @@ package host
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +32,7 @@ type Server struct {
 
 	refused chan error // RefuseInsecure: the first insecure device seen
 
+	instance     string      // this process's id in its host's registry entry
 	cache        *realmCache // the store's answers, for a second (realm.go)
 	peers        peerSet     // clients of the other hosts (peer.go)
 	realmMetrics *realmMetrics
@@ -68,14 +71,22 @@ func New(cfg Config) (*Server, error) {
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = DefaultPollInterval
 	}
+	if cfg.PeerInFlight <= 0 {
+		cfg.PeerInFlight = DefaultPeerInFlight
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	var inst [8]byte
+	if _, err := rand.Read(inst[:]); err != nil {
+		return nil, err
+	}
 	s := &Server{
-		cfg:     cfg,
+		cfg:      cfg,
+		instance: hex.EncodeToString(inst[:]),
 		log:     cfg.Log,
 		byName:  map[string]*deviceQueue{},
 		cache:   newRealmCache(),
@@ -181,6 +192,7 @@ func (s *Server) Close() error {
 		s.pollCancel()
 		s.pollWG.Wait()
 		s.peers.close()
+		s.signOff()
 		for _, q := range s.devices {
 			if err := q.dev.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("device %s: %w", q.dev.Name(), err))

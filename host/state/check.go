@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"fmt"
 	"regexp"
 	"time"
@@ -37,6 +38,36 @@ func CheckDeviceName(name string) error {
 func CheckHostName(name string) error {
 	if !deviceNameRE.MatchString(name) {
 		return fmt.Errorf("host name %q: use 1 to 32 of A-Z a-z 0-9 . _ -, starting with a letter or digit", name)
+	}
+	return nil
+}
+
+// CheckRegisterHost says whether h may replace old, the host's registry
+// entry (nil: none yet). The same instance always may (its heartbeat). Another
+// instance may not while old's heartbeat is younger than fresh (ErrExists:
+// two processes under one name would share its device names), nor, when old
+// is removed, with old's peer key (ErrHostRemoved: a removed host comes back
+// only with a re-issued certificate, or, without a peer certificate, as a
+// new process).
+func CheckRegisterHost(old *Host, h Host, fresh time.Duration) error {
+	if err := CheckHostName(h.Name); err != nil {
+		return err
+	}
+	if len(h.PeerKey) != 0 && len(h.PeerKey) != 32 {
+		return fmt.Errorf("host %q: peer key hash of %d bytes, want 32", h.Name, len(h.PeerKey))
+	}
+	if old == nil {
+		return nil
+	}
+	if old.Removed {
+		if h.Instance == old.Instance || (len(h.PeerKey) != 0 && bytes.Equal(h.PeerKey, old.PeerKey)) {
+			return fmt.Errorf("%w: host %q was removed by the operator; it comes back only with a new peer certificate (cofferd peer cert) and a restart", ErrHostRemoved, h.Name)
+		}
+		return nil
+	}
+	if old.Instance != "" && old.Instance != h.Instance && !old.Seen.IsZero() && h.Seen.Sub(old.Seen) < fresh {
+		return fmt.Errorf("%w: host %q is held by another running cofferd (instance %s, heartbeat %s ago): two processes under one -host would serve the same devices; stop it, or wait %s after it died",
+			ErrExists, h.Name, old.Instance, h.Seen.Sub(old.Seen).Round(time.Second), fresh)
 	}
 	return nil
 }

@@ -241,13 +241,25 @@ func (m *Memory) Device(_ context.Context, name string) (Device, error) {
 	return *d, nil
 }
 
-func (m *Memory) RegisterHost(_ context.Context, h Host) error {
-	if err := CheckHostName(h.Name); err != nil {
-		return err
-	}
+func (m *Memory) RegisterHost(_ context.Context, h Host, fresh time.Duration) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := CheckRegisterHost(m.hosts[h.Name], h, fresh); err != nil {
+		return err
+	}
+	h.PeerKey, h.Removed = slices.Clone(h.PeerKey), false
 	m.hosts[h.Name] = &h
+	return nil
+}
+
+func (m *Memory) RemoveHost(_ context.Context, name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h := m.hosts[name]
+	if h == nil {
+		return fmt.Errorf("%w: host %q", ErrNotFound, name)
+	}
+	h.Removed = true
 	return nil
 }
 
@@ -256,7 +268,9 @@ func (m *Memory) Hosts(_ context.Context) ([]Host, error) {
 	defer m.mu.Unlock()
 	out := make([]Host, 0, len(m.hosts))
 	for _, h := range m.hosts {
-		out = append(out, *h)
+		c := *h
+		c.PeerKey = slices.Clone(h.PeerKey)
+		out = append(out, c)
 	}
 	slices.SortFunc(out, func(a, b Host) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil

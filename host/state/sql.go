@@ -325,26 +325,60 @@ func (s *sqlStore) Device(ctx context.Context, name string) (Device, error) {
 	return d, nil
 }
 
-func (s *sqlStore) RegisterHost(ctx context.Context, h Host) error {
+const hostCols = `name, peer_url, seen, instance, peer_key, removed`
+
+func scanHost(sc scanner) (Host, error) {
+	var h Host
+	var seen int64
+	err := sc.Scan(&h.Name, &h.PeerURL, &seen, &h.Instance, &h.PeerKey, &h.Removed)
+	h.Seen = i2t(seen)
+	return h, err
+}
+
+// RegisterHost locks the host's row, decides with CheckRegisterHost and
+// writes the entry, in one transaction: of two processes starting under
+// one name at once, the second sees the first's entry.
+func (s *sqlStore) RegisterHost(ctx context.Context, h Host, fresh time.Duration) error {
 	if err := CheckHostName(h.Name); err != nil {
 		return err
 	}
+	var key any
+	if len(h.PeerKey) != 0 {
+		key = h.PeerKey
+	}
 	return s.d.write(ctx, func(q querier) error {
-		_, err := q.exec(ctx, `INSERT INTO hosts (name, peer_url, seen) VALUES ($1, $2, $3)
-			ON CONFLICT (name) DO UPDATE SET peer_url = excluded.peer_url, seen = excluded.seen`,
-			h.Name, h.PeerURL, t2i(h.Seen))
+		// A row to lock first (no instance, never seen: it holds nothing),
+		// so that two first registrations queue on it.
+		if _, err := q.exec(ctx, `INSERT INTO hosts (name, peer_url, seen) VALUES ($1, '', 0) ON CONFLICT (name) DO NOTHING`, h.Name); err != nil {
+			return err
+		}
+		old, err := scanHost(q.queryRow(ctx, `SELECT `+hostCols+` FROM hosts WHERE name = $1 FOR UPDATE`, h.Name))
+		if err != nil {
+			return err
+		}
+		if err := CheckRegisterHost(&old, h, fresh); err != nil {
+			return err
+		}
+		_, err = q.exec(ctx, `INSERT INTO hosts (`+hostCols+`) VALUES ($1, $2, $3, $4, $5, false)
+			ON CONFLICT (name) DO UPDATE SET peer_url = excluded.peer_url, seen = excluded.seen,
+			instance = excluded.instance, peer_key = excluded.peer_key, removed = false`,
+			h.Name, h.PeerURL, t2i(h.Seen), h.Instance, key)
+		return err
+	})
+}
+
+func (s *sqlStore) RemoveHost(ctx context.Context, name string) error {
+	return s.d.write(ctx, func(q querier) error {
+		n, err := q.exec(ctx, `UPDATE hosts SET removed = true WHERE name = $1`, name)
+		if err == nil && n == 0 {
+			err = fmt.Errorf("%w: host %q", ErrNotFound, name)
+		}
 		return err
 	})
 }
 
 func (s *sqlStore) Hosts(ctx context.Context) ([]Host, error) {
-	return list(ctx, s.d.read(), func(sc scanner) (Host, error) {
-		var h Host
-		var seen int64
-		err := sc.Scan(&h.Name, &h.PeerURL, &seen)
-		h.Seen = i2t(seen)
-		return h, err
-	}, `SELECT name, peer_url, seen FROM hosts ORDER BY name`)
+	return list(ctx, s.d.read(), scanHost, `SELECT `+hostCols+` FROM hosts ORDER BY name`)
 }
 
 // Take locks the bucket's row (creating it full), applies Refill to it and

@@ -66,6 +66,18 @@ type Host struct {
 	Name    string
 	PeerURL string
 	Seen    time.Time
+
+	// Instance is the random id the cofferd process holding the name drew
+	// at its start: a second process under the same name is refused while
+	// the first one's heartbeat is fresh (RegisterHost).
+	Instance string
+	// PeerKey is the SHA-256 of the SubjectPublicKeyInfo of the host's peer
+	// certificate: the other hosts accept a peer connection as this host
+	// only with that key. Nil when the host has no peer certificate.
+	PeerKey []byte
+	// Removed is set by the operator (RemoveHost): the host's key is
+	// revoked, its devices' users get 503.
+	Removed bool
 }
 
 var (
@@ -74,6 +86,9 @@ var (
 	// ErrExists is returned when an account's name, user id or token hash,
 	// or a device's name on another host, is taken.
 	ErrExists = errors.New("state: already exists")
+	// ErrHostRemoved is returned by RegisterHost for a host the operator
+	// removed, while it comes back with the same process or peer key.
+	ErrHostRemoved = errors.New("state: host removed")
 	// ErrDeviceState is returned for a change the device's state forbids:
 	// placing on a device that is not active, retiring one that still holds
 	// accounts, or reviving a retired one.
@@ -121,8 +136,15 @@ type Store interface {
 	// Device returns one device.
 	Device(ctx context.Context, name string) (Device, error)
 
-	// RegisterHost records a host and its peer address, now alive.
-	RegisterHost(ctx context.Context, h Host) error
+	// RegisterHost records a host, its peer address and key, now alive
+	// (h.Seen), as CheckRegisterHost allows against its entry: ErrExists
+	// while another instance's heartbeat is younger than fresh,
+	// ErrHostRemoved for a removed host coming back with its revoked key.
+	// Removed is cleared when it is allowed.
+	RegisterHost(ctx context.Context, h Host, fresh time.Duration) error
+	// RemoveHost marks a host removed (ErrNotFound if it is not
+	// registered): its peer key is revoked and its devices serve nobody.
+	RemoveHost(ctx context.Context, name string) error
 	// Hosts returns every host, in name order.
 	Hosts(ctx context.Context) ([]Host, error)
 

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -232,16 +233,105 @@ func TestDevices(t *testing.T) {
 		wantErr(t, st.SetDeviceState(ctx, "d9", Draining), ErrNotFound)
 		wantErr(t, st.SetDeviceState(ctx, "d1", "broken"), ErrDeviceState)
 
-		mustOK(t, st.RegisterHost(ctx, Host{Name: "h2", PeerURL: "https://h2:1", Seen: seen}))
-		mustOK(t, st.RegisterHost(ctx, Host{Name: "h1", PeerURL: "https://h1:1", Seen: seen}))
-		mustOK(t, st.RegisterHost(ctx, Host{Name: "h1", PeerURL: "https://h1:2", Seen: seen.Add(time.Hour)}))
-		if st.RegisterHost(ctx, Host{Name: ""}) == nil {
+		mustOK(t, st.RegisterHost(ctx, Host{Name: "h2", PeerURL: "https://h2:1", Seen: seen}, time.Minute))
+		mustOK(t, st.RegisterHost(ctx, Host{Name: "h1", PeerURL: "https://h1:1", Seen: seen}, time.Minute))
+		mustOK(t, st.RegisterHost(ctx, Host{Name: "h1", PeerURL: "https://h1:2", Seen: seen.Add(time.Hour)}, time.Minute))
+		if st.RegisterHost(ctx, Host{Name: ""}, time.Minute) == nil {
 			t.Fatal("a host without a name was registered")
 		}
 		hs, err := st.Hosts(ctx)
 		mustOK(t, err)
 		if len(hs) != 2 || hs[0].Name != "h1" || hs[0].PeerURL != "https://h1:2" || !hs[0].Seen.Equal(seen.Add(time.Hour)) || hs[1].Name != "h2" {
 			t.Fatalf("hosts %+v", hs)
+		}
+	})
+}
+
+// A host name is held by one process at a time: another instance is
+// refused while the holder's heartbeat is fresh, and takes over once it is
+// stale. A removed host's entry comes back only with another peer key (or,
+// keyless, as another process); its own heartbeat cannot revive it.
+func TestHostInstancesAndRemoval(t *testing.T) {
+	forEach(t, func(t *testing.T, st Store, peer func() Store) {
+		other := peer()
+		t0 := time.Unix(1_800_000_000, 0)
+		key1, key2 := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+		fresh := 45 * time.Second
+		a := Host{Name: "node1", PeerURL: "https://node1:1", Seen: t0, Instance: "aaaa", PeerKey: key1}
+		mustOK(t, st.RegisterHost(ctx, a, fresh))
+		b := Host{Name: "node1", PeerURL: "https://node1:2", Seen: t0.Add(44 * time.Second), Instance: "bbbb", PeerKey: key1}
+		wantErr(t, other.RegisterHost(ctx, b, fresh), ErrExists)
+		// The holder's heartbeat goes on; the entry is still its own.
+		a.Seen = t0.Add(30 * time.Second)
+		mustOK(t, st.RegisterHost(ctx, a, fresh))
+		hs, err := other.Hosts(ctx)
+		mustOK(t, err)
+		if len(hs) != 1 || hs[0].Instance != "aaaa" || hs[0].PeerURL != "https://node1:1" || !bytes.Equal(hs[0].PeerKey, key1) || hs[0].Removed {
+			t.Fatalf("hosts %+v", hs)
+		}
+		// Stale: another process takes the name over, and the old one's
+		// late heartbeat is refused.
+		b.Seen = a.Seen.Add(fresh)
+		mustOK(t, other.RegisterHost(ctx, b, fresh))
+		a.Seen = b.Seen.Add(time.Second)
+		wantErr(t, st.RegisterHost(ctx, a, fresh), ErrExists)
+		// A keyless host keeps no key.
+		mustOK(t, st.RegisterHost(ctx, Host{Name: "solo", Seen: t0, Instance: "s1"}, fresh))
+
+		wantErr(t, st.RemoveHost(ctx, "nobody"), ErrNotFound)
+		mustOK(t, st.RemoveHost(ctx, "node1"))
+		mustOK(t, st.RemoveHost(ctx, "solo"))
+		hs, err = other.Hosts(ctx)
+		mustOK(t, err)
+		if len(hs) != 2 || !hs[0].Removed || hs[1].PeerKey != nil || !hs[1].Removed {
+			t.Fatalf("hosts after removal %+v", hs)
+		}
+		// The removed process's heartbeat, and a new process with the
+		// revoked key, are refused; a new key brings the host back.
+		b.Seen = b.Seen.Add(time.Hour)
+		wantErr(t, other.RegisterHost(ctx, b, fresh), ErrHostRemoved)
+		wantErr(t, st.RegisterHost(ctx, Host{Name: "node1", Seen: b.Seen, Instance: "cccc", PeerKey: key1}, fresh), ErrHostRemoved)
+		wantErr(t, st.RegisterHost(ctx, Host{Name: "solo", Seen: b.Seen, Instance: "s1"}, fresh), ErrHostRemoved)
+		mustOK(t, st.RegisterHost(ctx, Host{Name: "node1", Seen: b.Seen, Instance: "cccc", PeerKey: key2}, fresh))
+		mustOK(t, st.RegisterHost(ctx, Host{Name: "solo", Seen: b.Seen, Instance: "s2"}, fresh))
+		hs, err = other.Hosts(ctx)
+		mustOK(t, err)
+		if hs[0].Removed || !bytes.Equal(hs[0].PeerKey, key2) || hs[0].Instance != "cccc" || hs[1].Removed {
+			t.Fatalf("hosts after re-registration %+v", hs)
+		}
+		if st.RegisterHost(ctx, Host{Name: "x", Seen: t0, PeerKey: []byte{1, 2}}, fresh) == nil {
+			t.Fatal("a peer key hash of 2 bytes was registered")
+		}
+	})
+}
+
+// Two processes starting under one name at once: exactly one holds it.
+func TestRegisterHostRace(t *testing.T) {
+	forEach(t, func(t *testing.T, st Store, peer func() Store) {
+		const n = 8
+		errs := make(chan error, n)
+		now := time.Now()
+		for i := range n {
+			s := st
+			if i%2 == 1 {
+				s = peer()
+			}
+			go func() {
+				errs <- s.RegisterHost(ctx, Host{Name: "node1", Seen: now, Instance: fmt.Sprint("i", i)}, time.Minute)
+			}()
+		}
+		ok := 0
+		for range n {
+			err := <-errs
+			switch {
+			case err == nil:
+				ok++
+			case !errors.Is(err, ErrExists):
+				t.Fatal(err)
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("%d processes hold node1", ok)
 		}
 	})
 }

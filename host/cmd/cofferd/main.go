@@ -6,6 +6,7 @@
 //	cofferd migrate [-db DSN] [-import-accounts FILE] create or upgrade the state database
 //	cofferd account add|list|remove|unplace [-db DSN] …
 //	cofferd device list|drain|activate|retire|limits [-db DSN] …
+//	cofferd host list|remove [-db DSN] …
 //	cofferd peer ca -out DIR | peer cert -ca DIR -host NAME -out DIR
 //	cofferd vault declare-rollback [-db DSN] [-rollbacks FILE] [-device NAME] -reason TEXT
 //	cofferd --version                                what it was built from
@@ -62,7 +63,7 @@ func exitCode(err error, stderr io.Writer) int {
 
 // errUsage marks a mistake on the command line (status 2); its text is the
 // short usage.
-var errUsage = errors.New("usage: cofferd [serve] [flags] | cofferd migrate … | cofferd account … | cofferd device … | cofferd peer … | cofferd vault declare-rollback … | cofferd --version (cofferd --help for more)")
+var errUsage = errors.New("usage: cofferd [serve] [flags] | cofferd migrate … | cofferd account … | cofferd device … | cofferd host … | cofferd peer … | cofferd vault declare-rollback … | cofferd --version (cofferd --help for more)")
 
 // errHelpShown: the help asked for was printed (status 0).
 var errHelpShown = errors.New("help shown")
@@ -77,6 +78,8 @@ const usage = `usage: cofferd [serve] [flags]                             run th
        cofferd device list     [-db DSN] [-json]           the realm's devices: host, state, accounts, capacity, health
        cofferd device drain|activate|retire [-db DSN] NAME no new accounts | new accounts again | out of service for good
        cofferd device limits   [-db DSN] -capacity N -anchor-budget N NAME
+       cofferd host list       [-db DSN]                   the realm's hosts: peer URL, heartbeat, certificate key, removed
+       cofferd host remove     [-db DSN] [-force] NAME     revoke a host's peer certificate; its devices serve nobody
        cofferd peer ca   -out DIR                          the realm's peer CA (ca.crt, ca.key)
        cofferd peer cert -ca DIR -host NAME -out DIR       a host's peer certificate from that CA
        cofferd vault declare-rollback [-db DSN] [-rollbacks FILE] [-device NAME] -reason TEXT
@@ -105,6 +108,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return account(ctx, args[1:], getenv, stdout)
 		case "device":
 			return device(ctx, args[1:], getenv, stdout)
+		case "host":
+			return hostCmd(ctx, args[1:], getenv, stdout)
 		case "migrate":
 			return migrate(ctx, args[1:], getenv, stdout)
 		case "peer":
@@ -176,12 +181,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	listen := fs.String("listen", "127.0.0.1:8420", "HTTP address of the API")
 	metricsListen := fs.String("metrics-listen", "", "separate address for /metrics and /healthz (default: served on -listen too)")
 	dsn := fs.String("db", defaultDSN, "the realm's state database: sqlite:PATH, postgres://… (shared by the realm's hosts) or memory:NAME")
-	hostName := fs.String("host", "", "this host's name in the realm (its devices are registered under it; its peer certificate names it) (default: the machine's host name)")
+	hostName := fs.String("host", "", "this host's name in the realm, unique to this process (its devices are registered under it; its peer certificate names it) (default: the machine's full host name)")
 	peerListen := fs.String("peer-listen", "", "address of the peer listener, where the realm's other hosts forward requests (mutual TLS) (default: none)")
 	peerURL := fs.String("peer-url", "", "URL the other hosts dial to reach -peer-listen (default: https:// and -peer-listen when it names a host)")
 	peerCert := fs.String("peer-cert", "", "this host's certificate from the realm's peer CA (cofferd peer cert)")
 	peerKey := fs.String("peer-key", "", "its private key")
-	peerCA := fs.String("peer-ca", "", "the realm's peer CA certificate")
+	peerCA := fs.String("peer-ca", "", "the realm's peer CA certificate (exactly one, a CA)")
+	peerInFlight := fs.Int("peer-inflight", host.DefaultPeerInFlight, "forwards in flight to each peer host; more are answered 503 at once")
 	rollbacksPath := fs.String("rollbacks", "", "file of the operator's rollback declarations, served under /v1/rollbacks (cofferd vault declare-rollback) (default: cofferd-rollbacks.json beside a sqlite: -db, else in the working folder)")
 	realmsDir := fs.String("realms", "", "folder of the accounts' realm manifests and resume blobs (public or sealed; created, locked while cofferd runs) (default: cofferd-realms beside a sqlite: -db, else in the working folder)")
 	logDir := fs.String("log", "", "release log directory (tessera POSIX layout) to serve read-only under /v1/log/ (default: none, 404)")
@@ -259,10 +265,22 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if *hostName, err = os.Hostname(); err != nil {
 			return fmt.Errorf("-host: %w", err)
 		}
-		*hostName, _, _ = strings.Cut(*hostName, ".")
+		// The full name: two machines named node1.a and node1.b must not
+		// share a host name (and its device names).
+		if err := state.CheckHostName(*hostName); err != nil {
+			return fmt.Errorf("this machine's host name does not do as a realm host name (%v): set -host", err)
+		}
 	}
 	if err := state.CheckHostName(*hostName); err != nil {
 		return fmt.Errorf("-host: %w", err)
+	}
+	if *peerURL != "" {
+		if err := host.CheckPeerURL(*peerURL); err != nil {
+			return fmt.Errorf("-peer-url: %w: peers are reached only over mutual TLS", err)
+		}
+	}
+	if *peerInFlight <= 0 {
+		return errors.New("-peer-inflight must be positive")
 	}
 	var peerCfg host.PeerConfig
 	if *peerCert != "" || *peerKey != "" || *peerCA != "" {
@@ -344,7 +362,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	devices := host.OpenDevices(specs, host.OpenOptions{USBID: id, Log: log})
 	srv, err := host.New(host.Config{
 		Devices: devices, Store: st, HostName: *hostName, Peer: peerCfg, Realms: realms, ReleaseLog: releaseLog, Rollbacks: *rollbacksPath, Timeout: *timeout, Queue: q, InFlight: *inflight,
-		LoginRate: rate, LoginBurst: *loginBurst, PollInterval: *poll, MaxConnections: *maxConns, Log: log,
+		LoginRate: rate, LoginBurst: *loginBurst, PollInterval: *poll, MaxConnections: *maxConns, PeerInFlight: *peerInFlight, Log: log,
 		RefuseInsecure: !*allowInsecure,
 	})
 	if err != nil {

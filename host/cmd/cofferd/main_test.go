@@ -387,7 +387,7 @@ func TestCommandRealm(t *testing.T) {
 		json.NewDecoder(resp.Body).Decode(&h)
 		return h.Realm["a-main"].Healthy && h.Realm["b-other"].Healthy
 	})
-	identity := func(api net.Addr) []byte {
+	identityAt := func(api net.Addr) (int, []byte) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodPost, "http://"+api.String()+"/v1/vault", bytes.NewReader(mustIdentityRequest(t)))
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -397,8 +397,13 @@ func TestCommandRealm(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 200 {
-			t.Fatalf("identity at %s: %d %s", api, resp.StatusCode, b)
+		return resp.StatusCode, b
+	}
+	identity := func(api net.Addr) []byte {
+		t.Helper()
+		code, b := identityAt(api)
+		if code != 200 {
+			t.Fatalf("identity at %s: %d %s", api, code, b)
 		}
 		return b
 	}
@@ -436,6 +441,60 @@ func TestCommandRealm(t *testing.T) {
 	identity(api1)
 	if !strings.Contains(cmd("account", "list", "-db", db), "b-other") {
 		t.Fatal("alice not placed again on b-other")
+	}
+
+	// The hosts and their keys; removing h2 revokes its certificate and
+	// stops serving its devices' users.
+	hosts := cmd("host", "list", "-db", db)
+	if !regexp.MustCompile(`h1\s+https://127\.0\.0\.1:\d+\s+\S+\s+[0-9a-f]{64}\s+false\s+0`).MatchString(hosts) ||
+		!regexp.MustCompile(`h2\s+https://\S+\s+\S+\s+[0-9a-f]{64}\s+false\s+1`).MatchString(hosts) {
+		t.Fatalf("host list:\n%s", hosts)
+	}
+	if err := run(ctx, []string{"host", "remove", "-db", db, "h2"}, env(nil), io.Discard, io.Discard, nil); err == nil || !strings.Contains(err.Error(), "-force") {
+		t.Fatalf("removed h2 with alice on it: %v", err)
+	}
+	cmd("host", "remove", "-db", db, "-force", "h2")
+	if !regexp.MustCompile(`h2\s+.*\strue\s+1`).MatchString(cmd("host", "list", "-db", db)) {
+		t.Fatal("h2 not listed as removed")
+	}
+	eventually(t, "alice refused as on a removed host", func() bool {
+		code, b := identityAt(api1)
+		return code == http.StatusServiceUnavailable && strings.Contains(string(b), "host removed")
+	})
+}
+
+// A plain http:// -peer-url would send accounts' requests in the clear
+// with no peer check: cofferd refuses to start with one.
+func TestPlainPeerURLRefused(t *testing.T) {
+	e := env(map[string]string{"COFFERD_VAULT": "unix:" + filepath.Join(t.TempDir(), "none.sock")})
+	for _, u := range []string{"http://10.0.0.2:8421", "10.0.0.2:8421", "https://"} {
+		err := run(context.Background(), []string{"-db", "memory:", "-host", "h1", "-peer-url", u}, e, io.Discard, io.Discard, nil)
+		if err == nil || !strings.Contains(err.Error(), "-peer-url") {
+			t.Errorf("-peer-url %s: %v", u, err)
+		}
+	}
+}
+
+func TestRedactDSN(t *testing.T) {
+	for _, dsn := range []string{
+		"postgres://u:secret@db/c",
+		"postgres://u@db/c?password=secret",
+		"postgresql://u@db/c?sslmode=verify-full&password=secret",
+		"host=db password=secret dbname=c",
+		"host=db password = 'sec ret' dbname=c",
+		`password='se\'cret' host=db`,
+		"password=secret",
+		"postgres://u:secret@db/c?%zz",
+	} {
+		got := redactDSN(dsn)
+		if strings.Contains(got, "secret") || strings.Contains(got, "ret'") {
+			t.Errorf("redactDSN(%q) = %q", dsn, got)
+		}
+	}
+	for _, dsn := range []string{"sqlite:/var/lib/cofferd/cofferd.db", "host=db dbname=c user=u"} {
+		if got := redactDSN(dsn); got != dsn {
+			t.Errorf("redactDSN(%q) = %q, want it as it is", dsn, got)
+		}
 	}
 }
 

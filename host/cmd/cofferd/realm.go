@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -33,16 +34,35 @@ func stateDir(dsn string) string {
 	return "."
 }
 
-// redactDSN hides a password in a DSN, for logs and errors.
+// redactDSN hides a password in a DSN, for logs and errors: in a URL's
+// user info and its query (?password=…), and in libpq key=value form
+// (password=… or password='…'). A DSN it cannot read is hidden whole.
 func redactDSN(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			return u.String()
+	if strings.Contains(dsn, "://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return "(a DSN that does not parse, not shown)"
 		}
+		if u.User != nil {
+			if _, has := u.User.Password(); has {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			}
+		}
+		if q := u.Query(); q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.String()
 	}
-	return dsn
+	if strings.HasPrefix(dsn, "sqlite:") || strings.HasPrefix(dsn, "memory:") {
+		return dsn
+	}
+	return libpqPassword.ReplaceAllString(dsn, "${1}xxxxx")
 }
+
+// libpqPassword is a password=value pair of a key=value DSN: a quoted
+// value (with \' and \\ escapes) or a bare one.
+var libpqPassword = regexp.MustCompile(`((?:^|\s)password\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|[^\s]*)`)
 
 // openStore opens the store of a command; an unmigrated one says what to run.
 func openStore(ctx context.Context, dsn string) (state.Store, error) {
@@ -99,19 +119,10 @@ var accountUsage = map[string]string{
 }
 
 func account(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("no account command; %w", errUsage)
+	cmd, c, err := commandOf("account", args, accountUsage, stdout)
+	if err != nil {
+		return err
 	}
-	cmd := args[0]
-	help, ok := accountUsage[cmd]
-	if !ok {
-		if isHelp(cmd) {
-			fmt.Fprint(stdout, usage)
-			return errHelpShown
-		}
-		return fmt.Errorf("unknown account command %q; %w", cmd, errUsage)
-	}
-	c := newSubcommand("account "+cmd, help)
 	var device *string
 	if cmd == "add" {
 		device = c.fs.String("device", "", "place the account on this device now (default: at its first request, on the device with the most room)")
@@ -182,6 +193,24 @@ func account(ctx context.Context, args []string, getenv func(string) string, std
 	}
 }
 
+// commandOf finds the command args name among a group's (kind: account,
+// device, host), and makes its subcommand; help asked for prints the usage.
+func commandOf(kind string, args []string, usages map[string]string, stdout io.Writer) (string, *subcommand, error) {
+	if len(args) == 0 {
+		return "", nil, fmt.Errorf("no %s command; %w", kind, errUsage)
+	}
+	cmd := args[0]
+	help, ok := usages[cmd]
+	if !ok {
+		if isHelp(cmd) {
+			fmt.Fprint(stdout, usage)
+			return "", nil, errHelpShown
+		}
+		return "", nil, fmt.Errorf("unknown %s command %q; %w", kind, cmd, errUsage)
+	}
+	return cmd, newSubcommand(kind+" "+cmd, help), nil
+}
+
 func isHelp(s string) bool { return s == "-h" || s == "--help" || s == "-help" || s == "help" }
 
 // deviceUsage are the device commands' usage lines, by command.
@@ -194,19 +223,10 @@ var deviceUsage = map[string]string{
 }
 
 func device(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("no device command; %w", errUsage)
+	cmd, c, err := commandOf("device", args, deviceUsage, stdout)
+	if err != nil {
+		return err
 	}
-	cmd := args[0]
-	help, ok := deviceUsage[cmd]
-	if !ok {
-		if isHelp(cmd) {
-			fmt.Fprint(stdout, usage)
-			return errHelpShown
-		}
-		return fmt.Errorf("unknown device command %q; %w", cmd, errUsage)
-	}
-	c := newSubcommand("device "+cmd, help)
 	switch cmd {
 	case "list":
 		asJSON := c.fs.Bool("json", false, "print JSON")
@@ -263,6 +283,76 @@ func device(ctx context.Context, args []string, getenv func(string) string, stdo
 				return err
 			}
 			fmt.Fprintf(stdout, "device %s is %s (every host sees it within a second)\n", pos[0], to)
+			return nil
+		})
+	}
+}
+
+// hostUsage are the host commands' usage lines, by command.
+var hostUsage = map[string]string{
+	"list":   "usage: cofferd host list [-db DSN]\n\nThe realm's hosts: peer URL, last heartbeat, peer certificate key (SHA-256 of its public key), whether removed, and its devices' accounts.\n",
+	"remove": "usage: cofferd host remove [-db DSN] [-force] NAME\n\nRemoves a host from the realm: its peer certificate is revoked (the other hosts refuse it within a second), its devices' users get 503 \"host removed\". Refused while its devices hold accounts, unless -force. It comes back only with a new certificate (cofferd peer cert) and a restart.\n",
+}
+
+func hostCmd(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cmd, c, err := commandOf("host", args, hostUsage, stdout)
+	if err != nil {
+		return err
+	}
+	held := func(st state.Store) (map[string]uint64, error) {
+		devs, err := st.Devices(ctx)
+		if err != nil {
+			return nil, err
+		}
+		m := map[string]uint64{}
+		for _, d := range devs {
+			m[d.Host] += d.Accounts
+		}
+		return m, nil
+	}
+	switch cmd {
+	case "list":
+		return c.run(ctx, args[1:], getenv, stdout, 0, func(st state.Store, _ []string) error {
+			hs, err := st.Hosts(ctx)
+			if err != nil {
+				return err
+			}
+			accounts, err := held(st)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tPEER URL\tSEEN\tPEER KEY SHA-256\tREMOVED\tACCOUNTS")
+			for _, h := range hs {
+				seen, key, url := "never", "-", h.PeerURL
+				if !h.Seen.IsZero() {
+					seen = h.Seen.UTC().Format(time.RFC3339)
+				}
+				if len(h.PeerKey) > 0 {
+					key = hex.EncodeToString(h.PeerKey)
+				}
+				if url == "" {
+					url = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%d\n", h.Name, url, seen, key, h.Removed, accounts[h.Name])
+			}
+			return tw.Flush()
+		})
+	default:
+		force := c.fs.Bool("force", false, "remove it even though its devices hold accounts (their users get 503 until the host comes back)")
+		return c.run(ctx, args[1:], getenv, stdout, 1, func(st state.Store, pos []string) error {
+			accounts, err := held(st)
+			if err != nil {
+				return err
+			}
+			if n := accounts[pos[0]]; n > 0 && !*force {
+				return fmt.Errorf("host %s: its devices hold %d accounts, whose users would get 503; move them first (cofferd device drain, cofferd account unplace), or use -force", pos[0], n)
+			}
+			if err := st.RemoveHost(ctx, pos[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "host %s removed: its peer certificate is refused by every host within a second, its devices serve nobody.\n"+
+				"To bring it back: issue it a new certificate (cofferd peer cert) and restart it with it.\n", pos[0])
 			return nil
 		})
 	}
