@@ -93,6 +93,11 @@ func benchLogins(b *testing.B, where string, clients int) {
 		list, tokens[i] = append(list, a), tok
 	}
 	_, hs := testServer(b, Config{Devices: []Device{dev}, Accounts: NewAccounts(list...), LoginRate: 0})
+	// The clients go through the product client's own Conn (its request
+	// and reply handling, its 60-second timeout) over a transport made as
+	// the client's (Go's default one, HTTP/2 over TLS, keep-alives),
+	// except that it keeps an idle connection for every client: each
+	// stands for a user's own process with a connection of its own.
 	p := loginPaths{pub: pub, direct: directRT, label: "cofferd"}
 	for i := range clients {
 		p.userIDs = append(p.userIDs, list[i].UserID)
@@ -101,12 +106,8 @@ func benchLogins(b *testing.B, where string, clients int) {
 	compareLogins(b, p)
 }
 
-// viaHTTP returns a round trip for each token through cofferd at url: the
-// product client's own Conn (its request and reply handling, its 60-second
-// timeout) over a transport made as the client's (Go's default one,
-// HTTP/2 over TLS, keep-alives), except that it keeps an idle connection
-// for every client: each stands for a user's own process with a
-// connection of its own.
+// viaHTTP returns a round trip for each token through cofferd at url, as
+// benchLogins's clients make them.
 func viaHTTP(b *testing.B, url string, tokens []string) []testclient.RoundTrip {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 2*len(tokens), 2*len(tokens)

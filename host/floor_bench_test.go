@@ -116,33 +116,46 @@ func benchRelayFloor(b *testing.B, relay string, clients int) {
 // The direct path is a stream client on softvault's unix socket; the other
 // goes through the product client's Conn, HTTP on loopback, to the cofferd
 // process, which reaches softvault over its own unix connection (accounts
-// made with `cofferd account add`, no login rate limit). cofferd runs with
+// made with `cofferd account add`, in a state database made with `cofferd
+// migrate` if this cofferd has one, no login rate limit). cofferd runs with
 // GOMAXPROCS 1 or 2 (this machine's cores). Besides BenchmarkLoginLatency's
 // metrics it reports each process's CPU per login on each path (from
-// /proc/PID/stat: 10 ms ticks). It builds both commands, so it runs only
-// with COFFER_BENCH_DEPLOYED=1:
+// /proc/PID/stat: 10 ms ticks). It builds both commands (or takes them
+// from the folder COFFER_BENCH_BIN), so it runs only with
+// COFFER_BENCH_DEPLOYED=1:
 //
 //	COFFER_BENCH_DEPLOYED=1 go test ./host -run '^$' -bench 'DeployedLogin' -benchtime 300x
 func BenchmarkDeployedLogin(b *testing.B) {
 	if os.Getenv("COFFER_BENCH_DEPLOYED") != "1" {
 		b.Skip("builds and runs cofferd and softvault; set COFFER_BENCH_DEPLOYED=1")
 	}
-	bin := b.TempDir()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	if out, err := exec.Command(goTool, "build", "-o", bin+string(filepath.Separator),
-		"github.com/cofferhsm/coffer/host/cmd/cofferd", "github.com/cofferhsm/coffer/applet/softvault/cmd/softvault").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
+	bin := os.Getenv("COFFER_BENCH_BIN")
+	if bin == "" {
+		bin = b.TempDir()
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		if out, err := exec.Command(goTool, "build", "-o", bin+string(filepath.Separator),
+			"github.com/cofferhsm/coffer/host/cmd/cofferd", "github.com/cofferhsm/coffer/applet/softvault/cmd/softvault").CombinedOutput(); err != nil {
+			b.Fatalf("go build: %v\n%s", err, out)
+		}
 	}
 	cofferd, softvault := filepath.Join(bin, "cofferd"), filepath.Join(bin, "softvault")
-	// 200 accounts, made once as an operator makes them.
-	accounts := filepath.Join(b.TempDir(), "accounts.json")
+	// 200 accounts, made once as an operator makes them: in a state
+	// database (cofferd migrate, then account add -db) if this cofferd has
+	// one, else in an accounts file.
+	help, _ := exec.Command(cofferd, "--help").CombinedOutput()
+	st := stateFiles{dir: b.TempDir(), db: strings.Contains(string(help), "cofferd migrate")}
+	if st.db {
+		if out, err := exec.Command(cofferd, "migrate", "-db", st.dsn(st.dir)).CombinedOutput(); err != nil {
+			b.Fatalf("cofferd migrate: %v\n%s", err, out)
+		}
+	}
 	var userIDs [][]byte
 	var tokens []string
 	for i := range 200 {
-		out, err := exec.Command(cofferd, "account", "add", "-accounts", accounts, fmt.Sprintf("user%d", i)).Output()
+		out, err := exec.Command(cofferd, append([]string{"account", "add"}, append(st.flags(st.dir), fmt.Sprintf("user%d", i))...)...).Output()
 		if err != nil {
 			b.Fatalf("cofferd account add: %v", err)
 		}
@@ -156,13 +169,47 @@ func BenchmarkDeployedLogin(b *testing.B) {
 	for _, procs := range []int{1, 2} {
 		for _, clients := range []int{1, 4, 16, 200} {
 			b.Run(fmt.Sprintf("cofferd-procs=%d/clients=%d", procs, clients), func(b *testing.B) {
-				benchDeployed(b, cofferd, softvault, accounts, procs, userIDs[:clients], tokens[:clients])
+				benchDeployed(b, cofferd, softvault, st, procs, userIDs[:clients], tokens[:clients])
 			})
 		}
 	}
 }
 
-func benchDeployed(b *testing.B, cofferd, softvault, accounts string, procs int, userIDs [][]byte, tokens []string) {
+// stateFiles is where cofferd keeps its accounts: a SQLite state database
+// (db) or an accounts file, in folder dir.
+type stateFiles struct {
+	dir string
+	db  bool
+}
+
+func (s stateFiles) dsn(dir string) string { return "sqlite:" + filepath.Join(dir, "state.db") }
+
+// flags are cofferd's flags for the accounts kept in folder dir.
+func (s stateFiles) flags(dir string) []string {
+	if s.db {
+		return []string{"-db", s.dsn(dir)}
+	}
+	return []string{"-accounts", filepath.Join(dir, "accounts.json")}
+}
+
+// copyTo copies the accounts into folder dir.
+func (s stateFiles) copyTo(b *testing.B, dir string) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(s.dir, e.Name()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchDeployed(b *testing.B, cofferd, softvault string, st stateFiles, procs int, userIDs [][]byte, tokens []string) {
 	dir, sock := b.TempDir(), shortSocket(b)
 	// softvault dev: a fresh vault for every run, so that the users
 	// register anew.
@@ -199,22 +246,15 @@ func benchDeployed(b *testing.B, cofferd, softvault, accounts string, procs int,
 		return err == nil
 	})
 	// cofferd on a port of its own, its files in this run's folder.
-	acc := filepath.Join(dir, "accounts.json")
-	data, err := os.ReadFile(accounts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(acc, data, 0o600); err != nil {
-		b.Fatal(err)
-	}
+	st.copyTo(b, dir)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cd := exec.Command(cofferd, "-accounts", acc, "-vault", "unix:"+sock, "-allow-insecure-vault",
-		"-listen", addr, "-login-rate", "0", "-log-level", "warn")
+	cd := exec.Command(cofferd, append(st.flags(dir), "-vault", "unix:"+sock, "-allow-insecure-vault",
+		"-listen", addr, "-login-rate", "0", "-log-level", "warn")...)
 	cd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(procs))
 	start(b, cd)
 	url := "http://" + addr
