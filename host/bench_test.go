@@ -80,7 +80,6 @@ func BenchmarkLoginLatency(b *testing.B) {
 func BenchmarkLoginLatency200(b *testing.B) { benchLogins(b, "inproc", 200) }
 
 func benchLogins(b *testing.B, where string, clients int) {
-	ctx := context.Background()
 	var (
 		dev      Device
 		directRT testclient.RoundTrip
@@ -94,13 +93,7 @@ func benchLogins(b *testing.B, where string, clients int) {
 	case "unix":
 		sock := shortSocket(b)
 		pub = softvaulttest.ServeDev(b, b.TempDir(), sock)
-		conn, err := net.Dial("unix", sock)
-		if err != nil {
-			b.Fatal(err)
-		}
-		sc := protocol.NewStreamClient(conn)
-		b.Cleanup(func() { sc.Close() })
-		directRT = sc.RoundTrip
+		directRT = streamRT(b, sock)
 		sd := NewStreamDevice("vault", transport.UnixDialer(sock), StreamOptions{Log: quiet})
 		waitFor(b, "the device to connect", sd.Connected)
 		dev = sd
@@ -117,23 +110,61 @@ func benchLogins(b *testing.B, where string, clients int) {
 	// the client's (Go's default one, HTTP/2 over TLS, keep-alives),
 	// except that it keeps an idle connection for every client: each
 	// stands for a user's own process with a connection of its own.
+	p := loginPaths{pub: pub, direct: directRT, label: "cofferd"}
+	for i := range clients {
+		p.userIDs = append(p.userIDs, list[i].UserID)
+	}
+	p.via = viaHTTP(b, hs.URL, tokens)
+	compareLogins(b, p)
+}
+
+// viaHTTP returns a round trip for each token through cofferd at url, as
+// benchLogins's clients make them.
+func viaHTTP(b *testing.B, url string, tokens []string) []testclient.RoundTrip {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 2*clients, 2*clients
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 2*len(tokens), 2*len(tokens)
+	b.Cleanup(tr.CloseIdleConnections)
 	httpClient := &http.Client{Timeout: 60 * time.Second, Transport: tr}
-	id, err := testclient.FetchIdentity(ctx, directRT, pub)
+	via := make([]testclient.RoundTrip, len(tokens))
+	for i, tok := range tokens {
+		conn, err := client.NewConn(url, tok, httpClient)
+		if err != nil {
+			b.Fatal(err)
+		}
+		via[i] = func(ctx context.Context, req []byte) ([]byte, error) { return conn.RoundTrip(ctx, req, "vault") }
+	}
+	return via
+}
+
+// loginPaths are the two ways to one vault that compareLogins measures.
+type loginPaths struct {
+	pub     ed25519.PublicKey      // the vault's provisioning key
+	direct  testclient.RoundTrip   // straight to the vault, shared by the clients
+	via     []testclient.RoundTrip // through the intermediary, one per client
+	userIDs [][]byte               // one per client
+	label   string                 // the intermediary's name in the metrics
+	// procs are other processes (name → pid) whose CPU per login is
+	// reported for each path, beside this process's.
+	procs map[string]int
+}
+
+// compareLogins registers each client's user on the direct path, then has
+// the clients log in concurrently (KE1 → KE2, KE3 → released key, then a
+// session close) over each path in alternating rounds, and reports both
+// paths' p50 and p99, what the intermediary adds, logins/s and CPU per
+// login.
+func compareLogins(b *testing.B, p loginPaths) {
+	ctx := context.Background()
+	clients := len(p.via)
+	id, err := testclient.FetchIdentity(ctx, p.direct, p.pub)
 	if err != nil {
 		b.Fatal(err)
 	}
 	direct := make([]*testclient.Client, clients)
-	viaCofferd := make([]*testclient.Client, clients)
+	via := make([]*testclient.Client, clients)
 	for i := range clients {
-		direct[i] = &testclient.Client{RoundTrip: directRT, Identity: id, UserID: list[i].UserID}
-		conn, err := client.NewConn(hs.URL, tokens[i], httpClient)
-		if err != nil {
-			b.Fatal(err)
-		}
-		viaCofferd[i] = &testclient.Client{Identity: id, UserID: list[i].UserID,
-			RoundTrip: func(ctx context.Context, req []byte) ([]byte, error) { return conn.RoundTrip(ctx, req, "vault") }}
+		direct[i] = &testclient.Client{RoundTrip: p.direct, Identity: id, UserID: p.userIDs[i]}
+		via[i] = &testclient.Client{RoundTrip: p.via[i], Identity: id, UserID: p.userIDs[i]}
 		if _, err := direct[i].Register(ctx, []byte("pw"), make([]byte, 32), 10); err != nil {
 			b.Fatal(err)
 		}
@@ -169,49 +200,81 @@ func benchLogins(b *testing.B, where string, clients int) {
 		wg.Wait()
 		return lat
 	}
-	run(direct, clients) // warm up both paths (and cofferd's connections)
-	run(viaCofferd, clients)
+	run(direct, clients) // warm up both paths (and the intermediary's connections)
+	run(via, clients)
 	const rounds = 10
 	per := max(b.N/rounds, clients) // every round keeps all the clients busy
-	var d, c []time.Duration
-	var dCPU, cCPU, dWall, cWall time.Duration
+	type path struct {
+		name      string
+		users     []*testclient.Client
+		lat       []time.Duration
+		cpu, wall time.Duration
+		procCPU   map[string]time.Duration
+	}
+	d := &path{name: "direct", users: direct, procCPU: map[string]time.Duration{}}
+	c := &path{name: p.label, users: via, procCPU: map[string]time.Duration{}}
+	procCPU := func() map[string]time.Duration {
+		m := map[string]time.Duration{}
+		for name, pid := range p.procs {
+			m[name] = pidCPU(b, pid)
+		}
+		return m
+	}
 	b.ResetTimer()
 	// measured runs one path's round and adds up its time and CPU.
-	measured := func(users []*testclient.Client, lat *[]time.Duration, cpu, wall *time.Duration) {
-		w0, c0 := time.Now(), measure.ProcessCPU()
-		*lat = append(*lat, run(users, per)...)
-		*cpu += measure.ProcessCPU() - c0
-		*wall += time.Since(w0)
+	measured := func(p *path) {
+		w0, c0, p0 := time.Now(), measure.ProcessCPU(), procCPU()
+		p.lat = append(p.lat, run(p.users, per)...)
+		p.cpu += measure.ProcessCPU() - c0
+		for name, t := range procCPU() {
+			p.procCPU[name] += t - p0[name]
+		}
+		p.wall += time.Since(w0)
 	}
 	for i := range rounds {
 		// Each path goes first in every other round: whatever the first of
 		// a pair pays (the store's flushes, the other jobs on the machine)
 		// falls on both.
 		if i%2 == 0 {
-			measured(direct, &d, &dCPU, &dWall)
-			measured(viaCofferd, &c, &cCPU, &cWall)
+			measured(d)
+			measured(c)
 		} else {
-			measured(viaCofferd, &c, &cCPU, &cWall)
-			measured(direct, &d, &dCPU, &dWall)
+			measured(c)
+			measured(d)
 		}
 	}
 	b.StopTimer()
 	n := float64(per * rounds)
-	b.ReportMetric(float64(dCPU.Microseconds())/n, "direct-cpu-us/login")
-	b.ReportMetric(float64(cCPU.Microseconds())/n, "cofferd-cpu-us/login")
-	b.ReportMetric(n/dWall.Seconds(), "direct-logins/s")
-	b.ReportMetric(n/cWall.Seconds(), "cofferd-logins/s")
-	d50, d99 := measure.Percentiles(d)
-	c50, c99 := measure.Percentiles(c)
+	for _, p := range []*path{d, c} {
+		b.ReportMetric(float64(p.cpu.Microseconds())/n, p.name+"-cpu-us/login")
+		for name, t := range p.procCPU {
+			b.ReportMetric(float64(t.Microseconds())/n, p.name+"-"+name+"-cpu-us/login")
+		}
+		b.ReportMetric(n/p.wall.Seconds(), p.name+"-logins/s")
+	}
+	d50, d99 := measure.Percentiles(d.lat)
+	c50, c99 := measure.Percentiles(c.lat)
 	b.ReportMetric(ms(d50), "direct-p50-ms")
 	b.ReportMetric(ms(d99), "direct-p99-ms")
-	b.ReportMetric(ms(c50), "cofferd-p50-ms")
-	b.ReportMetric(ms(c99), "cofferd-p99-ms")
+	b.ReportMetric(ms(c50), p.label+"-p50-ms")
+	b.ReportMetric(ms(c99), p.label+"-p99-ms")
 	b.ReportMetric(ms(c50)-ms(d50), "added-p50-ms")
 	b.ReportMetric(ms(c99)-ms(d99), "added-p99-ms")
 	b.ReportMetric(100*(ms(c50)-ms(d50))/ms(d50), "added-p50-%")
 	b.ReportMetric(100*(ms(c99)-ms(d99))/ms(d99), "added-p99-%")
 	b.ReportMetric(0, "ns/op")
+}
+
+// streamRT is a stream client on a connection of its own to the unix
+// socket sock, closed when the benchmark ends.
+func streamRT(b *testing.B, sock string) testclient.RoundTrip {
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc := protocol.NewStreamClient(conn)
+	b.Cleanup(func() { sc.Close() })
+	return sc.RoundTrip
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
