@@ -89,7 +89,7 @@ const usage = `usage: cofferd [serve] [flags]                             run th
 Every flag may also be given in the environment as COFFERD_ and the flag name
 in upper case with '-' as '_' (-login-rate: COFFERD_LOGIN_RATE); a flag on the
 command line wins. -db is the realm's state: sqlite:PATH (one host; the default
-is sqlite:cofferd.db) or postgres://… (several hosts share it); memory:NAME
+is sqlite:cofferd.db) or postgres://… (several hosts share it); memory:
 keeps it in the process (tests). See host/API.md and host/OPERATIONS.md.
 `
 
@@ -180,7 +180,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs := flag.NewFlagSet("cofferd", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:8420", "HTTP address of the API")
 	metricsListen := fs.String("metrics-listen", "", "separate address for /metrics and /healthz (default: served on -listen too)")
-	dsn := fs.String("db", defaultDSN, "the realm's state database: sqlite:PATH, postgres://… (shared by the realm's hosts) or memory:NAME")
+	dsn := fs.String("db", defaultDSN, "the realm's state database: sqlite:PATH, postgres://… (shared by the realm's hosts) or memory: (tests)")
 	hostName := fs.String("host", "", "this host's name in the realm, unique to this process (its devices are registered under it; its peer certificate names it) (default: the machine's full host name)")
 	peerListen := fs.String("peer-listen", "", "address of the peer listener, where the realm's other hosts forward requests (mutual TLS) (default: none)")
 	peerURL := fs.String("peer-url", "", "URL the other hosts dial to reach -peer-listen (default: https:// and -peer-listen when it names a host)")

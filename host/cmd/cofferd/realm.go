@@ -77,7 +77,7 @@ func openStore(ctx context.Context, dsn string) (state.Store, error) {
 }
 
 func dbFlag(fs *flag.FlagSet) *string {
-	return fs.String("db", defaultDSN, "the realm's state database (sqlite:PATH, postgres://…, memory:NAME); the daemon's -db")
+	return fs.String("db", defaultDSN, "the realm's state database (sqlite:PATH, postgres://…, memory:); the daemon's -db")
 }
 
 // subcommand parses a command's flags and opens its store.
