@@ -11,8 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,65 +136,10 @@ func benchLogins(b *testing.B, where string, clients int) {
 			b.Fatal(err)
 		}
 	}
-	// run does n logins spread over the clients, all of them at once, and
-	// returns each one's latency.
-	run := func(users []*testclient.Client, n int) []time.Duration {
-		lat := make([]time.Duration, n)
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for _, c := range users {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := next.Add(1) - 1
-					if i >= int64(n) {
-						return
-					}
-					t0 := time.Now()
-					s, _, err := c.Login(ctx, []byte("pw"))
-					if err == nil {
-						_, err = s.Command(ctx, &protocol.SessionCommand{Command: protocol.CommandClose})
-					}
-					lat[i] = time.Since(t0)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		return lat
-	}
-	run(direct, clients) // warm up both paths (and cofferd's connections)
-	run(viaCofferd, clients)
-	const rounds = 10
-	per := max(b.N/rounds, clients) // every round keeps all the clients busy
-	var d, c []time.Duration
-	var dCPU, cCPU, dWall, cWall time.Duration
-	b.ResetTimer()
-	// measured runs one path's round and adds up its time and CPU.
-	measured := func(users []*testclient.Client, lat *[]time.Duration, cpu, wall *time.Duration) {
-		w0, c0 := time.Now(), measure.ProcessCPU()
-		*lat = append(*lat, run(users, per)...)
-		*cpu += measure.ProcessCPU() - c0
-		*wall += time.Since(w0)
-	}
-	for i := range rounds {
-		// Each path goes first in every other round: whatever the first of
-		// a pair pays (the store's flushes, the other jobs on the machine)
-		// falls on both.
-		if i%2 == 0 {
-			measured(direct, &d, &dCPU, &dWall)
-			measured(viaCofferd, &c, &cCPU, &cWall)
-		} else {
-			measured(viaCofferd, &c, &cCPU, &cWall)
-			measured(direct, &d, &dCPU, &dWall)
-		}
-	}
-	b.StopTimer()
-	n := float64(per * rounds)
+	pd, pc, total := alternate(b, direct, viaCofferd)
+	d, c := pd.lat, pc.lat
+	dCPU, cCPU, dWall, cWall := pd.cpu, pc.cpu, pd.wall, pc.wall
+	n := float64(total)
 	b.ReportMetric(float64(dCPU.Microseconds())/n, "direct-cpu-us/login")
 	b.ReportMetric(float64(cCPU.Microseconds())/n, "cofferd-cpu-us/login")
 	b.ReportMetric(n/dWall.Seconds(), "direct-logins/s")
