@@ -285,6 +285,15 @@ func parallel(t *testing.T, phase string, users []*realmUser, f func(t *testing.
 // accounts it unplaced.
 func (r *hostsRealm) drainAndRetire(t *testing.T, device string, via *realmHost, newUser string) []string {
 	t.Helper()
+	// Drained, it must be the device a new user would be placed on
+	// otherwise (all of equal capacity: the fewest accounts, then the
+	// first name), or the check below would hold without the drain.
+	devs := r.devices()
+	for name, d := range devs {
+		if d.State == "active" && (d.Accounts < devs[device].Accounts || d.Accounts == devs[device].Accounts && name < device) {
+			t.Fatalf("a new user would go to %s, not %s, drained or not: %+v", name, device, devs)
+		}
+	}
 	r.cofferd("device", "drain", device)
 	if got := r.devices()[device].State; got != "draining" {
 		t.Fatalf("%s is %q after drain", device, got)
@@ -370,10 +379,10 @@ func TestE2EHostsPostgres(t *testing.T) {
 		ru.restoreVia(t, r.hosts[(i+1)%3])
 	})
 
-	// h1-b drained: a new user through h2 goes elsewhere; retired once
+	// h1-a drained: a new user through h2 goes elsewhere; retired once
 	// its accounts are off it.
-	moved := r.drainAndRetire(t, "h1-b", r.hosts[1], "late")
-	t.Logf("moved off h1-b: %v", moved)
+	moved := r.drainAndRetire(t, "h1-a", r.hosts[1], "late")
+	t.Logf("moved off h1-a: %v", moved)
 
 	// h3 killed, each user's configuration pointing at h1 or h2 first.
 	dead := r.hosts[2]
@@ -382,7 +391,7 @@ func TestE2EHostsPostgres(t *testing.T) {
 	for _, ru := range users {
 		switch dev := placed[ru.name]; {
 		case dev == "-":
-			// Moved off h1-b: placed again at their next request.
+			// Moved off h1-a: placed again at their next request.
 		case r.hostOf(dev) == dead:
 			stranded = append(stranded, ru)
 		default:
@@ -447,11 +456,11 @@ func TestE2EHostsSQLite(t *testing.T) {
 		ru.on(t).ok("backup", ru.src, "-o", ru.backup)
 		ru.restoreVia(t, r.hosts[0])
 	})
-	moved := r.drainAndRetire(t, "h1-b", r.hosts[0], "late")
+	moved := r.drainAndRetire(t, "h1-a", r.hosts[0], "late")
 	if len(moved) != 2 {
-		t.Fatalf("moved %v off h1-b, want its 2 accounts", moved)
+		t.Fatalf("moved %v off h1-a, want its 2 accounts", moved)
 	}
-	if got := r.placement()["late"]; got != "h1-a" {
-		t.Fatalf("the new user is on %q, want h1-a", got)
+	if got := r.placement()["late"]; got != "h1-b" {
+		t.Fatalf("the new user is on %q, want h1-b", got)
 	}
 }
