@@ -142,8 +142,17 @@ BIN    := $(BUILD)/bin
 # its own cofferd on ADDR's port + 1 .. + N (8421-8423 for 3), state in
 # RUNDIR/realm-1 .. realm-N, and RUNDIR/realms.json for `coffer init
 # --realms` (scripts/run-realms.sh). Ctrl-C stops all of them.
+# With HOSTS=N (2 to 8): ONE realm of N hosts instead, cofferd h1 .. hN on
+# ADDR's port + 1 .. + N, each with two software vaults signed by one
+# provisioning key and a peer listener (the realm's peer CA), all sharing
+# one state database in RUNDIR/hosts (scripts/run-hosts.sh). Ctrl-C stops
+# all of them.
 run:
-ifneq ($(REALMS),)
+ifneq ($(HOSTS),)
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./host/cmd/cofferd ./client/cmd/coffer ./applet/softvault/cmd/softvault ./firmware/cmd/coffer-provision
+	@scripts/run-hosts.sh $(HOSTS) $(abspath $(RUNDIR)) $(ADDR) $(abspath $(BIN))
+else ifneq ($(REALMS),)
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./host/cmd/cofferd ./client/cmd/coffer ./applet/softvault/cmd/softvault ./firmware/cmd/coffer-provision
 	@scripts/run-realms.sh $(REALMS) $(abspath $(RUNDIR)) $(ADDR) $(abspath $(BIN))

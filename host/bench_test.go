@@ -11,8 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -169,37 +167,7 @@ func compareLogins(b *testing.B, p loginPaths) {
 			b.Fatal(err)
 		}
 	}
-	// run does n logins spread over the clients, all of them at once, and
-	// returns each one's latency.
-	run := func(users []*testclient.Client, n int) []time.Duration {
-		lat := make([]time.Duration, n)
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for _, c := range users {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := next.Add(1) - 1
-					if i >= int64(n) {
-						return
-					}
-					t0 := time.Now()
-					s, _, err := c.Login(ctx, []byte("pw"))
-					if err == nil {
-						_, err = s.Command(ctx, &protocol.SessionCommand{Command: protocol.CommandClose})
-					}
-					lat[i] = time.Since(t0)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		return lat
-	}
+	run := func(users []*testclient.Client, n int) []time.Duration { return loginRound(b, users, n) }
 	run(direct, clients) // warm up both paths (and the intermediary's connections)
 	run(via, clients)
 	const rounds = 10

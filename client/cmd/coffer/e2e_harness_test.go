@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
+	"github.com/cofferhsm/coffer/host/state/pgtest"
 )
 
 var (
@@ -33,7 +34,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	// pgtest.Main stops the PostgreSQL server the realm tests start (if
+	// any) once every test has run.
+	code := pgtest.Main(m)
 	if e2eBinDir != "" {
 		os.RemoveAll(e2eBinDir)
 	}
