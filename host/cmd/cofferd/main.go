@@ -437,20 +437,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	ctx, stopServing := context.WithCancel(ctx)
 	defer stopServing()
 	errc := make(chan error, 4)
-	api := srv.Handler()
+	api, frontAPI := srv.Handler(), srv.FrontHandler()
 	if mln != nil {
-		// Metrics only on their own address; health on both (for load
+		// Metrics only on their own address; health on all (for load
 		// balancers in front of the API).
-		h := api
-		api = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == "/metrics" {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusNotFound)
-				io.WriteString(w, `{"error":"metrics are served on the metrics address"}`+"\n")
-				return
-			}
-			h.ServeHTTP(w, r)
-		})
+		api, frontAPI = withoutMetrics(api), withoutMetrics(frontAPI)
 	}
 	go func() { errc <- host.ServeGracefully(ctx, srv.HTTPServer(api), ln, srv.ShutdownGrace()) }()
 	if mln != nil {
@@ -466,7 +457,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	if fln != nil {
 		go func() {
-			errc <- host.ServeGracefully(ctx, srv.HTTPServer(srv.FrontHandler()), fln, srv.ShutdownGrace())
+			errc <- host.ServeGracefully(ctx, srv.HTTPServer(frontAPI), fln, srv.ShutdownGrace())
 		}()
 	}
 	var refused error
@@ -496,6 +487,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return refused
 	}
 	return err
+}
+
+// withoutMetrics answers /metrics 404: they are on -metrics-listen.
+func withoutMetrics(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"error":"metrics are served on the metrics address"}`+"\n")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // declareRollbackUsage is `cofferd vault declare-rollback --help`.
