@@ -433,18 +433,7 @@ func TestFrontedUserRegistersAndLogsIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	user := &testclient.Client{RoundTrip: rt, Identity: id, UserID: uid}
-	key := bytes.Repeat([]byte{0x6b}, 32)
-	if _, err := user.Register(context.Background(), []byte("correct horse"), key, 3); err != nil {
-		t.Fatal("register through the front:", err)
-	}
-	sess, _, err := user.Login(context.Background(), []byte("correct horse"))
-	if err != nil {
-		t.Fatal("login through the front:", err)
-	}
-	got, _, err := sess.Release(context.Background())
-	if err != nil || !bytes.Equal(got, key) {
-		t.Fatalf("release through the front: %v", err)
-	}
+	registerLoginRelease(t, user, "the front")
 	// The burst is 2 (register spends none, the login above one): the
 	// second login start is the last one allowed.
 	if _, _, err := user.Login(context.Background(), []byte("wrong")); err == nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -24,14 +23,7 @@ import (
 func TestFrontListener(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	cmd := func(args ...string) string {
-		t.Helper()
-		var out bytes.Buffer
-		if err := run(ctx, args, env(nil), &out, io.Discard, nil); err != nil {
-			t.Fatalf("cofferd %s: %v", strings.Join(args, " "), err)
-		}
-		return out.String()
-	}
+	cmd := commands(t)
 	cmd("peer", "ca", "-out", filepath.Join(dir, "messenger"))
 	cmd("peer", "cert", "-ca", filepath.Join(dir, "messenger"), "-host", "backend", "-out", filepath.Join(dir, "backend"))
 	cmd("peer", "ca", "-out", filepath.Join(dir, "server-ca"))
