@@ -33,6 +33,10 @@ const tokenSize = 32
 // is not "" (the device must be registered and active), and returns it with
 // its bearer token, which is stored nowhere: only its SHA-256 is.
 func NewAccount(ctx context.Context, st state.Store, name, device string) (Account, string, error) {
+	if state.IsFrontName(name) {
+		// A token account there would be the fronted user's (front.go).
+		return Account{}, "", fmt.Errorf("account %q: names starting %q are reserved for the users the messenger names on the front listener", name, state.FrontPrefix)
+	}
 	raw := make([]byte, tokenSize)
 	if _, err := rand.Read(raw); err != nil {
 		return Account{}, "", err

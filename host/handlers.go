@@ -62,12 +62,16 @@ func (s *Server) record(r *http.Request, o *outcome, start time.Time) {
 	}
 }
 
-// authenticate finds the request's account (its bearer token's, or, for
-// a request a peer forwarded, the one the peer names), or answers 401.
+// authenticate finds the request's account (its bearer token's; for a
+// request a peer forwarded, the one the peer names; on the front listener,
+// the fronted user's), or answers 401.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, o *outcome) *Account {
 	if a := peerAccountOf(r.Context()); a != nil {
 		o.account, o.acct = a.Name, a
 		return a
+	}
+	if f := frontOf(r.Context()); f != nil {
+		return s.authenticateFront(w, r, f, o)
 	}
 	token, ok := bearerToken(r)
 	if !ok {
@@ -319,4 +323,33 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 	}
 	o.status = http.StatusOK
 	writeJSON(w, o.status, AccountInfo{UserID: hex.EncodeToString(a.UserID), Device: q.dev.Name()})
+}
+
+// authenticateFront finds (or makes) the account of the user the
+// messenger's backend names on the front listener (front.go).
+func (s *Server) authenticateFront(w http.ResponseWriter, r *http.Request, f *frontContext, o *outcome) *Account {
+	if f.user == "" {
+		o.status, o.note = http.StatusUnauthorized, "no front user"
+		writeJSONError(w, o.status, "missing "+FrontUserHeader+" header")
+		return nil
+	}
+	a, err := s.frontAccount(r.Context(), f.user)
+	switch {
+	case errors.Is(err, errNotFronted):
+		o.status, o.note = http.StatusForbidden, err.Error()
+		writeError(w, o.status, "front: "+err.Error(), "")
+		return nil
+	case err != nil:
+		o.status, o.note = http.StatusServiceUnavailable, err.Error()
+		writeError(w, o.status, errStore.Error(), retryStore)
+		return nil
+	}
+	o.account, o.acct = a.Name, &a
+	return &a
+}
+
+// writeJSONError answers an error without writeError's WWW-Authenticate
+// (the front listener takes no bearer token).
+func writeJSONError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, errorBody{Error: msg})
 }

@@ -22,6 +22,7 @@ type metrics struct {
 	lockouts       prometheus.Counter
 	rateLimited    prometheus.Counter
 	connRefused    prometheus.Counter
+	frontAccounts  prometheus.Counter
 	anchorWrites   *prometheus.GaugeVec // device
 	storeSequence  *prometheus.GaugeVec // device
 
@@ -89,6 +90,10 @@ func newMetrics(s *Server) *metrics {
 			Name: "cofferd_connections_refused_total",
 			Help: "HTTP connections answered 503 and closed because -max-conns were open.",
 		}),
+		frontAccounts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cofferd_front_accounts_created_total",
+			Help: "Accounts this host made at a fronted user's first request (front listener).",
+		}),
 		anchorWrites: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cofferd_anchor_writes",
 			Help: "The vault's monotonic anchor write counter (RPMB wear), from its signed status, polled.",
@@ -109,7 +114,7 @@ func newMetrics(s *Server) *metrics {
 	}, []string{"version", "revision", "go_version"})
 	build.WithLabelValues(bi.Version, rev, bi.GoVersion).Set(1)
 	m.reg.MustRegister(build, m.requests, m.requestSeconds, m.vaultErrors, m.deviceFailures, m.lockouts,
-		m.rateLimited, m.connRefused, m.anchorWrites, m.storeSequence, &deviceCollector{s},
+		m.rateLimited, m.connRefused, m.frontAccounts, m.anchorWrites, m.storeSequence, &deviceCollector{s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -99,7 +99,7 @@ func LoadPeerConfig(url, certFile, keyFile, caFile string) (PeerConfig, error) {
 	if err != nil {
 		return PeerConfig{}, fmt.Errorf("peer CA: %w", err)
 	}
-	ca, err := parsePeerCA(b)
+	ca, err := parseCA(b, "the realm's peer CA (cofferd peer ca)")
 	if err != nil {
 		return PeerConfig{}, fmt.Errorf("peer CA %s: %w", caFile, err)
 	}
@@ -108,10 +108,11 @@ func LoadPeerConfig(url, certFile, keyFile, caFile string) (PeerConfig, error) {
 	return PeerConfig{URL: url, Cert: &cert, CA: pool}, nil
 }
 
-// parsePeerCA reads the realm's peer CA: exactly one PEM certificate, a CA
-// that signs certificates. A bundle is refused: every certificate in it
-// would issue peers.
-func parsePeerCA(b []byte) (*x509.Certificate, error) {
+// parseCA reads a private CA (the realm's peer CA, the messenger's front
+// CA, which what names): exactly one PEM certificate, a CA that signs
+// certificates. A bundle is refused: every certificate in it would issue
+// peers (or front clients).
+func parseCA(b []byte, what string) (*x509.Certificate, error) {
 	var certs []*x509.Certificate
 	for {
 		var blk *pem.Block
@@ -130,7 +131,7 @@ func parsePeerCA(b []byte) (*x509.Certificate, error) {
 	}
 	switch {
 	case len(certs) != 1:
-		return nil, fmt.Errorf("%d certificates: want exactly the realm's peer CA (cofferd peer ca), not a bundle", len(certs))
+		return nil, fmt.Errorf("%d certificates: want exactly %s, not a bundle", len(certs), what)
 	case !certs[0].BasicConstraintsValid || !certs[0].IsCA || certs[0].KeyUsage&x509.KeyUsageCertSign == 0:
 		return nil, errors.New("not a CA certificate (basic constraints CA and key usage cert sign)")
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
+	"github.com/cofferhsm/coffer/applet/vault/vaulttest/testclient"
 	"github.com/cofferhsm/coffer/host/state"
 	"github.com/cofferhsm/coffer/protocol"
 )
@@ -196,18 +197,7 @@ func TestForwardedLogin(t *testing.T) {
 	h2 := r.addHost("h2", Config{}, newStub("stub2"))
 	accts, tokens := r.account("soft1", "alice")
 	alice := userClient(t, h2.api.URL, tokens["alice"], accts["alice"], pub)
-	key := bytes.Repeat([]byte{0x4b}, 32)
-	if _, err := alice.Register(context.Background(), []byte("correct horse"), key, 3); err != nil {
-		t.Fatal("register through h2:", err)
-	}
-	s, _, err := alice.Login(context.Background(), []byte("correct horse"))
-	if err != nil {
-		t.Fatal("login through h2:", err)
-	}
-	got, _, err := s.Release(context.Background())
-	if err != nil || !bytes.Equal(got, key) {
-		t.Fatalf("release through h2: %v", err)
-	}
+	registerLoginRelease(t, alice, "h2")
 	resp, b := get(t, h2.api.URL+"/v1/account", tokens["alice"])
 	var info AccountInfo
 	if resp.StatusCode != 200 || json.Unmarshal(b, &info) != nil || info.Device != "soft1" || info.UserID != hex.EncodeToString(accts["alice"].UserID) {
@@ -215,6 +205,24 @@ func TestForwardedLogin(t *testing.T) {
 	}
 	if n := testutilCounter(t, h2.srv, "cofferd_forwarded_requests_total", map[string]string{"peer": "h1", "code": "200"}); n < 5 {
 		t.Fatalf("forwarded to h1: %v", n)
+	}
+}
+
+// registerLoginRelease registers a user with a key, logs in and checks that
+// the key comes back (through where, for the messages).
+func registerLoginRelease(t *testing.T, user *testclient.Client, where string) {
+	t.Helper()
+	key := bytes.Repeat([]byte{0x4b}, 32)
+	if _, err := user.Register(context.Background(), []byte("correct horse"), key, 3); err != nil {
+		t.Fatalf("register through %s: %v", where, err)
+	}
+	s, _, err := user.Login(context.Background(), []byte("correct horse"))
+	if err != nil {
+		t.Fatalf("login through %s: %v", where, err)
+	}
+	got, _, err := s.Release(context.Background())
+	if err != nil || !bytes.Equal(got, key) {
+		t.Fatalf("release through %s: %v", where, err)
 	}
 }
 

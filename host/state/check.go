@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -12,9 +13,31 @@ var (
 	deviceNameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$`)
 )
 
-// CheckAccount checks what every store checks before it stores an account.
+// FrontPrefix starts the name of every account of a user whom the
+// messenger's backend names on cofferd's front listener (host/front.go):
+// the user id ID is the account FrontPrefix+ID. Token accounts may not take
+// such a name (cofferd account add, the accounts-file import refuse it), so
+// that a fronted user and a token account are never the same account.
+const FrontPrefix = "f."
+
+// IsFrontName reports whether name is in the fronted users' namespace.
+func IsFrontName(name string) bool { return strings.HasPrefix(name, FrontPrefix) }
+
+// CheckFrontUser checks a user id the messenger's backend names: the rule
+// of account names, 1 to 64 of A-Z a-z 0-9 . _ @ + -, starting with a
+// letter or digit.
+func CheckFrontUser(id string) error {
+	if !accountNameRE.MatchString(id) {
+		return fmt.Errorf("front user id: use 1 to 64 of A-Z a-z 0-9 . _ @ + -, starting with a letter or digit")
+	}
+	return nil
+}
+
+// CheckAccount checks what every store checks before it stores an account:
+// a name of 1 to 64 of A-Z a-z 0-9 . _ @ + -, starting with a letter or
+// digit, or FrontPrefix and a fronted user id (CheckFrontUser; 66 at most).
 func CheckAccount(a Account) error {
-	if !accountNameRE.MatchString(a.Name) {
+	if !accountNameRE.MatchString(a.Name) && !(IsFrontName(a.Name) && CheckFrontUser(a.Name[len(FrontPrefix):]) == nil) {
 		return fmt.Errorf("account name %q: use 1 to 64 of A-Z a-z 0-9 . _ @ + -, starting with a letter or digit", a.Name)
 	}
 	if len(a.UserID) < 1 || len(a.UserID) > 64 {

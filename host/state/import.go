@@ -63,6 +63,8 @@ func parseAccountsJSON(b []byte, path string) ([]Account, error) {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		switch {
+		case IsFrontName(j.Name):
+			return nil, fmt.Errorf("%s: account %q: names starting %q are the fronted users' (host/OPERATIONS.md, \"Fronted by the messenger\"); rename it first", path, j.Name, FrontPrefix)
 		case len(j.TokenSHA256) != sha256.Size:
 			return nil, fmt.Errorf("%s: account %q: token hash of %d bytes", path, j.Name, len(j.TokenSHA256))
 		case seenName[j.Name]:

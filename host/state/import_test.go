@@ -14,6 +14,7 @@ func FuzzParseAccountsJSON(f *testing.F) {
 	f.Add([]byte(`{"version":1,"accounts":[{"name":"alice","user_id":"00ff","device":"vault-1","token_sha256":"` + tok + `","created":"2026-01-02T03:04:05Z"}]}`))
 	f.Add([]byte(`{"version":1,"accounts":[{"name":"a","user_id":"01","token_sha256":"` + tok + `"},{"name":"b","user_id":"02","token_sha256":"` + tok + `"}]}`))
 	f.Add([]byte(`{"version":2}`))
+	f.Add([]byte(`{"version":1,"accounts":[{"name":"f.bob","user_id":"01","token_sha256":"` + tok + `"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		accounts, err := parseAccountsJSON(b, "fuzz")
 		if err != nil {
@@ -23,6 +24,9 @@ func FuzzParseAccountsJSON(f *testing.F) {
 		for _, a := range accounts {
 			if err := CheckAccount(a); err != nil {
 				t.Fatalf("accepted %+v: %v", a, err)
+			}
+			if IsFrontName(a.Name) {
+				t.Fatalf("accepted the token account %q in the fronted namespace", a.Name)
 			}
 			if names[a.Name] || users[string(a.UserID)] || tokens[a.TokenSHA256] {
 				t.Fatalf("accepted %q twice", a.Name)

@@ -187,6 +187,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	peerCert := fs.String("peer-cert", "", "this host's certificate from the realm's peer CA (cofferd peer cert)")
 	peerKey := fs.String("peer-key", "", "its private key")
 	peerCA := fs.String("peer-ca", "", "the realm's peer CA certificate (exactly one, a CA)")
+	frontListen := fs.String("front-listen", "", "address of the front listener, where the messenger's backend calls on its users' behalf, naming each in Coffer-Front-User (mutual TLS; host/OPERATIONS.md, \"Fronted by the messenger\") (default: none)")
+	frontCA := fs.String("front-ca", "", "the messenger's private CA certificate (exactly one, a CA): the front listener serves only clients with a certificate from it")
+	frontCert := fs.String("front-cert", "", "the front listener's server certificate (PEM), one the messenger's backend trusts")
+	frontKey := fs.String("front-key", "", "its private key (PEM)")
 	peerInFlight := fs.Int("peer-inflight", host.DefaultPeerInFlight, "forwards in flight to each peer host; more are answered 503 at once")
 	rollbacksPath := fs.String("rollbacks", "", "file of the operator's rollback declarations, served under /v1/rollbacks (cofferd vault declare-rollback) (default: cofferd-rollbacks.json beside a sqlite: -db, else in the working folder)")
 	realmsDir := fs.String("realms", "", "folder of the accounts' realm manifests and resume blobs (public or sealed; created, locked while cofferd runs) (default: cofferd-realms beside a sqlite: -db, else in the working folder)")
@@ -282,6 +286,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if *peerInFlight <= 0 {
 		return errors.New("-peer-inflight must be positive")
 	}
+	var frontTLS *tls.Config
+	if *frontListen != "" || *frontCA != "" || *frontCert != "" || *frontKey != "" {
+		if *frontListen == "" || *frontCA == "" || *frontCert == "" || *frontKey == "" {
+			return errors.New("-front-listen, -front-ca, -front-cert and -front-key go together")
+		}
+		if frontTLS, err = host.LoadFrontTLS(*frontCert, *frontKey, *frontCA); err != nil {
+			return fmt.Errorf("-front-cert/-front-key/-front-ca: %w", err)
+		}
+	}
 	var peerCfg host.PeerConfig
 	if *peerCert != "" || *peerKey != "" || *peerCA != "" {
 		if *peerCert == "" || *peerKey == "" || *peerCA == "" {
@@ -327,7 +340,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		// under `make run`.
 		*realmsDir = filepath.Join(dir, "cofferd-realms")
 	}
-	log.Info("starting cofferd", "listen", *listen, "host", *hostName, "db", redactDSN(*dsn), "devices", len(specs), "realms", *realmsDir, "peer_listen", *peerListen, "peer_url", peerCfg.URL)
+	log.Info("starting cofferd", "listen", *listen, "host", *hostName, "db", redactDSN(*dsn), "devices", len(specs), "realms", *realmsDir, "peer_listen", *peerListen, "peer_url", peerCfg.URL, "front_listen", *frontListen)
 	realms, err := host.OpenRealmStore(*realmsDir)
 	if err != nil {
 		return fmt.Errorf("-realms: %w", err)
@@ -395,6 +408,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		pln = srv.Listener(pln, peerTLS)
 		log.Info("peer listener", "addr", pln.Addr().String(), "url", peerCfg.URL)
 	}
+	var fln net.Listener
+	if frontTLS != nil {
+		if fln, err = net.Listen("tcp", *frontListen); err != nil {
+			ln.Close()
+			if mln != nil {
+				mln.Close()
+			}
+			return fmt.Errorf("-front-listen: %w", err)
+		}
+		fln = srv.Listener(fln, frontTLS)
+		log.Info("front listener: the messenger's backend names its users (mutual TLS)", "addr", fln.Addr().String())
+	}
 	if ready != nil {
 		var maddr net.Addr
 		if mln != nil {
@@ -411,21 +436,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	ctx, stopServing := context.WithCancel(ctx)
 	defer stopServing()
-	errc := make(chan error, 3)
-	api := srv.Handler()
+	errc := make(chan error, 4)
+	api, frontAPI := srv.Handler(), srv.FrontHandler()
 	if mln != nil {
-		// Metrics only on their own address; health on both (for load
+		// Metrics only on their own address; health on all (for load
 		// balancers in front of the API).
-		h := api
-		api = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == "/metrics" {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusNotFound)
-				io.WriteString(w, `{"error":"metrics are served on the metrics address"}`+"\n")
-				return
-			}
-			h.ServeHTTP(w, r)
-		})
+		api, frontAPI = withoutMetrics(api), withoutMetrics(frontAPI)
 	}
 	go func() { errc <- host.ServeGracefully(ctx, srv.HTTPServer(api), ln, srv.ShutdownGrace()) }()
 	if mln != nil {
@@ -439,6 +455,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if pln != nil {
 		go func() { errc <- host.ServeGracefully(ctx, srv.HTTPServer(srv.PeerHandler()), pln, srv.ShutdownGrace()) }()
 	}
+	if fln != nil {
+		go func() {
+			errc <- host.ServeGracefully(ctx, srv.HTTPServer(frontAPI), fln, srv.ShutdownGrace())
+		}()
+	}
 	var refused error
 	select {
 	case err = <-errc:
@@ -451,7 +472,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if ctx.Err() != nil {
 		log.Info("shutting down: stopped accepting, finished requests in flight")
 	}
-	for _, extra := range []net.Listener{mln, pln} {
+	for _, extra := range []net.Listener{mln, pln, fln} {
 		if extra == nil {
 			continue
 		}
@@ -466,6 +487,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return refused
 	}
 	return err
+}
+
+// withoutMetrics answers /metrics 404: they are on -metrics-listen.
+func withoutMetrics(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"error":"metrics are served on the metrics address"}`+"\n")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // declareRollbackUsage is `cofferd vault declare-rollback --help`.

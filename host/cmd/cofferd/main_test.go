@@ -322,14 +322,7 @@ func TestCommandRealm(t *testing.T) {
 	dir := t.TempDir()
 	db := "sqlite:" + filepath.Join(dir, "state.db")
 	ctx := context.Background()
-	cmd := func(args ...string) string {
-		t.Helper()
-		var out bytes.Buffer
-		if err := run(ctx, args, env(nil), &out, io.Discard, nil); err != nil {
-			t.Fatalf("cofferd %s: %v", strings.Join(args, " "), err)
-		}
-		return out.String()
-	}
+	cmd := commands(t)
 	cmd("peer", "ca", "-out", filepath.Join(dir, "ca"))
 	if err := run(ctx, []string{"peer", "ca", "-out", filepath.Join(dir, "ca")}, env(nil), io.Discard, io.Discard, nil); err == nil {
 		t.Fatal("peer ca overwrote a CA")
@@ -461,6 +454,19 @@ func TestCommandRealm(t *testing.T) {
 		code, b := identityAt(api1)
 		return code == http.StatusServiceUnavailable && strings.Contains(string(b), "host removed")
 	})
+}
+
+// commands returns a runner of cofferd commands that must succeed, which
+// returns their output.
+func commands(t *testing.T) func(args ...string) string {
+	return func(args ...string) string {
+		t.Helper()
+		var out bytes.Buffer
+		if err := run(context.Background(), args, env(nil), &out, io.Discard, nil); err != nil {
+			t.Fatalf("cofferd %s: %v", strings.Join(args, " "), err)
+		}
+		return out.String()
+	}
 }
 
 // A plain http:// -peer-url would send accounts' requests in the clear

@@ -112,7 +112,7 @@ func (c *subcommand) run(ctx context.Context, args []string, getenv func(string)
 
 // accountUsage are the account commands' usage lines, by command.
 var accountUsage = map[string]string{
-	"add":     "usage: cofferd account add [-db DSN] [-device NAME] NAME\n\nMakes an account and prints its bearer token, once. It is placed on a device at its first request (or on -device NAME now).\n",
+	"add":     "usage: cofferd account add [-db DSN] [-device NAME] NAME\n\nMakes an account and prints its bearer token, once. It is placed on a device at its first request (or on -device NAME now).\nNames starting f. are the users a messenger names on the front listener (-front-listen): refused here.\n",
 	"list":    "usage: cofferd account list [-db DSN]\n\nLists the accounts, with their devices (- for none yet).\n",
 	"remove":  "usage: cofferd account remove [-db DSN] NAME\n\nRemoves an account; its vault record stays (only its owner can delete it). Hosts stop accepting its token within a second.\n",
 	"unplace": "usage: cofferd account unplace [-db DSN] NAME\n\nTakes an account off its device, to move it: its next request places it on another device, where its user re-registers or repairs it through their realms.\n",
