@@ -375,7 +375,7 @@ type peerState struct {
 
 	lastErr  string // class of the last forward's failure, "" when it got an answer
 	failedAt time.Time
-	failures int    // consecutive forwards without an answer
+	failures int // consecutive forwards without an answer
 	openTill time.Time
 	probing  bool // the half-open breaker's one probe is out
 }

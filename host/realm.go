@@ -86,7 +86,7 @@ func (c *ttlCache[K, V]) update(k K, fn func(*V)) {
 type realmCache struct {
 	byToken *ttlCache[[sha256.Size]byte, Account]
 	unknown *ttlCache[[sha256.Size]byte, struct{}] // tokens the store did not know
-	byName  *ttlCache[string, Account] // for requests forwarded by peers
+	byName  *ttlCache[string, Account]             // for requests forwarded by peers
 	devices *ttlCache[string, state.Device]
 
 	mu      sync.Mutex

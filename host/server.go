@@ -87,11 +87,11 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:      cfg,
 		instance: hex.EncodeToString(inst[:]),
-		log:     cfg.Log,
-		byName:  map[string]*deviceQueue{},
-		cache:   newRealmCache(),
-		refused: make(chan error, 1),
-		events:  newEventLog(cfg.Log, cfg.Now),
+		log:      cfg.Log,
+		byName:   map[string]*deviceQueue{},
+		cache:    newRealmCache(),
+		refused:  make(chan error, 1),
+		events:   newEventLog(cfg.Log, cfg.Now),
 	}
 	for _, d := range cfg.Devices {
 		if _, dup := s.byName[d.Name()]; dup {
