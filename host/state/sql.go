@@ -175,8 +175,13 @@ func (s *sqlStore) RemoveAccount(ctx context.Context, name string) error {
 	})
 }
 
+// accountByTokenQuery is route lookup; SQLite runs it through the
+// covering index accounts_token_cover (sqliteQuery), PostgreSQL as an
+// index-only scan of it (migrations 0003).
+const accountByTokenQuery = `SELECT ` + accountCols + ` FROM accounts WHERE token_sha256 = $1`
+
 func (s *sqlStore) AccountByToken(ctx context.Context, sum [sha256.Size]byte) (Account, error) {
-	a, err := scanAccount(s.d.read().queryRow(ctx, `SELECT `+accountCols+` FROM accounts WHERE token_sha256 = $1`, sum[:]))
+	a, err := scanAccount(s.d.read().queryRow(ctx, accountByTokenQuery, sum[:]))
 	if err != nil {
 		return Account{}, notFound(err, "token")
 	}
