@@ -90,7 +90,10 @@ func openSQLite(ctx context.Context, path string) (*SQLite, error) {
 	// FULL: a commit is on disk when it returns (placements above all:
 	// one lost would let an account be placed, and registered, twice);
 	// writeLazy relaxes it for rate-limit buckets only.
-	wq["_pragma"] = append([]string{"journal_mode(WAL)", "synchronous(FULL)"}, common["_pragma"]...)
+	// busy_timeout first: switching to WAL takes a lock that another
+	// process opening the same file at once may hold, and only a timeout
+	// already set makes the switch wait for it rather than fail busy.
+	wq["_pragma"] = append(append([]string{}, common["_pragma"]...), "journal_mode(WAL)", "synchronous(FULL)")
 	w, err := sql.Open("sqlite", path+"?"+wq.Encode())
 	if err != nil {
 		return nil, err
