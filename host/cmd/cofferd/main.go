@@ -77,7 +77,7 @@ const usage = `usage: cofferd [serve] [flags]                             run th
        cofferd account unplace [-db DSN] NAME              take an account off its device (it is placed again at its next request)
        cofferd device list     [-db DSN] [-json]           the realm's devices: host, state, accounts, capacity, health
        cofferd device drain|activate|retire [-db DSN] NAME no new accounts | new accounts again | out of service for good
-       cofferd device limits   [-db DSN] -capacity N -anchor-budget N NAME
+       cofferd device limits   [-db DSN] [-capacity N] [-anchor-budget N] NAME
        cofferd host list       [-db DSN]                   the realm's hosts: peer URL, heartbeat, certificate key, removed
        cofferd host remove     [-db DSN] [-force] NAME     revoke a host's peer certificate; its devices serve nobody
        cofferd peer ca   -out DIR                          the realm's peer CA (ca.crt, ca.key)

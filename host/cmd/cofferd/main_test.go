@@ -18,6 +18,7 @@ import (
 
 	"github.com/cofferhsm/coffer/applet/softvault/softvaulttest"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
+	"github.com/cofferhsm/coffer/host/state"
 	"github.com/cofferhsm/coffer/internal/testcert"
 	"github.com/cofferhsm/coffer/protocol"
 )
@@ -512,4 +513,41 @@ func migrated(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return db
+}
+
+// device limits sets only the limits it is given: setting the capacity
+// keeps the anchor budget, and the reverse.
+func TestDeviceLimitsKeepsTheOther(t *testing.T) {
+	ctx := context.Background()
+	db := "sqlite:" + filepath.Join(t.TempDir(), "state.db")
+	cmd := commands(t)
+	cmd("migrate", "-db", db)
+	st, err := state.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.RegisterDevice(ctx, "vault0", "h1"); err != nil {
+		t.Fatal(err)
+	}
+	limits := func() (uint64, uint64) {
+		t.Helper()
+		d, err := st.Device(ctx, "vault0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Capacity, d.AnchorBudget
+	}
+	cmd("device", "limits", "-db", db, "-capacity", "5", "-anchor-budget", "1000", "vault0")
+	cmd("device", "limits", "-db", db, "-capacity", "7", "vault0")
+	if c, b := limits(); c != 7 || b != 1000 {
+		t.Fatalf("after -capacity 7: capacity %d, anchor budget %d; want 7, 1000", c, b)
+	}
+	cmd("device", "limits", "-db", db, "-anchor-budget", "2000", "vault0")
+	if c, b := limits(); c != 7 || b != 2000 {
+		t.Fatalf("after -anchor-budget 2000: capacity %d, anchor budget %d; want 7, 2000", c, b)
+	}
+	if err := run(ctx, []string{"device", "limits", "-db", db, "vault0"}, env(nil), io.Discard, io.Discard, nil); err == nil {
+		t.Fatal("device limits with no limit given succeeded")
+	}
 }

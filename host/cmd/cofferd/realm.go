@@ -219,7 +219,7 @@ var deviceUsage = map[string]string{
 	"drain":    "usage: cofferd device drain [-db DSN] NAME\n\nThe device takes no new accounts; those on it are served as before.\n",
 	"activate": "usage: cofferd device activate [-db DSN] NAME\n\nThe device takes new accounts again (not a retired one).\n",
 	"retire":   "usage: cofferd device retire [-db DSN] NAME\n\nTakes the device out of the realm for good. Refused while accounts are placed on it: drain it, move each (cofferd account unplace NAME: its user re-registers or repairs through their realms), then retire.\n",
-	"limits":   "usage: cofferd device limits [-db DSN] -capacity N -anchor-budget N NAME\n\nSets how many accounts the device may hold (0: 20 million) and how many anchor writes it may reach (0: no budget).\n",
+	"limits":   "usage: cofferd device limits [-db DSN] [-capacity N] [-anchor-budget N] NAME\n\nSets how many accounts the device may hold (0: 20 million) and how many anchor writes it may reach (0: no budget); a limit not given keeps its value.\n",
 }
 
 func device(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -266,6 +266,22 @@ func device(ctx context.Context, args []string, getenv func(string) string, stdo
 		capacity := c.fs.Uint64("capacity", 0, "accounts the device may hold (0: the default, 20 million)")
 		budget := c.fs.Uint64("anchor-budget", 0, "anchor writes (RPMB wear) the device may reach before it takes no new account (0: no budget)")
 		return c.run(ctx, args[1:], getenv, stdout, 1, func(st state.Store, pos []string) error {
+			// A limit not given keeps its value.
+			set := map[string]bool{}
+			c.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+			if !set["capacity"] && !set["anchor-budget"] {
+				return fmt.Errorf("give -capacity, -anchor-budget or both; %w", errUsage)
+			}
+			d, err := st.Device(ctx, pos[0])
+			if err != nil {
+				return err
+			}
+			if !set["capacity"] {
+				*capacity = d.Capacity
+			}
+			if !set["anchor-budget"] {
+				*budget = d.AnchorBudget
+			}
 			if err := st.SetDeviceLimits(ctx, pos[0], *capacity, *budget); err != nil {
 				return err
 			}
