@@ -542,8 +542,8 @@ func vault(args []string, getenv func(string) string, stdout io.Writer) error {
 	if *path == "" {
 		// No default: run from another folder than the daemon's, the
 		// declaration would go to a file the daemon never serves.
-		if !strings.HasPrefix(*dsn, "sqlite:") {
-			return fmt.Errorf("cofferd vault declare-rollback needs -rollbacks FILE, or -db sqlite:PATH (or COFFERD_DB) beside which the daemon keeps it; %w", errUsage)
+		if kind, _, err := state.ParseDSN(*dsn); err != nil || kind != "sqlite" {
+			return fmt.Errorf("cofferd vault declare-rollback needs -rollbacks FILE, or -db sqlite:PATH or PATH.db (or COFFERD_DB) beside which the daemon keeps it; %w", errUsage)
 		}
 		*path = host.DefaultRollbacksPath(filepath.Join(stateDir(*dsn), "cofferd.db"))
 	}

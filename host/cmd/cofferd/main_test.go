@@ -18,6 +18,7 @@ import (
 
 	"github.com/cofferhsm/coffer/applet/softvault/softvaulttest"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
+	"github.com/cofferhsm/coffer/host"
 	"github.com/cofferhsm/coffer/host/state"
 	"github.com/cofferhsm/coffer/internal/testcert"
 	"github.com/cofferhsm/coffer/protocol"
@@ -549,5 +550,26 @@ func TestDeviceLimitsKeepsTheOther(t *testing.T) {
 	}
 	if err := run(ctx, []string{"device", "limits", "-db", db, "vault0"}, env(nil), io.Discard, io.Discard, nil); err == nil {
 		t.Fatal("device limits with no limit given succeeded")
+	}
+}
+
+// A bare PATH.db is a SQLite -db (state.ParseDSN) like sqlite:PATH: the
+// daemon's files and declare-rollback's default go beside it, not to the
+// working folder.
+func TestBareSQLitePath(t *testing.T) {
+	dir := t.TempDir()
+	for dsn, want := range map[string]string{
+		filepath.Join(dir, "state.db"):             dir,
+		"sqlite:" + filepath.Join(dir, "state.db"): dir,
+		"postgres://h/db":                          ".",
+		"memory:":                                  ".",
+	} {
+		if got := stateDir(dsn); got != want {
+			t.Errorf("stateDir(%q) = %q, want %q", dsn, got, want)
+		}
+	}
+	commands(t)("vault", "declare-rollback", "-db", filepath.Join(dir, "state.db"), "-reason", "restored from last night's copy")
+	if _, err := os.Stat(host.DefaultRollbacksPath(filepath.Join(dir, "state.db"))); err != nil {
+		t.Fatalf("declaration not beside the bare -db: %v", err)
 	}
 }

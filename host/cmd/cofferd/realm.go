@@ -27,7 +27,7 @@ const defaultDSN = "sqlite:cofferd.db"
 // keeps its other files (realm items, rollback declarations) by default;
 // the working folder for any other store.
 func stateDir(dsn string) string {
-	if p, ok := strings.CutPrefix(dsn, "sqlite:"); ok {
+	if kind, p, err := state.ParseDSN(dsn); err == nil && kind == "sqlite" {
 		p, _, _ = strings.Cut(p, "?")
 		return filepath.Dir(p)
 	}
