@@ -852,3 +852,22 @@ func TestRealmOfThreeHostsAndSixVaults(t *testing.T) {
 		}
 	}
 }
+
+// A removed host that still runs places no new account on its own devices,
+// which would leave the account on a device that answers only 503 "host
+// removed": it places them on another host's.
+func TestRemovedHostPlacesNothingOnItsOwnDevices(t *testing.T) {
+	r := newTestRealm(t)
+	ctx := context.Background()
+	h1 := r.addHost("h1", Config{}, newStub("a"))
+	r.addHost("h2", Config{}, newStub("b"))
+	if err := r.st.RemoveHost(ctx, "h1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(registryCacheTTL)
+	_, tokens := r.account("", "newcomer")
+	identityAt(t, h1, tokens["newcomer"]) // h2 refuses the removed h1's forward: only the placement counts
+	if a, err := r.st.AccountByName(ctx, "newcomer"); err != nil || a.Device != "b" {
+		t.Fatalf("newcomer at the removed h1 placed on %q (%v), want b", a.Device, err)
+	}
+}
