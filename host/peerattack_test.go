@@ -475,3 +475,54 @@ func TestUnknownTokenIsNotLookedUpEachTime(t *testing.T) {
 		t.Fatalf("20 requests with one unknown token: %d store lookups", n)
 	}
 }
+
+// A client that hangs up while its request waits on a peer says nothing of
+// the peer: it does not count as the peer's answer, so clients that give up
+// on a hung peer do not keep it shown reachable (nor its breaker shut).
+func TestClientHangingUpIsNoWordOnThePeer(t *testing.T) {
+	r := newTestRealm(t)
+	h1 := r.addHost("h1", Config{Timeout: 100 * time.Millisecond}, newStub("a"))
+	release := make(chan struct{})
+	hole := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		io.Copy(io.Discard, req.Body)
+		select {
+		case <-release:
+		case <-req.Context().Done():
+		}
+	}))
+	c2 := r.cert("h2")
+	tc, err := PeerConfig{Cert: &c2, CA: r.pool}.PeerServerTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hole.TLS = tc
+	hole.Config.ErrorLog = log.New(io.Discard, "", 0)
+	hole.StartTLS()
+	t.Cleanup(func() { close(release); hole.CloseClientConnections(); hole.Close() })
+	r.fakePeer("h2", hole.URL, "b", c2)
+	_, tokens := r.account("b", "bob")
+	ident := identityBody(t)
+
+	// One forward waits out the peer: it is unreachable (timeout).
+	if _, err := post(context.Background(), http.DefaultClient, h1.api.URL, tokens["bob"], ident); statusOf(err) != http.StatusServiceUnavailable {
+		t.Fatalf("forward to a hung peer: %v", err)
+	}
+	if p := h1.srv.Health().Peers["h2"]; p.Reachable {
+		t.Fatalf("hung h2 shown reachable after a timeout: %+v", p)
+	}
+	// Clients that give up sooner leave it so.
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		_, err := post(ctx, http.DefaultClient, h1.api.URL, tokens["bob"], ident)
+		cancel()
+		if err == nil {
+			t.Fatal("a hung peer answered")
+		}
+	}
+	waitFor(t, "the abandoned forwards released", func() bool {
+		return testutilCounter(t, h1.srv, "cofferd_requests_total", map[string]string{"code": "499"}) >= 3
+	})
+	if p := h1.srv.Health().Peers["h2"]; p.Reachable {
+		t.Fatalf("hung h2 shown reachable after clients hung up on it: %+v", p)
+	}
+}
