@@ -361,7 +361,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	var peerTLS *tls.Config
 	if *peerListen != "" {
 		if peerTLS, err = peerCfg.PeerServerTLS(); err == nil {
-			pln, err = net.Listen("tcp", *peerListen)
+			pln, err = listenTCP("tcp", *peerListen)
 		}
 		if err != nil {
 			return fmt.Errorf("-peer-listen: %w", err)
@@ -391,14 +391,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		log.Info("stopped")
 	}()
 
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := listenTCP("tcp", *listen)
 	if err != nil {
 		return err
 	}
 	ln = srv.Listener(ln, tlsConfig) // -max-conns, then TLS
 	var mln net.Listener
 	if *metricsListen != "" {
-		if mln, err = net.Listen("tcp", *metricsListen); err != nil {
+		if mln, err = listenTCP("tcp", *metricsListen); err != nil {
 			ln.Close()
 			return err
 		}
@@ -410,7 +410,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	var fln net.Listener
 	if frontTLS != nil {
-		if fln, err = net.Listen("tcp", *frontListen); err != nil {
+		if fln, err = listenTCP("tcp", *frontListen); err != nil {
 			ln.Close()
 			if mln != nil {
 				mln.Close()
@@ -472,6 +472,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if ctx.Err() != nil {
 		log.Info("shutting down: stopped accepting, finished requests in flight")
 	}
+	// One server stopped (a signal, or its listener failed): stop the
+	// others, whose errors the loop below waits for.
+	stopServing()
 	for _, extra := range []net.Listener{mln, pln, fln} {
 		if extra == nil {
 			continue
@@ -488,6 +491,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	return err
 }
+
+// listenTCP opens the daemon's listeners (a variable for tests).
+var listenTCP = net.Listen
 
 // withoutMetrics answers /metrics 404: they are on -metrics-listen.
 func withoutMetrics(h http.Handler) http.Handler {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -571,5 +572,62 @@ func TestBareSQLitePath(t *testing.T) {
 	commands(t)("vault", "declare-rollback", "-db", filepath.Join(dir, "state.db"), "-reason", "restored from last night's copy")
 	if _, err := os.Stat(host.DefaultRollbacksPath(filepath.Join(dir, "state.db"))); err != nil {
 		t.Fatalf("declaration not beside the bare -db: %v", err)
+	}
+}
+
+// brokenListener is a listener whose Accept fails for good once broken is
+// closed.
+type brokenListener struct {
+	net.Listener
+	broken chan struct{}
+}
+
+func (l brokenListener) Accept() (net.Conn, error) {
+	<-l.broken
+	return nil, errors.New("listener broken")
+}
+
+// When one of the daemon's servers stops with an error (here its metrics
+// listener fails), the daemon stops the others and exits with that error,
+// instead of waiting for them for ever.
+func TestServeStopsWhenOneListenerFails(t *testing.T) {
+	dir := t.TempDir()
+	db := "sqlite:" + filepath.Join(dir, "state.db")
+	commands(t)("migrate", "-db", db)
+	broken := make(chan struct{})
+	var calls int
+	old := listenTCP
+	t.Cleanup(func() { listenTCP = old })
+	listenTCP = func(network, addr string) (net.Listener, error) {
+		ln, err := old(network, addr)
+		if calls++; calls == 2 && err == nil { // the API's, then the metrics'
+			ln = brokenListener{ln, broken}
+		}
+		return ln, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	var logs syncbuf.Buffer
+	go func() {
+		done <- run(ctx, []string{"-db", db, "-host", "h1", "-listen", "127.0.0.1:0", "-metrics-listen", "127.0.0.1:0", "-allow-insecure-vault",
+			"-vault", "vault0=unix:" + softVault(t, dir), "-realms", filepath.Join(dir, "realms"), "-rollbacks", filepath.Join(dir, "rollbacks.json")},
+			env(nil), io.Discard, &logs, func(_, _ net.Addr) { ready <- struct{}{} })
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("exited: %v\n%s", err, logs.String())
+	}
+	close(broken)
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "listener broken") {
+			t.Fatalf("exited with %v, want the listener's error", err)
+		}
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("the daemon still serves 10 s after its metrics listener failed")
 	}
 }
