@@ -376,6 +376,9 @@ func (s *Server) register(ctx context.Context) error {
 	for _, q := range s.devices {
 		name := q.dev.Name()
 		if err := s.cfg.Store.RegisterDevice(ctx, name, s.cfg.HostName); err != nil {
+			// This process will not run: clear its heartbeat, as a clean
+			// stop does, so that the next start is not refused as held by it.
+			s.signOff()
 			if errors.Is(err, state.ErrExists) {
 				return fmt.Errorf("device %s: %w; device names are unique across the realm: rename it in -vault (NAME=unix:…) or run this cofferd with the -host it was registered under", name, err)
 			}

@@ -662,6 +662,13 @@ func TestDeviceNameTakenByAnotherHost(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `"h1"`) || !strings.Contains(err.Error(), "unique across the realm") {
 		t.Fatalf("a second host with device a: %v", err)
 	}
+	// The failed start signed off: h2 starts again at once with its device
+	// renamed, not refused as held by another running cofferd.
+	s, err := New(Config{Devices: []Device{newStub("b")}, Store: r.st, HostName: "h2", Log: quiet, PollInterval: -1})
+	if err != nil {
+		t.Fatalf("h2 started again with device b: %v", err)
+	}
+	s.Close()
 }
 
 // FuzzPeerHandler plays a peer of the realm's CA (its certificate verified,
