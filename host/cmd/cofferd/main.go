@@ -3,7 +3,7 @@
 // cannot read. It is not trusted; see host/OPERATIONS.md.
 //
 //	cofferd [serve] [flags]                          run the daemon
-//	cofferd migrate [-db DSN] [-import-accounts FILE] create or upgrade the state database
+//	cofferd migrate [-db DSN] [-import-accounts FILE -host NAME [-default-device NAME]] create or upgrade the state database
 //	cofferd account add|list|remove|unplace [-db DSN] …
 //	cofferd device list|drain|activate|retire|limits [-db DSN] …
 //	cofferd host list|remove [-db DSN] …
@@ -70,7 +70,8 @@ var errHelpShown = errors.New("help shown")
 
 // usage is the top of `cofferd --help`; the flags of the command follow.
 const usage = `usage: cofferd [serve] [flags]                             run the daemon
-       cofferd migrate [-db DSN] [-import-accounts FILE]   create or upgrade the state database; import a JSON accounts file
+       cofferd migrate [-db DSN] [-import-accounts FILE -host NAME [-default-device NAME]]
+                                                           create or upgrade the state database; import a JSON accounts file
        cofferd account add     [-db DSN] [-device NAME] NAME  a new account; prints its bearer token once
        cofferd account list    [-db DSN]                   the accounts
        cofferd account remove  [-db DSN] NAME              remove an account (its vault record stays)

@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -629,5 +631,43 @@ func TestServeStopsWhenOneListenerFails(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		cancel()
 		t.Fatal("the daemon still serves 10 s after its metrics listener failed")
+	}
+}
+
+// An accounts file of cofferd before its state database imports before any
+// host ran: the devices it names, and the default device, are registered
+// under -host, and accounts on no device go to the default device (where
+// the old cofferd served them: its first device, vault0 by default).
+func TestMigrateImportsAccountsFile(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db := "sqlite:" + filepath.Join(dir, "state.db")
+	file := filepath.Join(dir, "accounts.json")
+	tokA, tokB := sha256.Sum256([]byte("a")), sha256.Sum256([]byte("b"))
+	if err := os.WriteFile(file, []byte(fmt.Sprintf(`{"version":1,"accounts":[
+		{"name":"alice","user_id":"aa","device":"vault0","token_sha256":"%x","created":"2026-01-02T03:04:05Z"},
+		{"name":"bob","user_id":"bb","token_sha256":"%x","created":"2026-01-03T00:00:00Z"}]}`, tokA, tokB)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := commands(t)("migrate", "-db", db, "-import-accounts", file, "-host", "h1")
+	if !strings.Contains(out, "imported 2 accounts") {
+		t.Fatalf("migrate:\n%s", out)
+	}
+	st, err := state.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, n := range []string{"alice", "bob"} {
+		if a, err := st.AccountByName(ctx, n); err != nil || a.Device != "vault0" {
+			t.Fatalf("%s on %q (%v), want vault0", n, a.Device, err)
+		}
+	}
+	if d, err := st.Device(ctx, "vault0"); err != nil || d.Host != "h1" || d.Accounts != 2 {
+		t.Fatalf("vault0: %+v %v", d, err)
+	}
+	// -host is needed: the devices are registered under it.
+	if err := run(ctx, []string{"migrate", "-db", db, "-import-accounts", file}, env(nil), io.Discard, io.Discard, nil); err == nil {
+		t.Fatal("imported with no -host")
 	}
 }

@@ -374,24 +374,32 @@ func hostCmd(ctx context.Context, args []string, getenv func(string) string, std
 	}
 }
 
-const migrateUsage = `usage: cofferd migrate [-db DSN] [-import-accounts FILE]
+const migrateUsage = `usage: cofferd migrate [-db DSN] [-import-accounts FILE -host NAME [-default-device NAME]]
 
 Creates the state database, or brings its schema up to this cofferd's; run it
 once per realm before starting its hosts, and after each upgrade. With
 -import-accounts, it then imports the accounts of a JSON accounts file (the
--accounts file of cofferd before its state moved to a database).
+-accounts file of cofferd before its state moved to a database): it registers
+the devices the file names, and the default device, under -host (the -host the
+daemon will run with), and places the accounts on no device on the default
+device (vault0 unless -default-device: the old cofferd's first -vault).
 `
 
 func migrate(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("cofferd migrate", flag.ContinueOnError)
 	dsn := dbFlag(fs)
 	importFile := fs.String("import-accounts", "", "a JSON accounts file to import (default: none)")
+	hostName := fs.String("host", "", "with -import-accounts: the -host of the cofferd that serves the file's devices (required)")
+	defaultDevice := fs.String("default-device", "vault0", "with -import-accounts: the device of the accounts on none (the old cofferd's first -vault)")
 	pos, err := parse(fs, args, getenv, stdout, migrateUsage)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 0 {
 		return fmt.Errorf("unexpected %q; %w", pos[0], errUsage)
+	}
+	if *importFile != "" && *hostName == "" {
+		return fmt.Errorf("-import-accounts needs -host NAME, under which it registers the file's devices; %w", errUsage)
 	}
 	from, to, err := state.Migrate(ctx, *dsn)
 	if err != nil {
@@ -410,7 +418,7 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	defer st.Close()
-	n, err := state.ImportAccountsJSON(ctx, st, *importFile)
+	n, err := state.ImportAccountsJSON(ctx, st, *importFile, *hostName, *defaultDevice)
 	if err != nil {
 		return err
 	}
