@@ -182,7 +182,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	listen := fs.String("listen", "127.0.0.1:8420", "HTTP address of the API")
 	metricsListen := fs.String("metrics-listen", "", "separate address for /metrics and /healthz (default: served on -listen too)")
 	dsn := fs.String("db", defaultDSN, "the realm's state database: sqlite:PATH, postgres://… (shared by the realm's hosts) or memory: (tests)")
-	hostName := fs.String("host", "", "this host's name in the realm, unique to this process (its devices are registered under it; its peer certificate names it) (default: the machine's full host name)")
+	hostName := fs.String("host", "", "this host's name in the realm, unique to this process (its devices are registered under it; its peer certificate names it) (default: os.Hostname())")
 	peerListen := fs.String("peer-listen", "", "address of the peer listener, where the realm's other hosts forward requests (mutual TLS) (default: none)")
 	peerURL := fs.String("peer-url", "", "URL the other hosts dial to reach -peer-listen (default: https:// and -peer-listen when it names a host)")
 	peerCert := fs.String("peer-cert", "", "this host's certificate from the realm's peer CA (cofferd peer cert)")
@@ -270,8 +270,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if *hostName, err = os.Hostname(); err != nil {
 			return fmt.Errorf("-host: %w", err)
 		}
-		// The full name: two machines named node1.a and node1.b must not
-		// share a host name (and its device names).
+		// os.Hostname may be the short name: two machines named node1.a
+		// and node1.b would then share a host name (and its device
+		// names), which the registry refuses while both run; OPERATIONS.md
+		// says to set -host.
 		if err := state.CheckHostName(*hostName); err != nil {
 			return fmt.Errorf("this machine's host name does not do as a realm host name (%v): set -host", err)
 		}

@@ -307,7 +307,7 @@ func device(ctx context.Context, args []string, getenv func(string) string, stdo
 // hostUsage are the host commands' usage lines, by command.
 var hostUsage = map[string]string{
 	"list":   "usage: cofferd host list [-db DSN]\n\nThe realm's hosts: peer URL, last heartbeat, peer certificate key (SHA-256 of its public key), whether removed, and its devices' accounts.\n",
-	"remove": "usage: cofferd host remove [-db DSN] [-force] NAME\n\nRemoves a host from the realm: its peer certificate is revoked (the other hosts refuse it within a second), its devices' users get 503 \"host removed\". Refused while its devices hold accounts, unless -force. It comes back only with a new certificate (cofferd peer cert) and a restart.\n",
+	"remove": "usage: cofferd host remove [-db DSN] [-force] NAME\n\nRemoves a host from the realm: its peer certificate is revoked (the other hosts refuse it within a second), its devices' users get 503 \"host removed\". Refused while its devices hold accounts, unless -force. A host with a peer certificate comes back only with a new one (cofferd peer cert) and a restart; a host without one (a realm of one host), with a restart.\n",
 }
 
 func hostCmd(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -368,7 +368,7 @@ func hostCmd(ctx context.Context, args []string, getenv func(string) string, std
 				return err
 			}
 			fmt.Fprintf(stdout, "host %s removed: its peer certificate is refused by every host within a second, its devices serve nobody.\n"+
-				"To bring it back: issue it a new certificate (cofferd peer cert) and restart it with it.\n", pos[0])
+				"To bring it back: if it has a peer certificate, issue it a new one (cofferd peer cert) and restart it with it; if not, restart it.\n", pos[0])
 			return nil
 		})
 	}
