@@ -56,6 +56,35 @@ func (r *testRealm) fakePeer(name, peerURL, dev string, c tls.Certificate) {
 	}
 }
 
+// hungPeer plays a peer host holding device dev that accepts TLS and
+// reads each forwarded request but never answers (until the test ends, or
+// the forward is dropped); it returns the count of forwards it holds.
+func (r *testRealm) hungPeer(name, dev string) *atomic.Int64 {
+	t := r.t
+	t.Helper()
+	release := make(chan struct{})
+	var hanging atomic.Int64
+	hole := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		hanging.Add(1)
+		io.Copy(io.Discard, req.Body) // then a dropped forward cancels the context
+		select {
+		case <-release:
+		case <-req.Context().Done():
+		}
+	}))
+	c := r.cert(name)
+	tc, err := PeerConfig{Cert: &c, CA: r.pool}.PeerServerTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hole.TLS = tc
+	hole.Config.ErrorLog = log.New(io.Discard, "", 0)
+	hole.StartTLS()
+	t.Cleanup(func() { close(release); hole.CloseClientConnections(); hole.Close() })
+	r.fakePeer(name, hole.URL, dev, c)
+	return &hanging
+}
+
 // An operator (or a tampered registry) gives a peer a plain http:// URL:
 // no forward is sent there in the clear; the host's users get 503 and
 // /healthz names why.
@@ -211,25 +240,7 @@ func TestPeerCAMustBeOneCA(t *testing.T) {
 func TestSlowPeerDoesNotStarveLocalUsers(t *testing.T) {
 	r := newTestRealm(t)
 	h1 := r.addHost("h1", Config{MaxConnections: 6, PeerInFlight: 3, Timeout: 3 * time.Second}, newStub("a"))
-	release := make(chan struct{})
-	var hanging atomic.Int64
-	hole := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		hanging.Add(1)
-		select {
-		case <-release:
-		case <-req.Context().Done():
-		}
-	}))
-	c2 := r.cert("h2")
-	tc, err := PeerConfig{Cert: &c2, CA: r.pool}.PeerServerTLS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	hole.TLS = tc
-	hole.Config.ErrorLog = log.New(io.Discard, "", 0)
-	hole.StartTLS()
-	t.Cleanup(func() { close(release); hole.CloseClientConnections(); hole.Close() })
-	r.fakePeer("h2", hole.URL, "b", c2)
+	hanging := r.hungPeer("h2", "b")
 	_, tokens := r.account("b", "bob")
 	_, local := r.account("a", "alice")
 
@@ -482,24 +493,7 @@ func TestUnknownTokenIsNotLookedUpEachTime(t *testing.T) {
 func TestClientHangingUpIsNoWordOnThePeer(t *testing.T) {
 	r := newTestRealm(t)
 	h1 := r.addHost("h1", Config{Timeout: 100 * time.Millisecond}, newStub("a"))
-	release := make(chan struct{})
-	hole := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		io.Copy(io.Discard, req.Body)
-		select {
-		case <-release:
-		case <-req.Context().Done():
-		}
-	}))
-	c2 := r.cert("h2")
-	tc, err := PeerConfig{Cert: &c2, CA: r.pool}.PeerServerTLS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	hole.TLS = tc
-	hole.Config.ErrorLog = log.New(io.Discard, "", 0)
-	hole.StartTLS()
-	t.Cleanup(func() { close(release); hole.CloseClientConnections(); hole.Close() })
-	r.fakePeer("h2", hole.URL, "b", c2)
+	r.hungPeer("h2", "b")
 	_, tokens := r.account("b", "bob")
 	ident := identityBody(t)
 
