@@ -442,6 +442,16 @@ func (p *peerSet) acquire(s *Server, host string, key []byte, now time.Time) (*p
 	return ps, nil
 }
 
+// release frees a forward's slot (and its probe, when half open) and
+// notes no outcome: for a forward that says nothing of the peer (its
+// client left, or it was never sent).
+func (p *peerSet) release(ps *peerState) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	<-ps.slots
+	ps.probing = false
+}
+
 // done releases a forward's slot and notes its outcome: err is nil when
 // the peer answered.
 func (p *peerSet) done(ps *peerState, err error, now time.Time) {
@@ -587,7 +597,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, a *Account, d s
 	}
 	req, err := http.NewRequestWithContext(ctx, r.Method, url, bytes.NewReader(body))
 	if err != nil {
-		s.peers.done(ps, nil, time.Now())
+		s.peers.release(ps) // nothing was sent: no word on the peer
 		unreachable(err)
 		return
 	}
@@ -612,7 +622,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, a *Account, d s
 	}
 	if err != nil {
 		if r.Context().Err() != nil {
-			s.peers.done(ps, nil, time.Now()) // the client left: no word on the peer
+			s.peers.release(ps) // the client left: no word on the peer
 			o.status, o.note = 499, "client gone while forwarding"
 			return
 		}

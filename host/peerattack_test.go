@@ -56,6 +56,35 @@ func (r *testRealm) fakePeer(name, peerURL, dev string, c tls.Certificate) {
 	}
 }
 
+// hungPeer plays a peer host holding device dev that accepts TLS and
+// reads each forwarded request but never answers (until the test ends, or
+// the forward is dropped); it returns the count of forwards it holds.
+func (r *testRealm) hungPeer(name, dev string) *atomic.Int64 {
+	t := r.t
+	t.Helper()
+	release := make(chan struct{})
+	var hanging atomic.Int64
+	hole := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		hanging.Add(1)
+		io.Copy(io.Discard, req.Body) // then a dropped forward cancels the context
+		select {
+		case <-release:
+		case <-req.Context().Done():
+		}
+	}))
+	c := r.cert(name)
+	tc, err := PeerConfig{Cert: &c, CA: r.pool}.PeerServerTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hole.TLS = tc
+	hole.Config.ErrorLog = log.New(io.Discard, "", 0)
+	hole.StartTLS()
+	t.Cleanup(func() { close(release); hole.CloseClientConnections(); hole.Close() })
+	r.fakePeer(name, hole.URL, dev, c)
+	return &hanging
+}
+
 // An operator (or a tampered registry) gives a peer a plain http:// URL:
 // no forward is sent there in the clear; the host's users get 503 and
 // /healthz names why.
@@ -211,25 +240,7 @@ func TestPeerCAMustBeOneCA(t *testing.T) {
 func TestSlowPeerDoesNotStarveLocalUsers(t *testing.T) {
 	r := newTestRealm(t)
 	h1 := r.addHost("h1", Config{MaxConnections: 6, PeerInFlight: 3, Timeout: 3 * time.Second}, newStub("a"))
-	release := make(chan struct{})
-	var hanging atomic.Int64
-	hole := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		hanging.Add(1)
-		select {
-		case <-release:
-		case <-req.Context().Done():
-		}
-	}))
-	c2 := r.cert("h2")
-	tc, err := PeerConfig{Cert: &c2, CA: r.pool}.PeerServerTLS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	hole.TLS = tc
-	hole.Config.ErrorLog = log.New(io.Discard, "", 0)
-	hole.StartTLS()
-	t.Cleanup(func() { close(release); hole.CloseClientConnections(); hole.Close() })
-	r.fakePeer("h2", hole.URL, "b", c2)
+	hanging := r.hungPeer("h2", "b")
 	_, tokens := r.account("b", "bob")
 	_, local := r.account("a", "alice")
 
@@ -473,5 +484,39 @@ func TestUnknownTokenIsNotLookedUpEachTime(t *testing.T) {
 	}
 	if n := st.n.Load(); n != 1 {
 		t.Fatalf("20 requests with one unknown token: %d store lookups", n)
+	}
+}
+
+// A client that hangs up while its request waits on a peer says nothing of
+// the peer: it does not count as the peer's answer, so clients that give up
+// on a hung peer do not keep it shown reachable (nor its breaker shut).
+func TestClientHangingUpIsNoWordOnThePeer(t *testing.T) {
+	r := newTestRealm(t)
+	h1 := r.addHost("h1", Config{Timeout: 100 * time.Millisecond}, newStub("a"))
+	r.hungPeer("h2", "b")
+	_, tokens := r.account("b", "bob")
+	ident := identityBody(t)
+
+	// One forward waits out the peer: it is unreachable (timeout).
+	if _, err := post(context.Background(), http.DefaultClient, h1.api.URL, tokens["bob"], ident); statusOf(err) != http.StatusServiceUnavailable {
+		t.Fatalf("forward to a hung peer: %v", err)
+	}
+	if p := h1.srv.Health().Peers["h2"]; p.Reachable {
+		t.Fatalf("hung h2 shown reachable after a timeout: %+v", p)
+	}
+	// Clients that give up sooner leave it so.
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		_, err := post(ctx, http.DefaultClient, h1.api.URL, tokens["bob"], ident)
+		cancel()
+		if err == nil {
+			t.Fatal("a hung peer answered")
+		}
+	}
+	waitFor(t, "the abandoned forwards released", func() bool {
+		return testutilCounter(t, h1.srv, "cofferd_requests_total", map[string]string{"code": "499"}) >= 3
+	})
+	if p := h1.srv.Health().Peers["h2"]; p.Reachable {
+		t.Fatalf("hung h2 shown reachable after clients hung up on it: %+v", p)
 	}
 }

@@ -248,11 +248,12 @@ func (s *Server) place(ctx context.Context, a *Account) (string, error) {
 }
 
 // reachableDevices keeps the devices a new account may be placed on as far
-// as their hosts go: this host's, and those of peers it can forward to
-// (state.Choose then weighs the devices themselves).
+// as their hosts go: this host's (unless it was removed: its devices then
+// serve nobody), and those of peers it can forward to (state.Choose then
+// weighs the devices themselves).
 func (s *Server) reachableDevices(ctx context.Context, devs []state.Device) ([]state.Device, error) {
 	now, maxAge := s.cfg.Now(), s.maxAge()
-	ok := map[string]bool{s.cfg.HostName: true}
+	ok := map[string]bool{}
 	out := devs[:0:0]
 	for _, d := range devs {
 		r, seen := ok[d.Host]
@@ -261,7 +262,11 @@ func (s *Server) reachableDevices(ctx context.Context, devs []state.Device) ([]s
 			if err != nil {
 				return nil, err
 			}
-			r = found && s.unreachable(h, now, maxAge) == ""
+			if d.Host == s.cfg.HostName {
+				r = !found || !h.Removed
+			} else {
+				r = found && s.unreachable(h, now, maxAge) == ""
+			}
 			ok[d.Host] = r
 		}
 		if r {
@@ -371,6 +376,9 @@ func (s *Server) register(ctx context.Context) error {
 	for _, q := range s.devices {
 		name := q.dev.Name()
 		if err := s.cfg.Store.RegisterDevice(ctx, name, s.cfg.HostName); err != nil {
+			// This process will not run: clear its heartbeat, as a clean
+			// stop does, so that the next start is not refused as held by it.
+			s.signOff()
 			if errors.Is(err, state.ErrExists) {
 				return fmt.Errorf("device %s: %w; device names are unique across the realm: rename it in -vault (NAME=unix:…) or run this cofferd with the -host it was registered under", name, err)
 			}

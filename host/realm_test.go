@@ -662,6 +662,13 @@ func TestDeviceNameTakenByAnotherHost(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `"h1"`) || !strings.Contains(err.Error(), "unique across the realm") {
 		t.Fatalf("a second host with device a: %v", err)
 	}
+	// The failed start signed off: h2 starts again at once with its device
+	// renamed, not refused as held by another running cofferd.
+	s, err := New(Config{Devices: []Device{newStub("b")}, Store: r.st, HostName: "h2", Log: quiet, PollInterval: -1})
+	if err != nil {
+		t.Fatalf("h2 started again with device b: %v", err)
+	}
+	s.Close()
 }
 
 // FuzzPeerHandler plays a peer of the realm's CA (its certificate verified,
@@ -850,5 +857,24 @@ func TestRealmOfThreeHostsAndSixVaults(t *testing.T) {
 		if resp.StatusCode != 200 || json.Unmarshal(b, &info) != nil || info.Device == "v11" || strings.HasPrefix(info.Device, "v3") {
 			t.Fatalf("%s placed: %d %s", n, resp.StatusCode, b)
 		}
+	}
+}
+
+// A removed host that still runs places no new account on its own devices,
+// which would leave the account on a device that answers only 503 "host
+// removed": it places them on another host's.
+func TestRemovedHostPlacesNothingOnItsOwnDevices(t *testing.T) {
+	r := newTestRealm(t)
+	ctx := context.Background()
+	h1 := r.addHost("h1", Config{}, newStub("a"))
+	r.addHost("h2", Config{}, newStub("b"))
+	if err := r.st.RemoveHost(ctx, "h1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(registryCacheTTL)
+	_, tokens := r.account("", "newcomer")
+	identityAt(t, h1, tokens["newcomer"]) // h2 refuses the removed h1's forward: only the placement counts
+	if a, err := r.st.AccountByName(ctx, "newcomer"); err != nil || a.Device != "b" {
+		t.Fatalf("newcomer at the removed h1 placed on %q (%v), want b", a.Device, err)
 	}
 }

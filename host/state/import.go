@@ -82,15 +82,41 @@ func parseAccountsJSON(b []byte, path string) ([]Account, error) {
 }
 
 // ImportAccountsJSON adds the accounts of cofferd's JSON accounts file to
-// st, with their device placements (each device must be registered first),
-// and returns how many it added. It may be run again: an account already
-// in st with the same user id and token hash is skipped; one whose name,
-// user id or token hash is taken otherwise is an error that names it
-// (accounts before it stay imported).
-func ImportAccountsJSON(ctx context.Context, st Store, path string) (n int, err error) {
+// st, with their device placements, and returns how many it added. The
+// import runs before any host has registered its devices: it registers
+// under host every device the file names and defaultDevice, and places the
+// accounts on no device on defaultDevice (the old cofferd served them on
+// its first device). It may be run again: an account already in st with
+// the same user id and token hash is skipped; one whose name, user id or
+// token hash is taken otherwise is an error that names it (accounts before
+// it stay imported).
+func ImportAccountsJSON(ctx context.Context, st Store, path, host, defaultDevice string) (n int, err error) {
+	if err := CheckHostName(host); err != nil {
+		return 0, fmt.Errorf("host: %w", err)
+	}
+	if err := CheckDeviceName(defaultDevice); err != nil {
+		return 0, fmt.Errorf("default device: %w", err)
+	}
 	accounts, err := readAccountsJSON(path)
 	if err != nil {
 		return 0, err
+	}
+	registered := map[string]bool{}
+	for i := range accounts {
+		if accounts[i].Device == "" {
+			accounts[i].Device = defaultDevice
+		}
+		if d := accounts[i].Device; !registered[d] {
+			if err := st.RegisterDevice(ctx, d, host); err != nil {
+				return 0, fmt.Errorf("register device %q on host %q: %w", d, host, err)
+			}
+			registered[d] = true
+		}
+	}
+	if !registered[defaultDevice] {
+		if err := st.RegisterDevice(ctx, defaultDevice, host); err != nil {
+			return 0, fmt.Errorf("register device %q on host %q: %w", defaultDevice, host, err)
+		}
 	}
 	for _, a := range accounts {
 		err := st.AddAccount(ctx, a)

@@ -571,7 +571,6 @@ func TestTakeClockBack(t *testing.T) {
 
 func TestImportAccountsJSON(t *testing.T) {
 	forEach(t, func(t *testing.T, st Store, _ func() Store) {
-		mustOK(t, st.RegisterDevice(ctx, "vault-1", "h"))
 		dir := t.TempDir()
 		file := filepath.Join(dir, "accounts.json")
 		tokA, tokB := sha256.Sum256([]byte("a")), sha256.Sum256([]byte("b"))
@@ -581,7 +580,7 @@ func TestImportAccountsJSON(t *testing.T) {
 		write(fmt.Sprintf(`{"version":1,"accounts":[
 			{"name":"alice","user_id":"00112233445566778899aabbccddeeff","device":"vault-1","token_sha256":"%x","created":"2026-01-02T03:04:05.123456789Z"},
 			{"name":"bob","user_id":"ff","token_sha256":"%x","created":"2026-01-03T00:00:00Z"}]}`, tokA, tokB))
-		n, err := ImportAccountsJSON(ctx, st, file)
+		n, err := ImportAccountsJSON(ctx, st, file, "h", "vault-1")
 		mustOK(t, err)
 		if n != 2 {
 			t.Fatalf("imported %d, want 2", n)
@@ -590,23 +589,27 @@ func TestImportAccountsJSON(t *testing.T) {
 		mustOK(t, err)
 		sameAccount(t, a, Account{Name: "alice", UserID: []byte{0, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff},
 			TokenSHA256: tokA, Device: "vault-1", Created: time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)})
-		if device(t, st, "vault-1").Accounts != 1 {
-			t.Fatal("alice's placement not counted")
+		// vault-1 registered on h by the import; bob, on no device, put there.
+		if d := device(t, st, "vault-1"); d.Accounts != 2 || d.Host != "h" {
+			t.Fatalf("vault-1 after the import: %+v", d)
+		}
+		if b, err := st.AccountByToken(ctx, tokB); err != nil || b.Device != "vault-1" {
+			t.Fatalf("bob on %q (%v), want vault-1", b.Device, err)
 		}
 		// Again: nothing new, no error.
-		n, err = ImportAccountsJSON(ctx, st, file)
+		n, err = ImportAccountsJSON(ctx, st, file, "h", "vault-1")
 		mustOK(t, err)
-		if n != 0 || device(t, st, "vault-1").Accounts != 1 {
+		if n != 0 || device(t, st, "vault-1").Accounts != 2 {
 			t.Fatalf("second import added %d", n)
 		}
 		// An account that clashes with a stored one is named.
 		write(fmt.Sprintf(`{"version":1,"accounts":[{"name":"carol","user_id":"ff","token_sha256":"%x","created":"2026-01-03T00:00:00Z"}]}`, sha256.Sum256([]byte("c"))))
-		_, err = ImportAccountsJSON(ctx, st, file)
+		_, err = ImportAccountsJSON(ctx, st, file, "h", "vault-1")
 		if !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), `"carol"`) {
 			t.Fatalf("clash: %v", err)
 		}
 		write(fmt.Sprintf(`{"version":1,"accounts":[{"name":"bob","user_id":"fe","token_sha256":"%x","created":"2026-01-03T00:00:00Z"}]}`, tokB))
-		_, err = ImportAccountsJSON(ctx, st, file)
+		_, err = ImportAccountsJSON(ctx, st, file, "h", "vault-1")
 		if !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), `"bob"`) {
 			t.Fatalf("clash on bob: %v", err)
 		}
@@ -623,11 +626,11 @@ func TestImportAccountsJSON(t *testing.T) {
 			`{"version":1,"accounts":[{"name":"x","user_id":"f1","token_sha256":"` + fmt.Sprintf("%x", tokA) + `"},{"name":"y","user_id":"f2","token_sha256":"` + fmt.Sprintf("%x", tokA) + `"}]}`,
 		} {
 			write(bad)
-			if _, err := ImportAccountsJSON(ctx, st, file); err == nil || errors.Is(err, ErrExists) {
+			if _, err := ImportAccountsJSON(ctx, st, file, "h", "vault-1"); err == nil || errors.Is(err, ErrExists) {
 				t.Fatalf("%s: %v", bad, err)
 			}
 		}
-		if _, err := ImportAccountsJSON(ctx, st, filepath.Join(dir, "missing.json")); err == nil {
+		if _, err := ImportAccountsJSON(ctx, st, filepath.Join(dir, "missing.json"), "h", "vault-1"); err == nil {
 			t.Fatal("a missing file imported")
 		}
 		all, _ := st.ListAccounts(ctx, "", -1)

@@ -3,7 +3,7 @@
 // cannot read. It is not trusted; see host/OPERATIONS.md.
 //
 //	cofferd [serve] [flags]                          run the daemon
-//	cofferd migrate [-db DSN] [-import-accounts FILE] create or upgrade the state database
+//	cofferd migrate [-db DSN] [-import-accounts FILE -host NAME [-default-device NAME]] create or upgrade the state database
 //	cofferd account add|list|remove|unplace [-db DSN] …
 //	cofferd device list|drain|activate|retire|limits [-db DSN] …
 //	cofferd host list|remove [-db DSN] …
@@ -70,14 +70,15 @@ var errHelpShown = errors.New("help shown")
 
 // usage is the top of `cofferd --help`; the flags of the command follow.
 const usage = `usage: cofferd [serve] [flags]                             run the daemon
-       cofferd migrate [-db DSN] [-import-accounts FILE]   create or upgrade the state database; import a JSON accounts file
+       cofferd migrate [-db DSN] [-import-accounts FILE -host NAME [-default-device NAME]]
+                                                           create or upgrade the state database; import a JSON accounts file
        cofferd account add     [-db DSN] [-device NAME] NAME  a new account; prints its bearer token once
        cofferd account list    [-db DSN]                   the accounts
        cofferd account remove  [-db DSN] NAME              remove an account (its vault record stays)
        cofferd account unplace [-db DSN] NAME              take an account off its device (it is placed again at its next request)
        cofferd device list     [-db DSN] [-json]           the realm's devices: host, state, accounts, capacity, health
        cofferd device drain|activate|retire [-db DSN] NAME no new accounts | new accounts again | out of service for good
-       cofferd device limits   [-db DSN] -capacity N -anchor-budget N NAME
+       cofferd device limits   [-db DSN] [-capacity N] [-anchor-budget N] NAME
        cofferd host list       [-db DSN]                   the realm's hosts: peer URL, heartbeat, certificate key, removed
        cofferd host remove     [-db DSN] [-force] NAME     revoke a host's peer certificate; its devices serve nobody
        cofferd peer ca   -out DIR                          the realm's peer CA (ca.crt, ca.key)
@@ -181,7 +182,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	listen := fs.String("listen", "127.0.0.1:8420", "HTTP address of the API")
 	metricsListen := fs.String("metrics-listen", "", "separate address for /metrics and /healthz (default: served on -listen too)")
 	dsn := fs.String("db", defaultDSN, "the realm's state database: sqlite:PATH, postgres://… (shared by the realm's hosts) or memory: (tests)")
-	hostName := fs.String("host", "", "this host's name in the realm, unique to this process (its devices are registered under it; its peer certificate names it) (default: the machine's full host name)")
+	hostName := fs.String("host", "", "this host's name in the realm, unique to this process (its devices are registered under it; its peer certificate names it) (default: os.Hostname())")
 	peerListen := fs.String("peer-listen", "", "address of the peer listener, where the realm's other hosts forward requests (mutual TLS) (default: none)")
 	peerURL := fs.String("peer-url", "", "URL the other hosts dial to reach -peer-listen (default: https:// and -peer-listen when it names a host)")
 	peerCert := fs.String("peer-cert", "", "this host's certificate from the realm's peer CA (cofferd peer cert)")
@@ -269,8 +270,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if *hostName, err = os.Hostname(); err != nil {
 			return fmt.Errorf("-host: %w", err)
 		}
-		// The full name: two machines named node1.a and node1.b must not
-		// share a host name (and its device names).
+		// os.Hostname may be the short name: two machines named node1.a
+		// and node1.b would then share a host name (and its device
+		// names), which the registry refuses while both run; OPERATIONS.md
+		// says to set -host.
 		if err := state.CheckHostName(*hostName); err != nil {
 			return fmt.Errorf("this machine's host name does not do as a realm host name (%v): set -host", err)
 		}
@@ -361,7 +364,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	var peerTLS *tls.Config
 	if *peerListen != "" {
 		if peerTLS, err = peerCfg.PeerServerTLS(); err == nil {
-			pln, err = net.Listen("tcp", *peerListen)
+			pln, err = listenTCP("tcp", *peerListen)
 		}
 		if err != nil {
 			return fmt.Errorf("-peer-listen: %w", err)
@@ -391,14 +394,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		log.Info("stopped")
 	}()
 
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := listenTCP("tcp", *listen)
 	if err != nil {
 		return err
 	}
 	ln = srv.Listener(ln, tlsConfig) // -max-conns, then TLS
 	var mln net.Listener
 	if *metricsListen != "" {
-		if mln, err = net.Listen("tcp", *metricsListen); err != nil {
+		if mln, err = listenTCP("tcp", *metricsListen); err != nil {
 			ln.Close()
 			return err
 		}
@@ -410,7 +413,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	var fln net.Listener
 	if frontTLS != nil {
-		if fln, err = net.Listen("tcp", *frontListen); err != nil {
+		if fln, err = listenTCP("tcp", *frontListen); err != nil {
 			ln.Close()
 			if mln != nil {
 				mln.Close()
@@ -472,6 +475,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if ctx.Err() != nil {
 		log.Info("shutting down: stopped accepting, finished requests in flight")
 	}
+	// One server stopped (a signal, or its listener failed): stop the
+	// others, whose errors the loop below waits for.
+	stopServing()
 	for _, extra := range []net.Listener{mln, pln, fln} {
 		if extra == nil {
 			continue
@@ -488,6 +494,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	return err
 }
+
+// listenTCP opens the daemon's listeners (a variable for tests).
+var listenTCP = net.Listen
 
 // withoutMetrics answers /metrics 404: they are on -metrics-listen.
 func withoutMetrics(h http.Handler) http.Handler {
@@ -542,8 +551,8 @@ func vault(args []string, getenv func(string) string, stdout io.Writer) error {
 	if *path == "" {
 		// No default: run from another folder than the daemon's, the
 		// declaration would go to a file the daemon never serves.
-		if !strings.HasPrefix(*dsn, "sqlite:") {
-			return fmt.Errorf("cofferd vault declare-rollback needs -rollbacks FILE, or -db sqlite:PATH (or COFFERD_DB) beside which the daemon keeps it; %w", errUsage)
+		if kind, _, err := state.ParseDSN(*dsn); err != nil || kind != "sqlite" {
+			return fmt.Errorf("cofferd vault declare-rollback needs -rollbacks FILE, or -db sqlite:PATH or PATH.db (or COFFERD_DB) beside which the daemon keeps it; %w", errUsage)
 		}
 		*path = host.DefaultRollbacksPath(filepath.Join(stateDir(*dsn), "cofferd.db"))
 	}

@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -18,6 +21,8 @@ import (
 
 	"github.com/cofferhsm/coffer/applet/softvault/softvaulttest"
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
+	"github.com/cofferhsm/coffer/host"
+	"github.com/cofferhsm/coffer/host/state"
 	"github.com/cofferhsm/coffer/internal/testcert"
 	"github.com/cofferhsm/coffer/protocol"
 )
@@ -512,4 +517,157 @@ func migrated(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return db
+}
+
+// device limits sets only the limits it is given: setting the capacity
+// keeps the anchor budget, and the reverse.
+func TestDeviceLimitsKeepsTheOther(t *testing.T) {
+	ctx := context.Background()
+	db := "sqlite:" + filepath.Join(t.TempDir(), "state.db")
+	cmd := commands(t)
+	cmd("migrate", "-db", db)
+	st, err := state.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.RegisterDevice(ctx, "vault0", "h1"); err != nil {
+		t.Fatal(err)
+	}
+	limits := func() (uint64, uint64) {
+		t.Helper()
+		d, err := st.Device(ctx, "vault0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Capacity, d.AnchorBudget
+	}
+	cmd("device", "limits", "-db", db, "-capacity", "5", "-anchor-budget", "1000", "vault0")
+	cmd("device", "limits", "-db", db, "-capacity", "7", "vault0")
+	if c, b := limits(); c != 7 || b != 1000 {
+		t.Fatalf("after -capacity 7: capacity %d, anchor budget %d; want 7, 1000", c, b)
+	}
+	cmd("device", "limits", "-db", db, "-anchor-budget", "2000", "vault0")
+	if c, b := limits(); c != 7 || b != 2000 {
+		t.Fatalf("after -anchor-budget 2000: capacity %d, anchor budget %d; want 7, 2000", c, b)
+	}
+	if err := run(ctx, []string{"device", "limits", "-db", db, "vault0"}, env(nil), io.Discard, io.Discard, nil); err == nil {
+		t.Fatal("device limits with no limit given succeeded")
+	}
+}
+
+// A bare PATH.db is a SQLite -db (state.ParseDSN) like sqlite:PATH: the
+// daemon's files and declare-rollback's default go beside it, not to the
+// working folder.
+func TestBareSQLitePath(t *testing.T) {
+	dir := t.TempDir()
+	for dsn, want := range map[string]string{
+		filepath.Join(dir, "state.db"):             dir,
+		"sqlite:" + filepath.Join(dir, "state.db"): dir,
+		"postgres://h/db":                          ".",
+		"memory:":                                  ".",
+	} {
+		if got := stateDir(dsn); got != want {
+			t.Errorf("stateDir(%q) = %q, want %q", dsn, got, want)
+		}
+	}
+	commands(t)("vault", "declare-rollback", "-db", filepath.Join(dir, "state.db"), "-reason", "restored from last night's copy")
+	if _, err := os.Stat(host.DefaultRollbacksPath(filepath.Join(dir, "state.db"))); err != nil {
+		t.Fatalf("declaration not beside the bare -db: %v", err)
+	}
+}
+
+// brokenListener is a listener whose Accept fails for good once broken is
+// closed.
+type brokenListener struct {
+	net.Listener
+	broken chan struct{}
+}
+
+func (l brokenListener) Accept() (net.Conn, error) {
+	<-l.broken
+	return nil, errors.New("listener broken")
+}
+
+// When one of the daemon's servers stops with an error (here its metrics
+// listener fails), the daemon stops the others and exits with that error,
+// instead of waiting for them for ever.
+func TestServeStopsWhenOneListenerFails(t *testing.T) {
+	dir := t.TempDir()
+	db := "sqlite:" + filepath.Join(dir, "state.db")
+	commands(t)("migrate", "-db", db)
+	broken := make(chan struct{})
+	var calls int
+	old := listenTCP
+	t.Cleanup(func() { listenTCP = old })
+	listenTCP = func(network, addr string) (net.Listener, error) {
+		ln, err := old(network, addr)
+		if calls++; calls == 2 && err == nil { // the API's, then the metrics'
+			ln = brokenListener{ln, broken}
+		}
+		return ln, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	var logs syncbuf.Buffer
+	go func() {
+		done <- run(ctx, []string{"-db", db, "-host", "h1", "-listen", "127.0.0.1:0", "-metrics-listen", "127.0.0.1:0", "-allow-insecure-vault",
+			"-vault", "vault0=unix:" + softVault(t, dir), "-realms", filepath.Join(dir, "realms"), "-rollbacks", filepath.Join(dir, "rollbacks.json")},
+			env(nil), io.Discard, &logs, func(_, _ net.Addr) { ready <- struct{}{} })
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("exited: %v\n%s", err, logs.String())
+	}
+	close(broken)
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "listener broken") {
+			t.Fatalf("exited with %v, want the listener's error", err)
+		}
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("the daemon still serves 10 s after its metrics listener failed")
+	}
+}
+
+// An accounts file of cofferd before its state database imports before any
+// host ran: the devices it names, and the default device, are registered
+// under -host, and accounts on no device go to the default device (where
+// the old cofferd served them: its first device, vault0 by default).
+func TestMigrateImportsAccountsFile(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db := "sqlite:" + filepath.Join(dir, "state.db")
+	file := filepath.Join(dir, "accounts.json")
+	tokA, tokB := sha256.Sum256([]byte("a")), sha256.Sum256([]byte("b"))
+	if err := os.WriteFile(file, []byte(fmt.Sprintf(`{"version":1,"accounts":[
+		{"name":"alice","user_id":"aa","device":"vault0","token_sha256":"%x","created":"2026-01-02T03:04:05Z"},
+		{"name":"bob","user_id":"bb","token_sha256":"%x","created":"2026-01-03T00:00:00Z"}]}`, tokA, tokB)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := commands(t)("migrate", "-db", db, "-import-accounts", file, "-host", "h1")
+	if !strings.Contains(out, "imported 2 accounts") {
+		t.Fatalf("migrate:\n%s", out)
+	}
+	st, err := state.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, n := range []string{"alice", "bob"} {
+		if a, err := st.AccountByName(ctx, n); err != nil || a.Device != "vault0" {
+			t.Fatalf("%s on %q (%v), want vault0", n, a.Device, err)
+		}
+	}
+	if d, err := st.Device(ctx, "vault0"); err != nil || d.Host != "h1" || d.Accounts != 2 {
+		t.Fatalf("vault0: %+v %v", d, err)
+	}
+	// -host is needed: the devices are registered under it.
+	if err := run(ctx, []string{"migrate", "-db", db, "-import-accounts", file}, env(nil), io.Discard, io.Discard, nil); err == nil {
+		t.Fatal("imported with no -host")
+	}
 }

@@ -27,7 +27,7 @@ const defaultDSN = "sqlite:cofferd.db"
 // keeps its other files (realm items, rollback declarations) by default;
 // the working folder for any other store.
 func stateDir(dsn string) string {
-	if p, ok := strings.CutPrefix(dsn, "sqlite:"); ok {
+	if kind, p, err := state.ParseDSN(dsn); err == nil && kind == "sqlite" {
 		p, _, _ = strings.Cut(p, "?")
 		return filepath.Dir(p)
 	}
@@ -219,7 +219,7 @@ var deviceUsage = map[string]string{
 	"drain":    "usage: cofferd device drain [-db DSN] NAME\n\nThe device takes no new accounts; those on it are served as before.\n",
 	"activate": "usage: cofferd device activate [-db DSN] NAME\n\nThe device takes new accounts again (not a retired one).\n",
 	"retire":   "usage: cofferd device retire [-db DSN] NAME\n\nTakes the device out of the realm for good. Refused while accounts are placed on it: drain it, move each (cofferd account unplace NAME: its user re-registers or repairs through their realms), then retire.\n",
-	"limits":   "usage: cofferd device limits [-db DSN] -capacity N -anchor-budget N NAME\n\nSets how many accounts the device may hold (0: 20 million) and how many anchor writes it may reach (0: no budget).\n",
+	"limits":   "usage: cofferd device limits [-db DSN] [-capacity N] [-anchor-budget N] NAME\n\nSets how many accounts the device may hold (0: 20 million) and how many anchor writes it may reach (0: no budget); a limit not given keeps its value.\n",
 }
 
 func device(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -266,6 +266,22 @@ func device(ctx context.Context, args []string, getenv func(string) string, stdo
 		capacity := c.fs.Uint64("capacity", 0, "accounts the device may hold (0: the default, 20 million)")
 		budget := c.fs.Uint64("anchor-budget", 0, "anchor writes (RPMB wear) the device may reach before it takes no new account (0: no budget)")
 		return c.run(ctx, args[1:], getenv, stdout, 1, func(st state.Store, pos []string) error {
+			// A limit not given keeps its value.
+			set := map[string]bool{}
+			c.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+			if !set["capacity"] && !set["anchor-budget"] {
+				return fmt.Errorf("give -capacity, -anchor-budget or both; %w", errUsage)
+			}
+			d, err := st.Device(ctx, pos[0])
+			if err != nil {
+				return err
+			}
+			if !set["capacity"] {
+				*capacity = d.Capacity
+			}
+			if !set["anchor-budget"] {
+				*budget = d.AnchorBudget
+			}
 			if err := st.SetDeviceLimits(ctx, pos[0], *capacity, *budget); err != nil {
 				return err
 			}
@@ -291,7 +307,7 @@ func device(ctx context.Context, args []string, getenv func(string) string, stdo
 // hostUsage are the host commands' usage lines, by command.
 var hostUsage = map[string]string{
 	"list":   "usage: cofferd host list [-db DSN]\n\nThe realm's hosts: peer URL, last heartbeat, peer certificate key (SHA-256 of its public key), whether removed, and its devices' accounts.\n",
-	"remove": "usage: cofferd host remove [-db DSN] [-force] NAME\n\nRemoves a host from the realm: its peer certificate is revoked (the other hosts refuse it within a second), its devices' users get 503 \"host removed\". Refused while its devices hold accounts, unless -force. It comes back only with a new certificate (cofferd peer cert) and a restart.\n",
+	"remove": "usage: cofferd host remove [-db DSN] [-force] NAME\n\nRemoves a host from the realm: its peer certificate is revoked (the other hosts refuse it within a second), its devices' users get 503 \"host removed\". Refused while its devices hold accounts, unless -force. A host with a peer certificate comes back only with a new one (cofferd peer cert) and a restart; a host without one (a realm of one host), with a restart.\n",
 }
 
 func hostCmd(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -352,30 +368,38 @@ func hostCmd(ctx context.Context, args []string, getenv func(string) string, std
 				return err
 			}
 			fmt.Fprintf(stdout, "host %s removed: its peer certificate is refused by every host within a second, its devices serve nobody.\n"+
-				"To bring it back: issue it a new certificate (cofferd peer cert) and restart it with it.\n", pos[0])
+				"To bring it back: if it has a peer certificate, issue it a new one (cofferd peer cert) and restart it with it; if not, restart it.\n", pos[0])
 			return nil
 		})
 	}
 }
 
-const migrateUsage = `usage: cofferd migrate [-db DSN] [-import-accounts FILE]
+const migrateUsage = `usage: cofferd migrate [-db DSN] [-import-accounts FILE -host NAME [-default-device NAME]]
 
 Creates the state database, or brings its schema up to this cofferd's; run it
 once per realm before starting its hosts, and after each upgrade. With
 -import-accounts, it then imports the accounts of a JSON accounts file (the
--accounts file of cofferd before its state moved to a database).
+-accounts file of cofferd before its state moved to a database): it registers
+the devices the file names, and the default device, under -host (the -host the
+daemon will run with), and places the accounts on no device on the default
+device (vault0 unless -default-device: the old cofferd's first -vault).
 `
 
 func migrate(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("cofferd migrate", flag.ContinueOnError)
 	dsn := dbFlag(fs)
 	importFile := fs.String("import-accounts", "", "a JSON accounts file to import (default: none)")
+	hostName := fs.String("host", "", "with -import-accounts: the -host of the cofferd that serves the file's devices (required)")
+	defaultDevice := fs.String("default-device", "vault0", "with -import-accounts: the device of the accounts on none (the old cofferd's first -vault)")
 	pos, err := parse(fs, args, getenv, stdout, migrateUsage)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 0 {
 		return fmt.Errorf("unexpected %q; %w", pos[0], errUsage)
+	}
+	if *importFile != "" && *hostName == "" {
+		return fmt.Errorf("-import-accounts needs -host NAME, under which it registers the file's devices; %w", errUsage)
 	}
 	from, to, err := state.Migrate(ctx, *dsn)
 	if err != nil {
@@ -394,7 +418,7 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	defer st.Close()
-	n, err := state.ImportAccountsJSON(ctx, st, *importFile)
+	n, err := state.ImportAccountsJSON(ctx, st, *importFile, *hostName, *defaultDevice)
 	if err != nil {
 		return err
 	}
