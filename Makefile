@@ -163,7 +163,7 @@ else
 	@# serve never does on its own; an accounts.json of an older RUNDIR is
 	@# imported into a new database.
 	@new=; test -f $(RUNDIR)/cofferd.db || new=1; \
-	 imp=; if [ -n "$$new" ] && [ -f $(RUNDIR)/accounts.json ]; then imp="-import-accounts $(RUNDIR)/accounts.json"; fi; \
+	 imp=; if [ -n "$$new" ] && [ -f $(RUNDIR)/accounts.json ]; then imp="-import-accounts $(RUNDIR)/accounts.json -host $$(uname -n)"; fi; \
 	 $(BIN)/cofferd migrate -db $(RUN_DB) $$imp
 	@test -s $(RUNDIR)/demo.token || \
 		$(BIN)/cofferd account add -db $(RUN_DB) demo | \

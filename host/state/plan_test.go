@@ -66,4 +66,3 @@ func TestRoutePlan(t *testing.T) {
 		}
 	})
 }
-
