@@ -19,23 +19,7 @@ n=$1 rundir=$2 addr=$3 bin=$4
 host=${addr%:*} base=${addr##*:}
 case $n in [2-8]) ;; *) echo "HOSTS must be 2 to 8" >&2; exit 2 ;; esac
 
-pids=""
-stop() {
-	for p in $pids; do kill "$p" 2>/dev/null || true; done
-	for p in $pids; do wait "$p" 2>/dev/null || true; done
-}
-trap stop EXIT
-trap 'exit 130' INT TERM
-
-# waitfor FILE PATTERN PID WHAT: wait until FILE matches PATTERN.
-waitfor() {
-	for _ in $(seq 300); do
-		grep -q "$2" "$1" 2>/dev/null && return 0
-		kill -0 "$3" 2>/dev/null || { echo "$4 exited:"; cat "$1"; exit 1; }
-		sleep 0.1
-	done
-	echo "$4 did not start:"; cat "$1"; exit 1
-}
+. "$(dirname "$0")/procs.sh"
 
 r=$rundir/hosts
 db=sqlite:$r/cofferd.db
@@ -113,18 +97,8 @@ Ctrl-C stops all $((3 * n)) processes.
 ready: $n hosts, $((2 * n)) vaults
 HINT
 
-gone=""
-while :; do
-	for i in $(seq 1 "$n"); do
-		for f in "$r/h$i/cofferd.pid" "$r/h$i/vault-a/vault.pid" "$r/h$i/vault-b/vault.pid"; do
-			p=$(cat "$f")
-			case " $gone " in *" $p "*) continue ;; esac
-			if ! kill -0 "$p" 2>/dev/null; then
-				echo "h$i: $(basename "$(dirname "$f")")/$(basename "$f" .pid) (pid $p) exited; log in $(dirname "$f"); the rest keep serving"
-				gone="$gone $p"
-			fi
-		done
-	done
-	[ "$(echo $gone | wc -w)" -lt $((3 * n)) ] || { echo "every process exited"; exit 1; }
-	sleep 1
+set --
+for i in $(seq 1 "$n"); do
+	set -- "$@" "h$i: h$i/cofferd" "$r/h$i/cofferd.pid" "h$i: vault-a/vault" "$r/h$i/vault-a/vault.pid" "h$i: vault-b/vault" "$r/h$i/vault-b/vault.pid"
 done
+watchprocs "$@"

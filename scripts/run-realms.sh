@@ -14,23 +14,7 @@ host=${addr%:*} base=${addr##*:}
 case $n in [1-8]) ;; *) echo "REALMS must be 2 to 8 (a realm set has 2 to 8 realms)" >&2; exit 2 ;; esac
 [ "$n" -ge 2 ] || { echo "REALMS must be 2 to 8" >&2; exit 2; }
 
-pids=""
-stop() {
-	for p in $pids; do kill "$p" 2>/dev/null || true; done
-	for p in $pids; do wait "$p" 2>/dev/null || true; done
-}
-trap stop EXIT
-trap 'exit 130' INT TERM
-
-# waitfor FILE PATTERN PID WHAT: wait until FILE matches PATTERN.
-waitfor() {
-	for _ in $(seq 300); do
-		grep -q "$2" "$1" 2>/dev/null && return 0
-		kill -0 "$3" 2>/dev/null || { echo "$4 exited:"; cat "$1"; exit 1; }
-		sleep 0.1
-	done
-	echo "$4 did not start:"; cat "$1"; exit 1
-}
+. "$(dirname "$0")/procs.sh"
 
 mkdir -p "$rundir" && chmod 700 "$rundir"
 json="["
@@ -79,18 +63,8 @@ Ctrl-C stops all $((2 * n)) processes.
 
 HINT
 
-gone=""
-while :; do
-	for i in $(seq 1 "$n"); do
-		for what in vault cofferd; do
-			p=$(cat "$rundir/realm-$i/$what.pid")
-			case " $gone " in *" $p "*) continue ;; esac
-			if ! kill -0 "$p" 2>/dev/null; then
-				echo "realm-$i: $what (pid $p) exited; log in $rundir/realm-$i/$what.log; the other realms keep serving"
-				gone="$gone $p"
-			fi
-		done
-	done
-	[ "$(echo $gone | wc -w)" -lt $((2 * n)) ] || { echo "every realm process exited"; exit 1; }
-	sleep 1
+set --
+for i in $(seq 1 "$n"); do
+	set -- "$@" "realm-$i: vault" "$rundir/realm-$i/vault.pid" "realm-$i: cofferd" "$rundir/realm-$i/cofferd.pid"
 done
+watchprocs "$@"
