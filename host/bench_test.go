@@ -167,58 +167,14 @@ func compareLogins(b *testing.B, p loginPaths) {
 			b.Fatal(err)
 		}
 	}
-	run := func(users []*testclient.Client, n int) []time.Duration { return loginRound(b, users, n) }
-	run(direct, clients) // warm up both paths (and the intermediary's connections)
-	run(via, clients)
-	const rounds = 10
-	per := max(b.N/rounds, clients) // every round keeps all the clients busy
-	type path struct {
-		name      string
-		users     []*testclient.Client
-		lat       []time.Duration
-		cpu, wall time.Duration
-		procCPU   map[string]time.Duration
-	}
-	d := &path{name: "direct", users: direct, procCPU: map[string]time.Duration{}}
-	c := &path{name: p.label, users: via, procCPU: map[string]time.Duration{}}
-	procCPU := func() map[string]time.Duration {
-		m := map[string]time.Duration{}
-		for name, pid := range p.procs {
-			m[name] = pidCPU(b, pid)
+	d, c, total := alternate(b, direct, via, p.procs)
+	n := float64(total)
+	for name, p := range map[string]*pathStats{"direct": d, p.label: c} {
+		b.ReportMetric(float64(p.cpu.Microseconds())/n, name+"-cpu-us/login")
+		for proc, t := range p.procCPU {
+			b.ReportMetric(float64(t.Microseconds())/n, name+"-"+proc+"-cpu-us/login")
 		}
-		return m
-	}
-	b.ResetTimer()
-	// measured runs one path's round and adds up its time and CPU.
-	measured := func(p *path) {
-		w0, c0, p0 := time.Now(), measure.ProcessCPU(), procCPU()
-		p.lat = append(p.lat, run(p.users, per)...)
-		p.cpu += measure.ProcessCPU() - c0
-		for name, t := range procCPU() {
-			p.procCPU[name] += t - p0[name]
-		}
-		p.wall += time.Since(w0)
-	}
-	for i := range rounds {
-		// Each path goes first in every other round: whatever the first of
-		// a pair pays (the store's flushes, the other jobs on the machine)
-		// falls on both.
-		if i%2 == 0 {
-			measured(d)
-			measured(c)
-		} else {
-			measured(c)
-			measured(d)
-		}
-	}
-	b.StopTimer()
-	n := float64(per * rounds)
-	for _, p := range []*path{d, c} {
-		b.ReportMetric(float64(p.cpu.Microseconds())/n, p.name+"-cpu-us/login")
-		for name, t := range p.procCPU {
-			b.ReportMetric(float64(t.Microseconds())/n, p.name+"-"+name+"-cpu-us/login")
-		}
-		b.ReportMetric(n/p.wall.Seconds(), p.name+"-logins/s")
+		b.ReportMetric(n/p.wall.Seconds(), name+"-logins/s")
 	}
 	d50, d99 := measure.Percentiles(d.lat)
 	c50, c99 := measure.Percentiles(c.lat)

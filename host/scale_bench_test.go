@@ -115,29 +115,45 @@ func loginRound(b *testing.B, users []*testclient.Client, n int) []time.Duration
 	return lat
 }
 
-// pathStats adds up one path's rounds.
+// pathStats adds up one path's rounds: latencies, wall time, this
+// process's CPU and that of the other processes named in procs.
 type pathStats struct {
 	lat       []time.Duration
 	cpu, wall time.Duration
+	procs     map[string]int // name → pid
+	procCPU   map[string]time.Duration
 }
 
 func (p *pathStats) round(b *testing.B, users []*testclient.Client, n int) {
-	w0, c0 := time.Now(), measure.ProcessCPU()
+	w0, c0, p0 := time.Now(), measure.ProcessCPU(), p.sampleProcs(b)
 	p.lat = append(p.lat, loginRound(b, users, n)...)
 	p.cpu += measure.ProcessCPU() - c0
+	for name, t := range p.sampleProcs(b) {
+		p.procCPU[name] += t - p0[name]
+	}
 	p.wall += time.Since(w0)
+}
+
+func (p *pathStats) sampleProcs(b *testing.B) map[string]time.Duration {
+	m := map[string]time.Duration{}
+	for name, pid := range p.procs {
+		m[name] = pidCPU(b, pid)
+	}
+	return m
 }
 
 // alternate runs rounds of both paths, each going first in every other
 // round, so that whatever the first of a pair pays (the vaults' flushes,
 // the other jobs on the machine) falls on both; per logins a round, at
-// least one per client.
-func alternate(b *testing.B, x, y []*testclient.Client) (px, py *pathStats, per int) {
+// least one per client. procs (may be nil) are other processes whose CPU
+// each path's stats add up.
+func alternate(b *testing.B, x, y []*testclient.Client, procs map[string]int) (px, py *pathStats, per int) {
 	loginRound(b, x, len(x)) // warm up both paths and their connections
 	loginRound(b, y, len(y))
 	const rounds = 10
 	per = max(b.N/rounds, len(x), len(y))
-	px, py = &pathStats{}, &pathStats{}
+	px = &pathStats{procs: procs, procCPU: map[string]time.Duration{}}
+	py = &pathStats{procs: procs, procCPU: map[string]time.Duration{}}
 	b.ResetTimer()
 	for i := range rounds {
 		if i%2 == 0 {
@@ -181,7 +197,7 @@ func BenchmarkForwardLogin(b *testing.B) {
 				home = append(home, u)
 				fwd = append(fwd, userAt(b, hc, h2.api.URL, tokens[name], accts[name], pub))
 			}
-			ph, pf, n := alternate(b, home, fwd)
+			ph, pf, n := alternate(b, home, fwd, nil)
 			h50, h99 := measure.Percentiles(ph.lat)
 			f50, f99 := measure.Percentiles(pf.lat)
 			b.ReportMetric(ms(h50), "home-p50-ms")
@@ -258,7 +274,7 @@ func BenchmarkRealmThroughput(b *testing.B) {
 		spread = append(spread, u)
 	}
 
-	p1, p3, n := alternate(b, single, spread)
+	p1, p3, n := alternate(b, single, spread, nil)
 	r1, r3 := float64(n)/p1.wall.Seconds(), float64(n)/p3.wall.Seconds()
 	b.ReportMetric(r1, "single-logins/s")
 	b.ReportMetric(r3, "spread-logins/s")
