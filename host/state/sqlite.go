@@ -128,6 +128,12 @@ type sqliteDialect struct{ s *SQLite }
 
 func (d sqliteDialect) write(ctx context.Context, fn func(q querier) error) error {
 	tx, err := d.s.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE (_txlock)
+	return inTx(tx, err, fn)
+}
+
+// inTx runs fn in the transaction tx has begun (err: it could not) and
+// commits it, or rolls it back when fn fails.
+func inTx(tx *sql.Tx, err error, fn func(q querier) error) error {
 	if err != nil {
 		return err
 	}
@@ -159,14 +165,7 @@ func (d sqliteDialect) writeLazy(ctx context.Context, fn func(q querier) error) 
 		}
 	}()
 	tx, err := conn.BeginTx(ctx, nil) // BEGIN IMMEDIATE (_txlock)
-	if err != nil {
-		return err
-	}
-	if err := fn(sqlQuerier{tx: tx}); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+	return inTx(tx, err, fn)
 }
 
 func (d sqliteDialect) read() querier { return sqlQuerier{db: d.s.r, stmts: &d.s.rstmts} }
