@@ -412,11 +412,21 @@ type Status struct {
 	// (what the boot chain measured: a release entry's firmware hash), so
 	// that a client can hold the bundle it is shown to what answers.
 	FirmwareHash []byte `cbor:"8,keyasint"`
+	// Records is how many records the vault's store holds, and
+	// RecordCapacity its estimate of how many it holds when full (the
+	// records and what its free space takes at what a record costs now):
+	// what cofferd places new users by. Both 0 for a vault without a
+	// record store of its own.
+	Records        uint64 `cbor:"9,keyasint"`
+	RecordCapacity uint64 `cbor:"10,keyasint"`
 }
 
 func (m *Status) validate() error {
 	if m.Version != Version {
 		return fmt.Errorf("%w: status version %d", ErrMalformed, m.Version)
+	}
+	if m.Records > m.RecordCapacity {
+		return fmt.Errorf("%w: status has %d records of a capacity of %d", ErrMalformed, m.Records, m.RecordCapacity)
 	}
 	if len(m.FirmwareHash) == 0 {
 		return fmt.Errorf("%w: the status carries no firmware hash (a vault firmware from before the running firmware was signed in every status)", ErrMalformed)

@@ -85,6 +85,10 @@ func Open(ctx context.Context, dev storage.Device, anc storage.Anchor, opts Opti
 	// one that never committed anything, so it holds no identity to lose.
 	vopts := opts.Vault
 	vopts.Create = opts.Create && st.Stats().Records == 0
+	vopts.Occupancy = func() (uint64, uint64) {
+		stats := st.Stats()
+		return stats.Records, stats.RecordCapacity
+	}
 	v, err := vault.New(ctx, st, vopts)
 	if err != nil {
 		st.Close()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/cofferhsm/coffer/applet/store/storetest"
 	"github.com/cofferhsm/coffer/applet/vault"
 	"github.com/cofferhsm/coffer/internal/storage"
+	"github.com/cofferhsm/coffer/protocol"
 )
 
 var sealingKey = [32]byte{3}
@@ -274,5 +276,54 @@ func TestNoCreateWritesNothing(t *testing.T) {
 	}
 	if _, err := Open(ctx, dev, anc, options(false)); !errors.Is(err, vault.ErrNotInitialised) {
 		t.Fatalf("empty store: %v", err)
+	}
+}
+
+// TestStatusSignsTheStoresOccupancy: the status a vault opened here signs
+// carries its store's record count and capacity estimate, the figures
+// cofferd places new users by, and follows the store as records are added.
+func TestStatusSignsTheStoresOccupancy(t *testing.T) {
+	ctx := context.Background()
+	dev := storetest.NewMemDevice(1 << 12)
+	anc, _ := storetest.NewMemAnchor([32]byte{9})
+	v, err := Open(ctx, dev, anc, options(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	status := func() *protocol.Status {
+		t.Helper()
+		req := protocol.NewStatusRequest()
+		b, err := protocol.Encode(protocol.TypeStatus, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reply protocol.StatusReply
+		if err := protocol.Decode(v.Handle(ctx, b), protocol.TypeStatus, &reply); err != nil {
+			t.Fatal(err)
+		}
+		st, err := reply.Verify(v.Identity().SigningKey, req.Nonce)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	before := status()
+	stats := v.Store.Stats()
+	if before.Records != stats.Records || before.RecordCapacity != stats.RecordCapacity {
+		t.Fatalf("status signs %d records of %d, the store has %d of %d", before.Records, before.RecordCapacity, stats.Records, stats.RecordCapacity)
+	}
+	if before.RecordCapacity <= before.Records {
+		t.Fatalf("a new store of %d sectors reports %d records of %d", dev.Sectors(), before.Records, before.RecordCapacity)
+	}
+	const added = 50
+	for i := range added {
+		if err := v.Store.Put([]byte(fmt.Sprint("extra", i)), []byte("r")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := status() // waits for the commit of what was staged
+	if after.Records != before.Records+added {
+		t.Fatalf("after %d records were added the status signs %d, was %d", added, after.Records, before.Records)
 	}
 }

@@ -208,4 +208,5 @@ func (s *Store) updateStats() {
 	s.stats.Height = int(st.level) + 1
 	s.stats.TotalSectors = s.groups * nodeSectors
 	s.stats.FreeSectors = s.alloc.free
+	s.stats.RecordCapacity = estimateCapacity(st.records, s.stats.TotalSectors, s.stats.FreeSectors)
 }

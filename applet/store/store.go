@@ -82,6 +82,11 @@ type Stats struct {
 	TotalSectors uint64
 	FreeSectors  uint64
 	CachedNodes  int
+
+	// RecordCapacity estimates how many records the store holds when full
+	// (estimateCapacity): what a vault's signed status reports, and what
+	// cofferd places new users by.
+	RecordCapacity uint64
 }
 
 // Store is a tamper-evident, crash-safe record store: one sealed record per

@@ -50,6 +50,10 @@ type Options struct {
 
 	// AnchorWrites reports the monotonic anchor's write counter for status.
 	AnchorWrites func() uint64
+	// Occupancy reports the records the store holds and its estimate of
+	// how many it holds when full, for status (applet/startup sets it from
+	// the record store).
+	Occupancy func() (records, capacity uint64)
 }
 
 func (o *Options) setDefaults() error {
@@ -316,6 +320,9 @@ func (v *Vault) status(ctx context.Context, nonce []byte) (*protocol.StatusReply
 	st.StoreSequence = seq
 	if v.opts.AnchorWrites != nil {
 		st.AnchorWrites = v.opts.AnchorWrites()
+	}
+	if v.opts.Occupancy != nil {
+		st.Records, st.RecordCapacity = v.opts.Occupancy()
 	}
 	r, err := protocol.SignStatus(v.id.signing, st)
 	return &r, err

@@ -140,7 +140,7 @@ IDENTITY_BODY = enc(IDENTITY_MAP)
 SIGNED_IDENTITY = {1: IDENTITY_BODY, 2: sign(PROVISIONING, b"coffer/v1 identity", IDENTITY_BODY)}
 
 STATUS_NONCE = seq(32, 0xA0)
-STATUS_MAP = {1: 1, 2: 42, 3: 43, 4: True, 5: 1, 6: 2, 7: STATUS_NONCE, 8: IDENTITY_MAP[5]}
+STATUS_MAP = {1: 1, 2: 42, 3: 43, 4: True, 5: 1, 6: 2, 7: STATUS_NONCE, 8: IDENTITY_MAP[5], 9: 1000, 10: 12000000}
 STATUS_BODY = enc(STATUS_MAP)
 STATUS_REPLY = {1: STATUS_BODY, 2: sign(SIGNING, b"coffer/v1 status", STATUS_BODY)}
 
@@ -395,6 +395,14 @@ def bodies():
          body="status")
     case("bodies", "status-firmware-hash-31", "malformed", enc({**STATUS_MAP, 8: STATUS_MAP[8][:31]}),
          "A 31-byte firmware hash.", body="status")
+    case("bodies", "status-without-record-capacity", "malformed", enc({k: v for k, v in STATUS_MAP.items() if k != 10}),
+         "A status without its field 10 (record_capacity), as firmware from before it was signed sends.", body="status")
+    case("bodies", "status-records-above-capacity", "malformed", enc({**STATUS_MAP, 9: 12000001}),
+         "A status holding more records than its capacity.", body="status")
+    case("bodies", "status-full", "success", enc({**STATUS_MAP, 9: 12000000}),
+         "A status of a full store: as many records as its capacity.", body="status")
+    case("bodies", "status-no-store", "success", enc({k: v for k, v in STATUS_MAP.items() if k not in (9, 10)} | {9: 0, 10: 0}),
+         "A status of a vault without a record store of its own: 0 records of 0.", body="status")
     case("bodies", "user-status", "success", USER_STATUS_BODY,
          "A user status after one wrong password (limit 10), padded to 256 bytes.", body="user-status")
     case("bodies", "user-status-locked-revivable", "success",
