@@ -46,6 +46,10 @@ type DeviceHealth struct {
 	Provisioned   *bool   `json:"provisioned,omitempty"`
 	StoreSequence *uint64 `json:"store_sequence,omitempty"`
 	AnchorWrites  *uint64 `json:"anchor_writes,omitempty"`
+	// The store's records and its estimate of how many it holds when
+	// full, as the last signed status said.
+	Records        *uint64 `json:"records,omitempty"`
+	RecordCapacity *uint64 `json:"record_capacity,omitempty"`
 }
 
 // Health reports the devices' state.
@@ -72,6 +76,7 @@ func (s *Server) Health() Health {
 			}
 			if p.status != nil {
 				dh.StoreSequence, dh.AnchorWrites = &p.status.StoreSequence, &p.status.AnchorWrites
+				dh.Records, dh.RecordCapacity = &p.status.Records, &p.status.RecordCapacity
 			}
 		}
 		h.Devices[name] = dh

@@ -85,7 +85,7 @@ func addAccounts(t testing.TB, st state.Store, device string, names ...string) (
 func reportHealthy(t testing.TB, s *Server) {
 	t.Helper()
 	for _, q := range s.devices {
-		if err := s.cfg.Store.ReportDevice(context.Background(), q.dev.Name(), true, 0, s.cfg.Now()); err != nil {
+		if err := s.cfg.Store.ReportDevice(context.Background(), q.dev.Name(), state.Report{Healthy: true, Seen: s.cfg.Now()}); err != nil {
 			t.Fatal(err)
 		}
 	}

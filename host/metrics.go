@@ -25,6 +25,8 @@ type metrics struct {
 	frontAccounts  prometheus.Counter
 	anchorWrites   *prometheus.GaugeVec // device
 	storeSequence  *prometheus.GaugeVec // device
+	records        *prometheus.GaugeVec // device
+	recordCapacity *prometheus.GaugeVec // device
 
 	// series holds each (type, code) pair's request series once resolved
 	// (seriesKey → *requestSeries), so that a request costs no label
@@ -102,6 +104,14 @@ func newMetrics(s *Server) *metrics {
 			Name: "cofferd_store_sequence",
 			Help: "The vault's store commit sequence, from its signed status, polled.",
 		}, []string{"device"}),
+		records: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cofferd_device_records",
+			Help: "Records in the vault's store, from its signed status, polled.",
+		}, []string{"device"}),
+		recordCapacity: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cofferd_device_record_capacity",
+			Help: "The vault's estimate of the records its store holds when full, from its signed status, polled.",
+		}, []string{"device"}),
 	}
 	bi := buildinfo.Read()
 	rev := bi.Revision
@@ -114,7 +124,7 @@ func newMetrics(s *Server) *metrics {
 	}, []string{"version", "revision", "go_version"})
 	build.WithLabelValues(bi.Version, rev, bi.GoVersion).Set(1)
 	m.reg.MustRegister(build, m.requests, m.requestSeconds, m.vaultErrors, m.deviceFailures, m.lockouts,
-		m.rateLimited, m.connRefused, m.frontAccounts, m.anchorWrites, m.storeSequence, &deviceCollector{s},
+		m.rateLimited, m.connRefused, m.frontAccounts, m.anchorWrites, m.storeSequence, m.records, m.recordCapacity, &deviceCollector{s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -50,7 +50,7 @@ func (r *testRealm) fakePeer(name, peerURL, dev string, c tls.Certificate) {
 		if err := r.st.RegisterDevice(ctx, dev, name); err != nil {
 			r.t.Fatal(err)
 		}
-		if err := r.st.ReportDevice(ctx, dev, true, 0, time.Now()); err != nil {
+		if err := r.st.ReportDevice(ctx, dev, state.Report{Healthy: true, Seen: time.Now()}); err != nil {
 			r.t.Fatal(err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/cofferhsm/coffer/host/state"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -27,7 +28,7 @@ func (s *Server) poll(ctx context.Context, q *deviceQueue) {
 			// Told to the registry, so that no host places new accounts
 			// on it; its own users are answered 503 meanwhile.
 			reported = time.Now()
-			s.reportDevice(ctx, q.dev.Name(), false, 0)
+			s.reportDevice(ctx, q.dev.Name(), state.Report{})
 		}
 		if q.dev.Connected() {
 			conn := q.info().Connects
@@ -60,10 +61,10 @@ func (s *Server) pollOnce(parent context.Context, q *deviceQueue, conn uint64) b
 	ctx, cancel := context.WithTimeout(parent, s.cfg.Timeout)
 	defer cancel()
 	name := q.dev.Name()
-	healthy, anchorWrites := false, uint64(0)
+	var report state.Report
 	defer func() {
 		if parent.Err() == nil { // not while cofferd stops
-			s.reportDevice(parent, name, healthy, anchorWrites)
+			s.reportDevice(parent, name, report)
 		}
 	}()
 	old := q.polled.Load()
@@ -137,8 +138,15 @@ func (s *Server) pollOnce(parent context.Context, q *deviceQueue, conn uint64) b
 		st.status, st.statusErr = status, ""
 		// A device refused as insecure takes no account.
 		insecure, _ := q.insecure()
-		healthy, anchorWrites = q.dev.Connected() && !(insecure && s.cfg.RefuseInsecure), status.AnchorWrites
+		report = state.Report{
+			Healthy:        q.dev.Connected() && !(insecure && s.cfg.RefuseInsecure),
+			AnchorWrites:   status.AnchorWrites,
+			Records:        status.Records,
+			RecordCapacity: status.RecordCapacity,
+		}
 		s.metrics.anchorWrites.WithLabelValues(name).Set(float64(status.AnchorWrites))
+		s.metrics.records.WithLabelValues(name).Set(float64(status.Records))
+		s.metrics.recordCapacity.WithLabelValues(name).Set(float64(status.RecordCapacity))
 		s.metrics.storeSequence.WithLabelValues(name).Set(float64(status.StoreSequence))
 	}
 	q.polled.Store(st)

@@ -438,11 +438,12 @@ func (s *Server) heartbeats(ctx context.Context) {
 	}
 }
 
-// reportDevice records what this host saw of a device.
-func (s *Server) reportDevice(ctx context.Context, name string, healthy bool, anchorWrites uint64) {
+// reportDevice records what this host saw of a device, now.
+func (s *Server) reportDevice(ctx context.Context, name string, r state.Report) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Timeout)
 	defer cancel()
-	if err := s.cfg.Store.ReportDevice(ctx, name, healthy, anchorWrites, s.cfg.Now()); err != nil {
+	r.Seen = s.cfg.Now()
+	if err := s.cfg.Store.ReportDevice(ctx, name, r); err != nil {
 		s.log.Warn("reporting a device's health to the state store failed", "device", name, "err", err)
 	}
 }

@@ -389,8 +389,8 @@ func TestPlacementAvoidsUnfitDevices(t *testing.T) {
 	}
 	must(r.st.SetDeviceState(ctx, "a-draining", state.Draining))
 	must(r.st.SetDeviceState(ctx, "b-retired", state.Retired))
-	must(r.st.ReportDevice(ctx, "c-unhealthy", false, 0, time.Now()))
-	must(r.st.ReportDevice(ctx, "d-stale", true, 0, time.Now().Add(-time.Hour)))
+	must(r.st.ReportDevice(ctx, "c-unhealthy", state.Report{Seen: time.Now()}))
+	must(r.st.ReportDevice(ctx, "d-stale", state.Report{Healthy: true, Seen: time.Now().Add(-time.Hour)}))
 	must(r.st.SetDeviceLimits(ctx, "e-full", 1, 0))
 	r.account("e-full", "first")
 	names := []string{"u1", "u2", "u3", "u4", "u5", "u6"}
@@ -848,7 +848,7 @@ func TestRealmOfThreeHostsAndSixVaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, d := range []string{"v31", "v32"} { // h3's are gone: its devices go stale
-		r.st.ReportDevice(ctx, d, false, 0, time.Now())
+		r.st.ReportDevice(ctx, d, state.Report{Seen: time.Now()})
 	}
 	newAccts, newTokens := r.account("", "late1", "late2", "late3")
 	for n := range newAccts {

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
+	"github.com/cofferhsm/coffer/host/state"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -52,5 +54,54 @@ func TestStatusPollRefusesAReplayedStatus(t *testing.T) {
 	})
 	if !strings.Contains(logs.String(), "replayed") {
 		t.Errorf("the log does not say the status was replayed:\n%s", logs.String())
+	}
+}
+
+// The poller takes what placement counts from the vault's signed status:
+// the registry's records and record capacity are the vault's own, and
+// follow it as users register. (They were never there before: placement
+// counted only the accounts this realm had placed, against a default.)
+func TestStatusPollReportsSignedOccupancy(t *testing.T) {
+	inst, pub, _ := softVault(t)
+	accounts, accts, tokens := testAccounts(t, "alice")
+	_, hs := testServer(t, Config{Devices: []Device{NewSoftDevice("soft", inst.Vault)}, Store: accounts, PollInterval: 10 * time.Millisecond})
+	ctx := context.Background()
+	signed := func() *protocol.Status {
+		t.Helper()
+		req := protocol.NewStatusRequest()
+		var reply protocol.StatusReply
+		if err := protocol.Decode(inst.Vault.Handle(ctx, mustEncode(t, protocol.TypeStatus, req)), protocol.TypeStatus, &reply); err != nil {
+			t.Fatal(err)
+		}
+		st, err := reply.Verify(inst.Vault.Identity().SigningKey, req.Nonce)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	var registry state.Device
+	matches := func() bool {
+		st := signed()
+		registry, _ = accounts.Device(ctx, "soft")
+		return registry.Records == st.Records && registry.RecordCapacity == st.RecordCapacity
+	}
+	waitFor(t, "the registry to hold the vault's signed occupancy", matches)
+	before := registry.Records
+	if registry.RecordCapacity <= registry.Records {
+		t.Fatalf("registry: %d records of %d", registry.Records, registry.RecordCapacity)
+	}
+	alice := userClient(t, hs.URL, tokens["alice"], accts["alice"], pub)
+	if _, err := alice.Register(ctx, []byte("pw"), make([]byte, 32), 10); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the registry to count alice's record", func() bool { return matches() && registry.Records > before })
+	_, metrics := get(t, hs.URL+"/metrics", "")
+	for _, want := range []string{
+		fmt.Sprintf("cofferd_device_records{device=\"soft\"} %d\n", registry.Records),
+		fmt.Sprintf("cofferd_device_record_capacity{device=\"soft\"} %d\n", registry.RecordCapacity),
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 }

@@ -89,7 +89,7 @@ func benchFill(b *testing.B, kind string, n int) Store {
 	now := time.Now()
 	for _, d := range benchDevices {
 		mustOK(b, st.RegisterDevice(ctx, d, "h"))
-		mustOK(b, st.ReportDevice(ctx, d, true, 0, now))
+		mustOK(b, st.ReportDevice(ctx, d, Report{Healthy: true, Seen: now}))
 	}
 	// The accounts table's secondary indexes as the migrations left them.
 	q := `SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'accounts' AND sql IS NOT NULL`

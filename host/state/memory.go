@@ -181,16 +181,16 @@ func (m *Memory) RegisterDevice(_ context.Context, name, host string) error {
 	return nil
 }
 
-func (m *Memory) ReportDevice(_ context.Context, name string, healthy bool, anchorWrites uint64, seen time.Time) error {
+func (m *Memory) ReportDevice(_ context.Context, name string, r Report) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	d := m.devices[name]
 	if d == nil {
 		return fmt.Errorf("%w: device %q", ErrNotFound, name)
 	}
-	d.Healthy, d.Seen = healthy, seen
-	if healthy {
-		d.AnchorWrites = anchorWrites
+	d.Healthy, d.Seen = r.Healthy, r.Seen
+	if r.Healthy {
+		d.AnchorWrites, d.Records, d.RecordCapacity = r.AnchorWrites, r.Records, r.RecordCapacity
 	}
 	return nil
 }

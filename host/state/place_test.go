@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"math"
+	"slices"
 	"testing"
 	"time"
 )
@@ -41,6 +42,7 @@ func devicesFrom(b []byte) []Device {
 			AnchorWrites: val(),
 			Seen:         now.Add(time.Duration(int8(next())) * 10 * time.Second),
 		}
+		d.Records, d.RecordCapacity = val(), val()
 		if f&8 != 0 {
 			d.Seen = time.Time{}
 		}
@@ -49,24 +51,34 @@ func devicesFrom(b []byte) []Device {
 	return ds
 }
 
+// limit and inUse restate what Choose counts, independently: the limits
+// that are set (the operator's, the signed status's), the tightest of them,
+// and what the device holds as far as anyone knows.
+func limit(d Device) uint64 {
+	var set []uint64
+	for _, c := range []uint64{d.Capacity, d.RecordCapacity} {
+		if c != 0 {
+			set = append(set, c)
+		}
+	}
+	if len(set) == 0 {
+		return DefaultCapacity
+	}
+	return slices.Min(set)
+}
+
+func inUse(d Device) uint64 { return slices.Max([]uint64{d.Accounts, d.Records}) }
+
 // eligible and score restate Choose's rule, independently.
 func eligible(d Device, now time.Time, maxAge time.Duration) bool {
-	capacity := d.Capacity
-	if capacity == 0 {
-		capacity = DefaultCapacity
-	}
 	age := now.Sub(d.Seen)
 	return d.State == Active && d.Healthy && age <= maxAge && age >= -maxAge &&
-		d.Accounts < capacity && (d.AnchorBudget == 0 || d.AnchorWrites < d.AnchorBudget)
+		inUse(d) < limit(d) && (d.AnchorBudget == 0 || d.AnchorWrites < d.AnchorBudget)
 }
 
 func score(d Device) (float64, uint64) {
-	capacity := d.Capacity
-	if capacity == 0 {
-		capacity = DefaultCapacity
-	}
-	free := capacity - d.Accounts
-	s := float64(free) / float64(capacity)
+	free := limit(d) - inUse(d)
+	s := float64(free) / float64(limit(d))
 	if d.AnchorBudget > 0 {
 		s = min(s, float64(d.AnchorBudget-d.AnchorWrites)/float64(d.AnchorBudget))
 	}
@@ -98,7 +110,7 @@ func checkChoose(t *testing.T, ds []Device) {
 		if d.Name == got && eligible(d, now, maxAge) {
 			s, f := score(d)
 			cs, cf := score(c)
-			if !found || s > cs || (s == cs && f > cf) {
+			if !found || s > cs || (s == cs && (f > cf || (f == cf && d.Accounts < c.Accounts))) {
 				c, found = d, true
 			}
 		}
@@ -112,7 +124,7 @@ func checkChoose(t *testing.T, ds []Device) {
 			continue
 		}
 		s, f := score(d)
-		if s > cs || (s == cs && (f > cf || (f == cf && d.Name < c.Name))) {
+		if s > cs || (s == cs && (f > cf || (f == cf && (d.Accounts < c.Accounts || (d.Accounts == c.Accounts && d.Name < c.Name))))) {
 			t.Fatalf("Choose picked %+v (score %v, free %d) over %+v (score %v, free %d)", c, cs, cf, d, s, f)
 		}
 	}
@@ -148,6 +160,10 @@ func TestChooseCases(t *testing.T) {
 	dev := func(name string, capacity, accounts, budget, writes uint64) Device {
 		return Device{Name: name, State: Active, Healthy: true, Seen: now, Capacity: capacity, Accounts: accounts, AnchorBudget: budget, AnchorWrites: writes}
 	}
+	reported := func(d Device, records, capacity uint64) Device {
+		d.Records, d.RecordCapacity = records, capacity
+		return d
+	}
 	for _, c := range []struct {
 		want string
 		ds   []Device
@@ -163,6 +179,18 @@ func TestChooseCases(t *testing.T) {
 			func() Device { d := dev("e", 100, 0, 0, 0); d.State = Draining; return d }(),
 			dev("c", 100, 99, 0, 0),
 		}},
+		// The signed status counts: a device whose store reports
+		// itself nearly full is passed over however few accounts
+		// were placed on it; records of no account here count; the
+		// operator's limit caps what the device reports.
+		{"b", []Device{reported(dev("a", 0, 1, 0, 0), 900, 1000), reported(dev("b", 0, 500, 0, 0), 10, 1000)}},
+		{"b", []Device{reported(dev("a", 0, 0, 0, 0), 600, 1000), dev("b", 1000, 500, 0, 0)}},
+		{"a", []Device{reported(dev("a", 0, 0, 0, 0), 0, 2000), dev("b", 1000, 0, 0, 0)}},
+		{"b", []Device{reported(dev("a", 100, 60, 0, 0), 0, 1_000_000), reported(dev("b", 0, 60, 0, 0), 0, 1000)}},
+		{"", []Device{reported(dev("a", 0, 0, 0, 0), 1000, 1000)}},
+		// The vault's identity record makes a device with one account
+		// look as full as an empty one: the fewer accounts win the tie.
+		{"b", []Device{reported(dev("a", 0, 1, 0, 0), 1, 1000), reported(dev("b", 0, 0, 0, 0), 1, 1000)}},
 	} {
 		got, err := Choose(c.ds, now, time.Minute)
 		if got != c.want || (err != nil) != (c.want == "") {

@@ -100,15 +100,16 @@ func scanAccount(s scanner) (Account, error) {
 	return a, nil
 }
 
-const deviceCols = `name, host, state, capacity, anchor_budget, accounts, healthy, anchor_writes, seen`
+const deviceCols = `name, host, state, capacity, anchor_budget, accounts, healthy, anchor_writes, records, record_capacity, seen`
 
 func scanDevice(s scanner) (Device, error) {
 	var d Device
-	var capacity, budget, accounts, writes, seen int64
-	if err := s.Scan(&d.Name, &d.Host, &d.State, &capacity, &budget, &accounts, &d.Healthy, &writes, &seen); err != nil {
+	var capacity, budget, accounts, writes, records, recordCapacity, seen int64
+	if err := s.Scan(&d.Name, &d.Host, &d.State, &capacity, &budget, &accounts, &d.Healthy, &writes, &records, &recordCapacity, &seen); err != nil {
 		return Device{}, err
 	}
 	d.Capacity, d.AnchorBudget, d.Accounts, d.AnchorWrites = i2u(capacity), i2u(budget), i2u(accounts), i2u(writes)
+	d.Records, d.RecordCapacity = i2u(records), i2u(recordCapacity)
 	d.Seen = i2t(seen)
 	return d, nil
 }
@@ -293,11 +294,12 @@ func (s *sqlStore) update(ctx context.Context, name, set string, args ...any) er
 	})
 }
 
-func (s *sqlStore) ReportDevice(ctx context.Context, name string, healthy bool, anchorWrites uint64, seen time.Time) error {
-	if !healthy {
-		return s.update(ctx, name, `healthy = $2, seen = $3`, false, t2i(seen))
+func (s *sqlStore) ReportDevice(ctx context.Context, name string, r Report) error {
+	if !r.Healthy {
+		return s.update(ctx, name, `healthy = $2, seen = $3`, false, t2i(r.Seen))
 	}
-	return s.update(ctx, name, `healthy = $2, seen = $3, anchor_writes = $4`, true, t2i(seen), u2i(anchorWrites))
+	return s.update(ctx, name, `healthy = $2, seen = $3, anchor_writes = $4, records = $5, record_capacity = $6`,
+		true, t2i(r.Seen), u2i(r.AnchorWrites), u2i(r.Records), u2i(r.RecordCapacity))
 }
 
 func (s *sqlStore) SetDeviceLimits(ctx context.Context, name string, capacity, anchorBudget uint64) error {

@@ -50,10 +50,24 @@ type Device struct {
 	Accounts uint64
 
 	// What its host last saw: connected and answering its status poll,
-	// and the anchor writes of its last signed status.
-	Healthy      bool
-	AnchorWrites uint64
-	Seen         time.Time
+	// and the anchor writes, records and record capacity of its last
+	// signed status.
+	Healthy        bool
+	AnchorWrites   uint64
+	Records        uint64
+	RecordCapacity uint64
+	Seen           time.Time
+}
+
+// Report is what a device's host saw of it at a status poll. The counts
+// come from the device's signed status and are kept only when it is
+// healthy: an unhealthy report leaves the last ones.
+type Report struct {
+	Healthy        bool
+	Seen           time.Time
+	AnchorWrites   uint64
+	Records        uint64
+	RecordCapacity uint64
 }
 
 // DefaultCapacity is the capacity of a device whose operator set none: a
@@ -126,7 +140,7 @@ type Store interface {
 	// already registered on another host.
 	RegisterDevice(ctx context.Context, name, host string) error
 	// ReportDevice records what a device's host saw of it.
-	ReportDevice(ctx context.Context, name string, healthy bool, anchorWrites uint64, seen time.Time) error
+	ReportDevice(ctx context.Context, name string, r Report) error
 	// SetDeviceState drains, retires or reactivates a device.
 	SetDeviceState(ctx context.Context, name string, st DeviceState) error
 	// SetDeviceLimits sets a device's capacity and anchor-write budget (0: default).

@@ -207,16 +207,17 @@ func TestDevices(t *testing.T) {
 			t.Fatal("a bad device name was registered")
 		}
 		seen := time.Unix(1_800_000_000, 123)
-		mustOK(t, st.ReportDevice(ctx, "d1", true, 42, seen))
-		mustOK(t, st.ReportDevice(ctx, "d1", false, 7, seen.Add(time.Second)))
-		wantErr(t, st.ReportDevice(ctx, "d9", true, 1, seen), ErrNotFound)
+		mustOK(t, st.ReportDevice(ctx, "d1", Report{Healthy: true, Seen: seen, AnchorWrites: 42, Records: 1<<63 + 1, RecordCapacity: 1<<63 + 9}))
+		// An unhealthy report keeps the counts of the last signed status.
+		mustOK(t, st.ReportDevice(ctx, "d1", Report{Seen: seen.Add(time.Second), AnchorWrites: 7, Records: 1, RecordCapacity: 2}))
+		wantErr(t, st.ReportDevice(ctx, "d9", Report{Healthy: true, Seen: seen, AnchorWrites: 1}), ErrNotFound)
 		mustOK(t, st.SetDeviceLimits(ctx, "d1", 1<<63+5, 1000))
 		wantErr(t, st.SetDeviceLimits(ctx, "d9", 1, 1), ErrNotFound)
 		mustOK(t, st.SetDeviceState(ctx, "d1", Draining))
 		// Registering again keeps state, limits and health.
 		mustOK(t, st.RegisterDevice(ctx, "d1", "h1"))
 		d := device(t, st, "d1")
-		want := Device{Name: "d1", Host: "h1", State: Draining, Capacity: 1<<63 + 5, AnchorBudget: 1000, Healthy: false, AnchorWrites: 42}
+		want := Device{Name: "d1", Host: "h1", State: Draining, Capacity: 1<<63 + 5, AnchorBudget: 1000, Healthy: false, AnchorWrites: 42, Records: 1<<63 + 1, RecordCapacity: 1<<63 + 9}
 		if d.Seen.Equal(seen.Add(time.Second)) {
 			d.Seen = time.Time{}
 		}

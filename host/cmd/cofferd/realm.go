@@ -244,12 +244,8 @@ func device(ctx context.Context, args []string, getenv func(string) string, stdo
 				return enc.Encode(devs)
 			}
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tHOST\tSTATE\tACCOUNTS\tCAPACITY\tANCHOR WRITES/BUDGET\tHEALTHY\tSEEN")
+			fmt.Fprintln(tw, "NAME\tHOST\tSTATE\tACCOUNTS\tRECORDS\tCAPACITY\tANCHOR WRITES/BUDGET\tHEALTHY\tSEEN")
 			for _, d := range devs {
-				capacity := d.Capacity
-				if capacity == 0 {
-					capacity = state.DefaultCapacity
-				}
 				budget := "-"
 				if d.AnchorBudget > 0 {
 					budget = strconv.FormatUint(d.AnchorBudget, 10)
@@ -258,12 +254,12 @@ func device(ctx context.Context, args []string, getenv func(string) string, stdo
 				if !d.Seen.IsZero() {
 					seen = d.Seen.UTC().Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d/%s\t%v\t%s\n", d.Name, d.Host, d.State, d.Accounts, capacity, d.AnchorWrites, budget, d.Healthy, seen)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d/%s\t%v\t%s\n", d.Name, d.Host, d.State, d.Accounts, d.Records, d.PlacementCapacity(), d.AnchorWrites, budget, d.Healthy, seen)
 			}
 			return tw.Flush()
 		})
 	case "limits":
-		capacity := c.fs.Uint64("capacity", 0, "accounts the device may hold (0: the default, 20 million)")
+		capacity := c.fs.Uint64("capacity", 0, "records the device may hold at most, below what its signed status estimates (0: no limit of the operator's; 20 million while the device has reported none)")
 		budget := c.fs.Uint64("anchor-budget", 0, "anchor writes (RPMB wear) the device may reach before it takes no new account (0: no budget)")
 		return c.run(ctx, args[1:], getenv, stdout, 1, func(st state.Store, pos []string) error {
 			// A limit not given keeps its value.

@@ -1,0 +1,6 @@
+-- Version 4: what a device's last signed status said of its store: the
+-- records it holds and its estimate of how many it holds when full
+-- (protocol/SPEC.md, "Status"). Placement counts a device's free capacity
+-- from them; 0 and 0 until its host has polled it with this version.
+ALTER TABLE devices ADD COLUMN records INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN record_capacity INTEGER NOT NULL DEFAULT 0;
