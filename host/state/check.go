@@ -108,7 +108,7 @@ func CheckTransition(d Device, to DeviceState) error {
 		return fmt.Errorf("%w: device %q is retired for good", ErrDeviceState, d.Name)
 	}
 	if to == Retired && d.Accounts > 0 {
-		return fmt.Errorf("%w: device %q still holds %d accounts: move them first (cofferd account unplace, then re-registration or a realm repair)", ErrDeviceState, d.Name, d.Accounts)
+		return fmt.Errorf("%w: device %q still holds %d accounts: move them first", ErrDeviceState, d.Name, d.Accounts)
 	}
 	return nil
 }

@@ -165,6 +165,34 @@ func (m *Memory) Unplace(_ context.Context, account string) error {
 	return nil
 }
 
+func (m *Memory) UnplaceFrom(_ context.Context, device string, limit int) (int, error) {
+	if limit < 1 {
+		return 0, fmt.Errorf("state: unplacing %d accounts at a time", limit)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d := m.devices[device]
+	if d == nil {
+		return 0, fmt.Errorf("%w: device %q", ErrNotFound, device)
+	}
+	if d.State == Active {
+		return 0, fmt.Errorf("%w: device %q is active: drain it first, or new accounts keep arriving", ErrDeviceState, device)
+	}
+	var names []string
+	for name, a := range m.accounts {
+		if a.Device == device {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	names = names[:min(len(names), limit)]
+	for _, name := range names {
+		m.accounts[name].Device = ""
+	}
+	d.Accounts -= uint64(len(names))
+	return len(names), nil
+}
+
 func (m *Memory) RegisterDevice(_ context.Context, name, host string) error {
 	if err := CheckDeviceName(name); err != nil {
 		return err

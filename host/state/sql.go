@@ -264,6 +264,40 @@ func (s *sqlStore) Unplace(ctx context.Context, account string) error {
 	})
 }
 
+func (s *sqlStore) UnplaceFrom(ctx context.Context, device string, limit int) (int, error) {
+	if limit < 1 {
+		return 0, fmt.Errorf("state: unplacing %d accounts at a time", limit)
+	}
+	var n int
+	err := s.d.write(ctx, func(q querier) error {
+		var st DeviceState
+		if err := q.queryRow(ctx, `SELECT state FROM devices WHERE name = $1`, device).Scan(&st); err != nil {
+			return notFound(err, "device %q", device)
+		}
+		if st == Active {
+			return fmt.Errorf("%w: device %q is active: drain it first, or new accounts keep arriving", ErrDeviceState, device)
+		}
+		// The accounts' rows are locked before the device's, in the
+		// order Place and Unplace lock them, so that neither deadlocks
+		// with this; device = $1 is checked again on the locked rows.
+		names, err := list(ctx, q, func(r scanner) (string, error) {
+			var name string
+			return name, r.Scan(&name)
+		}, `UPDATE accounts SET device = NULL WHERE device = $1 AND name IN (
+			SELECT name FROM accounts WHERE device = $1 ORDER BY name LIMIT $2 FOR UPDATE) RETURNING name`, device, limit)
+		if err != nil || len(names) == 0 {
+			return err
+		}
+		n = len(names)
+		_, err = q.exec(ctx, `UPDATE devices SET accounts = accounts - $2 WHERE name = $1`, device, n)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
 func (s *sqlStore) RegisterDevice(ctx context.Context, name, host string) error {
 	if err := CheckDeviceName(name); err != nil {
 		return err

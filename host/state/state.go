@@ -134,6 +134,12 @@ type Store interface {
 	// Unplace takes the account off its device (the operator moves its
 	// user: it re-registers, or a realm repairs it, elsewhere).
 	Unplace(ctx context.Context, account string) error
+	// UnplaceFrom takes up to limit accounts off a device that is not
+	// active (drain it first: ErrDeviceState otherwise), in one
+	// transaction, and says how many it took: repeated until it takes
+	// none, it empties the device for retirement however many accounts
+	// it held.
+	UnplaceFrom(ctx context.Context, device string, limit int) (int, error)
 
 	// RegisterDevice records a device on a host: new devices are Active;
 	// a known one keeps its state and counts. ErrExists if the name is

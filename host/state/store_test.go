@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -637,6 +638,126 @@ func TestImportAccountsJSON(t *testing.T) {
 		all, _ := st.ListAccounts(ctx, "", -1)
 		if len(all) != 2 {
 			t.Fatalf("%d accounts after the refused imports, want 2", len(all))
+		}
+	})
+}
+
+// UnplaceFrom empties a drained device in batches, whatever its size, and
+// touches no other device's accounts; an active device is refused (new
+// accounts would keep arriving).
+func TestUnplaceFrom(t *testing.T) {
+	forEach(t, func(t *testing.T, st Store, _ func() Store) {
+		mustOK(t, st.RegisterDevice(ctx, "d1", "h1"))
+		mustOK(t, st.RegisterDevice(ctx, "d2", "h1"))
+		const n = 25
+		for i := range n {
+			mustOK(t, st.AddAccount(ctx, account(i)))
+			_, err := st.Place(ctx, account(i).Name, []string{"d1", "d2"}[i%5/4]) // 20 on d1, 5 on d2
+			mustOK(t, err)
+		}
+		_, err := st.UnplaceFrom(ctx, "d1", 10)
+		wantErr(t, err, ErrDeviceState)
+		_, err = st.UnplaceFrom(ctx, "d9", 10)
+		wantErr(t, err, ErrNotFound)
+		mustOK(t, st.SetDeviceState(ctx, "d1", Draining))
+		if _, err := st.UnplaceFrom(ctx, "d1", 0); err == nil {
+			t.Fatal("unplaced 0 at a time")
+		}
+		var batches []int
+		for {
+			k, err := st.UnplaceFrom(ctx, "d1", 7)
+			mustOK(t, err)
+			if k == 0 {
+				break
+			}
+			batches = append(batches, k)
+		}
+		if !slices.Equal(batches, []int{7, 7, 6}) {
+			t.Fatalf("batches %v, want [7 7 6]", batches)
+		}
+		if d1, d2 := device(t, st, "d1").Accounts, device(t, st, "d2").Accounts; d1 != 0 || d2 != 5 {
+			t.Fatalf("counts d1 %d d2 %d, want 0 and 5", d1, d2)
+		}
+		for i := range n {
+			a, err := st.AccountByName(ctx, account(i).Name)
+			mustOK(t, err)
+			if want := []string{"", "d2"}[i%5/4]; a.Device != want {
+				t.Fatalf("%s on %q, want %q", a.Name, a.Device, want)
+			}
+		}
+		mustOK(t, st.SetDeviceState(ctx, "d1", Retired))
+	})
+}
+
+// An evacuation racing the single moves and removals of the same accounts,
+// and placements of new ones on the other device, from another host: every
+// account ends on no device or on d2, and each device's counter is the
+// number of accounts really on it (a double decrement, or one for a row
+// another transaction had already moved, would break it).
+func TestUnplaceFromRace(t *testing.T) {
+	forEach(t, func(t *testing.T, st Store, peer func() Store) {
+		other := peer()
+		mustOK(t, st.RegisterDevice(ctx, "d1", "h1"))
+		mustOK(t, st.RegisterDevice(ctx, "d2", "h2"))
+		const n = 60
+		for i := range n {
+			mustOK(t, st.AddAccount(ctx, account(i)))
+			_, err := st.Place(ctx, account(i).Name, "d1")
+			mustOK(t, err)
+		}
+		mustOK(t, st.SetDeviceState(ctx, "d1", Draining))
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			<-start
+			for {
+				k, err := st.UnplaceFrom(ctx, "d1", 4)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if k == 0 {
+					return
+				}
+			}
+		})
+		wg.Go(func() {
+			<-start
+			for i := n - 1; i >= 0; i-- {
+				switch i % 3 {
+				case 0:
+					mustOK(t, other.Unplace(ctx, account(i).Name))
+				case 1:
+					mustOK(t, other.RemoveAccount(ctx, account(i).Name))
+				case 2:
+					// Moved at once: off d1 and onto d2.
+					mustOK(t, other.Unplace(ctx, account(i).Name))
+					if _, err := other.Place(ctx, account(i).Name, "d2"); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		})
+		close(start)
+		wg.Wait()
+		var on2 uint64
+		for i := range n {
+			a, err := st.AccountByName(ctx, account(i).Name)
+			if i%3 == 1 {
+				wantErr(t, err, ErrNotFound)
+				continue
+			}
+			mustOK(t, err)
+			switch a.Device {
+			case "":
+			case "d2":
+				on2++
+			default:
+				t.Fatalf("%s still on %q", a.Name, a.Device)
+			}
+		}
+		if d1, d2 := device(t, st, "d1").Accounts, device(t, st, "d2").Accounts; d1 != 0 || d2 != on2 {
+			t.Fatalf("counts d1 %d d2 %d; accounts on d2: %d", d1, d2, on2)
 		}
 	})
 }

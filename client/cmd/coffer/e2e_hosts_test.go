@@ -314,12 +314,14 @@ func (r *hostsRealm) drainAndRetire(t *testing.T, device string, via *realmHost,
 		t.Fatalf("no account on %s to move", device)
 	}
 	out, err := runToolErr(t, cmd, "device", "retire", device, "-db", r.db)
-	if err == nil || !strings.Contains(out, "account unplace") {
+	if err == nil || !strings.Contains(out, "cofferd device evacuate "+device) {
 		t.Fatalf("device retire with %d accounts on %s: %v\n%s", len(on), device, err, out)
 	}
 	t.Logf("device retire %s with accounts on it, refused:\n%s", device, out)
-	for _, a := range on {
-		r.cofferd("account", "unplace", a)
+	// One account moved by itself, the rest by evacuating the device.
+	r.cofferd("account", "unplace", on[0])
+	if out := r.cofferd("device", "evacuate", device); !strings.Contains(out, fmt.Sprintf("%s: %d accounts taken off", device, len(on)-1)) {
+		t.Fatalf("device evacuate %s with %d accounts left on it:\n%s", device, len(on)-1, out)
 	}
 	out = r.cofferd("device", "retire", device)
 	if got := r.devices()[device]; got.State != "retired" || got.Accounts != 0 {

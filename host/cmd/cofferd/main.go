@@ -76,8 +76,9 @@ const usage = `usage: cofferd [serve] [flags]                             run th
        cofferd account list    [-db DSN]                   the accounts
        cofferd account remove  [-db DSN] NAME              remove an account (its vault record stays)
        cofferd account unplace [-db DSN] NAME              take an account off its device (it is placed again at its next request)
-       cofferd device list     [-db DSN] [-json]           the realm's devices: host, state, accounts, capacity, health
+       cofferd device list     [-db DSN] [-json]           the realm's devices: host, state, accounts, records, capacity, health
        cofferd device drain|activate|retire [-db DSN] NAME no new accounts | new accounts again | out of service for good
+       cofferd device evacuate [-db DSN] NAME              every account off a drained device (placed again at its next request)
        cofferd device limits   [-db DSN] [-capacity N] [-anchor-budget N] NAME
        cofferd host list       [-db DSN]                   the realm's hosts: peer URL, heartbeat, certificate key, removed
        cofferd host remove     [-db DSN] [-force] NAME     revoke a host's peer certificate; its devices serve nobody

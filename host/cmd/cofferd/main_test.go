@@ -429,10 +429,18 @@ func TestCommandRealm(t *testing.T) {
 	cmd("device", "drain", "-db", db, "a-main")
 	var errOut bytes.Buffer
 	err := run(ctx, []string{"device", "retire", "-db", db, "a-main"}, env(nil), io.Discard, &errOut, nil)
-	if err == nil || !strings.Contains(err.Error(), "account unplace") {
+	if err == nil || !strings.Contains(err.Error(), "cofferd device evacuate a-main") {
 		t.Fatalf("retired with alice on it: %v", err)
 	}
-	cmd("account", "unplace", "-db", db, "alice")
+	// Evacuation: refused for an active device, which would keep taking
+	// new accounts; a drained one is emptied, and can then retire.
+	err = run(ctx, []string{"device", "evacuate", "-db", db, "b-other"}, env(nil), io.Discard, io.Discard, nil)
+	if !errors.Is(err, state.ErrDeviceState) {
+		t.Fatalf("evacuated the active b-other: %v", err)
+	}
+	if out := cmd("device", "evacuate", "-db", db, "a-main"); !strings.Contains(out, "a-main: 1 accounts taken off") {
+		t.Fatalf("device evacuate:\n%s", out)
+	}
 	cmd("device", "retire", "-db", db, "a-main")
 	cmd("device", "limits", "-db", db, "-capacity", "5", "-anchor-budget", "1000", "b-other")
 	var devs []struct {

@@ -213,13 +213,19 @@ func commandOf(kind string, args []string, usages map[string]string, stdout io.W
 
 func isHelp(s string) bool { return s == "-h" || s == "--help" || s == "-help" || s == "help" }
 
+// evacuateBatch is how many accounts one transaction of device evacuate
+// takes off: small enough that the hosts' placements and route lookups
+// barely wait for it.
+const evacuateBatch = 1000
+
 // deviceUsage are the device commands' usage lines, by command.
 var deviceUsage = map[string]string{
-	"list":     "usage: cofferd device list [-db DSN] [-json]\n\nThe realm's devices: the host each is on, its state, accounts placed and capacity, anchor writes and budget, health and when its host last saw it.\n",
+	"list":     "usage: cofferd device list [-db DSN] [-json]\n\nThe realm's devices: the host each is on, its state, accounts placed, records and capacity (from its vault's signed status, capped by the operator's limit), anchor writes and budget, health and when its host last saw it.\n",
 	"drain":    "usage: cofferd device drain [-db DSN] NAME\n\nThe device takes no new accounts; those on it are served as before.\n",
 	"activate": "usage: cofferd device activate [-db DSN] NAME\n\nThe device takes new accounts again (not a retired one).\n",
-	"retire":   "usage: cofferd device retire [-db DSN] NAME\n\nTakes the device out of the realm for good. Refused while accounts are placed on it: drain it, move each (cofferd account unplace NAME: its user re-registers or repairs through their realms), then retire.\n",
-	"limits":   "usage: cofferd device limits [-db DSN] [-capacity N] [-anchor-budget N] NAME\n\nSets how many accounts the device may hold (0: 20 million) and how many anchor writes it may reach (0: no budget); a limit not given keeps its value.\n",
+	"retire":   "usage: cofferd device retire [-db DSN] NAME\n\nTakes the device out of the realm for good. Refused while accounts are placed on it: drain it, evacuate it (or move each: cofferd account unplace NAME), then retire.\n",
+	"evacuate": "usage: cofferd device evacuate [-db DSN] NAME\n\nTakes every account off a drained device, a thousand to a transaction: each is placed at its next request on another device, where its user re-registers or repairs through their realms. Refused for an active device.\n",
+	"limits":   "usage: cofferd device limits [-db DSN] [-capacity N] [-anchor-budget N] NAME\n\nSets how many records the device may hold at most (0: as many as its vault's signed status estimates) and how many anchor writes it may reach (0: no budget); a limit not given keeps its value.\n",
 }
 
 func device(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -284,13 +290,32 @@ func device(ctx context.Context, args []string, getenv func(string) string, stdo
 			fmt.Fprintf(stdout, "device %s: capacity %d, anchor budget %d (0: default)\n", pos[0], *capacity, *budget)
 			return nil
 		})
+	case "evacuate":
+		return c.run(ctx, args[1:], getenv, stdout, 1, func(st state.Store, pos []string) error {
+			total := 0
+			for {
+				n, err := st.UnplaceFrom(ctx, pos[0], evacuateBatch)
+				if err != nil {
+					if total > 0 {
+						err = fmt.Errorf("%w (after %d accounts were taken off; run it again)", err, total)
+					}
+					return err
+				}
+				if total += n; n == 0 {
+					break
+				}
+			}
+			fmt.Fprintf(stdout, "device %s: %d accounts taken off; each is placed at its next request on another device,\n"+
+				"where its user re-registers or repairs through their realms. Then: cofferd device retire %s\n", pos[0], total, pos[0])
+			return nil
+		})
 	default:
 		to := map[string]state.DeviceState{"drain": state.Draining, "activate": state.Active, "retire": state.Retired}[cmd]
 		return c.run(ctx, args[1:], getenv, stdout, 1, func(st state.Store, pos []string) error {
 			if err := st.SetDeviceState(ctx, pos[0], to); err != nil {
 				if to == state.Retired && errors.Is(err, state.ErrDeviceState) {
-					return fmt.Errorf("%w\nTo retire it: cofferd device drain %s; then for each of its accounts (cofferd account list) cofferd account unplace NAME,\n"+
-						"and its users re-register or repair through their realms on the device they are placed on next", err, pos[0])
+					return fmt.Errorf("%w\nTo retire it: cofferd device drain %s; cofferd device evacuate %s; then retire it.\n"+
+						"Its users re-register or repair through their realms on the device they are placed on next", err, pos[0], pos[0])
 				}
 				return err
 			}
@@ -358,7 +383,7 @@ func hostCmd(ctx context.Context, args []string, getenv func(string) string, std
 				return err
 			}
 			if n := accounts[pos[0]]; n > 0 && !*force {
-				return fmt.Errorf("host %s: its devices hold %d accounts, whose users would get 503; move them first (cofferd device drain, cofferd account unplace), or use -force", pos[0], n)
+				return fmt.Errorf("host %s: its devices hold %d accounts, whose users would get 503; move them first (cofferd device drain, cofferd device evacuate), or use -force", pos[0], n)
 			}
 			if err := st.RemoveHost(ctx, pos[0]); err != nil {
 				return err
