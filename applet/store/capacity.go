@@ -27,12 +27,11 @@ const (
 // at the format's figure while there are too few records to tell. It is an
 // estimate for placing users, never a promise: ErrFull is what says full.
 func estimateCapacity(records, total, free uint64) uint64 {
-	reserve := total >> reserveShift
+	reserve, used := total>>reserveShift, total-min(free, total)
 	if free <= reserve {
 		return records
 	}
 	free -= reserve
-	used := total - min(free+reserve, total)
 	if records >= calibrationRecords && used > 0 {
 		// No overflow: a store has at most 2^26 groups of 8 sectors and
 		// every record takes a sector, so both factors are below 2^29.
