@@ -138,6 +138,10 @@ type Config struct {
 
 	LoginRate  float64 // login starts per second per account; 0: no limit
 	LoginBurst int     // login starts an account may make at once: 5
+	// BucketPruneInterval is how often this host removes the rate-limit
+	// buckets that have been idle long enough to be full (bucketIdle):
+	// 1 h; negative: never.
+	BucketPruneInterval time.Duration
 
 	PollInterval time.Duration // status poll of each device (anchor writes): 15 s; negative: never
 

@@ -23,6 +23,7 @@ type metrics struct {
 	rateLimited    prometheus.Counter
 	connRefused    prometheus.Counter
 	frontAccounts  prometheus.Counter
+	bucketsPruned  prometheus.Counter
 	anchorWrites   *prometheus.GaugeVec // device
 	storeSequence  *prometheus.GaugeVec // device
 	records        *prometheus.GaugeVec // device
@@ -96,6 +97,10 @@ func newMetrics(s *Server) *metrics {
 			Name: "cofferd_front_accounts_created_total",
 			Help: "Accounts this host made at a fronted user's first request (front listener).",
 		}),
+		bucketsPruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cofferd_buckets_pruned_total",
+			Help: "Rate-limit buckets this host removed from the state store as idle long enough to be full.",
+		}),
 		anchorWrites: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cofferd_anchor_writes",
 			Help: "The vault's monotonic anchor write counter (RPMB wear), from its signed status, polled.",
@@ -124,7 +129,7 @@ func newMetrics(s *Server) *metrics {
 	}, []string{"version", "revision", "go_version"})
 	build.WithLabelValues(bi.Version, rev, bi.GoVersion).Set(1)
 	m.reg.MustRegister(build, m.requests, m.requestSeconds, m.vaultErrors, m.deviceFailures, m.lockouts,
-		m.rateLimited, m.connRefused, m.frontAccounts, m.anchorWrites, m.storeSequence, m.records, m.recordCapacity, &deviceCollector{s},
+		m.rateLimited, m.connRefused, m.frontAccounts, m.bucketsPruned, m.anchorWrites, m.storeSequence, m.records, m.recordCapacity, &deviceCollector{s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

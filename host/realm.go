@@ -415,6 +415,52 @@ func (s *Server) signOff() {
 	}
 }
 
+// bucketIdle is how long a rate-limit bucket must have been left alone
+// before pruneBuckets removes it: twice the time it takes to refill from
+// empty, and at least a day, so that a host whose -login-rate is slower
+// than this one's still finds the buckets it would have found full.
+func (s *Server) bucketIdle() time.Duration {
+	refill := time.Duration(float64(s.cfg.LoginBurst) / s.cfg.LoginRate * float64(time.Second))
+	return max(24*time.Hour, 2*refill)
+}
+
+// pruneBucketsBatch is how many buckets one transaction of pruning
+// removes: the hosts' logins barely wait for it.
+const pruneBucketsBatch = 1000
+
+// pruneBuckets removes, every BucketPruneInterval, the buckets idle for
+// bucketIdle (state.Store.PruneBuckets), so that the buckets table holds
+// the accounts that logged in lately, not every account that ever did.
+// Every host prunes; that several do at once costs nothing but the scans.
+func (s *Server) pruneBuckets(ctx context.Context) {
+	defer s.pollWG.Done()
+	t := time.NewTicker(s.cfg.BucketPruneInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		idleSince := s.cfg.Now().Add(-s.bucketIdle())
+		for ctx.Err() == nil {
+			pctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+			n, err := s.cfg.Store.PruneBuckets(pctx, idleSince, pruneBucketsBatch)
+			cancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("pruning idle rate-limit buckets failed", "err", err)
+				}
+				break
+			}
+			s.metrics.bucketsPruned.Add(float64(n))
+			if n < pruneBucketsBatch {
+				break
+			}
+		}
+	}
+}
+
 // heartbeats refreshes the host's registry entry every poll interval.
 func (s *Server) heartbeats(ctx context.Context) {
 	defer s.pollWG.Done()

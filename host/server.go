@@ -65,6 +65,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.InFlight <= 0 {
 		cfg.InFlight = DefaultInFlight
 	}
+	if cfg.BucketPruneInterval == 0 {
+		cfg.BucketPruneInterval = time.Hour
+	}
 	if cfg.LoginBurst <= 0 {
 		cfg.LoginBurst = DefaultLoginBurst
 	}
@@ -138,6 +141,10 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.pollWG.Add(1)
 		go s.heartbeats(ctx)
+	}
+	if cfg.LoginRate > 0 && cfg.BucketPruneInterval >= 0 {
+		s.pollWG.Add(1)
+		go s.pruneBuckets(ctx)
 	}
 	return s, nil
 }

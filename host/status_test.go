@@ -105,3 +105,31 @@ func TestStatusPollReportsSignedOccupancy(t *testing.T) {
 		}
 	}
 }
+
+// Each host removes the rate-limit buckets idle long enough to be full, and
+// only those: an account's spent bucket stays spent.
+func TestIdleBucketsArePruned(t *testing.T) {
+	inst, _, _ := softVault(t)
+	accounts, _, _ := testAccounts(t, "alice")
+	ctx := context.Background()
+	now := time.Now()
+	const burst = 2
+	if ok, _, err := accounts.Take(ctx, "login/gone", 1, burst, now.Add(-48*time.Hour)); err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	for range burst {
+		accounts.Take(ctx, "login/alice", 1, burst, now)
+	}
+	srv, _ := testServer(t, Config{Devices: []Device{NewSoftDevice("soft", inst.Vault)}, Store: accounts,
+		LoginRate: 1, LoginBurst: burst, BucketPruneInterval: 10 * time.Millisecond})
+	waitFor(t, "the idle bucket to be pruned", func() bool {
+		return testutilCounter(t, srv, "cofferd_buckets_pruned_total", nil) == 1
+	})
+	time.Sleep(50 * time.Millisecond) // more prune rounds: still one
+	if got := testutilCounter(t, srv, "cofferd_buckets_pruned_total", nil); got != 1 {
+		t.Fatalf("%v buckets pruned, want 1", got)
+	}
+	if ok, _, err := accounts.Take(ctx, "login/alice", 1, burst, now); err != nil || ok {
+		t.Fatalf("alice's spent bucket after pruning: %v %v, want refused", ok, err)
+	}
+}

@@ -319,4 +319,23 @@ func (m *Memory) Take(_ context.Context, key string, rate float64, burst int, no
 	return ok, wait, nil
 }
 
+func (m *Memory) PruneBuckets(_ context.Context, idleSince time.Time, limit int) (int, error) {
+	if limit < 1 {
+		return 0, fmt.Errorf("state: pruning %d buckets at a time", limit)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for key, b := range m.buckets {
+		if n == limit {
+			break
+		}
+		if b.last.Before(idleSince) {
+			delete(m.buckets, key)
+			n++
+		}
+	}
+	return n, nil
+}
+
 func (m *Memory) Close() error { return nil }

@@ -422,6 +422,22 @@ func (s *sqlStore) Hosts(ctx context.Context) ([]Host, error) {
 	return list(ctx, s.d.read(), scanHost, `SELECT `+hostCols+` FROM hosts ORDER BY name`)
 }
 
+func (s *sqlStore) PruneBuckets(ctx context.Context, idleSince time.Time, limit int) (int, error) {
+	if limit < 1 {
+		return 0, fmt.Errorf("state: pruning %d buckets at a time", limit)
+	}
+	var n int64
+	err := s.d.write(ctx, func(q querier) error {
+		// last_refill is checked again on the row the DELETE locks: a
+		// Take that refilled the bucket meanwhile keeps it.
+		var err error
+		n, err = q.exec(ctx, `DELETE FROM buckets WHERE last_refill < $1 AND name IN (
+			SELECT name FROM buckets WHERE last_refill < $1 LIMIT $2)`, t2i(idleSince), limit)
+		return err
+	})
+	return int(n), err
+}
+
 // Take locks the bucket's row (creating it full), applies Refill to it and
 // writes it back, in one transaction: two hosts spending the last token
 // queue on the row lock, and the second sees the first's spending.
@@ -438,13 +454,14 @@ func (s *sqlStore) take(ctx context.Context, write func(context.Context, func(qu
 	var ok bool
 	var wait time.Duration
 	err := write(ctx, func(q querier) error {
-		if _, err := q.exec(ctx, `INSERT INTO buckets (name, tokens, last_refill) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING`,
-			key, float64(max(burst, 1)), t2i(now)); err != nil {
-			return err
-		}
+		// One statement makes the row if there is none and locks it if
+		// there is: a prune deleting it between a make and a separate
+		// lock would leave nothing to lock (TestTakeRacesPrune).
 		var tokens float64
 		var lastNS int64
-		if err := q.queryRow(ctx, `SELECT tokens, last_refill FROM buckets WHERE name = $1 FOR UPDATE`, key).Scan(&tokens, &lastNS); err != nil {
+		if err := q.queryRow(ctx, `INSERT INTO buckets (name, tokens, last_refill) VALUES ($1, $2, $3)
+			ON CONFLICT (name) DO UPDATE SET tokens = buckets.tokens RETURNING tokens, last_refill`,
+			key, float64(max(burst, 1)), t2i(now)).Scan(&tokens, &lastNS); err != nil {
 			return err
 		}
 		last := i2t(lastNS)

@@ -172,6 +172,12 @@ type Store interface {
 	// rate per second; rate 0 is no limit), or reports how long until one
 	// is there. All hosts sharing the store share the buckets.
 	Take(ctx context.Context, key string, rate float64, burst int, now time.Time) (ok bool, wait time.Duration, err error)
+	// PruneBuckets removes up to limit buckets last refilled before
+	// idleSince, and says how many it removed. A bucket idle for longer
+	// than it takes to refill is full, as an absent one is to Take, so
+	// pruning those changes no limit: it keeps the table to the accounts
+	// that logged in lately rather than every account that ever did.
+	PruneBuckets(ctx context.Context, idleSince time.Time, limit int) (int, error)
 
 	Close() error
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -758,6 +759,89 @@ func TestUnplaceFromRace(t *testing.T) {
 		}
 		if d1, d2 := device(t, st, "d1").Accounts, device(t, st, "d2").Accounts; d1 != 0 || d2 != on2 {
 			t.Fatalf("counts d1 %d d2 %d; accounts on d2: %d", d1, d2, on2)
+		}
+	})
+}
+
+// PruneBuckets removes only buckets idle since before its cutoff, at most
+// limit at a time; a pruned bucket comes back full, as it would have been.
+func TestPruneBuckets(t *testing.T) {
+	forEach(t, func(t *testing.T, st Store, _ func() Store) {
+		t0 := time.Unix(1_800_000_000, 0)
+		const rate, burst = 1.0, 3
+		for i := range 5 {
+			ok, _, err := st.Take(ctx, fmt.Sprint("old", i), rate, burst, t0)
+			mustOK(t, err)
+			if !ok {
+				t.Fatal("a new bucket refused")
+			}
+		}
+		for range burst {
+			st.Take(ctx, "busy", rate, burst, t0.Add(time.Hour))
+		}
+		if _, err := st.PruneBuckets(ctx, t0, 0); err == nil {
+			t.Fatal("pruned 0 at a time")
+		}
+		var pruned []int
+		for {
+			n, err := st.PruneBuckets(ctx, t0.Add(time.Minute), 2)
+			mustOK(t, err)
+			if n == 0 {
+				break
+			}
+			pruned = append(pruned, n)
+		}
+		if !slices.Equal(pruned, []int{2, 2, 1}) {
+			t.Fatalf("pruned %v, want [2 2 1]", pruned)
+		}
+		// "busy" was spent an hour later and is still empty: kept.
+		if ok, _, err := st.Take(ctx, "busy", rate, burst, t0.Add(time.Hour)); err != nil || ok {
+			t.Fatalf("the busy bucket after pruning: %v %v, want refused", ok, err)
+		}
+		// A pruned one is full again.
+		for i := range burst {
+			if ok, _, err := st.Take(ctx, "old0", rate, burst, t0.Add(time.Hour)); err != nil || !ok {
+				t.Fatalf("take %d of a pruned bucket: %v %v", i, ok, err)
+			}
+		}
+	})
+}
+
+// Takes racing prunes of their own bucket, from another host: a Take never
+// fails for a bucket deleted under it (the login it limits would fail),
+// and a prune never removes a bucket a Take has just refilled.
+func TestTakeRacesPrune(t *testing.T) {
+	forEach(t, func(t *testing.T, st Store, peer func() Store) {
+		other := peer()
+		t0 := time.Unix(1_800_000_000, 0)
+		const rounds = 200
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		var failures atomic.Int64
+		wg.Go(func() {
+			<-start
+			for i := range rounds {
+				// Each take is an hour after the last: the bucket is
+				// idle, and always refilled, so every take succeeds.
+				ok, _, err := st.Take(ctx, "k", 1, 1, t0.Add(time.Duration(i)*time.Hour))
+				if err != nil || !ok {
+					failures.Add(1)
+					t.Errorf("take %d: %v %v", i, ok, err)
+				}
+			}
+		})
+		wg.Go(func() {
+			<-start
+			for i := range rounds {
+				if _, err := other.PruneBuckets(ctx, t0.Add(time.Duration(i)*time.Hour), 10); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+		close(start)
+		wg.Wait()
+		if failures.Load() > 0 {
+			t.Fatalf("%d of %d takes failed", failures.Load(), rounds)
 		}
 	})
 }
