@@ -424,8 +424,8 @@ func (s *Server) bucketIdle() time.Duration {
 	return max(24*time.Hour, 2*refill)
 }
 
-// pruneBucketsBatch is how many buckets one transaction of pruning
-// removes: the hosts' logins barely wait for it.
+// pruneBucketsBatch is how many buckets one step of pruning reads (and at
+// most removes, in one short transaction): the hosts' logins barely wait.
 const pruneBucketsBatch = 1000
 
 // pruneBuckets removes, every BucketPruneInterval, the buckets idle for
@@ -443,9 +443,9 @@ func (s *Server) pruneBuckets(ctx context.Context) {
 		case <-t.C:
 		}
 		idleSince := s.cfg.Now().Add(-s.bucketIdle())
-		for ctx.Err() == nil {
+		for after := ""; ctx.Err() == nil; {
 			pctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-			n, err := s.cfg.Store.PruneBuckets(pctx, idleSince, pruneBucketsBatch)
+			n, next, err := s.cfg.Store.PruneBuckets(pctx, idleSince, after, pruneBucketsBatch)
 			cancel()
 			if err != nil {
 				if ctx.Err() == nil {
@@ -454,7 +454,7 @@ func (s *Server) pruneBuckets(ctx context.Context) {
 				break
 			}
 			s.metrics.bucketsPruned.Add(float64(n))
-			if n < pruneBucketsBatch {
+			if after = next; next == "" {
 				break
 			}
 		}

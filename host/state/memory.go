@@ -319,23 +319,34 @@ func (m *Memory) Take(_ context.Context, key string, rate float64, burst int, no
 	return ok, wait, nil
 }
 
-func (m *Memory) PruneBuckets(_ context.Context, idleSince time.Time, limit int) (int, error) {
+func (m *Memory) PruneBuckets(_ context.Context, idleSince time.Time, after string, limit int) (int, string, error) {
 	if limit < 1 {
-		return 0, fmt.Errorf("state: pruning %d buckets at a time", limit)
+		return 0, "", fmt.Errorf("state: pruning %d buckets at a time", limit)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	n := 0
-	for key, b := range m.buckets {
-		if n == limit {
-			break
+	var keys []string
+	for key := range m.buckets {
+		if key > after {
+			keys = append(keys, key)
 		}
-		if b.last.Before(idleSince) {
+	}
+	slices.Sort(keys)
+	next := ""
+	if len(keys) > limit {
+		keys = keys[:limit]
+	}
+	if len(keys) == limit {
+		next = keys[limit-1]
+	}
+	n := 0
+	for _, key := range keys {
+		if m.buckets[key].last.Before(idleSince) {
 			delete(m.buckets, key)
 			n++
 		}
 	}
-	return n, nil
+	return n, next, nil
 }
 
 func (m *Memory) Close() error { return nil }

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -422,20 +423,49 @@ func (s *sqlStore) Hosts(ctx context.Context) ([]Host, error) {
 	return list(ctx, s.d.read(), scanHost, `SELECT `+hostCols+` FROM hosts ORDER BY name`)
 }
 
-func (s *sqlStore) PruneBuckets(ctx context.Context, idleSince time.Time, limit int) (int, error) {
+func (s *sqlStore) PruneBuckets(ctx context.Context, idleSince time.Time, after string, limit int) (int, string, error) {
 	if limit < 1 {
-		return 0, fmt.Errorf("state: pruning %d buckets at a time", limit)
+		return 0, "", fmt.Errorf("state: pruning %d buckets at a time", limit)
+	}
+	type bucketAge struct {
+		name string
+		last int64
+	}
+	batch, err := list(ctx, s.d.read(), func(r scanner) (bucketAge, error) {
+		var b bucketAge
+		return b, r.Scan(&b.name, &b.last)
+	}, `SELECT name, last_refill FROM buckets WHERE name > $1 ORDER BY name LIMIT $2`, after, limit)
+	if err != nil || len(batch) == 0 {
+		return 0, "", err
+	}
+	next := batch[len(batch)-1].name
+	if len(batch) < limit {
+		next = ""
+	}
+	cutoff := t2i(idleSince)
+	args := []any{cutoff}
+	var marks []string
+	for _, b := range batch {
+		if b.last < cutoff {
+			args = append(args, b.name)
+			marks = append(marks, fmt.Sprintf("$%d", len(args)))
+		}
+	}
+	if len(marks) == 0 {
+		return 0, next, nil
 	}
 	var n int64
-	err := s.d.write(ctx, func(q querier) error {
-		// last_refill is checked again on the row the DELETE locks: a
-		// Take that refilled the bucket meanwhile keeps it.
+	err = s.d.write(ctx, func(q querier) error {
+		// last_refill is checked again under the write: a Take that
+		// spent from the bucket since it was read keeps it.
 		var err error
-		n, err = q.exec(ctx, `DELETE FROM buckets WHERE last_refill < $1 AND name IN (
-			SELECT name FROM buckets WHERE last_refill < $1 LIMIT $2)`, t2i(idleSince), limit)
+		n, err = q.exec(ctx, `DELETE FROM buckets WHERE last_refill < $1 AND name IN (`+strings.Join(marks, ", ")+`)`, args...)
 		return err
 	})
-	return int(n), err
+	if err != nil {
+		return 0, "", err
+	}
+	return int(n), next, nil
 }
 
 // Take locks the bucket's row (creating it full), applies Refill to it and

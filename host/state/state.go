@@ -172,12 +172,16 @@ type Store interface {
 	// rate per second; rate 0 is no limit), or reports how long until one
 	// is there. All hosts sharing the store share the buckets.
 	Take(ctx context.Context, key string, rate float64, burst int, now time.Time) (ok bool, wait time.Duration, err error)
-	// PruneBuckets removes up to limit buckets last refilled before
-	// idleSince, and says how many it removed. A bucket idle for longer
-	// than it takes to refill is full, as an absent one is to Take, so
-	// pruning those changes no limit: it keeps the table to the accounts
-	// that logged in lately rather than every account that ever did.
-	PruneBuckets(ctx context.Context, idleSince time.Time, limit int) (int, error)
+	// PruneBuckets looks at up to limit buckets whose keys sort after
+	// after, removes those last refilled before idleSince, and returns how
+	// many it removed and the key to go on after ("" once it looked at
+	// the last). A bucket idle for longer than it takes to refill is full,
+	// as an absent one is to Take, so pruning those changes no limit: it
+	// keeps the table to the accounts that logged in lately rather than
+	// every account that ever did. Called from "" until it returns "",
+	// it reads each bucket once, a batch at a time, and holds no write
+	// lock while it reads.
+	PruneBuckets(ctx context.Context, idleSince time.Time, after string, limit int) (removed int, next string, err error)
 
 	Close() error
 }
