@@ -533,13 +533,15 @@ var relayedHeaders = []string{"Content-Type", "Retry-After", "Cache-Control", "A
 // the vault (its answer timed out or was lost).
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, a *Account, d state.Device, o *outcome) {
 	o.note = "forwarded to " + d.Host
-	refuse := func(why error, msg string) {
+	// refuse answers without forwarding; code is the metric's: why no
+	// forward was tried (busy, failing_fast, removed, unreachable).
+	refuse := func(code string, why error, msg string) {
 		o.status, o.note = http.StatusServiceUnavailable, "forward to "+d.Host+": "+why.Error()
 		writeError(w, o.status, msg, retryUnreachable)
-		s.realmMetrics.forwarded(d.Host, "unreachable", 0)
+		s.realmMetrics.forwarded(d.Host, code, 0)
 	}
 	unreachable := func(why error) {
-		refuse(why, fmt.Sprintf("the host holding this account's vault device (%s, device %s) is unreachable; retry later", d.Host, d.Name))
+		refuse("unreachable", why, fmt.Sprintf("the host holding this account's vault device (%s, device %s) is unreachable; retry later", d.Host, d.Name))
 	}
 	if s.cfg.Peer.Cert == nil || s.cfg.Peer.CA == nil {
 		unreachable(errors.New("this host has no peer certificate (-peer-cert, -peer-key, -peer-ca)"))
@@ -555,7 +557,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, a *Account, d s
 		unreachable(errors.New("the host has no peer URL in the registry"))
 		return
 	case h.Removed:
-		refuse(errors.New("host removed"), fmt.Sprintf("host removed: the host holding this account's vault device (%s, device %s) was removed from the realm", d.Host, d.Name))
+		refuse("removed", errors.New("host removed"), fmt.Sprintf("host removed: the host holding this account's vault device (%s, device %s) was removed from the realm", d.Host, d.Name))
 		return
 	}
 	if err := checkPeerURL(h.PeerURL); err != nil {
@@ -582,7 +584,11 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, a *Account, d s
 	}
 	ps, err := s.peers.acquire(s, d.Host, h.PeerKey, time.Now())
 	if errors.Is(err, errPeerBusy) {
-		refuse(err, fmt.Sprintf("the host holding this account's vault device (%s, device %s) is busy: too many requests are forwarded to it; retry later", d.Host, d.Name))
+		refuse("busy", err, fmt.Sprintf("the host holding this account's vault device (%s, device %s) is busy: too many requests are forwarded to it; retry later", d.Host, d.Name))
+		return
+	}
+	if errors.Is(err, errBreakerOpen) {
+		refuse("failing_fast", err, fmt.Sprintf("the host holding this account's vault device (%s, device %s) is unreachable (its last forwards failed); retry later", d.Host, d.Name))
 		return
 	}
 	if err != nil {
@@ -666,7 +672,7 @@ func newRealmMetrics(s *Server, reg *prometheus.Registry) *realmMetrics {
 	m := &realmMetrics{
 		forwards: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cofferd_forwarded_requests_total",
-			Help: "Requests forwarded to the host of the account's device, by peer host and the HTTP status it answered (unreachable: no answer).",
+			Help: "Requests forwarded to the host of the account's device, by peer host and the HTTP status it answered, or why none was: unreachable (no answer, or no usable peer URL or key), busy (-peer-inflight reached), failing_fast (its last forwards failed), removed.",
 		}, []string{"peer", "code"}),
 		forwardSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "cofferd_forward_seconds",

@@ -310,6 +310,10 @@ func TestSlowPeerDoesNotStarveLocalUsers(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("bob beyond the bound: %d %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
+	// Counted as busy, not as the peer being down: 3 + bob's.
+	if n := testutilCounter(t, h1.srv, "cofferd_forwarded_requests_total", map[string]string{"peer": "h2", "code": "busy"}); n != 4 {
+		t.Errorf("forwards refused as busy counted %v, want 4", n)
+	}
 }
 
 // After consecutive forwards without an answer, forwards to that peer fail
@@ -342,6 +346,12 @@ func TestBreakerFailsFast(t *testing.T) {
 	}
 	if n := accepted.Load(); n != breakerFailures {
 		t.Fatalf("%d connections for %d forwards, want %d before the breaker opened", n, 2*breakerFailures, breakerFailures)
+	}
+	// The metric tells the forwards that failed from those not tried.
+	for code, want := range map[string]float64{"unreachable": breakerFailures, "failing_fast": breakerFailures} {
+		if n := testutilCounter(t, h1.srv, "cofferd_forwarded_requests_total", map[string]string{"peer": "h2", "code": code}); n != want {
+			t.Errorf("forwards to h2 counted %v as %s, want %v", n, code, want)
+		}
 	}
 }
 
