@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cofferhsm/coffer/applet/softvault/softvaulttest"
+	"github.com/cofferhsm/coffer/internal/testbin"
 	"github.com/cofferhsm/coffer/protocol"
 )
 
@@ -132,13 +132,8 @@ func BenchmarkDeployedLogin(b *testing.B) {
 	bin := os.Getenv("COFFER_BENCH_BIN")
 	if bin == "" {
 		bin = b.TempDir()
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		if out, err := exec.Command(goTool, "build", "-o", bin+string(filepath.Separator),
-			"github.com/cofferhsm/coffer/host/cmd/cofferd", "github.com/cofferhsm/coffer/applet/softvault/cmd/softvault").CombinedOutput(); err != nil {
-			b.Fatalf("go build: %v\n%s", err, out)
+		if err := testbin.Build(bin, "github.com/cofferhsm/coffer/host/cmd/cofferd", "github.com/cofferhsm/coffer/applet/softvault/cmd/softvault"); err != nil {
+			b.Fatal(err)
 		}
 	}
 	cofferd, softvault := filepath.Join(bin, "cofferd"), filepath.Join(bin, "softvault")

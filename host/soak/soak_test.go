@@ -2,13 +2,12 @@ package soak
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
+
+	"github.com/cofferhsm/coffer/internal/testbin"
 )
 
 // TestSoakHost is the load soak (make soak-host): COFFER_SOAK_DURATION of
@@ -84,15 +83,9 @@ func runSoak(t *testing.T, cfg Config) {
 // buildSoftvault builds the softvault command into a temporary folder.
 func buildSoftvault(t *testing.T) string {
 	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
 	dir := t.TempDir()
-	out, err := exec.Command(goTool, "build", "-o", dir+string(filepath.Separator),
-		"github.com/cofferhsm/coffer/applet/softvault/cmd/softvault").CombinedOutput()
-	if err != nil {
-		t.Fatal(fmt.Errorf("go build softvault: %v\n%s", err, out))
+	if err := testbin.Build(dir, "github.com/cofferhsm/coffer/applet/softvault/cmd/softvault"); err != nil {
+		t.Fatal(err)
 	}
 	return filepath.Join(dir, "softvault")
 }

@@ -9,75 +9,48 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
 	"github.com/cofferhsm/coffer/host/state/pgtest"
+	"github.com/cofferhsm/coffer/internal/testbin"
 )
 
-var (
-	e2eBuildOnce sync.Once
-	e2eBinDir    string
-	e2eBuildErr  error
-)
+// e2eBuilt are coffer, cofferd, softvault, coffer-provision,
+// coffer-release and coffer-witness, built once per test run.
+var e2eBuilt = testbin.NewOnce(
+	"github.com/cofferhsm/coffer/client/cmd/coffer",
+	"github.com/cofferhsm/coffer/host/cmd/cofferd",
+	"github.com/cofferhsm/coffer/applet/softvault/cmd/softvault",
+	"github.com/cofferhsm/coffer/firmware/cmd/coffer-provision",
+	"github.com/cofferhsm/coffer/firmware/cmd/coffer-release",
+	"github.com/cofferhsm/coffer/firmware/cmd/coffer-witness")
 
 func TestMain(m *testing.M) {
 	// pgtest.Main stops the PostgreSQL server the realm tests start (if
 	// any) once every test has run.
 	code := pgtest.Main(m)
-	if e2eBinDir != "" {
-		os.RemoveAll(e2eBinDir)
-	}
+	e2eBuilt.Remove()
 	os.Exit(code)
 }
 
-// e2eBinaries builds coffer, cofferd, softvault, coffer-provision,
-// coffer-release and coffer-witness once
-// per test run and returns the folder holding them. Short runs skip: the
-// e2e tests are processes and real Argon2id.
+// e2eBinaries returns the folder of the built commands. Short runs skip:
+// the e2e tests are processes and real Argon2id.
 func e2eBinaries(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: builds and runs the real binaries")
 	}
-	e2eBuildOnce.Do(func() {
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		dir, err := os.MkdirTemp("", "coffer-e2e-bin-")
-		if err != nil {
-			e2eBuildErr = err
-			return
-		}
-		e2eBinDir = dir
-		cmd := exec.Command(goTool, "build", "-o", dir+string(filepath.Separator),
-			"github.com/cofferhsm/coffer/client/cmd/coffer",
-			"github.com/cofferhsm/coffer/host/cmd/cofferd",
-			"github.com/cofferhsm/coffer/applet/softvault/cmd/softvault",
-			"github.com/cofferhsm/coffer/firmware/cmd/coffer-provision",
-			"github.com/cofferhsm/coffer/firmware/cmd/coffer-release",
-			"github.com/cofferhsm/coffer/firmware/cmd/coffer-witness")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			e2eBuildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if e2eBuildErr != nil {
-		t.Fatal(e2eBuildErr)
-	}
-	return e2eBinDir
+	return e2eBuilt.Dir(t)
 }
 
 func e2eBin(t *testing.T, name string) string {

@@ -14,27 +14,20 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cofferhsm/coffer/applet/vault/vaulttest/syncbuf"
 	"github.com/cofferhsm/coffer/internal/buildinfo"
+	"github.com/cofferhsm/coffer/internal/testbin"
 )
 
-var (
-	binOnce sync.Once
-	binDir  string
-	binErr  error
-)
+var built = testbin.NewOnce("github.com/cofferhsm/coffer/host/cmd/cofferd")
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	built.Remove()
 	os.Exit(code)
 }
 
@@ -44,23 +37,7 @@ func cofferdBin(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("builds and runs the cofferd binary")
 	}
-	binOnce.Do(func() {
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		if binDir, binErr = os.MkdirTemp("", "cofferd-bin-"); binErr != nil {
-			return
-		}
-		out, err := exec.Command(goTool, "build", "-o", binDir+string(filepath.Separator), "github.com/cofferhsm/coffer/host/cmd/cofferd").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return filepath.Join(binDir, "cofferd")
+	return built.Path(t, "cofferd")
 }
 
 type ran struct {
