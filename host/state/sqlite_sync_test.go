@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"testing"
 	"time"
@@ -49,6 +50,41 @@ func TestSQLiteLazyOnlyForBuckets(t *testing.T) {
 		}
 		if v := synchronous(); v != full {
 			t.Fatalf("after Take the writer is left at synchronous=%d, want FULL (%d)", v, full)
+		}
+	}
+}
+
+// TestSQLiteCaches: the writer and the readers open with the page cache
+// and memory map sqlite.go sets (the driver runs its _pragma list in its
+// own order, which can void a setting silently, as it would a page_size
+// after journal_mode).
+func TestSQLiteCaches(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "s.db")
+	if _, _, err := Migrate(ctx, "sqlite:"+path); err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, c := range []struct {
+		name string
+		db   *sql.DB
+	}{{"writer", st.w}, {"reader", st.r}} {
+		var cache, mmap int64
+		if err := c.db.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&cache); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.db.QueryRowContext(ctx, "PRAGMA mmap_size").Scan(&mmap); err != nil {
+			t.Fatal(err)
+		}
+		if cache != -sqliteCacheKiB {
+			t.Errorf("%s: cache_size %d, want %d (KiB)", c.name, cache, -sqliteCacheKiB)
+		}
+		if mmap != sqliteMmapBytes {
+			t.Errorf("%s: mmap_size %d, want %d", c.name, mmap, sqliteMmapBytes)
 		}
 	}
 }
