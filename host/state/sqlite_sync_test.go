@@ -1,7 +1,6 @@
 package state
 
 import (
-	"context"
 	"database/sql"
 	"path/filepath"
 	"testing"
@@ -13,16 +12,7 @@ import (
 // to flushing every commit after it, so that no placement that follows is
 // ever lost to a power cut while the database says it was made.
 func TestSQLiteLazyOnlyForBuckets(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "s.db")
-	if _, _, err := Migrate(ctx, "sqlite:"+path); err != nil {
-		t.Fatal(err)
-	}
-	st, err := OpenSQLite(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openSQLiteFile(t)
 	synchronous := func() int {
 		var v int
 		if err := st.w.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&v); err != nil {
@@ -35,7 +25,7 @@ func TestSQLiteLazyOnlyForBuckets(t *testing.T) {
 		t.Fatalf("writer opens with synchronous=%d, want FULL (%d)", v, full)
 	}
 	var during int
-	err = st.d.writeLazy(ctx, func(q querier) error {
+	err := st.d.writeLazy(ctx, func(q querier) error {
 		return q.queryRow(ctx, "PRAGMA synchronous").Scan(&during)
 	})
 	if err != nil {
@@ -59,16 +49,7 @@ func TestSQLiteLazyOnlyForBuckets(t *testing.T) {
 // own order, which can void a setting silently, as it would a page_size
 // after journal_mode).
 func TestSQLiteCaches(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "s.db")
-	if _, _, err := Migrate(ctx, "sqlite:"+path); err != nil {
-		t.Fatal(err)
-	}
-	st, err := OpenSQLite(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openSQLiteFile(t)
 	for _, c := range []struct {
 		name string
 		db   *sql.DB
@@ -87,4 +68,19 @@ func TestSQLiteCaches(t *testing.T) {
 			t.Errorf("%s: mmap_size %d, want %d", c.name, mmap, sqliteMmapBytes)
 		}
 	}
+}
+
+// openSQLiteFile migrates a new SQLite file and opens it, as *SQLite.
+func openSQLiteFile(t *testing.T) *SQLite {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "s.db")
+	if _, _, err := Migrate(ctx, "sqlite:"+path); err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
