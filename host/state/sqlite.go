@@ -33,6 +33,21 @@ var _ Store = (*SQLite)(nil)
 // sqliteBusyMillis is how long a writer waits for another process's.
 const sqliteBusyMillis = 10000
 
+const (
+	// sqliteMmapBytes is how much of the file a connection maps: the
+	// most this build of SQLite maps (SQLITE_MAX_MMAP_SIZE, 2 GiB less
+	// 64 KiB; a larger mmap_size is cut down to it). At 10 million
+	// accounts the file is about 2.6 GB, and what lies past the map is
+	// read with a read call into the page cache (host/state/README.md).
+	sqliteMmapBytes = 0x7fff0000
+	// sqliteCacheKiB is each connection's page cache, in KiB. SQLite
+	// empties a reader's cache (and drops its map) at the first read
+	// after another connection's commit, in a time that grows with the
+	// most pages the cache has held: a larger cache made lookups that
+	// follow writes slower (README.md, "Tests and benchmarks").
+	sqliteCacheKiB = 32 << 10
+)
+
 // sqliteRewrite holds each statement rewritten from PostgreSQL's dialect:
 // numbered parameters as ?N, and no row locks (there is one writer).
 var sqliteRewrite sync.Map
@@ -79,13 +94,14 @@ func openSQLite(ctx context.Context, path string) (*SQLite, error) {
 	common := url.Values{}
 	common.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyMillis))
 	common.Add("_pragma", "foreign_keys(1)")
-	// 32 MiB of page cache a connection (the default is 2 MiB): the upper
-	// levels of 10 million accounts' indexes stay in memory; the rest is
-	// read through a memory map of up to 2 GiB (the OS page cache) rather
-	// than a read call a page. An I/O error under the map kills the
-	// process (SIGBUS), which fails closed.
-	common.Add("_pragma", "cache_size(-32768)")
-	common.Add("_pragma", "mmap_size(2147418112)")
+	// Pages are read through a memory map of the file's first 2 GiB (the
+	// OS page cache, without a read call a page) and are not copied into
+	// the connection's page cache; pages past the map, those read from
+	// the WAL and those the writer changes are, 32 MiB of them a
+	// connection (the default is 2 MiB). An I/O error under the map kills
+	// the process (SIGBUS), which fails closed.
+	common.Add("_pragma", fmt.Sprintf("cache_size(-%d)", sqliteCacheKiB))
+	common.Add("_pragma", fmt.Sprintf("mmap_size(%d)", sqliteMmapBytes))
 	wq := url.Values{"_txlock": {"immediate"}}
 	// FULL: a commit is on disk when it returns (placements above all:
 	// one lost would let an account be placed, and registered, twice);

@@ -1,7 +1,7 @@
 package state
 
 import (
-	"context"
+	"database/sql"
 	"path/filepath"
 	"testing"
 	"time"
@@ -12,16 +12,7 @@ import (
 // to flushing every commit after it, so that no placement that follows is
 // ever lost to a power cut while the database says it was made.
 func TestSQLiteLazyOnlyForBuckets(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "s.db")
-	if _, _, err := Migrate(ctx, "sqlite:"+path); err != nil {
-		t.Fatal(err)
-	}
-	st, err := OpenSQLite(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openSQLiteFile(t)
 	synchronous := func() int {
 		var v int
 		if err := st.w.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&v); err != nil {
@@ -34,7 +25,7 @@ func TestSQLiteLazyOnlyForBuckets(t *testing.T) {
 		t.Fatalf("writer opens with synchronous=%d, want FULL (%d)", v, full)
 	}
 	var during int
-	err = st.d.writeLazy(ctx, func(q querier) error {
+	err := st.d.writeLazy(ctx, func(q querier) error {
 		return q.queryRow(ctx, "PRAGMA synchronous").Scan(&during)
 	})
 	if err != nil {
@@ -51,4 +42,45 @@ func TestSQLiteLazyOnlyForBuckets(t *testing.T) {
 			t.Fatalf("after Take the writer is left at synchronous=%d, want FULL (%d)", v, full)
 		}
 	}
+}
+
+// TestSQLiteCaches: the writer and the readers open with the page cache
+// and memory map sqlite.go sets (the driver runs its _pragma list in its
+// own order, which can void a setting silently, as it would a page_size
+// after journal_mode).
+func TestSQLiteCaches(t *testing.T) {
+	st := openSQLiteFile(t)
+	for _, c := range []struct {
+		name string
+		db   *sql.DB
+	}{{"writer", st.w}, {"reader", st.r}} {
+		var cache, mmap int64
+		if err := c.db.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&cache); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.db.QueryRowContext(ctx, "PRAGMA mmap_size").Scan(&mmap); err != nil {
+			t.Fatal(err)
+		}
+		if cache != -sqliteCacheKiB {
+			t.Errorf("%s: cache_size %d, want %d (KiB)", c.name, cache, -sqliteCacheKiB)
+		}
+		if mmap != sqliteMmapBytes {
+			t.Errorf("%s: mmap_size %d, want %d", c.name, mmap, sqliteMmapBytes)
+		}
+	}
+}
+
+// openSQLiteFile migrates a new SQLite file and opens it, as *SQLite.
+func openSQLiteFile(t *testing.T) *SQLite {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "s.db")
+	if _, _, err := Migrate(ctx, "sqlite:"+path); err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
