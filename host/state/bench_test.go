@@ -296,3 +296,66 @@ func BenchmarkTake(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEvacuate takes every account off one drained device of six
+// (UnplaceFrom, a thousand a batch, as cofferd device evacuate does) in a
+// realm of COFFER_BENCH_EVACUATE accounts (default 600 thousand: 100
+// thousand on the device), and reports the mean time of the last tenth of
+// the batches over the first tenth's: about 1 when each batch costs the
+// same, growing with the device's size when a batch scans what the earlier
+// ones took off. Each iteration fills a realm anew.
+//
+//	go test ./host/state -run '^$' -bench '^BenchmarkEvacuate$' -benchtime 1x
+func BenchmarkEvacuate(b *testing.B) {
+	n := 600_000
+	if s := os.Getenv("COFFER_BENCH_EVACUATE"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil || n < 60_000 {
+			b.Fatalf("COFFER_BENCH_EVACUATE=%q: want a number ≥ 60000", s)
+		}
+	}
+	const batch = 1000
+	for _, kind := range []string{"sqlite", "postgres"} {
+		b.Run(kind, func(b *testing.B) {
+			var firstSum, lastSum time.Duration
+			var batches int
+			for b.Loop() {
+				b.StopTimer()
+				st := benchFill(b, kind, n)
+				dev := benchDevices[0]
+				mustOK(b, st.SetDeviceState(ctx, dev, Draining))
+				b.StartTimer()
+				var took []time.Duration
+				for after := ""; ; {
+					t0 := time.Now()
+					k, next, err := st.UnplaceFrom(ctx, dev, after, batch)
+					took = append(took, time.Since(t0))
+					mustOK(b, err)
+					if k == 0 && next == "" {
+						took = took[:len(took)-1]
+					}
+					if after = next; next == "" {
+						break
+					}
+				}
+				if d, err := st.Device(ctx, dev); err != nil || d.Accounts != 0 {
+					b.Fatalf("after the evacuation: %+v %v", d, err)
+				}
+				tenth := max(1, len(took)/10)
+				for _, d := range took[:tenth] {
+					firstSum += d
+				}
+				for _, d := range took[len(took)-tenth:] {
+					lastSum += d
+				}
+				batches = tenth
+				b.StopTimer()
+				st.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(firstSum.Microseconds())/float64(batches*b.N), "first-us/batch")
+			b.ReportMetric(float64(lastSum.Microseconds())/float64(batches*b.N), "last-us/batch")
+			b.ReportMetric(float64(lastSum)/float64(firstSum), "last/first")
+		})
+	}
+}

@@ -165,32 +165,36 @@ func (m *Memory) Unplace(_ context.Context, account string) error {
 	return nil
 }
 
-func (m *Memory) UnplaceFrom(_ context.Context, device string, limit int) (int, error) {
+func (m *Memory) UnplaceFrom(_ context.Context, device, after string, limit int) (int, string, error) {
 	if limit < 1 {
-		return 0, fmt.Errorf("state: unplacing %d accounts at a time", limit)
+		return 0, "", fmt.Errorf("state: unplacing %d accounts at a time", limit)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	d := m.devices[device]
 	if d == nil {
-		return 0, fmt.Errorf("%w: device %q", ErrNotFound, device)
+		return 0, "", fmt.Errorf("%w: device %q", ErrNotFound, device)
 	}
 	if d.State == Active {
-		return 0, fmt.Errorf("%w: device %q is active: drain it first, or new accounts keep arriving", ErrDeviceState, device)
+		return 0, "", errEvacuateActive(device)
 	}
 	var names []string
 	for name, a := range m.accounts {
-		if a.Device == device {
+		if a.Device == device && name > after {
 			names = append(names, name)
 		}
 	}
 	slices.Sort(names)
-	names = names[:min(len(names), limit)]
+	next := ""
+	if len(names) >= limit {
+		names = names[:limit]
+		next = names[limit-1]
+	}
 	for _, name := range names {
 		m.accounts[name].Device = ""
 	}
 	d.Accounts -= uint64(len(names))
-	return len(names), nil
+	return len(names), next, nil
 }
 
 func (m *Memory) RegisterDevice(_ context.Context, name, host string) error {
@@ -218,7 +222,7 @@ func (m *Memory) ReportDevice(_ context.Context, name string, r Report) error {
 	}
 	d.Healthy, d.Seen = r.Healthy, r.Seen
 	if r.Healthy {
-		d.AnchorWrites, d.Records, d.RecordCapacity = r.AnchorWrites, r.Records, r.RecordCapacity
+		d.AnchorWrites, d.Records, d.RecordCapacity, d.AccountsReported = r.AnchorWrites, r.Records, r.RecordCapacity, d.Accounts
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package state
 
 import (
 	"errors"
+	"math"
 	"time"
 )
 
@@ -17,19 +18,16 @@ var ErrNoDevice = errors.New("state: no active, healthy device with free capacit
 // the first name. It reads nothing but its arguments, so that every host
 // sharing a registry places alike.
 //
-// A device's capacity is the smaller of the record capacity its signed
-// status reports and the operator's limit, whichever are set
-// (DefaultCapacity if neither), and what it uses is the larger of the
-// records its status reports and the accounts placed on it: accounts placed
-// since its last status, and records that belong to no account here, both
-// count.
+// A device's capacity is PlacementCapacity, and what it uses is
+// PlacementUse: the records its status counted and the accounts placed on
+// it since, or the accounts placed on it if more.
 func Choose(devices []Device, now time.Time, maxAge time.Duration) (string, error) {
 	best, bestScore, bestFree := -1, 0.0, uint64(0)
 	for i, d := range devices {
 		if d.State != Active || !d.Healthy || now.Sub(d.Seen) > maxAge || d.Seen.After(now.Add(maxAge)) {
 			continue
 		}
-		capacity, used := d.PlacementCapacity(), max(d.Accounts, d.Records)
+		capacity, used := d.PlacementCapacity(), d.PlacementUse()
 		if used >= capacity {
 			continue
 		}
@@ -57,16 +55,39 @@ func fewer(a, b Device) bool {
 }
 
 // PlacementCapacity is how many records Choose lets the device hold: the
-// smaller of its signed record capacity and the operator's limit, whichever
-// are set, else DefaultCapacity.
+// record capacity its vault signs, capped at the operator's limit if one is
+// set and else at DefaultCapacity; the operator's limit (or the default)
+// while the vault has signed none. The cap keeps a device that signs an
+// absurd capacity (nothing but the device vouches for it) from drawing
+// every new account of the realm: only the operator's limit can raise it.
 func (d *Device) PlacementCapacity() uint64 {
-	switch {
-	case d.Capacity == 0 && d.RecordCapacity == 0:
-		return DefaultCapacity
-	case d.Capacity == 0:
-		return d.RecordCapacity
-	case d.RecordCapacity == 0:
-		return d.Capacity
+	limit := d.Capacity
+	if limit == 0 {
+		limit = DefaultCapacity
 	}
-	return min(d.Capacity, d.RecordCapacity)
+	if d.RecordCapacity == 0 {
+		return limit
+	}
+	return min(limit, d.RecordCapacity)
+}
+
+// PlacementUse is how many records Choose counts the device as holding:
+// those its last status counted plus the accounts placed on it since
+// (their records are on their way), and never fewer than the accounts
+// placed on it. Accounts taken off since keep their records in the vault,
+// so they lower nothing.
+func (d *Device) PlacementUse() uint64 {
+	since := uint64(0)
+	if d.Accounts > d.AccountsReported {
+		since = d.Accounts - d.AccountsReported
+	}
+	return max(d.Accounts, satAdd(d.Records, since))
+}
+
+// satAdd is a + b, or the largest uint64 if that overflows.
+func satAdd(a, b uint64) uint64 {
+	if s := a + b; s >= a {
+		return s
+	}
+	return math.MaxUint64
 }

@@ -3,7 +3,7 @@ package state
 import (
 	"errors"
 	"math"
-	"slices"
+	"math/big"
 	"testing"
 	"time"
 )
@@ -42,7 +42,7 @@ func devicesFrom(b []byte) []Device {
 			AnchorWrites: val(),
 			Seen:         now.Add(time.Duration(int8(next())) * 10 * time.Second),
 		}
-		d.Records, d.RecordCapacity = val(), val()
+		d.Records, d.RecordCapacity, d.AccountsReported = val(), val(), val()
 		if f&8 != 0 {
 			d.Seen = time.Time{}
 		}
@@ -51,23 +51,34 @@ func devicesFrom(b []byte) []Device {
 	return ds
 }
 
-// limit and inUse restate what Choose counts, independently: the limits
-// that are set (the operator's, the signed status's), the tightest of them,
-// and what the device holds as far as anyone knows.
+// limit and inUse restate what Choose counts, independently: the signed
+// capacity under a ceiling (the operator's, else the default), and the
+// records counted at the last report plus the accounts placed since, never
+// below the accounts, computed in big integers.
 func limit(d Device) uint64 {
-	var set []uint64
-	for _, c := range []uint64{d.Capacity, d.RecordCapacity} {
-		if c != 0 {
-			set = append(set, c)
-		}
+	ceiling := d.Capacity
+	if ceiling == 0 {
+		ceiling = DefaultCapacity
 	}
-	if len(set) == 0 {
-		return DefaultCapacity
+	if d.RecordCapacity != 0 && d.RecordCapacity < ceiling {
+		return d.RecordCapacity
 	}
-	return slices.Min(set)
+	return ceiling
 }
 
-func inUse(d Device) uint64 { return slices.Max([]uint64{d.Accounts, d.Records}) }
+func inUse(d Device) uint64 {
+	u := new(big.Int).SetUint64(d.Records)
+	if d.Accounts > d.AccountsReported {
+		u.Add(u, new(big.Int).SetUint64(d.Accounts-d.AccountsReported))
+	}
+	if a := new(big.Int).SetUint64(d.Accounts); u.Cmp(a) < 0 {
+		u = a
+	}
+	if !u.IsUint64() {
+		return math.MaxUint64
+	}
+	return u.Uint64()
+}
 
 // eligible and score restate Choose's rule, independently.
 func eligible(d Device, now time.Time, maxAge time.Duration) bool {
@@ -191,6 +202,17 @@ func TestChooseCases(t *testing.T) {
 		// The vault's identity record makes a device with one account
 		// look as full as an empty one: the fewer accounts win the tie.
 		{"b", []Device{reported(dev("a", 0, 1, 0, 0), 1, 1000), reported(dev("b", 0, 0, 0, 0), 1, 1000)}},
+		// A device signing an absurd capacity is held to the default
+		// (only the operator's limit goes beyond): with 1000 accounts
+		// it does not draw the next one from an honest empty device.
+		{"b", []Device{reported(dev("a", 0, 1000, 0, 0), 0, math.MaxUint64), reported(dev("b", 0, 0, 0, 0), 1, DefaultCapacity)}},
+		{"a", []Device{reported(dev("a", 2*DefaultCapacity, 1000, 0, 0), 0, math.MaxUint64), reported(dev("b", 0, 0, 0, 0), 1000, DefaultCapacity)}},
+		// Accounts placed since the last status count on top of its
+		// records, even when the vault holds more records than there
+		// are accounts (records of accounts taken off stay): 990
+		// records and 10 new accounts fill a capacity of 1000.
+		{"", []Device{func() Device { d := reported(dev("a", 0, 10, 0, 0), 990, 1000); return d }()}},
+		{"a", []Device{func() Device { d := reported(dev("a", 0, 10, 0, 0), 990, 1000); d.AccountsReported = 1; return d }()}},
 	} {
 		got, err := Choose(c.ds, now, time.Minute)
 		if got != c.want || (err != nil) != (c.want == "") {

@@ -101,16 +101,16 @@ func scanAccount(s scanner) (Account, error) {
 	return a, nil
 }
 
-const deviceCols = `name, host, state, capacity, anchor_budget, accounts, healthy, anchor_writes, records, record_capacity, seen`
+const deviceCols = `name, host, state, capacity, anchor_budget, accounts, healthy, anchor_writes, records, record_capacity, accounts_reported, seen`
 
 func scanDevice(s scanner) (Device, error) {
 	var d Device
-	var capacity, budget, accounts, writes, records, recordCapacity, seen int64
-	if err := s.Scan(&d.Name, &d.Host, &d.State, &capacity, &budget, &accounts, &d.Healthy, &writes, &records, &recordCapacity, &seen); err != nil {
+	var capacity, budget, accounts, writes, records, recordCapacity, reported, seen int64
+	if err := s.Scan(&d.Name, &d.Host, &d.State, &capacity, &budget, &accounts, &d.Healthy, &writes, &records, &recordCapacity, &reported, &seen); err != nil {
 		return Device{}, err
 	}
 	d.Capacity, d.AnchorBudget, d.Accounts, d.AnchorWrites = i2u(capacity), i2u(budget), i2u(accounts), i2u(writes)
-	d.Records, d.RecordCapacity = i2u(records), i2u(recordCapacity)
+	d.Records, d.RecordCapacity, d.AccountsReported = i2u(records), i2u(recordCapacity), i2u(reported)
 	d.Seen = i2t(seen)
 	return d, nil
 }
@@ -265,38 +265,66 @@ func (s *sqlStore) Unplace(ctx context.Context, account string) error {
 	})
 }
 
-func (s *sqlStore) UnplaceFrom(ctx context.Context, device string, limit int) (int, error) {
+func (s *sqlStore) UnplaceFrom(ctx context.Context, device, after string, limit int) (int, string, error) {
 	if limit < 1 {
-		return 0, fmt.Errorf("state: unplacing %d accounts at a time", limit)
+		return 0, "", fmt.Errorf("state: unplacing %d accounts at a time", limit)
 	}
-	var n int
+	var names []string
 	err := s.d.write(ctx, func(q querier) error {
 		var st DeviceState
 		if err := q.queryRow(ctx, `SELECT state FROM devices WHERE name = $1`, device).Scan(&st); err != nil {
 			return notFound(err, "device %q", device)
 		}
 		if st == Active {
-			return fmt.Errorf("%w: device %q is active: drain it first, or new accounts keep arriving", ErrDeviceState, device)
+			return errEvacuateActive(device)
 		}
 		// The accounts' rows are locked before the device's, in the
 		// order Place and Unplace lock them, so that neither deadlocks
-		// with this; device = $1 is checked again on the locked rows.
-		names, err := list(ctx, q, func(r scanner) (string, error) {
+		// with this. The batch is read in the order of the index of a
+		// device's accounts, from after on, so that each batch reads only
+		// its own rows (a scan from the start would pass, on PostgreSQL,
+		// the index entries of every account already taken off).
+		var err error
+		names, err = list(ctx, q, func(r scanner) (string, error) {
 			var name string
 			return name, r.Scan(&name)
-		}, `UPDATE accounts SET device = NULL WHERE device = $1 AND name IN (
-			SELECT name FROM accounts WHERE device = $1 ORDER BY name LIMIT $2 FOR UPDATE) RETURNING name`, device, limit)
+		}, `SELECT name FROM accounts WHERE device = $1 AND name > $2 ORDER BY device, name LIMIT $3 FOR UPDATE`, device, after, limit)
 		if err != nil || len(names) == 0 {
 			return err
 		}
-		n = len(names)
-		_, err = q.exec(ctx, `UPDATE devices SET accounts = accounts - $2 WHERE name = $1`, device, n)
+		args := []any{device}
+		marks := make([]string, len(names))
+		for i, name := range names {
+			args = append(args, name)
+			marks[i] = fmt.Sprintf("$%d", len(args))
+		}
+		n, err := q.exec(ctx, `UPDATE accounts SET device = NULL WHERE device = $1 AND name IN (`+strings.Join(marks, ", ")+`)`, args...)
+		if err != nil {
+			return err
+		}
+		if n != int64(len(names)) {
+			return fmt.Errorf("state: %d of the %d accounts locked on device %q were taken off", n, len(names), device)
+		}
+		// The state again, now under the device's row lock: a device
+		// activated since the first look may have taken new accounts,
+		// which stay (the whole batch rolls back).
+		n, err = q.exec(ctx, `UPDATE devices SET accounts = accounts - $2 WHERE name = $1 AND state <> 'active'`, device, len(names))
+		if err == nil && n != 1 {
+			err = errEvacuateActive(device)
+		}
 		return err
 	})
-	if err != nil {
-		return 0, err
+	switch {
+	case err != nil:
+		return 0, "", err
+	case len(names) < limit:
+		return len(names), "", nil
 	}
-	return n, nil
+	return len(names), names[len(names)-1], nil
+}
+
+func errEvacuateActive(device string) error {
+	return fmt.Errorf("%w: device %q is active: drain it first, or new accounts keep arriving", ErrDeviceState, device)
 }
 
 func (s *sqlStore) RegisterDevice(ctx context.Context, name, host string) error {
@@ -333,7 +361,7 @@ func (s *sqlStore) ReportDevice(ctx context.Context, name string, r Report) erro
 	if !r.Healthy {
 		return s.update(ctx, name, `healthy = $2, seen = $3`, false, t2i(r.Seen))
 	}
-	return s.update(ctx, name, `healthy = $2, seen = $3, anchor_writes = $4, records = $5, record_capacity = $6`,
+	return s.update(ctx, name, `healthy = $2, seen = $3, anchor_writes = $4, records = $5, record_capacity = $6, accounts_reported = accounts`,
 		true, t2i(r.Seen), u2i(r.AnchorWrites), u2i(r.Records), u2i(r.RecordCapacity))
 }
 

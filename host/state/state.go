@@ -38,30 +38,33 @@ type Device struct {
 	Host  string
 	State DeviceState
 
-	// Capacity is how many accounts the device may hold (records), and
+	// Capacity is how many records the device may hold at most, and
 	// AnchorBudget how many anchor writes (RPMB wear) it may spend; both
-	// set by the operator, 0 meaning the defaults (DefaultCapacity, no
-	// budget).
+	// set by the operator, 0 meaning none of the operator's (Capacity:
+	// the record capacity the device signs, up to DefaultCapacity; see
+	// PlacementCapacity) and no budget.
 	Capacity     uint64
 	AnchorBudget uint64
 
-	// Accounts is the number of accounts placed on it, kept by Place and
-	// Unplace.
+	// Accounts is the number of accounts placed on it, kept by every
+	// write that places, moves or removes an account.
 	Accounts uint64
 
 	// What its host last saw: connected and answering its status poll,
 	// and the anchor writes, records and record capacity of its last
-	// signed status.
-	Healthy        bool
-	AnchorWrites   uint64
-	Records        uint64
-	RecordCapacity uint64
-	Seen           time.Time
+	// signed status, with Accounts as it was then (AccountsReported).
+	Healthy          bool
+	AnchorWrites     uint64
+	Records          uint64
+	RecordCapacity   uint64
+	AccountsReported uint64
+	Seen             time.Time
 }
 
 // Report is what a device's host saw of it at a status poll. The counts
 // come from the device's signed status and are kept only when it is
-// healthy: an unhealthy report leaves the last ones.
+// healthy: an unhealthy report leaves the last ones. A healthy report also
+// notes the device's account counter as it is then (AccountsReported).
 type Report struct {
 	Healthy        bool
 	Seen           time.Time
@@ -134,12 +137,13 @@ type Store interface {
 	// Unplace takes the account off its device (the operator moves its
 	// user: it re-registers, or a realm repairs it, elsewhere).
 	Unplace(ctx context.Context, account string) error
-	// UnplaceFrom takes up to limit accounts off a device that is not
-	// active (drain it first: ErrDeviceState otherwise), in one
-	// transaction, and says how many it took: repeated until it takes
-	// none, it empties the device for retirement however many accounts
-	// it held.
-	UnplaceFrom(ctx context.Context, device string, limit int) (int, error)
+	// UnplaceFrom takes up to limit of the accounts on a device that is
+	// not active (drain it first: ErrDeviceState otherwise) whose names
+	// sort after after off it, in one transaction, and returns how many it
+	// took and the name to go on after ("" once none is left). Called from
+	// "" until it returns "", it empties the device for retirement however
+	// many accounts it holds, each batch costing the same.
+	UnplaceFrom(ctx context.Context, device, after string, limit int) (taken int, next string, err error)
 
 	// RegisterDevice records a device on a host: new devices are Active;
 	// a known one keeps its state and counts. ErrExists if the name is

@@ -656,25 +656,35 @@ func TestUnplaceFrom(t *testing.T) {
 			_, err := st.Place(ctx, account(i).Name, []string{"d1", "d2"}[i%5/4]) // 20 on d1, 5 on d2
 			mustOK(t, err)
 		}
-		_, err := st.UnplaceFrom(ctx, "d1", 10)
+		_, _, err := st.UnplaceFrom(ctx, "d1", "", 10)
 		wantErr(t, err, ErrDeviceState)
-		_, err = st.UnplaceFrom(ctx, "d9", 10)
+		_, _, err = st.UnplaceFrom(ctx, "d9", "", 10)
 		wantErr(t, err, ErrNotFound)
 		mustOK(t, st.SetDeviceState(ctx, "d1", Draining))
-		if _, err := st.UnplaceFrom(ctx, "d1", 0); err == nil {
+		if _, _, err := st.UnplaceFrom(ctx, "d1", "", 0); err == nil {
 			t.Fatal("unplaced 0 at a time")
 		}
 		var batches []int
-		for {
-			k, err := st.UnplaceFrom(ctx, "d1", 7)
+		var cursors []string
+		for after := ""; ; {
+			k, next, err := st.UnplaceFrom(ctx, "d1", after, 7)
 			mustOK(t, err)
-			if k == 0 {
+			batches, cursors = append(batches, k), append(cursors, next)
+			if after = next; next == "" {
 				break
 			}
-			batches = append(batches, k)
 		}
-		if !slices.Equal(batches, []int{7, 7, 6}) {
-			t.Fatalf("batches %v, want [7 7 6]", batches)
+		// The cursors are the 7th and 14th of d1's accounts by name.
+		var on1 []string
+		for i := range n {
+			if i%5 < 4 {
+				on1 = append(on1, account(i).Name)
+			}
+		}
+		slices.Sort(on1)
+		want := []string{on1[6], on1[13], ""}
+		if !slices.Equal(batches, []int{7, 7, 6}) || !slices.Equal(cursors, want) {
+			t.Fatalf("batches %v with cursors %q, want [7 7 6] and %q", batches, cursors, want)
 		}
 		if d1, d2 := device(t, st, "d1").Accounts, device(t, st, "d2").Accounts; d1 != 0 || d2 != 5 {
 			t.Fatalf("counts d1 %d d2 %d, want 0 and 5", d1, d2)
@@ -711,13 +721,13 @@ func TestUnplaceFromRace(t *testing.T) {
 		var wg sync.WaitGroup
 		wg.Go(func() {
 			<-start
-			for {
-				k, err := st.UnplaceFrom(ctx, "d1", 4)
+			for after := ""; ; {
+				_, next, err := st.UnplaceFrom(ctx, "d1", after, 4)
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				if k == 0 {
+				if after = next; next == "" {
 					return
 				}
 			}
@@ -847,6 +857,29 @@ func TestTakeRacesPrune(t *testing.T) {
 		wg.Wait()
 		if failures.Load() > 0 {
 			t.Fatalf("%d of %d takes failed", failures.Load(), rounds)
+		}
+	})
+}
+
+// A healthy report notes the device's account counter as it is then, so
+// that placement can count the accounts placed since on top of the records
+// the status counted; an unhealthy one changes none of the counts.
+func TestReportNotesAccounts(t *testing.T) {
+	forEach(t, func(t *testing.T, st Store, _ func() Store) {
+		mustOK(t, st.RegisterDevice(ctx, "d1", "h1"))
+		now := time.Unix(1_800_000_000, 0)
+		for i := range 3 {
+			mustOK(t, st.AddAccount(ctx, account(i)))
+			_, err := st.Place(ctx, account(i).Name, "d1")
+			mustOK(t, err)
+			if i == 1 {
+				mustOK(t, st.ReportDevice(ctx, "d1", Report{Healthy: true, Seen: now, Records: 5, RecordCapacity: 100}))
+			}
+		}
+		mustOK(t, st.ReportDevice(ctx, "d1", Report{Seen: now.Add(time.Second)}))
+		d := device(t, st, "d1")
+		if d.Accounts != 3 || d.AccountsReported != 2 || d.Records != 5 || d.PlacementUse() != 6 {
+			t.Fatalf("%+v: use %d, want 3 accounts, 2 at the report, 5 records, use 6", d, d.PlacementUse())
 		}
 	})
 }

@@ -320,7 +320,7 @@ func (r *hostsRealm) drainAndRetire(t *testing.T, device string, via *realmHost,
 	t.Logf("device retire %s with accounts on it, refused:\n%s", device, out)
 	// One account moved by itself, the rest by evacuating the device.
 	r.cofferd("account", "unplace", on[0])
-	if out := r.cofferd("device", "evacuate", device); !strings.Contains(out, fmt.Sprintf("%s: %d accounts taken off", device, len(on)-1)) {
+	if out := r.cofferd("device", "evacuate", device); !strings.Contains(out, fmt.Sprintf("%s: accounts taken off: %d.", device, len(on)-1)) {
 		t.Fatalf("device evacuate %s with %d accounts left on it:\n%s", device, len(on)-1, out)
 	}
 	out = r.cofferd("device", "retire", device)

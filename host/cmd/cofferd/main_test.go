@@ -438,7 +438,7 @@ func TestCommandRealm(t *testing.T) {
 	if !errors.Is(err, state.ErrDeviceState) {
 		t.Fatalf("evacuated the active b-other: %v", err)
 	}
-	if out := cmd("device", "evacuate", "-db", db, "a-main"); !strings.Contains(out, "a-main: 1 accounts taken off") {
+	if out := cmd("device", "evacuate", "-db", db, "a-main"); !strings.Contains(out, "a-main: accounts taken off: 1.") {
 		t.Fatalf("device evacuate:\n%s", out)
 	}
 	cmd("device", "retire", "-db", db, "a-main")

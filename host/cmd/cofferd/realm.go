@@ -293,19 +293,20 @@ func device(ctx context.Context, args []string, getenv func(string) string, stdo
 	case "evacuate":
 		return c.run(ctx, args[1:], getenv, stdout, 1, func(st state.Store, pos []string) error {
 			total := 0
-			for {
-				n, err := st.UnplaceFrom(ctx, pos[0], evacuateBatch)
+			for after := ""; ; {
+				n, next, err := st.UnplaceFrom(ctx, pos[0], after, evacuateBatch)
+				total += n
 				if err != nil {
 					if total > 0 {
 						err = fmt.Errorf("%w (after %d accounts were taken off; run it again)", err, total)
 					}
 					return err
 				}
-				if total += n; n == 0 {
+				if after = next; next == "" {
 					break
 				}
 			}
-			fmt.Fprintf(stdout, "device %s: %d accounts taken off; each is placed at its next request on another device,\n"+
+			fmt.Fprintf(stdout, "device %s: accounts taken off: %d. Each is placed at its next request on another device,\n"+
 				"where its user re-registers or repairs through their realms. Then: cofferd device retire %s\n", pos[0], total, pos[0])
 			return nil
 		})
