@@ -16,7 +16,8 @@ const (
 	StoreFile  = "store.img"
 	anchorFile = "anchor.rpmb"
 	// storeSectors sizes the store file: 256 MiB of 512-byte sectors, room
-	// for about 250,000 records with copy-on-write headroom. The file is
+	// for about 375,000 records as the store estimates it empty (its
+	// status's record_capacity; some 400,000 once filled). The file is
 	// sparse until written.
 	storeSectors = 256 << 20 / storage.SectorSize
 )

@@ -225,7 +225,7 @@ var deviceUsage = map[string]string{
 	"activate": "usage: cofferd device activate [-db DSN] NAME\n\nThe device takes new accounts again (not a retired one).\n",
 	"retire":   "usage: cofferd device retire [-db DSN] NAME\n\nTakes the device out of the realm for good. Refused while accounts are placed on it: drain it, evacuate it (or move each: cofferd account unplace NAME), then retire.\n",
 	"evacuate": "usage: cofferd device evacuate [-db DSN] NAME\n\nTakes every account off a drained device, a thousand to a transaction: each is placed at its next request on another device, where its user re-registers or repairs through their realms. Refused for an active device.\n",
-	"limits":   "usage: cofferd device limits [-db DSN] [-capacity N] [-anchor-budget N] NAME\n\nSets how many records the device may hold at most (0: as many as its vault's signed status estimates) and how many anchor writes it may reach (0: no budget); a limit not given keeps its value.\n",
+	"limits":   "usage: cofferd device limits [-db DSN] [-capacity N] [-anchor-budget N] NAME\n\nSets how many records the device may hold at most (0: 20 million; its vault's signed estimate counts where lower) and how many anchor writes it may reach (0: no budget); a limit not given keeps its value.\n",
 }
 
 func device(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -265,7 +265,7 @@ func device(ctx context.Context, args []string, getenv func(string) string, stdo
 			return tw.Flush()
 		})
 	case "limits":
-		capacity := c.fs.Uint64("capacity", 0, "records the device may hold at most, below what its signed status estimates (0: no limit of the operator's; 20 million while the device has reported none)")
+		capacity := c.fs.Uint64("capacity", 0, "records the device may hold at most (0: 20 million); its vault's signed estimate counts where lower")
 		budget := c.fs.Uint64("anchor-budget", 0, "anchor writes (RPMB wear) the device may reach before it takes no new account (0: no budget)")
 		return c.run(ctx, args[1:], getenv, stdout, 1, func(st state.Store, pos []string) error {
 			// A limit not given keeps its value.

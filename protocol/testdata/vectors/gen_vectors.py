@@ -397,6 +397,9 @@ def bodies():
          "A 31-byte firmware hash.", body="status")
     case("bodies", "status-without-record-capacity", "malformed", enc({k: v for k, v in STATUS_MAP.items() if k != 10}),
          "A status without its field 10 (record_capacity), as firmware from before it was signed sends.", body="status")
+    case("bodies", "status-without-occupancy", "malformed", enc({k: v for k, v in STATUS_MAP.items() if k not in (9, 10)}),
+         "A status without records and record_capacity (fields 9 and 10), as firmware from before they were signed sends.",
+         body="status")
     case("bodies", "status-records-above-capacity", "malformed", enc({**STATUS_MAP, 9: 12000001}),
          "A status holding more records than its capacity.", body="status")
     case("bodies", "status-full", "success", enc({**STATUS_MAP, 9: 12000000}),
