@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -73,5 +74,67 @@ func TestEstimateCapacityArithmetic(t *testing.T) {
 	}
 	if got := estimateCapacity(0, maxSectors, maxSectors); got == 0 || got > maxSectors {
 		t.Fatalf("largest store, empty: %d", got)
+	}
+}
+
+// TestRecordCapacityAfterChurn: a store that has lived (records rewritten
+// at every login, some deleted, new ones added) still fills where its
+// estimate said, within 10 %: free sectors scattered among record slots by
+// the churn must not make the estimate promise room the allocator cannot
+// give (FORMAT.md, "Space reclamation").
+func TestRecordCapacityAfterChurn(t *testing.T) {
+	const sectors = 1 << 14
+	s, _, _, _ := newMemStore(t, sectors, testOpts(0))
+	defer s.Close()
+	rec := make([]byte, MaxRecordSize)
+	ctx := context.Background()
+	put := func(i int) {
+		if err := s.Put(id(i), rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Two thirds full, then churn: rewrites, a quarter deleted, as many
+	// new ones.
+	target := int(s.Stats().RecordCapacity * 2 / 3)
+	for i := range target {
+		put(i)
+		if i%64 == 63 {
+			commit(t, s)
+		}
+	}
+	commit(t, s)
+	r := rand.New(rand.NewPCG(5, 6))
+	for round := range 40 {
+		for range 32 {
+			put(r.IntN(target))
+		}
+		for k := range 16 {
+			if n := round*16 + k; n%4 == 0 && n < target {
+				s.Delete(id(n))
+			}
+		}
+		commit(t, s)
+	}
+	next := target
+	var estimates []uint64
+	for {
+		estimates = append(estimates, s.Stats().RecordCapacity)
+		for range 8 {
+			put(next)
+			next++
+		}
+		if _, err := s.Commit(ctx); err != nil {
+			if !errors.Is(err, ErrFull) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	full := s.Stats().Records
+	t.Logf("after churn: full at %d records; estimates on the way from %d to %d", full, estimates[0], estimates[len(estimates)-1])
+	for _, e := range estimates {
+		if off := float64(e)/float64(full) - 1; off > 0.10 || off < -0.10 {
+			t.Fatalf("an estimate of %d for a store that filled at %d (%+.0f %%)", e, full, 100*off)
+		}
 	}
 }
