@@ -194,9 +194,9 @@ func (s *SQLite) setReaderMmap(mmap int64) error {
 }
 
 // benchMmaps are the reader map sizes the SQLite benchmark compares, on
-// the same files in one run: the driver's cap (2 GiB less 64 KiB) and
-// none.
-var benchMmaps = []int64{sqliteMmapBytes, 0}
+// the same files in one run: cofferd's (none) and the driver's cap (2 GiB
+// less 64 KiB), which the writer maps.
+var benchMmaps = []int64{sqliteReaderMmapBytes, sqliteMmapBytes}
 
 // cofferd's default login rate limit (host.DefaultLoginRate and
 // DefaultLoginBurst, which this package cannot import).
