@@ -23,6 +23,7 @@ import (
 // beside the daemon) waits up to the busy timeout.
 type SQLite struct {
 	sqlStore
+	path string
 	w, r *sql.DB
 	// Statements prepared once on the read pool.
 	rstmts sync.Map
@@ -34,12 +35,23 @@ var _ Store = (*SQLite)(nil)
 const sqliteBusyMillis = 10000
 
 const (
-	// sqliteMmapBytes is how much of the file a connection maps: the
+	// sqliteMmapBytes is how much of the file the writer maps: the
 	// most this build of SQLite maps (SQLITE_MAX_MMAP_SIZE, 2 GiB less
 	// 64 KiB; a larger mmap_size is cut down to it). At 10 million
 	// accounts the file is about 2.6 GB, and what lies past the map is
 	// read with a read call into the page cache (host/state/README.md).
+	// The writer's own commits leave its map and cache in place (only
+	// another process's commit drops them).
 	sqliteMmapBytes = 0x7fff0000
+	// sqliteReaderMmapBytes is how much of the file each reader maps:
+	// none. SQLite drops a reader's map (and empties its cache) at its
+	// first read after another connection's commit, and in cofferd a
+	// login start commits a rate-limit bucket before the lookups of its
+	// requests: the 2 GiB map made such a lookup 2–7 times slower
+	// (185–601 µs against 34–159 µs at 10 thousand and 10 million
+	// accounts), and saved 2–7 µs of 21–29 at 10 million with no write
+	// between lookups (BenchmarkState, host/state/README.md).
+	sqliteReaderMmapBytes = 0
 	// sqliteCacheKiB is each connection's page cache, in KiB. SQLite
 	// empties a reader's cache (and drops its map) at the first read
 	// after another connection's commit, in a time that grows with the
@@ -91,17 +103,6 @@ func openSQLite(ctx context.Context, path string) (*SQLite, error) {
 	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
 		f.Close()
 	}
-	common := url.Values{}
-	common.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyMillis))
-	common.Add("_pragma", "foreign_keys(1)")
-	// Pages are read through a memory map of the file's first 2 GiB (the
-	// OS page cache, without a read call a page) and are not copied into
-	// the connection's page cache; pages past the map, those read from
-	// the WAL and those the writer changes are, 32 MiB of them a
-	// connection (the default is 2 MiB). An I/O error under the map kills
-	// the process (SIGBUS), which fails closed.
-	common.Add("_pragma", fmt.Sprintf("cache_size(-%d)", sqliteCacheKiB))
-	common.Add("_pragma", fmt.Sprintf("mmap_size(%d)", sqliteMmapBytes))
 	wq := url.Values{"_txlock": {"immediate"}}
 	// FULL: a commit is on disk when it returns (placements above all:
 	// one lost would let an account be placed, and registered, twice);
@@ -109,7 +110,7 @@ func openSQLite(ctx context.Context, path string) (*SQLite, error) {
 	// busy_timeout first: switching to WAL takes a lock that another
 	// process opening the same file at once may hold, and only a timeout
 	// already set makes the switch wait for it rather than fail busy.
-	wq["_pragma"] = append(append([]string{}, common["_pragma"]...), "journal_mode(WAL)", "synchronous(FULL)")
+	wq["_pragma"] = append(sqlitePragmas(sqliteMmapBytes), "journal_mode(WAL)", "synchronous(FULL)")
 	w, err := sql.Open("sqlite", path+"?"+wq.Encode())
 	if err != nil {
 		return nil, err
@@ -122,17 +123,38 @@ func openSQLite(ctx context.Context, path string) (*SQLite, error) {
 		w.Close()
 		return nil, fmt.Errorf("state: open %s: %w", path, err)
 	}
-	common.Add("_pragma", "query_only(1)")
-	r, err := sql.Open("sqlite", path+"?"+common.Encode())
-	if err != nil {
-		w.Close()
-		return nil, err
-	}
-	r.SetMaxOpenConns(8)
-	r.SetMaxIdleConns(8)
-	s := &SQLite{w: w, r: r}
+	s := &SQLite{path: path, w: w, r: sqliteReaders(path, sqliteReaderMmapBytes)}
 	s.d = sqliteDialect{s}
 	return s, nil
+}
+
+// sqlitePragmas are the settings every connection opens with, mapping
+// mmap bytes of the file.
+func sqlitePragmas(mmap int64) []string {
+	return []string{
+		fmt.Sprintf("busy_timeout(%d)", sqliteBusyMillis),
+		"foreign_keys(1)",
+		// Pages in a connection's map (the writer's; the readers map
+		// nothing) are read from the OS page cache without a read call
+		// a page and are not copied into its page cache; pages past
+		// the map, those read from the WAL and those the writer
+		// changes are, 32 MiB of them a connection (the default is 2
+		// MiB). An I/O error under the map kills the process (SIGBUS),
+		// which fails closed.
+		fmt.Sprintf("cache_size(-%d)", sqliteCacheKiB),
+		fmt.Sprintf("mmap_size(%d)", mmap),
+	}
+}
+
+// sqliteReaders is a read pool on path whose connections map mmap bytes
+// of the file (the benchmark compares map sizes on one file).
+func sqliteReaders(path string, mmap int64) *sql.DB {
+	q := url.Values{"_pragma": append(sqlitePragmas(mmap), "query_only(1)")}
+	// sql.Open of a registered driver only records the name: it cannot fail.
+	r, _ := sql.Open("sqlite", path+"?"+q.Encode())
+	r.SetMaxOpenConns(8)
+	r.SetMaxIdleConns(8)
+	return r
 }
 
 // Close closes the database.

@@ -53,7 +53,8 @@ func TestSQLiteCaches(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		db   *sql.DB
-	}{{"writer", st.w}, {"reader", st.r}} {
+		mmap int64
+	}{{"writer", st.w, sqliteMmapBytes}, {"reader", st.r, sqliteReaderMmapBytes}} {
 		var cache, mmap int64
 		if err := c.db.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&cache); err != nil {
 			t.Fatal(err)
@@ -64,8 +65,21 @@ func TestSQLiteCaches(t *testing.T) {
 		if cache != -sqliteCacheKiB {
 			t.Errorf("%s: cache_size %d, want %d (KiB)", c.name, cache, -sqliteCacheKiB)
 		}
-		if mmap != sqliteMmapBytes {
-			t.Errorf("%s: mmap_size %d, want %d", c.name, mmap, sqliteMmapBytes)
+		if mmap != c.mmap {
+			t.Errorf("%s: mmap_size %d, want %d", c.name, mmap, c.mmap)
+		}
+	}
+	// The benchmark's hook opens readers with each map it compares.
+	for _, want := range benchMmaps {
+		if err := st.setReaderMmap(want); err != nil {
+			t.Fatal(err)
+		}
+		var mmap int64
+		if err := st.r.QueryRowContext(ctx, "PRAGMA mmap_size").Scan(&mmap); err != nil {
+			t.Fatal(err)
+		}
+		if mmap != want {
+			t.Errorf("setReaderMmap(%d): readers map %d", want, mmap)
 		}
 	}
 }
