@@ -433,15 +433,7 @@ const pruneBucketsBatch = 1000
 // the accounts that logged in lately, not every account that ever did.
 // Every host prunes; that several do at once costs nothing but the scans.
 func (s *Server) pruneBuckets(ctx context.Context) {
-	defer s.pollWG.Done()
-	t := time.NewTicker(s.cfg.BucketPruneInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	s.every(ctx, s.cfg.BucketPruneInterval, func() {
 		idleSince := s.cfg.Now().Add(-s.bucketIdle())
 		for after := ""; ctx.Err() == nil; {
 			pctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
@@ -451,35 +443,43 @@ func (s *Server) pruneBuckets(ctx context.Context) {
 				if ctx.Err() == nil {
 					s.log.Warn("pruning idle rate-limit buckets failed", "err", err)
 				}
-				break
+				return
 			}
 			s.metrics.bucketsPruned.Add(float64(n))
 			if after = next; next == "" {
-				break
+				return
 			}
 		}
-	}
+	})
 }
 
 // heartbeats refreshes the host's registry entry every poll interval.
 func (s *Server) heartbeats(ctx context.Context) {
+	s.every(ctx, s.cfg.PollInterval, func() {
+		hctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+		defer cancel()
+		if err := s.heartbeat(hctx); err != nil && ctx.Err() == nil {
+			if errors.Is(err, state.ErrExists) || errors.Is(err, state.ErrHostRemoved) {
+				s.log.Error("this host's name is no longer this process's in the realm: stop it", "err", err)
+			} else {
+				s.log.Warn("heartbeat to the state store failed", "err", err)
+			}
+		}
+	})
+}
+
+// every runs f each interval until ctx ends, as one of the goroutines
+// pollWG waits for.
+func (s *Server) every(ctx context.Context, interval time.Duration, f func()) {
 	defer s.pollWG.Done()
-	t := time.NewTicker(s.cfg.PollInterval)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			hctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-			if err := s.heartbeat(hctx); err != nil && ctx.Err() == nil {
-				if errors.Is(err, state.ErrExists) || errors.Is(err, state.ErrHostRemoved) {
-					s.log.Error("this host's name is no longer this process's in the realm: stop it", "err", err)
-				} else {
-					s.log.Warn("heartbeat to the state store failed", "err", err)
-				}
-			}
-			cancel()
+			f()
 		}
 	}
 }

@@ -111,16 +111,7 @@ func (m *Memory) AccountByName(_ context.Context, name string) (Account, error) 
 func (m *Memory) ListAccounts(_ context.Context, after string, limit int) ([]Account, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var names []string
-	for n := range m.accounts {
-		if n > after {
-			names = append(names, n)
-		}
-	}
-	slices.Sort(names)
-	if limit >= 0 && len(names) > limit {
-		names = names[:limit]
-	}
+	names, _ := page(m.accounts, after, limit, func(*Account) bool { return true })
 	out := make([]Account, 0, len(names))
 	for _, n := range names {
 		a, _ := m.account(n)
@@ -178,18 +169,7 @@ func (m *Memory) UnplaceFrom(_ context.Context, device, after string, limit int)
 	if d.State == Active {
 		return 0, "", errEvacuateActive(device)
 	}
-	var names []string
-	for name, a := range m.accounts {
-		if a.Device == device && name > after {
-			names = append(names, name)
-		}
-	}
-	slices.Sort(names)
-	next := ""
-	if len(names) >= limit {
-		names = names[:limit]
-		next = names[limit-1]
-	}
+	names, next := page(m.accounts, after, limit, func(a *Account) bool { return a.Device == device })
 	for _, name := range names {
 		m.accounts[name].Device = ""
 	}
@@ -329,20 +309,7 @@ func (m *Memory) PruneBuckets(_ context.Context, idleSince time.Time, after stri
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var keys []string
-	for key := range m.buckets {
-		if key > after {
-			keys = append(keys, key)
-		}
-	}
-	slices.Sort(keys)
-	next := ""
-	if len(keys) > limit {
-		keys = keys[:limit]
-	}
-	if len(keys) == limit {
-		next = keys[limit-1]
-	}
+	keys, next := page(m.buckets, after, limit, func(*bucket) bool { return true })
 	n := 0
 	for _, key := range keys {
 		if m.buckets[key].last.Before(idleSince) {
@@ -354,3 +321,25 @@ func (m *Memory) PruneBuckets(_ context.Context, idleSince time.Time, after stri
 }
 
 func (m *Memory) Close() error { return nil }
+
+// page returns, in order, up to limit of the keys of m that sort after
+// after and whose values match, and the key to go on after: the last one
+// returned when there were limit of them (limit < 0: no limit, and no key
+// to go on after), else "".
+func page[V any](m map[string]V, after string, limit int, match func(V) bool) ([]string, string) {
+	var keys []string
+	for k, v := range m {
+		if k > after && match(v) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	if limit < 0 || len(keys) < limit {
+		return keys, ""
+	}
+	keys = keys[:limit]
+	if limit == 0 {
+		return keys, ""
+	}
+	return keys, keys[limit-1]
+}
