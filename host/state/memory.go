@@ -169,7 +169,11 @@ func (m *Memory) UnplaceFrom(_ context.Context, device, after string, limit int)
 	if d.State == Active {
 		return 0, "", errEvacuateActive(device)
 	}
-	names, next := page(m.accounts, after, limit, func(a *Account) bool { return a.Device == device })
+	names, _ := page(m.accounts, after, limit, func(a *Account) bool { return a.Device == device })
+	next := ""
+	if len(names) > 0 {
+		next = names[len(names)-1] // as the SQL stores: only an empty batch ends the walk
+	}
 	for _, name := range names {
 		m.accounts[name].Device = ""
 	}

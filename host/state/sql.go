@@ -314,11 +314,11 @@ func (s *sqlStore) UnplaceFrom(ctx context.Context, device, after string, limit 
 		}
 		return err
 	})
-	switch {
-	case err != nil:
+	// A batch shorter than limit is not the end: on PostgreSQL the row
+	// lock skips an account another host moved meanwhile, and those after
+	// it are still to come. Only an empty batch ends the walk.
+	if err != nil || len(names) == 0 {
 		return 0, "", err
-	case len(names) < limit:
-		return len(names), "", nil
 	}
 	return len(names), names[len(names)-1], nil
 }

@@ -140,7 +140,8 @@ type Store interface {
 	// UnplaceFrom takes up to limit of the accounts on a device that is
 	// not active (drain it first: ErrDeviceState otherwise) whose names
 	// sort after after off it, in one transaction, and returns how many it
-	// took and the name to go on after ("" once none is left). Called from
+	// took and the name to go on after ("" when it found none left: a
+	// batch may be short of limit before the end). Called from
 	// "" until it returns "", it empties the device for retirement however
 	// many accounts it holds, each batch costing the same.
 	UnplaceFrom(ctx context.Context, device, after string, limit int) (taken int, next string, err error)

@@ -674,7 +674,8 @@ func TestUnplaceFrom(t *testing.T) {
 				break
 			}
 		}
-		// The cursors are the 7th and 14th of d1's accounts by name.
+		// The cursors are the 7th, 14th and last of d1's accounts by
+		// name; only the empty batch after them ends the walk.
 		var on1 []string
 		for i := range n {
 			if i%5 < 4 {
@@ -682,9 +683,9 @@ func TestUnplaceFrom(t *testing.T) {
 			}
 		}
 		slices.Sort(on1)
-		want := []string{on1[6], on1[13], ""}
-		if !slices.Equal(batches, []int{7, 7, 6}) || !slices.Equal(cursors, want) {
-			t.Fatalf("batches %v with cursors %q, want [7 7 6] and %q", batches, cursors, want)
+		want := []string{on1[6], on1[13], on1[19], ""}
+		if !slices.Equal(batches, []int{7, 7, 6, 0}) || !slices.Equal(cursors, want) {
+			t.Fatalf("batches %v with cursors %q, want [7 7 6 0] and %q", batches, cursors, want)
 		}
 		if d1, d2 := device(t, st, "d1").Accounts, device(t, st, "d2").Accounts; d1 != 0 || d2 != 5 {
 			t.Fatalf("counts d1 %d d2 %d, want 0 and 5", d1, d2)
