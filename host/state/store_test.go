@@ -884,3 +884,76 @@ func TestReportNotesAccounts(t *testing.T) {
 		}
 	})
 }
+
+// An operator who reactivates a device while another host evacuates it
+// keeps what reactivation promises: the accounts placed on it from then on
+// stay on it. The evacuation either ends before, or stops with
+// ErrDeviceState and rolls back the batch it was in; the device's count is
+// its accounts throughout.
+func TestUnplaceFromRacesReactivation(t *testing.T) {
+	forEach(t, func(t *testing.T, st Store, peer func() Store) {
+		other := peer()
+		mustOK(t, st.RegisterDevice(ctx, "d1", "h1"))
+		const old, fresh = 80, 40
+		for i := range old + fresh {
+			mustOK(t, st.AddAccount(ctx, account(i)))
+		}
+		for round := range 5 {
+			// Every old account on d1 again, d1 draining.
+			mustOK(t, st.SetDeviceState(ctx, "d1", Active))
+			for i := range old + fresh {
+				mustOK(t, st.Unplace(ctx, account(i).Name))
+			}
+			for i := range old {
+				_, err := st.Place(ctx, account(i).Name, "d1")
+				mustOK(t, err)
+			}
+			mustOK(t, st.SetDeviceState(ctx, "d1", Draining))
+
+			firstBatch := make(chan struct{})
+			var evacErr error
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for after := ""; ; {
+					_, next, err := st.UnplaceFrom(ctx, "d1", after, 2)
+					if after == "" {
+						close(firstBatch)
+					}
+					if err != nil || next == "" {
+						evacErr = err
+						return
+					}
+					after = next
+				}
+			})
+			wg.Go(func() {
+				<-firstBatch
+				mustOK(t, other.SetDeviceState(ctx, "d1", Active))
+				// Placed from the end of the names, where the evacuation
+				// has yet to go.
+				for i := old + fresh - 1; i >= old; i-- {
+					if _, err := other.Place(ctx, account(i).Name, "d1"); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+			wg.Wait()
+			if evacErr != nil && !errors.Is(evacErr, ErrDeviceState) {
+				t.Fatalf("round %d: evacuation: %v", round, evacErr)
+			}
+			var on1 uint64
+			for i := range old + fresh {
+				a, err := st.AccountByName(ctx, account(i).Name)
+				mustOK(t, err)
+				if a.Device == "d1" {
+					on1++
+				} else if i >= old {
+					t.Fatalf("round %d: %s, placed after d1 was reactivated, was taken off it", round, a.Name)
+				}
+			}
+			if d := device(t, st, "d1"); d.Accounts != on1 || d.State != Active {
+				t.Fatalf("round %d: d1 counts %d accounts in state %s; %d are on it", round, d.Accounts, d.State, on1)
+			}
+		}
+	})
+}
