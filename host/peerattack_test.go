@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"io/fs"
 	"log"
 	"net"
 	"net/http"
@@ -528,5 +529,49 @@ func TestClientHangingUpIsNoWordOnThePeer(t *testing.T) {
 	})
 	if p := h1.srv.Health().Peers["h2"]; p.Reachable {
 		t.Fatalf("hung h2 shown reachable after clients hung up on it: %+v", p)
+	}
+}
+
+// Making a CA or a host's certificate again where one is refuses, and the
+// key and certificate there stay as they were: a rerun never replaces the
+// realm's CA key, which would orphan every certificate it issued.
+func TestPeerFilesAreNeverReplaced(t *testing.T) {
+	now := time.Now()
+	caDir, out := t.TempDir(), t.TempDir()
+	if err := WritePeerCA(caDir, now); err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, _, err := WritePeerCert(caDir, "h1", out, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(paths ...string) (all string) {
+		for _, p := range paths {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all += string(b)
+		}
+		return all
+	}
+	caKey, caCert := filepath.Join(caDir, PeerCAKey), filepath.Join(caDir, PeerCACert)
+	before := read(caKey, caCert, certFile, keyFile)
+	if err := WritePeerCA(caDir, now); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("a second CA in the same folder: %v, want fs.ErrExist", err)
+	}
+	if _, _, _, err := WritePeerCert(caDir, "h1", out, now); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("a second certificate for h1: %v, want fs.ErrExist", err)
+	}
+	if read(caKey, caCert, certFile, keyFile) != before {
+		t.Fatal("a refused rerun changed the files")
+	}
+	for _, dir := range []string{caDir, out} {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".") {
+				t.Errorf("left behind in %s: %s", dir, e.Name())
+			}
+		}
 	}
 }

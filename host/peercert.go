@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cofferhsm/coffer/internal/atomicfile"
+
 	"github.com/cofferhsm/coffer/host/state"
 )
 
@@ -95,23 +97,6 @@ func issuePeerCert(ca *x509.Certificate, caKey crypto.Signer, host string, now t
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
 
-// writeNew writes a file that must not exist yet.
-func writeNew(path string, b []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
 func keyPEM(key crypto.Signer) ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
@@ -140,10 +125,10 @@ func WritePeerCA(dir string, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	if err := writeNew(filepath.Join(dir, PeerCAKey), kp, 0o600); err != nil {
+	if err := atomicfile.Create(filepath.Join(dir, PeerCAKey), kp, 0o600); err != nil {
 		return err
 	}
-	return writeNew(filepath.Join(dir, PeerCACert), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644)
+	return atomicfile.Create(filepath.Join(dir, PeerCACert), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644)
 }
 
 // WritePeerCert issues host's certificate from the CA in caDir into outDir
@@ -174,15 +159,15 @@ func WritePeerCert(caDir, host, outDir string, now time.Time) (certFile, keyFile
 		return "", "", "", err
 	}
 	certFile, keyFile, caFile = filepath.Join(outDir, host+".crt"), filepath.Join(outDir, host+".key"), filepath.Join(outDir, PeerCACert)
-	if err := writeNew(keyFile, kp, 0o600); err != nil {
+	if err := atomicfile.Create(keyFile, kp, 0o600); err != nil {
 		return "", "", "", err
 	}
-	if err := writeNew(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}), 0o644); err != nil {
+	if err := atomicfile.Create(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}), 0o644); err != nil {
 		return "", "", "", err
 	}
 	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
 	if old, err := os.ReadFile(caFile); err == nil && string(old) == string(caPEM) {
 		return certFile, keyFile, caFile, nil
 	}
-	return certFile, keyFile, caFile, writeNew(caFile, caPEM, 0o644)
+	return certFile, keyFile, caFile, atomicfile.Create(caFile, caPEM, 0o644)
 }
