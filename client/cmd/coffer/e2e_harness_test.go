@@ -271,46 +271,60 @@ func startCofferd(t *testing.T, accounts, sock string, extra ...string) *daemon 
 
 func (d *daemon) url() string { return "http://" + d.addr }
 
-// health is cofferd's GET /healthz.
-func (d *daemon) health() (connected bool, err error) {
+// health is cofferd's GET /healthz: whether its vault is connected, and
+// whether the realm's registry holds it healthy, which is what placing a
+// new account needs (cofferd reports it so after the first signed status
+// the vault answers on a connection, up to a poll tick after connecting).
+func (d *daemon) health() (connected, healthy bool, err error) {
 	resp, err := http.Get(d.url() + "/healthz")
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	defer resp.Body.Close()
 	var h struct {
 		Devices map[string]struct {
 			Connected bool `json:"connected"`
 		} `json:"devices"`
+		Realm map[string]struct {
+			Healthy bool `json:"healthy"`
+		} `json:"realm"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
-		return false, err
+		return false, false, err
 	}
-	return h.Devices["vault0"].Connected, nil
+	return h.Devices["vault0"].Connected, h.Realm["vault0"].Healthy, nil
 }
 
 // connected reports whether cofferd has its vault connected.
 func (d *daemon) connected() bool {
-	c, err := d.health()
+	c, _, err := d.health()
 	return err == nil && c
 }
 
-// waitConnected waits until cofferd reports its vault connected (or not).
+// waitConnected waits until cofferd reports its vault connected and healthy
+// in the realm (want), or not connected (!want).
 func (d *daemon) waitConnected(want bool, timeout time.Duration) {
 	d.t.Helper()
 	deadline := time.Now().Add(timeout)
+	reached := func() (bool, error) {
+		c, healthy, err := d.health()
+		if want {
+			return err == nil && c && healthy, err
+		}
+		return err == nil && !c, err
+	}
 	for {
 		// Twice in a row: a connection cofferd makes to a proxy whose
 		// vault is down is up for an instant only.
-		c, err := d.health()
-		if err == nil && c == want {
+		ok, err := reached()
+		if ok {
 			time.Sleep(50 * time.Millisecond)
-			if c, err = d.health(); err == nil && c == want {
+			if ok, err = reached(); ok {
 				return
 			}
 		}
 		if time.Now().After(deadline) {
-			d.t.Fatalf("cofferd: vault connected=%v, want %v after %v (%v)", c, want, timeout, err)
+			d.t.Fatalf("cofferd: vault connected and healthy=%v not reached after %v (%v)", want, timeout, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
