@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -253,13 +254,14 @@ func benchDeployed(b *testing.B, cofferd, softvault string, st stateFiles, procs
 	cd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(procs))
 	start(b, cd)
 	url := "http://" + addr
-	waitFor(b, "cofferd to serve with its vault connected", func() bool {
+	waitFor(b, "cofferd to serve with its vault connected and healthy in the realm", func() bool {
 		resp, err := http.Get(url + "/healthz")
 		if err != nil {
 			return false
 		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		defer resp.Body.Close()
+		var h Health
+		return json.NewDecoder(resp.Body).Decode(&h) == nil && h.Status == "ok"
 	})
 	p := loginPaths{pub: pub, direct: streamRT(b, sock), userIDs: userIDs, label: "cofferd",
 		procs: map[string]int{"softvault": sv.Process.Pid, "daemon": cd.Process.Pid}}

@@ -7,6 +7,7 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -182,7 +183,9 @@ func mustGetwd(t *testing.T) string {
 	return wd
 }
 
-// waitHealthyTLS waits until cofferd answers /healthz 200 over TLS.
+// waitHealthyTLS waits until cofferd's /healthz over TLS says "ok": its
+// vault connected and, from a signed status, healthy in the realm, so that
+// a new account can be placed.
 func waitHealthyTLS(t *testing.T, server string, caPEM []byte) {
 	t.Helper()
 	pool := x509.NewCertPool()
@@ -192,8 +195,12 @@ func waitHealthyTLS(t *testing.T, server string, caPEM []byte) {
 	for {
 		resp, err := hc.Get(server + "/healthz")
 		if err == nil {
+			var h struct {
+				Status string `json:"status"`
+			}
+			err = json.NewDecoder(resp.Body).Decode(&h)
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
+			if err == nil && h.Status == "ok" {
 				return
 			}
 		}
