@@ -15,6 +15,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/cofferhsm/coffer/internal/atomicfile"
+
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -32,19 +34,9 @@ func New(path, name, comment string) (vkey string, err error) {
 	if err != nil || name == "" {
 		return "", fmt.Errorf("keygen: key name %q is not a valid note key name", name)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", err
-	}
-	_, err = fmt.Fprintf(f, "# %s\n%s\n", strings.ReplaceAll(comment, "\n", " "), skey)
-	if serr := f.Sync(); err == nil {
-		err = serr
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
+	// Whole or absent after a crash: a torn key would refuse a rerun.
+	content := fmt.Sprintf("# %s\n%s\n", strings.ReplaceAll(comment, "\n", " "), skey)
+	if err := atomicfile.Create(path, []byte(content), 0o600); err != nil {
 		return "", err
 	}
 	return vkey, nil

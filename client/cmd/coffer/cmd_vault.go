@@ -59,28 +59,17 @@ func (c *cli) cmdExportAge(ctx context.Context, args []string) error {
 }
 
 // writePrivate writes a secret to a file only its owner reads (0600), as
-// age-keygen -o does: a new file (O_EXCL, which never follows a link
-// planted at path), or with force one renamed over path, which replaces a
-// link rather than writing through it.
+// age-keygen -o does: a new file (atomicfile.Create, which links a whole
+// temporary file as path and never follows a link planted there), or with
+// force one renamed over path, which replaces a link rather than writing
+// through it. A crash leaves the file whole or absent, never torn.
 func writePrivate(path string, b []byte, force bool) error {
 	if force {
 		return atomicfile.Write(path, b)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	err := atomicfile.Create(path, b, 0o600)
 	if errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("%s exists (use --force to replace it)", client.QuoteName(path))
-	} else if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
 	}
 	return err
 }
