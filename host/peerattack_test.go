@@ -488,13 +488,16 @@ func TestUnknownTokenIsNotLookedUpEachTime(t *testing.T) {
 	st := &tokenLookups{Store: state.NewMemory()}
 	_, hs := testServer(t, Config{Devices: []Device{newStub("a")}, Store: st})
 	bogus := strings.Repeat("A", 43)
+	t0 := time.Now()
 	for range 20 {
 		if resp, _ := get(t, hs.URL+"/v1/account", bogus); resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("a bogus token: %d", resp.StatusCode)
 		}
 	}
-	if n := st.n.Load(); n != 1 {
-		t.Fatalf("20 requests with one unknown token: %d store lookups", n)
+	// One lookup per cache lifetime the requests spanned (one, unless
+	// the machine stalled them): never one per request.
+	if n, most := st.n.Load(), 1+int64(time.Since(t0)/authCacheTTL); n > most {
+		t.Fatalf("20 requests with one unknown token over %v: %d store lookups", time.Since(t0), n)
 	}
 }
 

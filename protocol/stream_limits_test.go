@@ -66,13 +66,17 @@ func TestServeStreamEndsIdleStreams(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		done <- ServeStreamWith(context.Background(), server, slow, ServeOptions{MaxInFlight: 4, IdleTimeout: 20 * time.Millisecond})
+		done <- ServeStreamWith(context.Background(), server, slow, ServeOptions{MaxInFlight: 4, IdleTimeout: 200 * time.Millisecond})
 	}()
+	// A write deadline: should the server end the stream as idle before
+	// this first frame (a test scheduled late), the write fails rather
+	// than block on the unread pipe for ever.
+	peer.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	if err := WriteFrame(peer, Frame{ID: 1, Payload: []byte{1}}); err != nil {
 		t.Fatal(err)
 	}
 	// In flight for many idle timeouts: not idle.
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(2 * time.Second)
 	select {
 	case err := <-done:
 		t.Fatalf("a stream with a request in flight was ended: %v", err)

@@ -265,7 +265,7 @@ func startCofferd(t *testing.T, accounts, sock string, extra ...string) *daemon 
 	d := &daemon{t: t, accounts: accounts}
 	d.proc = startProc(t, "cofferd", e2eBin(t, "cofferd"), args...)
 	d.addr = d.proc.waitFor(reListening, 30*time.Second)[1]
-	d.waitConnected(true, 10*time.Second)
+	d.waitConnected(true, 30*time.Second)
 	return d
 }
 

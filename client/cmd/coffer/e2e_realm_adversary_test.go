@@ -156,7 +156,7 @@ func TestE2ERealmAdversaries(t *testing.T) {
 	snapshot := t.TempDir()
 	copyState(t, rs[1].vault.state, snapshot)
 	rs[1].vault.serve()
-	rs[1].daemon.waitConnected(true, 10*time.Second)
+	rs[1].daemon.waitConnected(true, 30*time.Second)
 	u.env["COFFER_PASSWORD"] = "wrong horse"
 	wrong := reTriesLeftAcross.FindStringSubmatch(u.fails([]string{"wrong password;"}, "key", "export-age", "--insecure").stderr)
 	u.env["COFFER_PASSWORD"] = good
@@ -168,7 +168,7 @@ func TestE2ERealmAdversaries(t *testing.T) {
 	rs[1].daemon.waitConnected(false, 10*time.Second)
 	copyState(t, snapshot, rs[1].vault.state)
 	rs[1].vault.serve()
-	rs[1].daemon.waitConnected(true, 10*time.Second)
+	rs[1].daemon.waitConnected(true, 30*time.Second)
 	r = restore("realm-2 rolled back")
 	line = wantRealmLine(t, r.stderr, "realm-2", "ROLLBACK: the vault signed store sequence")
 	for _, honest := range []string{"realm-1", "realm-3"} {
@@ -188,7 +188,7 @@ func TestE2ERealmAdversaries(t *testing.T) {
 		rs[1].vault.proc.kill()
 		rs[1].vault.serve()
 	}
-	rs[1].daemon.waitConnected(true, 10*time.Second)
+	rs[1].daemon.waitConnected(true, 30*time.Second)
 	r = restore("realm-2 rolled back, its store sequence pushed past the highest seen")
 	wantRealmLine(t, r.stderr, "realm-2", "ROLLBACK: the vault counts")
 	for _, honest := range []string{"realm-1", "realm-3"} {

@@ -22,7 +22,7 @@ func TestE2ERealmBurn(t *testing.T) {
 	u.ok("password", "change", "--force", "--insecure")
 	u.env["COFFER_PASSWORD"] = "second password"
 	rs[2].vault.serve()
-	rs[2].daemon.waitConnected(true, 10*time.Second)
+	rs[2].daemon.waitConnected(true, 30*time.Second)
 
 	// The user's current version is never burned (rule 3), whatever is asked.
 	u.fails([]string{"never burn it"}, "realms", "burn", "realm-1", "--yes", "--insecure")

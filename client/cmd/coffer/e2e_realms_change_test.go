@@ -45,7 +45,7 @@ func TestE2ERealmChanges(t *testing.T) {
 	}
 	u.ok("key", "export-age", "--insecure") // the old one still opens
 	rs[2].vault.serve()
-	rs[2].daemon.waitConnected(true, 10*time.Second)
+	rs[2].daemon.waitConnected(true, 30*time.Second)
 	r = u.ok("password", "change", "--resume", "--insecure")
 	t.Logf("--resume with realm-3 back:\n%s", r.stdout)
 	if !strings.Contains(r.stdout, "change complete at 3 of 3 realms; your key survives the loss of 1 realm") {
@@ -61,7 +61,7 @@ func TestE2ERealmChanges(t *testing.T) {
 	u.env["COFFER_NEW_PASSWORD"] = "fourth password"
 	u.ok("password", "change", "--insecure")
 	rs[2].vault.serve()
-	rs[2].daemon.waitConnected(true, 10*time.Second)
+	rs[2].daemon.waitConnected(true, 30*time.Second)
 	r = u.ok("key", "export-age", "--insecure")
 	t.Logf("a recovery with a change unfinished:\n%s", r.stderr)
 	for _, want := range []string{"an unfinished change of your key is on this device", "change complete at 3 of 3 realms"} {
@@ -180,7 +180,7 @@ func TestE2ETTYRealmDeleteCutShort(t *testing.T) {
 	rs[2].daemon.waitConnected(false, 10*time.Second)
 	u.fails([]string{"the delete is not finished"}, "delete", "--yes", "--insecure")
 	rs[2].vault.serve()
-	rs[2].daemon.waitConnected(true, 10*time.Second)
+	rs[2].daemon.waitConnected(true, 30*time.Second)
 
 	delete(u.env, "COFFER_PASSWORD")
 	r := u.startTTY("delete", "--yes", "--insecure")

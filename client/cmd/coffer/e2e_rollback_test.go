@@ -23,7 +23,7 @@ func (s *stack) rollTo(t *testing.T, snapshot string) {
 	s.cofferd.waitConnected(false, 10*time.Second)
 	copyState(t, snapshot, s.vault.state)
 	s.vault.serve()
-	s.cofferd.waitConnected(true, 10*time.Second)
+	s.cofferd.waitConnected(true, 30*time.Second)
 }
 
 // saveState stops the vault, copies its state aside and starts it again.
@@ -37,7 +37,7 @@ func (s *stack) saveState(t *testing.T) string {
 	s.cofferd.waitConnected(false, 10*time.Second)
 	copyState(t, s.vault.state, dir)
 	s.vault.serve()
-	s.cofferd.waitConnected(true, 10*time.Second)
+	s.cofferd.waitConnected(true, 30*time.Second)
 	return dir
 }
 

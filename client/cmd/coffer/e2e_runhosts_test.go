@@ -146,17 +146,19 @@ func TestRunHostsScript(t *testing.T) {
 	if err := syscall.Kill(pidOf(home+"/cofferd.pid"), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
-	r := u.fails([]string{"503", "host holding this account's vault device (" + home + ", device " + m[1] + ") is unreachable"},
-		"restore", backup, "-C", filepath.Join(t.TempDir(), "again"))
-	t.Logf("restore with %s down:\n%s", home, r.stderr)
-
+	// Once the script reports the exit the process is gone, its peer
+	// listener with it: the forward cannot be answered.
+	deadline = time.Now().Add(30 * time.Second)
 	for !strings.Contains(out.String(), home+": h"+m[2]+"/cofferd (pid ") {
 		if time.Now().After(deadline) {
 			t.Fatalf("run-hosts.sh did not report %s's cofferd exiting:\n%s", home, out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	r := u.fails([]string{"503", "host holding this account's vault device (" + home + ", device " + m[1] + ") is unreachable"},
+		"restore", backup, "-C", filepath.Join(t.TempDir(), "again"))
+	t.Logf("restore with %s down:\n%s", home, r.stderr)
+
 
 	var pids []int
 	for i := 1; i <= 3; i++ {
