@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -83,5 +84,29 @@ func TestCreateIsNeverSeenTorn(t *testing.T) {
 				t.Fatalf("%s seen with %d of its %d bytes", path, fi.Size(), len(content))
 			}
 		}
+	}
+}
+
+// Where the file system makes no hard links (FAT answers EPERM), Create
+// still writes the file, still refuses an existing one, and leaves no
+// temporary file.
+func TestCreateWithoutHardLinks(t *testing.T) {
+	defer func(old func(string, string) error) { link = old }(link)
+	link = func(oldname, newname string) error {
+		return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: syscall.EPERM}
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "identity.txt")
+	if err := Create(path, []byte("whole"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Create(path, []byte("again"), 0o600); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("second Create: %v, want an error wrapping fs.ErrExist", err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != "whole" {
+		t.Fatalf("the file holds %q", got)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("%d entries in the folder, want only the file", len(entries))
 	}
 }
