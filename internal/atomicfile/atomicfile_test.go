@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -87,14 +88,21 @@ func TestCreateIsNeverSeenTorn(t *testing.T) {
 	}
 }
 
+// withoutHardLinks makes link fail as on FAT (EPERM) for the rest of the
+// test.
+func withoutHardLinks(t *testing.T) {
+	old := link
+	t.Cleanup(func() { link = old })
+	link = func(oldname, newname string) error {
+		return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: syscall.EPERM}
+	}
+}
+
 // Where the file system makes no hard links (FAT answers EPERM), Create
 // still writes the file, still refuses an existing one, and leaves no
 // temporary file.
 func TestCreateWithoutHardLinks(t *testing.T) {
-	defer func(old func(string, string) error) { link = old }(link)
-	link = func(oldname, newname string) error {
-		return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: syscall.EPERM}
-	}
+	withoutHardLinks(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "identity.txt")
 	if err := Create(path, []byte("whole"), 0o600); err != nil {
@@ -106,7 +114,60 @@ func TestCreateWithoutHardLinks(t *testing.T) {
 	if got, _ := os.ReadFile(path); string(got) != "whole" {
 		t.Fatalf("the file holds %q", got)
 	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v, %v", fi.Mode(), err)
+	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Fatalf("%d entries in the folder, want only the file", len(entries))
+	}
+}
+
+// A symbolic link planted at the path, to a file or to nowhere, is
+// refused, on either route, and nothing is written through it.
+func TestCreateRefusesAPlantedLink(t *testing.T) {
+	for _, links := range []bool{true, false} {
+		t.Run(fmt.Sprint("hard links ", links), func(t *testing.T) {
+			if !links {
+				withoutHardLinks(t)
+			}
+			dir := t.TempDir()
+			target, dangling := filepath.Join(dir, "target"), filepath.Join(dir, "nowhere")
+			if err := os.WriteFile(target, []byte("theirs"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for name, to := range map[string]string{"live": target, "dangling": dangling} {
+				path := filepath.Join(dir, name)
+				if err := os.Symlink(to, path); err != nil {
+					t.Fatal(err)
+				}
+				if err := Create(path, []byte("secret"), 0o600); !errors.Is(err, fs.ErrExist) {
+					t.Fatalf("%s link: %v, want fs.ErrExist", name, err)
+				}
+			}
+			if got, _ := os.ReadFile(target); string(got) != "theirs" {
+				t.Fatalf("written through the link: %q", got)
+			}
+			if _, err := os.Lstat(dangling); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("the dangling link's target was made: %v", err)
+			}
+		})
+	}
+}
+
+// What Create says when it refuses names the path the caller gave, and a
+// long name that fits is not refused for its temporary name's length.
+func TestCreateErrorsNameThePath(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ca.key")
+	if err := Create(path, []byte("k"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := Create(path, []byte("k"), 0o600)
+	if err == nil || !strings.Contains(err.Error(), path) || strings.Contains(err.Error(), ".ca.key.") {
+		t.Fatalf("refusal says %q", err)
+	}
+	long := filepath.Join(dir, strings.Repeat("é", 120)+".key") // 244 bytes
+	if err := Create(long, []byte("k"), 0o600); err != nil {
+		t.Fatalf("a 244-byte name: %v", err)
 	}
 }
