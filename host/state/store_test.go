@@ -885,27 +885,78 @@ func TestReportNotesAccounts(t *testing.T) {
 	})
 }
 
-// An operator who reactivates a device while another host evacuates it
+// paddedAccount is account(i) under a name that sorts as i does.
+func paddedAccount(i int) Account {
+	a := account(i)
+	a.Name = fmt.Sprintf("user%04d", i)
+	return a
+}
+
+// An operator who reactivates a device in the middle of an evacuation
 // keeps what reactivation promises: the accounts placed on it from then on
-// stay on it. The evacuation either ends before, or stops with
-// ErrDeviceState and rolls back the batch it was in; the device's count is
-// its accounts throughout.
+// stay on it. The evacuation's next batch stops with ErrDeviceState and
+// takes nothing off; the device's count is its accounts.
+func TestUnplaceFromAfterReactivation(t *testing.T) {
+	forEach(t, func(t *testing.T, st Store, peer func() Store) {
+		other := peer()
+		mustOK(t, st.RegisterDevice(ctx, "d1", "h1"))
+		const old, fresh = 10, 5
+		for i := range old + fresh {
+			mustOK(t, st.AddAccount(ctx, paddedAccount(i)))
+		}
+		for i := range old {
+			_, err := st.Place(ctx, paddedAccount(i).Name, "d1")
+			mustOK(t, err)
+		}
+		mustOK(t, st.SetDeviceState(ctx, "d1", Draining))
+		n, next, err := st.UnplaceFrom(ctx, "d1", "", 2)
+		mustOK(t, err)
+		if n != 2 || next != paddedAccount(1).Name {
+			t.Fatalf("first batch: %d accounts, next %q", n, next)
+		}
+		// Another host reactivates it and places new accounts, after
+		// the evacuation's cursor.
+		mustOK(t, other.SetDeviceState(ctx, "d1", Active))
+		for i := old; i < old+fresh; i++ {
+			_, err := other.Place(ctx, paddedAccount(i).Name, "d1")
+			mustOK(t, err)
+		}
+		_, _, err = st.UnplaceFrom(ctx, "d1", next, 100)
+		wantErr(t, err, ErrDeviceState)
+		for i := range old + fresh {
+			a, err := st.AccountByName(ctx, paddedAccount(i).Name)
+			mustOK(t, err)
+			if on := a.Device == "d1"; on != (i >= 2) {
+				t.Fatalf("%s on %q after the refused batch", a.Name, a.Device)
+			}
+		}
+		if d := device(t, st, "d1"); d.Accounts != old+fresh-2 || d.State != Active {
+			t.Fatalf("d1 counts %d accounts in state %s; %d are on it", d.Accounts, d.State, old+fresh-2)
+		}
+	})
+}
+
+// The same, the reactivation racing the evacuation's batches, as two hosts
+// would: the evacuation ends, or stops with ErrDeviceState, and every
+// account placed after the reactivation is still on the device, whose
+// count is its accounts. (TestUnplaceFromAfterReactivation pins the order
+// this leaves to chance.)
 func TestUnplaceFromRacesReactivation(t *testing.T) {
 	forEach(t, func(t *testing.T, st Store, peer func() Store) {
 		other := peer()
 		mustOK(t, st.RegisterDevice(ctx, "d1", "h1"))
 		const old, fresh = 80, 40
 		for i := range old + fresh {
-			mustOK(t, st.AddAccount(ctx, account(i)))
+			mustOK(t, st.AddAccount(ctx, paddedAccount(i)))
 		}
 		for round := range 5 {
 			// Every old account on d1 again, d1 draining.
 			mustOK(t, st.SetDeviceState(ctx, "d1", Active))
 			for i := range old + fresh {
-				mustOK(t, st.Unplace(ctx, account(i).Name))
+				mustOK(t, st.Unplace(ctx, paddedAccount(i).Name))
 			}
 			for i := range old {
-				_, err := st.Place(ctx, account(i).Name, "d1")
+				_, err := st.Place(ctx, paddedAccount(i).Name, "d1")
 				mustOK(t, err)
 			}
 			mustOK(t, st.SetDeviceState(ctx, "d1", Draining))
@@ -928,22 +979,29 @@ func TestUnplaceFromRacesReactivation(t *testing.T) {
 			})
 			wg.Go(func() {
 				<-firstBatch
-				mustOK(t, other.SetDeviceState(ctx, "d1", Active))
-				// Placed from the end of the names, where the evacuation
+				if err := other.SetDeviceState(ctx, "d1", Active); err != nil {
+					t.Error(err)
+					return
+				}
+				// Placed from the last name down: where the evacuation
 				// has yet to go.
 				for i := old + fresh - 1; i >= old; i-- {
-					if _, err := other.Place(ctx, account(i).Name, "d1"); err != nil {
+					if _, err := other.Place(ctx, paddedAccount(i).Name, "d1"); err != nil {
 						t.Error(err)
+						return
 					}
 				}
 			})
 			wg.Wait()
+			if t.Failed() {
+				return
+			}
 			if evacErr != nil && !errors.Is(evacErr, ErrDeviceState) {
 				t.Fatalf("round %d: evacuation: %v", round, evacErr)
 			}
 			var on1 uint64
 			for i := range old + fresh {
-				a, err := st.AccountByName(ctx, account(i).Name)
+				a, err := st.AccountByName(ctx, paddedAccount(i).Name)
 				mustOK(t, err)
 				if a.Device == "d1" {
 					on1++
