@@ -306,25 +306,26 @@ func (d *daemon) connected() bool {
 func (d *daemon) waitConnected(want bool, timeout time.Duration) {
 	d.t.Helper()
 	deadline := time.Now().Add(timeout)
-	reached := func() (bool, error) {
-		c, healthy, err := d.health()
+	var connected, healthy bool
+	var err error
+	reached := func() bool {
+		connected, healthy, err = d.health()
 		if want {
-			return err == nil && c && healthy, err
+			return err == nil && connected && healthy
 		}
-		return err == nil && !c, err
+		return err == nil && !connected
 	}
 	for {
 		// Twice in a row: a connection cofferd makes to a proxy whose
 		// vault is down is up for an instant only.
-		ok, err := reached()
-		if ok {
+		if reached() {
 			time.Sleep(50 * time.Millisecond)
-			if ok, err = reached(); ok {
+			if reached() {
 				return
 			}
 		}
 		if time.Now().After(deadline) {
-			d.t.Fatalf("cofferd: vault connected and healthy=%v not reached after %v (%v)", want, timeout, err)
+			d.t.Fatalf("cofferd: waited %v for the vault connected and healthy=%v; last saw connected=%v healthy=%v (%v)", timeout, want, connected, healthy, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -159,7 +159,6 @@ func TestRunHostsScript(t *testing.T) {
 		"restore", backup, "-C", filepath.Join(t.TempDir(), "again"))
 	t.Logf("restore with %s down:\n%s", home, r.stderr)
 
-
 	var pids []int
 	for i := 1; i <= 3; i++ {
 		for _, f := range []string{"cofferd.pid", "vault-a/vault.pid", "vault-b/vault.pid"} {
