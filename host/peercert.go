@@ -16,9 +16,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/cofferhsm/coffer/internal/atomicfile"
-
 	"github.com/cofferhsm/coffer/host/state"
+	"github.com/cofferhsm/coffer/internal/atomicfile"
 )
 
 // The realm's peer CA and its hosts' certificates (`cofferd peer ca`,

@@ -15,9 +15,9 @@ import (
 	"os"
 	"strings"
 
-	"github.com/cofferhsm/coffer/internal/atomicfile"
-
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/cofferhsm/coffer/internal/atomicfile"
 )
 
 // New generates a key named name, writes its private half to path (never
