@@ -292,13 +292,8 @@ func (s *sqlStore) UnplaceFrom(ctx context.Context, device, after string, limit 
 		if err != nil || len(names) == 0 {
 			return err
 		}
-		args := []any{device}
-		marks := make([]string, len(names))
-		for i, name := range names {
-			args = append(args, name)
-			marks[i] = fmt.Sprintf("$%d", len(args))
-		}
-		n, err := q.exec(ctx, `UPDATE accounts SET device = NULL WHERE device = $1 AND name IN (`+strings.Join(marks, ", ")+`)`, args...)
+		args, in := appendIn([]any{device}, names)
+		n, err := q.exec(ctx, `UPDATE accounts SET device = NULL WHERE device = $1 AND name IN (`+in+`)`, args...)
 		if err != nil {
 			return err
 		}
@@ -321,6 +316,17 @@ func (s *sqlStore) UnplaceFrom(ctx context.Context, device, after string, limit 
 		return 0, "", err
 	}
 	return len(names), names[len(names)-1], nil
+}
+
+// appendIn appends names to a statement's args and returns them with the
+// placeholders naming them ($N, …), for an IN list.
+func appendIn(args []any, names []string) ([]any, string) {
+	marks := make([]string, len(names))
+	for i, name := range names {
+		args = append(args, name)
+		marks[i] = fmt.Sprintf("$%d", len(args))
+	}
+	return args, strings.Join(marks, ", ")
 }
 
 func errEvacuateActive(device string) error {
@@ -471,23 +477,22 @@ func (s *sqlStore) PruneBuckets(ctx context.Context, idleSince time.Time, after 
 		next = ""
 	}
 	cutoff := t2i(idleSince)
-	args := []any{cutoff}
-	var marks []string
+	var idle []string
 	for _, b := range batch {
 		if b.last < cutoff {
-			args = append(args, b.name)
-			marks = append(marks, fmt.Sprintf("$%d", len(args)))
+			idle = append(idle, b.name)
 		}
 	}
-	if len(marks) == 0 {
+	if len(idle) == 0 {
 		return 0, next, nil
 	}
+	args, in := appendIn([]any{cutoff}, idle)
 	var n int64
 	err = s.d.write(ctx, func(q querier) error {
 		// last_refill is checked again under the write: a Take that
 		// spent from the bucket since it was read keeps it.
 		var err error
-		n, err = q.exec(ctx, `DELETE FROM buckets WHERE last_refill < $1 AND name IN (`+strings.Join(marks, ", ")+`)`, args...)
+		n, err = q.exec(ctx, `DELETE FROM buckets WHERE last_refill < $1 AND name IN (`+in+`)`, args...)
 		return err
 	})
 	if err != nil {
