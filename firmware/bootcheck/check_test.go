@@ -61,12 +61,25 @@ func TestLoggedReleaseBoots(t *testing.T) {
 // same key) gives the same ID, so a bootloader rebuilt with it opens the
 // same vault. Another key, or the same key material under another name, is
 // another ID.
+//
+// The key is random, and its hash is spelled in digits alone (upper case
+// the same as lower) once in about 43 keys; the test draws another key
+// until the hash has a letter, so that both spellings always differ.
 func TestReleaseKeyIDIsTheKeys(t *testing.T) {
-	l, _ := testLog(t)
-	p := l.Policy(2)
+	var l *releaselogtest.Log
+	var p *releaselog.Policy
+	var name, hash, key64 string
+	for tries := 0; hash == strings.ToUpper(hash); tries++ {
+		if tries == 100 {
+			t.Fatalf("100 release keys had hashes without a letter, the last %q", p.LogKey)
+		}
+		l, _ = testLog(t)
+		p = l.Policy(2)
+		var rest string
+		name, rest, _ = strings.Cut(p.LogKey, "+")
+		hash, key64, _ = strings.Cut(rest, "+")
+	}
 	id := keyID(t, p)
-	name, rest, _ := strings.Cut(p.LogKey, "+")
-	hash, key64, _ := strings.Cut(rest, "+")
 	for _, spelling := range []string{
 		name + "+" + strings.ToUpper(hash) + "+" + key64,
 		name + "+" + hash + "+" + key64[:20] + "\r" + key64[20:],
