@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -52,6 +53,23 @@ func TestNewAccount(t *testing.T) {
 	b, _, err := NewAccount(ctx, st, "bob", "")
 	if err != nil || string(b.UserID) == string(a.UserID) {
 		t.Fatalf("bob: %v (user id shared: %v)", err, string(b.UserID) == string(a.UserID))
+	}
+}
+
+// A token never begins with '-', which a command line would read as an
+// option (coffer config set token TOKEN). One random token in 64 would:
+// the chance that none of 2000 does is below 1e-13.
+func TestTokensNeverLookLikeOptions(t *testing.T) {
+	ctx := context.Background()
+	st := state.NewMemory()
+	for i := range 2000 {
+		_, token, err := NewAccount(ctx, st, fmt.Sprintf("user%d", i), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(token, "-") {
+			t.Fatalf("account %d's token begins with '-'", i)
+		}
 	}
 }
 
