@@ -67,7 +67,7 @@ func tokenText(token string) string {
 // fails.
 func (c *cli) cmdConfigSet(ctx context.Context, args []string) error {
 	fset := c.flags("config set")
-	rest, err := parse(fset, args)
+	rest, err := parseValueAfter(fset, args, "token")
 	if err != nil {
 		return err
 	}

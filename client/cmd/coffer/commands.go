@@ -172,7 +172,8 @@ release log, realms.`,
 /v1/account, which counts nothing): it must take the token and, in password
 mode, name this configuration's account. ca FILE trusts FILE's certificates
 (PEM), besides the system's, for TLS to cofferd; none stops. Nothing changes
-when a check fails. To move from the 64-digit key to a vault: init --password
+when a check fails. The word after token is the token as given, even when
+it begins with '-'. To move from the 64-digit key to a vault: init --password
 --from-key.`,
 		run: (*cli).cmdConfigSet,
 	},

@@ -90,3 +90,34 @@ func TestInitPasswordWithExistingKey(t *testing.T) {
 		t.Error("the vault did not release the key given at init")
 	}
 }
+
+// config set token takes the word after "token" as the token, even one
+// beginning with '-': a flag parser would call it an unknown flag and print
+// it, secret as it is, in the error. Flags after it, and "--" before it,
+// still work.
+func TestConfigSetTokenBeginningWithDash(t *testing.T) {
+	host := fakehost.New(t, fakehost.Options{})
+	dashed := "-" + host.Token[1:]
+	host.AddToken(dashed, host.UserID)
+	e := newEnv(t)
+	e.ok("init")
+	e.ok("config", "set", "server", host.URL)
+
+	e.ok("config", "set", "token", dashed, "--config", e.config)
+	if got := e.configFile().Token; got != dashed {
+		t.Fatalf("the token kept is not the one given (%d bytes, want %d)", len(got), len(dashed))
+	}
+	e.ok("config", "set", "token", "--", host.Token)
+	if e.configFile().Token != host.Token {
+		t.Fatal("config set token -- TOKEN did not set TOKEN")
+	}
+
+	unknown := "-" + strings.Repeat("7", len(dashed)-1)
+	r := e.fails("401", "config", "set", "token", unknown)
+	if strings.Contains(r.stdout+r.stderr, unknown[1:9]) {
+		t.Fatalf("a refused token was printed:\n%s%s", r.stdout, r.stderr)
+	}
+	if e.configFile().Token != host.Token {
+		t.Fatal("a refused token was kept")
+	}
+}

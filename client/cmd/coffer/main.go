@@ -209,14 +209,24 @@ func (c *cli) printConfigHeader(cfg *client.Config, path string) {
 // parse parses flags anywhere among the arguments (coffer backup a b -o f)
 // and returns the others. After "--" everything is an argument.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	return parseValueAfter(fs, args, "")
+}
+
+// parseValueAfter is parse for a command whose first argument word names a
+// setting followed by its value (config set token TOKEN): the argument
+// right after word is the value even when it begins with '-'. A token is
+// not a flag, and reading it as one would print it in the error.
+func parseValueAfter(fs *flag.FlagSet, args []string, word string) ([]string, error) {
 	var flags, rest []string
+	valueNext := false
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
 			rest = append(rest, args[i+1:]...)
 			break
 		}
-		if len(a) < 2 || a[0] != '-' {
+		if valueNext || len(a) < 2 || a[0] != '-' {
+			valueNext = word != "" && len(rest) == 0 && a == word
 			rest = append(rest, a)
 			continue
 		}

@@ -113,6 +113,14 @@ func (h *Host) AddAccount() (token string, userID []byte) {
 	return token, userID
 }
 
+// AddToken makes token another bearer token of the account with userID:
+// one cofferd would not draw, such as a token beginning with '-'.
+func (h *Host) AddToken(token string, userID []byte) {
+	h.mu.Lock()
+	h.accounts[token] = userID
+	h.mu.Unlock()
+}
+
 // Replace puts a new vault device (new keys, empty store) behind the host,
 // provisioned with the same provisioning key.
 func (h *Host) Replace(opts Options) {
