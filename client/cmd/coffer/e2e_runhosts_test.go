@@ -22,11 +22,13 @@ import (
 )
 
 // freePorts returns a loopback port base such that base+1 .. base+n are
-// free now.
+// free now. The ports lie below Linux's ephemeral range (32768 up, by
+// default), from which the kernel gives outgoing connections their local
+// ports and could take one of these before the script binds it.
 func freePorts(t *testing.T, n int) int {
 	t.Helper()
 	for range 50 {
-		base := 20000 + rand.IntN(30000)
+		base := 20000 + rand.IntN(32768-20000-n)
 		var lns []net.Listener
 		for i := 1; i <= n; i++ {
 			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
