@@ -892,6 +892,25 @@ func paddedAccount(i int) Account {
 	return a
 }
 
+// addPaddedAccounts registers device d1 and adds paddedAccount(0..n-1),
+// none placed.
+func addPaddedAccounts(t *testing.T, st Store, n int) {
+	t.Helper()
+	mustOK(t, st.RegisterDevice(ctx, "d1", "h1"))
+	for i := range n {
+		mustOK(t, st.AddAccount(ctx, paddedAccount(i)))
+	}
+}
+
+// placePadded places paddedAccount(0..n-1) on d1.
+func placePadded(t *testing.T, st Store, n int) {
+	t.Helper()
+	for i := range n {
+		_, err := st.Place(ctx, paddedAccount(i).Name, "d1")
+		mustOK(t, err)
+	}
+}
+
 // An operator who reactivates a device in the middle of an evacuation
 // keeps what reactivation promises: the accounts placed on it from then on
 // stay on it. The evacuation's next batch stops with ErrDeviceState and
@@ -899,15 +918,9 @@ func paddedAccount(i int) Account {
 func TestUnplaceFromAfterReactivation(t *testing.T) {
 	forEach(t, func(t *testing.T, st Store, peer func() Store) {
 		other := peer()
-		mustOK(t, st.RegisterDevice(ctx, "d1", "h1"))
 		const old, fresh = 10, 5
-		for i := range old + fresh {
-			mustOK(t, st.AddAccount(ctx, paddedAccount(i)))
-		}
-		for i := range old {
-			_, err := st.Place(ctx, paddedAccount(i).Name, "d1")
-			mustOK(t, err)
-		}
+		addPaddedAccounts(t, st, old+fresh)
+		placePadded(t, st, old)
 		mustOK(t, st.SetDeviceState(ctx, "d1", Draining))
 		n, next, err := st.UnplaceFrom(ctx, "d1", "", 2)
 		mustOK(t, err)
@@ -944,21 +957,15 @@ func TestUnplaceFromAfterReactivation(t *testing.T) {
 func TestUnplaceFromRacesReactivation(t *testing.T) {
 	forEach(t, func(t *testing.T, st Store, peer func() Store) {
 		other := peer()
-		mustOK(t, st.RegisterDevice(ctx, "d1", "h1"))
 		const old, fresh = 80, 40
-		for i := range old + fresh {
-			mustOK(t, st.AddAccount(ctx, paddedAccount(i)))
-		}
+		addPaddedAccounts(t, st, old+fresh)
 		for round := range 5 {
 			// Every old account on d1 again, d1 draining.
 			mustOK(t, st.SetDeviceState(ctx, "d1", Active))
 			for i := range old + fresh {
 				mustOK(t, st.Unplace(ctx, paddedAccount(i).Name))
 			}
-			for i := range old {
-				_, err := st.Place(ctx, paddedAccount(i).Name, "d1")
-				mustOK(t, err)
-			}
+			placePadded(t, st, old)
 			mustOK(t, st.SetDeviceState(ctx, "d1", Draining))
 
 			firstBatch := make(chan struct{})

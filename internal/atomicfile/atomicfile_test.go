@@ -40,25 +40,34 @@ func TestWriteIntoAMissingFolderFails(t *testing.T) {
 	}
 }
 
-// Create refuses a file that is there, and leaves it as it was.
+// Create writes the file with its mode and refuses a file that is there,
+// leaving it as it was and no temporary file beside it, also where the
+// file system makes no hard links (FAT answers EPERM).
 func TestCreateRefusesAnExistingFile(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "ca.key")
-	if err := Create(path, []byte("first"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	err := Create(path, []byte("second"), 0o600)
-	if !errors.Is(err, fs.ErrExist) {
-		t.Fatalf("second Create: %v, want an error wrapping fs.ErrExist", err)
-	}
-	if got, _ := os.ReadFile(path); string(got) != "first" {
-		t.Fatalf("the file holds %q after a refused Create", got)
-	}
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("mode %v, %v", fi.Mode(), err)
-	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
-		t.Fatalf("%d entries in the folder, want only the file", len(entries))
+	for _, links := range []bool{true, false} {
+		t.Run(fmt.Sprint("hard links ", links), func(t *testing.T) {
+			if !links {
+				withoutHardLinks(t)
+			}
+			dir := t.TempDir()
+			path := filepath.Join(dir, "ca.key")
+			if err := Create(path, []byte("first"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			err := Create(path, []byte("second"), 0o600)
+			if !errors.Is(err, fs.ErrExist) {
+				t.Fatalf("second Create: %v, want an error wrapping fs.ErrExist", err)
+			}
+			if got, _ := os.ReadFile(path); string(got) != "first" {
+				t.Fatalf("the file holds %q after a refused Create", got)
+			}
+			if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("mode %v, %v", fi.Mode(), err)
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+				t.Fatalf("%d entries in the folder, want only the file", len(entries))
+			}
+		})
 	}
 }
 
@@ -95,30 +104,6 @@ func withoutHardLinks(t *testing.T) {
 	t.Cleanup(func() { link = old })
 	link = func(oldname, newname string) error {
 		return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: syscall.EPERM}
-	}
-}
-
-// Where the file system makes no hard links (FAT answers EPERM), Create
-// still writes the file, still refuses an existing one, and leaves no
-// temporary file.
-func TestCreateWithoutHardLinks(t *testing.T) {
-	withoutHardLinks(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "identity.txt")
-	if err := Create(path, []byte("whole"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := Create(path, []byte("again"), 0o600); !errors.Is(err, fs.ErrExist) {
-		t.Fatalf("second Create: %v, want an error wrapping fs.ErrExist", err)
-	}
-	if got, _ := os.ReadFile(path); string(got) != "whole" {
-		t.Fatalf("the file holds %q", got)
-	}
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("mode %v, %v", fi.Mode(), err)
-	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
-		t.Fatalf("%d entries in the folder, want only the file", len(entries))
 	}
 }
 
